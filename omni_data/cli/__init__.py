@@ -1,0 +1,1 @@
+"""The ``omni-data`` command line: ``main.py`` holds the commands table."""

@@ -1,0 +1,63 @@
+"""``omni-data``: a table of commands, one module each (``add_arguments(parser)``, ``run(args)``).
+
+A command module is imported only when its command runs, so ``omni-data --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("omni_data.cli.ingest", "read a dataset's source files into a sharded store (Dask)"),
+    "info": ("omni_data.cli.info", "counts, tasks, elements and bytes of a store"),
+    "export": ("omni_data.cli.export", "write a store as extxyz or aselmdb for other trainers"),
+    "verify": ("omni_data.cli.verify", "check every shard's sha256 and record counts"),
+    "datasets": ("omni_data.cli.datasets", "list the dataset manifests"),
+    "download": ("omni_data.cli.download", "fetch a manifest's files with sha256 check and resume"),
+    "references": ("omni_data.cli.references", "fit per-task elemental reference energies"),
+    "filter": ("omni_data.cli.filter", "apply manifest filters to a store (drops go to quarantine)"),
+    "dedup": ("omni_data.cli.dedup", "find duplicate frames within and across datasets"),
+    "split": ("omni_data.cli.split", "assign train/val/test splits by group key"),
+    "pairs": ("omni_data.cli.pairs", "cross-task energy shifts on structures labelled by two tasks"),
+    "report": ("omni_data.cli.report", "HTML report with plots of a store"),
+    "describe": ("omni_data.cli.describe", "compute one descriptor vector per structure"),
+    "select-bridge": ("omni_data.cli.select_bridge", "pick the domain-bridging set by farthest-point sampling"),
+    "emit-jobs": ("omni_data.cli.emit_jobs", "write DFT recompute job directories for a selection"),
+    "run-local": ("omni_data.cli.run_local", "run recompute jobs locally with tblite or PySCF"),
+    "collect-bridge": ("omni_data.cli.collect_bridge", "parse finished recompute jobs into the bridge task"),
+    "jobs": ("omni_data.cli.jobs", "show the state of recompute jobs"),
+    "demo": ("omni_data.cli.demo", "the embedded end-to-end demo: data -> bridge -> train -> evaluate"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omni-data", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version="omni 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    cmd_parser = argparse.ArgumentParser(prog=f"omni-data {name}", description=COMMANDS[name][1])
+    module.add_arguments(cmd_parser)
+    args = cmd_parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

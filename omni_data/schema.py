@@ -1,0 +1,205 @@
+"""The canonical record: every field Omni stores, with its shape, unit and dtype.
+
+This file is the one truth about fields and units (see ``docs/schema.md``). Readers convert
+into it, writers out of it. A missing label is ``None`` -- never 0.
+
+Conventions
+-----------
+* positions, cell: Å; ``cell`` rows are lattice vectors; non-periodic records carry
+  ``cell = None`` and ``pbc = (False, False, False)``.
+* energy: eV, float64. ``energy_kind`` says *which* energy (``ENERGY_KINDS``).
+* forces: eV/Å, shape (n, 3).
+* stress: eV/Å³, 6 Voigt components in ASE order (xx, yy, zz, yz, xz, xy) and ASE sign:
+  ``stress = (1/V) dE/dε``, so a compressed cell has *negative* stress. VASP/MPtrj report
+  kBar with compression positive: ``ase = -0.1 * GPa_to_eVA3 * kbar`` (see ``units.py``).
+* magmoms: μB per atom; charge: total charge in e; spin: multiplicity 2S+1.
+* fixed: per-atom bool (True = constrained); tags: per-atom int (OC20: 0 bulk, 1 surface, 2 adsorbate).
+* id: ``"<dataset>:<source id>"``, stable and unique within a store.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+EnergyKind = Literal["total", "free", "referenced", "corrected"]
+ENERGY_KINDS: tuple[str, ...] = ("total", "free", "referenced", "corrected")
+"""total: internal energy extrapolated/plain DFT total (VASP ``energy``);
+free: electronic free energy (VASP ``free_energy``/TOTEN);
+referenced: total minus a reference (e.g. OC20 adsorption energy);
+corrected: total plus compatibility corrections (MP2020)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What one field is: shape (``n`` = number of atoms), unit, numpy dtype, whether required."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    unit: str
+    dtype: str
+    per_atom: bool
+    required: bool
+    doc: str
+
+
+FIELDS: dict[str, FieldSpec] = {
+    f.name: f
+    for f in [
+        FieldSpec("numbers", ("n",), "", "int64", True, True, "atomic numbers Z"),
+        FieldSpec("positions", ("n", 3), "Å", "float64", True, True, "Cartesian positions"),
+        FieldSpec("cell", (3, 3), "Å", "float64", False, False, "lattice vectors as rows; None if non-periodic"),
+        FieldSpec("pbc", (3,), "", "bool", False, True, "periodicity per lattice vector"),
+        FieldSpec("energy", (), "eV", "float64", False, False, "energy; which one is energy_kind"),
+        FieldSpec("forces", ("n", 3), "eV/Å", "float64", True, False, "forces = -dE/dx"),
+        FieldSpec("stress", (6,), "eV/Å³", "float64", False, False, "Voigt xx,yy,zz,yz,xz,xy; ASE sign"),
+        FieldSpec("magmoms", ("n",), "μB", "float64", True, False, "per-atom magnetic moments"),
+        FieldSpec("charge", (), "e", "float64", False, False, "total charge"),
+        FieldSpec("spin", (), "", "int64", False, False, "spin multiplicity 2S+1"),
+        FieldSpec("fixed", ("n",), "", "bool", True, False, "True where the atom is constrained"),
+        FieldSpec("tags", ("n",), "", "int64", True, False, "per-atom tags (OC20 convention)"),
+    ]
+}
+"""Array-valued and label fields. Scalar bookkeeping fields live directly on ``Record``."""
+
+LABELS: tuple[str, ...] = ("energy", "forces", "stress")
+
+
+@dataclass
+class Record:
+    """One structure with its labels, in Omni's units and sign conventions."""
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    id: str
+    dataset: str
+    task: str
+    cell: np.ndarray | None = None
+    pbc: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=bool))
+    energy: float | None = None
+    energy_kind: str = "total"
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    magmoms: np.ndarray | None = None
+    charge: float | None = None
+    spin: int | None = None
+    fixed: np.ndarray | None = None
+    tags: np.ndarray | None = None
+    weight: float = 1.0
+    source_file: str = ""
+    source_index: int = -1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(len(self.numbers))
+
+    def normalized(self) -> "Record":
+        """Return self with every array cast to its schema dtype and shape (copies only if needed)."""
+        self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
+        n = len(self.numbers)
+        self.positions = np.asarray(self.positions, dtype=np.float64).reshape(n, 3)
+        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(3)
+        if self.cell is not None:
+            self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3, 3)
+        if self.energy is not None:
+            self.energy = float(self.energy)
+        for name in ("forces", "stress", "magmoms", "fixed", "tags"):
+            value = getattr(self, name)
+            if value is not None:
+                spec = FIELDS[name]
+                shape = tuple(n if s == "n" else s for s in spec.shape)
+                setattr(self, name, np.asarray(value, dtype=spec.dtype).reshape(shape))
+        if self.charge is not None:
+            self.charge = float(self.charge)
+        if self.spin is not None:
+            self.spin = int(self.spin)
+        return self
+
+
+def problem(record: Record) -> str | None:
+    """Why ``record`` cannot be stored, as a short reason string; ``None`` if it is valid.
+
+    Reasons are stable identifiers followed by detail, e.g. ``"nonfinite:forces"``; the quarantine
+    groups on the part before the first colon.
+    """
+    n = len(np.asarray(record.numbers).reshape(-1))
+    if n == 0:
+        return "empty:zero atoms"
+    if not record.id:
+        return "missing:id"
+    z = np.asarray(record.numbers)
+    if z.min() < 1 or z.max() > 118:
+        return f"bad_value:atomic number out of 1..118 ({int(z.min())}..{int(z.max())})"
+    pos = np.asarray(record.positions, dtype=float)
+    if pos.shape not in ((n, 3), (n * 3,)):
+        return f"bad_shape:positions {pos.shape} for {n} atoms"
+    if not np.isfinite(pos).all():
+        return "nonfinite:positions"
+    if record.cell is not None:
+        cell = np.asarray(record.cell, dtype=float)
+        if cell.size != 9:
+            return f"bad_shape:cell {cell.shape}"
+        if not np.isfinite(cell).all():
+            return "nonfinite:cell"
+        if np.asarray(record.pbc).any() and abs(np.linalg.det(cell.reshape(3, 3))) < 1e-6:
+            return "bad_value:periodic cell with zero volume"
+    elif np.asarray(record.pbc).any():
+        return "missing:cell for a periodic structure"
+    if record.energy is not None and not math.isfinite(float(record.energy)):
+        return "nonfinite:energy"
+    if record.energy_kind not in ENERGY_KINDS:
+        return f"bad_value:energy_kind {record.energy_kind!r}"
+    for name in ("forces", "stress", "magmoms", "fixed", "tags"):
+        value = getattr(record, name)
+        if value is None:
+            continue
+        arr = np.asarray(value)
+        spec = FIELDS[name]
+        shape = tuple(n if s == "n" else s for s in spec.shape)
+        if arr.shape != shape and not (name == "stress" and arr.shape == (3, 3)):
+            return f"bad_shape:{name} {arr.shape}, expected {shape}"
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            return f"nonfinite:{name}"
+    if record.charge is not None and not math.isfinite(float(record.charge)):
+        return "nonfinite:charge"
+    if record.spin is not None and int(record.spin) < 1:
+        return f"bad_value:spin multiplicity {record.spin} < 1"
+    if not (math.isfinite(record.weight) and record.weight >= 0):
+        return f"bad_value:weight {record.weight}"
+    return None
+
+
+def stress_to_voigt(stress: np.ndarray) -> np.ndarray:
+    """3x3 (or 6) stress to ASE Voigt order xx, yy, zz, yz, xz, xy."""
+    s = np.asarray(stress, dtype=np.float64)
+    if s.shape == (6,):
+        return s
+    s = s.reshape(3, 3)
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+def voigt_to_matrix(voigt: np.ndarray) -> np.ndarray:
+    """ASE Voigt (xx, yy, zz, yz, xz, xy) to a symmetric 3x3 matrix."""
+    xx, yy, zz, yz, xz, xy = np.asarray(voigt, dtype=np.float64)
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+
+
+@dataclass
+class Rejected:
+    """An input record that could not become a ``Record``: it goes to the quarantine, never lost.
+
+    ``reason`` follows ``problem()``'s form, ``"<kind>:<detail>"`` (kinds: parse, missing,
+    nonfinite, bad_shape, bad_value, filter, empty, duplicate).
+    """
+
+    source_file: str
+    source_index: int
+    reason: str
+    dataset: str = ""
+    source_id: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)

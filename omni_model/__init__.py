@@ -1,0 +1,1 @@
+"""Omni model: the multi-task equivariant potential (torch + e3nn)."""
