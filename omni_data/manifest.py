@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from omni_data.readers import READERS, ReadOptions
-from omni_data.schema import ENERGY_KINDS
+from omni_data.schema import ENERGY_KINDS, Record
 from omni_data import units
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests"
@@ -43,6 +43,25 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class TaskRule:
+    """Route a record to ``task`` when a scalar field lies in [min, max] (e.g. OMol25 by spin)."""
+
+    field: str
+    task: str
+    min: float | None = None
+    max: float | None = None
+
+    def matches(self, record: Record) -> bool:
+        value = getattr(record, self.field, None)
+        if value is None:
+            value = record.metadata.get(self.field)
+        if value is None:
+            return False
+        value = float(value)
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     dataset: str
@@ -64,7 +83,22 @@ class Manifest:
     reader_options: dict[str, Any] = field(default_factory=dict)
     weight: float = 1.0
     notes: str = ""
+    aliases: tuple[str, ...] = ()
+    task_rules: tuple[TaskRule, ...] = ()
     path: str = ""
+
+    def assign_task(self, record: Record) -> Record:
+        """Set ``record.task`` from the first matching ``task_rules`` entry (else keep ``task``)."""
+        for rule in self.task_rules:
+            if rule.matches(record):
+                record.task = rule.task
+                return record
+        return record
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task this manifest's records can land in."""
+        return tuple(dict.fromkeys([self.task, *(r.task for r in self.task_rules)]))
 
     def read_options(self) -> ReadOptions:
         """The ``ReadOptions`` this manifest implies for its reader."""
@@ -144,6 +178,14 @@ def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
         if extra:
             raise _fail(where, f"files[{i}].{sorted(extra)[0]}", "unknown key")
         files.append(SourceFile(**entry))
+    rules = []
+    for i, entry in enumerate(data.get("task_rules") or []):
+        if not isinstance(entry, dict) or not {"field", "task"} <= set(entry):
+            raise _fail(where, f"task_rules[{i}]", "each rule needs field and task (and min and/or max)")
+        extra = set(entry) - {"field", "task", "min", "max"}
+        if extra:
+            raise _fail(where, f"task_rules[{i}].{sorted(extra)[0]}", "unknown key")
+        rules.append(TaskRule(**entry))
     weight = data.get("weight", 1.0)
     if not (isinstance(weight, (int, float)) and weight >= 0):
         raise _fail(where, "weight", f"must be a number >= 0, got {weight!r}")
@@ -158,6 +200,8 @@ def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
         energy=dict(energy),
         size=dict(data.get("size") or {}),
         reader_options=dict(data.get("reader_options") or {}),
+        aliases=tuple(data.get("aliases") or ()),
+        task_rules=tuple(rules),
         path=where,
     )
     return Manifest(**kwargs)
@@ -173,11 +217,22 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     path = Path(name_or_path)
     if not path.suffix:
         path = manifest_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            path = _by_alias(str(name_or_path)) or path
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest (known: {', '.join(list_manifests())})")
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     return parse_manifest(data, str(path))
+
+
+def _by_alias(alias: str) -> Path | None:
+    for candidate in sorted(manifest_dir().glob("*.yaml")):
+        with open(candidate, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if isinstance(data, dict) and alias in (data.get("aliases") or []):
+            return candidate
+    return None
 
 
 def list_manifests() -> list[str]:
