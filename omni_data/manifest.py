@@ -15,6 +15,7 @@ import yaml
 
 from omni_data.readers import READERS, ReadOptions
 from omni_data.schema import ENERGY_KINDS, Record
+from omni_data.tasks import TaskRule, assign_task
 from omni_data import units
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests"
@@ -40,25 +41,6 @@ class Filters:
     energy_per_atom: tuple[float, float] | None = None  # eV/atom window [lo, hi]
     min_distance: float | None = None  # Å, minimum interatomic distance
     max_stress: float | None = None  # eV/Å³, max |stress component|
-
-
-@dataclass(frozen=True)
-class TaskRule:
-    """Route a record to ``task`` when a scalar field lies in [min, max] (e.g. OMol25 by spin)."""
-
-    field: str
-    task: str
-    min: float | None = None
-    max: float | None = None
-
-    def matches(self, record: Record) -> bool:
-        value = getattr(record, self.field, None)
-        if value is None:
-            value = record.metadata.get(self.field)
-        if value is None:
-            return False
-        value = float(value)
-        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
 @dataclass(frozen=True)
@@ -89,11 +71,7 @@ class Manifest:
 
     def assign_task(self, record: Record) -> Record:
         """Set ``record.task`` from the first matching ``task_rules`` entry (else keep ``task``)."""
-        for rule in self.task_rules:
-            if rule.matches(record):
-                record.task = rule.task
-                return record
-        return record
+        return assign_task(record, self.task_rules)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -113,6 +91,7 @@ class Manifest:
             energy_key=self.energy.get("key", "energy"),
             energy_kind=self.energy.get("kind", "total"),
             options=dict(self.reader_options),
+            task_rules=self.task_rules,
         )
 
 

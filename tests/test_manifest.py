@@ -1,6 +1,8 @@
 """Manifests: all fifteen databases validate; bad manifests fail naming the key."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -37,12 +39,22 @@ def test_omat_alias_and_omol25_spin_rules():
         assert m.assign_task(rec).task == task
 
 
-def test_mptrj_stress_kbar_compression_positive_becomes_ase_sign():
+def test_mptrj_manifest_and_reader_give_ase_stress(tmp_path):
+    """10 kBar compressive (MPtrj/VASP sign, positive) must come out as -0.0062415 eV/Å^3."""
+    from pymatgen.core import Lattice, Structure
+
+    from omni_data.readers import get_reader
+
+    struct = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])
+    frame = {"structure": struct.as_dict(), "uncorrected_total_energy": -5.0, "corrected_total_energy": -5.5,
+             "force": [[0.0, 0.0, 0.0]], "stress": [[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]], "magmom": None,
+             "mp_id": "mp-149"}
+    path = tmp_path / "MPtrj_tiny.json"
+    path.write_text(json.dumps({"mp-149": {"mp-149-0-0": frame}}))
     opts = load_manifest("mptrj").read_options()
-    rec = Record(numbers=np.array([14]), positions=np.zeros((1, 3)), id="mptrj:x", dataset="mptrj", task="mpa",
-                 stress=np.array([10.0, 10.0, 10.0, 0, 0, 0]))
-    opts.convert(rec)
-    # 10 kBar compressive = 1 GPa = 0.0062415 eV/Å^3, negative in ASE's sign
+    reader = get_reader("mptrj_json")
+    (rec,) = [r for p in reader.partitions(path, 10) for r in reader.read(p, opts)]
+    assert rec.energy == -5.0 and rec.task == "mpa"
     assert rec.stress[0] == pytest.approx(-10 * KBAR_EVA3)
     assert rec.stress[0] == pytest.approx(-0.006241509, rel=1e-6)
 

@@ -91,6 +91,7 @@ class ReadOptions:
     energy_key: str = "energy"
     energy_kind: str = "total"
     options: dict[str, Any] = field(default_factory=dict)
+    task_rules: tuple[Any, ...] = ()  # omni_data.tasks.TaskRule, applied by the ingest pipeline
 
     def key(self, canonical: str, default: str | None = None) -> str:
         return self.key_map.get(canonical, default if default is not None else canonical)
@@ -146,11 +147,11 @@ READERS: dict[str, ReaderSpec] = {
         _spec("aselmdb", ("*.aselmdb",), "fairchem ASE-on-LMDB (OMat24, sAlex, OMol25, ODAC)"),
         _spec("vasp", ("vasprun.xml", "*vasprun.xml", "*vasprun.xml.gz", "OUTCAR", "*OUTCAR", "OUTCAR.gz"), "VASP vasprun.xml / OUTCAR, one record per ionic step"),
         _spec("mptrj_json", ("MPtrj*.json", "*mptrj*.json"), "MPtrj nested JSON (mp-id -> frame-id -> record), streamed"),
-        _spec("matpes_json", ("MatPES*.json.gz", "*matpes*.json.gz", "*matpes*.json"), "MatPES gzipped JSON list"),
+        _spec("matpes_json", ("MatPES*.json.gz", "*matpes*.json.gz", "*matpes*.json", "MatPES*.jsonl", "MatPES*.jsonl.gz", "*matpes*.jsonl"), "MatPES gzipped JSON list or JSON lines"),
         _spec("pyg_lmdb", ("*.lmdb",), "LMDB of pickled torch_geometric Data / dicts (OC20, OC22, ODAC23)"),
-        _spec("spice_hdf5", ("SPICE*.hdf5", "*spice*.hdf5"), "SPICE HDF5 (atomic units, gradients)"),
-        _spec("ani_hdf5", ("ani*.h5", "*ani*.hdf5", "*transition1x*.h5"), "ANI-1x/ANI-2x/Transition1x HDF5"),
-        _spec("qcml", ("*.tfrecord", "*.tfrecord.gz"), "QCML TFRecord shards"),
+        _spec("spice_hdf5", ("SPICE*.hdf5", "*SPICE*.hdf5", "*spice*.hdf5"), "SPICE HDF5 (atomic units, gradients)"),
+        _spec("ani_hdf5", ("ani*.h5", "ANI*.h5", "*ani*.hdf5", "*ani*.h5", "*ANI*.hdf5", "*transition1x*.h5", "Transition1x*.h5"), "ANI-1x/ANI-2x/Transition1x HDF5"),
+        _spec("qcml", ("*.tfrecord", "*.tfrecord.gz", "*.tfrecord-*"), "QCML TFRecord shards"),
     ]
 }
 

@@ -1,0 +1,40 @@
+"""``omni-data dedup STORE [STORE...] [--drop-within-task --out NEWSTORE]``: duplicate frames."""
+from __future__ import annotations
+
+import argparse
+
+from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args, dask_client
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stores", nargs="+", help="store directories (duplicates are found across all)")
+    parser.add_argument("--tol", type=float, default=None, help="position tolerance in Å (default 1e-4)")
+    parser.add_argument("--drop-within-task", action="store_true",
+                        help="write a store keeping the first frame of each (task, hash)")
+    parser.add_argument("--out", help="the new store for --drop-within-task")
+    add_cluster_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.harmonize import dedup
+    from omni_data.store import Store
+
+    if args.drop_within_task and not args.out:
+        print("omni-data dedup: --drop-within-task needs --out NEWSTORE")
+        return 2
+    tol = dedup.DEFAULT_TOL if args.tol is None else args.tol
+    with dask_client(config_from_args(args)) as client:
+        table = dedup.hash_stores(args.stores, tol=tol, client=client)
+    summary = dedup.summarize(table, tol)
+    for path in args.stores:  # every store records the joint result
+        Store(path).catalog.update_section(dedup.SECTION, {**summary, "stores": list(args.stores)})
+    print(f"{summary['records']} frames, {summary['unique']} distinct (tol {tol:g} Å)")
+    for task, n in sorted(summary["within_task"].items()):
+        print(f"  task {task:<20} {n} duplicate frame(s)")
+    print(f"  hashes shared by two or more datasets: {summary['across_datasets']}")
+    for ids in summary["examples"][:5]:
+        print("  e.g. " + " = ".join(ids))
+    if args.drop_within_task:
+        counts = dedup.drop_within_task(table, args.stores, args.out)
+        print(f"wrote {args.out}: kept {counts['kept']}, dropped {counts['dropped']} (in its quarantine)")
+    return 0

@@ -1,0 +1,57 @@
+"""``omni-data info STORE``: records, atoms, tasks, datasets, elements, quarantine and bytes."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", type=Path, help="store directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def store_info(store: Path) -> dict[str, Any]:
+    """The catalog's counts plus bytes per format and the last run's provenance."""
+    from omni_data.store.catalog import Catalog
+
+    catalog = Catalog(store)
+    by_format: dict[str, int] = {}
+    for shard in catalog.shards:
+        for fmt, meta in shard["files"].items():
+            by_format[fmt] = by_format.get(fmt, 0) + int(meta["bytes"])
+        if shard.get("quarantine"):
+            by_format["quarantine"] = by_format.get("quarantine", 0) + int(shard["quarantine"]["bytes"])
+    runs = catalog.runs
+    return {
+        "store": str(store),
+        "schema_version": catalog.data["schema_version"],
+        **catalog.counts,
+        "bytes": by_format,
+        "sections": sorted(catalog.sections),
+        "runs": len(runs),
+        "last_run": {k: runs[-1].get(k) for k in ("kind", "status", "finished", "dataset", "task")} if runs else None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        info = store_info(args.store)
+    except (OSError, ValueError) as exc:
+        print(f"omni-data info: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"{info['store']}: {info['records']:,} records, {info['atoms']:,} atoms in {info['shards']} shards")
+    for key in ("by_task", "by_dataset"):
+        print(f"  {key[3:]}s: " + ", ".join(f"{k} {v:,}" for k, v in info[key].items()))
+    print(f"  elements ({len(info['by_element'])}): " + " ".join(f"{k}:{v}" for k, v in info["by_element"].items()))
+    reasons = ", ".join(f"{k} {v:,}" for k, v in info["quarantined_by_reason"].items())
+    print(f"  quarantined: {info['quarantined']:,}" + (f" ({reasons})" if reasons else ""))
+    print("  bytes: " + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in info["bytes"].items()))
+    if info["sections"]:
+        print(f"  sections: {', '.join(info['sections'])}")
+    return 0

@@ -1,0 +1,90 @@
+"""``omni-data ingest NAME|PATH --source PATH --out STORE``: read a dataset into a sharded store.
+
+NAME is a manifest name (``manifests/NAME.yaml``) or a manifest YAML path; a plain data PATH
+works too with ``--format`` (or a sniffed format) and ``--dataset``/``--task``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
+from omni_data.store.writer import FORMATS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="NAME|PATH", help="manifest name, manifest .yaml, or a data file/folder")
+    parser.add_argument("--source", type=Path, help="where the source files are (file or folder); default: PATH")
+    parser.add_argument("--out", type=Path, required=True, metavar="STORE", help="store directory (created if new)")
+    parser.add_argument("--format", help="reader name (default: the manifest's, else sniffed from the file)")
+    parser.add_argument("--dataset", help="dataset name (plain PATH mode; overrides the manifest)")
+    parser.add_argument("--task", help="task name, e.g. the level of theory (plain PATH mode; overrides the manifest)")
+    parser.add_argument("--energy-unit", default=None, help="source energy unit in plain PATH mode (default eV)")
+    parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
+    parser.add_argument("--shard-formats", default=",".join(FORMATS), help="comma list of arrow,lmdb (default both)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cluster_arguments(parser)
+
+
+def _is_manifest(target: str) -> bool:
+    from omni_data.manifest import list_manifests
+
+    return target.endswith((".yaml", ".yml")) or (not Path(target).exists() and target in list_manifests())
+
+
+def build_spec(args: argparse.Namespace):
+    """The ``IngestSpec`` the options describe; ValueError naming the missing option otherwise."""
+    from omni_data.pipeline.ingest import IngestSpec
+    from omni_data.readers import ReadOptions, sniff
+
+    formats = tuple(f.strip() for f in args.shard_formats.split(",") if f.strip())
+    if not formats or set(formats) - set(FORMATS):
+        raise ValueError(f"--shard-formats must list some of {', '.join(FORMATS)}, got {args.shard_formats!r}")
+    if args.shard_size < 1:
+        raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")
+    if _is_manifest(args.target):
+        from omni_data.manifest import load_manifest
+
+        m = load_manifest(args.target)
+        if args.source is None:
+            raise ValueError(f"manifest {m.name}: pass --source PATH (where its files {', '.join(m.globs) or m.format} are)")
+        opts = m.read_options()
+        opts.dataset = args.dataset or opts.dataset
+        opts.task = args.task or opts.task
+        return IngestSpec(store=args.out, reader=args.format or m.format, source=args.source, options=opts,
+                          globs=m.globs or None, filters=m.filters, shard_size=args.shard_size, formats=formats,
+                          manifest={"name": m.name, "path": m.path}, command=["omni-data", "ingest", *sys.argv[2:]])
+    source = args.source or Path(args.target)
+    if not args.dataset or not args.task:
+        raise ValueError(f"{args.target}: not a manifest, so pass --dataset and --task")
+    reader = args.format or sniff(source if source.is_file() else Path(args.target))
+    opts = ReadOptions(dataset=args.dataset, task=args.task, energy_unit=args.energy_unit or "eV")
+    return IngestSpec(store=args.out, reader=reader, source=source, options=opts, shard_size=args.shard_size,
+                      formats=formats, command=["omni-data", "ingest", *sys.argv[2:]])
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.pipeline.cluster import dask_client
+    from omni_data.pipeline.ingest import ingest
+
+    try:
+        spec = build_spec(args)
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:
+        print(f"omni-data ingest: {exc}", file=sys.stderr)
+        return 2
+    print(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} "
+          f"[{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}]", file=sys.stderr)
+    try:
+        with dask_client(config) as client:
+            summary = ingest(spec, client=client, progress=not args.no_progress)
+    except (ValueError, OSError) as exc:  # ReaderError is a RuntimeError: handled below
+        print(f"omni-data ingest: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"omni-data ingest: {exc}", file=sys.stderr)
+        return 1
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.ok else 1

@@ -1,0 +1,101 @@
+"""``omni-data jobs DIR``: state of recompute jobs (pending/running/done/failed with reasons).
+
+``--reemit-failed`` re-creates failed jobs' inputs from their record.json and protocol;
+``--write-script slurm|pbs --vasp-cmd CMD`` writes the batch script for the unfinished jobs.
+Exit code 0 (this is a status report); errors in the jobs dir itself exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the VASP batch script (shared with ``emit-jobs``)."""
+    g = parser.add_argument_group("batch script (VASP jobs)")
+    g.add_argument("--write-script", choices=("slurm", "pbs"), help="write submit.<scheduler> + a job list of the unfinished jobs")
+    g.add_argument("--vasp-cmd", help="command that runs VASP in a job dir, e.g. 'srun vasp_std'")
+    g.add_argument("--per-task", type=int, default=1, metavar="N", help="job dirs per array task (default 1)")
+    g.add_argument("--job-name", default="omni-recompute")
+    g.add_argument("--time", default="24:00:00", help="walltime per array task")
+    g.add_argument("--partition", help="partition / queue")
+    g.add_argument("--account", help="account / project")
+    g.add_argument("--nodes", type=int, default=1)
+    g.add_argument("--ntasks-per-node", type=int, help="MPI ranks per node")
+    g.add_argument("--max-parallel", type=int, help="at most N array tasks at once (%%N)")
+    g.add_argument("--batch-opt", action="append", default=[], metavar="--KEY=VALUE", help="extra directive (repeatable)")
+
+
+def write_script_from_args(root: Path, args: argparse.Namespace) -> int:
+    """Write the batch script if asked; returns 0, or 2 after printing why not."""
+    from omni_data.recompute.slurm import BatchOptions, write_batch
+
+    if not args.write_script:
+        return 0
+    if not args.vasp_cmd:
+        print("--write-script needs --vasp-cmd (the command that runs VASP)", file=sys.stderr)
+        return 2
+    opts = BatchOptions(vasp_cmd=args.vasp_cmd, per_task=args.per_task, job_name=args.job_name, time=args.time,
+                        partition=args.partition, account=args.account, nodes=args.nodes,
+                        ntasks_per_node=args.ntasks_per_node, max_parallel=args.max_parallel, extra=list(args.batch_opt))
+    try:
+        script, n = write_batch(root, opts, args.write_script)
+    except ValueError as exc:
+        print(f"{root}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {script} for {n} unfinished job(s); submit with: cd {root} && "
+          f"{'sbatch' if args.write_script == 'slurm' else 'qsub'} {script.name}")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", type=Path, metavar="DIR", help="jobs directory written by emit-jobs")
+    parser.add_argument("--reemit-failed", action="store_true", help="re-create the inputs of failed jobs (clears FAILED)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per job")
+    add_batch_arguments(parser)
+
+
+def reemit_failed(root: Path) -> list[dict]:
+    """Re-write every failed job dir from its record.json with its (current) protocol."""
+    from omni_data.recompute import jobs
+    from omni_data.recompute.emit import Source, emit_record
+    from omni_data.recompute.protocols import load_protocol
+
+    rows = []
+    for state in jobs.summarize(root):
+        if state.state != "failed":
+            continue
+        job = state.job or {}
+        record = jobs.read_record(state.path)
+        source = Source(record_id=record.id, source_task=job.get("source_task", ""), dataset=job.get("dataset", ""),
+                        store=job.get("store", ""), rank=job.get("rank"), distance=job.get("distance"))
+        rows.append(emit_record(record, load_protocol(job["protocol"]), root, source, force=True))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.recompute import jobs
+
+    root: Path = args.root
+    try:
+        if args.reemit_failed:
+            rows = reemit_failed(root)
+            for row in rows:
+                print(f"re-emitted {row['job']}: {row['status']} {row['reason']}".rstrip())
+        states = jobs.summarize(root)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    for s in states:
+        if args.json:
+            print(json.dumps({"job": s.path.name, "state": s.state, "reason": s.reason,
+                              "record_id": (s.job or {}).get("record_id"), "protocol": (s.job or {}).get("protocol"),
+                              "collected": (s.path / "COLLECTED").is_file()}))
+        else:
+            print(f"{s.state:8s} {s.path.name}" + (f"  {s.reason}" if s.reason else ""))
+    counts = Counter(s.state for s in states)
+    print(" ".join(f"{k}={counts.get(k, 0)}" for k in jobs.STATES) + f" total={len(states)}", file=sys.stderr)
+    return write_script_from_args(root, args)

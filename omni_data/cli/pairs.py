@@ -1,0 +1,27 @@
+"""``omni-data pairs STORE [STORE...] [--ridge L]``: per-element shifts between two tasks."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stores", nargs="+", help="stores holding bridge records and their sources")
+    parser.add_argument("--ridge", type=float, default=0.0, help="ridge λ for the shift fit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.harmonize.pairs import SECTION, fit_pairs
+    from omni_data.store import Store
+
+    stores = [Store(p) for p in args.stores]
+    fits = fit_pairs(stores, ridge=args.ridge)
+    if not fits:
+        print("no bridge records (metadata source_id) with energies found")
+        return 1
+    stores[0].catalog.update_section(SECTION, [f.to_json() for f in fits])
+    print(f"{'source -> task':<28} {'pairs':>6} {'RMS/atom before':>16} {'after (eV/atom)':>16}")
+    for f in fits:
+        print(f"{f.source_task + ' -> ' + f.task:<28} {f.n_pairs:>6} {f.rms_per_atom_before:>16.4g} "
+              f"{f.rms_per_atom_after:>16.4g}" + ("  underdetermined" if f.underdetermined else ""))
+        print("    δ: " + ", ".join(f"Z{z}={v:+.4f}" for z, v in sorted(f.delta.items())))
+    return 0

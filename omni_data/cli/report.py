@@ -1,0 +1,21 @@
+"""``omni-data report STORE [STORE...] --out DIR``: an HTML page with PNG figures beside it."""
+from __future__ import annotations
+
+import argparse
+
+from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args, dask_client
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stores", nargs="+", help="store directories")
+    parser.add_argument("--out", required=True, help="output folder (report.html and *.png)")
+    add_cluster_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.report.html import build_report
+
+    with dask_client(config_from_args(args)) as client:
+        path = build_report(args.stores, args.out, client=client)
+    print(f"wrote {path}")
+    return 0

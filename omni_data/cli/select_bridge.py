@@ -1,0 +1,51 @@
+"""``omni-data select-bridge STORE...``: farthest-point (or model-error) selection of the bridge set."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from omni_data.pipeline.cluster import add_cluster_arguments
+    from omni_data.select.strategies import STRATEGIES
+
+    parser.add_argument("stores", nargs="+", help="store directories (described with omni-data describe)")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--fraction", type=float, help="fraction of the candidate structures to pick")
+    size.add_argument("--count", type=int, help="number of structures to pick")
+    parser.add_argument("--tasks", nargs="+", help="only structures of these tasks")
+    parser.add_argument("--min-per-task", type=int, default=0, metavar="N",
+                        help="every task gets at least N picks (within the same total)")
+    parser.add_argument("--seed", type=int, default=0, help="start-point seed (fpsample's rule)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="fps")
+    parser.add_argument("--model", help="omni_model checkpoint (strategies error and hybrid)")
+    parser.add_argument("--pool", type=float, default=4.0, help="hybrid: FPS among pool x k largest errors")
+    parser.add_argument("--kind", choices=("rdf", "soap"), default="rdf", help="descriptor kind")
+    parser.add_argument("--mode", choices=("exact", "distributed"), default="exact",
+                        help="exact FPS in this process, or per-shard + global FPS on Dask")
+    parser.add_argument("--oversample", type=float, default=3.0, help="distributed: candidates per shard / share of k")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="SELECTION.parquet",
+                        help="earlier selections: never picked again, and FPS continues from them")
+    parser.add_argument("--out", required=True, help="output folder (selection.parquet, coverage.json/.txt)")
+    add_cluster_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.pipeline.cluster import config_from_args, dask_client
+    from omni_data.select.selection import SelectConfig, select_bridge
+    from omni_data.select.strategies import model_scorer
+
+    cfg = SelectConfig(stores=list(args.stores), out=args.out, fraction=args.fraction, count=args.count,
+                       tasks=args.tasks, min_per_task=args.min_per_task, seed=args.seed,
+                       strategy=args.strategy, kind=args.kind, mode=args.mode, exclude=list(args.exclude),
+                       pool=args.pool, oversample=args.oversample)
+    if args.strategy != "fps" and not args.model:
+        raise SystemExit(f"select-bridge: strategy {args.strategy!r} needs --model CKPT")
+    scorer = model_scorer(args.model) if args.model else None
+    if cfg.mode == "distributed":
+        with dask_client(config_from_args(args)) as client:
+            summary = select_bridge(cfg, scorer, client)
+    else:
+        summary = select_bridge(cfg, scorer)
+    print(json.dumps(summary, indent=2))
+    return 0

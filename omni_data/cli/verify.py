@@ -1,0 +1,25 @@
+"""``omni-data verify STORE``: recompute every shard's sha256 and record count against the catalog."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", type=Path, help="store directory")
+    parser.add_argument("--quiet", action="store_true", help="print only problems")
+
+
+def run(args: argparse.Namespace) -> int:
+    from omni_data.store.verify import verify_store
+
+    report = verify_store(args.store)
+    for problem in report.problems:
+        print(f"PROBLEM {problem}", file=sys.stderr)
+    if not args.quiet:
+        for note in report.notes:
+            print(f"note {note}")
+        state = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{args.store}: {report.shards} shards, {report.files} files checked: {state}")
+    return 0 if report.ok else 1

@@ -1,0 +1,150 @@
+"""The demo's result table (text + Markdown) and figure (PNG) for its three training runs.
+
+Input is the ``metrics`` mapping that ``omni_data.demo.run`` writes to ``metrics.json``::
+
+    {run: {"rows": [{"kind": "same-domain"|"cross-domain", "head": task, "data": name, "n": int,
+                     "energy_mae": eV/atom, "forces_mae": eV/Å, "stress_mae": eV/Å³|None}, ...],
+           "loss": [[step, loss], ...]}}
+
+Energies are compared per atom (mean absolute error of E/N), forces per component, stress per
+Voigt component. Errors print in meV/atom, meV/Å and meV/Å³.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+RUN_TITLES: dict[str, str] = {
+    "plain": "1. plain multi-task",
+    "regularized": "2. + selective regularization",
+    "bridged": "3. + regularization + bridging set",
+}
+
+MEANINGS: dict[str, str] = {
+    "same-domain": "held-out test structures of a database, predicted with that database's own task head",
+    "cross-domain": "held-out test structures of one domain, predicted with another task's head "
+    "(the crystals head, GFN1-xTB) and compared with GFN1-xTB labels recomputed by the bridge step",
+}
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (row["kind"], row["head"], row["data"])
+
+
+def _fmt(value: float | None, scale: float = 1000.0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    v = value * scale
+    return f"{v:.1f}" if abs(v) < 1e4 else f"{v:.3g}"
+
+
+def table_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str, str]], dict]:
+    """(runs in order, evaluation rows in order, {(row, run): row dict})."""
+    runs = [r for r in RUN_TITLES if r in metrics] + [r for r in metrics if r not in RUN_TITLES]
+    order: list[tuple[str, str, str]] = []
+    cells: dict[tuple[tuple[str, str, str], str], Mapping[str, Any]] = {}
+    for run in runs:
+        for row in metrics[run].get("rows", []):
+            key = _row_key(row)
+            if key not in order:
+                order.append(key)
+            cells[(key, run)] = row
+    order.sort(key=lambda k: (k[0] != "same-domain", k[1], k[2]))
+    return runs, order, cells
+
+
+def format_table(metrics: Mapping[str, Any], markdown: bool = False) -> str:
+    """The result table: one line per evaluation, energy | forces | stress MAE for each run."""
+    runs, order, cells = table_rows(metrics)
+    head = ["kind", "head", "data", "n"]
+    for run in runs:
+        head += [f"{run} E meV/at", f"{run} F meV/Å", f"{run} S meV/Å³"]
+    lines = []
+    for key in order:
+        n = next((cells[(key, r)]["n"] for r in runs if (key, r) in cells), 0)
+        line = [key[0], key[1], key[2], str(n)]
+        for run in runs:
+            row = cells.get((key, run), {})
+            line += [_fmt(row.get("energy_mae")), _fmt(row.get("forces_mae")), _fmt(row.get("stress_mae"))]
+        lines.append(line)
+    losses = ["", "", "training loss first -> last", ""]
+    for run in runs:
+        loss = metrics[run].get("loss") or []
+        text = f"{loss[0][1]:.4g} -> {loss[-1][1]:.4g}" if loss else "-"
+        losses += [text, "", ""]
+    lines.append(losses)
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines])
+
+
+def plot(metrics: Mapping[str, Any], path: Path) -> Path:
+    """Grouped bars of energy and force MAE per evaluation row and run, plus the loss curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs, order, cells = table_rows(metrics)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.3, 1.3, 1.0]})
+    labels = [f"{k[2]}\n({k[1]} head)" + ("\n[cross]" if k[0] == "cross-domain" else "") for k in order]
+    x = np.arange(len(order))
+    width = 0.8 / max(1, len(runs))
+    colours = ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c"]
+    for ax, field, title, unit in (
+        (axes[0], "energy_mae", "energy MAE", "meV/atom"),
+        (axes[1], "forces_mae", "force MAE", "meV/Å"),
+    ):
+        for j, run in enumerate(runs):
+            values = [cells.get((k, run), {}).get(field) for k in order]
+            heights = [np.nan if v is None else v * 1000.0 for v in values]
+            ax.bar(x + (j - (len(runs) - 1) / 2) * width, heights, width, label=RUN_TITLES.get(run, run),
+                   color=colours[j % len(colours)])
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel(unit)
+        ax.set_title(f"{title} on held-out structures (lower is better)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3, which="both")
+        n_same = sum(1 for k in order if k[0] == "same-domain")
+        if 0 < n_same < len(order):
+            ax.axvline(n_same - 0.5, color="k", lw=0.8, ls="--")
+    axes[0].legend(fontsize=8, loc="upper left")
+    ax = axes[2]
+    for j, run in enumerate(runs):
+        loss = metrics[run].get("loss") or []
+        if loss:
+            steps, values = (np.asarray(v, dtype=float) for v in zip(*loss))
+            colour = colours[j % len(colours)]
+            ax.plot(steps, values, color=colour, alpha=0.25, lw=0.8)
+            k = max(1, len(values) // 20)  # running mean over ~5% of the run
+            smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, color=colour, label=RUN_TITLES.get(run, run))
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("training loss (faint: per step; bold: running mean)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.suptitle("Omni demo: same-domain vs cross-domain errors (right of the dashed line: cross-domain)", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def explain(rows_kinds: Sequence[str] = ("same-domain", "cross-domain")) -> str:
+    """What the table's numbers mean (printed under it)."""
+    lines = ["E: mean |E_pred - E_ref| / N_atoms; F: mean |F_pred - F_ref| over force components;",
+             "S: mean |S_pred - S_ref| over Voigt components (periodic structures only). All in milli-units."]
+    lines += [f"{kind}: {MEANINGS[kind]}" for kind in rows_kinds if kind in MEANINGS]
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Where pipeline work runs: in-process, a local Dask cluster, an existing scheduler, or SLURM.
+
+Defaults live in ``cluster.yaml`` beside this file; command-line options override them.
+``dask.distributed`` and ``dask_jobqueue`` are imported only when a cluster is started.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+DEFAULTS_FILE = Path(__file__).with_name("cluster.yaml")
+MODES = ("sync", "local", "scheduler", "slurm")
+
+
+def load_defaults() -> dict[str, Any]:
+    """The packaged cluster defaults (``cluster.yaml``)."""
+    with open(DEFAULTS_FILE, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class SlurmOptions:
+    """One SLURM batch job runs ``processes`` Dask workers on ``cores`` cores."""
+
+    queue: str | None = None
+    account: str | None = None
+    cores: int = 8
+    processes: int = 8
+    memory: str = "32GB"
+    walltime: str = "04:00:00"
+    jobs: int = 1
+    local_directory: str | None = None
+    job_extra_directives: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterConfig:
+    """How to run: ``mode`` is one of ``MODES``; ``workers`` applies to ``local``."""
+
+    mode: str = "local"
+    workers: int = 0  # 0 = one per usable core
+    threads_per_worker: int = 1
+    scheduler: str | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"cluster mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "scheduler" and not self.scheduler:
+            raise ValueError("cluster mode 'scheduler' needs a scheduler address")
+        if self.workers < 0 or self.threads_per_worker < 1:
+            raise ValueError(f"workers must be >= 0 and threads >= 1, got {self.workers}, {self.threads_per_worker}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or usable_cores()
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--workers/--scheduler/--slurm/--no-cluster`` options shared by pipeline commands."""
+    slurm = load_defaults()["slurm"]
+    g = parser.add_argument_group("where to run (default: a local Dask cluster, one worker per core)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--workers", type=int, default=0, metavar="N", help="local Dask worker processes (default: one per core)")
+    mode.add_argument("--scheduler", metavar="ADDRESS", help="connect to a running Dask scheduler (tcp://host:8786)")
+    mode.add_argument("--slurm", action="store_true", help="start Dask workers as SLURM batch jobs (dask-jobqueue)")
+    mode.add_argument("--no-cluster", action="store_true", help="run in this process, one partition after another")
+    g.add_argument("--threads-per-worker", type=int, default=1, metavar="N")
+    g.add_argument("--queue", default=slurm["queue"], help="SLURM partition (sbatch -p)")
+    g.add_argument("--account", default=slurm["account"], help="SLURM account (sbatch -A)")
+    g.add_argument("--cores", type=int, default=slurm["cores"], help="cores per SLURM job")
+    g.add_argument("--processes", type=int, default=slurm["processes"], help="Dask worker processes per SLURM job")
+    g.add_argument("--memory", default=slurm["memory"], help="memory per SLURM job, e.g. 32GB")
+    g.add_argument("--walltime", default=slurm["walltime"], help="SLURM walltime HH:MM:SS")
+    g.add_argument("--jobs", type=int, default=slurm["jobs"], help="number of SLURM jobs")
+    g.add_argument("--local-directory", default=slurm["local_directory"], help="node-local scratch for workers")
+
+
+def config_from_args(args: argparse.Namespace) -> ClusterConfig:
+    """A ``ClusterConfig`` from parsed ``add_cluster_arguments`` options."""
+    slurm = SlurmOptions(queue=args.queue, account=args.account, cores=args.cores, processes=args.processes,
+                         memory=args.memory, walltime=args.walltime, jobs=args.jobs,
+                         local_directory=args.local_directory,
+                         job_extra_directives=list(load_defaults()["slurm"].get("job_extra_directives") or []))
+    mode = "sync" if args.no_cluster else "scheduler" if args.scheduler else "slurm" if args.slurm else "local"
+    return ClusterConfig(mode=mode, workers=args.workers, threads_per_worker=args.threads_per_worker,
+                         scheduler=args.scheduler, slurm=slurm)
+
+
+def slurm_cluster(opts: SlurmOptions) -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` for ``opts`` (no jobs submitted until ``scale``)."""
+    from dask_jobqueue import SLURMCluster
+
+    kwargs: dict[str, Any] = dict(cores=opts.cores, processes=opts.processes, memory=opts.memory,
+                                  walltime=opts.walltime, job_extra_directives=list(opts.job_extra_directives))
+    if opts.queue:
+        kwargs["queue"] = opts.queue
+    if opts.account:
+        kwargs["account"] = opts.account
+    if opts.local_directory:
+        kwargs["local_directory"] = opts.local_directory
+    return SLURMCluster(**kwargs)
+
+
+@contextlib.contextmanager
+def dask_client(config: ClusterConfig) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for ``config`` (``None`` in ``sync`` mode); tear down after."""
+    if config.mode == "sync":
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if config.mode == "scheduler":
+        with Client(config.scheduler) as client:
+            yield client
+        return
+    if config.mode == "slurm":
+        cluster = slurm_cluster(config.slurm)
+        cluster.scale(jobs=config.slurm.jobs)
+    else:
+        memory = load_defaults()["local"].get("memory_limit", "auto")
+        cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
+                               processes=True, memory_limit=memory, dashboard_address=None)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()

@@ -1,0 +1,319 @@
+"""Ingest: source files -> partitions -> one shard each, as Dask tasks; resumable.
+
+Each partition becomes one task: read it, validate (``schema.problem``), apply the manifest's
+filters, and write its shard and quarantine part atomically (``store.write_shard_files``). The
+driver adds each finished shard to the catalog as its task completes, so an interrupted run
+keeps every completed shard; re-running skips partitions whose shard is already catalogued
+(shard names derive from a hash of the partition's identity) and yields the same store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from omni_data.readers import Partition, ReaderError, ReadOptions, find_sources, get_reader
+from omni_data.schema import Rejected
+from omni_data.tasks import assign_task
+from omni_data.pipeline.quarantine import Triage, filters_active, load_filter_function, reconcile
+from omni_data.store import catalog as cat
+from omni_data.store.writer import FORMATS, register_shard, write_shard_files
+
+DEFAULT_SHARD_SIZE = 10_000
+
+
+@dataclass
+class IngestSpec:
+    """Everything one ingest needs; built by the CLI from a manifest or from plain options."""
+
+    store: Path
+    reader: str
+    source: Path
+    options: ReadOptions
+    globs: tuple[str, ...] | None = None
+    filters: Any = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    formats: tuple[str, ...] = FORMATS
+    manifest: dict[str, str] | None = None
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One partition and the shard it becomes."""
+
+    partition: Partition
+    shard: str
+    partition_hash: str
+
+
+@dataclass
+class PartitionResult:
+    """What a task reports back: small, picklable, no records."""
+
+    shard: str
+    partition: str
+    read: int = 0
+    written: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    entry: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestSummary:
+    """Totals of one run; ``read == written + sum(quarantined)`` over processed partitions."""
+
+    partitions: int = 0
+    skipped: int = 0
+    done: int = 0
+    read: int = 0
+    written: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.interrupted
+
+    def add(self, result: PartitionResult) -> None:
+        if result.error:
+            self.errors.append(result.error)
+            return
+        self.done += 1
+        self.read += result.read
+        self.written += result.written
+        self.quarantined = dict(Counter(self.quarantined) + Counter(result.quarantined))
+
+    def lines(self) -> list[str]:
+        q = sum(self.quarantined.values())
+        out = [
+            f"partitions: {self.partitions} ({self.skipped} already in the store, {self.done} written, "
+            f"{len(self.errors)} failed)",
+            f"records read {self.read} = written {self.written} + quarantined {q}"
+            + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(self.quarantined.items()))})" if q else ""),
+            f"time {self.seconds:.1f} s" + (f", {self.read / self.seconds:,.0f} records/s" if self.seconds > 0 else ""),
+        ]
+        out += [f"FAILED {e}" for e in self.errors]
+        if self.interrupted:
+            out.append("INTERRUPTED: re-run the same command to resume")
+        return out
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:40] or "x"
+
+
+def shard_name(dataset: str, part: Partition, phash: str) -> str:
+    """``<dataset>-<file stem>-<start>-<hash10>``: derived only from the partition's identity, so
+    the same partition always gets the same name, and names sort in source order."""
+    stem = Path(part.path).name.split(".")[0]
+    return f"{_safe(dataset)}-{_safe(stem)}-{part.start:09d}-{phash[:10]}"
+
+
+def partition_hash(spec: IngestSpec, part: Partition) -> str:
+    """Stable identity of a partition: dataset, task, reader, path relative to the source, range."""
+    source = Path(spec.source)
+    root = source if source.is_dir() else source.parent
+    try:
+        rel = str(Path(part.path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        rel = str(Path(part.path).resolve())
+    ident = [spec.options.dataset, spec.options.task, spec.reader, rel, part.start, part.stop,
+             [[k, v] for k, v in part.extra]]
+    return hashlib.sha256(json.dumps(ident, default=str).encode("utf-8")).hexdigest()
+
+
+def _partitions_of(reader_name: str, path: Path, target: int) -> tuple[list[Partition], str | None]:
+    """One file's partitions, or an error naming it (runs on a worker when there are many files)."""
+    try:
+        parts = get_reader(reader_name).partitions(path, target)
+    except (ReaderError, OSError, ValueError) as exc:
+        return [], f"{path}: cannot be partitioned: {exc}"
+    if not parts:
+        return [], f"{path}: no records found (empty or unrecognised file)"
+    return parts, None
+
+
+def plan(spec: IngestSpec, client: Any = None) -> tuple[list[Job], list[str]]:
+    """All partitions of all source files as jobs, plus errors for files that cannot be opened.
+
+    With a Dask ``client`` and several files, the files are partitioned on the workers.
+    """
+    paths = find_sources(Path(spec.source), spec.reader, spec.globs)
+    if client is not None and len(paths) > 1:
+        n = len(paths)
+        futures = client.map(_partitions_of, [spec.reader] * n, paths, [spec.shard_size] * n, pure=False)
+        outcomes = client.gather(futures)
+    else:
+        outcomes = [_partitions_of(spec.reader, path, spec.shard_size) for path in paths]
+    jobs: list[Job] = []
+    errors: list[str] = []
+    for parts, error in outcomes:
+        if error is not None:
+            errors.append(error)
+        for part in parts:
+            h = partition_hash(spec, part)
+            jobs.append(Job(part, shard_name(spec.options.dataset, part, h), h))
+    return jobs, errors
+
+
+def run_partition(store: str, reader_name: str, job: Job, options: ReadOptions, filters: Any,
+                  formats: Sequence[str]) -> PartitionResult:
+    """Read, triage and write one partition (runs on a worker). Failures come back as ``error``."""
+    t0 = time.perf_counter()
+    result = PartitionResult(shard=job.shard, partition=job.partition.key)
+    try:
+        filter_fn = load_filter_function() if filters_active(filters) else None
+        if filters_active(filters) and filter_fn is None:
+            raise RuntimeError("manifest declares filters but omni_data.harmonize.filters.apply_filters is missing")
+        triage = Triage(filters=filters, filter_fn=filter_fn)
+        for item in get_reader(reader_name).read(job.partition, options):
+            if options.task_rules and not isinstance(item, Rejected):
+                assign_task(item, options.task_rules)
+            triage.add(item)
+        info = write_shard_files(Path(store), job.shard, triage.records, triage.rejected, formats,
+                                 partition=job.partition.key, partition_hash=job.partition_hash, validate=False)
+        reconcile(triage.read, info.records, info.quarantined, f"partition {job.partition.key}")
+        result.read, result.written = triage.read, info.records
+        result.quarantined, result.entry = triage.reasons(), info.entry()
+    except Exception as exc:  # one bad partition must not stop the others: report it
+        name = job.partition.path if job.partition.path in str(exc) else f"{job.partition.path} [{job.partition.key}]"
+        result.error = f"{name}: {type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("omni", "numpy", "pyarrow", "lmdb", "msgpack", "ase", "dask", "distributed"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _record_run(spec: IngestSpec, summary: IngestSummary, started: str) -> None:
+    run = {
+        "kind": "ingest",
+        "command": spec.command,
+        "manifest": spec.manifest,
+        "reader": spec.reader,
+        "source": str(spec.source),
+        "dataset": spec.options.dataset,
+        "task": spec.options.task,
+        "shard_size": spec.shard_size,
+        "formats": list(spec.formats),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": os.uname().nodename,
+        "versions": _versions(),
+        "status": "ok" if summary.ok else "interrupted" if summary.interrupted else "failed",
+        "summary": {k: v for k, v in asdict(summary).items() if k != "errors"} | {"errors": summary.errors[:50]},
+    }
+    cat.add_run(spec.store, run)
+
+
+REGISTER_BATCH = 16  # shards per catalog rewrite
+REGISTER_SECONDS = 2.0  # ...or at least this often
+
+
+def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
+           on_result: Callable[[PartitionResult], None] | None = None) -> IngestSummary:
+    """Run ``spec``: with a ``distributed.Client`` as Dask tasks, else in this process.
+
+    Finished shards are registered in batches (``REGISTER_BATCH`` or every ``REGISTER_SECONDS``)
+    so the catalog is not rewritten once per shard; ``on_result`` is called on the driver after
+    each partition's shard is registered. KeyboardInterrupt cancels pending work, registers what
+    finished and leaves a resumable store.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    spec.store = Path(spec.store)
+    spec.store.mkdir(parents=True, exist_ok=True)
+    # ids carry the file's path relative to the source root, so equal names in two folders stay apart
+    source = Path(spec.source)
+    spec.options.options.setdefault("root", str(source if source.is_dir() else source.parent))
+    if not (spec.store / cat.CATALOG_NAME).is_file():
+        cat.update_catalog(spec.store, lambda data: None)  # readers can open the store from the start
+    summary = IngestSummary()
+    jobs, errors = plan(spec, client)
+    summary.errors.extend(errors)
+    done = {s.get("partition_hash") for s in cat.Catalog(spec.store).shards}
+    todo = [j for j in jobs if j.partition_hash not in done]
+    summary.partitions, summary.skipped = len(jobs), len(jobs) - len(todo)
+    args = (str(spec.store), spec.reader)
+    bar = tqdm(total=len(todo), unit="shard", disable=not progress, desc=f"ingest {spec.options.dataset}")
+    pending: list[PartitionResult] = []
+    last_flush = [time.monotonic()]
+
+    def flush() -> None:
+        batch = [r for r in pending]
+        pending.clear()
+        last_flush[0] = time.monotonic()
+        entries = [r.entry for r in batch if r.entry is not None]
+        if entries:
+            try:
+                register_shard(spec.store, *entries)
+            except ValueError as exc:
+                for r in batch:
+                    r.error = r.error or f"{r.partition}: not registered: {exc}"
+        for r in batch:
+            summary.add(r)
+            if on_result is not None:
+                on_result(r)
+
+    def finish(result: PartitionResult) -> None:
+        pending.append(result)
+        bar.update(1)
+        if len(pending) >= REGISTER_BATCH or time.monotonic() - last_flush[0] >= REGISTER_SECONDS:
+            flush()
+
+    futures: list[Any] = []
+    try:
+        if client is None:
+            for job in todo:
+                finish(run_partition(*args, job, spec.options, spec.filters, spec.formats))
+        else:
+            from distributed import as_completed
+
+            futures = [client.submit(run_partition, *args, job, spec.options, spec.filters, spec.formats,
+                                     key=f"ingest-{job.shard}", pure=False) for job in todo]
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker died: name the partition
+                    shard = future.key.removeprefix("ingest-")
+                    result = PartitionResult(shard=shard, partition=shard, error=f"shard {shard}: worker failed: {exc}")
+                finish(result)
+        flush()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if pending:  # shards that finished before an interrupt: keep them
+            on_result = None
+            flush()
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+        _record_run(spec, summary, started)
+    q = sum(summary.quarantined.values())
+    reconcile(summary.read, summary.written, q, f"ingest into {spec.store}")
+    return summary

@@ -1,0 +1,201 @@
+"""Turn one ASE-database row (sqlite ``ase.db`` or fairchem ``.aselmdb``) into a ``Record``.
+
+Both backends store the same row dictionary (``numbers``, ``positions``, ``cell``, ``pbc``,
+``constraints``, calculator results ``energy``/``free_energy``/``forces``/``stress``/``magmoms``,
+``key_value_pairs`` and ``data``), so one function reads both. Labels are looked up in that order:
+calculator results, ``key_value_pairs``, ``data``; ``opts.key_map`` names a different key, and
+``metadata["<label>_source_key"]`` says where each label came from. Databases that declare units
+(SchNetPack's ``_property_unit_dict`` metadata, e.g. ``energy_U0: Ha``) are converted from those.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import numpy as np
+
+from omni_data import units
+from omni_data.readers import ReadOptions
+from omni_data.readers._common import scalar_metadata
+from omni_data.schema import Record
+
+# unit spellings found in ASE / SchNetPack database metadata -> Omni unit table names
+_ENERGY_ALIASES = {"ev": "eV", "mev": "meV", "ha": "Ha", "hartree": "Ha", "ry": "Ry",
+                   "kcal/mol": "kcal/mol", "kj/mol": "kJ/mol"}
+_LENGTH_ALIASES = {"ang": "Å", "angstrom": "Å", "a": "Å", "å": "Å", "bohr": "bohr", "a0": "bohr", "nm": "nm"}
+_CALC_KEYS = ("energy", "free_energy", "forces", "stress", "magmoms")
+
+
+def energy_unit_name(text: str) -> str:
+    """Omni's name for an energy unit spelled ``text`` (``Ha``, ``eV``, ``kcal/mol``...)."""
+    name = _ENERGY_ALIASES.get(text.strip().lower())
+    if name is None:
+        raise ValueError(f"unknown energy unit {text!r} in database metadata")
+    return name
+
+
+def length_unit_name(text: str) -> str:
+    name = _LENGTH_ALIASES.get(text.strip().lower())
+    if name is None:
+        raise ValueError(f"unknown length unit {text!r} in database metadata")
+    return name
+
+
+def _declared_scale(unit: str | None, kind: str, opts: ReadOptions) -> float:
+    """Factor taking a value in the database-declared ``unit`` to the manifest's declared unit, so
+    that ``opts.convert`` (which scales from the manifest unit to eV) gives eV in the end."""
+    if not unit:
+        return 1.0
+    if kind == "energy":
+        return units.energy_factor(energy_unit_name(unit)) / units.energy_factor(opts.energy_unit)
+    e_part, _, l_part = unit.rpartition("/")
+    f_db = units.energy_factor(energy_unit_name(e_part)) / units.length_factor(length_unit_name(l_part))
+    return f_db / (units.energy_factor(opts.energy_unit) / units.length_factor(opts.length_unit))
+
+
+def _lookup(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], key: str,
+            calc_only: bool = False) -> tuple[Any, str] | None:
+    if row.get(key) is not None and key in _CALC_KEYS:
+        return row[key], key
+    if calc_only:
+        return None
+    if key in kvp:
+        return kvp[key], f"key_value_pairs.{key}"
+    if key in data:
+        return data[key], f"data.{key}"
+    return None
+
+
+def _label(canonical: str, default_keys: tuple[str, ...], row: Mapping[str, Any], kvp: Mapping[str, Any],
+           data: Mapping[str, Any], opts: ReadOptions) -> tuple[Any, str, str] | None:
+    """(value, where, key) for one label: the key map's key if declared (searched in calculator results,
+    key_value_pairs, data), else the defaults in order. Default keys of calculator labels are only taken
+    from calculator results: a ``data.free_energy`` (e.g. QM9's thermodynamic G in Ha) is never guessed."""
+    explicit = canonical in opts.key_map
+    keys = (opts.key_map[canonical],) if explicit else default_keys
+    calc_only = not explicit and canonical in _CALC_KEYS
+    for key in keys:
+        found = _lookup(row, kvp, data, key, calc_only)
+        if found is not None:
+            return found[0], found[1], key
+    return None
+
+
+def fixed_from_constraints(constraints: Any, n: int) -> tuple[np.ndarray | None, list[str]]:
+    """Per-atom fixed mask from ASE constraint dicts (FixAtoms; FixCartesian fixing all 3 axes).
+
+    Returns ``(None, [])`` when there are no constraints (unknown, not 'nothing fixed'), and the
+    names of constraint types that do not fix whole atoms (kept in metadata, never dropped silently)."""
+    if isinstance(constraints, str):
+        constraints = json.loads(constraints) if constraints.strip() else []
+    if not constraints:
+        return None, []
+    fixed = np.zeros(n, dtype=bool)
+    other: list[str] = []
+    for c in constraints:
+        name, kw = c.get("name"), c.get("kwargs", {})
+        if name == "FixAtoms":
+            idx = np.asarray(kw.get("indices", []))
+            if idx.dtype == bool:
+                idx = np.flatnonzero(idx)
+            fixed[idx.astype(np.int64)] = True
+        elif name == "FixCartesian" and np.asarray(kw.get("mask", [])).all():
+            fixed[np.atleast_1d(np.asarray(kw.get("a"), dtype=np.int64))] = True
+        else:
+            other.append(str(name))
+    return fixed, other
+
+
+def _scalar(value: Any) -> Any:
+    """A one-element array (SchNetPack stores scalars as shape-(1,) arrays) as a Python scalar."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.reshape(-1)[0].item()
+    if isinstance(value, list) and len(value) == 1 and not isinstance(value[0], (list, dict)):
+        return value[0]
+    return value
+
+
+def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], opts: ReadOptions,
+                 unit_dict: Mapping[str, str], n: int, meta: dict[str, Any]) -> tuple[Any, str, Any, Any, Any]:
+    """(energy, energy_kind, forces, stress, magmoms) of one row; sources recorded in ``meta``."""
+    kind = opts.energy_kind
+    energy = None
+    defaults = ("free_energy", "energy") if opts.energy_key == "free_energy" else ("energy", "free_energy")
+    found = _label("energy", defaults, row, kvp, data, opts)
+    if found is not None:
+        value, where, key = found
+        energy = float(_scalar(value)) * _declared_scale(unit_dict.get(key), "energy", opts)
+        meta["energy_source_key"] = where
+        if key == "free_energy" and "energy" not in opts.key_map:
+            kind = "free"
+    forces = stress = magmoms = None
+    found = _label("forces", ("forces",), row, kvp, data, opts)
+    if found is not None:
+        forces = np.asarray(found[0], dtype=np.float64) * _declared_scale(unit_dict.get(found[2]), "forces", opts)
+        meta["forces_source_key"] = found[1]
+    found = _label("stress", ("stress",), row, kvp, data, opts)
+    if found is not None:
+        raw = np.asarray(found[0], dtype=np.float64).reshape(-1)
+        if raw.size == 9:
+            m = raw.reshape(3, 3)
+            raw = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+        stress = raw
+        meta["stress_source_key"] = found[1]
+    found = _label("magmoms", ("magmoms",), row, kvp, data, opts)
+    if found is not None and np.asarray(found[0]).size == n:
+        magmoms = np.asarray(found[0], dtype=np.float64)
+        meta["magmoms_source_key"] = found[1]
+    return energy, kind, forces, stress, magmoms
+
+
+def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], *,
+                    source_id: str, path: str, index: int, opts: ReadOptions,
+                    unit_dict: Mapping[str, str] | None = None, distance_unit: str | None = None) -> Record:
+    """One database row as a Record in Omni units (call ``problem()``, then ``normalized()``);
+    ValueError on values that do not fit."""
+    unit_dict = unit_dict or {}
+    numbers = np.asarray(row["numbers"], dtype=np.int64)
+    n = len(numbers)
+    positions = np.asarray(row["positions"], dtype=np.float64).reshape(n, 3)
+    pbc = np.asarray(row.get("pbc", [False] * 3), dtype=bool).reshape(3)
+    cell = np.asarray(row["cell"], dtype=np.float64).reshape(3, 3) if row.get("cell") is not None and pbc.any() else None
+    meta: dict[str, Any] = {}
+    if distance_unit and length_unit_name(distance_unit) != "Å":
+        scale = units.length_factor(length_unit_name(distance_unit)) / units.length_factor(opts.length_unit)
+        positions = positions * scale
+        cell = None if cell is None else cell * scale
+    energy, kind, forces, stress, magmoms = _calc_labels(row, kvp, data, opts, unit_dict, n, meta)
+    rec = Record(numbers=numbers, positions=positions, id=opts.make_id(source_id), dataset=opts.dataset,
+                 task=opts.task, cell=cell, pbc=pbc, energy=energy, energy_kind=kind, forces=forces,
+                 stress=stress, magmoms=magmoms, source_file=path, source_index=index, metadata=meta)
+    found = _label("charge", ("charge", "total_charge"), row, kvp, data, opts)
+    if found is not None:
+        rec.charge = float(_scalar(found[0]))
+        meta["charge_source_key"] = found[1]
+    elif row.get("initial_charges") is not None:
+        rec.charge = float(np.sum(row["initial_charges"]))
+        meta["charge_source_key"] = "sum(initial_charges)"
+    found = _label("spin", ("spin", "multiplicity", "spin_multiplicity"), row, kvp, data, opts)
+    if found is not None:
+        rec.spin = int(_scalar(found[0]))
+        meta["spin_source_key"] = found[1]
+    rec.fixed, other = fixed_from_constraints(row.get("constraints"), n)
+    if other:
+        meta["other_constraints"] = other
+    if row.get("tags") is not None:
+        rec.tags = np.asarray(row["tags"], dtype=np.int64)
+    if row.get("unique_id"):
+        meta["unique_id"] = str(row["unique_id"])
+    used = set(opts.key_map.values())
+    kv_meta = scalar_metadata(dict(kvp), used)
+    # data fields: scalars only (per-atom arrays such as OMol25's mulliken_charges stay in the source)
+    data_meta = {k: v for k, v in scalar_metadata({k: _scalar(v) for k, v in data.items()}, used).items()
+                 if not isinstance(v, list)}
+    if kv_meta:
+        meta["key_value_pairs"] = kv_meta
+    if data_meta:
+        meta["data"] = data_meta
+    declared = {k: v for k, v in unit_dict.items() if k in {opts.key_map.get(c) for c in ("energy", "forces")}}
+    if declared:
+        meta["declared_units"] = declared
+    return opts.convert(rec)  # not yet normalized: callers run schema.problem() first

@@ -1,0 +1,199 @@
+"""Byte offsets of the entries of a huge top-level JSON object, found without parsing it.
+
+Why: MPtrj is one 12 GB JSON object ``{mp_id: {frame_id: {...}}}``; no JSON parser (json, ijson)
+reports byte positions, and parsing it to find partition boundaries would cost a full parse per
+run. ``scan_object`` reads the file in fixed-size chunks with numpy, tracks string state (quotes,
+backslash escapes) and bracket depth, and returns the offset of every depth-1 key and how many
+depth-2 keys (frames) each entry holds. ``iter_entries`` then decodes one byte range entry by
+entry with ``json.JSONDecoder.raw_decode``, so memory is bounded by the range, never the file.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+CHUNK = 1 << 25  # 32 MiB
+_CLASS = np.zeros(256, dtype=np.uint8)  # 1: quote, 2: opening bracket, 3: closing bracket
+_CLASS[ord('"')] = 1
+_CLASS[ord("{")] = _CLASS[ord("[")] = 2
+_CLASS[ord("}")] = _CLASS[ord("]")] = 3
+
+
+@dataclass
+class ObjectIndex:
+    """Where each top-level entry's key starts, its number of child keys, and the closing brace."""
+
+    offsets: list[int]
+    children: list[int]
+    end: int
+
+
+def _real_quotes(arr: np.ndarray, quotes: np.ndarray, carry_bs: int) -> np.ndarray:
+    """Drop quotes escaped by an odd run of backslashes (runs may start in the previous chunk)."""
+    if quotes.size == 0:
+        return quotes
+    keep = np.ones(quotes.size, dtype=bool)
+    prev_is_bs = np.zeros(quotes.size, dtype=bool)
+    inner = quotes > 0
+    prev_is_bs[inner] = arr[quotes[inner] - 1] == 92
+    if quotes[0] == 0 and carry_bs:
+        prev_is_bs[0] = True
+    for k in np.flatnonzero(prev_is_bs):
+        p, run = int(quotes[k]) - 1, 0
+        while p >= 0 and arr[p] == 92:
+            run, p = run + 1, p - 1
+        if p < 0:
+            run += carry_bs
+        keep[k] = run % 2 == 0
+    return quotes[keep]
+
+
+@dataclass
+class _Chunk:
+    base: int  # file offset of the chunk
+    quotes: np.ndarray  # opening quotes (chunk positions) outside strings
+    q_depth: np.ndarray  # bracket depth at each opening quote
+    struct: np.ndarray  # brackets outside strings (chunk positions)
+    steps: np.ndarray  # +1 for an opening bracket, -1 for a closing one
+    depth_after: np.ndarray  # depth after each bracket
+
+
+def _chunks(fh: IO[bytes], name: str, chunk: int) -> Iterator[tuple[int, _Chunk]]:
+    """Yield (first non-blank byte, chunk) with string state and depth carried across chunks."""
+    in_string, depth, carry_bs, base = False, 0, 0, 0
+    first_byte = -1
+    while True:
+        data = fh.read(chunk)
+        if not data:
+            if first_byte < 0:
+                raise ValueError(f"{name}: empty JSON file")
+            return
+        arr = np.frombuffer(data, dtype=np.uint8)
+        if first_byte < 0:
+            stripped = data.lstrip(b" \t\r\n")
+            if not stripped:
+                base += len(data)
+                continue
+            first_byte = stripped[0]
+        cls = _CLASS[arr]  # one gather pass; then work only on the special bytes
+        special = np.flatnonzero(cls)
+        kinds = cls[special]
+        quotes = _real_quotes(arr, special[kinds == 1], carry_bs)
+        is_bracket = kinds > 1
+        struct = special[is_bracket]
+        steps = np.where(kinds[is_bracket] == 2, 1, -1).astype(np.int64)
+        # a bracket is inside a string when an odd number of real quotes precede it
+        outside = (np.searchsorted(quotes, struct) + int(in_string)) % 2 == 0
+        struct, steps = struct[outside], steps[outside]
+        depth_after = depth + np.cumsum(steps)
+        q_index = np.arange(quotes.size) + int(in_string)
+        opening = quotes[q_index % 2 == 0]
+        k = np.searchsorted(struct, opening)  # brackets before each opening quote
+        if struct.size:
+            q_depth = np.where(k > 0, depth_after[np.maximum(k - 1, 0)], depth)
+        else:
+            q_depth = np.full(opening.size, depth)
+        yield first_byte, _Chunk(base, opening, q_depth, struct, steps, depth_after)
+        in_string = bool((quotes.size + int(in_string)) % 2)
+        depth = int(depth_after[-1]) if struct.size else depth
+        tail = len(data) - len(data.rstrip(b"\\"))
+        carry_bs = tail + carry_bs if tail == len(data) else tail
+        base += len(data)
+
+
+def scan_object(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
+    """Index the top-level object in ``fh``: offsets of its keys, and the number of keys in each
+    value (frames per mp-id); ValueError naming ``name`` if it is not one object."""
+    offsets: list[int] = []
+    children: list[int] = []
+    end = -1
+    for first, c in _chunks(fh, name, chunk):
+        if first != ord("{"):
+            raise ValueError(f"{name}: top level is not a JSON object")
+        sel = (c.q_depth == 1) | (c.q_depth == 2)
+        for pos, d in zip(c.quotes[sel].tolist(), c.q_depth[sel].tolist()):
+            if d == 1:
+                offsets.append(c.base + pos)
+                children.append(0)
+            elif children:
+                children[-1] += 1
+        closes = c.struct[c.depth_after == 0]
+        if closes.size:
+            end = c.base + int(closes[0])
+            break
+    if end < 0:
+        raise ValueError(f"{name}: JSON object is truncated (no closing brace)")
+    return ObjectIndex(offsets, children, end)
+
+
+def scan_values(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
+    """Index a JSON array of objects (``[{...}, ...]``) or JSON lines (one object per line): the
+    offset of each object's ``{`` and where the last one ends (the array's ``]``, or end of data)."""
+    offsets: list[int] = []
+    end, depth, kind = -1, 0, 0
+    for first, c in _chunks(fh, name, chunk):
+        kind = first
+        if first not in (ord("["), ord("{")):
+            raise ValueError(f"{name}: neither a JSON array nor JSON lines")
+        level = 2 if first == ord("[") else 1
+        opens = c.struct[(c.steps == 1) & (c.depth_after == level)]
+        offsets.extend((c.base + opens).tolist())
+        closes = c.struct[c.depth_after == 0]
+        if c.struct.size:
+            depth = int(c.depth_after[-1])
+        if closes.size:
+            end = c.base + int(closes[0 if level == 2 else -1]) + (0 if level == 2 else 1)
+            if level == 2:
+                depth = 0
+                break
+    if depth != 0 or (kind == ord("[") and end < 0):
+        raise ValueError(f"{name}: JSON data is truncated (unclosed bracket)")
+    return ObjectIndex(offsets, [1] * len(offsets), end)
+
+
+def iter_values(text: str, name: str) -> Iterator[Any]:
+    """Decode ``{...}, {...}`` or ``{...}\\n{...}`` (one byte range of an array / JSON lines)."""
+    decoder = json.JSONDecoder()
+    pos, n = 0, len(text)
+    while True:
+        while pos < n and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n:
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            raise ValueError(f"{name}: bad JSON value near character {pos} ({exc})") from None
+        yield value
+
+
+def iter_entries(text: str, name: str) -> Iterator[tuple[str, Any]]:
+    """Decode ``"key": value, "key": value ...`` (one byte range of an object) entry by entry."""
+    decoder = json.JSONDecoder()
+    pos, n = 0, len(text)
+    ws = " \t\r\n"
+    while True:
+        while pos < n and text[pos] in ws:
+            pos += 1
+        if pos >= n:
+            return
+        try:
+            key, pos = decoder.raw_decode(text, pos)
+            while text[pos] in ws:
+                pos += 1
+            if text[pos] != ":":
+                raise ValueError(f"expected ':' at {pos}")
+            pos += 1
+            while text[pos] in ws:
+                pos += 1
+            value, pos = decoder.raw_decode(text, pos)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{name}: bad JSON entry near character {pos} ({exc})") from None
+        yield str(key), value
+        while pos < n and text[pos] in ws:
+            pos += 1
+        if pos < n and text[pos] == ",":
+            pos += 1

@@ -1,0 +1,148 @@
+"""Streaming vasprun.xml parser (``xml.etree.ElementTree.iterparse``): one ``VaspStep`` per
+``<calculation>``; each calculation (with its eigenvalues/DOS) is freed once read, so memory is
+bounded by one ionic step.
+
+Energies, and the VASP 5.x bug: in ``calculation/energy`` VASP 5.x writes a wrong
+``e_0_energy`` (values like 0.0 or -0.16: ``e_wo_entrp`` and ``e_0_energy`` are swapped, VASP forum
+thread 16942; pymatgen #2367/#2369, ASE MR 2685), while ``calculation/scstep/energy`` is right but
+lacks the classical vdW correction (IVDW) that ``calculation/energy`` includes, and
+``calculation/energy/e_fr_energy`` includes the PSTRESS·V term. So, like ASE, we take
+
+* free energy (TOTEN) = ``calculation/energy/e_fr_energy`` − PSTRESS·V,
+* energy(sigma→0)    = free + (``e_0_energy`` − ``e_fr_energy``) of the last scstep,
+* energy w/o entropy = free + (``e_wo_entrp`` − ``e_fr_energy``) of the last scstep,
+
+which is right for VASP 5 and 6 alike and never reads the broken field.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+from omni_data.readers._vasp_outcar import VaspHeader, VaspStep
+from omni_data.units import KBAR_EVA3, vasp_kbar_to_ase
+
+ESSENTIALS = ("ENCUT", "ISPIN", "NELM", "GGA", "METAGGA", "LDAU", "LDAUU", "PSTRESS", "IBRION", "ISIF",
+              "NSW", "IVDW", "ISMEAR", "SIGMA", "ALGO", "LREAL", "PREC")
+_FREE = ("eigenvalues", "dos", "projected", "eigenvalues_kpoints_opt", "dielectricfunction")
+
+
+class TruncatedXML(Exception):
+    """vasprun.xml ends (or breaks) inside an ionic step; ``step_index`` is the incomplete step."""
+
+    def __init__(self, step_index: int | None, message: str) -> None:
+        super().__init__(message)
+        self.step_index = step_index
+
+
+def _param(el: ET.Element) -> Any:
+    text = (el.text or "").strip()
+    kind = el.get("type", "float")
+    conv = {"int": int, "logical": lambda t: t.strip().upper().startswith("T"), "string": str}.get(kind, float)
+    try:
+        if el.tag == "v":
+            return [conv(t) for t in text.split()]
+        return conv(text)
+    except ValueError:
+        return text  # VASP writes '*****' on overflow: keep the text, never a made-up number
+
+
+def _varray(el: ET.Element | None) -> np.ndarray | None:
+    if el is None:
+        return None
+    rows = [(v.text or "").split() for v in el.findall("v")]
+    return np.array(rows, dtype=np.float64)
+
+
+def _energies(calc: ET.Element, volume: float, pstress: float) -> dict[str, float]:
+    final = {i.get("name"): float(i.text) for i in calc.findall("energy/i")}
+    if "e_fr_energy" not in final:
+        return {}
+    free = final["e_fr_energy"] - pstress * KBAR_EVA3 * volume
+    out = {"free_energy": free}
+    scsteps = calc.findall("scstep/energy")
+    if scsteps:
+        last = {i.get("name"): float(i.text) for i in scsteps[-1].findall("i")}
+        out["energy_sigma0"] = free + last["e_0_energy"] - last["e_fr_energy"]
+        out["energy_wo_entrp"] = free + last["e_wo_entrp"] - last["e_fr_energy"]
+    return out
+
+
+def _step(calc: ET.Element, index: int, header: VaspHeader) -> VaspStep:
+    basis = _varray(calc.find("structure/crystal/varray[@name='basis']"))
+    frac = _varray(calc.find("structure/varray[@name='positions']"))
+    step = VaspStep(index=index, complete=True)
+    step.n_electronic = len(calc.findall("scstep"))
+    if basis is not None and frac is not None:
+        step.cell = basis
+        step.positions = frac @ basis
+    forces = _varray(calc.find("varray[@name='forces']"))
+    step.forces = forces
+    stress = _varray(calc.find("varray[@name='stress']"))
+    if stress is not None:
+        step.stress = vasp_kbar_to_ase(stress.reshape(9)[[0, 4, 8, 5, 2, 1]])
+    volume = abs(float(np.linalg.det(basis))) if basis is not None else 0.0
+    e = _energies(calc, volume, float(header.params.get("PSTRESS", 0.0) or 0.0))
+    step.free_energy = e.get("free_energy")
+    step.energy_sigma0 = e.get("energy_sigma0")
+    step.energy_wo_entrp = e.get("energy_wo_entrp")
+    return step
+
+
+def iter_vasprun(fh: IO[bytes]) -> Iterator[VaspHeader | VaspStep]:
+    """Yield the header (before the first step), then one complete ``VaspStep`` per calculation.
+
+    Raises ``TruncatedXML`` after the last complete step when the file breaks off."""
+    header = VaspHeader()
+    incar: dict[str, Any] = {}
+    header_sent = False
+    in_calc = False
+    index = 0
+    fixed: list[bool] = []
+    try:
+        for event, el in ET.iterparse(fh, events=("start", "end")):
+            if event == "start":
+                if el.tag == "calculation":
+                    in_calc = True
+                    if not header_sent:
+                        header.params.update({k: v for k, v in incar.items() if k in ESSENTIALS})
+                        header.params.setdefault("LDAU", False)
+                        header.fixed = fixed
+                        header_sent = True
+                        yield header
+                continue
+            tag = el.tag
+            if tag == "i" and el.get("name") == "version" and not header.version:
+                header.version = (el.text or "").strip()
+            elif tag == "incar":
+                incar = {i.get("name"): _param(i) for i in el if i.tag in ("i", "v")}
+            elif tag == "parameters":
+                for p in el.iter():  # first occurrence wins: NELM also appears in later sections
+                    if p.tag in ("i", "v") and p.get("name") in ESSENTIALS:
+                        header.params.setdefault(p.get("name"), _param(p))
+                    elif p.tag == "i" and p.get("name") == "ENMAX":  # <parameters> spells ENCUT "ENMAX"
+                        header.params.setdefault("ENCUT", _param(p))
+                el.clear()
+            elif tag == "atominfo":
+                header.symbols = [rc.find("c").text.strip() for rc in el.findall("array[@name='atoms']/set/rc")]
+            elif tag == "structure" and el.get("name") == "initialpos":
+                sel = el.findall("varray[@name='selective']/v")
+                fixed = [v.text.split() == ["F", "F", "F"] for v in sel]
+                header.partially_fixed = any(v.text.split() != ["F", "F", "F"] and "F" in v.text.split() for v in sel)
+            elif tag in _FREE and in_calc:
+                el.clear()
+            elif tag == "calculation":
+                in_calc = False
+                yield _step(el, index, header)
+                index += 1
+                el.clear()
+    except ET.ParseError as exc:
+        if in_calc:
+            raise TruncatedXML(index, f"file ends inside ionic step {index} ({exc})") from None
+        raise TruncatedXML(None, f"file ends after {index} complete ionic steps ({exc})") from None
+    if not header_sent:
+        header.params.update({k: v for k, v in incar.items() if k in ESSENTIALS})
+        header.fixed = fixed
+        yield header

@@ -1,0 +1,334 @@
+"""Extended XYZ reader: a streaming parser (header regex + bulk numpy atom block), .gz/.xz aware.
+
+Why not ``ase.io.read``: it builds an ``Atoms`` and a calculator per frame and is several times
+slower; here each frame is one regex pass over the comment line and one ``split`` + ``astype``
+over the atom block. Labels are found under the names people use (``REF_energy``, ``energy``,
+``Energy``, ``free_energy``, ``forces``, ``force``, ``stress``, ``virial``, ...) unless
+``opts.key_map`` names the key; the metadata says which source key each label came from
+(``energy_source_key``, ``forces_source_key``, ...). Units are the manifest's (``opts.convert``).
+
+Partitions seek to recorded byte offsets. For .gz/.xz a seek decompresses from the start, so a
+compressed file is best read as one partition (OC20 S2EF ships 5,000-frame .xz files).
+
+Plain sGDML-style XYZ (comment line = bare energy, columns 5-7 = forces) is read as positions only,
+like ASE, unless ``opts.options["plain_xyz"] == "sgdml"`` declares that layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from omni_data import units
+from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
+from omni_data.readers._common import open_binary, scalar_metadata, source_label
+from omni_data.readers._xyz_frames import RawFrame, iter_frames, scan_offsets
+from omni_data.readers._xyz_header import HeaderError, parse_header, parse_properties
+from omni_data.schema import Record, Rejected, problem
+
+ENERGY_KEYS = ("REF_energy", "energy", "Energy", "dft_energy", "DFT_energy", "total_energy", "free_energy")
+FREE_ENERGY_KEYS = ("free_energy", "REF_free_energy")
+FORCE_KEYS = ("REF_forces", "forces", "force", "DFT_forces", "dft_forces")
+STRESS_KEYS = ("REF_stress", "stress", "DFT_stress")
+VIRIAL_KEYS = ("REF_virial", "virial", "DFT_virial")
+CHARGE_KEYS = ("charge", "total_charge", "REF_charge")
+SPIN_KEYS = ("spin", "multiplicity", "spin_multiplicity", "total_spin_multiplicity")
+MAGMOM_KEYS = ("magmoms", "magmom", "REF_magmoms", "initial_magmoms")
+DEFAULT_PROPERTIES = [("species", "S", 1), ("pos", "R", 3)]
+_HEADER_KEYS = {"Lattice", "Properties", "pbc"}
+
+
+def _symbols() -> dict[bytes, int]:
+    from ase.data import chemical_symbols
+
+    table = {s.encode(): z for z, s in enumerate(chemical_symbols) if z > 0}
+    table.update({s.upper().encode(): z for z, s in enumerate(chemical_symbols) if z > 0})
+    table.update({s.lower().encode(): z for z, s in enumerate(chemical_symbols) if z > 0})
+    return table
+
+
+_SYMBOLS: dict[bytes, int] = {}
+_NUMBERS_CACHE: dict[tuple[str, ...], np.ndarray] = {}
+
+
+def partitions(path: Path, target: int) -> list[Partition]:
+    """One pass over the file recording each frame's byte offset; partitions seek straight there."""
+    with open_binary(path) as fh:
+        starts = scan_offsets(fh)
+    parts = []
+    for a, b in frame_ranges(len(starts), target):
+        offset, line = starts[a]
+        parts.append(Partition(str(path), a, b, (("offset", offset), ("line", line))))
+    return parts
+
+
+def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
+    """Records (or Rejected) of frames ``part.start`` .. ``part.stop`` in Omni units."""
+    if not _SYMBOLS:
+        _SYMBOLS.update(_symbols())
+    label = source_label(part.path, opts)
+    n_wanted = None if part.stop is None else part.stop - part.start
+    with open_binary(part.path) as fh:
+        offset, line = int(part.get("offset", 0)), int(part.get("line", 1))
+        if offset:
+            fh.seek(offset)
+        elif part.start:
+            raise ReaderError(f"{part.path}: partition {part.key} has no byte offset; build it with partitions()")
+        done = 0
+        for raw in iter_frames(fh, offset, line, part.start):
+            if n_wanted is not None and done >= n_wanted:
+                break
+            done += 1
+            yield _frame(raw, part.path, label, opts)
+
+
+def _reject(raw: RawFrame, path: str, label: str, opts: ReadOptions, reason: str) -> Rejected:
+    detail = {"byte_offset": raw.offset, "line": raw.line_no}
+    return Rejected(path, raw.index, reason, opts.dataset, f"{label}:{raw.index}", detail)
+
+
+def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record | Rejected:
+    if raw.error is not None:
+        return _reject(raw, path, label, opts, raw.error)
+    where = f"frame {raw.index} at line {raw.line_no} (byte {raw.offset})"
+    try:
+        comment = raw.comment.decode("utf-8").strip()  # type: ignore[union-attr]
+    except UnicodeDecodeError as exc:
+        return _reject(raw, path, label, opts, f"parse:non-UTF-8 bytes in comment line of {where} ({exc.reason} at {exc.start})")
+    try:
+        info = parse_header(comment)
+        props = parse_properties(info["Properties"]) if isinstance(info.get("Properties"), str) else None
+    except HeaderError as exc:
+        return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
+    try:
+        arrays = _atom_block(raw.atoms or [], props or DEFAULT_PROPERTIES, props is None)
+    except ValueError as exc:
+        return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
+    try:
+        record = _build(info, arrays, props is None, comment, raw, path, label, opts)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return _reject(raw, path, label, opts, f"bad_value:{exc} in {where}")
+    reason = problem(record)
+    return record.normalized() if reason is None else _reject(raw, path, label, opts, f"{reason} in {where}")
+
+
+def _atom_block(lines: list[bytes], props: list[tuple[str, str, int]], loose: bool) -> dict[str, np.ndarray]:
+    """Parse all atom lines at once; ``loose`` allows extra trailing columns (no Properties given).
+
+    Text columns (S, L) are sliced out of the token list; all numeric columns are then converted
+    in one ``np.array(..., float64)`` call, the cheapest bulk conversion of byte tokens."""
+    n = len(lines)
+    ncol = sum(c for _, _, c in props)
+    tokens = b" ".join(lines).split()
+    if len(tokens) != n * ncol:
+        rows = []
+        for k, line in enumerate(lines):
+            t = line.split()
+            if len(t) < ncol or (len(t) > ncol and not loose):
+                raise ValueError(f"atom line {k + 1} has {len(t)} columns, Properties declare {ncol}")
+            rows.extend(t[:ncol])
+        tokens = rows
+    starts, col = [], 0
+    for _, _, count in props:
+        starts.append(col)
+        col += count
+    out: dict[str, np.ndarray] = {}
+    numeric = list(tokens)
+    width = ncol
+    for (name, kind, count), c0 in reversed(list(zip(props, starts))):
+        if kind in ("S", "L"):
+            cols = [tokens[c0 + j::ncol] for j in range(count)]
+            try:
+                if kind == "S":
+                    arr = np.array([[t.decode("utf-8") for t in c] for c in cols]).T
+                else:
+                    arr = np.isin(np.array(cols, dtype=np.bytes_).T, [b"T", b"True", b"true", b"1"])
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"column {name!r} is not UTF-8 text: {exc}") from None
+            out[name] = arr[:, 0] if count == 1 else arr
+            for j in reversed(range(count)):  # drop the column from the row-major numeric list
+                del numeric[c0 + j::width]
+                width -= 1
+    try:
+        values = np.array(numeric, dtype=np.float64).reshape(n, width)
+    except ValueError as exc:
+        raise ValueError(f"non-numeric value in a numeric column: {exc}") from None
+    col = 0
+    for name, kind, count in props:
+        if kind in ("R", "I"):
+            block = values[:, col:col + count]
+            col += count
+            if kind == "I":
+                if not np.array_equal(block, np.round(block)):
+                    raise ValueError(f"column {name!r} (I) holds non-integers")
+                block = block.astype(np.int64)
+            out[name] = block[:, 0] if count == 1 else block
+    return out
+
+
+def _numbers(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    if "Z" in arrays:
+        return np.asarray(arrays["Z"], dtype=np.int64)
+    if "numbers" in arrays:
+        return np.asarray(arrays["numbers"], dtype=np.int64)
+    species = arrays.get("species")
+    if species is None:
+        raise ValueError("no species, Z or numbers column")
+    key = tuple(species.tolist())
+    cached = _NUMBERS_CACHE.get(key)
+    if cached is not None:
+        return cached.copy()
+    uniq, inverse = np.unique(species, return_inverse=True)
+    zs = np.empty(len(uniq), dtype=np.int64)
+    for k, s in enumerate(uniq):
+        z = _SYMBOLS.get(str(s).encode())
+        if z is None:
+            raise ValueError(f"unknown element symbol {str(s)!r} at atom {int(np.flatnonzero(inverse == k)[0])}")
+        zs[k] = z
+    numbers = zs[inverse.reshape(-1)]
+    if len(_NUMBERS_CACHE) < 4096:  # trajectories repeat one composition: map symbols once
+        _NUMBERS_CACHE[key] = numbers
+    return numbers.copy()
+
+
+def _pick(source: dict[str, Any], canonical: str, candidates: tuple[str, ...], opts: ReadOptions) -> str | None:
+    """The source key for ``canonical``: the key map's if declared (must exist), else the first candidate present."""
+    if canonical in opts.key_map:
+        key = opts.key_map[canonical]
+        return key if key in source else None
+    for key in candidates:
+        if key in source:
+            return key
+    return None
+
+
+def _cell(info: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray]:
+    lattice = info.get("Lattice")
+    pbc_raw = info.get("pbc")
+    if lattice is not None:
+        lat = np.asarray(lattice, dtype=np.float64)
+        if lat.shape != (9,):
+            raise ValueError(f"Lattice has {lat.size} values, expected 9")
+        cell = lat.reshape(3, 3)
+    else:
+        cell = None
+    if pbc_raw is None:
+        pbc = np.array([cell is not None] * 3)
+    else:
+        pbc = np.asarray(pbc_raw, dtype=bool).reshape(-1)
+        if pbc.size == 1:
+            pbc = np.repeat(pbc, 3)
+        if pbc.size != 3:
+            raise ValueError(f"pbc has {pbc.size} values, expected 3")
+    if not pbc.any():
+        cell = None
+    elif cell is None:
+        raise ValueError("pbc is true but the frame has no Lattice")
+    return cell, pbc
+
+
+def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, meta: dict[str, Any]) -> np.ndarray | None:
+    key = _pick(info, "stress", STRESS_KEYS, opts)
+    vkey = None if key is not None else _pick(info, "virial", VIRIAL_KEYS, opts)
+    if key is None and vkey is None:
+        return None
+    raw = np.asarray(info[key or vkey], dtype=np.float64).reshape(-1)  # type: ignore[index]
+    if raw.size == 9:
+        m = raw.reshape(3, 3, order="F")
+        voigt = np.array([m[0, 0], m[1, 1], m[2, 2], (m[1, 2] + m[2, 1]) / 2, (m[0, 2] + m[2, 0]) / 2, (m[0, 1] + m[1, 0]) / 2])
+    elif raw.size == 6:
+        voigt = raw
+    else:
+        raise ValueError(f"{key or vkey} has {raw.size} values, expected 6 or 9")
+    if key is not None:
+        meta["stress_source_key"] = key
+        return voigt
+    if cell is None:
+        raise ValueError(f"{vkey} given for a non-periodic frame (no volume)")
+    volume = abs(float(np.linalg.det(cell)))
+    # virial is an energy: stress = -virial / V, brought to eV/Å³ here; convert() then applies
+    # the declared stress unit and sign, which we divide out so they are not applied twice.
+    scale = units.energy_factor(opts.energy_unit) / units.length_factor(opts.length_unit) ** 3
+    scale /= units.stress_factor(opts.stress_unit) * opts.stress_sign
+    meta["stress_source_key"] = f"{vkey} (stress = -virial/volume)"
+    return -voigt / volume * scale
+
+
+def _energy_forces(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, comment: str, raw: RawFrame,
+                   opts: ReadOptions, meta: dict[str, Any]) -> tuple[float | None, str, np.ndarray | None]:
+    """(energy, energy_kind, forces) from the declared or recognised keys, recorded in ``meta``."""
+    if plain and opts.options.get("plain_xyz") == "sgdml":
+        meta["energy_source_key"] = "comment line (sGDML xyz)"
+        meta["forces_source_key"] = "columns 5-7 (sGDML xyz)"
+        return float(comment.split()[0]), opts.energy_kind, _plain_forces(raw)
+    energy, kind, forces = None, opts.energy_kind, None
+    candidates = FREE_ENERGY_KEYS + ENERGY_KEYS if opts.energy_key == "free_energy" else ENERGY_KEYS
+    ekey = _pick(info, "energy", candidates, opts)
+    if ekey is not None:
+        energy = float(info[ekey])
+        meta["energy_source_key"] = ekey
+        kind = "free" if ekey in FREE_ENERGY_KEYS else kind
+        others = [k for k in candidates if k in info and k != ekey and "energy" not in opts.key_map]
+        if others:
+            meta["energy_other_keys"] = others  # ambiguity made visible, not resolved silently
+    fkey = _pick(arrays, "forces", FORCE_KEYS, opts)
+    if fkey is not None:
+        forces = np.asarray(arrays[fkey], dtype=np.float64)
+        meta["forces_source_key"] = fkey
+    return energy, kind, forces
+
+
+def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, comment: str,
+           raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record:
+    """One frame as a Record in Omni units (not yet normalized)."""
+    pos_key = opts.key("positions", "pos")
+    if pos_key not in arrays:
+        raise ValueError(f"no {pos_key!r} column in Properties")
+    cell, pbc = _cell(info)
+    meta: dict[str, Any] = {}
+    energy, kind, forces = _energy_forces(info, arrays, plain, comment, raw, opts, meta)
+    record = Record(numbers=_numbers(arrays), positions=arrays[pos_key], id=opts.make_id(f"{label}:{raw.index}"),
+                    dataset=opts.dataset, task=opts.task, cell=cell, pbc=pbc, energy=energy,
+                    energy_kind=kind, forces=forces, stress=_stress(info, cell, opts, meta), source_file=path,
+                    source_index=raw.index, metadata=meta)
+    _extras(record, info, arrays, opts, meta)
+    id_key = opts.key_map.get("id")
+    if id_key is not None:
+        if id_key not in info:
+            raise ValueError(f"id key {id_key!r} missing")
+        record.id = opts.make_id(f"{label}:{info[id_key]}")
+    used = set(opts.key_map.values()) | _HEADER_KEYS | {v for k, v in meta.items() if k.endswith("_source_key")}
+    extra = scalar_metadata(info, used)
+    if extra:
+        meta["info"] = extra
+    return opts.convert(record)  # normalized by the caller once problem() has passed
+
+
+def _extras(record: Record, info: dict[str, Any], arrays: dict[str, np.ndarray], opts: ReadOptions,
+            meta: dict[str, Any]) -> None:
+    """Charge, spin, magmoms, tags and constraints (ASE's move_mask column) onto ``record``."""
+    ckey = _pick(info, "charge", CHARGE_KEYS, opts)
+    if ckey is not None:
+        record.charge = float(info[ckey])
+        meta["charge_source_key"] = ckey
+    skey = _pick(info, "spin", SPIN_KEYS, opts)
+    if skey is not None:
+        record.spin = int(info[skey])
+        meta["spin_source_key"] = skey
+    mkey = _pick(arrays, "magmoms", MAGMOM_KEYS, opts)
+    if mkey is not None and np.asarray(arrays[mkey]).ndim == 1:
+        record.magmoms = np.asarray(arrays[mkey], dtype=np.float64)
+        meta["magmoms_source_key"] = mkey
+    if "tags" in arrays:
+        record.tags = np.asarray(arrays["tags"], dtype=np.int64)
+    if "move_mask" in arrays:  # ASE writes FixAtoms as move_mask:L:1 (or L:3 per axis)
+        mask = np.asarray(arrays["move_mask"], dtype=bool)
+        record.fixed = ~(mask if mask.ndim == 1 else mask.any(axis=1))
+
+
+def _plain_forces(raw: RawFrame) -> np.ndarray:
+    rows = [line.split() for line in raw.atoms or []]
+    if any(len(r) < 7 for r in rows):
+        raise ValueError("sGDML xyz needs 7 columns (symbol, x, y, z, fx, fy, fz)")
+    return np.array([r[4:7] for r in rows], dtype=np.bytes_).astype(np.float64)

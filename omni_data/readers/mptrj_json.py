@@ -1,0 +1,128 @@
+"""MPtrj (CHGNet's ``MPtrj_2022.9_full.json``): one JSON object ``mp_id -> frame_id -> frame``.
+
+Frame keys (CHGNet ``StructureJsonData`` / MPtrj docs): ``structure`` (pymatgen Structure dict),
+``uncorrected_total_energy`` and ``corrected_total_energy`` (eV, MP2020 correction in the latter),
+``energy_per_atom``, ``ef_per_atom``, ``e_per_atom_relaxed``, ``ef_per_atom_relaxed``, ``force``
+(eV/Å), ``stress`` (3x3 kBar, VASP sign: compression positive), ``magmom`` (μB or null),
+``bandgap``, ``mp_id``. The real file is 12 GB: ``partitions`` indexes the byte offset of every
+mp-id with ``_json_scan.scan_object`` (no parse), partitions hold whole mp-ids, and ``read``
+seeks to its byte range and decodes one mp-id at a time.
+
+Energy: ``opts.key_map["energy"]`` or ``opts.energy_key`` (the ReadOptions default ``"energy"``
+means ``uncorrected_total_energy``, the raw DFT total the ``mpa`` task trains on); the
+``corrected_total_energy`` gets ``energy_kind="corrected"``. Group key: ``metadata["mp_id"]``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from omni_data.readers import Partition, ReaderError, ReadOptions
+from omni_data.readers._common import open_binary
+from omni_data.readers._finish import finish, reject
+from omni_data.readers._json_scan import iter_entries, scan_object
+from omni_data.readers._pmg import structure_arrays
+from omni_data.schema import Record, Rejected, stress_to_voigt
+from omni_data.units import vasp_kbar_to_ase
+
+DEFAULT_ENERGY = "uncorrected_total_energy"
+META_KEYS = (
+    "uncorrected_total_energy",
+    "corrected_total_energy",
+    "energy_per_atom",
+    "ef_per_atom",
+    "e_per_atom_relaxed",
+    "ef_per_atom_relaxed",
+    "bandgap",
+)
+
+
+def partitions(path: Path, target: int) -> list[Partition]:
+    """Runs of whole mp-ids holding about ``target`` frames; ``start``/``stop`` are frame indices
+    and ``extra`` the byte range ``offset:end`` of the run in the file."""
+    target = max(1, int(target))
+    try:
+        with open_binary(path) as fh:
+            index = scan_object(fh, str(path))
+    except (OSError, EOFError) as exc:
+        raise ReaderError(f"{path}: cannot open ({exc})") from exc
+    except ValueError as exc:
+        raise ReaderError(str(exc)) from exc
+    bounds = index.offsets[1:] + [index.end]
+    parts: list[Partition] = []
+    frame, i = 0, 0
+    while i < len(index.offsets):
+        j, size = i, 0
+        while j < len(index.offsets) and (size == 0 or size + index.children[j] <= target):
+            size += index.children[j]
+            j += 1
+        parts.append(Partition(str(path), frame, frame + size, (("offset", index.offsets[i]), ("end", bounds[j - 1]), ("mp_ids", j - i))))
+        frame, i = frame + size, j
+    return parts
+
+
+def _energy_key(opts: ReadOptions) -> str:
+    if "energy" in opts.key_map:
+        return opts.key_map["energy"]
+    return DEFAULT_ENERGY if opts.energy_key == "energy" else opts.energy_key
+
+
+def frame_record(frame: dict[str, Any], mp_id: str, frame_id: str, opts: ReadOptions, path: str, index: int) -> Record:
+    """One MPtrj frame as a Record in Omni units (stress kBar -> eV/Å³, ASE sign)."""
+    numbers, positions, cell, pbc = structure_arrays(frame["structure"])
+    e_key = _energy_key(opts)
+    energy = frame.get(e_key)
+    forces = frame.get(opts.key("forces", "force"))
+    stress = frame.get(opts.key("stress", "stress"))
+    magmoms = frame.get(opts.key("magmoms", "magmom"))
+    meta: dict[str, Any] = {"mp_id": str(frame.get("mp_id", mp_id)), "frame_id": frame_id}
+    for key in META_KEYS:
+        value = frame.get(key)
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            meta[key] = float(value)
+    return Record(
+        numbers=numbers,
+        positions=positions,
+        id=opts.make_id(f"{mp_id}/{frame_id}"),
+        dataset=opts.dataset,
+        task=opts.task,
+        cell=cell,
+        pbc=pbc,
+        energy=None if energy is None else float(energy),
+        energy_kind="corrected" if e_key == "corrected_total_energy" else opts.energy_kind,
+        forces=None if forces is None else np.asarray(forces, dtype=np.float64),
+        stress=None if stress is None else stress_to_voigt(vasp_kbar_to_ase(np.asarray(stress, dtype=np.float64).reshape(3, 3))),
+        magmoms=None if magmoms is None else np.asarray(magmoms, dtype=np.float64),
+        source_file=path,
+        source_index=index,
+        metadata=meta,
+    )
+
+
+def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
+    offset, end = int(part.get("offset")), int(part.get("end"))
+    try:
+        with open_binary(part.path) as fh:
+            fh.seek(offset)  # .gz/.xz: decompresses forward to the offset
+            raw = fh.read(end - offset)
+    except (OSError, EOFError) as exc:
+        raise ReaderError(f"{part.path}: cannot open ({exc})") from exc
+    index = part.start
+    where = f"{part.path} bytes {offset}-{end}"
+    for mp_id, frames in iter_entries(raw.decode("utf-8"), where):
+        if not isinstance(frames, dict):
+            yield reject(opts, part.path, index, f"parse:mp-id {mp_id} is not an object of frames", mp_id)
+            index += 1
+            continue
+        for frame_id, frame in frames.items():
+            try:
+                if not isinstance(frame, dict):
+                    raise ValueError("frame is not an object")
+                record = frame_record(frame, mp_id, frame_id, opts, part.path, index)
+            except (KeyError, ValueError, TypeError) as exc:
+                yield reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", f"{mp_id}/{frame_id}")
+            else:
+                yield finish(record, opts, convert=False)
+            index += 1

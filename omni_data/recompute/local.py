@@ -1,0 +1,135 @@
+"""Run recompute jobs locally (tblite, PySCF) as Dask tasks, one task per job dir.
+
+Each task reads the job's ``record.json``, runs the protocol's engine, and writes
+``results.json`` (method, protocol, package versions, convergence, wall time, energy) and
+``results.npz`` (numbers, positions, cell, pbc, forces, stress) atomically, then the DONE marker.
+Any failure is written to FAILED with its reason; nothing is skipped silently.
+"""
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omni_data.recompute import jobs
+from omni_data.recompute.molecules import Refused
+from omni_data.recompute.protocols import Protocol, load_protocol
+from omni_data.recompute.runners import get_runner
+from omni_data.recompute.runners.result import RunFailed, write_arrays
+
+RESULTS_JSON = "results.json"
+RESULTS_NPZ = "results.npz"
+
+
+def run_job(job_dir: str | Path, protocol_name: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run one job dir; returns ``{"job", "state", "reason", "energy", "wall_time_s"}``.
+
+    ``threads`` caps the OpenMP/BLAS threads of the engine (threadpoolctl): one Dask worker per
+    core wants 1; None leaves the libraries' defaults."""
+    if threads is None:
+        return _run_job(Path(job_dir), protocol_name)
+    with _thread_controller().limit(limits=int(threads)):
+        return _run_job(Path(job_dir), protocol_name)
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_controller() -> Any:
+    """One threadpoolctl controller per process (finding the libraries costs ~5 ms each time)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@functools.lru_cache(maxsize=16)
+def _protocol(name: str) -> Protocol:
+    """Protocols parsed once per worker process, not once per job."""
+    return load_protocol(name)
+
+
+def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
+    job = jobs.read_job(job_dir)
+    name = protocol_name or job.get("protocol")
+    summary: dict[str, Any] = {"job": job_dir.name, "state": "failed", "reason": "", "energy": None, "wall_time_s": None}
+    try:
+        protocol = _protocol(name)
+        if protocol.engine == "vasp" or protocol.method is None:
+            raise Refused(f"refused:protocol {name} runs on {protocol.engine}, not a local engine; use the batch script")
+        record = jobs.read_record(job_dir)
+        runner = get_runner(protocol.engine)
+        jobs.clear_markers(job_dir)
+        jobs.mark_running(job_dir)
+        start = time.perf_counter()
+        result = runner.run(record, protocol.method)
+        wall = time.perf_counter() - start
+        _write_results(job_dir, job, protocol, record, result, wall, runner.versions())
+        jobs.mark_done(job_dir)
+        summary.update(state="done", energy=result.energy, wall_time_s=wall)
+    except (Refused, RunFailed) as exc:
+        summary["reason"] = exc.reason
+        jobs.mark_failed(job_dir, exc.reason)
+    except Exception as exc:  # any engine crash is a recorded failure, with its type and message
+        reason = f"run:{type(exc).__name__}: {exc}"
+        summary["reason"] = reason
+        jobs.mark_failed(job_dir, reason)
+        (job_dir / "traceback.txt").write_text(traceback.format_exc())
+    return summary
+
+
+def _write_results(job_dir: Path, job: dict[str, Any], protocol: Protocol, record: Any, result: Any,
+                   wall: float, versions: dict[str, str]) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "numbers": np.asarray(record.numbers, dtype=np.int64),
+        "positions": np.asarray(record.positions, dtype=np.float64),
+        "pbc": np.asarray(record.pbc, dtype=bool),
+        "forces": np.asarray(result.forces, dtype=np.float64),
+    }
+    if record.cell is not None:
+        arrays["cell"] = np.asarray(record.cell, dtype=np.float64)
+    if result.stress is not None:
+        arrays["stress"] = np.asarray(result.stress, dtype=np.float64)
+    write_arrays(job_dir / RESULTS_NPZ, arrays)
+    from importlib.metadata import version
+
+    jobs.write_json_atomic(job_dir / RESULTS_JSON, {
+        "record_id": job.get("record_id"),
+        "protocol": protocol.name,
+        "engine": protocol.engine,
+        "method": protocol.method.name if protocol.method else None,
+        "options": dict(protocol.method.options) if protocol.method else {},
+        "energy": result.energy,
+        "energy_unit": "eV",
+        "energy_kind": "total",
+        "charge": result.charge,
+        "multiplicity": result.multiplicity,
+        "converged": bool(result.converged),
+        "n_scf": result.n_scf,
+        "wall_time_s": wall,
+        "versions": {**versions, "omni": version("omni"), "python": platform.python_version()},
+        "host": socket.gethostname(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "arrays": RESULTS_NPZ,
+        "has_stress": result.stress is not None,
+        "info": result.info,
+    })
+
+
+def run_jobs(root: Path, protocol_name: str | None = None, client: Any = None,
+             states: tuple[str, ...] = ("pending", "failed"), threads: int | None = None) -> list[dict[str, Any]]:
+    """Run every job under ``root`` in ``states`` (default: not done) as Dask tasks.
+
+    ``client`` is a ``distributed.Client`` (from ``omni_data.pipeline.cluster.dask_client``), or
+    None to run them in this process with Dask's synchronous scheduler. ``threads``: see run_job."""
+    import dask
+
+    todo = [str(s.path) for s in jobs.summarize(root) if s.state in states]
+    if client is None:
+        tasks = [dask.delayed(run_job, pure=False)(d, protocol_name, threads) for d in todo]
+        return list(dask.compute(*tasks, scheduler="synchronous"))
+    futures = client.map(run_job, todo, [protocol_name] * len(todo), [threads] * len(todo), pure=False)
+    return client.gather(futures)

@@ -1,0 +1,260 @@
+"""Compiled kernel of the exact fast FPS (numba; imported only when ``fps`` runs).
+
+Points are first put in spatially tight blocks (``fps._block_order``: random-projection tree,
+then each block gets a bounding ball: centre ``m_b``, radius ``R_b``, and every point keeps
+``a = d(x, m_b)``). For each new pick ``c`` a block is skipped whole when
+``d(c, m_b) - R_b >= sqrt(max r in block)``; inside a visited block a point is skipped when
+``|d(c, m_b) - a| >= sqrt(r)`` or ``d(c, s) >= 2 sqrt(r)`` with ``s`` its nearest pick
+(triangle inequality, see ``fps.py``). Remaining points get the reference float32 distance
+(``acc += t*t`` in dimension order; numba's default ``fastmath=False`` keeps IEEE order and
+no fused multiply-add), abandoned early once the partial sum reaches ``r`` (sums of
+non-negative float32 terms never decrease), which is still exact. Blocks are grouped 16 at a time into super-blocks with their own
+ball, skipped whole the same way; super-blocks run in parallel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(inline="always")
+def _better(v: float, i: int, bv: float, bi: int, last: bool) -> bool:
+    """Does (value v, original index i) beat (bv, bi) under the argmax tie rule?"""
+    if v > bv:
+        return True
+    if v == bv:
+        return i > bi if last else i < bi
+    return False
+
+
+@njit(cache=True)
+def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
+    """Update one block's points for the new pick ``c``; returns (max r, its index, distances)."""
+    d = x.shape[1]
+    cnt = 0
+    bv = np.float32(-1.0)
+    bi = -1
+    for p in range(lo, hi):
+        rp = r[p]
+        r64 = np.float64(rp)
+        g = dcb - a[p]
+        if 4.0 * r64 > thr[owner[p]] and g * g * lo_slack < r64:
+            cnt += 1
+            acc = np.float32(0.0)
+            q = 0
+            while q < d:
+                stop = min(d, q + 16)
+                for qq in range(q, stop):
+                    dq = x[p, qq] - c[qq]
+                    acc += dq * dq
+                q = stop
+                if acc >= rp:
+                    break
+            if acc < rp:
+                r[p] = acc
+                owner[p] = t
+                rp = acc
+        if _better(rp, orig[p], bv, bi, last):
+            bv = rp
+            bi = orig[p]
+    return bv, bi, cnt
+
+
+@njit(cache=True)
+def _center_dist(cen, b, c) -> float:
+    acc = 0.0
+    for j in range(len(c)):
+        diff = cen[b, j] - c[j]
+        acc += diff * diff
+    return np.sqrt(acc)
+
+
+@njit(parallel=True, cache=True)
+def fps_blocks(
+    x: np.ndarray,  # (n, d) float32, rows in block order
+    orig: np.ndarray,  # (n,) int64 original index of each row
+    pos: np.ndarray,  # (n,) int64 row of each original index
+    bstart: np.ndarray,  # (nb + 1,) int64 block row ranges
+    bcen: np.ndarray,  # (nb, d) float64 block ball centres
+    brad: np.ndarray,  # (nb,) float64 block ball radii
+    a: np.ndarray,  # (n,) float64 distance of each row to its block centre
+    sstart: np.ndarray,  # (ns + 1,) int64 super-block ranges over blocks
+    scen: np.ndarray,  # (ns, d) float64 super-block ball centres
+    srad: np.ndarray,  # (ns,) float64 super-block ball radii
+    k: int,
+    starts: np.ndarray,  # original indices taken first
+    last: bool,
+    slack: float,
+):
+    """Exact FPS; returns (picked original indices, squared distance at pick, distances done)."""
+    n, d = x.shape
+    nb = len(brad)
+    ns = len(srad)
+    r = np.full(n, np.inf, dtype=np.float32)
+    owner = np.zeros(n, dtype=np.int64)
+    bmax = np.full(nb, np.inf, dtype=np.float32)
+    barg = np.zeros(nb, dtype=np.int64)
+    smax = np.full(ns, np.inf, dtype=np.float32)
+    sarg = np.zeros(ns, dtype=np.int64)
+    cen = np.empty((k, d), dtype=np.float64)
+    thr = np.empty(k, dtype=np.float64)
+    work = np.zeros(ns, dtype=np.int64)
+    picked = np.empty(k, dtype=np.int64)
+    picked_d = np.empty(k, dtype=np.float32)
+    c = np.empty(d, dtype=np.float32)
+    computed = 0
+    lo_slack = 1.0 - slack
+    for t in range(k):
+        if t < len(starts):
+            i = starts[t]
+        else:
+            bv = np.float32(-1.0)
+            i = -1
+            for sb in range(ns):
+                if _better(smax[sb], sarg[sb], bv, i, last):
+                    bv = smax[sb]
+                    i = sarg[sb]
+        row = pos[i]
+        picked[t] = i
+        picked_d[t] = r[row]
+        for j in range(d):
+            c[j] = x[row, j]
+            cen[t, j] = x[row, j]
+        if t == k - 1:
+            break
+        for s in range(t):
+            dcs = 0.0
+            for j in range(d):
+                diff = cen[s, j] - cen[t, j]
+                dcs += diff * diff
+            thr[s] = dcs * lo_slack
+        thr[t] = -1.0
+        for sb in prange(ns):
+            gap = _center_dist(scen, sb, c) - srad[sb]
+            if gap > 0.0 and gap * gap * lo_slack >= smax[sb]:
+                work[sb] = 0
+                continue
+            cnt = 0
+            sv = np.float32(-1.0)
+            si = -1
+            for b in range(sstart[sb], sstart[sb + 1]):
+                dcb = _center_dist(bcen, b, c)
+                gap = dcb - brad[b]
+                if not (gap > 0.0 and gap * gap * lo_slack >= bmax[b]):
+                    bv, bi, bc = _visit_block(x, orig, bstart[b], bstart[b + 1], a, r, owner,
+                                              thr, c, dcb, t, last, lo_slack)
+                    bmax[b] = bv
+                    barg[b] = bi
+                    cnt += bc
+                if _better(bmax[b], barg[b], sv, si, last):
+                    sv = bmax[b]
+                    si = barg[b]
+            smax[sb] = sv
+            sarg[sb] = si
+            work[sb] = cnt
+        computed += work.sum()
+    return picked, picked_d, computed
+
+
+@njit(parallel=True, cache=True)
+def block_balls(xs: np.ndarray, bstart: np.ndarray):
+    """Per block: centre (float64 mean), radius (slightly inflated), each row's distance to it."""
+    n, d = xs.shape
+    nb = len(bstart) - 1
+    cen = np.zeros((nb, d), dtype=np.float64)
+    rad = np.zeros(nb, dtype=np.float64)
+    a = np.empty(n, dtype=np.float64)
+    for b in prange(nb):
+        lo = bstart[b]
+        hi = bstart[b + 1]
+        for p in range(lo, hi):
+            for j in range(d):
+                cen[b, j] += xs[p, j]
+        for j in range(d):
+            cen[b, j] /= hi - lo
+        big = 0.0
+        for p in range(lo, hi):
+            acc = 0.0
+            for j in range(d):
+                diff = xs[p, j] - cen[b, j]
+                acc += diff * diff
+            a[p] = np.sqrt(acc)
+            big = max(big, a[p])
+        rad[b] = big * (1.0 + 1e-9) + 1e-12
+    return cen, rad, a
+
+
+@njit(cache=True)
+def _select(vals: np.ndarray, idx: np.ndarray, z: np.ndarray, lo: int, hi: int, kth: int) -> None:
+    """Reorder vals/idx/z rows [lo:hi] so position kth holds its order statistic (quickselect)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        a, b, c = vals[lo], vals[mid], vals[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), c))  # median of three
+        i, j = lo, hi - 1
+        while i <= j:
+            while vals[i] < pivot:
+                i += 1
+            while vals[j] > pivot:
+                j -= 1
+            if i <= j:
+                vals[i], vals[j] = vals[j], vals[i]
+                idx[i], idx[j] = idx[j], idx[i]
+                for col in range(z.shape[1]):
+                    z[i, col], z[j, col] = z[j, col], z[i, col]
+                i += 1
+                j -= 1
+        if kth <= j:
+            hi = j + 1
+        elif kth >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(cache=True)
+def kd_order(z: np.ndarray, leaf: int):
+    """Row order of a kd-tree on ``z`` (median split on the widest column) and leaf bounds."""
+    n, m = z.shape
+    z = z.copy()  # rows move with ``order`` so every pass reads memory in sequence
+    order = np.arange(n)
+    vals = np.empty(n, dtype=z.dtype)
+    vmin = np.empty(m, dtype=z.dtype)
+    vmax = np.empty(m, dtype=z.dtype)
+    stack = np.empty((128, 2), dtype=np.int64)
+    bounds = np.empty(n // max(leaf // 2, 1) + 2, dtype=np.int64)
+    nb = 0
+    top = 1
+    stack[0, 0] = 0
+    stack[0, 1] = n
+    while top > 0:
+        top -= 1
+        lo = stack[top, 0]
+        hi = stack[top, 1]
+        if hi - lo <= leaf:
+            bounds[nb] = lo
+            nb += 1
+            continue
+        for col in range(m):
+            vmin[col] = z[lo, col]
+            vmax[col] = vmin[col]
+        for p in range(lo, hi):
+            for col in range(m):
+                v = z[p, col]
+                vmin[col] = min(vmin[col], v)
+                vmax[col] = max(vmax[col], v)
+        axis = int(np.argmax(vmax - vmin))
+        for p in range(lo, hi):
+            vals[p] = z[p, axis]
+        mid = lo + (hi - lo) // 2
+        _select(vals, order, z, lo, hi, mid)
+        stack[top, 0] = mid
+        stack[top, 1] = hi
+        stack[top + 1, 0] = lo
+        stack[top + 1, 1] = mid
+        top += 2
+    out = np.sort(bounds[:nb])
+    res = np.empty(nb + 1, dtype=np.int64)
+    res[:nb] = out
+    res[nb] = n
+    return order, res

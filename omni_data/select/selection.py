@@ -1,0 +1,272 @@
+"""``select-bridge``: choose the domain-bridging set and write ``selection.parquet`` + coverage.
+
+Flow: descriptor rows of all stores -> drop rows of ``--tasks`` not asked for and rows already
+selected (``--exclude``: they become FPS seeds, so a second round extends the first) -> pick
+``k`` rows with the strategy -> guarantee ``--min-per-task`` by trimming the pick order and
+topping up inside each short task (FPS seeded with everything chosen) -> write
+``selection.parquet`` (atomic) and ``coverage.json`` / ``coverage.txt``.
+
+Start rule: without seeds the first pick is ``RandomState(seed).randint(0, n)`` over the
+candidate rows, which is exactly what ``fpsample.fps_sampling(start_idx=None)`` draws after
+``np.random.seed(seed)``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from omni_data.select.coverage import coverage_report
+from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
+from omni_data.select.strategies import STRATEGIES, Picks, Scorer, pick_error, pick_hybrid
+
+COLUMNS = ("id", "task", "dataset", "store", "rank", "distance", "reason", "score")
+
+
+@dataclass
+class SelectConfig:
+    """Validated settings of one select-bridge run."""
+
+    stores: list[str]
+    out: str
+    fraction: float | None = None
+    count: int | None = None
+    tasks: list[str] | None = None
+    min_per_task: int = 0
+    seed: int = 0
+    strategy: str = "fps"
+    kind: str = "rdf"
+    mode: str = "exact"  # or "distributed"
+    exclude: list[str] = field(default_factory=list)
+    pool: float = 4.0  # hybrid: FPS among the pool * k largest errors
+    oversample: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}")
+        if self.mode not in ("exact", "distributed"):
+            raise ValueError(f"mode must be 'exact' or 'distributed', got {self.mode!r}")
+        if (self.fraction is None) == (self.count is None):
+            raise ValueError("give exactly one of fraction or count")
+        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+        if self.min_per_task < 0:
+            raise ValueError(f"min_per_task must be >= 0, got {self.min_per_task}")
+
+
+def start_row(seed: int, n: int) -> int:
+    """fpsample's random start: ``np.random.randint(0, n)`` after ``np.random.seed(seed)``."""
+    return int(np.random.RandomState(seed).randint(low=0, high=n))
+
+
+def excluded_ids(paths: Sequence[str]) -> tuple[np.ndarray, dict[str, str]]:
+    """Ids of earlier selections and the store each came from."""
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    where: dict[str, str] = {}
+    for path in paths:
+        table = pq.read_table(path, columns=["id", "store"])
+        for rid, store in zip(table.column("id").to_pylist(), table.column("store").to_pylist()):
+            ids.append(rid)
+            where[rid] = store
+    return np.asarray(ids, dtype=str), where
+
+
+def seed_vectors(ds: DescriptorSet, ids: np.ndarray, where: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``ds`` that are excluded, vectors of all excluded ids incl. other stores)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    inside = np.isin(ds.ids, ids)
+    rows = np.flatnonzero(inside)
+    vecs = [ds.vectors(rows)] if len(rows) else []
+    missing = np.setdiff1d(ids, ds.ids[rows])
+    if len(missing):
+        others = sorted({where[i] for i in missing} - set(ds.store_of.tolist()))
+        if not others:
+            raise ValueError(f"excluded ids not found in any store, e.g. {missing[:3].tolist()}")
+        extra = load_descriptor_set(others, ds.kind, with_vectors=True)
+        found = np.isin(extra.ids, missing)
+        if found.sum() != len(missing):
+            lost = np.setdiff1d(missing, extra.ids[found])
+            raise ValueError(f"excluded ids not found in {others}, e.g. {lost[:3].tolist()}")
+        vecs.append(extra.x[found])
+    return rows, np.concatenate(vecs).astype(np.float32)
+
+
+def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int) -> Picks:
+    """Exact FPS over ``x`` seeded with ``seeds`` (or started at ``start``)."""
+    from omni_data.select.fps import fps
+
+    m = len(seeds)
+    both = np.concatenate([seeds, x]) if m else x
+    res = fps(both, m + k, start_idx=list(range(m)) if m else start)
+    return Picks(res.indices[m:] - m, np.sqrt(res.sqdist[m:].astype(np.float64)))
+
+
+def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: np.ndarray,
+         scorer: Scorer | None, client: Any = None) -> tuple[Picks, np.ndarray | None]:
+    """Apply the strategy over candidate rows ``cand``; returns picks (global rows) and scores."""
+    start = start_row(cfg.seed, len(cand))
+    scores = None
+    if cfg.strategy in ("error", "hybrid"):
+        if scorer is None:
+            raise ValueError(f"strategy {cfg.strategy!r} needs a model (--model CKPT)")
+        scores = score_rows(ds, cand, scorer)
+        if cfg.strategy == "error":
+            p = pick_error(scores, k)
+        else:
+            p = pick_hybrid(ds.vectors(cand), scores, k, cfg.pool, seeds, lambda sub: start_row(cfg.seed, len(sub)))
+        return Picks(cand[p.rows], p.distance, p.score), scores
+    if cfg.mode == "exact":
+        p = fps_rows(ds.vectors(cand), k, seeds, start)
+        return Picks(cand[p.rows], p.distance), None
+    return distributed_pick(cfg, ds, cand, k, seeds, int(cand[start]), client), None
+
+
+def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int,
+                     seeds: np.ndarray, start: int, client: Any) -> Picks:
+    """Distributed FPS over all shards; rows in ``seeds`` sit at distance 0 and are never picked."""
+    from omni_data.select.distributed import ShardSource, distributed_fps
+
+    if cfg.tasks:
+        raise ValueError("--mode distributed selects over whole stores (excluded rows are FPS "
+                         "seeds, never re-picked); --tasks needs --mode exact")
+    sources = [ShardSource(ds.loader(s), s.offset, s.n, f"{Path(s.store).name}/{s.shard}")
+               for s in ds.shards]
+    res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
+                          oversample=cfg.oversample, scheduler=client or "sync")
+    return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
+
+
+def score_rows(ds: DescriptorSet, rows: np.ndarray, scorer: Scorer) -> np.ndarray:
+    """Model errors of the records behind ``rows`` (read back from their stores)."""
+    from omni_data.select.strategies import score_records
+    from omni_data.store import Store
+
+    stores: dict[str, Any] = {}
+    records = []
+    for r in rows:
+        store = stores.setdefault(ds.store_of[r], Store(ds.store_of[r]))
+        records.append(store.get(str(ds.ids[r])))
+    return score_records(scorer, records)
+
+
+def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: Picks,
+                 seeds: np.ndarray, k: int, scores: np.ndarray | None) -> tuple[Picks, np.ndarray]:
+    """Trim the pick order and top up short tasks so every task gets ``cfg.min_per_task``."""
+    reason = np.full(len(picks.rows), "strategy", dtype=object)
+    need_all = {t: min(cfg.min_per_task, int((ds.tasks[cand] == t).sum()))
+                for t in np.unique(ds.tasks[cand])}
+    if cfg.min_per_task == 0:
+        return picks, reason
+    m = len(picks.rows)
+    while True:
+        have = {t: int((ds.tasks[picks.rows[:m]] == t).sum()) for t in need_all}
+        deficit = sum(max(0, need_all[t] - have[t]) for t in need_all)
+        if m + deficit <= k:
+            break
+        m = k - deficit
+    rows, dist = list(picks.rows[:m]), list(picks.distance[:m])
+    score = None if picks.score is None else list(picks.score[:m])
+    reason = ["strategy"] * m
+    for t in sorted(need_all):
+        short = need_all[t] - have[t]
+        if short <= 0:
+            continue
+        pool = cand[(ds.tasks[cand] == t) & ~np.isin(cand, rows)]
+        if cfg.strategy == "error":
+            sub = pool[np.lexsort((pool, -scores[np.searchsorted(cand, pool)]))][:short]
+            d = np.full(len(sub), np.nan)
+        else:
+            chosen = np.concatenate([seeds.reshape(-1, ds.vectors(pool[:1]).shape[1]),
+                                     ds.vectors(np.asarray(rows, dtype=np.int64))]).astype(np.float32)
+            p = fps_rows(ds.vectors(pool), short, chosen, 0)
+            sub, d = pool[p.rows], p.distance
+        rows += list(sub)
+        dist += list(d)
+        reason += ["min-per-task"] * len(sub)
+        if score is not None:
+            score += list(scores[np.searchsorted(cand, sub)])
+    out = Picks(np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64),
+                None if score is None else np.asarray(score))
+    return out, np.asarray(reason, dtype=object)
+
+
+def write_selection(out_dir: Path, ds: DescriptorSet, picks: Picks, reason: np.ndarray) -> Path:
+    """selection.parquet with one row per pick, in pick order; atomic."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = picks.rows
+    table = pa.table({
+        "id": pa.array(ds.ids[rows].tolist(), pa.string()),
+        "task": pa.array(ds.tasks[rows].tolist(), pa.string()),
+        "dataset": pa.array(ds.datasets[rows].tolist(), pa.string()),
+        "store": pa.array(ds.store_of[rows].tolist(), pa.string()),
+        "rank": pa.array(np.arange(len(rows)), pa.int64()),
+        "distance": pa.array(picks.distance, pa.float64()),
+        "reason": pa.array([str(r) for r in reason], pa.string()),
+        "score": pa.array(picks.score if picks.score is not None else [None] * len(rows),
+                          pa.float64()),
+    })
+    path = out_dir / "selection.parquet"
+    tmp = out_dir / f".selection.{os.getpid()}.tmp.parquet"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any = None) -> dict[str, Any]:
+    """Run one selection; returns a summary (also what the CLI prints)."""
+    t0 = time.perf_counter()
+    ds = load_descriptor_set(cfg.stores, cfg.kind, with_vectors=cfg.mode == "exact")
+    ex_ids, where = excluded_ids(cfg.exclude)
+    ex_rows, seeds = seed_vectors(ds, ex_ids, where)
+    allowed = ~np.isin(np.arange(len(ds)), ex_rows)
+    if cfg.tasks:
+        unknown = sorted(set(cfg.tasks) - set(ds.tasks.tolist()))
+        if unknown:
+            raise ValueError(f"tasks {unknown} not in the stores (have {sorted(set(ds.tasks.tolist()))})")
+        allowed &= np.isin(ds.tasks, cfg.tasks)
+    cand = np.flatnonzero(allowed)
+    if len(cand) == 0:
+        raise ValueError("no candidate structures left after --tasks and --exclude")
+    k = cfg.count if cfg.count is not None else max(1, int(round(cfg.fraction * len(cand))))
+    if k > len(cand):
+        raise ValueError(f"asked for {k} picks but only {len(cand)} candidates")
+    if cfg.min_per_task * len(np.unique(ds.tasks[cand])) > k:
+        raise ValueError(f"--min-per-task {cfg.min_per_task} x {len(np.unique(ds.tasks[cand]))} "
+                         f"tasks exceeds the {k} picks")
+    picks, scores = pick(cfg, ds, cand, k, seeds, scorer, client)
+    zero = np.flatnonzero(picks.distance == 0.0)
+    if len(zero):
+        raise ValueError(f"pick {int(zero[0])} has distance 0: fewer than {k} distinct descriptors "
+                         "among the candidates; ask for fewer picks")
+    picks, reason = min_per_task(cfg, ds, cand, picks, seeds, k, scores)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_selection(out, ds, picks, reason)
+    x_cand = ds.vectors(cand)
+    local = np.searchsorted(cand, picks.rows)
+    settings = {"strategy": cfg.strategy, "mode": cfg.mode, "kind": cfg.kind, "seed": cfg.seed,
+                "k": k, "min_per_task": cfg.min_per_task, "stores": cfg.stores,
+                "exclude": cfg.exclude, "seconds": round(time.perf_counter() - t0, 3)}
+    report = coverage_report(x_cand, ds.tasks[cand], local, seeds if len(seeds) else None, settings)
+    write_text_atomic(out / "coverage.json", report.to_json())
+    write_text_atomic(out / "coverage.txt", report.to_text())
+    return {"selection": str(path), "picked": len(picks.rows), "candidates": len(cand),
+            "covering_radius": report.covering_radius,
+            "per_task": {t: c.picks for t, c in report.tasks.items()}}

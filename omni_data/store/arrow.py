@@ -1,0 +1,174 @@
+"""Arrow IPC shards: one row per record, scalar columns plus flattened list columns.
+
+The Arrow file is the analytics face of a shard (pyarrow, Dask, pandas read it directly); the
+LMDB file is the random-access face. Both hold the same records. Missing labels are Arrow nulls,
+never 0. Per-atom arrays are flattened (``positions`` holds ``3 * n_atoms`` floats, row-major).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from omni_data.schema import Record
+
+# list column -> (arrow value type, numpy dtype, values per atom or fixed length)
+LIST_COLUMNS: dict[str, tuple[pa.DataType, str, tuple[str, int]]] = {
+    "numbers": (pa.uint8(), "uint8", ("atom", 1)),
+    "positions": (pa.float64(), "float64", ("atom", 3)),
+    "cell": (pa.float64(), "float64", ("fixed", 9)),
+    "pbc": (pa.bool_(), "bool", ("fixed", 3)),
+    "forces": (pa.float64(), "float64", ("atom", 3)),
+    "stress": (pa.float64(), "float64", ("fixed", 6)),
+    "magmoms": (pa.float64(), "float64", ("atom", 1)),
+    "fixed": (pa.bool_(), "bool", ("atom", 1)),
+    "tags": (pa.int64(), "int64", ("atom", 1)),
+}
+SCALAR_COLUMNS: dict[str, pa.DataType] = {
+    "id": pa.string(),
+    "dataset": pa.string(),
+    "task": pa.string(),
+    "n_atoms": pa.int32(),
+    "energy": pa.float64(),
+    "energy_kind": pa.string(),
+    "charge": pa.float64(),
+    "spin": pa.int64(),
+    "weight": pa.float64(),
+    "source_file": pa.string(),
+    "source_index": pa.int64(),
+    "metadata": pa.string(),
+}
+SCHEMA = pa.schema(
+    [pa.field(k, t) for k, t in SCALAR_COLUMNS.items()]
+    + [pa.field(k, pa.list_(t)) for k, (t, _d, _s) in LIST_COLUMNS.items()]
+)
+
+
+def _list_column(records: Sequence[Record], name: str, n_atoms: np.ndarray) -> pa.Array:
+    arrow_type, dtype, (kind, width) = LIST_COLUMNS[name]
+    values = [getattr(r, name) for r in records]
+    present = np.array([v is not None for v in values], dtype=bool)
+    lengths = (n_atoms * width if kind == "atom" else np.full(len(records), width)) * present
+    offsets = np.zeros(len(records) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    kept = [v for v in values if v is not None]
+    if not kept:
+        flat = np.zeros(0, dtype=dtype)
+    elif kind == "atom" and width == 3 or name == "cell":  # (n, 3) / (3, 3): join rows, no per-record reshape
+        flat = np.concatenate(kept, axis=0).astype(dtype, copy=False).reshape(-1)
+    else:
+        flat = np.concatenate([np.asarray(v).reshape(-1) for v in kept]).astype(dtype, copy=False)
+    mask = None if present.all() else pa.array(~present)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=arrow_type), mask=mask)
+
+
+def _metadata_json(record: Record) -> str | None:
+    if not record.metadata:
+        return None
+    try:
+        return json.dumps(record.metadata, sort_keys=True, allow_nan=True)
+    except TypeError as exc:
+        raise ValueError(f"record {record.id!r}: metadata is not JSON-serialisable ({exc})") from None
+
+
+def records_to_table(records: Sequence[Record]) -> pa.Table:
+    """Build the shard table for normalized records (one batch, columns in ``SCHEMA`` order)."""
+    n_atoms = np.array([r.n_atoms for r in records], dtype=np.int64)
+    cols: dict[str, Any] = {
+        "id": [r.id for r in records],
+        "dataset": [r.dataset for r in records],
+        "task": [r.task for r in records],
+        "n_atoms": n_atoms.astype(np.int32),
+        "energy": [r.energy for r in records],
+        "energy_kind": [r.energy_kind for r in records],
+        "charge": [r.charge for r in records],
+        "spin": [r.spin for r in records],
+        "weight": np.array([r.weight for r in records], dtype=np.float64),
+        "source_file": [r.source_file for r in records],
+        "source_index": np.array([r.source_index for r in records], dtype=np.int64),
+        "metadata": [_metadata_json(r) for r in records],
+    }
+    arrays = [pa.array(cols[k], type=t) for k, t in SCALAR_COLUMNS.items()]
+    arrays += [_list_column(records, name, n_atoms) for name in LIST_COLUMNS]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as an Arrow IPC *file* (random-access format, memory-mappable)."""
+    with pa.OSFile(str(path), "wb") as sink:
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """Memory-map an Arrow shard and return its table (optionally only ``columns``)."""
+    with pa.memory_map(str(path), "r") as source:
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(list(columns)) if columns is not None else table
+
+
+class ArrowShard:
+    """Row access to one Arrow shard through numpy views of its columns (built once)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        table = read_table(self.path).combine_chunks()
+        self.n = table.num_rows
+        self._scalars: dict[str, list[Any]] = {}
+        for name in SCALAR_COLUMNS:
+            self._scalars[name] = table.column(name).to_pylist()
+        self._lists: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for name in LIST_COLUMNS:
+            chunk = table.column(name).chunk(0) if table.num_rows else pa.array([], pa.list_(LIST_COLUMNS[name][0]))
+            offsets = chunk.offsets.to_numpy()
+            values = chunk.values.to_numpy(zero_copy_only=False)
+            nulls = chunk.is_null().to_numpy(zero_copy_only=False)
+            self._lists[name] = (offsets, values, nulls)
+        self._ids: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _array(self, name: str, row: int, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
+        offsets, values, nulls = self._lists[name]
+        if nulls[row]:
+            return None
+        return np.array(values[offsets[row] : offsets[row + 1]], dtype=dtype).reshape(shape)
+
+    def record(self, row: int) -> Record:
+        """The record at ``row`` (0-based within this shard)."""
+        if not 0 <= row < self.n:
+            raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
+        s = {k: v[row] for k, v in self._scalars.items()}
+        n = s["n_atoms"]
+        return Record(
+            numbers=self._array("numbers", row, (n,), "int64"),
+            positions=self._array("positions", row, (n, 3), "float64"),
+            id=s["id"],
+            dataset=s["dataset"],
+            task=s["task"],
+            cell=self._array("cell", row, (3, 3), "float64"),
+            pbc=self._array("pbc", row, (3,), "bool"),
+            energy=s["energy"],
+            energy_kind=s["energy_kind"],
+            forces=self._array("forces", row, (n, 3), "float64"),
+            stress=self._array("stress", row, (6,), "float64"),
+            magmoms=self._array("magmoms", row, (n,), "float64"),
+            charge=s["charge"],
+            spin=s["spin"],
+            fixed=self._array("fixed", row, (n,), "bool"),
+            tags=self._array("tags", row, (n,), "int64"),
+            weight=s["weight"],
+            source_file=s["source_file"],
+            source_index=s["source_index"],
+            metadata=json.loads(s["metadata"]) if s["metadata"] else {},
+        )
+
+    def find(self, record_id: str) -> int | None:
+        """Row of ``record_id`` in this shard, or None (dict built on first use)."""
+        if self._ids is None:
+            self._ids = {i: row for row, i in reversed(list(enumerate(self._scalars["id"])))}
+        return self._ids.get(record_id)

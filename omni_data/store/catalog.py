@@ -1,0 +1,185 @@
+"""``catalog.json``: the one list of complete shards, their checksums, counts and provenance.
+
+A shard exists for readers only once it is in the catalog. Every change is read-modify-write
+under an ``fcntl`` lock on ``STORE/.catalog.lock`` and lands by write-temp-then-``os.replace``,
+so a reader sees either the old or the new catalog, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from omni_data.schema import SCHEMA_VERSION
+
+CATALOG_NAME = "catalog.json"
+LOCK_NAME = ".catalog.lock"
+STORE_FORMAT = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(str(folder), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def empty_catalog() -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "store_format": STORE_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "shards": [],
+        "counts": summarize([]),
+        "runs": [],
+        "sections": {},
+    }
+
+
+def summarize(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Store-wide counts from the per-shard counts."""
+    by_task: Counter[str] = Counter()
+    by_dataset: Counter[str] = Counter()
+    by_element: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    records = atoms = quarantined = 0
+    for shard in shards:
+        records += shard["records"]
+        atoms += shard.get("atoms", 0)
+        quarantined += shard.get("quarantined", 0)
+        by_task.update(shard.get("by_task", {}))
+        by_dataset.update(shard.get("by_dataset", {}))
+        by_element.update(shard.get("by_element", {}))
+        reasons.update(shard.get("quarantined_by_reason", {}))
+    return {
+        "records": records,
+        "atoms": atoms,
+        "shards": len(shards),
+        "by_task": dict(sorted(by_task.items())),
+        "by_dataset": dict(sorted(by_dataset.items())),
+        "by_element": dict(sorted(by_element.items())),
+        "quarantined": quarantined,
+        "quarantined_by_reason": dict(sorted(reasons.items())),
+    }
+
+
+def read_catalog(store_dir: Path) -> dict[str, Any]:
+    """The catalog of ``store_dir`` as a dict (an empty catalog if the store is new)."""
+    path = Path(store_dir) / CATALOG_NAME
+    if not path.is_file():
+        return empty_catalog()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: catalog is not valid JSON ({exc})") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
+    return data
+
+
+@contextlib.contextmanager
+def catalog_lock(store_dir: Path) -> Iterator[None]:
+    """Exclusive lock for read-modify-write of the catalog (blocks other writers, not readers)."""
+    Path(store_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(store_dir) / LOCK_NAME, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def update_catalog(store_dir: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Apply ``change`` to the catalog under the lock, recompute counts, replace the file."""
+    with catalog_lock(store_dir):
+        data = read_catalog(store_dir)
+        change(data)
+        data["shards"].sort(key=lambda s: s["name"])
+        data["counts"] = summarize(data["shards"])
+        text = json.dumps(data, indent=1, sort_keys=False) + "\n"
+        atomic_write_bytes(Path(store_dir) / CATALOG_NAME, text.encode("utf-8"))
+    return data
+
+
+def add_shards(store_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Register complete shards in one catalog write (the pipeline batches them: one rewrite per
+    batch, not per shard). A name already catalogued is an error and nothing is added."""
+
+    def change(data: dict[str, Any]) -> None:
+        names = {s["name"] for s in data["shards"]}
+        for entry in entries:
+            if entry["name"] in names:
+                raise ValueError(f"{store_dir}: shard {entry['name']!r} is already in the catalog")
+            names.add(entry["name"])
+        data["shards"].extend(entries)
+
+    return update_catalog(store_dir, change)
+
+
+def add_shard(store_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Register one complete shard; a shard of the same name is an error (shards are immutable)."""
+    return add_shards(store_dir, [entry])
+
+
+def add_run(store_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Append a provenance entry (command, manifest, versions, times, summary)."""
+    return update_catalog(store_dir, lambda data: data["runs"].append(run))
+
+
+class Catalog:
+    """A loaded catalog: ``.shards`` (sorted by name), ``.counts``, ``.sections``, ``.runs``."""
+
+    def __init__(self, store_dir: Path, data: dict[str, Any] | None = None):
+        self.store_dir = Path(store_dir)
+        self.data = read_catalog(self.store_dir) if data is None else data
+
+    @property
+    def shards(self) -> list[dict[str, Any]]:
+        return self.data["shards"]
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return self.data["counts"]
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        return self.data.get("sections", {})
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        return self.data.get("runs", [])
+
+    def shard(self, name: str) -> dict[str, Any] | None:
+        return next((s for s in self.shards if s["name"] == name), None)
+
+    def update_section(self, name: str, value: Any) -> None:
+        """Set ``sections[name] = value`` atomically (JSON-serialisable ``value``)."""
+        json.dumps(value)  # fail here, naming nothing half-written, if not serialisable
+
+        def change(data: dict[str, Any]) -> None:
+            data.setdefault("sections", {})[name] = value
+
+        self.data = update_catalog(self.store_dir, change)
+
+    def reload(self) -> "Catalog":
+        self.data = read_catalog(self.store_dir)
+        return self

@@ -1,0 +1,185 @@
+"""LMDB shards: one single-file LMDB per shard, one msgpack value per record.
+
+Keys: ``b"r" + uint64 big-endian row`` -> record (``codec.encode_record``); ``b"i" + id`` ->
+uint64 row (the id index); ``b"__index__"`` -> msgpack ``{"n", "codec", "shard"}``. Big-endian
+row keys sort in row order, so the whole shard is written with ``append=True`` in one
+transaction. Readers open read-only, ``lock=False`` (files are immutable once in the catalog)
+and ``readahead=False`` (random access), once per process.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import lmdb
+import msgpack
+
+from omni_data.store.codec import CODEC_VERSION, decode_record
+from omni_data.schema import Record
+
+INDEX_KEY = b"__index__"
+_ROW = struct.Struct(">Q")
+
+
+def row_key(row: int) -> bytes:
+    return b"r" + _ROW.pack(row)
+
+
+def id_key(record_id: str) -> bytes:
+    return b"i" + record_id.encode("utf-8")
+
+
+def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes]) -> None:
+    """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync."""
+    payload = sum(len(v) for v in values) + sum(len(i) for i in ids)
+    # B-tree pages, key overhead and overflow-page rounding: generous headroom, sparse on disk.
+    map_size = max(1 << 20, 4 * payload + 4096 * (2 * len(values) + 64))
+    # meminit=True zero-fills unused page space: the same records give byte-identical files.
+    env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, metasync=True,
+                    sync=True, readahead=False, meminit=True)
+    try:
+        with env.begin(write=True) as txn:
+            # append=True needs ascending keys: "__index__" < "i..." < "r..." (bytewise).
+            index = {"n": len(values), "codec": CODEC_VERSION, "shard": shard}
+            txn.put(INDEX_KEY, msgpack.packb(index), append=True)
+            for row, record_id in sorted(enumerate(ids), key=lambda t: t[1].encode("utf-8")):
+                txn.put(id_key(record_id), _ROW.pack(row), append=True)
+            for row, value in enumerate(values):
+                txn.put(row_key(row), value, append=True)
+        env.sync(True)
+    finally:
+        env.close()
+
+
+# One environment per file per process: py-lmdb refuses to open the same file twice in a
+# process, and two Store objects on one store must both work. Keyed by (device, inode) so a
+# replaced file gets a fresh environment.
+_ENVS: dict[tuple[int, int], list] = {}
+
+
+def _acquire(path: Path) -> tuple[tuple[int, int], lmdb.Environment]:
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    slot = _ENVS.get(key)
+    if slot is not None and slot[0] != os.getpid():
+        # Inherited through fork: py-lmdb still lists it as open here. Closing the child's copy
+        # only unmaps it in this process (read-only, no lock file), then we open our own.
+        slot[1].close()
+        slot = None
+    if slot is None:
+        env = lmdb.open(str(path), subdir=False, readonly=True, lock=False,
+                        readahead=False, meminit=False, max_readers=2048)
+        slot = _ENVS[key] = [os.getpid(), env, 0]
+    slot[2] += 1
+    return key, slot[1]
+
+
+def _release(key: tuple[int, int]) -> None:
+    slot = _ENVS.get(key)
+    if slot is None or slot[0] != os.getpid():
+        return
+    slot[2] -= 1
+    if slot[2] <= 0:
+        del _ENVS[key]
+        slot[1].close()
+
+
+class LmdbShard:
+    """Read-only access to one LMDB shard; opens its environment lazily in the current process.
+
+    Each thread keeps its own read transaction, so one shard object can serve several threads
+    (e.g. a threaded Dask worker); nothing open survives pickling or a fork.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._env: lmdb.Environment | None = None
+        self._key: tuple[int, int] | None = None
+        self._pid = -1
+        self._local = threading.local()
+        self.n = int(self._index()["n"])
+
+    def _open(self) -> lmdb.Environment:
+        if self._env is None or self._pid != os.getpid():
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: LMDB shard file is missing")
+            self._key, self._env = _acquire(self.path)
+            self._pid = os.getpid()
+        return self._env
+
+    def _get(self, key: bytes) -> bytes | None:
+        # One long-lived read transaction per thread: the file never changes once catalogued.
+        local = self._local
+        txn = getattr(local, "txn", None)
+        if txn is None or local.pid != os.getpid() or self._env is None:
+            txn = local.txn = self._open().begin(buffers=False)
+            local.pid = os.getpid()
+        return txn.get(key)
+
+    def _index(self) -> dict:
+        raw = self._get(INDEX_KEY)
+        if raw is None:
+            raise ValueError(f"{self.path}: not an Omni LMDB shard (no {INDEX_KEY!r} key)")
+        return msgpack.unpackb(raw)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def raw(self, row: int) -> bytes:
+        """The encoded value at ``row``."""
+        if not 0 <= row < self.n:
+            raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
+        value = self._get(row_key(row))
+        if value is None:
+            raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
+        return value
+
+    def record(self, row: int) -> Record:
+        return decode_record(self.raw(row))
+
+    def iter_raw(self) -> Iterator[bytes]:
+        """Every encoded record in row order (one cursor scan, no per-key lookups)."""
+        with self._open().begin(buffers=False) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(b"r"):
+                return
+            for key, value in cursor:
+                if not key.startswith(b"r"):
+                    break
+                yield value
+
+    def row_keys(self) -> int:
+        """How many row keys the file really holds (a full key scan, for verify)."""
+        rows = 0
+        with self._open().begin() as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(b"r"):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(b"r"):
+                        break
+                    rows += 1
+        return rows
+
+    def find(self, record_id: str) -> int | None:
+        value = self._get(id_key(record_id))
+        return None if value is None else _ROW.unpack(value)[0]
+
+    def close(self) -> None:
+        txn = getattr(self._local, "txn", None)
+        if txn is not None and self._pid == os.getpid():
+            txn.abort()
+        self._local = threading.local()
+        if self._key is not None and self._pid == os.getpid():
+            _release(self._key)
+        self._env, self._key, self._pid = None, None, -1
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "n": self.n}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.n = state["path"], state["n"]
+        self._env, self._key, self._pid = None, None, -1
+        self._local = threading.local()

@@ -1,0 +1,312 @@
+"""``Store``: read a store directory -- random access by global index or id, views, tables.
+
+Only shards in ``catalog.json`` are visible; ``refresh()`` picks up shards added since (an ingest
+may be running). Shard handles open lazily, once per process (``os.getpid()`` is checked) and
+are dropped when pickled, so a Store can be handed to DataLoader or Dask workers.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from omni_data.schema import Record
+from omni_data.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from ase import Atoms
+
+BACKENDS = ("lmdb", "arrow")
+
+
+class _Base:
+    """What a Store and a view of it share: access through global indices."""
+
+    store: "Store"
+
+    def __len__(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _global(self, i: int) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Record:
+        n = len(self)
+        i = int(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"{self.store.path}: index {i} out of range for {n} records")
+        return self.store._record(self._global(i))
+
+    def to_atoms(self, i: int) -> "Atoms":
+        """``ase.Atoms`` of record ``i`` with a SinglePointCalculator holding its labels."""
+        from omni_data.store.atoms import record_to_atoms
+
+        return record_to_atoms(self[i])
+
+    def select(self, task: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None) -> "StoreView":
+        """The records whose task and dataset match (a name or a list of names); same API."""
+        keep = self.store._matching(task, dataset)
+        mine = self._indices()
+        return StoreView(self.store, mine[np.isin(mine, keep, assume_unique=True)])
+
+    def _indices(self) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Store(_Base):
+    """A store directory opened for reading; ``backend`` picks LMDB (default) or Arrow for rows."""
+
+    def __init__(self, path: str | Path, backend: str = "lmdb"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.path = Path(path)
+        if not (self.path / "catalog.json").is_file():
+            raise FileNotFoundError(f"{self.path}: not a store (no catalog.json)")
+        self.backend = backend
+        self.store = self
+        self._set_catalog(Catalog(self.path))
+
+    # -- catalog and handles -------------------------------------------------------------
+    def _set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        counts = np.array([s["records"] for s in catalog.shards], dtype=np.int64)
+        self._ends = np.cumsum(counts)
+        self._starts = self._ends - counts
+        self._by_name = {s["name"]: k for k, s in enumerate(catalog.shards)}
+        self._ends_list: list[int] = self._ends.tolist()
+        self._starts_list: list[int] = self._starts.tolist()
+        self._handles: dict[tuple[str, str], Any] = {}
+        self._rows: list[Any] = [None] * len(catalog.shards)  # default-backend handle per shard
+        self._pid = os.getpid()
+
+    def refresh(self) -> "Store":
+        """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
+        self._close_handles()
+        self._set_catalog(Catalog(self.path))
+        return self
+
+    def _close_handles(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():
+            for handle in getattr(self, "_handles", {}).values():
+                if hasattr(handle, "close"):
+                    handle.close()
+        self._handles = {}
+        self._rows = [None] * len(self.catalog.shards) if hasattr(self, "catalog") else []
+
+    def close(self) -> None:
+        self._close_handles()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path), "backend": self.backend, "catalog": self.catalog.data}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = Path(state["path"])
+        self.backend = state["backend"]
+        self.store = self
+        self._set_catalog(Catalog(self.path, state["catalog"]))
+
+    def _handle(self, k: int, backend: str | None = None) -> Any:
+        """The open shard ``k`` for ``backend`` in this process (opened on first use)."""
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+            self._rows = [None] * len(self.catalog.shards)
+        entry = self.catalog.shards[k]
+        files = entry["files"]
+        backend = backend or (self.backend if self.backend in files else next(iter(files)))
+        key = (entry["name"], backend)
+        handle = self._handles.get(key)
+        if handle is None:
+            path = self.path / files[backend]["file"]
+            if backend == "lmdb":
+                from omni_data.store.lmdb import LmdbShard
+
+                handle = LmdbShard(path)
+            else:
+                from omni_data.store.arrow import ArrowShard
+
+                handle = ArrowShard(path)
+            if len(handle) != entry["records"]:
+                raise ValueError(f"{path}: holds {len(handle)} records, catalog says {entry['records']}")
+            self._handles[key] = handle
+        return handle
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def shard_names(self) -> list[str]:
+        return [s["name"] for s in self.catalog.shards]
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def _global(self, i: int) -> int:
+        return i
+
+    def _indices(self) -> np.ndarray:
+        return np.arange(len(self), dtype=np.int64)
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """(shard name, row in shard) of global index ``i``."""
+        k = int(np.searchsorted(self._ends, i, side="right"))
+        return self.catalog.shards[k]["name"], int(i - self._starts[k])
+
+    def _record(self, i: int) -> Record:
+        k = bisect.bisect_right(self._ends_list, i)
+        handle = self._rows[k]
+        if handle is None or self._pid != os.getpid():
+            handle = self._rows[k] = self._handle(k)
+        return handle.record(i - self._starts_list[k])
+
+    def index_of(self, record_id: str) -> int:
+        """Global index of ``record_id``; KeyError if it is not in the store."""
+        dataset = record_id.split(":", 1)[0]  # ids are "<dataset>:<source id>": skip other datasets' shards
+        for k, entry in enumerate(self.catalog.shards):
+            if entry["by_dataset"] and dataset not in entry["by_dataset"]:
+                continue
+            # LMDB has an id index (one B-tree lookup); Arrow builds a dict on first use.
+            row = self._handle(k, "lmdb" if "lmdb" in entry["files"] else "arrow").find(record_id)
+            if row is not None:
+                return int(self._starts[k] + row)
+        raise KeyError(f"{self.path}: no record with id {record_id!r}")
+
+    def get(self, record_id: str) -> Record:
+        """The record with ``record_id`` (KeyError if absent)."""
+        return self._record(self.index_of(record_id))
+
+    def iter_shard(self, name: str) -> Iterator[Record]:
+        """Every record of shard ``name`` in row order."""
+        try:
+            k = self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.path}: no shard {name!r} in the catalog") from None
+        handle = self._handle(k)
+        if hasattr(handle, "iter_raw"):
+            from omni_data.store.codec import decode_record
+
+            for raw in handle.iter_raw():
+                yield decode_record(raw)
+        else:
+            for row in range(len(handle)):
+                yield handle.record(row)
+
+    def __iter__(self) -> Iterator[Record]:
+        for name in self.shard_names:
+            yield from self.iter_shard(name)
+
+    # -- columns ---------------------------------------------------------------------------
+    def _shard_table(self, k: int, columns: Sequence[str] | None) -> "pa.Table":
+        import pyarrow as pa
+
+        from omni_data.store.arrow import SCALAR_COLUMNS, SCHEMA, read_table
+
+        entry = self.catalog.shards[k]
+        if "arrow" in entry["files"]:
+            return read_table(self.path / entry["files"]["arrow"]["file"], columns)
+        wanted = list(columns) if columns is not None else list(SCALAR_COLUMNS)
+        if any(c not in SCALAR_COLUMNS or c == "metadata" for c in wanted):
+            from omni_data.store.arrow import records_to_table
+
+            return records_to_table(list(self.iter_shard(entry["name"]))).select(wanted)
+        from omni_data.store.codec import decode_header
+
+        rows = [decode_header(raw) for raw in self._handle(k, "lmdb").iter_raw()]
+        return pa.table({c: pa.array([r[c] for r in rows], SCHEMA.field(c).type) for c in wanted})
+
+    def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> "pa.Table":
+        """A pyarrow Table of ``columns`` (default all) over the whole store or one shard."""
+        import pyarrow as pa
+
+        from omni_data.store.arrow import SCHEMA
+
+        if shard is not None:
+            return self._shard_table(self._by_name[shard], columns)
+        parts = [self._shard_table(k, columns) for k in range(len(self.catalog.shards))]
+        if not parts:
+            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+            return schema.empty_table()
+        return pa.concat_tables(parts)
+
+    def quarantine(self) -> "pa.Table":
+        """Every quarantined input of catalogued shards (source_file, source_index, reason, ...)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = [pq.read_table(str(self.path / s["quarantine"]["file"]))
+                 for s in self.catalog.shards if s.get("quarantine")]
+        if parts:
+            return pa.concat_tables(parts)
+        return pa.schema([(c, pa.string()) for c in ("source_file", "reason", "kind", "dataset", "source_id", "detail", "shard")]
+                         ).insert(1, pa.field("source_index", pa.int64())).empty_table()
+
+    def _matching(self, task: Any, dataset: Any) -> np.ndarray:
+        """Global indices whose task/dataset match; whole shards are decided from catalog counts."""
+        tasks = None if task is None else ({task} if isinstance(task, str) else set(task))
+        datasets = None if dataset is None else ({dataset} if isinstance(dataset, str) else set(dataset))
+        out: list[np.ndarray] = []
+        for k, entry in enumerate(self.catalog.shards):
+            verdicts = []
+            for wanted, counts in ((tasks, entry["by_task"]), (datasets, entry["by_dataset"])):
+                if wanted is None:
+                    continue
+                hit = sum(c for v, c in counts.items() if v in wanted)
+                verdicts.append("all" if hit == entry["records"] else "none" if hit == 0 else "some")
+            start = int(self._starts[k])
+            if "none" in verdicts or entry["records"] == 0:
+                continue
+            if all(v == "all" for v in verdicts):
+                out.append(np.arange(start, start + entry["records"], dtype=np.int64))
+                continue
+            cols = self._shard_table(k, ["task", "dataset"])
+            mask = np.ones(cols.num_rows, dtype=bool)
+            if tasks is not None:
+                mask &= np.isin(np.array(cols.column("task").to_pylist(), dtype=object), list(tasks))
+            if datasets is not None:
+                mask &= np.isin(np.array(cols.column("dataset").to_pylist(), dtype=object), list(datasets))
+            out.append(start + np.flatnonzero(mask).astype(np.int64))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+class StoreView(_Base):
+    """A subset of a Store (from ``select``) with the same reading API."""
+
+    def __init__(self, store: Store, indices: np.ndarray):
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _global(self, i: int) -> int:
+        return int(self.indices[i])
+
+    def _indices(self) -> np.ndarray:
+        return self.indices
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.store.catalog
+
+    @property
+    def shard_names(self) -> list[str]:
+        names = self.store.shard_names
+        ks = np.unique(np.searchsorted(self.store._ends, self.indices, side="right"))
+        return [names[int(k)] for k in ks]
+
+    def get(self, record_id: str) -> Record:
+        i = self.store.index_of(record_id)
+        pos = int(np.searchsorted(self.indices, i))
+        if pos >= len(self.indices) or self.indices[pos] != i:
+            raise KeyError(f"{self.store.path}: record {record_id!r} is not in this selection")
+        return self.store._record(i)
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in self.indices:
+            yield self.store._record(int(i))
+
+    def table(self, columns: Sequence[str] | None = None) -> "pa.Table":
+        return self.store.table(columns).take(self.indices)

@@ -1,0 +1,107 @@
+"""Check a store against its catalog: every file present, sha256 and record counts as recorded.
+
+Each problem names the shard and file and says exactly what differs. Files on disk that no
+catalog entry references (left by an interrupted write) are reported as notes, not problems:
+readers never see them and the next write of that shard replaces them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omni_data.store.catalog import Catalog, summarize
+from omni_data.store.writer import sha256_file
+
+
+@dataclass
+class VerifyReport:
+    """``problems`` make a store invalid; ``notes`` are harmless leftovers."""
+
+    store: str
+    shards: int = 0
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _count_rows(fmt: str, path: Path) -> int:
+    if fmt == "arrow":
+        import pyarrow as pa
+
+        with pa.memory_map(str(path), "r") as source:
+            reader = pa.ipc.open_file(source)
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    if fmt == "lmdb":
+        from omni_data.store.lmdb import LmdbShard
+
+        shard = LmdbShard(path)
+        try:
+            rows = shard.row_keys()
+            if rows != shard.n:
+                raise ValueError(f"index key says {shard.n} rows but {rows} row keys are present")
+            return rows
+        finally:
+            shard.close()
+    if fmt == "quarantine":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(str(path)).metadata.num_rows
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _check_file(root: Path, shard: str, fmt: str, meta: dict, expect_rows: int, report: VerifyReport) -> None:
+    path = root / meta["file"]
+    report.files += 1
+    where = f"shard {shard!r} {fmt} file {meta['file']}"
+    if not path.is_file():
+        report.problems.append(f"{where}: missing")
+        return
+    size = path.stat().st_size
+    if size != meta["bytes"]:
+        report.problems.append(f"{where}: {size} bytes, catalog says {meta['bytes']}")
+    digest = sha256_file(path)
+    if digest != meta["sha256"]:
+        report.problems.append(f"{where}: sha256 {digest[:16]}..., catalog says {meta['sha256'][:16]}...")
+        return
+    try:
+        rows = _count_rows(fmt, path)
+    except Exception as exc:  # a corrupt file: say so, keep checking the rest
+        report.problems.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
+        return
+    if rows != expect_rows:
+        report.problems.append(f"{where}: {rows} records, catalog says {expect_rows}")
+
+
+def verify_store(store_dir: Path) -> VerifyReport:
+    """Recompute checksums and record counts of every catalogued file; see ``VerifyReport``."""
+    root = Path(store_dir)
+    report = VerifyReport(store=str(root))
+    if not (root / "catalog.json").is_file():
+        report.problems.append(f"{root}: no catalog.json (not a store)")
+        return report
+    try:
+        catalog = Catalog(root)
+    except ValueError as exc:
+        report.problems.append(str(exc))
+        return report
+    referenced: set[Path] = set()
+    for entry in catalog.shards:
+        report.shards += 1
+        for fmt, meta in entry["files"].items():
+            referenced.add((root / meta["file"]).resolve())
+            _check_file(root, entry["name"], fmt, meta, entry["records"], report)
+        if entry.get("quarantine"):
+            meta = entry["quarantine"]
+            referenced.add((root / meta["file"]).resolve())
+            _check_file(root, entry["name"], "quarantine", meta, entry["quarantined"], report)
+    if summarize(catalog.shards) != catalog.counts:
+        report.problems.append("catalog counts differ from the sum of its shard entries")
+    for folder in ("shards", "quarantine"):
+        for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
+            if path.resolve() not in referenced:
+                report.notes.append(f"{path.relative_to(root)}: not in the catalog (leftover of an interrupted write)")
+    return report

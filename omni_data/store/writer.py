@@ -1,0 +1,223 @@
+"""Atomic shard writes: temp files in the store, fsync, ``os.replace``, then one catalog entry.
+
+A shard's files reach their final names only when complete, and the shard becomes visible to
+readers only when its catalog entry lands (``catalog.add_shard``). A crash at any point leaves
+either nothing or unreferenced files that the next write of the same shard overwrites.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from omni_data.schema import Record, Rejected, problem
+from omni_data.store import catalog as cat
+
+FORMATS = ("arrow", "lmdb")
+SUFFIX = {"arrow": ".arrow", "lmdb": ".lmdb"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class ShardInfo:
+    """What ``write_shard`` wrote; ``entry()`` is its catalog row."""
+
+    name: str
+    records: int
+    atoms: int
+    files: dict[str, dict[str, Any]]
+    by_task: dict[str, int]
+    by_dataset: dict[str, int]
+    by_element: dict[str, int]
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    quarantine: dict[str, Any] | None = None
+    partition: str | None = None
+    partition_hash: str | None = None
+
+    def entry(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def reason_kind(reason: str) -> str:
+    """The stable part of a quarantine reason (before the first colon)."""
+    return reason.split(":", 1)[0] or "unknown"
+
+
+def element_counts(records: Sequence[Record]) -> dict[str, int]:
+    """How many records contain each element (vectorised over the shard)."""
+    from ase.data import chemical_symbols
+
+    if not records:
+        return {}
+    lengths = np.array([r.n_atoms for r in records])
+    owner = np.repeat(np.arange(len(records), dtype=np.int64), lengths)
+    z = np.concatenate([np.asarray(r.numbers, dtype=np.int64) for r in records])
+    pairs = np.unique(owner * 256 + z)
+    zs, counts = np.unique(pairs % 256, return_counts=True)
+    return {chemical_symbols[int(k)]: int(c) for k, c in zip(zs, counts)}
+
+
+def _check(store_dir: Path, name: str, records: Sequence[Record], validate: bool) -> None:
+    for i, record in enumerate(records) if validate else ():
+        record.normalized()
+        why = problem(record)
+        if why is not None:
+            raise ValueError(f"{store_dir}: shard {name!r}: record {i} ({record.id!r}) cannot be stored: {why}")
+    if len({r.id for r in records}) != len(records):
+        seen: set[str] = set()
+        dup = next(r.id for r in records if r.id in seen or seen.add(r.id))  # type: ignore[func-returns-value]
+        raise ValueError(f"{store_dir}: shard {name!r}: duplicate id {dup!r}")
+
+
+def _write_quarantine(path: Path, shard: str, rejected: Sequence[Rejected]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "source_file": pa.array([r.source_file for r in rejected], pa.string()),
+        "source_index": pa.array([r.source_index for r in rejected], pa.int64()),
+        "reason": pa.array([r.reason for r in rejected], pa.string()),
+        "kind": pa.array([reason_kind(r.reason) for r in rejected], pa.string()),
+        "dataset": pa.array([r.dataset for r in rejected], pa.string()),
+        "source_id": pa.array([str(r.source_id) for r in rejected], pa.string()),
+        "detail": pa.array([json.dumps(r.detail, sort_keys=True, default=str) for r in rejected], pa.string()),
+        "shard": pa.array([shard] * len(rejected), pa.string()),
+    })
+    pq.write_table(table, str(path))
+
+
+def write_shard_files(
+    store_dir: Path,
+    name: str,
+    records: Sequence[Record],
+    rejected: Iterable[Rejected] = (),
+    formats: Sequence[str] = FORMATS,
+    partition: str | None = None,
+    partition_hash: str | None = None,
+    validate: bool = True,
+) -> ShardInfo:
+    """Write a shard's files atomically (no catalog change); returns the catalog entry to add.
+
+    ``validate=False`` skips ``normalized()``/``problem()`` for callers that already did both
+    (the ingest pipeline); duplicate ids are always checked.
+    """
+    from omni_data.store.arrow import records_to_table, write_table
+    from omni_data.store.codec import encode_record
+    from omni_data.store.lmdb import write_lmdb
+
+    store_dir = Path(store_dir)
+    if not _NAME.match(name):
+        raise ValueError(f"{store_dir}: bad shard name {name!r} (letters, digits, . _ -)")
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ValueError(f"{store_dir}: shard formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+    records = list(records)
+    rejected = list(rejected)
+    _check(store_dir, name, records, validate)
+    shard_dir = store_dir / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    tmp_tag = f".tmp-{os.getpid()}"
+    staged: list[tuple[Path, Path]] = []
+    files: dict[str, dict[str, Any]] = {}
+    try:
+        for fmt in formats:
+            final = shard_dir / f"{name}{SUFFIX[fmt]}"
+            tmp = shard_dir / f".{name}{SUFFIX[fmt]}{tmp_tag}"
+            if fmt == "arrow":
+                write_table(records_to_table(records), tmp)
+            else:
+                write_lmdb(tmp, name, [r.id for r in records], [encode_record(r) for r in records])
+            _fsync_file(tmp)
+            staged.append((tmp, final))
+            files[fmt] = {"file": str(final.relative_to(store_dir)), "sha256": sha256_file(tmp),
+                          "bytes": tmp.stat().st_size}
+        quarantine = None
+        if rejected:
+            qdir = store_dir / "quarantine"
+            qdir.mkdir(parents=True, exist_ok=True)
+            final = qdir / f"{name}.parquet"
+            tmp = qdir / f".{name}.parquet{tmp_tag}"
+            _write_quarantine(tmp, name, rejected)
+            _fsync_file(tmp)
+            staged.append((tmp, final))
+            quarantine = {"file": str(final.relative_to(store_dir)), "sha256": sha256_file(tmp),
+                          "bytes": tmp.stat().st_size, "records": len(rejected)}
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _final in staged:
+            tmp.unlink(missing_ok=True)
+        for fmt in formats:
+            (shard_dir / f".{name}{SUFFIX[fmt]}{tmp_tag}").unlink(missing_ok=True)
+        raise
+    cat.fsync_dir(shard_dir)
+    return ShardInfo(
+        name=name,
+        records=len(records),
+        atoms=int(sum(r.n_atoms for r in records)),
+        files=files,
+        by_task=dict(Counter(r.task for r in records)),
+        by_dataset=dict(Counter(r.dataset for r in records)),
+        by_element=element_counts(records),
+        quarantined=len(rejected),
+        quarantined_by_reason=dict(Counter(reason_kind(r.reason) for r in rejected)),
+        quarantine=quarantine,
+        partition=partition,
+        partition_hash=partition_hash,
+    )
+
+
+def register_shard(store_dir: Path, *infos: ShardInfo | dict[str, Any]) -> None:
+    """Add written shards (``ShardInfo`` or catalog entry dicts) to the catalog in one locked update."""
+    cat.add_shards(Path(store_dir), [i if isinstance(i, dict) else i.entry() for i in infos])
+
+
+def write_shard(
+    store_dir: Path,
+    name: str,
+    records: Iterable[Record],
+    rejected: Iterable[Rejected] = (),
+    formats: Sequence[str] = FORMATS,
+    partition: str | None = None,
+    partition_hash: str | None = None,
+) -> ShardInfo:
+    """Write one shard atomically and register it in the catalog; returns its ``ShardInfo``."""
+    store_dir = Path(store_dir)
+    if cat.Catalog(store_dir).shard(name) is not None:
+        raise ValueError(f"{store_dir}: shard {name!r} already exists (shards are immutable)")
+    info = write_shard_files(store_dir, name, list(records), rejected, formats, partition, partition_hash)
+    register_shard(store_dir, info)
+    return info
+
+
+def sidecar_path(store_dir: Path, kind: str, shard: str, suffix: str) -> Path:
+    """Where per-shard derived data of ``kind`` goes: ``STORE/sidecars/<kind>/<shard><suffix>``."""
+    if not _NAME.match(kind) or not _NAME.match(shard):
+        raise ValueError(f"bad sidecar kind/shard name {kind!r}/{shard!r}")
+    folder = Path(store_dir) / "sidecars" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{shard}{suffix if suffix.startswith('.') or not suffix else '.' + suffix}"

@@ -1,0 +1,1 @@
+"""Store -> graphs (dataset.py, graph.py) and per-task sampling (sampler.py)."""

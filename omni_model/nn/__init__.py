@@ -1,0 +1,1 @@
+"""Building blocks of the Omni potential: each module does one job (see docs/model.md)."""

@@ -1,0 +1,1 @@
+"""Training: loss, selective regularization, trainer loop, checkpoints, DDP, EMA, validation."""

@@ -1,0 +1,163 @@
+"""Reference-energy fit: streamed normal equations against a direct lstsq on the full matrix."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from omni_data.harmonize import references as R
+from tests.harmonize.conftest import emt_alloys
+
+
+def _design(records):
+    return np.stack([R.element_counts(r.numbers) for r in records]).astype(float)
+
+
+def test_streamed_fit_matches_direct_lstsq(alloys):
+    # three "shards" accumulated separately and merged == one lstsq on the whole matrix
+    parts = [R.accumulate(alloys[i::3]) for i in range(3)]
+    fit = R.solve_all(R.merge_all(parts))["emt"]
+    a = _design(alloys)
+    b = np.array([r.energy for r in alloys])
+    cols = np.flatnonzero(a.sum(0))
+    mu, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
+    assert sorted(fit.mu) == [13, 28, 29, 79]
+    np.testing.assert_allclose([fit.mu[z] for z in cols], mu, rtol=1e-9, atol=1e-9)
+    # per-atom spreads from the single-pass sums == numpy on the explicit residuals
+    n = a.sum(1)
+    np.testing.assert_allclose(fit.e_per_atom_std_before, np.std(b / n), rtol=1e-8)
+    resid = (b - a[:, cols] @ mu) / n
+    np.testing.assert_allclose(fit.e_per_atom_std_after, np.std(resid), rtol=1e-6, atol=1e-10)
+    assert fit.e_per_atom_std_after < fit.e_per_atom_std_before
+    f = np.concatenate([r.forces.ravel() for r in alloys])
+    np.testing.assert_allclose(fit.force_rms, math.sqrt(np.mean(f**2)), rtol=1e-12)
+    assert fit.n_frames == 40 and fit.n_atoms == int(n.sum())
+
+
+def test_exact_linear_energies_recovered(alloys):
+    # energies built as Σ n μ with known μ: the fit returns μ and zero spread after
+    true = {29: -3.5, 28: -4.25, 13: -2.0, 79: -3.0}
+    recs = []
+    for r in alloys:
+        r2 = R.Record(**{**r.__dict__})
+        r2.energy = sum(true[int(z)] for z in r.numbers)
+        recs.append(r2)
+    fit = R.solve_all(R.accumulate(recs))["emt"]
+    for z, v in true.items():
+        assert fit.mu[z] == pytest.approx(v, abs=1e-9)
+    assert fit.e_per_atom_std_after == pytest.approx(0.0, abs=1e-6)
+    assert not fit.underdetermined
+
+
+def test_ridge_matches_closed_form(alloys):
+    lam = 5.0
+    fit = R.solve_all(R.accumulate(alloys), ridge=lam)["emt"]
+    a = _design(alloys)[:, [13, 28, 29, 79]]
+    b = np.array([r.energy for r in alloys])
+    mu = np.linalg.solve(a.T @ a + lam * np.eye(4), a.T @ b)
+    np.testing.assert_allclose([fit.mu[z] for z in (13, 28, 29, 79)], mu, rtol=1e-9)
+    with pytest.raises(ValueError, match="ridge"):
+        R.solve("emt", R.accumulate(alloys)["emt"], ridge=-1)
+
+
+def test_absent_elements_and_fallback(alloys):
+    other = emt_alloys(5, seed=7, task="other", dataset="o")
+    for r in other:  # task "other" holds only Cu and Ni
+        r.numbers = np.where(r.numbers % 2 == 0, 28, 29)
+    fits = R.solve_all(R.accumulate(list(alloys) + other))
+    assert fits["other"].absent == [13, 79]
+    assert set(fits["other"].mu) == {28, 29}
+    assert fits["emt"].absent == []
+    # fallback rule: an element with no reference contributes 0.0
+    mu = fits["other"].mu
+    assert R.reference_energy(mu, np.array([29, 29, 13])) == pytest.approx(2 * mu[29])
+
+
+def test_collinear_composition_is_flagged(alloys):
+    # every frame Cu:Ni = 1:1 -> μ_Cu and μ_Ni are not separately determined
+    recs = []
+    for r in alloys[:10]:
+        r2 = R.Record(**{**r.__dict__})
+        r2.numbers = np.array([29, 28] * (len(r.numbers) // 2))
+        recs.append(r2)
+    fit = R.solve_all(R.accumulate(recs))["emt"]
+    assert fit.underdetermined and fit.rank == 1
+    # min-norm: the two references are equal and their sum fits the mean pair energy
+    assert fit.mu[29] == pytest.approx(fit.mu[28])
+
+
+def test_json_round_trip(alloys):
+    fit = R.solve_all(R.accumulate(alloys))["emt"]
+    back = R.TaskReferences.from_json(fit.to_json())
+    assert back == fit
+
+
+def test_fit_store_over_shards_and_load(tmp_path, alloys):
+    from tests.harmonize.conftest import make_store
+
+    other = emt_alloys(6, seed=5, task="pbe", dataset="b")
+    store = make_store(tmp_path / "s", {"a0": alloys[:20], "a1": alloys[20:], "b0": other})
+    serial = R.fit_store(str(store.path), workers=1)
+    parallel = R.fit_store(str(store.path), workers=2)
+    direct = R.solve_all(R.accumulate(list(alloys) + other))
+    for task in ("emt", "pbe"):
+        for z, v in direct[task].mu.items():
+            assert serial[task].mu[z] == pytest.approx(v, rel=1e-9)
+            assert parallel[task].mu[z] == pytest.approx(v, rel=1e-9)
+    R.write_references(store, serial)
+    from omni_data.store import Store
+
+    reopened = Store(store.path)
+    loaded = R.load_references(reopened)
+    assert loaded["emt"] == serial["emt"].mu
+    assert R.load_force_rms(reopened)["pbe"] == pytest.approx(serial["pbe"].force_rms)
+
+
+def test_load_references_without_fit_names_the_store(tmp_path, alloys):
+    from tests.harmonize.conftest import make_store
+
+    store = make_store(tmp_path / "s", {"a0": alloys[:3]})
+    with pytest.raises(KeyError, match="omni-data references"):
+        R.load_references(store)
+
+
+def test_columnar_path_equals_record_path(tmp_path, alloys):
+    from omni_data.store.arrow import records_to_table
+
+    import copy
+
+    mixed = copy.deepcopy(list(alloys[:15])) + emt_alloys(4, seed=9, task="pbe", dataset="b")
+    mixed[3].energy = None  # a frame without energy still counts for forces
+    mixed[5].forces = None
+    by_rec = R.accumulate(mixed)
+    by_col = R.accumulate_table(records_to_table(mixed), batch=7)
+    assert set(by_rec) == set(by_col) == {"emt", "pbe"}
+    for task in by_rec:
+        a, b = by_rec[task], by_col[task]
+        np.testing.assert_allclose(b.ata, a.ata)
+        np.testing.assert_allclose(b.atb, a.atb, rtol=1e-12)
+        np.testing.assert_allclose(b.pa_bb, a.pa_bb, rtol=1e-12)
+        assert (b.n_frames, b.n_no_energy, b.force_n) == (a.n_frames, a.n_no_energy, a.force_n)
+        assert b.force_sq == pytest.approx(a.force_sq, rel=1e-12)
+    assert by_col["emt"].n_no_energy == 1
+
+
+@pytest.mark.parametrize("formats", [("arrow", "lmdb"), ("lmdb",)])
+def test_fit_on_train_split_only(tmp_path, alloys, formats):
+    from omni_data.harmonize.splits import split_store, split_of
+    from omni_data.store import Store, write_shard
+
+    write_shard(tmp_path / "s", "a0", alloys[:25], formats=formats)
+    write_shard(tmp_path / "s", "a1", alloys[25:], formats=formats)
+    with pytest.raises(FileNotFoundError, match="omni-data split"):
+        R.fit_store(str(tmp_path / "s"), split="train")
+    split_store(tmp_path / "s", (0.6, 0.2, 0.2), seed=2)
+    labels = split_of(Store(tmp_path / "s"))
+    train = [r for r, lab in zip(alloys, labels) if lab == "train"]
+    assert 10 < len(train) < len(alloys)
+    fit = R.fit_store(str(tmp_path / "s"), split="train")["emt"]
+    direct = R.solve_all(R.accumulate(train))["emt"]
+    assert fit.n_frames == len(train) and fit.split == "train"
+    for z, v in direct.mu.items():
+        assert fit.mu[z] == pytest.approx(v, rel=1e-9)

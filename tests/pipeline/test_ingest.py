@@ -1,0 +1,207 @@
+"""Ingest end to end on generated extxyz: counts reconcile, resumable, failures named, Dask = sync."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omni_data.pipeline.ingest import IngestSpec, ingest, plan
+from omni_data.readers import ReaderError, ReadOptions
+from omni_data.store import Store, verify_store
+from omni_data.store.catalog import Catalog
+from omni_data.store.testing import emt_records, write_extxyz
+
+N = 30
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A folder with two extxyz files (ASE-written, EMT labels); one frame has a NaN force."""
+    root = tmp_path_factory.mktemp("src")
+    write_extxyz(emt_records(N, seed=1), root / "a.extxyz")
+    path = write_extxyz(emt_records(12, seed=2), root / "b.extxyz")
+    lines = path.read_text().splitlines()
+    atom_line = 2 + 0  # first atom of frame 0
+    parts = lines[atom_line].split()
+    parts[4] = "nan"
+    lines[atom_line] = " ".join(parts)
+    path.write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _spec(source: Path, store: Path, **kw) -> IngestSpec:
+    return IngestSpec(store=store, reader="extxyz", source=source,
+                      options=ReadOptions(dataset="emt", task="pbe"), shard_size=8, **kw)
+
+
+def _snapshot(store: Path) -> tuple[list, dict]:
+    s = Store(store)
+    records = sorted(((r.id, r.energy, r.positions.tobytes()) for r in s), key=lambda t: t[0])
+    cat = Catalog(store)
+    shards = sorted((e["name"], e["records"], e["files"]["lmdb"]["sha256"]) for e in cat.shards)
+    return records, {"counts": cat.counts, "shards": shards}
+
+
+def test_ingest_reconciles_and_matches_ase(source, tmp_path):
+    from ase.io import read
+
+    summary = ingest(_spec(source, tmp_path / "st"), progress=False)
+    assert summary.ok and summary.partitions == 4 + 2
+    assert summary.read == N + 12 and summary.written == N + 11 and summary.quarantined == {"nonfinite": 1}
+    store = Store(tmp_path / "st")
+    assert len(store) == N + 11 and store.catalog.counts["quarantined_by_reason"] == {"nonfinite": 1}
+    q = store.quarantine()
+    assert q.column("source_index").to_pylist() == [0] and q.column("source_file").to_pylist()[0].endswith("b.extxyz")
+    frames = read(str(source / "a.extxyz"), ":")
+    for i in (0, 7, 8, 29):  # across shard boundaries
+        r, atoms = store[i], frames[i]
+        assert np.allclose(r.positions, atoms.positions) and r.energy == pytest.approx(atoms.get_potential_energy())
+        assert np.allclose(r.forces, atoms.get_forces(apply_constraint=False))
+    assert verify_store(tmp_path / "st").ok
+    runs = store.catalog.runs
+    assert runs[-1]["status"] == "ok" and runs[-1]["summary"]["written"] == N + 11
+
+
+def test_interrupted_run_resumes_to_the_same_store(source, tmp_path, monkeypatch):
+    import omni_data.readers.extxyz as extxyz
+
+    ingest(_spec(source, tmp_path / "clean"), progress=False)
+    real = extxyz.read
+    started = []
+
+    def ctrl_c_on_third(part, opts):  # Ctrl-C while the third partition is being read
+        started.append(part.key)
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        return real(part, opts)
+
+    monkeypatch.setattr(extxyz, "read", ctrl_c_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(_spec(source, tmp_path / "st"), progress=False)
+    assert len(Catalog(tmp_path / "st").shards) == 2  # the two finished shards were kept
+    assert Catalog(tmp_path / "st").runs[-1]["status"] == "interrupted"
+    monkeypatch.setattr(extxyz, "read", real)
+    again = ingest(_spec(source, tmp_path / "st"), progress=False)
+    assert again.skipped == 2 and again.done == 4
+    assert _snapshot(tmp_path / "st") == _snapshot(tmp_path / "clean")
+    assert ingest(_spec(source, tmp_path / "st"), progress=False).skipped == 6  # nothing left to do
+
+
+def test_failed_partition_is_named_others_go_on(source, tmp_path, monkeypatch):
+    import omni_data.readers.extxyz as extxyz
+
+    real = extxyz.read
+    calls = {"n": 0}
+
+    def flaky(part, opts):
+        if part.path.endswith("a.extxyz") and part.start == 8 and calls["n"] == 0:
+            calls["n"] += 1
+            raise ReaderError(f"{part.path}: cannot open (simulated)")
+        return real(part, opts)
+
+    monkeypatch.setattr(extxyz, "read", flaky)
+    first = ingest(_spec(source, tmp_path / "st"), progress=False)
+    assert not first.ok and first.done == 5 and len(first.errors) == 1
+    assert "a.extxyz: cannot open (simulated)" in first.errors[0]
+    second = ingest(_spec(source, tmp_path / "st"), progress=False)
+    assert second.ok and second.done == 1 and second.skipped == 5
+    ingest(_spec(source, tmp_path / "clean"), progress=False)
+    assert _snapshot(tmp_path / "st") == _snapshot(tmp_path / "clean")
+
+
+def test_unreadable_file_fails_its_partitions_only(source, tmp_path):
+    bad = tmp_path / "src"
+    bad.mkdir()
+    (bad / "good.extxyz").write_bytes((source / "a.extxyz").read_bytes())
+    (bad / "broken.extxyz.gz").write_bytes(b"this is not gzip data\n" * 10)
+    jobs, errors = plan(_spec(bad, tmp_path / "st"))
+    assert len(jobs) == 4 and len(errors) == 1 and "broken.extxyz.gz" in errors[0]
+    summary = ingest(_spec(bad, tmp_path / "st"), progress=False)
+    assert not summary.ok and summary.written == N
+
+
+def test_dask_local_cluster_gives_the_same_store(source, tmp_path):
+    from omni_data.pipeline.cluster import ClusterConfig, dask_client
+
+    ingest(_spec(source, tmp_path / "sync"), progress=False)
+    with dask_client(ClusterConfig(mode="local", workers=2)) as client:
+        summary = ingest(_spec(source, tmp_path / "dask"), client=client, progress=False)
+    assert summary.ok and summary.done == 6
+    assert _snapshot(tmp_path / "dask") == _snapshot(tmp_path / "sync")
+
+
+def test_killed_process_resumes_to_the_same_store(tmp_path):
+    """SIGKILL a real ``omni-data ingest`` after a few shards; the re-run completes the same store."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_extxyz(emt_records(200, seed=7), tmp_path / "many.extxyz")
+    args = [sys.executable, "-m", "omni_data.cli.main", "ingest", str(src), "--dataset", "emt", "--task", "pbe",
+            "--shard-size", "4", "--no-cluster", "--no-progress"]
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "st")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    catalog = tmp_path / "st" / "catalog.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if catalog.is_file() and len(json.loads(catalog.read_text())["shards"]) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "ingest finished before it could be killed"
+    partial = len(json.loads(catalog.read_text())["shards"])
+    assert 3 <= partial < 50
+    assert subprocess.run(args + ["--out", str(tmp_path / "st")], capture_output=True).returncode == 0
+    assert subprocess.run(args + ["--out", str(tmp_path / "clean")], capture_output=True).returncode == 0
+    assert _snapshot(tmp_path / "st") == _snapshot(tmp_path / "clean")
+    assert len(Store(tmp_path / "st")) == 200 and verify_store(tmp_path / "st").ok
+
+
+def test_real_md17_kcalmol_file_through_ingest(shared_data, tmp_path):
+    """Real MD17 ethanol (kcal/mol, kcal/mol/Å) -> store in eV, checked against ase.io.read."""
+    from ase.io import read
+
+    src = shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"
+    spec = IngestSpec(store=tmp_path / "st", reader="extxyz", source=src, shard_size=700,
+                      options=ReadOptions(dataset="md17", task="pbe-ts", energy_unit="kcal/mol"))
+    summary = ingest(spec, progress=False)
+    assert summary.ok and summary.written == 2000 and summary.partitions == 3
+    store = Store(tmp_path / "st")
+    kcal = 0.04336410390059322  # 1 kcal/mol in eV (ase.units.kcal / ase.units.mol)
+    frames = read(str(src), ":")
+    for i in (0, 699, 700, 1999):
+        r, atoms = store[i], frames[i]
+        assert r.source_index == i and np.allclose(r.positions, atoms.positions)
+        assert r.energy == pytest.approx(atoms.get_potential_energy() * kcal, rel=1e-12)
+        assert np.allclose(r.forces, atoms.get_forces() * kcal)
+    assert store.catalog.counts["by_element"] == {"C": 2000, "H": 2000, "O": 2000}
+
+
+def test_real_aselmdb_folder_through_ingest(shared_data, tmp_path):
+    """Three real OMol25 .aselmdb samples (fairchem layout) -> store, checked row by row against
+    ase-db-backends' LMDBDatabase."""
+    from ase_db_backends.aselmdb import LMDBDatabase
+
+    folder = shared_data / "aselmdb"
+    spec = IngestSpec(store=tmp_path / "st", reader="aselmdb", source=folder,
+                      options=ReadOptions(dataset="omol", task="wb97mv"), shard_size=50)
+    summary = ingest(spec, progress=False)
+    store = Store(tmp_path / "st")
+    total = 0
+    for path in sorted(folder.glob("*.aselmdb")):
+        db = LMDBDatabase(path, readonly=True)
+        total += len(db.ids)
+        for row_id in db.ids[:: max(1, len(db.ids) // 7)]:
+            row = db._get_row(row_id)
+            atoms = row.toatoms()
+            r = store.get(f"omol:{path.name}:{row_id}")
+            assert r.metadata["row_id"] == row_id and r.numbers.tolist() == atoms.numbers.tolist()
+            assert np.allclose(r.positions, atoms.positions)
+            assert r.energy == pytest.approx(atoms.get_potential_energy())
+            assert np.allclose(r.forces, atoms.get_forces())
+            assert r.charge == row.data["charge"] and r.spin == row.data["spin"]
+        db.close()
+    assert summary.ok and summary.read == total == 180
+    assert summary.read == summary.written + sum(summary.quarantined.values())

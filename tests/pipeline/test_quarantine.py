@@ -1,0 +1,41 @@
+"""Triage of reader output: schema problems, filters, duplicates each get a reason; nothing vanishes."""
+from __future__ import annotations
+
+import numpy as np
+
+from omni_data.manifest import Filters
+from omni_data.pipeline.quarantine import Triage, filters_active, load_filter_function, reconcile
+from omni_data.schema import Rejected
+from omni_data.store.testing import emt_records
+
+import pytest
+
+
+def test_triage_counts_every_input():
+    records = emt_records(6)
+    records[1].forces[0, 1] = np.inf
+    records[4].id = records[3].id  # duplicate
+    triage = Triage()
+    for r in records:
+        triage.add(r)
+    triage.add(Rejected("f.xyz", 9, "parse:bad line", "emt", "f:9"))
+    assert triage.read == 7 and len(triage.records) == 4
+    assert triage.reasons() == {"nonfinite": 1, "duplicate": 1, "parse": 1}
+    reconcile(triage.read, len(triage.records), len(triage.rejected), "here")
+    with pytest.raises(RuntimeError, match="7 inputs read but 4 written"):
+        reconcile(7, 4, 2, "here")
+
+
+def test_manifest_filters_are_applied():
+    fn = load_filter_function()
+    assert fn is not None  # omni_data.harmonize.filters is part of the package now
+    records = emt_records(6)
+    biggest = [float(np.linalg.norm(r.forces, axis=1).max()) for r in records]
+    cut = sorted(biggest)[3]
+    filters = Filters(max_force=cut)
+    assert filters_active(filters) and not filters_active(Filters())
+    triage = Triage(filters=filters, filter_fn=fn)
+    for r in records:
+        triage.add(r)
+    assert len(triage.records) == sum(b <= cut for b in biggest)
+    assert triage.reasons() == {"filter": sum(b > cut for b in biggest)}

@@ -1,0 +1,119 @@
+"""asedb reader against ase.db itself (the independent reader) on the real databases."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.db
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms
+
+from omni_data.readers import ReaderError, ReadOptions, get_reader
+from omni_data.testing import check_reader, read_all
+
+asedb = get_reader("asedb")
+
+
+def _opts(**kw) -> ReadOptions:
+    return ReadOptions(dataset="db", task="test", **kw)
+
+
+def test_oxides_match_ase_db(shared_data: Path) -> None:
+    path = shared_data / "asedb" / "fairchem_oxides.db"
+    report = check_reader("asedb", path, _opts(), target=100, expected_records=295, expected_rejected=0)
+    assert report.n_partitions == 3
+    rows = list(ase.db.connect(path).select(sort="id"))
+    by_id = {r.metadata["row_id"]: r for r in report.records}
+    assert sorted(by_id) == [r.id for r in rows]
+    for row in rows:
+        rec = by_id[row.id]
+        assert rec.id == f"db:fairchem_oxides.db:{row.id}"
+        np.testing.assert_array_equal(rec.numbers, row.numbers)
+        np.testing.assert_allclose(rec.positions, row.positions, atol=0)
+        np.testing.assert_allclose(rec.cell, row.cell, atol=0)
+        np.testing.assert_array_equal(rec.pbc, row.pbc)
+        assert rec.energy == row.energy and rec.energy_kind == "total"
+        np.testing.assert_allclose(rec.forces, row.forces, atol=0)
+        assert rec.stress is None and rec.charge is None and rec.fixed is None
+        np.testing.assert_array_equal(rec.tags, row.tags)
+        assert rec.metadata["energy_source_key"] == "energy"
+
+
+def test_schnetpack_qm9_energy_from_data_in_hartree(shared_data: Path) -> None:
+    path = shared_data / "asedb" / "schnetpack_test_qm9.db"
+    report = check_reader("asedb", path, _opts(key_map={"energy": "energy_U0"}), target=7, expected_records=20)
+    db = ase.db.connect(path)
+    assert db.metadata["_property_unit_dict"]["energy_U0"] == "Ha"
+    for rec in report.records:
+        row = db.get(id=rec.metadata["row_id"])
+        u0_ha = float(row.data["energy_U0"][0])
+        assert rec.energy == pytest.approx(u0_ha * 27.211386024367243, rel=1e-12)
+        assert rec.forces is None and rec.cell is None and not rec.pbc.any()
+        assert rec.metadata["energy_source_key"] == "data.energy_U0"
+        assert rec.metadata["declared_units"] == {"energy_U0": "Ha"}
+        np.testing.assert_allclose(rec.positions, row.positions)
+    # first QM9 molecule (methane): U0 = -40.47893 Ha = -1101.4878 eV
+    first = min(report.records, key=lambda r: r.source_index)
+    assert first.energy == pytest.approx(-40.47893 * 27.211386, rel=1e-7)
+
+
+def test_schnetpack_without_key_map_guesses_no_energy(shared_data: Path) -> None:
+    records = read_all("asedb", shared_data / "asedb" / "schnetpack_test_qm9.db", _opts())
+    assert all(r.energy is None for r in records)  # data.free_energy (G, Ha) is never taken as energy
+    assert records[0].metadata["data"]["free_energy"] == pytest.approx(-40.498597)
+
+
+def test_constraints_charges_stress_free_energy(tmp_path: Path) -> None:
+    path = tmp_path / "made.db"
+    atoms = Atoms("H2O", positions=[[0, 0, 0], [0, 0, 1], [1, 0, 0]], cell=np.eye(3) * 5, pbc=True)
+    atoms.set_initial_charges([0.5, 0.5, -2.0])
+    atoms.set_constraint(FixAtoms(indices=[0, 2]))
+    atoms.set_tags([0, 1, 2])
+    stress = np.array([0.1, 0.2, 0.3, 0.01, 0.02, 0.03])
+    forces = np.arange(9, dtype=float).reshape(3, 3)
+    atoms.calc = SinglePointCalculator(atoms, energy=-3.0, free_energy=-3.5, forces=forces, stress=stress,
+                                       magmoms=np.array([1.0, 0.0, -1.0]))
+    with ase.db.connect(path) as db:
+        db.write(atoms, spin=3)
+        db.write(Atoms("He", positions=[[0, 0, 0]]))
+    rec, bare = read_all("asedb", path, _opts())
+    assert rec.energy == -3.0 and rec.energy_kind == "total"
+    np.testing.assert_allclose(rec.stress, stress)
+    np.testing.assert_allclose(rec.forces, forces)
+    np.testing.assert_allclose(rec.magmoms, [1, 0, -1])
+    assert rec.charge == -1.0 and rec.metadata["charge_source_key"] == "sum(initial_charges)"
+    assert rec.spin == 3 and rec.metadata["spin_source_key"] == "key_value_pairs.spin"
+    np.testing.assert_array_equal(rec.fixed, [True, False, True])
+    np.testing.assert_array_equal(rec.tags, [0, 1, 2])
+    assert bare.energy is None and bare.forces is None and bare.fixed is None and bare.charge is None
+    (free, _) = read_all("asedb", path, _opts(energy_key="free_energy"))
+    assert free.energy == -3.5 and free.energy_kind == "free"
+
+
+def test_missing_or_invalid_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(ReaderError, match="nothere.db"):
+        asedb.partitions(tmp_path / "nothere.db", 10)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ReaderError, match="bad.db"):
+        asedb.partitions(bad, 10)
+
+
+def test_schnetpack_layout_forces_in_kcal_per_mol(tmp_path: Path) -> None:
+    """SchNetPack ``ASEAtomsData`` layout (schnetpack/data/atoms.py): properties as arrays in
+    ``row.data``, units in metadata ``_property_unit_dict``, lengths in ``_distance_unit``."""
+    path = tmp_path / "md17_like.db"
+    with ase.db.connect(path) as db:
+        db.metadata = {"_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang"},
+                       "_distance_unit": "Ang", "atomrefs": {}}
+        db.write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),
+                 data={"energy": np.array([-100.0]), "forces": np.array([[0, 0, 2.0], [0, 0, -2.0]])})
+    (rec,) = read_all("asedb", path, _opts(key_map={"energy": "energy", "forces": "forces"}))
+    kcal = 0.04336410390059322  # eV per kcal/mol
+    assert rec.energy == pytest.approx(-100.0 * kcal)
+    np.testing.assert_allclose(rec.forces, [[0, 0, 2 * kcal], [0, 0, -2 * kcal]])
+    assert rec.metadata["forces_source_key"] == "data.forces"
+    (plain,) = read_all("asedb", path, _opts())
+    assert plain.energy is None and plain.forces is None  # data arrays are not labels unless mapped

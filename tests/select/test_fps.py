@@ -1,0 +1,99 @@
+"""Fast exact FPS must pick exactly what the plain loop (and fpsample) picks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from omni_data.select._fps_reference import fps_reference
+from omni_data.select.fps import fps
+
+
+def _clustered(n: int, d: int, clusters: int, seed: int, intrinsic: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, (clusters, d))
+    label = rng.integers(0, clusters, n)
+    basis = rng.standard_normal((clusters, d, intrinsic))
+    z = rng.standard_normal((n, intrinsic)) * rng.uniform(0.2, 1.5, clusters)[label, None]
+    x = centres[label] + np.einsum("ndm,nm->nd", basis[label], z) + 0.02 * rng.standard_normal((n, d))
+    return x.astype(np.float32)
+
+
+def test_reference_on_hand_worked_example():
+    # 1-d points 0, 1, 3, 7; start at 0: squared distances 0,1,9,49 -> 7 (49);
+    # then min with (x-7)^2 = 0,1,9,0 -> 3 (9); then 1 (1).
+    x = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
+    idx, d2 = fps_reference(x, 4, start_idx=0)
+    assert idx.tolist() == [0, 3, 2, 1]
+    assert d2[0] == np.inf and d2[1:].tolist() == [49.0, 9.0, 1.0]
+    fast = fps(x, 4, 0)
+    assert fast.indices.tolist() == [0, 3, 2, 1] and fast.sqdist[1:].tolist() == [49.0, 9.0, 1.0]
+
+
+def test_tie_rules_on_duplicates():
+    # points 1 and 2 (and 4) are equally far from 0: fpsample's >= takes the last, argmax the first
+    x = np.array([[0.0], [1.0], [1.0], [0.0], [1.0]], dtype=np.float32)
+    assert fps(x, 2, 0, ties="last").indices.tolist() == [0, 4]
+    assert fps(x, 2, 0, ties="first").indices.tolist() == [0, 1]
+    assert fps_reference(x, 2, 0, ties="first")[0].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+@pytest.mark.parametrize("ties", ["last", "first"])
+def test_same_picks_as_reference_on_clustered_and_random(engine, ties):
+    rng = np.random.default_rng(3)
+    cases = [
+        (_clustered(6000, 16, 12, seed=1), 150, 5),
+        (rng.standard_normal((3000, 5)).astype(np.float32), 300, 0),
+        # rounded values: many exact distance ties
+        (np.round(rng.standard_normal((2000, 3)), 1).astype(np.float32), 400, 17),
+    ]
+    for x, k, start in cases:
+        ref_i, ref_d = fps_reference(x, k, start, ties)
+        res = fps(x, k, start, ties, engine=engine)
+        np.testing.assert_array_equal(res.indices, ref_i)
+        np.testing.assert_array_equal(res.sqdist, ref_d)
+        assert res.distances_computed < len(x) * k
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_start_list_and_threads(threads):
+    x = _clustered(5000, 8, 6, seed=2)
+    starts = [10, 4000, 77]
+    ref_i, ref_d = fps_reference(x, 60, starts)
+    res = fps(x, 60, starts, threads=threads)
+    assert res.indices[:3].tolist() == starts
+    np.testing.assert_array_equal(res.indices, ref_i)
+    np.testing.assert_array_equal(res.sqdist, ref_d)
+
+
+def test_matches_fpsample_bit_for_bit():
+    fpsample = pytest.importorskip("fpsample")
+    x = _clustered(8000, 32, 10, seed=4)
+    want = fpsample.fps_sampling(x, 200, start_idx=123)
+    np.testing.assert_array_equal(fps(x, 200, 123).indices, want.astype(np.int64))
+    want = fpsample.fps_sampling(x, 50, start_idx=[5, 6000])
+    np.testing.assert_array_equal(fps(x, 50, [5, 6000]).indices, want.astype(np.int64))
+
+
+def test_same_picks_on_real_descriptors(real_descriptors):
+    x = real_descriptors
+    k = len(x) // 2
+    for start in (0, len(x) - 1):
+        ref_i, ref_d = fps_reference(x, k, start)
+        res = fps(x, k, start)
+        np.testing.assert_array_equal(res.indices, ref_i)
+        np.testing.assert_array_equal(res.sqdist, ref_d)
+        assert res.indices.tolist() == fps(x, k, start, engine="numpy").indices.tolist()
+
+
+def test_bad_input_is_an_error():
+    x = np.zeros((10, 3), dtype=np.float32)
+    x[7, 1] = np.nan
+    with pytest.raises(ValueError, match="row 7"):
+        fps(x, 2)
+    with pytest.raises(ValueError, match="k <= n"):
+        fps(np.zeros((3, 2)), 5)
+    with pytest.raises(ValueError, match="out of range"):
+        fps(np.zeros((3, 2)), 2, start_idx=9)
+    with pytest.raises(ValueError, match="ties"):
+        fps(np.zeros((3, 2)), 2, ties="middle")

@@ -1,0 +1,49 @@
+"""catalog.json updates: locked read-modify-write, totals recomputed, concurrent writers all land."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import pytest
+
+from omni_data.store.catalog import Catalog, add_shards, read_catalog
+
+
+def _entry(name: str, records: int, task: str = "t") -> dict:
+    return {"name": name, "records": records, "atoms": 2 * records, "files": {}, "by_task": {task: records},
+            "by_dataset": {"d": records}, "by_element": {"H": records}, "quarantined": 1,
+            "quarantined_by_reason": {"parse": 1}}
+
+
+def _add_many(args):
+    root, prefix = args
+    for i in range(15):
+        add_shards(root, [_entry(f"{prefix}-{i:02d}", 1)])
+
+
+def test_totals_are_recomputed_from_shards(tmp_path):
+    add_shards(tmp_path, [_entry("b", 3, "x"), _entry("a", 2, "y")])
+    data = read_catalog(tmp_path)
+    assert [s["name"] for s in data["shards"]] == ["a", "b"]  # sorted: global order is stable
+    assert data["counts"]["records"] == 5 and data["counts"]["atoms"] == 10
+    assert data["counts"]["by_task"] == {"x": 3, "y": 2} and data["counts"]["quarantined_by_reason"] == {"parse": 2}
+    with pytest.raises(ValueError, match="'a' is already in the catalog"):
+        add_shards(tmp_path, [_entry("c", 1), _entry("a", 1)])
+    assert len(Catalog(tmp_path).shards) == 2  # all-or-nothing
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    with mp.get_context("fork").Pool(3) as pool:
+        pool.map(_add_many, [(tmp_path, p) for p in ("p", "q", "r")])
+    data = json.loads((tmp_path / "catalog.json").read_text())
+    assert len(data["shards"]) == 45 and data["counts"]["records"] == 45
+    assert not list(tmp_path.glob(".catalog.json.tmp-*"))
+
+
+def test_unknown_schema_version_is_refused(tmp_path):
+    add_shards(tmp_path, [_entry("a", 1)])
+    data = json.loads((tmp_path / "catalog.json").read_text())
+    data["schema_version"] = 99
+    (tmp_path / "catalog.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="schema_version 99"):
+        Catalog(tmp_path)

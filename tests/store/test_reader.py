@@ -1,0 +1,118 @@
+"""Store reading: Arrow and LMDB agree, random access by index and id, select, to_atoms, pickling."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+
+import numpy as np
+import pytest
+
+from omni_data.store import Store, write_shard
+from omni_data.store.testing import assert_same_records, emt_records
+
+
+def test_lmdb_and_arrow_give_identical_records(emt_store):
+    root, records = emt_store
+    lm, ar = Store(root, backend="lmdb"), Store(root, backend="arrow")
+    assert len(lm) == len(ar) == len(records) == 25
+    assert_same_records(records, [lm[i] for i in range(len(lm))])
+    assert_same_records(records, [ar[i] for i in range(len(ar))])
+    assert_same_records(records, list(lm))
+
+
+def test_random_access_by_index_and_id(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    rng = np.random.default_rng(0)
+    for i in rng.integers(0, len(records), 20):
+        assert store[int(i)].id == records[int(i)].id
+        assert store.get(records[int(i)].id).id == records[int(i)].id
+        assert store.index_of(records[int(i)].id) == int(i)
+    assert store[-1].id == records[-1].id
+    assert store.locate(12) == ("b-000", 0)
+    with pytest.raises(IndexError):
+        store[len(records)]
+    with pytest.raises(KeyError, match="no record with id"):
+        store.get("d1:missing")
+
+
+def test_bare_record_reads_back_with_none_labels(emt_store):
+    root, _ = emt_store
+    for backend in ("lmdb", "arrow"):
+        r = Store(root, backend=backend).get("d1:bare")
+        assert r.energy is None and r.forces is None and r.stress is None and r.cell is None
+        assert r.charge is None and r.spin is None and r.magmoms is None
+
+
+def test_select_by_task_and_dataset(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    pbe = store.select(task="pbe")
+    assert [r.id for r in pbe] == [r.id for r in records if r.task == "pbe"]
+    r2 = store.select(task="r2scan")
+    assert len(r2) == 9 + 3 and r2.shard_names == ["b-000", "c-000"]
+    d1_r2 = store.select(task="r2scan", dataset="d1")
+    assert sorted(r.id for r in d1_r2) == sorted(r.id for r in records if r.task == "r2scan" and r.dataset == "d1")
+    assert d1_r2.select(dataset="d2").__len__() == 0
+    with pytest.raises(KeyError):
+        pbe.get(records[-1].id)  # exists in the store, not in the view
+    assert pbe.get(records[0].id).id == records[0].id
+    assert pbe.table(["id"]).column("id").to_pylist() == [r.id for r in pbe]
+
+
+def test_to_atoms_matches_record(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    for i in (0, 1, 3, 13):
+        atoms, r = store.to_atoms(i), records[i]
+        assert np.array_equal(atoms.numbers, r.numbers)
+        assert np.allclose(atoms.positions, r.positions)
+        assert atoms.get_potential_energy() == pytest.approx(r.energy)
+        assert np.allclose(atoms.get_forces(), r.forces)
+        if r.stress is not None:
+            assert np.allclose(atoms.get_stress(voigt=True), r.stress)
+        assert atoms.pbc.tolist() == r.pbc.tolist()
+    free = next(i for i, r in enumerate(records) if r.energy_kind == "free")
+    atoms = store.to_atoms(free)
+    assert atoms.get_potential_energy(force_consistent=True) == pytest.approx(records[free].energy)
+
+
+def test_table_and_quarantine(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    t = store.table(["id", "task", "energy", "n_atoms"])
+    assert t.column("id").to_pylist() == [r.id for r in records]
+    assert t.column("energy").to_pylist()[-1] is None
+    q = store.quarantine()
+    assert q.num_rows == 1 and q.column("reason")[0].as_py() == "nonfinite:forces"
+    assert q.column("kind")[0].as_py() == "nonfinite" and q.column("shard")[0].as_py() == "c-000"
+    assert store.catalog.counts["quarantined_by_reason"] == {"nonfinite": 1}
+
+
+def _read_in_worker(args):
+    store, indices = args
+    return [store[i].id for i in indices] + [store.get(store[0].id).id]
+
+
+def test_pickled_store_works_in_worker_processes(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    store[0]  # open handles in the parent: they must not travel
+    state = pickle.dumps(store)
+    assert b"Environment" not in state
+    with mp.get_context("fork").Pool(2) as pool:
+        out = pool.map(_read_in_worker, [(store, [1, 2, 20]), (store, [24, 0])])
+    assert out[0] == [records[i].id for i in (1, 2, 20)] + [records[0].id]
+    assert out[1] == [records[i].id for i in (24, 0)] + [records[0].id]
+    assert store[3].id == records[3].id  # the parent's handles survive the children
+    with mp.get_context("spawn").Pool(1) as pool:
+        assert pool.map(_read_in_worker, [(store, [5])]) == [[records[5].id, records[0].id]]
+
+
+def test_two_stores_on_one_path_and_refresh(tmp_path):
+    write_shard(tmp_path, "s1", emt_records(3, seed=1))
+    one, two = Store(tmp_path), Store(tmp_path)
+    assert one[0].id == two[0].id  # same LMDB file open twice in one process
+    write_shard(tmp_path, "s2", emt_records(4, seed=2))
+    assert len(one) == 3  # readers see only the catalog they loaded...
+    assert len(one.refresh()) == 7 and one[6].id == "emt:2-3"  # ...until refresh()
