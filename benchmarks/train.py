@@ -5,8 +5,8 @@ EMT, the same architecture size (channels, lmax, layers, cutoff, radial MLP, Bes
 polynomial cutoff, linear self-connection, average-neighbour normalisation), the same
 elemental reference shift and force-RMS scale, the same optimiser (Adam, constant lr, no
 clipping), batch size and number of steps, and an MSE loss on energy/atom, forces and stress.
-Graphs are built once before timing for both, and the two codes' steps are interleaved so a
-changing machine load hits both alike. Prints structures/s of each, the ratio, and the
+Graphs are built once before timing for both; both train on the same batches in the same order
+(shuffled epochs), and the two codes' steps are interleaved so a changing load hits both alike. Prints structures/s of each, the ratio, and the
 validation MAEs after the same number of steps.
 
     python benchmarks/train.py                       # small default (a few minutes on 2 cores)
@@ -106,8 +106,8 @@ def run_omni(args, train, valid, refs, scale, avg_neigh, tmp: Path) -> dict:
     tr.prep.train.graphs(range(len(tr.prep.train)))  # build every neighbour list before timing
     n_params = sum(p.numel() for p in tr.model.parameters())
 
-    def step() -> None:
-        tr.train_step(tr.prep.train.graphs(tr.sampler.next_batch(0)))
+    def step(ks: list[int]) -> None:
+        tr.train_step(tr.prep.train.graphs(ks))
 
     def errors() -> dict:
         from omni_data.store import Store
@@ -128,6 +128,7 @@ def run_sevenn(args, train, valid, refs, scale, avg_neigh) -> dict:
     from sevenn.atom_graph_data import AtomGraphData
     from sevenn.model_build import build_E3_equivariant_model
     from sevenn.train.dataload import atoms_to_graph
+    from torch_geometric.data import Batch
     from torch_geometric.loader import DataLoader
 
     torch.manual_seed(args.seed)
@@ -152,8 +153,6 @@ def run_sevenn(args, train, valid, refs, scale, avg_neigh) -> dict:
         return [AtomGraphData.from_numpy_dict(atoms_to_graph(a, args.cutoff, transfer_info=False, y_from_calc=True)) for a in atoms_list]
 
     gtrain, gvalid = graphs(train), graphs(valid)
-    loader = DataLoader(gtrain, batch_size=args.batch, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed), drop_last=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -166,14 +165,8 @@ def run_sevenn(args, train, valid, refs, scale, avg_neigh) -> dict:
         ls = (ps[ok] - s[ok]).square().mean() if ok.any() else le * 0
         return le + lf + args.stress_weight * ls
 
-    state = {"it": iter(loader)}
-
-    def step() -> None:  # batching counts for both codes
-        try:
-            batch = next(state["it"])
-        except StopIteration:
-            state["it"] = iter(loader)
-            batch = next(state["it"])
+    def step(ks: list[int]) -> None:  # batching (what DataLoader's collate does) is timed too
+        batch = Batch.from_data_list([gtrain[k] for k in ks])
         out = model(batch)
         loss = loss_of(out, batch)
         opt.zero_grad(set_to_none=True)
@@ -230,12 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         res = {"sevenn": run_sevenn(args, train, valid, refs, scale, avg),
                "omni": run_omni(args, train, valid, refs, scale, avg, Path(tmp))}
-        # interleave the two codes step by step so both see the same machine load
+        # identical batches in identical order (shuffled epochs), and the two codes' steps
+        # interleaved so both see the same machine load
+        rng = np.random.default_rng(args.seed)
+        order = np.concatenate([rng.permutation(len(train)) for _ in range(args.steps * args.batch // len(train) + 1)])
         times: dict[str, list[float]] = {k: [] for k in res}
-        for _ in range(args.steps):
+        for i in range(args.steps):
+            ks = order[i * args.batch:(i + 1) * args.batch].tolist()
             for name, r in res.items():
                 t0 = time.perf_counter()
-                r["step"]()
+                r["step"](ks)
                 times[name].append(time.perf_counter() - t0)
         for name, r in res.items():
             r.update(r["errors"](), times=times[name])

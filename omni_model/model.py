@@ -128,7 +128,7 @@ class OmniModel(nn.Module):
             vec.requires_grad_(True)
         e_atom = self.atomic_energies(batch, vec)
         energy = torch.zeros(batch.num_graphs, dtype=e_atom.dtype, device=e_atom.device)
-        energy = energy.index_add(0, batch.batch, e_atom)
+        energy = energy.index_add_(0, batch.batch, e_atom)
         out = {"energy": energy, "atomic_energies": e_atom}
         if not want_grad:
             return out
@@ -136,11 +136,11 @@ class OmniModel(nn.Module):
         if g is None:
             g = torch.zeros_like(vec)
         if forces:
-            f = torch.zeros_like(batch.pos).index_add(0, batch.dst, g)
-            out["forces"] = f.index_add(0, batch.src, -g)
+            f = torch.zeros(batch.pos.shape, dtype=g.dtype, device=g.device).index_add_(0, batch.dst, g)
+            out["forces"] = f.index_add_(0, batch.src, -g)
         if stress:
             virial = torch.zeros(batch.num_graphs, 3, 3, dtype=g.dtype, device=g.device)
-            virial = virial.index_add(0, batch.batch[batch.dst], vec.unsqueeze(2) * g.unsqueeze(1))
+            virial = virial.index_add_(0, batch.batch[batch.dst], vec.unsqueeze(2) * g.unsqueeze(1))
             volume = torch.linalg.det(batch.cell).abs()
             volume = torch.where(batch.periodic, volume, torch.ones_like(volume))
             sigma = virial / volume[:, None, None]

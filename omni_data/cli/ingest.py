@@ -28,9 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _is_manifest(target: str) -> bool:
-    from omni_data.manifest import list_manifests
+    """A manifest path, name or alias (``omat`` -> ``omat24``) that is not also an existing data path."""
+    from omni_data.manifest import ManifestError, list_manifests, load_manifest
 
-    return target.endswith((".yaml", ".yml")) or (not Path(target).exists() and target in list_manifests())
+    if target.endswith((".yaml", ".yml")) or (not Path(target).exists() and target in list_manifests()):
+        return True
+    if Path(target).exists() or Path(target).suffix:
+        return False
+    try:
+        load_manifest(target)  # resolves aliases
+    except ManifestError:
+        return False
+    return True
+
+
+def _default_source(m) -> Path:
+    """``--source`` left out: the configured local copy (``omni_data.sources.local_source``)."""
+    from omni_data.sources import local_source
+
+    for name in dict.fromkeys([m.name, m.dataset, *m.aliases]):
+        found = local_source(name)
+        if found is not None:
+            return found
+    raise ValueError(f"manifest {m.name}: pass --source PATH (where its files {', '.join(m.globs) or m.format} are), "
+                     f"or configure it as $OMNI_DATA_ROOT/{m.name} or in the $OMNI_SOURCES YAML ({m.name}: PATH)")
 
 
 def build_spec(args: argparse.Namespace):
@@ -47,12 +68,11 @@ def build_spec(args: argparse.Namespace):
         from omni_data.manifest import load_manifest
 
         m = load_manifest(args.target)
-        if args.source is None:
-            raise ValueError(f"manifest {m.name}: pass --source PATH (where its files {', '.join(m.globs) or m.format} are)")
+        source = args.source if args.source is not None else _default_source(m)
         opts = m.read_options()
         opts.dataset = args.dataset or opts.dataset
         opts.task = args.task or opts.task
-        return IngestSpec(store=args.out, reader=args.format or m.format, source=args.source, options=opts,
+        return IngestSpec(store=args.out, reader=args.format or m.format, source=source, options=opts,
                           globs=m.globs or None, filters=m.filters, shard_size=args.shard_size, formats=formats,
                           manifest={"name": m.name, "path": m.path}, command=["omni-data", "ingest", *sys.argv[2:]])
     source = args.source or Path(args.target)
@@ -78,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
           f"[{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}]", file=sys.stderr)
     try:
         with dask_client(config) as client:
+            if client is not None:
+                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
             summary = ingest(spec, client=client, progress=not args.no_progress)
     except (ValueError, OSError) as exc:  # ReaderError is a RuntimeError: handled below
         print(f"omni-data ingest: {exc}", file=sys.stderr)

@@ -66,6 +66,31 @@ def omni_data_cli(argv: Sequence[str], ok_codes: Sequence[int] = (0,)) -> int:
     return rc
 
 
+class _StageStream(io.TextIOBase):
+    """sys.stdout/sys.stderr during a stage: writes go to the current stage's log file.
+
+    One object for the whole demo, so a logging handler that a library binds to ``sys.stderr``
+    during one stage (``logging.basicConfig``, dask's loggers) writes to whichever stage runs
+    later, and to the real stderr after the demo, never to a closed file.
+    """
+
+    def __init__(self, fallback: Any):
+        self.fallback = fallback
+        self.target = fallback
+
+    def write(self, text: str) -> int:
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+
 class StageRunner:
     """Runs stages in order, logging each to ``logs/<stage>.log`` and ``stages.json``."""
 
@@ -75,6 +100,7 @@ class StageRunner:
         self.results: dict[str, StageResult] = {}
         self.echo = echo
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.stream = _StageStream(sys.__stderr__)
 
     def ok(self, name: str) -> bool:
         return name in self.results and self.results[name].status == "ok"
@@ -88,17 +114,19 @@ class StageRunner:
         else:
             log = self.logs / f"{name}.log"
             t0 = time.perf_counter()
-            buf = io.StringIO()
-            with open(log, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            with open(log, "w", encoding="utf-8", buffering=1) as fh:
+                self.stream.target = fh
                 try:
-                    outputs = fn() or {}
+                    with contextlib.redirect_stdout(self.stream), contextlib.redirect_stderr(self.stream):
+                        outputs = fn() or {}
                     result = StageResult(name, "ok", outputs=outputs)
                 except StageUnavailable as exc:
                     result = StageResult(name, "unavailable", detail=str(exc))
                 except Exception as exc:  # any failure: keep the traceback in the log
-                    traceback.print_exc(file=buf)
-                    fh.write(buf.getvalue())
+                    traceback.print_exc(file=fh)
                     result = StageResult(name, "failed", detail=f"{type(exc).__name__}: {exc} (log: {log})")
+                finally:
+                    self.stream.target = self.stream.fallback
             result.seconds = round(time.perf_counter() - t0, 1)
         self.results[name] = result
         self.echo(f"[demo] {name:<18} {result.status:<11} {result.seconds:>7.1f}s  {result.detail}".rstrip())

@@ -105,7 +105,8 @@ def slurm_cluster(opts: SlurmOptions) -> Any:
     from dask_jobqueue import SLURMCluster
 
     kwargs: dict[str, Any] = dict(cores=opts.cores, processes=opts.processes, memory=opts.memory,
-                                  walltime=opts.walltime, job_extra_directives=list(opts.job_extra_directives))
+                                  walltime=opts.walltime, job_extra_directives=list(opts.job_extra_directives),
+                                  scheduler_options={"dashboard_address": ":0"})  # any free port; see client.dashboard_link
     if opts.queue:
         kwargs["queue"] = opts.queue
     if opts.account:
@@ -133,7 +134,7 @@ def dask_client(config: ClusterConfig) -> Iterator[Any]:
     else:
         memory = load_defaults()["local"].get("memory_limit", "auto")
         cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
-                               processes=True, memory_limit=memory, dashboard_address=None)
+                               processes=True, memory_limit=memory, dashboard_address=":0")
     try:
         with Client(cluster) as client:
             yield client

@@ -186,6 +186,12 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
         rec.tags = np.asarray(row["tags"], dtype=np.int64)
     if row.get("unique_id"):
         meta["unique_id"] = str(row["unique_id"])
+    group = opts.key_map.get("group")
+    if group is not None:  # the manifest's group key (OMat24 sid, OMol25 source): top level, where splits look
+        found = _lookup(row, kvp, data, group)
+        value = None if found is None else _scalar(found[0])
+        if isinstance(value, (str, int)):
+            meta[group] = value
     used = set(opts.key_map.values())
     kv_meta = scalar_metadata(dict(kvp), used)
     # data fields: scalars only (per-atom arrays such as OMol25's mulliken_charges stay in the source)

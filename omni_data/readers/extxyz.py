@@ -12,6 +12,11 @@ compressed file is best read as one partition (OC20 S2EF ships 5,000-frame .xz f
 
 Plain sGDML-style XYZ (comment line = bare energy, columns 5-7 = forces) is read as positions only,
 like ASE, unless ``opts.options["plain_xyz"] == "sgdml"`` declares that layout.
+
+``opts.options["sidecar_txt"]`` (OC20 S2EF): line ``i`` of the ``<stem>.txt[.xz]`` beside each
+file (``readers/oc20_txt.py``) adds ``sid``, ``fid`` and ``reference_energy`` to frame ``i``'s
+metadata; the energy stays the raw DFT total. A missing side file is a ``ReaderError``, a frame
+with no line a ``Rejected("sidecar:...")``.
 """
 from __future__ import annotations
 
@@ -68,6 +73,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     if not _SYMBOLS:
         _SYMBOLS.update(_symbols())
     label = source_label(part.path, opts)
+    sidecar = _sidecar(part.path) if opts.options.get("sidecar_txt") else None
     n_wanted = None if part.stop is None else part.stop - part.start
     with open_binary(part.path) as fh:
         offset, line = int(part.get("offset", 0)), int(part.get("line", 1))
@@ -80,7 +86,32 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
             if n_wanted is not None and done >= n_wanted:
                 break
             done += 1
-            yield _frame(raw, part.path, label, opts)
+            item = _frame(raw, part.path, label, opts)
+            yield item if sidecar is None else _attach(item, sidecar, raw, label, opts)
+
+
+def _sidecar(path: str) -> tuple[str, list[Any]]:
+    """OC20 S2EF: the per-frame (sid, fid, reference_energy) lines of the ``.txt`` beside ``path``."""
+    from omni_data.readers.oc20_txt import frame_metadata, txt_for
+
+    txt = txt_for(path)
+    if txt is None:
+        raise ReaderError(f"{path}: reader option sidecar_txt is set but no .txt or .txt.xz with the same stem is beside it")
+    return str(txt), frame_metadata(txt)
+
+
+def _attach(item: Record | Rejected, sidecar: tuple[str, list[Any]], raw: RawFrame, label: str,
+            opts: ReadOptions) -> Record | Rejected:
+    """Put line ``i`` of the side file (sid, fid, reference_energy) into frame ``i``'s metadata."""
+    txt, infos = sidecar
+    if isinstance(item, Rejected):
+        return item
+    if item.source_index >= len(infos):
+        return _reject(raw, item.source_file, label, opts,
+                       f"sidecar:{txt} has {len(infos)} lines, none for frame {item.source_index}")
+    item.metadata.update(infos[item.source_index].metadata())
+    item.metadata["sidecar_file"] = Path(txt).name
+    return item
 
 
 def _reject(raw: RawFrame, path: str, label: str, opts: ReadOptions, reason: str) -> Rejected:

@@ -1,13 +1,22 @@
-"""Record <-> compact bytes for LMDB values: msgpack around raw little-endian numpy buffers.
+"""Record <-> compact bytes for LMDB values: msgpack around one raw little-endian buffer.
 
 Why not pickle: values must be readable without executing code and from other languages.
-Why raw buffers: ``np.frombuffer`` on the value is a zero-parse decode, which is what makes
-random access fast (see ``docs/store.md``). The float64 fields (positions, cell, forces, stress,
-magmoms) share one little-endian buffer ``B`` with a presence bitmask ``f``; numbers are uint8,
-tags int64, fixed bool. A missing label is absent from the buffer and decodes to ``None``.
+Why one raw buffer: decoding is one ``msgpack.unpackb`` of a short array, one ``bytearray`` copy
+of the buffer and one ``np.ndarray`` view per field, which is what makes random access fast
+(``docs/benchmarks/store.md``). Version 2 (written now) is a msgpack *array* with fixed
+positions, because unpacking a 20-key map cost more than all the numpy work together; version
+1 values (a map, see ``docs/schema.md``) are still decoded, so older stores stay readable.
+
+Version 2 value: ``[2, id, dataset, task, n, flags, pbc_bits, B, energy, energy_kind, charge,
+spin, weight, source_file, source_index, metadata|nil]``. ``B`` holds, in this order and only
+where ``flags`` says so: positions (3n), cell (9), forces (3n), stress (6), magmoms (n) as
+``<f8``; tags (n) and numbers (n) as ``<i8``; fixed (n) as bytes 0/1. Every 8-byte field comes
+first, so all views are aligned. Numbers are stored as int64 (not uint8 as in version 1): 7 more
+bytes per atom (about 12% of a record with forces) buy a view instead of a conversion per read.
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import msgpack
@@ -15,126 +24,146 @@ import numpy as np
 
 from omni_data.schema import Record
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
-# Float64 fields packed back to back in one buffer ("B"), in this order; bit k of "f" says
-# whether field k is present. One copy of one buffer, then views, is the cheapest decode.
-_FLOATS: tuple[tuple[str, tuple[str | int, ...]], ...] = (
-    ("positions", ("n", 3)),
-    ("cell", (3, 3)),
-    ("forces", ("n", 3)),
-    ("stress", (6,)),
-    ("magmoms", ("n",)),
-)
+# flag bits of version 2 (bits 0-4 are also version 1's float presence bits)
+POSITIONS, CELL, FORCES, STRESS, MAGMOMS, FIXED, TAGS = (1 << k for k in range(7))
+_FLOATS = (("positions", POSITIONS), ("cell", CELL), ("forces", FORCES), ("stress", STRESS), ("magmoms", MAGMOMS))
+
+_F8, _I8, _BOOL = np.dtype("<f8"), np.dtype("<i8"), np.dtype(bool)
+_PBC = [np.array([bool(p & 1), bool(p & 2), bool(p & 4)]) for p in range(8)]
+_ND = np.ndarray
+_NEW = object.__new__
+_UNPACKB = msgpack.unpackb
+
+# The fast path fills a Record's __dict__ directly (no __init__: the codec already guarantees
+# dtypes and shapes). It is used only while these are exactly Record's fields.
+_ORDER = ("numbers", "positions", "id", "dataset", "task", "cell", "pbc", "energy", "energy_kind",
+          "forces", "stress", "magmoms", "charge", "spin", "fixed", "tags", "weight", "source_file",
+          "source_index", "metadata")
+_FAST = tuple(f.name for f in fields(Record)) == _ORDER and not hasattr(Record, "__post_init__") \
+    and not hasattr(Record, "__slots__")
 
 
 def encode_record(record: Record) -> bytes:
-    """Serialise one (normalized) record to bytes; the inverse of ``decode_record``."""
-    numbers = np.asarray(record.numbers)
-    z_dtype = "|u1" if numbers.size == 0 or int(numbers.max()) < 256 else "<i8"
+    """Serialise one (normalized) record to version-2 bytes; the inverse of ``decode_record``."""
+    numbers = np.asarray(record.numbers).reshape(-1)
+    n = int(numbers.size)
     pbc = np.asarray(record.pbc, dtype=bool).reshape(3)
     flags = 0
-    parts = []
-    for bit, (name, _shape) in enumerate(_FLOATS):
+    parts: list[bytes] = []
+    for name, bit in _FLOATS:
         value = getattr(record, name)
         if value is not None:
-            flags |= 1 << bit
-            parts.append(np.asarray(value, dtype="<f8").reshape(-1))
-    doc: dict[str, Any] = {
-        "v": CODEC_VERSION,
-        "id": record.id,
-        "ds": record.dataset,
-        "tk": record.task,
-        "n": int(numbers.size),
-        "Z": np.ascontiguousarray(numbers, dtype=z_dtype).tobytes(),
-        "Zt": z_dtype,
-        "P": int(pbc[0]) | int(pbc[1]) << 1 | int(pbc[2]) << 2,
-        "f": flags,
-        "B": np.concatenate(parts).tobytes() if parts else b"",
-        "E": None if record.energy is None else float(record.energy),
-        "EK": record.energy_kind,
-        "q": None if record.charge is None else float(record.charge),
-        "s": None if record.spin is None else int(record.spin),
-        "w": float(record.weight),
-        "sf": record.source_file,
-        "si": int(record.source_index),
-        "md": record.metadata or None,
-        "X": None if record.fixed is None else np.ascontiguousarray(record.fixed, dtype=bool).tobytes(),
-        "T": None if record.tags is None else np.ascontiguousarray(record.tags, dtype="<i8").tobytes(),
-    }
+            flags |= bit
+            parts.append(np.ascontiguousarray(value, dtype=_F8).tobytes())
+    if record.tags is not None:
+        flags |= TAGS
+        parts.append(np.ascontiguousarray(record.tags, dtype=_I8).reshape(n).tobytes())
+    parts.append(np.ascontiguousarray(numbers, dtype=_I8).tobytes())
+    if record.fixed is not None:
+        flags |= FIXED
+        parts.append(np.ascontiguousarray(record.fixed, dtype=_BOOL).reshape(n).tobytes())
+    doc = [
+        CODEC_VERSION, record.id, record.dataset, record.task, n, flags,
+        int(pbc[0]) | int(pbc[1]) << 1 | int(pbc[2]) << 2, b"".join(parts),
+        None if record.energy is None else float(record.energy), record.energy_kind,
+        None if record.charge is None else float(record.charge),
+        None if record.spin is None else int(record.spin),
+        float(record.weight), record.source_file, int(record.source_index), record.metadata or None,
+    ]
     try:
         return msgpack.packb(doc, use_bin_type=True)
     except TypeError as exc:
         raise ValueError(f"record {record.id!r}: metadata cannot be stored ({exc}); use plain JSON types") from None
 
 
-_PBC = [np.array([bool(p & 1), bool(p & 2), bool(p & 4)]) for p in range(8)]
-
-
 def decode_record(value: bytes | memoryview) -> Record:
-    """Rebuild a ``Record`` from ``encode_record`` bytes (arrays are fresh, writable copies)."""
-    d = msgpack.unpackb(value, raw=False)
-    if d.get("v") != CODEC_VERSION:
-        raise ValueError(f"record codec version {d.get('v')!r} is not {CODEC_VERSION}")
-    n = d["n"]
-    flags = d["f"]
-    # one writable copy of the float buffer; every float field is a view into it
-    buf = np.frombuffer(d["B"], dtype="<f8").copy()
-    n3 = 3 * n
+    """Rebuild a ``Record`` from ``encode_record`` bytes (arrays are writable, own their memory)."""
+    d = _UNPACKB(value)
+    if type(d) is not list:
+        return _decode_v1(d)
+    if d[0] != 2:
+        raise ValueError(f"record codec version {d[0]!r} is not one of {READABLE_VERSIONS}")
+    n, flags = d[4], d[5]
+    # one writable copy of the buffer; every array is a view into it
+    buf = bytearray(d[7])
+    pos = 0
+    positions = cell = forces = stress = magmoms = tags = fixed = None
+    if flags & 1:
+        positions = _ND((n, 3), _F8, buf, 0)
+        pos = 24 * n
+    if flags & 2:
+        cell = _ND((3, 3), _F8, buf, pos)
+        pos += 72
+    if flags & 4:
+        forces = _ND((n, 3), _F8, buf, pos)
+        pos += 24 * n
+    if flags & 8:
+        stress = _ND((6,), _F8, buf, pos)
+        pos += 48
+    if flags & 16:
+        magmoms = _ND((n,), _F8, buf, pos)
+        pos += 8 * n
+    if flags & 64:
+        tags = _ND((n,), _I8, buf, pos)
+        pos += 8 * n
+    numbers = _ND((n,), _I8, buf, pos)
+    pos += 8 * n
+    if flags & 32:
+        fixed = _ND((n,), _BOOL, buf, pos)
+        pos += n
+    if pos != len(buf):
+        raise ValueError(f"record {d[1]!r}: array buffer holds {len(buf)} bytes, fields need {pos}")
+    if not _FAST:
+        return Record(numbers=numbers, positions=positions, id=d[1], dataset=d[2], task=d[3], cell=cell,
+                      pbc=_PBC[d[6]].copy(), energy=d[8], energy_kind=d[9], forces=forces, stress=stress,
+                      magmoms=magmoms, charge=d[10], spin=d[11], fixed=fixed, tags=tags, weight=d[12],
+                      source_file=d[13], source_index=d[14], metadata=d[15] or {})
+    record = _NEW(Record)
+    record.__dict__ = {
+        "numbers": numbers, "positions": positions, "id": d[1], "dataset": d[2], "task": d[3],
+        "cell": cell, "pbc": _PBC[d[6]].copy(), "energy": d[8], "energy_kind": d[9], "forces": forces,
+        "stress": stress, "magmoms": magmoms, "charge": d[10], "spin": d[11], "fixed": fixed, "tags": tags,
+        "weight": d[12], "source_file": d[13], "source_index": d[14], "metadata": d[15] or {},
+    }
+    return record
+
+
+def _decode_v1(d: dict[str, Any]) -> Record:
+    """Version-1 value (a msgpack map, ``docs/schema.md``), as written before codec 2."""
+    if not isinstance(d, dict) or d.get("v") != 1:
+        version = d.get("v") if isinstance(d, dict) else None
+        raise ValueError(f"record codec version {version!r} is not one of {READABLE_VERSIONS}")
+    n, flags = d["n"], d["f"]
+    buf = np.frombuffer(d["B"], dtype=_F8).copy()
     arrays: list[np.ndarray | None] = [None] * 5
     pos = 0
-    if flags & 1:
-        arrays[0] = buf[:n3].reshape(n, 3)
-        pos = n3
-    if flags & 2:
-        arrays[1] = buf[pos:pos + 9].reshape(3, 3)
-        pos += 9
-    if flags & 4:
-        arrays[2] = buf[pos:pos + n3].reshape(n, 3)
-        pos += n3
-    if flags & 8:
-        arrays[3] = buf[pos:pos + 6]
-        pos += 6
-    if flags & 16:
-        arrays[4] = buf[pos:pos + n]
+    for k, (size, shape) in enumerate(((3 * n, (n, 3)), (9, (3, 3)), (3 * n, (n, 3)), (6, (6,)), (n, (n,)))):
+        if flags & (1 << k):
+            arrays[k] = buf[pos:pos + size].reshape(shape)
+            pos += size
     fixed, tags = d["X"], d["T"]
     return Record(
-        numbers=np.frombuffer(d["Z"], dtype=d["Zt"]).astype(np.int64),
-        positions=arrays[0],
-        id=d["id"],
-        dataset=d["ds"],
-        task=d["tk"],
-        cell=arrays[1],
-        pbc=_PBC[d["P"]].copy(),
-        energy=d["E"],
-        energy_kind=d["EK"],
-        forces=arrays[2],
-        stress=arrays[3],
-        magmoms=arrays[4],
-        charge=d["q"],
-        spin=d["s"],
-        fixed=None if fixed is None else np.frombuffer(fixed, dtype=bool).copy(),
-        tags=None if tags is None else np.frombuffer(tags, dtype="<i8").copy(),
-        weight=d["w"],
-        source_file=d["sf"],
-        source_index=d["si"],
-        metadata=d["md"] or {},
+        numbers=np.frombuffer(d["Z"], dtype=d["Zt"]).astype(np.int64), positions=arrays[0], id=d["id"],
+        dataset=d["ds"], task=d["tk"], cell=arrays[1], pbc=_PBC[d["P"]].copy(), energy=d["E"],
+        energy_kind=d["EK"], forces=arrays[2], stress=arrays[3], magmoms=arrays[4], charge=d["q"],
+        spin=d["s"], fixed=None if fixed is None else np.frombuffer(fixed, dtype=bool).copy(),
+        tags=None if tags is None else np.frombuffer(tags, dtype="<i8").copy(), weight=d["w"],
+        source_file=d["sf"], source_index=d["si"], metadata=d["md"] or {},
     )
 
 
 def decode_header(value: bytes | memoryview) -> dict[str, Any]:
     """The scalar fields of an encoded record (id, dataset, task, n_atoms, energy, ...)."""
-    doc = msgpack.unpackb(value, raw=False)
-    return {
-        "id": doc["id"],
-        "dataset": doc["ds"],
-        "task": doc["tk"],
-        "n_atoms": doc["n"],
-        "energy": doc["E"],
-        "energy_kind": doc["EK"],
-        "charge": doc["q"],
-        "spin": doc["s"],
-        "weight": doc["w"],
-        "source_file": doc["sf"],
-        "source_index": doc["si"],
-    }
+    d = _UNPACKB(value)
+    if type(d) is list:
+        if d[0] != 2:
+            raise ValueError(f"record codec version {d[0]!r} is not one of {READABLE_VERSIONS}")
+        return {"id": d[1], "dataset": d[2], "task": d[3], "n_atoms": d[4], "energy": d[8],
+                "energy_kind": d[9], "charge": d[10], "spin": d[11], "weight": d[12],
+                "source_file": d[13], "source_index": d[14]}
+    return {"id": d["id"], "dataset": d["ds"], "task": d["tk"], "n_atoms": d["n"], "energy": d["E"],
+            "energy_kind": d["EK"], "charge": d["q"], "spin": d["s"], "weight": d["w"],
+            "source_file": d["sf"], "source_index": d["si"]}

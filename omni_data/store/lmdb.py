@@ -22,10 +22,16 @@ from omni_data.schema import Record
 
 INDEX_KEY = b"__index__"
 _ROW = struct.Struct(">Q")
+_ROW_KEY = struct.Struct(">cQ")  # b"r" + row in one pack call (hot path)
+
+# Bumped in a forked child: per-thread transactions check it instead of calling os.getpid()
+# (a system call) on every read.
+_FORK = [0]
+os.register_at_fork(after_in_child=lambda: _FORK.__setitem__(0, _FORK[0] + 1))
 
 
 def row_key(row: int) -> bytes:
-    return b"r" + _ROW.pack(row)
+    return _ROW_KEY.pack(b"r", row)
 
 
 def id_key(record_id: str) -> bytes:
@@ -110,14 +116,20 @@ class LmdbShard:
             self._pid = os.getpid()
         return self._env
 
+    def _txn(self) -> lmdb.Transaction:
+        """This thread's long-lived read transaction (the file never changes once catalogued)."""
+        try:
+            txn, fork = self._local.state
+            if fork == _FORK[0] and self._env is not None:
+                return txn
+        except AttributeError:
+            pass
+        txn = self._open().begin(buffers=False)
+        self._local.state = (txn, _FORK[0])
+        return txn
+
     def _get(self, key: bytes) -> bytes | None:
-        # One long-lived read transaction per thread: the file never changes once catalogued.
-        local = self._local
-        txn = getattr(local, "txn", None)
-        if txn is None or local.pid != os.getpid() or self._env is None:
-            txn = local.txn = self._open().begin(buffers=False)
-            local.pid = os.getpid()
-        return txn.get(key)
+        return self._txn().get(key)
 
     def _index(self) -> dict:
         raw = self._get(INDEX_KEY)
@@ -138,7 +150,38 @@ class LmdbShard:
         return value
 
     def record(self, row: int) -> Record:
-        return decode_record(self.raw(row))
+        """The decoded record at ``row`` (hot path of ``Store[i]``: one get, one decode)."""
+        if not 0 <= row < self.n:
+            raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
+        try:
+            txn, fork = self._local.state
+            if fork != _FORK[0] or self._env is None:
+                txn = self._txn()
+        except AttributeError:
+            txn = self._txn()
+        value = txn.get(_ROW_KEY.pack(b"r", row))
+        if value is None:
+            raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
+        try:
+            return decode_record(value)
+        except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
+            raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
+
+    def records(self, rows: Sequence[int]) -> list[Record]:
+        """Decoded records at ``rows`` (in that order), sharing one transaction lookup."""
+        txn = self._txn()
+        get, n, out = txn.get, self.n, []
+        for row in rows:
+            if not 0 <= row < n:
+                raise IndexError(f"{self.path}: row {row} out of range 0..{n - 1}")
+            value = get(_ROW_KEY.pack(b"r", row))
+            if value is None:
+                raise KeyError(f"{self.path}: row {row} missing although the index says {n} rows")
+            try:
+                out.append(decode_record(value))
+            except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
+                raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
+        return out
 
     def iter_raw(self) -> Iterator[bytes]:
         """Every encoded record in row order (one cursor scan, no per-key lookups)."""
@@ -168,9 +211,9 @@ class LmdbShard:
         return None if value is None else _ROW.unpack(value)[0]
 
     def close(self) -> None:
-        txn = getattr(self._local, "txn", None)
-        if txn is not None and self._pid == os.getpid():
-            txn.abort()
+        state = getattr(self._local, "state", None)
+        if state is not None and state[1] == _FORK[0] and self._pid == os.getpid():
+            state[0].abort()
         self._local = threading.local()
         if self._key is not None and self._pid == os.getpid():
             _release(self._key)

@@ -58,6 +58,6 @@ class Interaction(nn.Module):
         weights = self.radial(edge_radial)
         msg = self.tp(h[src], edge_sh, weights)
         agg = torch.zeros(x.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
-        agg = agg.index_add(0, dst, msg) / self.avg_num_neighbors
+        agg = agg.index_add_(0, dst, msg) * (1.0 / self.avg_num_neighbors)
         h = self.linear_2(agg, node_task)
         return self.gate(h + sc)

@@ -1,0 +1,137 @@
+"""Benchmark: exact fast FPS against fpsample (and the plain loop), and distributed FPS.
+
+Part 1 (exact): clustered descriptor-like points (see ``clustered``), ``omni_data.select.fps``
+against ``fpsample.fps_sampling`` with the same start index, in this process; asserts the
+picks are identical and prints wall and CPU seconds and the ratio.
+
+Part 2 (``--dist-n``): distributed FPS (per-shard FPS as Dask tasks, then global FPS) over
+points generated shard by shard; covering radius against exact fast FPS on the same points.
+
+    python benchmarks/fps.py                          # 200k x 64, k=1000 (~1 min)
+    python benchmarks/fps.py --n 1000000              # the issue's size (fpsample ~30-60 s)
+    python benchmarks/fps.py --n 0 --dist-n 10000000  # distributed on 10M points
+"""
+from __future__ import annotations
+
+import argparse
+import builtins
+import functools
+import math
+import os
+import time
+
+import numpy as np
+
+from omni_data.select.fps import fps
+
+print = functools.partial(builtins.print, flush=True)  # progress shows up when piped to a file
+
+
+def clustered(n: int, d: int = 64, clusters: int = 100, intrinsic: int = 5, noise: float = 0.05,
+              seed: int = 0, lo: int = 0) -> np.ndarray:
+    """Rows lo..lo+n of a fixed mixture: each cluster a random ``intrinsic``-dimensional
+    Gaussian patch (scale 0.5-2) around a uniform centre in [0, 10]^d, plus isotropic noise.
+
+    A model of descriptor sets: many chemical systems, each varying along a few modes (MD,
+    relaxations, strain). Rows are generated from a per-row seed, so shards are reproducible.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, (clusters, d))
+    scales = rng.uniform(0.5, 2.0, clusters)
+    bases = np.linalg.qr(rng.standard_normal((clusters, d, intrinsic)))[0]
+    out = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 262144):
+        stop = min(n, start + 262144)
+        r = np.random.default_rng([seed, lo + start])
+        label = r.integers(0, clusters, stop - start)
+        z = r.standard_normal((stop - start, intrinsic)) * scales[label, None]
+        x = centres[label] + np.einsum("ndm,nm->nd", bases[label], z)
+        out[start:stop] = x + noise * r.standard_normal((stop - start, d))
+    return out
+
+
+def timed(fn, *args, **kwargs):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def exact_part(args: argparse.Namespace) -> None:
+    import fpsample
+
+    x = clustered(args.n, args.d, args.clusters, args.intrinsic, args.noise)
+    fps(x[:2000], 10, 0, threads=args.threads)  # compile / load the numba cache first
+    print(f"exact FPS: N={args.n} d={args.d} k={args.k} clusters={args.clusters} "
+          f"intrinsic={args.intrinsic} threads={args.threads} load={os.getloadavg()[0]:.1f}")
+    fast, fw, fc = timed(fps, x, args.k, args.start, threads=args.threads)
+    base, bw, bc = timed(fpsample.fps_sampling, x, args.k, start_idx=args.start)
+    same = bool(np.array_equal(fast.indices, base.astype(np.int64)))
+    print(f"  omni fps     wall {fw:8.2f} s  cpu {fc:8.2f} s  distances {fast.distances_computed / (args.n * args.k):.4f} of N*k")
+    print(f"  fpsample     wall {bw:8.2f} s  cpu {bc:8.2f} s")
+    if args.numpy_loop:
+        from omni_data.select._fps_reference import fps_reference
+
+        (ref, _), rw, rc = timed(fps_reference, x, args.k, args.start)
+        same = same and bool(np.array_equal(ref, fast.indices))
+        print(f"  numpy loop   wall {rw:8.2f} s  cpu {rc:8.2f} s  ratio {rw / fw:6.1f}x")
+    print(f"  identical picks: {same}   speed-up vs fpsample: wall {bw / fw:.1f}x  cpu {bc / fc:.1f}x")
+    if not same:
+        raise SystemExit("picks differ from fpsample")
+
+
+def _shard(n_total: int, lo: int, hi: int, args: tuple) -> np.ndarray:
+    d, clusters, intrinsic, noise = args
+    return clustered(hi - lo, d, clusters, intrinsic, noise, lo=lo)
+
+
+def radius_of(x: np.ndarray, picks: np.ndarray) -> float:
+    """Covering radius of ``picks`` over ``x`` via one more seeded FPS pick (cheap, exact)."""
+    res = fps(np.concatenate([x[picks], x]), len(picks) + 1, start_idx=list(range(len(picks))))
+    return float(math.sqrt(res.sqdist[-1]))
+
+
+def distributed_part(args: argparse.Namespace) -> None:
+    from omni_data.select.distributed import ShardSource, distributed_fps
+
+    n, size = args.dist_n, args.shard
+    gen = (args.d, args.clusters, args.intrinsic, args.noise)
+    sources = [ShardSource(functools.partial(_shard, n, lo, min(n, lo + size), gen), lo,
+                           min(n, lo + size) - lo, f"s{lo}") for lo in range(0, n, size)]
+    print(f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, oversample {args.oversample}, "
+          f"{args.workers} worker processes, load={os.getloadavg()[0]:.1f}")
+    res, dw, dc = timed(distributed_fps, sources, args.k, start=args.start, oversample=args.oversample,
+                        scheduler="processes", num_workers=args.workers)
+    print(f"  distributed  wall {dw:8.2f} s  (client cpu {dc:.2f} s)  candidates {res.n_candidates}")
+    x = np.concatenate([s.load() for s in sources])
+    exact, ew, ec = timed(fps, x, args.k, args.start, threads=args.threads)
+    print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s")
+    r_exact, r_dist = radius_of(x, exact.indices), radius_of(x, res.indices)
+    print(f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}")
+    per_core = n * args.k / (dw * args.workers)
+    print(f"  distributed throughput {per_core:.3g} point-picks per core-second")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=200_000, help="points for the exact comparison (0: skip)")
+    p.add_argument("--d", type=int, default=64)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--clusters", type=int, default=100)
+    p.add_argument("--intrinsic", type=int, default=5)
+    p.add_argument("--noise", type=float, default=0.05)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--numpy-loop", action="store_true", help="also time the plain numpy loop")
+    p.add_argument("--dist-n", type=int, default=0, help="points for the distributed run (0: skip)")
+    p.add_argument("--shard", type=int, default=500_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--oversample", type=float, default=3.0)
+    args = p.parse_args()
+    if args.n:
+        exact_part(args)
+    if args.dist_n:
+        distributed_part(args)
+
+
+if __name__ == "__main__":
+    main()

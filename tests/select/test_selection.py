@@ -1,0 +1,148 @@
+"""select-bridge end to end on small stores built from the real sample files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from omni_data.cli.main import main
+from omni_data.select._fps_reference import fps_reference
+from omni_data.select.selection import SelectConfig, select_bridge, start_row
+from omni_data.select.strategies import calculator_scorer
+from omni_data.store import Store, write_shard
+
+from .conftest import read_records
+
+
+@pytest.fixture(scope="module")
+def stores(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    a, b = root / "crystals", root / "molecules"
+    write_shard(a, "nboc", read_records(shared_data, "vasp/chgnet_nboc_relax_49steps.OUTCAR", ":", "pbe"))
+    write_shard(a, "feo", read_records(shared_data, "vasp/custodian_postprocess_ggau_spin_relax.OUTCAR",
+                                       ":", "pbe"))
+    write_shard(a, "hfo2", read_records(shared_data, "extxyz/sevennet_hfo2.extxyz", ":", "scan"))
+    write_shard(b, "spice", read_records(shared_data,
+                "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", ":", "wb97m"))
+    write_shard(b, "md17", read_records(shared_data,
+                "extxyz/schnetpack_md17_ethanol_2000frames_kcalmol.extxyz", "::25", "pbe-ts"))
+    for s in (a, b):
+        assert main(["describe", str(s), "--no-cluster"]) == 0
+    return [str(a), str(b)]
+
+
+def _all_descriptors(paths):
+    from omni_data.select.descriptor_set import load_descriptor_set
+
+    return load_descriptor_set(paths)
+
+
+def test_describe_writes_aligned_sidecars_and_resumes(stores, capsys):
+    store = Store(stores[0])
+    with np.load(f"{stores[0]}/sidecars/descriptors-rdf/nboc.npz") as z:
+        assert z["x"].shape == (49, 64) and z["x"].dtype == np.float32
+        assert z["ids"].tolist() == store.table(["id"], shard="nboc").column("id").to_pylist()
+    assert store.catalog.reload().sections["descriptors"]["rdf"]["dim"] == 64
+    capsys.readouterr()
+    assert main(["describe", stores[0], "--no-cluster"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped_shards"] == 3
+    with pytest.raises(ValueError, match="were made with"):
+        main(["describe", stores[0], "--no-cluster", "--cutoff", "4"])
+
+
+def test_fps_selection_min_per_task_and_files(stores, tmp_path):
+    out = tmp_path / "round1"
+    assert main(["select-bridge", *stores, "--count", "12", "--min-per-task", "2", "--seed", "3",
+                 "--out", str(out), "--no-cluster"]) == 0
+    table = pq.read_table(out / "selection.parquet").to_pandas()
+    assert list(table.columns) == ["id", "task", "dataset", "store", "rank", "distance", "reason", "score"]
+    assert len(table) == 12 and table["rank"].tolist() == list(range(12))
+    counts = table["task"].value_counts().to_dict()
+    assert set(counts) == {"pbe", "scan", "wb97m", "pbe-ts"} and min(counts.values()) >= 2
+    assert (table["reason"] == "min-per-task").any()  # the top-up path ran
+    # the picks before any top-up are plain FPS with fpsample's start rule
+    ds = _all_descriptors(stores)
+    ref, _ = fps_reference(ds.x, 12, start_row(3, len(ds)))
+    plain = table[table["reason"] == "strategy"]
+    assert plain["id"].tolist() == ds.ids[ref[: len(plain)]].tolist()
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["n_picked"] == 12 and set(report["tasks"]) == set(counts)
+    assert report["tasks"]["scan"]["picks"] == counts["scan"]
+    assert "covering radius" in (out / "coverage.txt").read_text()
+
+
+def test_second_round_extends_the_first(stores, tmp_path):
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    select_bridge(SelectConfig(stores=stores, out=str(first), count=8))
+    select_bridge(SelectConfig(stores=stores, out=str(second), count=6,
+                               exclude=[str(first / "selection.parquet")]))
+    a = pq.read_table(first / "selection.parquet").column("id").to_pylist()
+    b = pq.read_table(second / "selection.parquet").column("id").to_pylist()
+    assert not set(a) & set(b)
+    # identical to continuing the first FPS run for 6 more picks
+    ds = _all_descriptors(stores)
+    ref, _ = fps_reference(ds.x, 14, start_row(0, len(ds)))
+    assert ds.ids[ref].tolist() == a + b
+
+
+def test_distributed_mode_covers_like_exact(stores, tmp_path):
+    exact = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "e"), count=10))
+    dist = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "d"), count=10,
+                                      mode="distributed"))
+    assert dist["picked"] == 10
+    assert dist["covering_radius"] <= 1.2 * exact["covering_radius"]
+    with pytest.raises(ValueError, match="--tasks"):
+        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "x"), count=3,
+                                   mode="distributed", tasks=["pbe"]))
+
+
+def test_error_and_hybrid_strategies_with_a_real_calculator(tmp_path):
+    from ase.calculators.emt import EMT
+    from ase.calculators.lj import LennardJones
+
+    from omni_data.store.testing import emt_records
+
+    path = tmp_path / "emt"
+    write_shard(path, "s0", emt_records(30, seed=1))
+    assert main(["describe", str(path), "--no-cluster"]) == 0
+    scorer = calculator_scorer(lambda task: LennardJones(sigma=2.3, epsilon=0.2, rc=6.0))
+    res = select_bridge(SelectConfig(stores=[str(path)], out=str(tmp_path / "err"), count=5,
+                                     strategy="error"), scorer=scorer)
+    table = pq.read_table(tmp_path / "err" / "selection.parquet").to_pandas()
+    store = Store(path)
+    every = {r.id: scorer([r])[0] for r in store}
+    top = sorted(every, key=lambda i: -every[i])[:5]
+    assert table["id"].tolist() == top and res["picked"] == 5
+    np.testing.assert_allclose(table["score"], [every[i] for i in top])
+    select_bridge(SelectConfig(stores=[str(path)], out=str(tmp_path / "hyb"), count=4,
+                               strategy="hybrid", pool=2.0), scorer=scorer)
+    hyb = pq.read_table(tmp_path / "hyb" / "selection.parquet").column("id").to_pylist()
+    pool = sorted(every, key=lambda i: -every[i])[:8]
+    assert set(hyb) <= set(pool) and len(set(hyb)) == 4
+    # EMT is the labelling calculator: zero error everywhere
+    zero = calculator_scorer(lambda task: EMT())([store[0], store[1]])
+    np.testing.assert_allclose(zero, 0.0, atol=1e-9)
+
+
+def test_clear_errors(stores, tmp_path):
+    with pytest.raises(ValueError, match="needs a model"):
+        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "a"), count=3, strategy="error"))
+    with pytest.raises(ValueError, match="exceeds"):
+        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "b"), count=3, min_per_task=2))
+    with pytest.raises(ValueError, match="exactly one"):
+        SelectConfig(stores=stores, out="x", count=3, fraction=0.1)
+    bare = tmp_path / "bare"
+    write_shard(bare, "s", read_records_one())
+    with pytest.raises(FileNotFoundError, match="omni-data describe"):
+        select_bridge(SelectConfig(stores=[str(bare)], out=str(tmp_path / "c"), count=1))
+    with pytest.raises(SystemExit):
+        main(["select-bridge", *stores, "--count", "2", "--strategy", "error", "--out",
+              str(tmp_path / "d"), "--no-cluster"])
+
+
+def read_records_one():
+    from omni_data.store.testing import emt_records
+
+    return emt_records(2, seed=5)
