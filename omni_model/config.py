@@ -46,7 +46,7 @@ class DataConfig:
 
     store: str = ""
     tasks: list[str] = field(default_factory=list)
-    valid_split: str = "valid"
+    valid_split: str = "val"
     train_split: str = "train"
     valid_fraction: float = 0.05
     batch_size: int = 8

@@ -42,6 +42,30 @@ def reachable(target: o3.Irreps, irreps_in: o3.Irreps, irreps_sh: o3.Irreps) -> 
     return o3.Irreps([(mul, ir) for mul, ir in target if ir in can])
 
 
+def layer_targets(hidden: o3.Irreps, channels: int, num_layers: int, irreps_sh: o3.Irreps) -> list[o3.Irreps]:
+    """Output irreps of every interaction block, keeping only channels that matter.
+
+    Forward: a block only outputs what its convolution can produce (``reachable``). Backward:
+    a block only outputs what can still reach the final scalars, through the next block's
+    self-connection (same irrep) or a tensor-product path. E.g. with lmax 2 the second-to-last
+    block needs no 1e/2o outputs, since the last block's paths to 0e are 0e·0e, 1o·1o and 2e·2e.
+    Dropped channels could never influence the energy: the function class is unchanged.
+    """
+    targets, irreps = [], o3.Irreps(f"{channels}x0e")
+    for k in range(num_layers):
+        t = o3.Irreps(f"{channels}x0e") if k == num_layers - 1 else reachable(hidden, irreps, irreps_sh)
+        targets.append(t)
+        irreps = t
+    needed = {o3.Irrep("0e")}
+    for k in range(num_layers - 1, 0, -1):
+        prev = targets[k - 1]
+        keep = {ir for _, ir in prev
+                if ir in needed or any(o in needed for _, b in irreps_sh for o in ir * b)}
+        targets[k - 1] = o3.Irreps([(mul, ir) for mul, ir in prev if ir in keep])
+        needed = keep
+    return targets
+
+
 class OmniModel(nn.Module):
     """Multi-task equivariant interatomic potential (NequIP / SevenNet architecture)."""
 
@@ -62,8 +86,7 @@ class OmniModel(nn.Module):
         irreps = o3.Irreps(f"{c}x0e")
         hidden = hidden_irreps(c, cfg.lmax, cfg.parity, cfg.halve_channels)
         layers = []
-        for k in range(cfg.num_layers):
-            target = o3.Irreps(f"{c}x0e") if k == cfg.num_layers - 1 else reachable(hidden, irreps, self.sh.irreps)
+        for target in layer_targets(hidden, c, cfg.num_layers, self.sh.irreps):
             block = Interaction(irreps, target, self.sh.irreps, cfg.num_basis, list(cfg.radial_hidden),
                                 cfg.avg_num_neighbors, n_tasks, cfg.task_intro, cfg.task_outro)
             layers.append(block)

@@ -83,7 +83,7 @@ fi
 if wanted select; then
   # describe_select re-enters this script with --from vasp; keep the caller's --to.
   PREV=$(submit "$(dep_on afterok)" $(partition "${OMNI_PARTITION:-}") --output="${LOGS}/select-%j.out" \
-    --export="ALL,OMNI_NO_CHAIN=$([[ ${TO_I} -le $(stage_index select) ]] && echo 1 || echo 0)" \
+    --export="ALL,OMNI_TO=${TO},OMNI_NO_CHAIN=$([[ ${TO_I} -le $(stage_index select) ]] && echo 1 || echo 0)" \
     "${OMNI_REPO}/pipelines/slurm/describe_select.sbatch")
   echo "describe+select+emit: job ${PREV} (submits vasp -> collect -> train when it finishes)"
   exit 0

@@ -96,6 +96,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} "
           f"[{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}]", file=sys.stderr)
+    from omni_data.pipeline.archives import stage_source
+
+    try:
+        staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)
+    except (ValueError, OSError) as exc:
+        print(f"omni-data ingest: {spec.source}: cannot extract: {exc}", file=sys.stderr)
+        return 1
+    if staged != spec.source:
+        print(f"extracted {spec.source} -> {staged}", file=sys.stderr)
+        spec.source = staged
     try:
         with dask_client(config) as client:
             if client is not None:

@@ -48,23 +48,25 @@ class _Acc:
 
     def __init__(self) -> None:
         self.n = 0
-        self.e: list[float] = []
+        self.e: list[float] = []  # signed per-atom energy errors
         self.f: list[float] = []
         self.s: list[float] = []
 
     def add(self, record: Record, pred: tuple[float, np.ndarray, np.ndarray | None]) -> None:
         energy, forces, stress = pred
         self.n += 1
-        if record.energy is not None:
-            self.e.append(abs(energy - record.energy) / record.n_atoms)
+        if record.energy is not None:  # signed, per atom: the shifted MAE removes the mean offset
+            self.e.append((energy - record.energy) / record.n_atoms)
         if record.forces is not None:
             self.f.extend(np.abs(forces - record.forces).ravel().tolist())
         if record.stress is not None and stress is not None:
             self.s.extend(np.abs(stress - record.stress).ravel().tolist())
 
     def row(self, kind: str, head: str, data: str) -> dict[str, Any]:
-        mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
-        return {"kind": kind, "head": head, "data": data, "n": self.n, "energy_mae": mean(self.e),
+        mean = lambda xs: float(np.mean(np.abs(xs))) if len(xs) else None  # noqa: E731
+        e = np.asarray(self.e)
+        return {"kind": kind, "head": head, "data": data, "n": self.n, "energy_mae": mean(e),
+                "energy_mae_shifted": mean(e - e.mean()) if len(e) else None,
                 "forces_mae": mean(self.f), "stress_mae": mean(self.s)}
 
 

@@ -3,7 +3,8 @@
 Input is the ``metrics`` mapping that ``omni_data.demo.run`` writes to ``metrics.json``::
 
     {run: {"rows": [{"kind": "same-domain"|"cross-domain", "head": task, "data": name, "n": int,
-                     "energy_mae": eV/atom, "forces_mae": eV/Å, "stress_mae": eV/Å³|None}, ...],
+                     "energy_mae": eV/atom, "energy_mae_shifted": eV/atom, "forces_mae": eV/Å,
+                     "stress_mae": eV/Å³|None}, ...],
            "loss": [[step, loss], ...]}}
 
 Energies are compared per atom (mean absolute error of E/N), forces per component, stress per
@@ -56,31 +57,27 @@ def table_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, s
 
 
 def format_table(metrics: Mapping[str, Any], markdown: bool = False) -> str:
-    """The result table: one line per evaluation, energy | forces | stress MAE for each run."""
+    """The result table: one line per evaluation and run (errors in meV), then the loss per run."""
     runs, order, cells = table_rows(metrics)
-    head = ["kind", "head", "data", "n"]
-    for run in runs:
-        head += [f"{run} E meV/at", f"{run} F meV/Å", f"{run} S meV/Å³"]
+    head = ["kind", "head", "data", "n", "run", "E meV/atom", "E-shift meV/atom", "F meV/Å", "S meV/Å³"]
     lines = []
     for key in order:
-        n = next((cells[(key, r)]["n"] for r in runs if (key, r) in cells), 0)
-        line = [key[0], key[1], key[2], str(n)]
         for run in runs:
-            row = cells.get((key, run), {})
-            line += [_fmt(row.get("energy_mae")), _fmt(row.get("forces_mae")), _fmt(row.get("stress_mae"))]
-        lines.append(line)
-    losses = ["", "", "training loss first -> last", ""]
+            row = cells.get((key, run))
+            if row is None:
+                continue
+            lines.append([key[0], key[1], key[2], str(row["n"]), RUN_TITLES.get(run, run), _fmt(row.get("energy_mae")),
+                          _fmt(row.get("energy_mae_shifted")), _fmt(row.get("forces_mae")), _fmt(row.get("stress_mae"))])
     for run in runs:
         loss = metrics[run].get("loss") or []
         text = f"{loss[0][1]:.4g} -> {loss[-1][1]:.4g}" if loss else "-"
-        losses += [text, "", ""]
-    lines.append(losses)
+        lines.append(["training loss", "", "first -> last", "", RUN_TITLES.get(run, run), text, "", "", ""])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         return "\n".join(out)
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i < 5 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines])
 
 
@@ -93,14 +90,15 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
     import numpy as np
 
     runs, order, cells = table_rows(metrics)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.3, 1.3, 1.0]})
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5.4), gridspec_kw={"width_ratios": [1.3, 1.3, 1.3, 1.0]})
     labels = [f"{k[2]}\n({k[1]} head)" + ("\n[cross]" if k[0] == "cross-domain" else "") for k in order]
     x = np.arange(len(order))
     width = 0.8 / max(1, len(runs))
     colours = ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c"]
     for ax, field, title, unit in (
         (axes[0], "energy_mae", "energy MAE", "meV/atom"),
-        (axes[1], "forces_mae", "force MAE", "meV/Å"),
+        (axes[1], "energy_mae_shifted", "energy MAE, mean offset removed", "meV/atom"),
+        (axes[2], "forces_mae", "force MAE", "meV/Å"),
     ):
         for j, run in enumerate(runs):
             values = [cells.get((k, run), {}).get(field) for k in order]
@@ -110,13 +108,13 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel(unit)
-        ax.set_title(f"{title} on held-out structures (lower is better)", fontsize=10)
+        ax.set_title(f"{title} (held-out; lower is better)", fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
         n_same = sum(1 for k in order if k[0] == "same-domain")
         if 0 < n_same < len(order):
             ax.axvline(n_same - 0.5, color="k", lw=0.8, ls="--")
     axes[0].legend(fontsize=8, loc="upper left")
-    ax = axes[2]
+    ax = axes[3]
     for j, run in enumerate(runs):
         loss = metrics[run].get("loss") or []
         if loss:
@@ -144,7 +142,9 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
 
 def explain(rows_kinds: Sequence[str] = ("same-domain", "cross-domain")) -> str:
     """What the table's numbers mean (printed under it)."""
-    lines = ["E: mean |E_pred - E_ref| / N_atoms; F: mean |F_pred - F_ref| over force components;",
-             "S: mean |S_pred - S_ref| over Voigt components (periodic structures only). All in milli-units."]
+    lines = ["E: mean |E_pred - E_ref| / N_atoms. E-shift: the same after removing the row's mean per-atom",
+             "offset (relative energies only: what remains once the energy zero is aligned).",
+             "F: mean |F_pred - F_ref| over force components; S: mean |S_pred - S_ref| over Voigt components",
+             "(periodic structures only). All in milli-units."]
     lines += [f"{kind}: {MEANINGS[kind]}" for kind in rows_kinds if kind in MEANINGS]
     return "\n".join(lines)

@@ -74,7 +74,7 @@ def stage_ingest(lay: DemoLayout, dbs: dict[str, gen.Database], workers: int) ->
 
 def stage_references(lay: DemoLayout, store: str, workers: int) -> dict[str, Any]:
     """Fit per-task elemental references; returns per task the elements fitted and those absent."""
-    omni_data_cli(["references", lay.store(store), "--workers", workers])
+    omni_data_cli(["references", lay.store(store), *cluster_args(workers)])
     from omni_data.store import Store
 
     section = Store(lay.store(store)).catalog.sections.get("references") or {}
@@ -88,14 +88,14 @@ def stage_references(lay: DemoLayout, store: str, workers: int) -> dict[str, Any
 def stage_select(lay: DemoLayout, size: str, workers: int, seed: int) -> dict[str, Any]:
     """Describe both stores; pick the bridge from train (FPS) and take every test structure as truth."""
     for store in ("train", "test"):
-        omni_data_cli(["describe", lay.store(store), "--workers", workers])
+        omni_data_cli(["describe", lay.store(store), *cluster_args(workers)])
     import pyarrow.parquet as pq
 
     n_tasks = 3
     omni_data_cli(["select-bridge", lay.store("train"), "--fraction", BRIDGE_FRACTION[size],
-                   "--min-per-task", 2, "--seed", seed, "--out", lay.selection("bridge")])
+                   "--min-per-task", 2, "--seed", seed, "--out", lay.selection("bridge"), *cluster_args(workers)])
     omni_data_cli(["select-bridge", lay.store("test"), "--fraction", 1.0, "--min-per-task", 1,
-                   "--seed", seed, "--out", lay.selection("truth")])
+                   "--seed", seed, "--out", lay.selection("truth"), *cluster_args(workers)])
     picks = {}
     for name in ("bridge", "truth"):
         table = pq.read_table(lay.selection(name) / "selection.parquet")

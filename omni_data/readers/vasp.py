@@ -13,6 +13,11 @@ Failures: a step cut off by the end of the file is ``Rejected("parse:truncated .
 complete steps; a file with no ionic step at all is a ``ReaderError``. A step whose SCF loop hit
 NELM is flagged ``metadata["converged_electronic"] = False`` and, unless
 ``opts.options["keep_unconverged"]``, rejected as ``"unconverged:electronic ..."``.
+
+``opts.options["job_json"]`` (bridge job folders written by ``omni-data emit-jobs``): the
+``job.json`` beside the file links every step to the record it recomputes
+(``metadata["source_id"]``, ``["source_task"]``, ``["protocol"]``, as ``collect-bridge`` sets them);
+a folder without one is a ``ReaderError``.
 """
 from __future__ import annotations
 
@@ -101,6 +106,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     fmt = "vasprun" if _is_xml(part.path) else "outcar"
     stop = part.stop if part.stop is not None else 1 << 62
     header: VaspHeader | None = None
+    link = _job_link(part.path) if opts.options.get("job_json") else None
     seen = 0
     with open_binary(part.path) as fh:
         items = iter_vasprun(fh) if fmt == "vasprun" else _outcar_items(fh, part)
@@ -113,7 +119,10 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 if item.index >= stop:
                     break
                 if item.index >= part.start and header is not None:
-                    yield _to_item(item, header, fmt, label, part.path, opts)
+                    out = _to_item(item, header, fmt, label, part.path, opts)
+                    if link is not None and isinstance(out, Record):
+                        out.metadata.update(link)
+                    yield out
         except TruncatedXML as exc:
             if seen == 0:
                 raise ReaderError(f"{part.path}: unreadable vasprun.xml, no complete ionic step ({exc})") from None
@@ -123,6 +132,27 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
             raise ReaderError(f"{part.path}: cannot parse as {fmt} ({exc})") from exc
     if header is None:
         raise ReaderError(f"{part.path}: no VASP header found; not a {fmt} file")
+
+
+def _job_link(path: str) -> dict[str, str]:
+    """``source_id``/``source_task``/``protocol`` from the emit-jobs ``job.json`` beside ``path``."""
+    import json
+
+    job = Path(path).parent / "job.json"
+    try:
+        data = json.loads(job.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReaderError(f"{path}: reader option job_json is set but {job.name} is missing beside it "
+                          "(omni-data emit-jobs writes one per job folder)") from None
+    except (OSError, ValueError) as exc:
+        raise ReaderError(f"{job}: unreadable job file ({exc})") from exc
+    if not isinstance(data, dict) or not data.get("record_id"):
+        raise ReaderError(f"{job}: no record_id, so the result cannot be linked to its source record")
+    link = {"source_id": str(data["record_id"])}
+    for key in ("source_task", "protocol"):
+        if isinstance(data.get(key), str):
+            link[key] = data[key]
+    return link
 
 
 def _reject(path: str, index: int, label: str, opts: ReadOptions, reason: str, detail: dict[str, Any] | None = None) -> Rejected:

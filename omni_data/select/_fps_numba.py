@@ -1,6 +1,6 @@
 """Compiled kernel of the exact fast FPS (numba; imported only when ``fps`` runs).
 
-Points are first put in spatially tight blocks (``fps._block_order``: random-projection tree,
+Points are first put in spatially tight blocks (``fps._block_order``: kd-tree on a PCA sketch,
 then each block gets a bounding ball: centre ``m_b``, radius ``R_b``, and every point keeps
 ``a = d(x, m_b)``). For each new pick ``c`` a block is skipped whole when
 ``d(c, m_b) - R_b >= sqrt(max r in block)``; inside a visited block a point is skipped when
@@ -8,13 +8,21 @@ then each block gets a bounding ball: centre ``m_b``, radius ``R_b``, and every 
 (triangle inequality, see ``fps.py``). Remaining points get the reference float32 distance
 (``acc += t*t`` in dimension order; numba's default ``fastmath=False`` keeps IEEE order and
 no fused multiply-add), abandoned early once the partial sum reaches ``r`` (sums of
-non-negative float32 terms never decrease), which is still exact. Blocks are grouped 16 at a time into super-blocks with their own
-ball, skipped whole the same way; super-blocks run in parallel.
+non-negative float32 terms never decrease), which is still exact. Blocks are grouped 16 at a
+time into super-blocks with their own ball, skipped whole the same way; super-blocks run in
+parallel.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import os
+
+# Numba's OpenMP layer spins idle threads by default; between the 1000s of short parallel
+# regions of one FPS that burns the cores other Dask workers (or users) need. Passive waiting
+# costs nothing measurable here. Only a default: a value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 
 @njit(inline="always")

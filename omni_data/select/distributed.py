@@ -3,11 +3,12 @@
 Each shard (one Dask task, which loads its own descriptors) runs exact FPS seeded with the
 already-selected points and the global start point, and keeps ``ceil(oversample * k * n_s / N)``
 candidates (at least ``min_local``). The union of candidates then goes through one global
-exact FPS with the same seeds and start. A refinement round asks every shard for its points
-still farther than the global radius from the picks, adds them, and runs the global FPS again. Every point not kept is within its shard's local
-covering radius of a kept candidate, so the final covering radius is at most the global one
-on the candidates plus the largest local radius: oversampling trades time for that margin.
-``omni-data select-bridge --mode distributed`` and ``benchmarks/fps.py --distributed`` use it.
+exact FPS with the same seeds and start. Every point not kept is within its shard's local
+covering radius of a kept candidate, so the final covering radius is at most the global one on
+the candidates plus the largest local radius. Refinement rounds (up to 3) shrink that margin:
+shards whose local radius exceeds the global one send their points still farther than the
+global radius from the picks, and the global FPS reruns on the enlarged union.
+``omni-data select-bridge --mode distributed`` and ``benchmarks/fps.py --dist-n`` use it.
 """
 from __future__ import annotations
 
@@ -76,15 +77,16 @@ def distributed_fps(
     min_local: int = 8,
     scheduler: Any = "processes",
     num_workers: int | None = None,
-    refine: bool = True,
+    refine: int = 3,
 ) -> DistributedResult:
     """Pick ``k`` global indices: local FPS per shard (Dask), then global FPS on the union.
 
     ``seeds``: vectors of points selected before (not re-picked; FPS continues from them);
     ``start``: global index picked first when there are no seeds (same rule as exact FPS).
     ``scheduler``: a dask scheduler name ("processes", "threads", "sync") or a
-    ``distributed.Client``. ``refine``: a second round in which shards whose local radius
-    exceeds the global one send their points farther than it (then global FPS again).
+    ``distributed.Client``. ``refine``: at most this many rounds in which shards whose local
+    radius exceeds the global one send their points farther than it (then global FPS again);
+    stops early when no shard has any.
     """
     import dask
 
@@ -107,17 +109,18 @@ def distributed_fps(
     vec = np.concatenate([p[1] for p in parts])
     res, idx, vec = _global(idx, vec, first, d_seeds, k)
     radius = {s.name or str(s.offset): p[2] for s, p in zip(sources, parts)}
-    if refine:
+    for _ in range(refine):
         # shards whose points may lie farther than the global radius send their outliers
         r_glob = float(np.sqrt(res.sqdist[-1])) if len(res.sqdist) > k else 0.0
         chosen = np.concatenate([d_seeds, res.vectors])
         todo = [(s, q) for s, q in zip(sources, quotas) if radius[s.name or str(s.offset)] > r_glob]
         extra = _compute([dask.delayed(outliers)(s, q, chosen, r_glob) for s, q in todo],
                          scheduler, num_workers)
-        if any(len(e[0]) for e in extra):
-            idx = np.concatenate([idx] + [e[0] for e in extra])
-            vec = np.concatenate([vec] + [e[1] for e in extra])
-            res, idx, vec = _global(idx, vec, first, d_seeds, k)
+        if not any(len(e[0]) for e in extra):
+            break
+        idx = np.concatenate([idx] + [e[0] for e in extra])
+        vec = np.concatenate([vec] + [e[1] for e in extra])
+        res, idx, vec = _global(idx, vec, first, d_seeds, k)
     return DistributedResult(res.indices, res.sqdist[:k], len(idx), radius)
 
 

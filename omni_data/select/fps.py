@@ -2,16 +2,17 @@
 
 Why it is exact: the plain loop (``_fps_reference.fps_reference``, itself bit-identical to
 ``fpsample.fps_sampling``) keeps, for every point, the float32 squared distance ``r`` to the
-nearest picked point and picks the argmax. Here every point also remembers *which* pick is
-nearest (its cell, Gonzalez' Voronoi cells). When a new point ``c`` is picked, a point ``x`` in
-the cell of pick ``s`` can only get closer if ``d(c, s) < 2 r_x`` (triangle inequality:
-``d(x, c) >= d(c, s) - d(x, s)``), so whole cells with ``d(c, s) >= 2 max r`` and most points of
-the remaining cells are skipped without computing their distance. The distances that *are*
-computed use the reference arithmetic (float32, summed dimension by dimension), and the pruning
-tests carry a relative slack far above float32 rounding, so every ``r`` equals the reference
-value bit for bit and the argmax (same tie rule) picks the same index.
+nearest pick and picks the argmax. A new pick ``c`` can only lower ``r`` of a point ``x`` when
+``d(x, c) < sqrt(r)``. The triangle inequality gives cheap lower bounds on ``d(x, c)``:
+``d(c, s) - d(x, s)`` for the pick ``s`` nearest to ``x`` (Gonzalez' Voronoi cells), and
+``|d(c, m) - d(x, m)|`` / ``d(c, m) - R`` for a ball (centre ``m``, radius ``R``) holding ``x``.
+Points (or whole blocks) whose bound already reaches ``sqrt(r)`` are skipped. The bounds carry
+a relative slack far above float32 rounding and the distances that *are* computed use the
+reference arithmetic, so every ``r`` equals the reference value bit for bit and the argmax
+(same tie rule) picks the same index.
 
-Both cores: the distance batches are split across a small thread pool (numpy releases the GIL).
+Engines: "numba" (``_fps_numba.py``: kd-ordered blocks with balls, parallel over blocks) and
+"numpy" (explicit Voronoi cells with numpy batches, two threads; slower, no compiler).
 """
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ def _pca_sketch(x: np.ndarray, dims: int, rng: np.random.Generator, basis_only: 
     return w if basis_only else (x - sample.mean(axis=0).astype(np.float32)) @ w
 
 
-def _block_order(x: np.ndarray, block: int = 256, sketch: int = 8, seed: int = 0
+def _block_order(x: np.ndarray, block: int = 128, sketch: int = 16, seed: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Row order putting nearby points in consecutive blocks, and the block boundaries.
 

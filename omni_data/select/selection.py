@@ -122,7 +122,8 @@ def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: 
         if cfg.strategy == "error":
             p = pick_error(scores, k)
         else:
-            p = pick_hybrid(ds.vectors(cand), scores, k, cfg.pool, seeds, lambda sub: start_row(cfg.seed, len(sub)))
+            p = pick_hybrid(ds.vectors(cand), scores, k, cfg.pool, seeds,
+                            lambda sub: start_row(cfg.seed, len(sub)))
         return Picks(cand[p.rows], p.distance, p.score), scores
     if cfg.mode == "exact":
         p = fps_rows(ds.vectors(cand), k, seeds, start)
@@ -185,9 +186,11 @@ def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: 
             sub = pool[np.lexsort((pool, -scores[np.searchsorted(cand, pool)]))][:short]
             d = np.full(len(sub), np.nan)
         else:
-            chosen = np.concatenate([seeds.reshape(-1, ds.vectors(pool[:1]).shape[1]),
-                                     ds.vectors(np.asarray(rows, dtype=np.int64))]).astype(np.float32)
-            p = fps_rows(ds.vectors(pool), short, chosen, 0)
+            xp = ds.vectors(pool)
+            parts = [seeds.reshape(-1, xp.shape[1])]
+            if rows:
+                parts.append(ds.vectors(np.asarray(rows, dtype=np.int64)))
+            p = fps_rows(xp, short, np.concatenate(parts).astype(np.float32), 0)
             sub, d = pool[p.rows], p.distance
         rows += list(sub)
         dist += list(d)

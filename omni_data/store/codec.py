@@ -116,11 +116,12 @@ def decode_record(value: bytes | memoryview) -> Record:
         pos += n
     if pos != len(buf):
         raise ValueError(f"record {d[1]!r}: array buffer holds {len(buf)} bytes, fields need {pos}")
-    if not _FAST:
+    if not _FAST:  # Record grew a field or an __init__ hook: take the safe path
         return Record(numbers=numbers, positions=positions, id=d[1], dataset=d[2], task=d[3], cell=cell,
                       pbc=_PBC[d[6]].copy(), energy=d[8], energy_kind=d[9], forces=forces, stress=stress,
                       magmoms=magmoms, charge=d[10], spin=d[11], fixed=fixed, tags=tags, weight=d[12],
                       source_file=d[13], source_index=d[14], metadata=d[15] or {})
+    # A Record without running __init__: the codec already guarantees every dtype and shape.
     record = _NEW(Record)
     record.__dict__ = {
         "numbers": numbers, "positions": positions, "id": d[1], "dataset": d[2], "task": d[3],

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import lmdb
 import msgpack
 
-from omni_data.store.codec import CODEC_VERSION, decode_record
+from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record
 from omni_data.schema import Record
 
 INDEX_KEY = b"__index__"
@@ -106,7 +106,16 @@ class LmdbShard:
         self._key: tuple[int, int] | None = None
         self._pid = -1
         self._local = threading.local()
-        self.n = int(self._index()["n"])
+        try:
+            index = self._index()
+        except ValueError:
+            self.close()
+            raise
+        if index.get("codec", 1) not in READABLE_VERSIONS:
+            self.close()
+            raise ValueError(f"{self.path}: record codec {index.get('codec')!r} is not one of {READABLE_VERSIONS} "
+                             "(written by a newer Omni?)")
+        self.n = int(index["n"])
 
     def _open(self) -> lmdb.Environment:
         if self._env is None or self._pid != os.getpid():
@@ -124,12 +133,15 @@ class LmdbShard:
                 return txn
         except AttributeError:
             pass
-        txn = self._open().begin(buffers=False)
+        # buffers=True: get() returns a view of the mapped page, not a copy; every caller decodes
+        # or copies it at once (the view is valid while this read transaction lives).
+        txn = self._open().begin(buffers=True)
         self._local.state = (txn, _FORK[0])
         return txn
 
     def _get(self, key: bytes) -> bytes | None:
-        return self._txn().get(key)
+        value = self._txn().get(key)
+        return None if value is None else bytes(value)
 
     def _index(self) -> dict:
         raw = self._get(INDEX_KEY)
@@ -166,22 +178,6 @@ class LmdbShard:
             return decode_record(value)
         except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
             raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
-
-    def records(self, rows: Sequence[int]) -> list[Record]:
-        """Decoded records at ``rows`` (in that order), sharing one transaction lookup."""
-        txn = self._txn()
-        get, n, out = txn.get, self.n, []
-        for row in rows:
-            if not 0 <= row < n:
-                raise IndexError(f"{self.path}: row {row} out of range 0..{n - 1}")
-            value = get(_ROW_KEY.pack(b"r", row))
-            if value is None:
-                raise KeyError(f"{self.path}: row {row} missing although the index says {n} rows")
-            try:
-                out.append(decode_record(value))
-            except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
-                raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
-        return out
 
     def iter_raw(self) -> Iterator[bytes]:
         """Every encoded record in row order (one cursor scan, no per-key lookups)."""

@@ -1,12 +1,16 @@
 """``Store``: read a store directory -- random access by global index or id, views, tables.
 
 Only shards in ``catalog.json`` are visible; ``refresh()`` picks up shards added since (an ingest
-may be running). Shard handles open lazily, once per process (``os.getpid()`` is checked) and
-are dropped when pickled, so a Store can be handed to DataLoader or Dask workers.
+may be running). Shard handles open lazily, once per process (a fork is detected through
+``os.register_at_fork``, a new process by its pid) and are dropped when pickled, so a Store can
+be handed to DataLoader or Dask workers. ``store[i]`` is the hot path of training: shard lookup
+by ``bisect`` on a cached list, the shard's per-thread read transaction, one decode;
+``get_many(indices)`` reads a batch (indices checked first, one vectorised shard lookup).
 """
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -21,6 +25,10 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 BACKENDS = ("lmdb", "arrow")
+
+# Bumped in a forked child, so the hot path compares an int instead of calling os.getpid().
+_FORK = [0]
+os.register_at_fork(after_in_child=lambda: _FORK.__setitem__(0, _FORK[0] + 1))
 
 
 class _Base:
@@ -42,6 +50,28 @@ class _Base:
         if not 0 <= i < n:
             raise IndexError(f"{self.store.path}: index {i} out of range for {n} records")
         return self.store._record(self._global(i))
+
+    def get_many(self, indices: Sequence[int] | np.ndarray) -> list[Record]:
+        """Records at ``indices`` (negative counts from the end), in the order given.
+
+        Same records as ``[self[i] for i in indices]`` at the same speed (measured: the
+        per-record get and decode dominate); for a sampler's batch or a selection step it checks
+        every index before reading any and finds all shards with one ``searchsorted``.
+        """
+        idx = np.asarray(indices)
+        if idx.size and idx.dtype.kind not in "iu":
+            raise TypeError(f"{self.store.path}: indices must be integers, got dtype {idx.dtype}")
+        idx = idx.astype(np.int64, copy=False).reshape(-1)
+        n = len(self)
+        idx = np.where(idx < 0, idx + n, idx)
+        bad = np.flatnonzero((idx < 0) | (idx >= n))
+        if bad.size:
+            raise IndexError(f"{self.store.path}: index {int(np.asarray(indices).reshape(-1)[bad[0]])} "
+                             f"out of range for {n} records")
+        return self.store._records(self._globals(idx))
+
+    def _globals(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def to_atoms(self, i: int) -> "Atoms":
         """``ase.Atoms`` of record ``i`` with a SinglePointCalculator holding its labels."""
@@ -81,9 +111,10 @@ class Store(_Base):
         self._by_name = {s["name"]: k for k, s in enumerate(catalog.shards)}
         self._ends_list: list[int] = self._ends.tolist()
         self._starts_list: list[int] = self._starts.tolist()
+        self._n = int(self._ends[-1]) if len(self._ends) else 0
         self._handles: dict[tuple[str, str], Any] = {}
         self._rows: list[Any] = [None] * len(catalog.shards)  # default-backend handle per shard
-        self._pid = os.getpid()
+        self._pid, self._fork = os.getpid(), _FORK[0]
 
     def refresh(self) -> "Store":
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
@@ -92,7 +123,7 @@ class Store(_Base):
         return self
 
     def _close_handles(self) -> None:
-        if getattr(self, "_pid", None) == os.getpid():
+        if getattr(self, "_pid", None) == os.getpid() and getattr(self, "_fork", None) == _FORK[0]:
             for handle in getattr(self, "_handles", {}).values():
                 if hasattr(handle, "close"):
                     handle.close()
@@ -113,8 +144,8 @@ class Store(_Base):
 
     def _handle(self, k: int, backend: str | None = None) -> Any:
         """The open shard ``k`` for ``backend`` in this process (opened on first use)."""
-        if self._pid != os.getpid():
-            self._handles, self._pid = {}, os.getpid()
+        if self._pid != os.getpid() or self._fork != _FORK[0]:
+            self._handles, self._pid, self._fork = {}, os.getpid(), _FORK[0]
             self._rows = [None] * len(self.catalog.shards)
         entry = self.catalog.shards[k]
         files = entry["files"]
@@ -142,10 +173,27 @@ class Store(_Base):
         return [s["name"] for s in self.catalog.shards]
 
     def __len__(self) -> int:
-        return int(self._ends[-1]) if len(self._ends) else 0
+        return self._n
+
+    def __getitem__(self, i: int) -> Record:
+        # Same contract as _Base.__getitem__ with the indirections inlined (hot path).
+        i = operator.index(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"{self.path}: index {i} out of range for {self._n} records")
+        k = bisect.bisect_right(self._ends_list, i)
+        handle = self._rows[k]
+        if handle is None or self._fork != _FORK[0]:
+            handle = self._handle(k)  # may reset self._rows (new process): assign after
+            self._rows[k] = handle
+        return handle.record(i - self._starts_list[k])
 
     def _global(self, i: int) -> int:
         return i
+
+    def _globals(self, idx: np.ndarray) -> np.ndarray:
+        return idx
 
     def _indices(self) -> np.ndarray:
         return np.arange(len(self), dtype=np.int64)
@@ -158,9 +206,19 @@ class Store(_Base):
     def _record(self, i: int) -> Record:
         k = bisect.bisect_right(self._ends_list, i)
         handle = self._rows[k]
-        if handle is None or self._pid != os.getpid():
-            handle = self._rows[k] = self._handle(k)
+        if handle is None or self._fork != _FORK[0]:
+            handle = self._handle(k)  # may reset self._rows (new process): assign after
+            self._rows[k] = handle
         return handle.record(i - self._starts_list[k])
+
+    def _records(self, glob: np.ndarray) -> list[Record]:
+        """Records at global indices ``glob`` (already in range), in that order."""
+        if not len(glob):
+            return []
+        ks = np.searchsorted(self._ends, glob, side="right")
+        rows = (glob - self._starts[ks]).tolist()
+        handles = {int(k): self._handle(int(k)) for k in np.unique(ks)}
+        return [handles[k].record(row) for k, row in zip(ks.tolist(), rows)]
 
     def index_of(self, record_id: str) -> int:
         """Global index of ``record_id``; KeyError if it is not in the store."""
@@ -283,6 +341,9 @@ class StoreView(_Base):
 
     def _global(self, i: int) -> int:
         return int(self.indices[i])
+
+    def _globals(self, idx: np.ndarray) -> np.ndarray:
+        return self.indices[idx]
 
     def _indices(self) -> np.ndarray:
         return self.indices

@@ -286,23 +286,41 @@ def build_qcml(root: Path, shared: Path) -> Layout:
         path = folder / f"qcml-train.tfrecord-{k:05d}-of-00002"
         module._write(path, chunk)
         files.append(path)
+    for meta in ("dataset_info.json", "features.json"):  # TFDS writes these beside the shards; not data
+        (folder / meta).write_text("{}")
     return Layout(root, tuple(files), "QCML as a TFDS build (zenodo 14859804; tensorflow_datasets naming "
                   "<name>-<split>.tfrecord-NNNNN-of-MMMMM under <name>/<config>/<version>/)")
 
 
 # --------------------------------------------------------------------------- bridge job folders
-BRIDGE_RUNS = {
-    "mptrj_mp-1000_mp-1000-0-1": "custodian_lobster_v51_static_nonspin.vasprun.xml",
-    "oc20_s2ef_0_0": "fairchem_oc_27998_rpbe_slab.vasprun.xml",
-    "mad_mad-train_1": "dpdata_h2o_md.vasprun.xml",
-    "salex_train_3": "custodian_unconverged_scan_static.vasprun.xml",
+BRIDGE_RUNS: dict[str, tuple[str, str]] = {  # source record id -> (its task, real vasprun standing in for the run)
+    "mptrj:mp-1000/mp-1000-0-1": ("mpa", "custodian_lobster_v51_static_nonspin.vasprun.xml"),
+    "oc20:s2ef_train_2M/0.extxyz:0": ("oc20", "fairchem_oc_27998_rpbe_slab.vasprun.xml"),
+    "mad:mad-train.xyz:1": ("pet_mad", "dpdata_h2o_md.vasprun.xml"),
+    "salex:train/data.0000.aselmdb:3": ("mpa", "custodian_unconverged_scan_static.vasprun.xml"),
 }
 
 
+def bridge_job(record_id: str) -> str:
+    """The folder name emit-jobs gives a record (``omni_data.recompute.emit.job_name``)."""
+    from omni_data.safeio import safe_name
+
+    return safe_name(record_id)
+
+
 def build_bridge(root: Path, shared: Path) -> Layout:
-    files = [_copy(shared / "vasp" / src, root / job / "vasprun.xml") for job, src in BRIDGE_RUNS.items()]
-    return Layout(root, tuple(files), "omni-data emit-jobs output: one job folder per picked record "
-                  "(omni_data.recompute.emit.job_name = safe_name(record id)) holding the run's vasprun.xml")
+    import json
+
+    files = []
+    for record_id, (task, src) in BRIDGE_RUNS.items():
+        folder = root / bridge_job(record_id)
+        files.append(_copy(shared / "vasp" / src, folder / "vasprun.xml"))
+        job = {"job": folder.name, "record_id": record_id, "source_task": task, "dataset": record_id.split(":")[0],
+               "protocol": "mp-pbe-static", "engine": "vasp", "status": "done"}
+        (folder / "job.json").write_text(json.dumps(job))
+        files.append(folder / "job.json")
+    return Layout(root, tuple(files), "omni-data emit-jobs output after the runs: one folder per picked record "
+                  "(named omni_data.recompute.emit.job_name(record id)) holding job.json and the run's vasprun.xml")
 
 
 BUILDERS: dict[str, Callable[..., Layout]] = {

@@ -16,6 +16,8 @@ import json
 import lzma
 import pickle
 import re
+import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -266,9 +268,12 @@ def check_bridge(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
     from ase.io import read
     from pymatgen.io.vasp import Vasprun
 
-    job = "mptrj_mp-1000_mp-1000-0-1"
+    record_id = "mptrj:mp-1000/mp-1000-0-1"
+    job = layouts.bridge_job(record_id)
     rec = store.get(f"bridge:{job}/vasprun.xml:0")
-    original = layouts.BRIDGE_RUNS[job]
+    assert rec.metadata["source_id"] == record_id and rec.metadata["source_task"] == "mpa"
+    assert rec.metadata["protocol"] == "mp-pbe-static"
+    original = layouts.BRIDGE_RUNS[record_id][1]
     outcar = read(shared / "vasp" / original.replace(".vasprun.xml", ".OUTCAR"))
     assert rec.energy == pytest.approx(outcar.get_potential_energy(), abs=1e-8)  # not VASP 5.4.4's e_0 = 0.0
     with warnings.catch_warnings():
@@ -278,6 +283,11 @@ def check_bridge(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
     np.testing.assert_allclose(rec.stress, -KBAR_EVA3 * _voigt(step["stress"]), rtol=1e-8)
     (reason,) = store.quarantine().column("reason").to_pylist()
     assert reason.startswith("unconverged:electronic")
+    by_source = {}
+    for r in store:
+        by_source.setdefault(r.metadata["source_id"], []).append(r.source_index)
+    assert by_source == {"mptrj:mp-1000/mp-1000-0-1": [0], "oc20:s2ef_train_2M/0.extxyz:0": [0],
+                         "mad:mad-train.xyz:1": [0, 1, 2]}
 
 
 CHECKS: dict[str, Callable[[Store, Layout, Manifest, Path], None]] = {
@@ -317,8 +327,7 @@ def test_ingest_release_layout(name: str, tmp_path: Path, shared_data: Path, mon
     assert len(set(ids)) == written  # ids stay unique across the tree's files and folders
     for rec in store:
         assert rec.dataset == m.dataset and rec.task in m.tasks
-        if name != "bridge":  # bridge records get source_id from collect-bridge, not from vasprun.xml
-            group_value(rec, m.group_key)  # raises naming the record if split could not group it
+        group_value(rec, m.group_key)  # raises naming the record if split could not group it
     CHECKS[name](store, lay, m, shared_data)
 
 
@@ -332,6 +341,14 @@ def test_ingest_omat_alias_on_omat24_tree(tmp_path: Path, shared_data: Path, mon
     store = Store(tmp_path / "store")
     assert store.catalog.counts["by_task"] == {"omat24": 7}
     check_aselmdb_bulk(store, lay, load_manifest("omat24"), shared_data)
+    # the same words typed in a shell, through the installed console script (module run as fallback)
+    exe = shutil.which("omni-data")
+    cmd = [exe] if exe else [sys.executable, "-m", "omni_data.cli.main"]
+    done = subprocess.run([*cmd, "ingest", "omat", "--source", str(lay.source), "--out", str(tmp_path / "shell"),
+                           "--no-cluster", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert summary_counts(done.stdout) == (8, 7, 1)
+    assert sorted(r.id for r in Store(tmp_path / "shell")) == sorted(r.id for r in store)
 
 
 def test_ingest_without_source_uses_configured_copy(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
@@ -350,7 +367,8 @@ def test_ingest_without_source_uses_configured_copy(tmp_path: Path, shared_data:
     rc, out, err = ingest("omat", tmp_path / "store2", capsys)
     assert rc == 0, err
     assert summary_counts(out) == (8, 7, 1)
-    assert {s.get("dataset") for s in Store(tmp_path / "store2").catalog.shards} <= {"omat24", None}
+    assert Store(tmp_path / "store2").catalog.counts["by_dataset"] == {"omat24": 7}
+    assert all(str(elsewhere.source) in r.source_file for r in Store(tmp_path / "store2"))
 
 
 def test_oc20_missing_or_short_txt(tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture) -> None:
@@ -365,3 +383,14 @@ def test_oc20_missing_or_short_txt(tmp_path: Path, shared_data: Path, capsys: py
     assert (read, written, quarantined) == (3, 1, 2)
     reasons = Store(tmp_path / "store").quarantine().column("reason").to_pylist()
     assert all(r.startswith("sidecar:") and "0.txt has 1 lines" in r for r in reasons)
+
+
+def test_bridge_folder_without_job_json_fails_naming_it(tmp_path: Path, shared_data: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    lay = build("bridge", tmp_path, shared_data, None)  # type: ignore[arg-type]
+    job = layouts.bridge_job("oc20:s2ef_train_2M/0.extxyz:0")
+    (lay.source / job / "job.json").unlink()
+    rc, out, err = ingest("bridge", tmp_path / "store", capsys, lay.source)
+    assert rc == 1
+    assert f"{job}/vasprun.xml" in out + err and "job.json is missing" in out + err
+    assert summary_counts(out) == (5, 4, 1)  # the other three folders are stored

@@ -4,7 +4,6 @@ commands and dependency chain the README describes (the dask-jobqueue way: test 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -175,7 +174,18 @@ def test_run_corpus_chains_ingest_then_select(fake_env: dict[str, str]) -> None:
     assert len(sb) == 2
     assert "[--array=0-13%3]" in sb[0] and sb[0].endswith("ingest.sbatch]")
     assert "[--dependency=afterok:101]" in sb[1] and sb[1].endswith("describe_select.sbatch]")
+    assert "[--export=ALL,OMNI_TO=train,OMNI_NO_CHAIN=0]" in sb[1]
     assert "ingest: job 101" in result.stdout
+
+
+def test_describe_select_keeps_the_callers_last_stage(fake_env: dict[str, str]) -> None:
+    jobs = Path(fake_env["OMNI_WORK"]) / "bridge" / "jobs" / "j0"
+    jobs.mkdir(parents=True)
+    (jobs / "job.json").write_text("{}")
+    env = dict(fake_env, OMNI_VASP_CMD="srun vasp_std", OMNI_TO="collect")
+    subprocess.run(["bash", str(PIPE / "slurm" / "describe_select.sbatch")], env=env, check=True, capture_output=True)
+    sb = [c for c in _calls(env) if c.startswith("sbatch")]
+    assert len(sb) == 2 and sb[1].endswith("collect.sbatch]")  # no train job
 
 
 def test_run_corpus_rejects_unknown_stage(fake_env: dict[str, str]) -> None:

@@ -97,3 +97,23 @@ def test_bad_input_is_an_error():
         fps(np.zeros((3, 2)), 2, start_idx=9)
     with pytest.raises(ValueError, match="ties"):
         fps(np.zeros((3, 2)), 2, ties="middle")
+
+
+def test_block_order_and_balls_hold_every_point():
+    from omni_data.select._fps_numba import block_balls
+    from omni_data.select.fps import _block_order, _super_blocks
+
+    x = _clustered(20_000, 12, 8, seed=9)
+    order, bstart = _block_order(x, block=64, sketch=4)
+    assert np.array_equal(np.sort(order), np.arange(len(x)))
+    assert bstart[0] == 0 and bstart[-1] == len(x) and np.all(np.diff(bstart) <= 64)
+    xs = x[order]
+    cen, rad, a = block_balls(xs, bstart)
+    block_of = np.repeat(np.arange(len(rad)), np.diff(bstart))
+    true_a = np.linalg.norm(xs.astype(np.float64) - cen[block_of], axis=1)
+    np.testing.assert_allclose(a, true_a, rtol=1e-12)
+    assert np.all(true_a <= rad[block_of])
+    sstart, scen, srad = _super_blocks(cen, rad, np.diff(bstart))
+    sb_of_block = np.repeat(np.arange(len(srad)), np.diff(sstart))
+    reach = np.linalg.norm(xs.astype(np.float64) - scen[sb_of_block[block_of]], axis=1)
+    assert np.all(reach <= srad[sb_of_block[block_of]])

@@ -146,3 +146,32 @@ def read_records_one():
     from omni_data.store.testing import emt_records
 
     return emt_records(2, seed=5)
+
+
+def test_describe_on_a_local_dask_cluster(tmp_path, shared_data):
+    from omni_data.pipeline.cluster import ClusterConfig, dask_client
+    from omni_data.select.descriptors import describe_records
+    from omni_data.select.sidecars import describe_store, load_shard
+
+    path = tmp_path / "s"
+    recs = read_records(shared_data, "structures/cif/chgnet_mp-1175469-Li9Co7O16.cif", ":", "pbe")
+    recs += read_records(shared_data, "vasp/dpdata_h2o_md.vasprun.xml", ":", "pbe")
+    write_shard(path, "a", recs[:2])
+    write_shard(path, "b", recs[2:])
+    with dask_client(ClusterConfig(mode="local", workers=1)) as client:
+        done = describe_store(path, client=client)
+    assert sorted(d["shard"] for d in done) == ["a", "b"]
+    x, ids = load_shard(path, "rdf", "b")
+    np.testing.assert_allclose(x, describe_records(recs[2:]), rtol=1e-6)
+    assert ids.tolist() == [r.id for r in recs[2:]]
+
+
+def test_tasks_filter_and_fraction(stores, tmp_path):
+    res = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "t"), fraction=0.1,
+                                     tasks=["pbe", "scan"]))
+    table = pq.read_table(tmp_path / "t" / "selection.parquet").to_pandas()
+    n_candidates = 49 + 28 + 2  # nboc + feo frames (pbe) + hfo2 (scan)
+    assert res["candidates"] == n_candidates and len(table) == round(0.1 * n_candidates)
+    assert set(table["task"]) <= {"pbe", "scan"}
+    with pytest.raises(ValueError, match="not in the stores"):
+        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "u"), count=2, tasks=["nope"]))

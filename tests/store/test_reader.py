@@ -116,3 +116,61 @@ def test_two_stores_on_one_path_and_refresh(tmp_path):
     write_shard(tmp_path, "s2", emt_records(4, seed=2))
     assert len(one) == 3  # readers see only the catalog they loaded...
     assert len(one.refresh()) == 7 and one[6].id == "emt:2-3"  # ...until refresh()
+
+
+def test_get_many_matches_single_reads(emt_store):
+    root, records = emt_store
+    for backend in ("lmdb", "arrow"):
+        store = Store(root, backend=backend)
+        idx = [24, 0, 13, 13, -1, 5, 21, 12]  # across all three shards, repeats, a negative index
+        assert_same_records([records[i] for i in idx], store.get_many(idx))
+        assert_same_records([records[i] for i in idx], store.get_many(np.array(idx, dtype=np.int32)))
+        assert store.get_many([]) == []
+        view = store.select(task="r2scan")  # b-000 and c-000: global 12..24
+        assert_same_records([records[12 + 3], records[12 + 10], records[12 + 0]], view.get_many([3, 10, 0]))
+        with pytest.raises(IndexError, match="index 25 out of range"):
+            store.get_many([0, 25])
+        with pytest.raises(IndexError, match="index -26 out of range"):
+            store.get_many([-26])
+        with pytest.raises(TypeError, match="integers"):
+            store.get_many([1.5])
+
+
+def test_index_must_be_an_integer(emt_store):
+    root, records = emt_store
+    store = Store(root)
+    assert store[np.int64(3)].id == records[3].id
+    with pytest.raises(TypeError):
+        store[2.5]
+
+
+def _read_inherited(store: Store, indices: list[int], queue) -> None:
+    queue.put([(r.id, float(r.positions.sum())) for r in (store[i] for i in indices)])
+
+
+def test_store_inherited_through_fork_reads_in_the_child(emt_store):
+    # The child gets the parent's Store object itself (fork, nothing pickled): it must notice the
+    # fork, open its own LMDB environment and transaction, and leave the parent's usable.
+    root, records = emt_store
+    store = Store(root)
+    assert store[2].id == records[2].id and store[20].id == records[20].id  # handles open in the parent
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_inherited, args=(store, [2, 20, 7], queue))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert got == [(records[i].id, float(records[i].positions.sum())) for i in (2, 20, 7)]
+    assert_same_records([records[7], records[2]], [store[7], store[2]])
+
+
+def test_threads_share_one_store(emt_store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, records = emt_store
+    store = Store(root)
+    idx = np.random.default_rng(3).integers(0, len(records), 200).tolist()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: store[i], idx))
+    assert_same_records([records[i] for i in idx], got)
