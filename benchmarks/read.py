@@ -172,13 +172,12 @@ def aselmdb_paths(files: list[Path], idx: np.ndarray, work: Path, sqlite=None) -
     return paths
 
 
-def synthetic(args: argparse.Namespace) -> None:
+def synthetic(args: argparse.Namespace, work: Path) -> None:
     import ase.db
 
     from omni_data.store import Store, write_shard
     from omni_data.store.atoms import record_to_atoms
 
-    work = Path(args.dir or tempfile.mkdtemp(prefix="omni-bench-read-"))
     records = make_records(args.records)
     t0 = time.perf_counter()
     for k in range(0, len(records), args.shard_size):
@@ -200,13 +199,14 @@ def synthetic(args: argparse.Namespace) -> None:
     store, arrow = Store(work / "store", backend="lmdb"), Store(work / "store", backend="arrow")
     load0 = os.getloadavg()[0]
     paths = omni_paths(store, arrow, idx, [r.id for r in records])
-    paths.update(aselmdb_paths([work / "ase.aselmdb"], idx, work / "baselines", sqlite=ase.db.connect(str(work / "ase.db"))))
+    sqlite = ase.db.connect(str(work / "ase.db"))
+    paths.update(aselmdb_paths([work / "ase.aselmdb"], idx, work / "baselines", sqlite=sqlite))
     results = race(paths, args.rounds)
     report(f"{len(records):,} synthetic periodic records (4-32 atoms), {len(idx):,} random reads, "
            f"best of {args.rounds}", results, (load0, os.getloadavg()[0]))
 
 
-def real(folder: Path, args: argparse.Namespace) -> None:
+def real(folder: Path, args: argparse.Namespace, work: Path) -> None:
     """The shared OMol25 sample rows: fairchem reads the files as one dataset, Omni as one store."""
     from omni_data.readers import ReadOptions, get_reader
     from omni_data.schema import Rejected
@@ -215,7 +215,6 @@ def real(folder: Path, args: argparse.Namespace) -> None:
     files = sorted(folder.glob("*.aselmdb"))
     if not files:
         raise SystemExit(f"{folder}: no .aselmdb files")
-    work = Path(tempfile.mkdtemp(prefix="omni-bench-read-real-"))
     reader = get_reader("aselmdb")
     ids: list[str] = []
     for f in files:
@@ -241,14 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reads", type=int, default=5_000)
     p.add_argument("--shard-size", type=int, default=5_000)
     p.add_argument("--rounds", type=int, default=3, help="interleaved passes per path; the best is kept")
-    p.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp folder)")
+    p.add_argument("--dir", type=Path, default=None, help="work folder, kept afterwards (default: a temp folder, removed)")
     p.add_argument("--real", type=Path, default=None, help="also time a folder of real .aselmdb files")
     p.add_argument("--skip-synthetic", action="store_true")
     args = p.parse_args(argv)
-    if not args.skip_synthetic:
-        synthetic(args)
-    if args.real is not None:
-        real(args.real, args)
+    temp = tempfile.mkdtemp(prefix="omni-bench-read-")
+    try:
+        if not args.skip_synthetic:
+            synthetic(args, Path(args.dir or temp))
+        if args.real is not None:
+            real(args.real, args, Path(temp) / "real")
+    finally:
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)  # a --dir folder is kept
     return 0
 
 

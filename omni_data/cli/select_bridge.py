@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact FPS in this process, or per-shard + global FPS on Dask")
     parser.add_argument("--oversample", type=float, default=3.0,
                         help="distributed: candidates per shard / its share of k")
-    parser.add_argument("--exclude", nargs="+", default=[], metavar="SELECTION.parquet",
+    parser.add_argument("--exclude", "--seed-from", dest="exclude", nargs="+", default=[],
+                        metavar="SELECTION.parquet",
                         help="earlier selections: never picked again, and FPS continues from them")
     parser.add_argument("--out", required=True, help="output folder (selection.parquet, coverage.json/.txt)")
     add_cluster_arguments(parser)

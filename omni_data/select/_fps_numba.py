@@ -35,37 +35,91 @@ def _better(v: float, i: int, bv: float, bi: int, last: bool) -> bool:
     return False
 
 
+@njit(inline="always")
+def _sqdist_one(x, p, c, bound):
+    """Reference float32 squared distance of row p to c, abandoned once it reaches ``bound``."""
+    d = x.shape[1]
+    acc = np.float32(0.0)
+    q = 0
+    while q < d:
+        stop = min(d, q + 16)
+        for qq in range(q, stop):
+            dq = x[p, qq] - c[qq]
+            acc += dq * dq
+        q = stop
+        if acc >= bound:
+            break
+    return acc
+
+
 @njit(cache=True)
 def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
-    """Update one block's points for the new pick ``c``; returns (max r, its index, distances)."""
+    """Update one block's points for the new pick ``c``; returns (max r, its index, distances).
+
+    Points that pass the bounds are gathered first and then summed four at a time with four
+    independent accumulators: each point still gets exactly the reference sequence of float32
+    operations, but the four dependency chains overlap in the CPU pipeline.
+    """
     d = x.shape[1]
-    cnt = 0
+    buf = np.empty(hi - lo, dtype=np.int64)
+    nc = 0
+    for p in range(lo, hi):
+        r64 = np.float64(r[p])
+        g = dcb - a[p]
+        if 4.0 * r64 > thr[owner[p]] and g * g * lo_slack < r64:
+            buf[nc] = p
+            nc += 1
+    i = 0
+    while i + 4 <= nc:
+        p0, p1, p2, p3 = buf[i], buf[i + 1], buf[i + 2], buf[i + 3]
+        r0, r1, r2, r3 = r[p0], r[p1], r[p2], r[p3]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        q = 0
+        while q < d:
+            stop = min(d, q + 16)
+            for qq in range(q, stop):
+                cq = c[qq]
+                t0 = x[p0, qq] - cq
+                t1 = x[p1, qq] - cq
+                t2 = x[p2, qq] - cq
+                t3 = x[p3, qq] - cq
+                a0 += t0 * t0
+                a1 += t1 * t1
+                a2 += t2 * t2
+                a3 += t3 * t3
+            q = stop
+            if a0 >= r0 and a1 >= r1 and a2 >= r2 and a3 >= r3:
+                break
+        if a0 < r0:
+            r[p0] = a0
+            owner[p0] = t
+        if a1 < r1:
+            r[p1] = a1
+            owner[p1] = t
+        if a2 < r2:
+            r[p2] = a2
+            owner[p2] = t
+        if a3 < r3:
+            r[p3] = a3
+            owner[p3] = t
+        i += 4
+    while i < nc:
+        p = buf[i]
+        acc = _sqdist_one(x, p, c, r[p])
+        if acc < r[p]:
+            r[p] = acc
+            owner[p] = t
+        i += 1
     bv = np.float32(-1.0)
     bi = -1
     for p in range(lo, hi):
-        rp = r[p]
-        r64 = np.float64(rp)
-        g = dcb - a[p]
-        if 4.0 * r64 > thr[owner[p]] and g * g * lo_slack < r64:
-            cnt += 1
-            acc = np.float32(0.0)
-            q = 0
-            while q < d:
-                stop = min(d, q + 16)
-                for qq in range(q, stop):
-                    dq = x[p, qq] - c[qq]
-                    acc += dq * dq
-                q = stop
-                if acc >= rp:
-                    break
-            if acc < rp:
-                r[p] = acc
-                owner[p] = t
-                rp = acc
-        if _better(rp, orig[p], bv, bi, last):
-            bv = rp
+        if _better(r[p], orig[p], bv, bi, last):
+            bv = r[p]
             bi = orig[p]
-    return bv, bi, cnt
+    return bv, bi, nc
 
 
 @njit(cache=True)
@@ -246,7 +300,8 @@ def kd_order(z: np.ndarray, leaf: int):
         for col in range(m):
             vmin[col] = z[lo, col]
             vmax[col] = vmin[col]
-        for p in range(lo, hi):
+        step = max(1, (hi - lo) // 1024)  # the widest axis from <= ~1k rows: only speed depends on it
+        for p in range(lo, hi, step):
             for col in range(m):
                 v = z[p, col]
                 vmin[col] = min(vmin[col], v)

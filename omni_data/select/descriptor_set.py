@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from omni_data.select.sidecars import load_shard, load_shard_ids, load_shard_x
+from omni_data.select.sidecars import load_shard, load_shard_ids, load_shard_rows, load_shard_x
 
 
 @dataclass
@@ -64,9 +64,11 @@ class DescriptorSet:
             raise ValueError("no rows requested")
         return out
 
-    def loader(self, shard: ShardRef):
-        """Picklable ``() -> vectors`` of one shard (for Dask tasks)."""
-        return functools.partial(load_shard_x, shard.store, self.kind, shard.shard)
+    def loader(self, shard: ShardRef, local_rows: np.ndarray | None = None):
+        """Picklable ``() -> vectors`` of one shard, or of some of its rows (for Dask tasks)."""
+        if local_rows is None:
+            return functools.partial(load_shard_x, shard.store, self.kind, shard.shard)
+        return functools.partial(load_shard_rows, shard.store, self.kind, shard.shard, local_rows)
 
 
 def load_descriptor_set(stores: Sequence[str | Path], kind: str = "rdf",

@@ -27,8 +27,19 @@ class ShardSource:
 
     load: Callable[[], np.ndarray]
     offset: int  # global index of the shard's first row
-    n: int
+    n: int  # rows that load() returns
     name: str = ""
+    rows: np.ndarray | None = None  # global index of each loaded row (default offset + arange)
+
+    def global_rows(self, local: np.ndarray) -> np.ndarray:
+        return self.offset + local if self.rows is None else self.rows[local]
+
+    def local_row(self, row: int) -> int | None:
+        """Position of global ``row`` among the loaded rows, or None."""
+        if self.rows is None:
+            return row - self.offset if self.offset <= row < self.offset + self.n else None
+        j = int(np.searchsorted(self.rows, row))
+        return j if j < len(self.rows) and self.rows[j] == row else None
 
 
 @dataclass
@@ -65,7 +76,7 @@ def local_candidates(source: ShardSource, quota: int, seeds: np.ndarray, threads
     res = fps(both, m + quota + extra, start_idx=list(range(m)) if m else 0, threads=threads)
     rows = res.indices[m : m + quota] - m
     radius = float(np.sqrt(res.sqdist[-1])) if extra else 0.0
-    return source.offset + rows, x[rows], radius
+    return source.global_rows(rows), x[rows], radius
 
 
 def distributed_fps(
@@ -95,10 +106,12 @@ def distributed_fps(
         raise ValueError(f"need 0 < k <= {n_total} points, got k={k}")
     d_seeds = np.zeros((0, 0), np.float32) if seeds is None else np.asarray(seeds, np.float32)
     if len(d_seeds) == 0:
-        if start is None or not 0 <= start < n_total:
-            raise ValueError(f"start index {start} outside 0..{n_total - 1}")
-        owner = next(s for s in sources if s.offset <= start < s.offset + s.n)
-        d_seeds = check_points(owner.load())[start - owner.offset][None, :]
+        if start is None:
+            raise ValueError("give a start row or seeds")
+        owner = next((s for s in sources if s.local_row(start) is not None), None)
+        if owner is None:
+            raise ValueError(f"start row {start} is in none of the shards")
+        d_seeds = check_points(owner.load())[owner.local_row(start)][None, :]
         first = np.array([start])
     else:
         first = np.zeros(0, dtype=np.int64)
@@ -161,7 +174,7 @@ def outliers(source: ShardSource, cap: int, chosen: np.ndarray, radius: float
               threads=1)
     far = res.sqdist[m:].astype(np.float64) > radius * radius
     rows = res.indices[m:][far] - m
-    return source.offset + rows, x[rows]
+    return source.global_rows(rows), x[rows]
 
 
 def _compute(tasks: list[Any], scheduler: Any, num_workers: int | None) -> list[Any]:

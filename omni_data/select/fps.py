@@ -146,6 +146,8 @@ def _block_order(x: np.ndarray, block: int = 128, sketch: int = 16, seed: int = 
     """
     from omni_data.select._fps_numba import kd_order
 
+    if len(x) <= block:
+        return np.arange(len(x), dtype=np.int64), np.array([0, len(x)], dtype=np.int64)
     z = np.empty((len(x), min(sketch, x.shape[1])), dtype=np.float32)
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(len(x), min(len(x), 4096), replace=False)]

@@ -133,14 +133,18 @@ def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: 
 
 def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int,
                      seeds: np.ndarray, start: int, client: Any) -> Picks:
-    """Distributed FPS over all shards; rows in ``seeds`` sit at distance 0 and are never picked."""
+    """Distributed FPS over the shards, each Dask task loading only its candidate rows."""
     from omni_data.select.distributed import ShardSource, distributed_fps
 
-    if cfg.tasks:
-        raise ValueError("--mode distributed selects over whole stores (excluded rows are FPS "
-                         "seeds, never re-picked); --tasks needs --mode exact")
-    sources = [ShardSource(ds.loader(s), s.offset, s.n, f"{Path(s.store).name}/{s.shard}")
-               for s in ds.shards]
+    sources = []
+    for s in ds.shards:
+        rows = cand[(cand >= s.offset) & (cand < s.offset + s.n)]
+        if len(rows) == 0:
+            continue
+        whole = len(rows) == s.n
+        sources.append(ShardSource(ds.loader(s, None if whole else rows - s.offset), s.offset,
+                                   len(rows), f"{Path(s.store).name}/{s.shard}",
+                                   None if whole else rows))
     res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
                           oversample=cfg.oversample, scheduler=client or "sync")
     return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))

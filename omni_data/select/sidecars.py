@@ -65,6 +65,11 @@ def load_shard_x(store_dir: str, kind: str, shard: str) -> np.ndarray:
     return load_shard(Path(store_dir), kind, shard)[0]
 
 
+def load_shard_rows(store_dir: str, kind: str, shard: str, rows: np.ndarray) -> np.ndarray:
+    """Some rows of one shard's vectors (a Dask task of distributed FPS over a subset)."""
+    return load_shard_x(store_dir, kind, shard)[rows]
+
+
 def describe_shard(store_dir: str, shard: str, kind: str = "rdf", spec: RDFSpec = RDFSpec(),
                    species: Sequence[int] | None = None) -> dict[str, Any]:
     """Describe one shard (opens its own Store: safe in a Dask worker); skip if already done."""

@@ -203,7 +203,7 @@ class LmdbShard:
         return rows
 
     def find(self, record_id: str) -> int | None:
-        value = self._get(id_key(record_id))
+        value = self._txn().get(id_key(record_id))  # a view of the page: unpacked at once
         return None if value is None else _ROW.unpack(value)[0]
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ class _Base:
 
     def __getitem__(self, i: int) -> Record:
         n = len(self)
-        i = int(i)
+        i = operator.index(i)  # an int or numpy integer; a float is a TypeError, never truncated
         if i < 0:
             i += n
         if not 0 <= i < n:

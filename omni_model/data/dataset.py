@@ -8,14 +8,11 @@ per-task least-squares fit of E ≈ Σ_Z n_Z μ_Z on the training records.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Sequence
 
 import numpy as np
 
 from .graph import Graph, build_graph, species_table
-
-log = logging.getLogger(__name__)
 
 
 def open_store(path: str):

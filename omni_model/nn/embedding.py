@@ -22,7 +22,7 @@ class ElementEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_species, channels))
         self.n_tasks = n_tasks if n_tasks > 1 else 0
         if self.n_tasks:
-            self.task_weight = nn.Parameter(torch.randn(self.n_tasks, channels))
+            self.task_weight = nn.Parameter(torch.zeros(self.n_tasks, channels))  # heads start equal
         else:
             self.register_parameter("task_weight", None)
 

@@ -28,7 +28,8 @@ class TaskLinear(nn.Module):
 
     With ``n_tasks <= 1`` (or ``use_task=False``) it is a plain e3nn ``Linear`` and owns no θ_T.
     The task block is scaled like e3nn scales the concatenated input: by 1/sqrt(fan_in), where
-    fan_in counts the input scalars plus the one-hot channels.
+    fan_in counts the input scalars plus the one-hot channels. Unlike SevenNet (random init) it
+    starts at zero, so all heads start equal to the shared model.
     """
 
     def __init__(self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str,
@@ -43,7 +44,9 @@ class TaskLinear(nn.Module):
         if self.n_tasks:
             n_scalar_in = sum(mul for mul, ir in self.irreps_in if ir.l == 0 and ir.p == 1)
             self.task_norm = 1.0 / math.sqrt(n_scalar_in + self.n_tasks)
-            self.task_weight = nn.Parameter(torch.randn(self.n_tasks, len(idx)))
+            # zero start: every task begins as the shared model, the per-task energy offsets
+            # live in ShiftScale's references; training (and λ‖θ_T‖²) decide how far tasks split
+            self.task_weight = nn.Parameter(torch.zeros(self.n_tasks, len(idx)))
         else:
             self.task_norm = 0.0
             self.register_parameter("task_weight", None)

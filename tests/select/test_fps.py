@@ -117,3 +117,13 @@ def test_block_order_and_balls_hold_every_point():
     sb_of_block = np.repeat(np.arange(len(srad)), np.diff(sstart))
     reach = np.linalg.norm(xs.astype(np.float64) - scen[sb_of_block[block_of]], axis=1)
     assert np.all(reach <= srad[sb_of_block[block_of]])
+
+
+def test_tiny_and_degenerate_inputs_match_reference():
+    rng = np.random.default_rng(11)
+    for x, k in [(np.ones((1, 3), np.float32), 1), (np.zeros((2, 5), np.float32), 2),
+                 (np.ones((300, 2), np.float32), 3), (rng.random((300, 1)).astype(np.float32), 50)]:
+        ref_i, ref_d = fps_reference(x, k, 0)
+        res = fps(x, k, 0)
+        np.testing.assert_array_equal(res.indices, ref_i)
+        np.testing.assert_array_equal(res.sqdist, ref_d)

@@ -83,8 +83,15 @@ def test_second_round_extends_the_first(stores, tmp_path):
     assert not set(a) & set(b)
     # identical to continuing the first FPS run for 6 more picks
     ds = _all_descriptors(stores)
-    ref, _ = fps_reference(ds.x, 14, start_row(0, len(ds)))
-    assert ds.ids[ref].tolist() == a + b
+    ref, _ = fps_reference(ds.x, 17, start_row(0, len(ds)))
+    assert ds.ids[ref[:14]].tolist() == a + b
+    # a third round from the command line, seeded with both earlier selections
+    third = tmp_path / "r3"
+    assert main(["select-bridge", *stores, "--count", "3", "--seed-from", str(first / "selection.parquet"),
+                 str(second / "selection.parquet"), "--out", str(third), "--no-cluster"]) == 0
+    c = pq.read_table(third / "selection.parquet").column("id").to_pylist()
+    assert c == ds.ids[ref[14:]].tolist()
+    assert json.loads((third / "coverage.json").read_text())["n_seeds"] == 14
 
 
 def test_distributed_mode_covers_like_exact(stores, tmp_path):
@@ -93,9 +100,15 @@ def test_distributed_mode_covers_like_exact(stores, tmp_path):
                                       mode="distributed"))
     assert dist["picked"] == 10
     assert dist["covering_radius"] <= 1.2 * exact["covering_radius"]
-    with pytest.raises(ValueError, match="--tasks"):
-        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "x"), count=3,
-                                   mode="distributed", tasks=["pbe"]))
+    # a task filter: each Dask task loads only its shard's candidate rows
+    ex = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xe"), count=6,
+                                    tasks=["pbe", "wb97m"]))
+    di = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xd"), count=6,
+                                    mode="distributed", tasks=["pbe", "wb97m"]))
+    table = pq.read_table(tmp_path / "xd" / "selection.parquet").to_pandas()
+    assert set(table["task"]) <= {"pbe", "wb97m"} and len(set(table["id"])) == 6
+    assert di["candidates"] == ex["candidates"] == 49 + 28 + 26
+    assert di["covering_radius"] <= 1.2 * ex["covering_radius"]
 
 
 def test_error_and_hybrid_strategies_with_a_real_calculator(tmp_path):

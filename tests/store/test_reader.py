@@ -142,6 +142,10 @@ def test_index_must_be_an_integer(emt_store):
     assert store[np.int64(3)].id == records[3].id
     with pytest.raises(TypeError):
         store[2.5]
+    view = store.select(task="r2scan")
+    assert view[np.int32(1)].id == records[13].id
+    with pytest.raises(TypeError):
+        view[1.0]
 
 
 def _read_inherited(store: Store, indices: list[int], queue) -> None:

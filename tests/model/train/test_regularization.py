@@ -82,6 +82,9 @@ def test_weight_decay_groups_split_task_and_shared():
     assert {id(p) for p in by_name["task"]["params"]} == {id(p) for p in model.parameter_groups()["task"]}
     # one AdamW step with zero gradients: decay moves θ_T only
     opt = torch.optim.AdamW(groups, lr=0.1)
+    with torch.no_grad():  # task blocks start at zero, where decay has nothing to shrink
+        for p in by_name["task"]["params"]:
+            p.add_(0.5)
     before = {id(p): p.detach().clone() for p in model.parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)

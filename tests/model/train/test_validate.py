@@ -50,12 +50,13 @@ def test_validation_maes_match_calculator_predictions(real_store, tmp_path):
     from omni_data.store import Store
 
     store = Store(path)
-    ds = GraphDataset(store, np.arange(len(store)), 4.0, tr.model.elements, tr.model.tasks, store_columns(store)["task"])
+    ds = GraphDataset(store, np.arange(len(store)), 4.0, tr.model.elements, tr.model.tasks,
+                      store_columns(store)["task"])
     errors = evaluate(tr.model, ds, tr.model.tasks, batch_size=5)
     ckpt = tmp_path / "run" / "final.pt"
     by_hand = {}
     for task, frames, scale in (("scan", hfo2, 1.0), ("pbe_ts", eth, KCAL)):
-        calc = OmniCalculator(str(ckpt), task=task, )
+        calc = OmniCalculator(str(ckpt), task=task)
         e_err, f_err, s_err = [], [], []
         for a in frames:
             ref_e, ref_f = a.get_potential_energy() * scale, a.get_forces() * scale
