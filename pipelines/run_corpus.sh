@@ -90,25 +90,26 @@ if wanted select; then
 fi
 
 if wanted vasp; then
-  # The VASP array itself is the recompute part's template: `omni-data jobs --write-script slurm`
-  # renders JOBS/submit.slurm (array sized to the unfinished job dirs, finished ones skipped,
-  # failures recorded in JOBS/failures.tsv); it is submitted from the jobs directory.
+  # The VASP array is the recompute part's template, pipelines/slurm/vasp_array.sbatch, submitted
+  # by its helper submit_vasp_jobs.sh: the array is sized to the emitted job dirs, finished dirs
+  # are skipped inside the job and failures land in JOBS/failures.tsv.
   JOBS_DIR="${WORK}/bridge/jobs"
-  if [[ ${DRY_RUN} == 0 ]]; then
+  : "${OMNI_VASP_CMD:?set OMNI_VASP_CMD to the command that runs VASP in a job directory}"
+  extra=()
+  [[ -n "${PREV}" ]] && extra+=("--dependency=afterok:${PREV}")
+  [[ -n "${OMNI_PARTITION:-}" ]] && extra+=("--partition=${OMNI_PARTITION}")
+  [[ -n "${OMNI_ACCOUNT:-}" ]] && extra+=("--account=${OMNI_ACCOUNT}")
+  helper=("${OMNI_REPO}/pipelines/slurm/submit_vasp_jobs.sh" "${JOBS_DIR}" "${OMNI_VASP_CMD}"
+          "$(corpus get bridge.jobs_per_array_task)" -- "${extra[@]}")
+  export OMNI_MAX_PARALLEL="$(corpus get bridge.array_parallel)"
+  if [[ ${DRY_RUN} == 1 ]]; then
+    printf '%q ' "${helper[@]}" >&2; echo >&2
+    PREV=$(( ${PREV:-1000} + 1 ))
+  else
     N_JOBS=$( (find "${JOBS_DIR}" -mindepth 2 -maxdepth 2 -name job.json 2>/dev/null || true) | wc -l)
     [[ ${N_JOBS} -gt 0 ]] || { echo "run_corpus.sh: no job directories under ${JOBS_DIR}; run the select stage" >&2; exit 1; }
+    PREV=$("${helper[@]}" | tail -n 1 | cut -d';' -f1)
   fi
-  : "${OMNI_VASP_CMD:?set OMNI_VASP_CMD to the command that runs VASP in a job directory}"
-  render=(omni-data jobs "${JOBS_DIR}" --write-script slurm --vasp-cmd "${OMNI_VASP_CMD}"
-          --per-task "$(corpus get bridge.jobs_per_array_task)" --max-parallel "$(corpus get bridge.array_parallel)")
-  [[ -n "${OMNI_PARTITION:-}" ]] && render+=(--partition "${OMNI_PARTITION}")
-  [[ -n "${OMNI_ACCOUNT:-}" ]] && render+=(--account "${OMNI_ACCOUNT}")
-  if [[ ${DRY_RUN} == 1 ]]; then
-    printf '%q ' "${render[@]}" >&2; echo >&2
-  else
-    "${render[@]}"
-  fi
-  PREV=$(submit "$(dep_on afterok)" --chdir="${JOBS_DIR}" "${JOBS_DIR}/submit.slurm")
   echo "vasp: job ${PREV} (array over the job dirs in ${JOBS_DIR})"
 fi
 

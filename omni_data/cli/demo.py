@@ -14,8 +14,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("omni-demo"), help="demo directory (default ./omni-demo)")
     parser.add_argument("--size", choices=("small", "ci"), default="small",
-                        help="small: a few hundred structures, < 10 min on 2 cores; ci: tiny, 2-3 min")
-    parser.add_argument("--workers", type=int, default=1, help="Dask worker processes for ingest/describe/recompute")
+                        help="small: ~430 structures, a few minutes on 2 idle cores; ci: ~80 structures, under a minute")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for labelling, ingest, describe, select and recompute (1: all in this process)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of generation, selection and training")
 
 

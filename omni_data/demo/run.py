@@ -20,7 +20,7 @@ from omni_data.demo import report
 from omni_data.demo.layout import COMMON_TASK, RUNS, DemoLayout
 from omni_data.demo.stages import StageFailed, StageRunner, cluster_args, echo_stderr, omni_data_cli, require
 
-TRAIN_STEPS = {"ci": 100, "small": 1200}
+TRAIN_STEPS = {"ci": 200, "small": 2500}
 """Optimizer steps per training run (batch size 8)."""
 BRIDGE_FRACTION = {"ci": 0.25, "small": 0.12}
 """Fraction of the training structures picked for the bridging set (by farthest-point sampling)."""
@@ -153,6 +153,7 @@ def train_config(lay: DemoLayout, run: str, size: str, seed: int) -> Path:
 
 
 def stage_train(lay: DemoLayout, run: str, size: str, seed: int) -> dict[str, Any]:
+    """One ``omni-train`` run from scratch; returns its config, final checkpoint and loss curve."""
     require("omni_model.cli")
     from omni_model.cli import main as omni_train
 
@@ -183,6 +184,7 @@ def training_loss(csv_path: Path) -> list[list[float]]:
 
 
 def stage_evaluate(lay: DemoLayout, run: str, checkpoint: str, with_truth: bool) -> dict[str, Any]:
+    """Same-domain rows on ``stores/test``; cross-domain rows on ``stores/test_truth`` if it exists."""
     from omni_data.demo.evaluate import cross_domain_rows, omni_predictor, same_domain_rows
     from omni_data.store import Store
 

@@ -300,8 +300,7 @@ def kd_order(z: np.ndarray, leaf: int):
         for col in range(m):
             vmin[col] = z[lo, col]
             vmax[col] = vmin[col]
-        step = max(1, (hi - lo) // 1024)  # the widest axis from <= ~1k rows: only speed depends on it
-        for p in range(lo, hi, step):
+        for p in range(lo, hi):
             for col in range(m):
                 v = z[p, col]
                 vmin[col] = min(vmin[col], v)

@@ -124,8 +124,9 @@ def _check_settings(store: Any, kind: str, spec: RDFSpec) -> None:
     settings = {"kind": kind, "dim": spec.dim if kind == "rdf" else None, "spec": asdict(spec)}
     sections = store.catalog.sections.get("descriptors", {})
     old = sections.get(kind)
-    if old is not None and old != settings:
+    folder = Path(store.path) / "sidecars" / sidecar_kind(kind)
+    if old is not None and old != settings and any(folder.glob("*.npz")):
         raise ValueError(f"{store.path}: {kind} descriptors were made with {old}, not {settings}; "
-                         f"delete {Path(store.path) / 'sidecars' / sidecar_kind(kind)} to redo them")
-    if old is None:
+                         f"delete {folder} to redo them")
+    if old != settings:
         store.catalog.update_section("descriptors", {**sections, kind: settings})

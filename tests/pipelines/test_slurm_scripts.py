@@ -18,8 +18,19 @@ SCRIPTS = ["ingest.sbatch", "describe_select.sbatch", "collect.sbatch", "train.s
 DATASETS = ["mptrj", "salex", "omat24", "matpes_pbe", "matpes_r2scan", "mp_aloe", "mp_r2scan", "oc20", "oc22",
             "odac23", "omol25", "spice", "qcml", "mad", "bridge"]
 
-sys.path.insert(0, str(PIPE))
-import corpus as corpus_mod  # noqa: E402
+
+def _load_corpus_module():
+    """pipelines/corpus.py is a script, not a package module: load it from its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("omni_pipelines_corpus", PIPE / "corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+corpus_mod = _load_corpus_module()
 
 
 def _stub(bindir: Path, name: str, body: str) -> None:
@@ -149,14 +160,27 @@ def test_describe_select_emits_jobs_then_chains_the_rest(fake_env: dict[str, str
     assert omni[2] == (f"omni-data [emit-jobs] [{work}/bridge/selection/selection.parquet] [--protocol] "
                        f"[mp-pbe-static] [--out] [{jobs}]")
     assert omni[3] == f"omni-data [jobs] [{jobs}]"
-    # the VASP array is the recompute part's template, rendered for the unfinished job dirs
-    assert omni[4] == (f"omni-data [jobs] [{jobs}] [--write-script] [slurm] [--vasp-cmd] [srun vasp_std] "
-                       "[--per-task] [50] [--max-parallel] [200] [--partition] [cpu]")
     sb = [c for c in calls if c.startswith("sbatch")]
     assert len(sb) == 3  # vasp array, collect, train
-    assert sb[0].endswith(f"[--chdir={jobs}] [{jobs}/submit.slurm]")
+    # the VASP array is the recompute part's template, sized by its helper: 3 dirs, 50 per task
+    assert "[--array=0-0%200]" in sb[0] and "[--partition=cpu]" in sb[0]
+    assert sb[0].endswith(f"[{PIPE}/slurm/vasp_array.sbatch]")
     assert "[--dependency=afterany:101]" in sb[1] and sb[1].endswith("collect.sbatch]")
     assert "[--dependency=afterok:102]" in sb[2] and sb[2].endswith("train.sbatch]")
+
+
+def test_vasp_array_waits_for_the_given_job(fake_env: dict[str, str]) -> None:
+    jobs = Path(fake_env["OMNI_WORK"]) / "bridge" / "jobs"
+    for i in range(120):  # 120 dirs, 50 per array task -> 3 tasks
+        (jobs / f"j{i:03d}").mkdir(parents=True)
+        (jobs / f"j{i:03d}" / "job.json").write_text("{}")
+    env = dict(fake_env, OMNI_VASP_CMD="srun vasp_std")
+    subprocess.run(["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp", "--to", "collect", "--after", "77"],
+                   env=env, check=True, capture_output=True)
+    sb = _calls(env)
+    assert len(sb) == 2
+    assert "[--array=0-2%200]" in sb[0] and "[--dependency=afterok:77]" in sb[0]
+    assert "[--dependency=afterany:101]" in sb[1] and sb[1].endswith("collect.sbatch]")
 
 
 def test_vasp_stage_needs_emitted_jobs(fake_env: dict[str, str]) -> None:

@@ -52,6 +52,21 @@ def test_describe_writes_aligned_sidecars_and_resumes(stores, capsys):
         main(["describe", stores[0], "--no-cluster", "--cutoff", "4"])
 
 
+def test_describe_again_with_other_settings_after_deleting_sidecars(tmp_path):
+    import shutil
+
+    from omni_data.store.testing import emt_records
+
+    path = tmp_path / "s"
+    write_shard(path, "s0", emt_records(3, seed=2))
+    assert main(["describe", str(path), "--no-cluster"]) == 0
+    shutil.rmtree(path / "sidecars" / "descriptors-rdf")
+    assert main(["describe", str(path), "--no-cluster", "--gaussians", "4"]) == 0
+    with np.load(path / "sidecars" / "descriptors-rdf" / "s0.npz") as z:
+        assert z["x"].shape == (3, 16 + 6 * 4)
+    assert Store(path).catalog.sections["descriptors"]["rdf"]["dim"] == 40
+
+
 def test_fps_selection_min_per_task_and_files(stores, tmp_path):
     out = tmp_path / "round1"
     assert main(["select-bridge", *stores, "--count", "12", "--min-per-task", "2", "--seed", "3",
