@@ -1,7 +1,7 @@
 """``omni-train``: train from a YAML config, evaluate a checkpoint on a store, print a preset.
 
-    omni-train CONFIG.yaml [--store PATH] [--out DIR]
-    omni-train evaluate CKPT STORE [--task T ...] [--split val]
+    omni-train CONFIG.yaml [--store PATH [--store PATH ...]] [--out DIR]
+    omni-train evaluate CKPT STORE [STORE ...] [--task T ...] [--split val]
     omni-train preset NAME            (or ``omni-train preset`` to list them)
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 def _train(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="omni-train", description="Train an Omni potential from a YAML config.")
     p.add_argument("config", help="YAML file (see docs/train-config.md) or a preset name")
-    p.add_argument("--store", help="override data.store")
+    p.add_argument("--store", action="append", default=[],
+                   help="override data.store; repeat to train on several stores read as one")
     p.add_argument("--out", help="override run.out_dir")
     args = p.parse_args(argv)
     import dataclasses
@@ -25,7 +26,8 @@ def _train(argv: list[str]) -> int:
 
     cfg = load_config(args.config)
     if args.store:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=args.store))
+        store = args.store[0] if len(args.store) == 1 else list(args.store)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=store))
     if args.out:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=args.out))
     validate(cfg, args.config)
@@ -38,7 +40,7 @@ def _train(argv: list[str]) -> int:
 def _evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="omni-train evaluate", description="Per-task errors of a checkpoint on a store.")
     p.add_argument("checkpoint")
-    p.add_argument("store")
+    p.add_argument("store", nargs="+", help="one or more stores (several are read as one)")
     p.add_argument("--task", action="append", default=[], help="only these tasks (repeatable)")
     p.add_argument("--split", default="", help="only records of this split (train/val/test) when the store has splits")
     p.add_argument("--batch-size", type=int, default=16)

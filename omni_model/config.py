@@ -44,7 +44,7 @@ class ModelConfig:
 class DataConfig:
     """Where structures come from and how they are split."""
 
-    store: str = ""
+    store: str | list[str] = ""  # one store path, or a list read as one (omni_data.store.StoreSet)
     tasks: list[str] = field(default_factory=list)
     valid_split: str = "val"
     train_split: str = "train"
@@ -227,6 +227,10 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
         (cfg.sampling.temperature > 0, "sampling.temperature", "must be > 0"),
         (len(o.betas) == 2, "optim.betas", "must have two values"),
     ]
+    stores = [cfg.data.store] if isinstance(cfg.data.store, str) else list(cfg.data.store)
+    checks.append((isinstance(cfg.data.store, str) or (bool(stores) and all(stores)), "data.store",
+                   "must be a store path or a non-empty list of non-empty paths"))
+    checks.append((len(set(stores)) == len(stores), "data.store", "lists one store twice"))
     for ok, key, msg in checks:
         if not ok:
             raise ValueError(f"{source}: key '{key}' {msg}")

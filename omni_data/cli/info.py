@@ -17,6 +17,8 @@ def store_info(store: Path) -> dict[str, Any]:
     """The catalog's counts plus bytes per format and the last run's provenance."""
     from omni_data.store.catalog import Catalog
 
+    if not (Path(store) / "catalog.json").is_file():
+        raise FileNotFoundError(f"{store}: not a store (no catalog.json)")
     catalog = Catalog(store)
     by_format: dict[str, int] = {}
     for shard in catalog.shards:

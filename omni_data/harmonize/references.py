@@ -326,7 +326,11 @@ def read_references(store: Any) -> dict[str, TaskReferences]:
 
 
 def load_references(store: Any) -> dict[str, dict[int, float]]:
-    """For the trainer: ``{task: {Z: μ_Z}}``. Elements missing from a task's map use 0.0."""
+    """For the trainer: ``{task: {Z: μ_Z}}``. Elements missing from a task's map use 0.0.
+
+    ``store`` may be a ``StoreSet``: its catalog merges the members' sections per task (and
+    raises naming both stores when two members disagree on one task).
+    """
     return {t: dict(f.mu) for t, f in read_references(store).items()}
 
 

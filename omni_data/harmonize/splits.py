@@ -137,6 +137,12 @@ def split_labels(store: Any) -> "Any":
 
     from omni_data.store import sidecar_path
 
+    if hasattr(store, "stores"):  # a StoreSet: members' labels, members in order (= global index)
+        if SECTION not in (store.catalog.sections or {}):
+            missing = [str(s.path) for s in store.stores if SECTION not in (s.catalog.sections or {})]
+            raise KeyError(f"{', '.join(missing)}: no 'splits' section; run `omni-data split STORE` first")
+        tables = [t for t in (split_labels(s) for s in store.stores) if t.num_rows]
+        return pa.concat_tables(tables) if tables else pa.table({"id": [], "split": []})
     if SECTION not in (store.catalog.sections or {}):
         raise KeyError(f"{store.path}: no 'splits' section; run `omni-data split STORE` first")
     parts = []

@@ -15,15 +15,12 @@ import numpy as np
 from .graph import Graph, build_graph, species_table
 
 
-def open_store(path: str):
-    """The store at ``path`` (a clear error naming the path if it is not one)."""
-    from pathlib import Path
+def open_store(path: str | Sequence[str]):
+    """The store at ``path``, or several read as one ``StoreSet`` (global index over them in
+    order); a clear error naming any path that is not a store."""
+    from omni_data.store import open_stores
 
-    from omni_data.store import Store
-
-    if not (Path(path) / "catalog.json").is_file():
-        raise FileNotFoundError(f"{path}: not an Omni store (no catalog.json)")
-    return Store(path)
+    return open_stores(path)
 
 
 def store_columns(store) -> dict[str, np.ndarray]:

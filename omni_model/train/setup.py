@@ -77,7 +77,10 @@ def _elements_of_store(store) -> list[str]:
 
 
 def prepare(cfg: Config, checkpoint: dict | None = None) -> Prepared:
-    """Resolve the config against the store (or the checkpoint being fine-tuned) and build."""
+    """Resolve the config against the store(s) (or the checkpoint being fine-tuned) and build.
+
+    ``data.store`` may list several stores: they are read as one ``omni_data.store.StoreSet``.
+    """
     if not cfg.data.store:
         raise ValueError("data.store is not set")
     store = open_store(cfg.data.store)
@@ -111,6 +114,10 @@ def prepare(cfg: Config, checkpoint: dict | None = None) -> Prepared:
 
             refs = load_references(store)
             refs_source = "store catalog section 'references'"
+            missing = [t for t in tasks if t not in refs]
+            if missing:  # e.g. a StoreSet whose members do not all have references
+                refs.update(fit_references(store, train_idx, zs, missing, cols["task"], seed=cfg.run.seed))
+                refs_source += f"; fitted here for tasks {missing} (not in the section)"
         else:
             refs = fit_references(store, train_idx, zs, tasks, cols["task"], seed=cfg.run.seed)
             refs_source = "fitted here (no 'references' in the store): per-task linear composition fit"

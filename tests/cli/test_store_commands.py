@@ -63,3 +63,10 @@ def test_ingest_reports_bad_options(tmp_path, capsys):
     assert "pass --dataset and --task" in capsys.readouterr().err
     assert main(["ingest", str(src), "--out", str(tmp_path / "st"), "--dataset", "d", "--task", "t",
                  "--shard-formats", "parquet", "--no-cluster"]) == 2
+
+
+def test_info_on_a_folder_that_is_not_a_store_fails_naming_it(tmp_path, capsys):
+    from omni_data.cli.main import main
+
+    assert main(["info", str(tmp_path / "nope")]) == 1
+    assert "nope: not a store (no catalog.json)" in capsys.readouterr().err
