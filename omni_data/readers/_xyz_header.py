@@ -25,6 +25,7 @@ _PAIR = re.compile(
 )
 _TRUE = {"T", "True", "true", "TRUE"}
 _FALSE = {"F", "False", "false", "FALSE"}
+_BOOLS = _TRUE | _FALSE
 
 
 class HeaderError(ValueError):
@@ -32,10 +33,11 @@ class HeaderError(ValueError):
 
 
 def _scalar(token: str) -> Any:
-    try:
-        return int(token)
-    except ValueError:
-        pass
+    if "." not in token:  # int() rejects any token with a dot: skip the attempt
+        try:
+            return int(token)
+        except ValueError:
+            pass
     try:
         return float(token)
     except ValueError:
@@ -47,50 +49,85 @@ def _scalar(token: str) -> Any:
     return token
 
 
-def _items(tokens: list[str]) -> Any:
-    """A list of tokens as an int/float/bool array when all of them agree, else ``None``."""
+def _items(tokens: list[str], dotted: bool) -> Any:
+    """A list of tokens as an int/float/bool array when all of them agree, else ``None``.
+
+    ``dotted``: some token holds a ``.``, so int() would fail on it and is not tried."""
     if not tokens:
         return None
-    try:
-        return np.array([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        pass
+    if tokens[0] in _BOOLS and all(t in _BOOLS for t in tokens):  # no boolean word is a number
+        return np.array([t in _TRUE for t in tokens], dtype=bool)
+    if not dotted:
+        try:
+            return np.array([int(t) for t in tokens], dtype=np.int64)
+        except ValueError:
+            pass
     try:
         return np.array([float(t) for t in tokens], dtype=np.float64)
     except ValueError:
         pass
-    if all(t in _TRUE or t in _FALSE for t in tokens):
-        return np.array([t in _TRUE for t in tokens], dtype=bool)
     return None
 
 
 def _value(raw: str) -> Any:
     if raw.startswith('"'):
-        text = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        arr = _items(text.split()) if len(text.split()) > 1 else None
+        text = raw[1:-1]
+        if "\\" in text:
+            text = text.replace('\\"', '"').replace("\\\\", "\\")
+        tokens = text.split()
+        arr = _items(tokens, "." in text) if len(tokens) > 1 else None
         return arr if arr is not None else _scalar(text) if text and " " not in text else text
     if raw[0] in "[{":
         inner = raw[1:-1].replace(",", " ").split()
-        arr = _items([t.strip("'\"") for t in inner])
+        arr = _items([t.strip("'\"") for t in inner], "." in raw)
         return arr if arr is not None else raw
     return _scalar(raw)
 
 
+# Text values recur from frame to frame (the Properties string above all): the parsed result
+# (str or bool, immutable) is reused. Numbers parse faster than a cache fills; arrays are built afresh.
+_CACHE: dict[str, Any] = {}
+_CACHEABLE = (str, bool)
+
+
+def _cached_value(raw: str) -> Any:
+    try:
+        return _CACHE[raw]
+    except KeyError:
+        pass
+    value = _value(raw)
+    if type(value) in _CACHEABLE and len(_CACHE) < 4096:
+        _CACHE[raw] = value
+    return value
+
+
+# The usual line -- word=value pairs, values bare (no quote, bracket, brace, backslash or "=")
+# or double-quoted without escapes -- splits into the same pairs under this much cheaper pattern
+# as under ``_PAIR``; any other line takes the general path.
+_SIMPLE_PAIR = r"""\s*(\w+)=("[^"\\]*"|[^\s"=\[\]{}\\]+)(?=\s|$)"""
+_SIMPLE_LINE = re.compile(f"(?:{_SIMPLE_PAIR})*\\s*")
+_SIMPLE = re.compile(_SIMPLE_PAIR)
+
+
 def parse_header(line: str) -> dict[str, Any]:
-    """``key=value`` pairs of one comment line, in order; keys keep their case."""
+    """``key=value`` pairs of one comment line, in order; keys keep their case.
+
+    ``finditer`` tries each match where the previous one ended (as ``match(line, pos)`` would);
+    a match that starts later means unparseable text was skipped, which is an error."""
+    if _SIMPLE_LINE.fullmatch(line) is not None:
+        return {key: _cached_value(raw) for key, raw in _SIMPLE.findall(line)}
     out: dict[str, Any] = {}
-    pos, end = 0, len(line)
-    while pos < end:
-        if line[pos:].strip() == "":
+    pos = 0
+    for m in _PAIR.finditer(line):
+        if m.start() != pos:
             break
-        m = _PAIR.match(line, pos)
-        if m is None or m.end() == pos:
-            raise HeaderError(f"cannot parse comment line at character {pos}: {line[pos:pos + 40]!r}")
-        key = m.group(1)
-        if key.startswith('"'):
+        key, raw = m.groups()
+        if key[0] == '"':
             key = key[1:-1]
-        out[key] = True if m.group(2) is None else _value(m.group(2))
+        out[key] = True if raw is None else _cached_value(raw)
         pos = m.end()
+    if pos < len(line) and line[pos:].strip():
+        raise HeaderError(f"cannot parse comment line at character {pos}: {line[pos:pos + 40]!r}")
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from omni_data import units
 from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._common import open_binary, scalar_metadata, source_label
+from omni_data.readers._xyz_atoms import atom_block, numbers
 from omni_data.readers._xyz_frames import RawFrame, iter_frames, scan_offsets
 from omni_data.readers._xyz_header import HeaderError, parse_header, parse_properties
 from omni_data.schema import Record, Rejected, problem
@@ -54,7 +55,6 @@ def _symbols() -> dict[bytes, int]:
 
 
 _SYMBOLS: dict[bytes, int] = {}
-_NUMBERS_CACHE: dict[tuple[str, ...], np.ndarray] = {}
 
 
 def partitions(path: Path, target: int) -> list[Partition]:
@@ -133,7 +133,7 @@ def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record | 
     except HeaderError as exc:
         return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
     try:
-        arrays = _atom_block(raw.atoms or [], props or DEFAULT_PROPERTIES, props is None)
+        arrays = atom_block(raw.atoms or [], props or DEFAULT_PROPERTIES, props is None)
     except ValueError as exc:
         return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
     try:
@@ -142,85 +142,6 @@ def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record | 
         return _reject(raw, path, label, opts, f"bad_value:{exc} in {where}")
     reason = problem(record)
     return record.normalized() if reason is None else _reject(raw, path, label, opts, f"{reason} in {where}")
-
-
-def _atom_block(lines: list[bytes], props: list[tuple[str, str, int]], loose: bool) -> dict[str, np.ndarray]:
-    """Parse all atom lines at once; ``loose`` allows extra trailing columns (no Properties given).
-
-    Text columns (S, L) are sliced out of the token list; all numeric columns are then converted
-    in one ``np.array(..., float64)`` call, the cheapest bulk conversion of byte tokens."""
-    n = len(lines)
-    ncol = sum(c for _, _, c in props)
-    tokens = b" ".join(lines).split()
-    if len(tokens) != n * ncol:
-        rows = []
-        for k, line in enumerate(lines):
-            t = line.split()
-            if len(t) < ncol or (len(t) > ncol and not loose):
-                raise ValueError(f"atom line {k + 1} has {len(t)} columns, Properties declare {ncol}")
-            rows.extend(t[:ncol])
-        tokens = rows
-    starts, col = [], 0
-    for _, _, count in props:
-        starts.append(col)
-        col += count
-    out: dict[str, np.ndarray] = {}
-    numeric = list(tokens)
-    width = ncol
-    for (name, kind, count), c0 in reversed(list(zip(props, starts))):
-        if kind in ("S", "L"):
-            cols = [tokens[c0 + j::ncol] for j in range(count)]
-            try:
-                if kind == "S":
-                    arr = np.array([[t.decode("utf-8") for t in c] for c in cols]).T
-                else:
-                    arr = np.isin(np.array(cols, dtype=np.bytes_).T, [b"T", b"True", b"true", b"1"])
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"column {name!r} is not UTF-8 text: {exc}") from None
-            out[name] = arr[:, 0] if count == 1 else arr
-            for j in reversed(range(count)):  # drop the column from the row-major numeric list
-                del numeric[c0 + j::width]
-                width -= 1
-    try:
-        values = np.array(numeric, dtype=np.float64).reshape(n, width)
-    except ValueError as exc:
-        raise ValueError(f"non-numeric value in a numeric column: {exc}") from None
-    col = 0
-    for name, kind, count in props:
-        if kind in ("R", "I"):
-            block = values[:, col:col + count]
-            col += count
-            if kind == "I":
-                if not np.array_equal(block, np.round(block)):
-                    raise ValueError(f"column {name!r} (I) holds non-integers")
-                block = block.astype(np.int64)
-            out[name] = block[:, 0] if count == 1 else block
-    return out
-
-
-def _numbers(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    if "Z" in arrays:
-        return np.asarray(arrays["Z"], dtype=np.int64)
-    if "numbers" in arrays:
-        return np.asarray(arrays["numbers"], dtype=np.int64)
-    species = arrays.get("species")
-    if species is None:
-        raise ValueError("no species, Z or numbers column")
-    key = tuple(species.tolist())
-    cached = _NUMBERS_CACHE.get(key)
-    if cached is not None:
-        return cached.copy()
-    uniq, inverse = np.unique(species, return_inverse=True)
-    zs = np.empty(len(uniq), dtype=np.int64)
-    for k, s in enumerate(uniq):
-        z = _SYMBOLS.get(str(s).encode())
-        if z is None:
-            raise ValueError(f"unknown element symbol {str(s)!r} at atom {int(np.flatnonzero(inverse == k)[0])}")
-        zs[k] = z
-    numbers = zs[inverse.reshape(-1)]
-    if len(_NUMBERS_CACHE) < 4096:  # trajectories repeat one composition: map symbols once
-        _NUMBERS_CACHE[key] = numbers
-    return numbers.copy()
 
 
 def _pick(source: dict[str, Any], canonical: str, candidates: tuple[str, ...], opts: ReadOptions) -> str | None:
@@ -319,7 +240,7 @@ def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, com
     cell, pbc = _cell(info)
     meta: dict[str, Any] = {}
     energy, kind, forces = _energy_forces(info, arrays, plain, comment, raw, opts, meta)
-    record = Record(numbers=_numbers(arrays), positions=arrays[pos_key], id=opts.make_id(f"{label}:{raw.index}"),
+    record = Record(numbers=numbers(arrays, _SYMBOLS), positions=arrays[pos_key], id=opts.make_id(f"{label}:{raw.index}"),
                     dataset=opts.dataset, task=opts.task, cell=cell, pbc=pbc, energy=energy,
                     energy_kind=kind, forces=forces, stress=_stress(info, cell, opts, meta), source_file=path,
                     source_index=raw.index, metadata=meta)

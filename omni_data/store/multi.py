@@ -10,7 +10,7 @@ Duplicate ids are checked **on open**, cheaply: ids are ``"<dataset>:<source id>
 convention ``Store.index_of`` already relies on), so only members whose catalogs share a dataset
 can collide, and only the ``id`` columns of their shards holding that dataset are compared.
 A repeated id raises ``ValueError`` naming the id and both stores. ``get(id)`` also refuses an
-id found in two members.
+id found in two members. Ids breaking the prefix convention are not compared across datasets.
 
 ``catalog`` merges the members' catalogs: ``counts`` are summed; ``sections["references"]`` is
 the union of the per-task references (a task whose references differ between two members is a
