@@ -99,26 +99,74 @@ class Record:
         return int(len(self.numbers))
 
     def normalized(self) -> "Record":
-        """Return self with every array cast to its schema dtype and shape (copies only if needed)."""
-        self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
-        n = len(self.numbers)
-        self.positions = np.asarray(self.positions, dtype=np.float64).reshape(n, 3)
-        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(3)
+        """Return self with every array cast to its schema dtype and shape (copies only if needed).
+
+        Arrays that already have the schema dtype and shape are kept as they are (no new view)."""
+        numbers = self.numbers
+        if not (type(numbers) is np.ndarray and numbers.dtype == _I8 and numbers.ndim == 1):
+            numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+        self.numbers = numbers
+        n = len(numbers)
+        self.positions = _cast(self.positions, _F8, (n, 3))
+        self.pbc = _cast(self.pbc, _BOOL, (3,))
         if self.cell is not None:
-            self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3, 3)
+            self.cell = _cast(self.cell, _F8, (3, 3))
         if self.energy is not None:
             self.energy = float(self.energy)
-        for name in ("forces", "stress", "magmoms", "fixed", "tags"):
+        for name, dtype, shape_of in _OPTIONAL_ARRAYS:
             value = getattr(self, name)
             if value is not None:
-                spec = FIELDS[name]
-                shape = tuple(n if s == "n" else s for s in spec.shape)
-                setattr(self, name, np.asarray(value, dtype=spec.dtype).reshape(shape))
+                setattr(self, name, _cast(value, dtype, shape_of(n)))
         if self.charge is not None:
             self.charge = float(self.charge)
         if self.spin is not None:
             self.spin = int(self.spin)
         return self
+
+
+_F8, _I8, _BOOL = np.dtype(np.float64), np.dtype(np.int64), np.dtype(bool)
+
+
+def _cast(value: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.asarray(value, dtype).reshape(shape)``, or ``value`` itself when it already is that."""
+    if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape:
+        return value
+    return np.asarray(value, dtype=dtype).reshape(shape)
+
+
+def _shape_of(shape: tuple[int | str, ...]) -> Any:
+    """``n -> concrete shape`` for a ``FieldSpec.shape`` (``"n"`` = number of atoms)."""
+    if "n" not in shape:
+        return lambda n: shape
+    if shape == ("n",):
+        return lambda n: (n,)
+    if shape == ("n", 3):
+        return lambda n: (n, 3)
+    return lambda n: tuple(n if s == "n" else s for s in shape)
+
+
+_OPTIONAL = ("forces", "stress", "magmoms", "fixed", "tags")
+_OPTIONAL_ARRAYS = tuple((name, np.dtype(FIELDS[name].dtype), _shape_of(FIELDS[name].shape)) for name in _OPTIONAL)
+
+
+def _any_true(pbc: Any) -> bool:
+    """``np.asarray(pbc).any()``, without the numpy call for the usual 3-element bool array."""
+    if type(pbc) is np.ndarray and pbc.dtype == _BOOL and pbc.ndim == 1:
+        return True in pbc.tolist()
+    return bool(np.asarray(pbc).any())
+
+
+def _zero_volume(cell: np.ndarray) -> bool:
+    """``abs(det(cell)) < 1e-6`` for a finite float cell of 9 values.
+
+    The cofactor expansion in Python floats is exact to ~1e-15 of the largest entry cubed; only
+    when it is not far above the threshold is numpy's determinant asked, so the answer is numpy's."""
+    a, b, c, d, e, f, g, h, i = flat = cell.reshape(-1).tolist()
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    scale = max(max(flat), -min(flat), 1.0)
+    if abs(det) > 1e-4 * scale ** 3:
+        return False
+    return bool(abs(np.linalg.det(cell.reshape(3, 3))) < 1e-6)
 
 
 def problem(record: Record) -> str | None:
@@ -127,40 +175,50 @@ def problem(record: Record) -> str | None:
     Reasons are stable identifiers followed by detail, e.g. ``"nonfinite:forces"``; the quarantine
     groups on the part before the first colon.
     """
-    n = len(np.asarray(record.numbers).reshape(-1))
+    z = record.numbers
+    if type(z) is not np.ndarray:
+        z = np.asarray(z)
+    n = z.size
     if n == 0:
         return "empty:zero atoms"
     if not record.id:
         return "missing:id"
-    z = np.asarray(record.numbers)
-    if z.min() < 1 or z.max() > 118:
+    if z.ndim == 1 and z.dtype.kind in "iu" and n <= 1024:  # min/max of a short list: no numpy calls
+        zl = z.tolist()
+        lo, hi = min(zl), max(zl)
+        if lo < 1 or hi > 118:
+            return f"bad_value:atomic number out of 1..118 ({lo}..{hi})"
+    elif z.min() < 1 or z.max() > 118:
         return f"bad_value:atomic number out of 1..118 ({int(z.min())}..{int(z.max())})"
-    pos = np.asarray(record.positions, dtype=float)
+    pos = record.positions
+    if not (type(pos) is np.ndarray and pos.dtype == _F8):
+        pos = np.asarray(pos, dtype=float)
     if pos.shape not in ((n, 3), (n * 3,)):
         return f"bad_shape:positions {pos.shape} for {n} atoms"
     if not np.isfinite(pos).all():
         return "nonfinite:positions"
     if record.cell is not None:
-        cell = np.asarray(record.cell, dtype=float)
+        cell = record.cell
+        if not (type(cell) is np.ndarray and cell.dtype == _F8):
+            cell = np.asarray(cell, dtype=float)
         if cell.size != 9:
             return f"bad_shape:cell {cell.shape}"
         if not np.isfinite(cell).all():
             return "nonfinite:cell"
-        if np.asarray(record.pbc).any() and abs(np.linalg.det(cell.reshape(3, 3))) < 1e-6:
+        if _any_true(record.pbc) and _zero_volume(cell):
             return "bad_value:periodic cell with zero volume"
-    elif np.asarray(record.pbc).any():
+    elif _any_true(record.pbc):
         return "missing:cell for a periodic structure"
     if record.energy is not None and not math.isfinite(float(record.energy)):
         return "nonfinite:energy"
     if record.energy_kind not in ENERGY_KINDS:
         return f"bad_value:energy_kind {record.energy_kind!r}"
-    for name in ("forces", "stress", "magmoms", "fixed", "tags"):
+    for name, _dtype, shape_of in _OPTIONAL_ARRAYS:
         value = getattr(record, name)
         if value is None:
             continue
-        arr = np.asarray(value)
-        spec = FIELDS[name]
-        shape = tuple(n if s == "n" else s for s in spec.shape)
+        arr = value if type(value) is np.ndarray else np.asarray(value)
+        shape = shape_of(n)
         if arr.shape != shape and not (name == "stress" and arr.shape == (3, 3)):
             return f"bad_shape:{name} {arr.shape}, expected {shape}"
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():

@@ -49,10 +49,15 @@ def reject_record(record: Record, reason: str) -> Rejected:
 
 @dataclass
 class Triage:
-    """Sorts one partition's reader output into records to store and rejected inputs."""
+    """Sorts one partition's reader output into records to store and rejected inputs.
+
+    ``prevalidated``: the reader already ran ``problem()`` and ``normalized()`` on every record it
+    yields (it declares ``RECORDS_VALIDATED = True``), so they are not run a second time here.
+    """
 
     filters: Any = None
     filter_fn: FilterFn | None = None
+    prevalidated: bool = False
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     read: int = 0
@@ -63,8 +68,8 @@ class Triage:
         if isinstance(item, Rejected):
             self.rejected.append(item)
             return
-        why = problem(item)
-        if why is None:
+        why = None if self.prevalidated else problem(item)
+        if why is None and not self.prevalidated:
             try:
                 item.normalized()
             except (ValueError, TypeError) as exc:

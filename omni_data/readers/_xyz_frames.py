@@ -61,15 +61,16 @@ def iter_frames(
         return pushback.pop() if pushback else fh.readline()
 
     while True:
-        line = readline()
+        line = pushback.pop() if pushback else fh.readline()
         if not line:
             return
-        if not line.strip():
+        stripped = line.strip()
+        if not stripped:
             offset += len(line)
             line_no += 1
             continue
         start, start_line = offset, line_no
-        n = _count(line)
+        n = int(stripped) if stripped.isdigit() else _count(line)  # ASCII digits only: one integer >= 0
         offset += len(line)
         line_no += 1
         if n is None:
@@ -85,16 +86,19 @@ def iter_frames(
                            f"parse:bad count line {line[:40]!r} at line {start_line} (byte {start})")
             index += 1
             continue
-        comment = readline()
+        comment = pushback.pop() if pushback else fh.readline()
         if not comment:
             yield RawFrame(index, start, start_line, n, None, None,
                            f"parse:truncated frame at line {start_line} (byte {start}): file ends before the comment line")
             return
         offset += len(comment)
         line_no += 1
-        atoms = [pushback.pop() for _ in range(min(n, len(pushback)))]
-        if len(atoms) < n:
-            atoms += islice(fh, n - len(atoms))
+        if pushback:
+            atoms = [pushback.pop() for _ in range(min(n, len(pushback)))]
+            if len(atoms) < n:
+                atoms += islice(fh, n - len(atoms))
+        else:
+            atoms = list(islice(fh, n))
         error = None
         if atoms and min(map(len, atoms)) <= _SHORT:  # atom lines are longer than count lines
             for k, atom in enumerate(atoms):

@@ -110,12 +110,17 @@ _SIMPLE = re.compile(_SIMPLE_PAIR)
 
 
 def parse_header(line: str) -> dict[str, Any]:
-    """``key=value`` pairs of one comment line, in order; keys keep their case.
+    """``key=value`` pairs of one comment line, in order; keys keep their case."""
+    if _SIMPLE_LINE.fullmatch(line) is not None:
+        return {key: _cached_value(raw) for key, raw in _SIMPLE.findall(line)}
+    return parse_header_general(line)
+
+
+def parse_header_general(line: str) -> dict[str, Any]:
+    """``parse_header`` by the full grammar only (any line; the reference for the fast path).
 
     ``finditer`` tries each match where the previous one ended (as ``match(line, pos)`` would);
     a match that starts later means unparseable text was skipped, which is an error."""
-    if _SIMPLE_LINE.fullmatch(line) is not None:
-        return {key: _cached_value(raw) for key, raw in _SIMPLE.findall(line)}
     out: dict[str, Any] = {}
     pos = 0
     for m in _PAIR.finditer(line):

@@ -20,6 +20,7 @@ with no line a ``Rejected("sidecar:...")``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,6 +44,7 @@ SPIN_KEYS = ("spin", "multiplicity", "spin_multiplicity", "total_spin_multiplici
 MAGMOM_KEYS = ("magmoms", "magmom", "REF_magmoms", "initial_magmoms")
 DEFAULT_PROPERTIES = [("species", "S", 1), ("pos", "R", 3)]
 _HEADER_KEYS = {"Lattice", "Properties", "pbc"}
+RECORDS_VALIDATED = True  # every Record yielded has passed schema.problem() and normalized()
 
 
 def _symbols() -> dict[bytes, int]:
@@ -73,6 +75,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     if not _SYMBOLS:
         _SYMBOLS.update(_symbols())
     label = source_label(part.path, opts)
+    ctx = _Context.of(opts)
     sidecar = _sidecar(part.path) if opts.options.get("sidecar_txt") else None
     n_wanted = None if part.stop is None else part.stop - part.start
     with open_binary(part.path) as fh:
@@ -86,7 +89,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
             if n_wanted is not None and done >= n_wanted:
                 break
             done += 1
-            item = _frame(raw, part.path, label, opts)
+            item = _frame(raw, part.path, label, opts, ctx)
             yield item if sidecar is None else _attach(item, sidecar, raw, label, opts)
 
 
@@ -114,34 +117,61 @@ def _attach(item: Record | Rejected, sidecar: tuple[str, list[Any]], raw: RawFra
     return item
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What one ``read`` call derives from its options once instead of once per frame."""
+
+    used: frozenset[str]  # info keys never copied into metadata["info"]
+    convert: bool  # False when opts.convert() would change nothing (eV, Å, eV/Å³, sign +1)
+
+    @staticmethod
+    def of(opts: ReadOptions) -> "_Context":
+        try:
+            identity = (units.energy_factor(opts.energy_unit) == 1.0 and units.length_factor(opts.length_unit) == 1.0
+                        and units.stress_factor(opts.stress_unit) * opts.stress_sign == 1.0)
+        except ValueError:
+            identity = False  # an unknown unit: convert() raises it for every frame, as it should
+        return _Context(frozenset(opts.key_map.values()) | _HEADER_KEYS, not identity)
+
+
+def _where(raw: RawFrame) -> str:
+    return f"frame {raw.index} at line {raw.line_no} (byte {raw.offset})"
+
+
 def _reject(raw: RawFrame, path: str, label: str, opts: ReadOptions, reason: str) -> Rejected:
     detail = {"byte_offset": raw.offset, "line": raw.line_no}
     return Rejected(path, raw.index, reason, opts.dataset, f"{label}:{raw.index}", detail)
 
 
-def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record | Rejected:
+def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions, ctx: _Context) -> Record | Rejected:
     if raw.error is not None:
         return _reject(raw, path, label, opts, raw.error)
-    where = f"frame {raw.index} at line {raw.line_no} (byte {raw.offset})"
     try:
         comment = raw.comment.decode("utf-8").strip()  # type: ignore[union-attr]
     except UnicodeDecodeError as exc:
-        return _reject(raw, path, label, opts, f"parse:non-UTF-8 bytes in comment line of {where} ({exc.reason} at {exc.start})")
+        return _reject(raw, path, label, opts,
+                       f"parse:non-UTF-8 bytes in comment line of {_where(raw)} ({exc.reason} at {exc.start})")
     try:
         info = parse_header(comment)
-        props = parse_properties(info["Properties"]) if isinstance(info.get("Properties"), str) else None
+        spec = info.get("Properties")
+        props = parse_properties(spec) if isinstance(spec, str) else None
     except HeaderError as exc:
-        return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
+        return _reject(raw, path, label, opts, f"parse:{exc} in {_where(raw)}")
     try:
         arrays = atom_block(raw.atoms or [], props or DEFAULT_PROPERTIES, props is None)
     except ValueError as exc:
-        return _reject(raw, path, label, opts, f"parse:{exc} in {where}")
+        return _reject(raw, path, label, opts, f"parse:{exc} in {_where(raw)}")
     try:
-        record = _build(info, arrays, props is None, comment, raw, path, label, opts)
+        record = _build(info, arrays, props is None, comment, raw, path, label, opts, ctx)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        return _reject(raw, path, label, opts, f"bad_value:{exc} in {where}")
+        return _reject(raw, path, label, opts, f"bad_value:{exc} in {_where(raw)}")
     reason = problem(record)
-    return record.normalized() if reason is None else _reject(raw, path, label, opts, f"{reason} in {where}")
+    if reason is None:
+        try:
+            return record.normalized()
+        except (ValueError, TypeError) as exc:
+            reason = f"bad_shape:{exc}"
+    return _reject(raw, path, label, opts, f"{reason} in {_where(raw)}")
 
 
 def _pick(source: dict[str, Any], canonical: str, candidates: tuple[str, ...], opts: ReadOptions) -> str | None:
@@ -173,7 +203,7 @@ def _cell(info: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray]:
             pbc = np.repeat(pbc, 3)
         if pbc.size != 3:
             raise ValueError(f"pbc has {pbc.size} values, expected 3")
-    if not pbc.any():
+    if True not in pbc.tolist():  # pbc.any() of a 3-element bool array, without a numpy call
         cell = None
     elif cell is None:
         raise ValueError("pbc is true but the frame has no Lattice")
@@ -186,9 +216,9 @@ def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, me
     if key is None and vkey is None:
         return None
     raw = np.asarray(info[key or vkey], dtype=np.float64).reshape(-1)  # type: ignore[index]
-    if raw.size == 9:
-        m = raw.reshape(3, 3, order="F")
-        voigt = np.array([m[0, 0], m[1, 1], m[2, 2], (m[1, 2] + m[2, 1]) / 2, (m[0, 2] + m[2, 0]) / 2, (m[0, 1] + m[1, 0]) / 2])
+    if raw.size == 9:  # column-major 3x3 (ASE writes stress.T.ravel()): m[i, j] = r[i + 3 j]
+        r = raw.tolist()
+        voigt = np.array([r[0], r[4], r[8], (r[7] + r[5]) / 2, (r[6] + r[2]) / 2, (r[3] + r[1]) / 2])
     elif raw.size == 6:
         voigt = raw
     else:
@@ -221,7 +251,7 @@ def _energy_forces(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: b
         energy = float(info[ekey])
         meta["energy_source_key"] = ekey
         kind = "free" if ekey in FREE_ENERGY_KEYS else kind
-        others = [k for k in candidates if k in info and k != ekey and "energy" not in opts.key_map]
+        others = [] if "energy" in opts.key_map else [k for k in candidates if k != ekey and k in info]
         if others:
             meta["energy_other_keys"] = others  # ambiguity made visible, not resolved silently
     fkey = _pick(arrays, "forces", FORCE_KEYS, opts)
@@ -232,7 +262,7 @@ def _energy_forces(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: b
 
 
 def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, comment: str,
-           raw: RawFrame, path: str, label: str, opts: ReadOptions) -> Record:
+           raw: RawFrame, path: str, label: str, opts: ReadOptions, ctx: _Context) -> Record:
     """One frame as a Record in Omni units (not yet normalized)."""
     pos_key = opts.key("positions", "pos")
     if pos_key not in arrays:
@@ -250,11 +280,11 @@ def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, com
         if id_key not in info:
             raise ValueError(f"id key {id_key!r} missing")
         record.id = opts.make_id(f"{label}:{info[id_key]}")
-    used = set(opts.key_map.values()) | _HEADER_KEYS | {v for k, v in meta.items() if k.endswith("_source_key")}
+    used = ctx.used.union([v for k, v in meta.items() if k.endswith("_source_key")])
     extra = scalar_metadata(info, used)
     if extra:
         meta["info"] = extra
-    return opts.convert(record)  # normalized by the caller once problem() has passed
+    return opts.convert(record) if ctx.convert else record  # normalized by the caller once problem() has passed
 
 
 def _extras(record: Record, info: dict[str, Any], arrays: dict[str, np.ndarray], opts: ReadOptions,

@@ -61,15 +61,59 @@ def _list_column(records: Sequence[Record], name: str, n_atoms: np.ndarray) -> p
         flat = np.concatenate(kept, axis=0).astype(dtype, copy=False).reshape(-1)
     else:
         flat = np.concatenate([np.asarray(v).reshape(-1) for v in kept]).astype(dtype, copy=False)
-    mask = None if present.all() else pa.array(~present)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=arrow_type), mask=mask)
+    mask = None if present.all() else _from_numpy(~present, pa.bool_())
+    return pa.ListArray.from_arrays(_from_numpy(offsets, pa.int32()), _from_numpy(flat, arrow_type), mask=mask)
+
+
+# Columns are built from numpy buffers with ``pa.Array.from_buffers`` rather than ``pa.array``:
+# the latter asks pyarrow's pandas shim whether its input is a pandas object, which imports
+# pandas (0.2 s in every fresh worker process) although no pandas object is ever passed.
+_NUMPY = {pa.float64(): np.float64, pa.int64(): np.int64, pa.int32(): np.int32, pa.uint8(): np.uint8,
+          pa.bool_(): np.bool_}
+
+
+def _bitmap(flags: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(flags.astype(bool, copy=False), bitorder="little"))
+
+
+def _from_numpy(values: np.ndarray, arrow_type: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """A primitive Arrow array over ``values`` (nulls where ``valid`` is False)."""
+    n = len(values)
+    if arrow_type == pa.bool_():
+        data = _bitmap(np.asarray(values, dtype=bool))
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values, dtype=_NUMPY[arrow_type]))
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(arrow_type, n, [None, data], null_count=0)
+    return pa.Array.from_buffers(arrow_type, n, [_bitmap(valid), data], null_count=int(n - valid.sum()))
+
+
+def _to_arrow(values: Any, arrow_type: pa.DataType) -> pa.Array:
+    """``pa.array(values, type=arrow_type)`` for a numpy array or a list that may hold ``None``."""
+    if isinstance(values, np.ndarray):
+        return _from_numpy(values, arrow_type)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    if arrow_type == pa.string():
+        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+        if offsets[-1] >= 2**31:  # beyond 32-bit offsets: let pyarrow decide
+            return pa.array(values, type=arrow_type)
+        bufs = [None if valid.all() else _bitmap(valid), pa.py_buffer(offsets.astype(np.int32)),
+                pa.py_buffer(b"".join(encoded))]
+        return pa.Array.from_buffers(arrow_type, len(values), bufs, null_count=int(len(values) - valid.sum()))
+    filled = np.array([0 if v is None else v for v in values], dtype=_NUMPY[arrow_type])
+    return _from_numpy(filled, arrow_type, valid)
+
+
+_JSON = json.JSONEncoder(sort_keys=True, allow_nan=True)  # what json.dumps(..., sort_keys=True) builds per call
 
 
 def _metadata_json(record: Record) -> str | None:
     if not record.metadata:
         return None
     try:
-        return json.dumps(record.metadata, sort_keys=True, allow_nan=True)
+        return _JSON.encode(record.metadata)
     except TypeError as exc:
         raise ValueError(f"record {record.id!r}: metadata is not JSON-serialisable ({exc})") from None
 
@@ -91,7 +135,7 @@ def records_to_table(records: Sequence[Record]) -> pa.Table:
         "source_index": np.array([r.source_index for r in records], dtype=np.int64),
         "metadata": [_metadata_json(r) for r in records],
     }
-    arrays = [pa.array(cols[k], type=t) for k, t in SCALAR_COLUMNS.items()]
+    arrays = [_to_arrow(cols[k], t) for k, t in SCALAR_COLUMNS.items()]
     arrays += [_list_column(records, name, n_atoms) for name in LIST_COLUMNS]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 

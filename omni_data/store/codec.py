@@ -51,24 +51,24 @@ def encode_record(record: Record) -> bytes:
     """Serialise one (normalized) record to version-2 bytes; the inverse of ``decode_record``."""
     numbers = np.asarray(record.numbers).reshape(-1)
     n = int(numbers.size)
-    pbc = np.asarray(record.pbc, dtype=bool).reshape(3)
+    p0, p1, p2 = np.asarray(record.pbc, dtype=bool).reshape(3).tolist()
     flags = 0
     parts: list[bytes] = []
     for name, bit in _FLOATS:
         value = getattr(record, name)
         if value is not None:
             flags |= bit
-            parts.append(np.ascontiguousarray(value, dtype=_F8).tobytes())
+            parts.append(_bytes(value, _F8))
     if record.tags is not None:
         flags |= TAGS
         parts.append(np.ascontiguousarray(record.tags, dtype=_I8).reshape(n).tobytes())
-    parts.append(np.ascontiguousarray(numbers, dtype=_I8).tobytes())
+    parts.append(_bytes(numbers, _I8))
     if record.fixed is not None:
         flags |= FIXED
         parts.append(np.ascontiguousarray(record.fixed, dtype=_BOOL).reshape(n).tobytes())
     doc = [
         CODEC_VERSION, record.id, record.dataset, record.task, n, flags,
-        int(pbc[0]) | int(pbc[1]) << 1 | int(pbc[2]) << 2, b"".join(parts),
+        int(p0) | int(p1) << 1 | int(p2) << 2, b"".join(parts),
         None if record.energy is None else float(record.energy), record.energy_kind,
         None if record.charge is None else float(record.charge),
         None if record.spin is None else int(record.spin),
@@ -78,6 +78,13 @@ def encode_record(record: Record) -> bytes:
         return msgpack.packb(doc, use_bin_type=True)
     except TypeError as exc:
         raise ValueError(f"record {record.id!r}: metadata cannot be stored ({exc}); use plain JSON types") from None
+
+
+def _bytes(value: Any, dtype: np.dtype) -> bytes:
+    """``value`` as C-order bytes of ``dtype`` (``tobytes`` is C-order even for a strided view)."""
+    if type(value) is np.ndarray and value.dtype == dtype:
+        return value.tobytes()
+    return np.ascontiguousarray(value, dtype=dtype).tobytes()
 
 
 def decode_record(value: bytes | memoryview) -> Record:

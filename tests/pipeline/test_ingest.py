@@ -205,3 +205,38 @@ def test_real_aselmdb_folder_through_ingest(shared_data, tmp_path):
         db.close()
     assert summary.ok and summary.read == total == 180
     assert summary.read == summary.written + sum(summary.quarantined.values())
+
+
+def test_gc_paused_nests_across_threads_and_restores_the_collector():
+    import gc
+    import threading
+
+    from omni_data.pipeline.ingest import gc_paused
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+    seen: list[bool] = []
+
+    def worker() -> None:
+        with gc_paused():
+            inside.set()
+            release.wait(5)
+            seen.append(gc.isenabled())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(5)
+    with gc_paused():
+        seen.append(gc.isenabled())
+    seen.append(gc.isenabled())  # the other partition still runs: still paused
+    release.set()
+    t.join(5)
+    assert seen == [False, False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # off before: stays off
+    finally:
+        gc.enable()

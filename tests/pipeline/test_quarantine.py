@@ -39,3 +39,18 @@ def test_manifest_filters_are_applied():
         triage.add(r)
     assert len(triage.records) == sum(b <= cut for b in biggest)
     assert triage.reasons() == {"filter": sum(b > cut for b in biggest)}
+
+
+def test_prevalidated_triage_skips_only_the_schema_check():
+    """Readers that declare RECORDS_VALIDATED (extxyz) already ran problem(); duplicates and
+    filters are still Triage's job."""
+    from omni_data.readers import get_reader
+
+    assert get_reader("extxyz").RECORDS_VALIDATED is True
+    records = emt_records(3)
+    records[2].id = records[1].id
+    triage = Triage(prevalidated=True)
+    for r in records:
+        triage.add(r)
+    assert [r.id for r in triage.records] == [records[0].id, records[1].id]
+    assert triage.reasons() == {"duplicate": 1}

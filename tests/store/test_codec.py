@@ -101,3 +101,14 @@ def test_fast_record_path_equals_the_init_path(monkeypatch):
     assert_same_records(records, fast)
     assert_same_records(slow, fast)
     assert all(vars(a).keys() == vars(b).keys() for a, b in zip(fast, slow))
+
+
+def test_strided_views_encode_like_contiguous_copies():
+    """Readers hand over column slices of one parsed block (non-contiguous views)."""
+    rec = emt_records(1)[0]
+    block = np.concatenate([rec.positions, rec.forces], axis=1)
+    view = Record(**{f.name: getattr(rec, f.name) for f in fields(Record)})
+    view.positions, view.forces = block[:, :3], block[:, 3:]
+    assert not view.positions.flags.c_contiguous
+    assert encode_record(view) == encode_record(rec)
+    assert_same_records([decode_record(encode_record(view))], [rec])
