@@ -29,7 +29,7 @@ import numpy as np
 
 from omni_data.schema import Record
 from omni_data.store.catalog import Catalog
-from omni_data.store.reader import Store, _Base
+from omni_data.store.reader import Store, StoreView, _Base
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -242,50 +242,28 @@ class StoreSet(_Base):
         return f"StoreSet({[str(p) for p in self.path]!r}, records={self._n})"
 
 
-class StoreSetView(_Base):
-    """A subset of a StoreSet (from ``select``) with the same reading API."""
-
-    def __init__(self, store: StoreSet, indices: np.ndarray):
-        self.store = store  # type: ignore[assignment]
-        self.indices = np.asarray(indices, dtype=np.int64)
+class StoreSetView(StoreView):
+    """A subset of a StoreSet (from ``select``) with the same reading API as ``StoreView``."""
 
     @property
     def path(self) -> tuple[Path, ...]:
         return self.store.path
 
     @property
-    def catalog(self) -> MultiCatalog:
-        return self.store.catalog
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def _global(self, i: int) -> int:
-        return int(self.indices[i])
-
-    def _globals(self, idx: np.ndarray) -> np.ndarray:
-        return self.indices[idx]
-
-    def _indices(self) -> np.ndarray:
-        return self.indices
+    def shard_names(self) -> list[str]:
+        """``"<member number>/<shard>"`` of the shards holding this selection's records."""
+        members = np.searchsorted(self.store._ends, self.indices, side="right")
+        names = []
+        for k in np.unique(members):
+            member = self.store.stores[int(k)]
+            local = self.indices[members == k] - self.store._starts[k]
+            shards = np.unique(np.searchsorted(member._ends, local, side="right"))
+            names += [f"{int(k)}/{member.shard_names[int(j)]}" for j in shards]
+        return names
 
     def select(self, task: Any = None, dataset: Any = None) -> "StoreSetView":
         keep = self.store._matching(task, dataset)
         return StoreSetView(self.store, self.indices[np.isin(self.indices, keep, assume_unique=True)])
-
-    def get(self, record_id: str) -> Record:
-        i = self.store.index_of(record_id)
-        pos = int(np.searchsorted(self.indices, i))
-        if pos >= len(self.indices) or self.indices[pos] != i:
-            raise KeyError(f"{self.store.path}: record {record_id!r} is not in this selection")
-        return self.store._record(i)
-
-    def __iter__(self) -> Iterator[Record]:
-        for i in self.indices:
-            yield self.store._record(int(i))
-
-    def table(self, columns: Sequence[str] | None = None) -> "pa.Table":
-        return self.store.table(columns).take(self.indices)
 
 
 def _shards_with(store: Store, datasets: set[str]) -> list[str]:
