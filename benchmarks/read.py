@@ -15,7 +15,8 @@ shared). The ``.aselmdb`` baselines, each labelled in the output:
   ``AtomsRow``, the cheapest way into the file.
 
 Omni paths: ``store[i]`` -> full ``Record`` (numpy arrays, all fields; dropped at once, as the
-baselines' rows are), the same kept in batches of 256 (a DataLoader batch: allocation then
+baselines' rows are; with the C decoder of ``omni_data/store/_fastcodec.c`` when it is built,
+and again with it switched off, as a pure-Python install reads), the same kept in batches of 256 (a DataLoader batch: allocation then
 costs more) and ``store.get_many(batch)``, ``store.to_atoms(i)`` -> ``ase.Atoms`` (like for like
 with fairchem), ``store.get(id)``, and the layout floor (one LMDB get + ``msgpack.unpackb``). ``--real`` adds the 180
 real OMol25 rows of the shared sample ``.aselmdb`` files (fairchem reads the three files as one
@@ -81,6 +82,20 @@ def each(fn: Callable[[int], object]) -> Callable[[np.ndarray], None]:
     return run
 
 
+def pure_python(run: Callable[[np.ndarray], None]) -> Callable[[np.ndarray], None]:
+    """``run`` with ``omni_data.store.codec``'s C decoder switched off (as without a compiler)."""
+    from omni_data.store import codec
+
+    def wrapped(idx: np.ndarray) -> None:
+        saved = codec.decode_c, codec.read_row_c
+        codec.decode_c = codec.read_row_c = None
+        try:
+            run(idx)
+        finally:
+            codec.decode_c, codec.read_row_c = saved
+    return wrapped
+
+
 def batched(get_many: Callable[[np.ndarray], list], size: int) -> Callable[[np.ndarray], None]:
     def run(idx: np.ndarray) -> None:
         for k in range(0, len(idx), size):
@@ -135,6 +150,12 @@ def omni_paths(store, arrow, idx: np.ndarray, ids: list[str]) -> dict:
     }
     if hasattr(store, "get_many"):  # absent before this API existed (A/B runs against old code)
         paths["omni lmdb get_many(256) kept"] = (batched(store.get_many, 256), idx)
+    from omni_data.store import codec
+
+    # metadata is unpacked on first access (schema._Metadata); this path pays for it on every read
+    paths["omni lmdb store[i].metadata (unpacked)"] = (each(lambda i: store[i].metadata), idx)
+    if codec.ACCELERATED:  # the same reads with the C decoder switched off (pure-Python install)
+        paths["omni lmdb store[i] -> Record, pure Python"] = (pure_python(each(store.__getitem__)), idx)
     paths |= {
         "omni arrow store[i] -> Record": (each(arrow.__getitem__), idx),
         "omni lmdb to_atoms(i) -> Atoms": (each(store.to_atoms), idx),

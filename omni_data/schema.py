@@ -69,6 +69,47 @@ FIELDS: dict[str, FieldSpec] = {
 LABELS: tuple[str, ...] = ("energy", "forces", "stress")
 
 
+class PackedMetadata(bytes):
+    """A record's metadata still in its stored msgpack form (a type of its own, so that it can
+    never be mistaken for a value someone stored)."""
+
+    __slots__ = ()
+
+
+class _Metadata:
+    """``Record.metadata``: a dict, unpacked from its stored msgpack bytes on first access.
+
+    The store's C decoder (``store/_fastcodec.c``) leaves a record's metadata packed: it puts a
+    ``PackedMetadata`` under ``__dict__["metadata"]`` and this descriptor unpacks it when the
+    attribute is first read (training never reads it; unpacking it was 60% of the decode time
+    of a real OMol25 row). Everything else sees a plain attribute: equality, ``repr``,
+    pickling, ``dataclasses.replace`` and ``Record(**vars(r))`` all work. A dataclass field
+    whose default is a descriptor calls ``__set__`` from ``__init__``; the default arrives as
+    the descriptor itself, meaning "no metadata".
+    """
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self  # the dataclass default
+        value = obj.__dict__["metadata"]
+        if type(value) is PackedMetadata:
+            value = obj.__dict__["metadata"] = _unpack_metadata(value, obj)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["metadata"] = {} if value is self else value
+
+
+def _unpack_metadata(raw: PackedMetadata, record: Any) -> Any:
+    import msgpack
+
+    try:
+        return msgpack.unpackb(raw) or {}
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        where = f"{record.source_file}#{record.source_index}"
+        raise ValueError(f"record {record.id!r} ({where}): metadata could not be unpacked ({exc})") from None
+
+
 @dataclass
 class Record:
     """One structure with its labels, in Omni's units and sign conventions."""
@@ -92,7 +133,7 @@ class Record:
     weight: float = 1.0
     source_file: str = ""
     source_index: int = -1
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = _Metadata()  # type: ignore[assignment]  # a dict on every instance
 
     @property
     def n_atoms(self) -> int:

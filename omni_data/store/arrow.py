@@ -211,6 +211,10 @@ class ArrowShard:
             metadata=json.loads(s["metadata"]) if s["metadata"] else {},
         )
 
+    def records(self, rows: Sequence[int]) -> list[Record]:
+        """The records at ``rows``, in that order (``Store.get_many``)."""
+        return [self.record(row) for row in rows]
+
     def find(self, record_id: str) -> int | None:
         """Row of ``record_id`` in this shard, or None (dict built on first use)."""
         if self._ids is None:

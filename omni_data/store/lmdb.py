@@ -17,7 +17,8 @@ from typing import Iterator, Sequence
 import lmdb
 import msgpack
 
-from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record
+from omni_data.store import codec
+from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record_py
 from omni_data.schema import Record
 
 INDEX_KEY = b"__index__"
@@ -128,7 +129,7 @@ class LmdbShard:
     def _txn(self) -> lmdb.Transaction:
         """This thread's long-lived read transaction (the file never changes once catalogued)."""
         try:
-            txn, fork = self._local.state
+            txn, fork, _ = self._local.state
             if fork == _FORK[0] and self._env is not None:
                 return txn
         except AttributeError:
@@ -136,7 +137,7 @@ class LmdbShard:
         # buffers=True: get() returns a view of the mapped page, not a copy; every caller decodes
         # or copies it at once (the view is valid while this read transaction lives).
         txn = self._open().begin(buffers=True)
-        self._local.state = (txn, _FORK[0])
+        self._local.state = (txn, _FORK[0], txn.get)
         return txn
 
     def _get(self, key: bytes) -> bytes | None:
@@ -166,18 +167,37 @@ class LmdbShard:
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
         try:
-            txn, fork = self._local.state
+            _, fork, get = self._local.state
             if fork != _FORK[0] or self._env is None:
-                txn = self._txn()
+                get = self._txn().get
         except AttributeError:
-            txn = self._txn()
-        value = txn.get(_ROW_KEY.pack(b"r", row))
+            get = self._txn().get
+        read_row = codec.read_row_c
+        if read_row is not None:  # C: key, lookup and decode in one call
+            record = read_row(get, row)
+            if record is not None and record is not NotImplemented:
+                return record
+        value = get(_ROW_KEY.pack(b"r", row))
         if value is None:
             raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
         try:
-            return decode_record(value)
+            return decode_record_py(value)
         except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
             raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
+
+    def records(self, rows: Sequence[int]) -> list[Record]:
+        """The decoded records at ``rows`` (a list of ints), in that order: ``Store.get_many``."""
+        if rows and not (0 <= min(rows) and max(rows) < self.n):
+            bad = next(r for r in rows if not 0 <= r < self.n)
+            raise IndexError(f"{self.path}: row {bad} out of range 0..{self.n - 1}")
+        read_rows = codec.read_rows_c
+        if read_rows is None:
+            return [self.record(row) for row in rows]
+        out = read_rows(self._txn().get, rows)
+        for k, record in enumerate(out):
+            if record is None or record is NotImplemented:  # missing or unusual: the Python path says why
+                out[k] = self.record(rows[k])
+        return out
 
     def iter_raw(self) -> Iterator[bytes]:
         """Every encoded record in row order (one cursor scan, no per-key lookups)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 BACKENDS = ("lmdb", "arrow")
+_bisect_right = bisect.bisect_right
 
 # Bumped in a forked child, so the hot path compares an int instead of calling os.getpid().
 _FORK = [0]
@@ -54,9 +55,10 @@ class _Base:
     def get_many(self, indices: Sequence[int] | np.ndarray) -> list[Record]:
         """Records at ``indices`` (negative counts from the end), in the order given.
 
-        Same records as ``[self[i] for i in indices]`` at the same speed (measured: the
-        per-record get and decode dominate); for a sampler's batch or a selection step it checks
-        every index before reading any and finds all shards with one ``searchsorted``.
+        Same records as ``[self[i] for i in indices]``, faster with the C decoder (one call per
+        shard reads and decodes the batch, no Python frame per record); it checks every index
+        before reading any and finds all shards with one ``searchsorted``. A DataLoader uses it
+        through ``__getitems__``.
         """
         idx = np.asarray(indices)
         if idx.size and idx.dtype.kind not in "iu":
@@ -69,6 +71,10 @@ class _Base:
             raise IndexError(f"{self.store.path}: index {int(np.asarray(indices).reshape(-1)[bad[0]])} "
                              f"out of range for {n} records")
         return self.store._records(self._globals(idx))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Record]:
+        """``get_many``: what torch's DataLoader calls for a batch of a map-style dataset."""
+        return self.get_many(indices)
 
     def _globals(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -177,12 +183,13 @@ class Store(_Base):
 
     def __getitem__(self, i: int) -> Record:
         # Same contract as _Base.__getitem__ with the indirections inlined (hot path).
-        i = operator.index(i)
+        if type(i) is not int:
+            i = operator.index(i)  # a numpy integer; a float is a TypeError, never truncated
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(f"{self.path}: index {i} out of range for {self._n} records")
-        k = bisect.bisect_right(self._ends_list, i)
+        k = _bisect_right(self._ends_list, i)
         handle = self._rows[k]
         if handle is None or self._fork != _FORK[0]:
             handle = self._handle(k)  # may reset self._rows (new process): assign after
@@ -216,9 +223,16 @@ class Store(_Base):
         if not len(glob):
             return []
         ks = np.searchsorted(self._ends, glob, side="right")
-        rows = (glob - self._starts[ks]).tolist()
-        handles = {int(k): self._handle(int(k)) for k in np.unique(ks)}
-        return [handles[k].record(row) for k, row in zip(ks.tolist(), rows)]
+        rows = glob - self._starts[ks]
+        shards = np.unique(ks)
+        if len(shards) == 1:
+            return self._handle(int(shards[0])).records(rows.tolist())
+        out: list[Record | None] = [None] * len(glob)
+        for k in shards.tolist():  # one call per shard, results put back in the order asked
+            pos = np.flatnonzero(ks == k)
+            for p, record in zip(pos.tolist(), self._handle(k).records(rows[pos].tolist())):
+                out[p] = record
+        return out  # type: ignore[return-value]
 
     def index_of(self, record_id: str) -> int:
         """Global index of ``record_id``; KeyError if it is not in the store."""

@@ -97,10 +97,27 @@ def test_fast_record_path_equals_the_init_path(monkeypatch):
     values = [encode_record(r) for r in records]
     fast = [decode_record(v) for v in values]
     monkeypatch.setattr(codec, "_FAST", False)
+    monkeypatch.setattr(codec, "decode_c", None)  # the C decoder is checked in test_fastcodec.py
     slow = [decode_record(v) for v in values]
     assert_same_records(records, fast)
     assert_same_records(slow, fast)
     assert all(vars(a).keys() == vars(b).keys() for a, b in zip(fast, slow))
+
+
+def test_python_fast_path_equals_the_init_path():
+    records = emt_records(8, seed=4)
+    for r in records:
+        r.metadata = {"k": r.id}
+    py = [codec_py(encode_record(r)) for r in records]
+    assert_same_records(records, py)
+    assert [r.metadata for r in py] == [{"k": r.id} for r in records]
+    assert all(list(vars(a)) == [f.name for f in fields(Record)] for a in py)
+
+
+def codec_py(value: bytes) -> Record:
+    from omni_data.store.codec import decode_record_py
+
+    return decode_record_py(value)
 
 
 def test_strided_views_encode_like_contiguous_copies():
@@ -112,3 +129,15 @@ def test_strided_views_encode_like_contiguous_copies():
     assert not view.positions.flags.c_contiguous
     assert encode_record(view) == encode_record(rec)
     assert_same_records([decode_record(encode_record(view))], [rec])
+
+
+def test_ci_builds_the_c_decoder():
+    """CI sets OMNI_REQUIRE_FASTCODEC=1: a broken build of ``_fastcodec.c`` must fail there
+    instead of falling back to the pure-Python decoder unnoticed."""
+    import os
+
+    import omni_data.store.codec as codec
+
+    if os.environ.get("OMNI_REQUIRE_FASTCODEC") != "1":
+        pytest.skip("OMNI_REQUIRE_FASTCODEC is not set (only CI requires the C decoder)")
+    assert codec.ACCELERATED, "omni_data/store/_fastcodec.c was not built (see the pip install output)"

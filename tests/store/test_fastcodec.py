@@ -1,0 +1,273 @@
+"""The C record decoder (``omni_data/store/_fastcodec.c``) against the pure-Python one.
+
+The C decoder must give exactly the Python decoder's Record for every well-formed version-2
+value and answer NotImplemented (never a wrong Record, never a crash) for anything else, which
+the Python path then decodes or rejects with its own error.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import fields
+
+import msgpack
+import numpy as np
+import pytest
+
+from omni_data.schema import PackedMetadata, Record
+from omni_data.store import codec
+from omni_data.store.codec import decode_record, decode_record_py, encode_record
+from omni_data.store.testing import assert_same_records, bare_record, emt_records, record_differences
+
+pytestmark = pytest.mark.skipif(not codec.ACCELERATED, reason="C decoder not built (no compiler at install)")
+
+ARRAYS = ("numbers", "positions", "cell", "pbc", "forces", "stress", "magmoms", "fixed", "tags")
+
+
+def varied_records(count: int, seed: int = 0, min_atoms: int = 0) -> list[Record]:
+    """Every optional field on and off, molecules and crystals, 0-40 atoms (a store holds at
+    least 1), odd metadata."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        n = int(rng.integers(min_atoms, 41))
+        on = rng.random(9) < 0.5
+        periodic = bool(on[0])
+        out.append(Record(
+            numbers=rng.integers(1, 119, n), positions=rng.normal(0, 5, (n, 3)),
+            id=f"set{i % 3}:{i}-ü", dataset=f"set{i % 3}", task=["pbe", "r2scan", "ωb97m"][i % 3],
+            cell=rng.normal(0, 5, (3, 3)) if periodic else None,
+            pbc=np.array([periodic, periodic, bool(on[1]) and periodic]),
+            energy=float(rng.normal(-3 * n, 1)) if on[2] else None,
+            energy_kind=["total", "free", "referenced"][i % 3],
+            forces=rng.normal(0, 1, (n, 3)) if on[3] else None, stress=rng.normal(0, 0.01, 6) if on[4] else None,
+            magmoms=rng.normal(0, 1, n) if on[5] else None, charge=float(rng.integers(-2, 3)) if on[6] else None,
+            spin=int(rng.integers(1, 5)) if on[7] else None,
+            fixed=rng.random(n) < 0.3 if on[8] else None, tags=rng.integers(0, 3, n) if i % 2 else None,
+            weight=float(rng.uniform(0, 3)), source_file=f"/data/file{i % 2}.extxyz", source_index=int(rng.integers(-1, 2**40)),
+            metadata={} if i % 4 == 0 else {"sid": f"s{i}", "nested": {"a": [1, 2.5, None, True]}, "n": -i},
+        ).normalized())
+    return out
+
+
+def assert_identical(c: Record, py: Record) -> None:
+    assert list(vars(c)) == list(vars(py))  # same fields, same order (Record(**vars(r)) works)
+    assert record_differences(c, py) == []
+    for name in ARRAYS:
+        a, b = getattr(c, name), getattr(py, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+            assert a.flags.writeable and a.flags.c_contiguous and a.flags.aligned, name
+    for name in ("id", "dataset", "task", "energy", "energy_kind", "charge", "spin", "weight", "source_file",
+                 "source_index", "metadata"):
+        assert getattr(c, name) == getattr(py, name) and type(getattr(c, name)) is type(getattr(py, name)), name
+
+
+def test_same_records_as_the_python_decoder():
+    records = varied_records(300) + emt_records(12, seed=3) + [bare_record()]
+    for record in records:
+        value = encode_record(record)
+        c = codec.decode_c(value)
+        assert c is not NotImplemented
+        assert_identical(c, decode_record_py(value))
+    assert_same_records(records, [decode_record(encode_record(r)) for r in records])
+
+
+def test_memoryview_values_decode_too():
+    value = encode_record(emt_records(1)[0])
+    assert_identical(codec.decode_c(memoryview(value)), decode_record_py(value))
+
+
+def test_arrays_own_their_memory():
+    value = encode_record(emt_records(1)[0])
+    a, b = codec.decode_c(value), codec.decode_c(value)
+    x0 = b.positions[0, 0]
+    a.positions[0, 0] = x0 + 1.0
+    a.pbc[0] = not a.pbc[0]
+    a.numbers[:] = 7
+    assert b.positions[0, 0] == x0 and b.pbc[0] != a.pbc[0] and b.numbers[0] != 7
+    assert not np.shares_memory(a.positions, b.positions)
+    del a
+    assert_identical(b, decode_record_py(value))  # b unaffected by a's mutation and release
+
+
+def test_metadata_is_unpacked_on_first_access():
+    record = varied_records(2)[1]
+    assert record.metadata
+    r = codec.decode_c(encode_record(record))
+    assert type(vars(r)["metadata"]) is PackedMetadata  # still packed
+    assert msgpack.unpackb(vars(r)["metadata"]) == record.metadata
+    assert r.metadata == record.metadata and type(vars(r)["metadata"]) is dict
+    assert r.metadata is r.metadata  # unpacked once, then kept
+    r.metadata["added"] = 1
+    assert r.metadata["added"] == 1
+
+
+def test_packed_metadata_survives_copy_pickle_replace_and_vars():
+    record = varied_records(2)[1]
+    value = encode_record(record)
+    make = lambda: codec.decode_c(value)  # noqa: E731  a fresh, still-packed record each time
+    assert pickle.loads(pickle.dumps(make())).metadata == record.metadata
+    assert copy.deepcopy(make()).metadata == record.metadata
+    assert dataclasses.replace(make(), id="x:1").metadata == record.metadata
+    assert Record(**vars(make())).metadata == record.metadata
+    assert dataclasses.asdict(make())["metadata"] == record.metadata
+    assert repr(record.metadata) in repr(make())
+    r = make()
+    r.metadata = {"replaced": True}
+    assert r.metadata == {"replaced": True}
+
+
+def test_empty_metadata_is_a_fresh_dict():
+    value = encode_record(bare_record())
+    a, b = codec.decode_c(value), codec.decode_c(value)
+    assert a.metadata == {} and type(vars(a)["metadata"]) is dict and a.metadata is not b.metadata
+
+
+def test_undecodable_packed_metadata_names_the_problem():
+    r = codec.decode_c(encode_record(varied_records(2)[1]))
+    vars(r)["metadata"] = PackedMetadata(b"\xc1")  # never used in msgpack
+    with pytest.raises(ValueError, match="metadata could not be unpacked"):
+        r.metadata
+
+
+def test_other_versions_and_shapes_go_to_python():
+    record = emt_records(1)[0]
+    doc = msgpack.unpackb(encode_record(record))
+    v1 = msgpack.packb({"v": 1})
+    odd = [
+        v1,
+        msgpack.packb([3] + doc[1:], use_bin_type=True),  # another version
+        msgpack.packb(doc + [None], use_bin_type=True),  # 17 elements
+        msgpack.packb(doc[:7] + [doc[7].hex()] + doc[8:], use_bin_type=True),  # buffer as str
+        msgpack.packb(doc[:6] + [9] + doc[7:], use_bin_type=True),  # pbc bits out of range
+        msgpack.packb(doc[:6] + [-1] + doc[7:], use_bin_type=True),  # Python indexes _PBC[-1]
+        msgpack.packb(doc[:15] + [b"raw"], use_bin_type=True),  # metadata not a map
+        msgpack.packb(doc[:15] + [[1, 2]], use_bin_type=True),
+        msgpack.packb(doc[:4] + [-1] + doc[5:], use_bin_type=True),  # negative n
+    ]
+    for value in odd:
+        assert codec.decode_c(value) is NotImplemented
+    # the Python path still decodes what it can: same answers as before the C decoder existed
+    assert decode_record(odd[5]).pbc.tolist() == [True, True, True]
+    assert decode_record(odd[6]).metadata == b"raw"  # plain bytes someone stored stay bytes
+    with pytest.raises(ValueError):
+        decode_record(odd[1])
+    # scalars of another msgpack type than encode_record writes come back as Python's do
+    int_energy = msgpack.packb(doc[:8] + [7] + doc[9:], use_bin_type=True)
+    assert_identical(codec.decode_c(int_energy), decode_record_py(int_energy))
+    assert type(codec.decode_c(int_energy).energy) is int
+
+
+def _python_outcome(value: bytes):
+    try:
+        return decode_record_py(value)
+    except Exception as exc:  # noqa: BLE001 - any error: C must not return a Record here
+        return exc
+
+
+def test_mutated_values_never_give_a_wrong_record():
+    """Every truncation and 3,000 random byte changes: C returns NotImplemented or exactly the
+    Record the Python decoder returns (and never crashes the process)."""
+    rng = np.random.default_rng(11)
+    values = [encode_record(r) for r in varied_records(6, seed=5)]
+    mutated = [v[:k] for v in values for k in range(len(v))]
+    for _ in range(3000):
+        v = bytearray(values[int(rng.integers(len(values)))])
+        for _ in range(int(rng.integers(1, 4))):
+            v[int(rng.integers(len(v)))] = int(rng.integers(256))
+        mutated.append(bytes(v))
+    accepted = lazy_errors = 0
+    for value in mutated:
+        c = codec.decode_c(value)
+        if c is NotImplemented:
+            continue
+        py = _python_outcome(value)
+        try:
+            c.metadata
+        except ValueError:
+            # metadata is unpacked on first access, so a broken metadata map is an error then
+            # (it names the record), where the Python decoder refused the whole value
+            assert isinstance(py, (ValueError, TypeError)), (value, py)
+            lazy_errors += 1
+            continue
+        assert isinstance(py, Record), (value, py)
+        assert_identical(c, py)
+        accepted += 1
+    assert accepted > 100  # flips inside float buffers still decode: the comparison is exercised
+
+
+def test_read_row_through_a_store(tmp_path):
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(40, seed=8, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records)
+    store = Store(tmp_path / "store")
+    assert_same_records(records, [store[i] for i in range(len(records))])
+    shard = store._handle(0)
+    get = shard._txn().get
+    assert codec.read_row_c(get, 40) is None  # no such row key
+    assert_identical(codec.read_row_c(get, 3), decode_record_py(shard.raw(3)))
+    with pytest.raises(OverflowError):
+        codec.read_row_c(get, -1)
+
+
+def test_environment_variable_turns_it_off():
+    code = "from omni_data.store import codec; print(codec.ACCELERATED, codec.decode_c)"
+    env = {**os.environ, "OMNI_PURE_PYTHON_CODEC": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "None"]
+
+
+def test_record_fields_are_what_the_c_decoder_fills():
+    # _fastcodec.c writes these keys in this order; codec.py disables it if Record changes.
+    assert tuple(f.name for f in fields(Record)) == codec._ORDER
+
+
+def test_read_rows_and_get_many_across_shards(tmp_path, monkeypatch):
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(90, seed=9, min_atoms=1)
+    for k in range(3):
+        write_shard(tmp_path / "store", f"s{k}", records[30 * k:30 * (k + 1)])
+    store = Store(tmp_path / "store")
+    idx = np.random.default_rng(4).integers(-90, 90, 200)  # three shards, repeats, negatives
+    fast = store.get_many(idx)
+    monkeypatch.setattr(codec, "read_rows_c", None)
+    monkeypatch.setattr(codec, "read_row_c", None)
+    slow = store.get_many(idx)
+    assert_same_records([records[i] for i in idx.tolist()], fast)
+    for a, b in zip(fast, slow):
+        assert_identical(a, b)
+    shard = store._handle(1)
+    out = codec_read_rows(shard, [0, 29, 30, 5])
+    assert out[2] is None and out[0] is not NotImplemented  # row 30 is past the shard's end
+    with pytest.raises(IndexError, match="row 30 out of range"):
+        shard.records([0, 30])
+
+
+def codec_read_rows(shard, rows):
+    from omni_data.store import _fastcodec
+
+    return _fastcodec.read_rows(shard._txn().get, rows)
+
+
+def test_torch_dataloader_batches_through_getitems(tmp_path):
+    torch = pytest.importorskip("torch")
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(20, seed=2, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records)
+    store = Store(tmp_path / "store")
+    calls = []
+    original = store.get_many
+    store.get_many = lambda idx: calls.append(list(idx)) or original(idx)  # type: ignore[method-assign]
+    loader = torch.utils.data.DataLoader(store, batch_size=8, collate_fn=lambda batch: batch)
+    batches = list(loader)
+    assert [len(b) for b in batches] == [8, 8, 4] and calls == [list(range(0, 8)), list(range(8, 16)), list(range(16, 20))]
+    assert_same_records(records, [r for b in batches for r in b])
