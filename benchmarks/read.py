@@ -18,7 +18,8 @@ Omni paths: ``store[i]`` -> full ``Record`` (numpy arrays, all fields; dropped a
 baselines' rows are; with the C decoder of ``omni_data/store/_fastcodec.c`` when it is built,
 and again with it switched off, as a pure-Python install reads), the same kept in batches of 256 (a DataLoader batch: allocation then
 costs more) and ``store.get_many(batch)``, ``store.to_atoms(i)`` -> ``ase.Atoms`` (like for like
-with fairchem), ``store.get(id)``, and the layout floor (one LMDB get + ``msgpack.unpackb``). ``--real`` adds the 180
+with fairchem), ``store.get(id)`` (through the store's id index, built first and timed; the rate before it is
+printed too), and the layout floor (one LMDB get + ``msgpack.unpackb``). ``--real`` adds the 180
 real OMol25 rows of the shared sample ``.aselmdb`` files (fairchem reads the three files as one
 dataset; Omni ingests them with its ``aselmdb`` reader).
 
@@ -193,6 +194,22 @@ def aselmdb_paths(files: list[Path], idx: np.ndarray, work: Path, sqlite=None) -
     return paths
 
 
+def index_store(path: Path, ids: list[str], idx: np.ndarray) -> None:
+    """``store.get(id)`` before and after building the store's id index (``omni-data index``)."""
+    from omni_data.store import Store, build_id_index
+
+    store = Store(path)
+    sample = [ids[i] for i in idx[: max(1, len(idx) // 5)].tolist()]
+    store.get(sample[0])
+    t0 = time.process_time()
+    for record_id in sample:
+        store.get(record_id)
+    before = len(sample) / max(time.process_time() - t0, 1e-9)
+    report = build_id_index(path)
+    print(f"id index: {report.ids:,} ids of {report.shards} shards in {report.seconds:.2f} s; "
+          f"get(id) before it {before:,.0f} records/s CPU (every shard asked), after: see below")
+
+
 def synthetic(args: argparse.Namespace, work: Path) -> None:
     import ase.db
 
@@ -217,6 +234,7 @@ def synthetic(args: argparse.Namespace, work: Path) -> None:
           + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
     idx = np.random.default_rng(1).integers(0, len(records), args.reads)
+    index_store(work / "store", [r.id for r in records], idx)
     store, arrow = Store(work / "store", backend="lmdb"), Store(work / "store", backend="arrow")
     load0 = os.getloadavg()[0]
     paths = omni_paths(store, arrow, idx, [r.id for r in records])
@@ -246,6 +264,7 @@ def real(folder: Path, args: argparse.Namespace, work: Path) -> None:
         write_shard(work / "store", f.stem, out)
         ids += [r.id for r in out]
     idx = np.random.default_rng(2).integers(0, len(ids), args.reads)
+    index_store(work / "store", ids, idx)
     store, arrow = Store(work / "store"), Store(work / "store", backend="arrow")
     load0 = os.getloadavg()[0]
     paths = omni_paths(store, arrow, idx, ids)

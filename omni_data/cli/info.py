@@ -26,6 +26,11 @@ def store_info(store: Path) -> dict[str, Any]:
             by_format[fmt] = by_format.get(fmt, 0) + int(meta["bytes"])
         if shard.get("quarantine"):
             by_format["quarantine"] = by_format.get("quarantine", 0) + int(shard["quarantine"]["bytes"])
+    segments = (catalog.sections.get("id_index") or {}).get("segments", [])
+    if segments:
+        by_format["id_index"] = sum(int(seg["bytes"]) for seg in segments)
+    names = {s["name"] for s in catalog.shards}
+    covered = {n for seg in segments for n in seg["shards"]} & names
     runs = catalog.runs
     return {
         "store": str(store),
@@ -33,6 +38,7 @@ def store_info(store: Path) -> dict[str, Any]:
         **catalog.counts,
         "bytes": by_format,
         "sections": sorted(catalog.sections),
+        "id_index": {"segments": len(segments), "shards_covered": len(covered), "shards": len(names)},
         "runs": len(runs),
         "last_run": {k: runs[-1].get(k) for k in ("kind", "status", "finished", "dataset", "task")} if runs else None,
     }
@@ -54,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     reasons = ", ".join(f"{k} {v:,}" for k, v in info["quarantined_by_reason"].items())
     print(f"  quarantined: {info['quarantined']:,}" + (f" ({reasons})" if reasons else ""))
     print("  bytes: " + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in info["bytes"].items()))
+    ids = info["id_index"]
+    hint = "" if ids["shards_covered"] == ids["shards"] else " (run `omni-data index` to cover the rest)"
+    print(f"  id index: {ids['segments']} segment(s), covers {ids['shards_covered']} of {ids['shards']} shards{hint}")
     if info["sections"]:
         print(f"  sections: {', '.join(info['sections'])}")
     return 0

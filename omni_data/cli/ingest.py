@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
     parser.add_argument("--shard-formats", default=",".join(FORMATS), help="comma list of arrow,lmdb (default both)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-id-index", action="store_true",
+                        help="skip indexing the new shards' ids at the end (store.get(id) then asks each new "
+                             "shard; run `omni-data index STORE` later)")
     add_cluster_arguments(parser)
 
 
@@ -119,4 +122,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in summary.lines():
         print(line)
+    if not args.no_id_index:
+        from omni_data.store.idindex import build_id_index
+
+        try:
+            print(build_id_index(spec.store, progress=not args.no_progress).line())
+        except (ValueError, OSError) as exc:
+            print(f"omni-data ingest: id index: {exc}", file=sys.stderr)
+            return 1
     return 0 if summary.ok else 1

@@ -5,6 +5,7 @@ Import the API from here; heavy modules (pyarrow, lmdb) load when first used.
 from __future__ import annotations
 
 from omni_data.store.catalog import Catalog, read_catalog, update_catalog
+from omni_data.store.idindex import build_id_index
 from omni_data.store.multi import MultiCatalog, StoreSet, StoreSetView, open_stores
 from omni_data.store.reader import Store, StoreView
 from omni_data.store.verify import VerifyReport, verify_store
@@ -19,6 +20,7 @@ __all__ = [
     "StoreSetView",
     "StoreView",
     "VerifyReport",
+    "build_id_index",
     "read_catalog",
     "register_shard",
     "sidecar_path",

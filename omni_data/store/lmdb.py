@@ -94,12 +94,15 @@ def _release(key: tuple[int, int]) -> None:
         slot[1].close()
 
 
-class LmdbShard:
-    """Read-only access to one LMDB shard; opens its environment lazily in the current process.
+class LmdbFile:
+    """A read-only LMDB file that never changes once catalogued, opened lazily per process.
 
-    Each thread keeps its own read transaction, so one shard object can serve several threads
-    (e.g. a threaded Dask worker); nothing open survives pickling or a fork.
+    Each thread keeps its own read transaction, so one object can serve several threads (e.g. a
+    threaded Dask worker); nothing open survives pickling or a fork. ``LmdbShard`` (records) and
+    ``idindex.IdSegment`` (the store's id index) are built on it.
     """
+
+    kind = "LMDB file"
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -107,21 +110,11 @@ class LmdbShard:
         self._key: tuple[int, int] | None = None
         self._pid = -1
         self._local = threading.local()
-        try:
-            index = self._index()
-        except ValueError:
-            self.close()
-            raise
-        if index.get("codec", 1) not in READABLE_VERSIONS:
-            self.close()
-            raise ValueError(f"{self.path}: record codec {index.get('codec')!r} is not one of {READABLE_VERSIONS} "
-                             "(written by a newer Omni?)")
-        self.n = int(index["n"])
 
     def _open(self) -> lmdb.Environment:
         if self._env is None or self._pid != os.getpid():
             if not self.path.is_file():
-                raise FileNotFoundError(f"{self.path}: LMDB shard file is missing")
+                raise FileNotFoundError(f"{self.path}: {self.kind} is missing")
             self._key, self._env = _acquire(self.path)
             self._pid = os.getpid()
         return self._env
@@ -143,6 +136,42 @@ class LmdbShard:
     def _get(self, key: bytes) -> bytes | None:
         value = self._txn().get(key)
         return None if value is None else bytes(value)
+
+    def close(self) -> None:
+        state = getattr(self._local, "state", None)
+        if state is not None and state[1] == _FORK[0] and self._pid == os.getpid():
+            state[0].abort()
+        self._local = threading.local()
+        if self._key is not None and self._pid == os.getpid():
+            _release(self._key)
+        self._env, self._key, self._pid = None, None, -1
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._env, self._key, self._pid = None, None, -1
+        self._local = threading.local()
+
+
+class LmdbShard(LmdbFile):
+    """Read-only access to one LMDB shard of records."""
+
+    kind = "LMDB shard file"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        try:
+            index = self._index()
+        except ValueError:
+            self.close()
+            raise
+        if index.get("codec", 1) not in READABLE_VERSIONS:
+            self.close()
+            raise ValueError(f"{self.path}: record codec {index.get('codec')!r} is not one of {READABLE_VERSIONS} "
+                             "(written by a newer Omni?)")
+        self.n = int(index["n"])
 
     def _index(self) -> dict:
         raw = self._get(INDEX_KEY)
@@ -226,19 +255,20 @@ class LmdbShard:
         value = self._txn().get(id_key(record_id))  # a view of the page: unpacked at once
         return None if value is None else _ROW.unpack(value)[0]
 
-    def close(self) -> None:
-        state = getattr(self._local, "state", None)
-        if state is not None and state[1] == _FORK[0] and self._pid == os.getpid():
-            state[0].abort()
-        self._local = threading.local()
-        if self._key is not None and self._pid == os.getpid():
-            _release(self._key)
-        self._env, self._key, self._pid = None, None, -1
+    def iter_ids(self) -> Iterator[tuple[bytes, int]]:
+        """Every (id as UTF-8 bytes, row) of the shard's id keys, in byte order of the id."""
+        with self._open().begin(buffers=False) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(b"i"):
+                return
+            for key, value in cursor:
+                if not key.startswith(b"i"):
+                    break
+                yield key[1:], _ROW.unpack(value)[0]
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "n": self.n}
 
     def __setstate__(self, state: dict) -> None:
-        self.path, self.n = state["path"], state["n"]
-        self._env, self._key, self._pid = None, None, -1
-        self._local = threading.local()
+        super().__setstate__(state)
+        self.n = state["n"]

@@ -121,6 +121,7 @@ class Store(_Base):
         self._handles: dict[tuple[str, str], Any] = {}
         self._rows: list[Any] = [None] * len(catalog.shards)  # default-backend handle per shard
         self._pid, self._fork = os.getpid(), _FORK[0]
+        self._ids, self._ids_pid = None, -1  # the id index (idindex.IdIndex), opened on first get(id)
 
     def refresh(self) -> "Store":
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
@@ -133,6 +134,9 @@ class Store(_Base):
             for handle in getattr(self, "_handles", {}).values():
                 if hasattr(handle, "close"):
                     handle.close()
+            if getattr(self, "_ids", None) is not None and self._ids_pid == os.getpid():
+                self._ids.close()
+        self._ids, self._ids_pid = None, -1
         self._handles = {}
         self._rows = [None] * len(self.catalog.shards) if hasattr(self, "catalog") else []
 
@@ -235,10 +239,17 @@ class Store(_Base):
         return out  # type: ignore[return-value]
 
     def index_of(self, record_id: str) -> int:
-        """Global index of ``record_id``; KeyError if it is not in the store."""
+        """Global index of ``record_id``; KeyError if it is not in the store.
+
+        One lookup in the store's id index (``idindex.py``) for the shards it covers; shards
+        added since the index was last built are asked one by one."""
+        ids = self._id_index()
+        hit = ids.find(record_id)
+        if hit is not None and hit[0] in self._by_name:
+            return int(self._starts[self._by_name[hit[0]]] + hit[1])
         dataset = record_id.split(":", 1)[0]  # ids are "<dataset>:<source id>": skip other datasets' shards
         for k, entry in enumerate(self.catalog.shards):
-            if entry["by_dataset"] and dataset not in entry["by_dataset"]:
+            if entry["name"] in ids.covered or (entry["by_dataset"] and dataset not in entry["by_dataset"]):
                 continue
             # LMDB has an id index (one B-tree lookup); Arrow builds a dict on first use.
             row = self._handle(k, "lmdb" if "lmdb" in entry["files"] else "arrow").find(record_id)
@@ -249,6 +260,14 @@ class Store(_Base):
     def get(self, record_id: str) -> Record:
         """The record with ``record_id`` (KeyError if absent)."""
         return self._record(self.index_of(record_id))
+
+    def _id_index(self) -> Any:
+        """The catalog's id index segments, opened on first use in this process."""
+        if self._ids is None or self._ids_pid != os.getpid():
+            from omni_data.store.idindex import IdIndex
+
+            self._ids, self._ids_pid = IdIndex(self.path, self.catalog), os.getpid()
+        return self._ids
 
     def iter_shard(self, name: str) -> Iterator[Record]:
         """Every record of shard ``name`` in row order."""

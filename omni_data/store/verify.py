@@ -50,6 +50,19 @@ def _count_rows(fmt: str, path: Path) -> int:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(str(path)).metadata.num_rows
+    if fmt == "id_index":
+        import msgpack
+
+        from omni_data.store.idindex import SEGMENT_KEY, IdSegment
+
+        segment = IdSegment(path, [])
+        try:
+            head = segment._get(SEGMENT_KEY)
+            if head is None:
+                raise ValueError(f"no {SEGMENT_KEY!r} key: not an id index segment")
+            return int(msgpack.unpackb(head)["ids"])
+        finally:
+            segment.close()
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -98,9 +111,19 @@ def verify_store(store_dir: Path) -> VerifyReport:
             meta = entry["quarantine"]
             referenced.add((root / meta["file"]).resolve())
             _check_file(root, entry["name"], "quarantine", meta, entry["quarantined"], report)
+    known = {entry["name"]: entry for entry in catalog.shards}
+    for seg in (catalog.sections.get("id_index") or {}).get("segments", []):
+        referenced.add((root / seg["file"]).resolve())
+        _check_file(root, "id index", "id_index", seg, int(seg["ids"]), report)
+        missing = [name for name in seg["shards"] if name not in known]
+        if missing:
+            report.problems.append(f"id index segment {seg['file']}: covers shards not in the catalog: {missing[:3]}")
+        elif sum(int(known[name]["records"]) for name in seg["shards"]) != int(seg["ids"]):
+            report.problems.append(f"id index segment {seg['file']}: {seg['ids']} ids, its shards hold "
+                                   f"{sum(int(known[n]['records']) for n in seg['shards'])} records")
     if summarize(catalog.shards) != catalog.counts:
         report.problems.append("catalog counts differ from the sum of its shard entries")
-    for folder in ("shards", "quarantine"):
+    for folder in ("shards", "quarantine", "index"):
         for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
             if path.resolve() not in referenced:
                 report.notes.append(f"{path.relative_to(root)}: not in the catalog (leftover of an interrupted write)")
