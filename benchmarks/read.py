@@ -156,7 +156,7 @@ def omni_paths(store, arrow, idx: np.ndarray, ids: list[str]) -> dict:
     # metadata is unpacked on first access (schema._Metadata); this path pays for it on every read
     paths["omni lmdb store[i].metadata (unpacked)"] = (each(lambda i: store[i].metadata), idx)
     if getattr(codec, "ACCELERATED", False):  # the same reads with the C decoder switched off (pure-Python install)
-        paths["omni lmdb store[i] -> Record, pure Python"] = (pure_python(each(store.__getitem__)), idx)
+        paths["omni lmdb store[i] -> Record, pure Python"] = (pure_python(each(store._getitem)), idx)
     paths |= {
         "omni arrow store[i] -> Record": (each(arrow.__getitem__), idx),
         "omni lmdb to_atoms(i) -> Atoms": (each(store.to_atoms), idx),

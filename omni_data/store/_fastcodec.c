@@ -428,9 +428,120 @@ static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return out;
 }
 
+/* ---- StoreIndex: Store.__getitem__ without a Python frame -------------------------------------
+ *
+ * A base type of ``reader.Store`` (no fields of its own). Its mp_subscript does what
+ * ``Store._getitem`` and ``LmdbShard.record`` do for the common case: an int index, the shard's
+ * handle already open in this process, an LMDB shard with this thread's read transaction. The
+ * shard is found by bisecting ``store._ends_list``; the row is read and decoded by read_one().
+ * Anything else (another index type, out of range, a handle not yet open, a fork since, an Arrow
+ * shard, a value read_one() does not take) calls ``store._getitem(key)``, the Python path, which
+ * gives the same record or raises the documented error. */
+
+static PyObject *g_store_fork, *g_lmdb_fork, *g_shard_type;
+static PyObject *s_n, *s_shard_n, *s_ends, *s_starts, *s_rows, *s_fork, *s_local, *s_state, *s_env, *s_getitem;
+
+static PyObject *slow_getitem(PyObject *self, PyObject *key) {
+    return PyObject_CallMethodOneArg(self, s_getitem, key);
+}
+
+static int same_int(PyObject *a, PyObject *b) {  /* two ints of the fork counters */
+    if (a == b) return 1;
+    if (a == NULL || b == NULL || !PyLong_CheckExact(a) || !PyLong_CheckExact(b)) return 0;
+    return PyObject_RichCompareBool(a, b, Py_EQ) == 1;
+}
+
+static PyObject *store_subscript(PyObject *self, PyObject *key) {
+    if (g_shard_type == NULL || !PyLong_CheckExact(key)) return slow_getitem(self, key);
+    int overflow = 0;
+    long long i = PyLong_AsLongLongAndOverflow(key, &overflow);
+    if (overflow || (i == -1 && PyErr_Occurred())) { PyErr_Clear(); return slow_getitem(self, key); }
+    PyObject *dict = PyObject_GenericGetDict(self, NULL);
+    if (dict == NULL) { PyErr_Clear(); return slow_getitem(self, key); }
+    PyObject *result = NULL, *shard_dict = NULL, *state = NULL;
+    PyObject *n_obj = PyDict_GetItemWithError(dict, s_n);
+    PyObject *ends = PyDict_GetItemWithError(dict, s_ends);
+    PyObject *starts = PyDict_GetItemWithError(dict, s_starts);
+    PyObject *rows = PyDict_GetItemWithError(dict, s_rows);
+    PyObject *fork = PyDict_GetItemWithError(dict, s_fork);
+    if (!n_obj || !ends || !starts || !rows || !fork || !PyList_CheckExact(ends) || !PyList_CheckExact(starts)
+        || !PyList_CheckExact(rows) || !same_int(fork, PyList_GET_ITEM(g_store_fork, 0))) goto slow;
+    long long n = PyLong_AsLongLong(n_obj);
+    if (n == -1 && PyErr_Occurred()) goto slow;
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) goto slow;  /* the Python path raises the IndexError */
+    /* bisect_right(ends, i): the first shard whose end is past i */
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(ends);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        long long end = PyLong_AsLongLong(PyList_GET_ITEM(ends, mid));
+        if (end == -1 && PyErr_Occurred()) goto slow;
+        if (i < end) hi = mid; else lo = mid + 1;
+    }
+    if (lo >= PyList_GET_SIZE(rows) || lo >= PyList_GET_SIZE(starts)) goto slow;
+    PyObject *handle = PyList_GET_ITEM(rows, lo);
+    if (handle == Py_None || Py_TYPE(handle) != (PyTypeObject *)g_shard_type) goto slow;
+    long long row = i - PyLong_AsLongLong(PyList_GET_ITEM(starts, lo));
+    if (PyErr_Occurred()) goto slow;
+    shard_dict = PyObject_GenericGetDict(handle, NULL);
+    if (shard_dict == NULL) goto slow;
+    PyObject *shard_n = PyDict_GetItemWithError(shard_dict, s_shard_n);
+    PyObject *env = PyDict_GetItemWithError(shard_dict, s_env);
+    PyObject *local = PyDict_GetItemWithError(shard_dict, s_local);
+    if (!shard_n || !env || env == Py_None || !local) goto slow;
+    long long shard_rows = PyLong_AsLongLong(shard_n);
+    if ((shard_rows == -1 && PyErr_Occurred()) || row < 0 || row >= shard_rows) goto slow;
+    state = PyObject_GetAttr(local, s_state);  /* this thread's (txn, fork, get) */
+    if (state == NULL || !PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 3
+        || !same_int(PyTuple_GET_ITEM(state, 1), PyList_GET_ITEM(g_lmdb_fork, 0))) goto slow;
+    PyObject *row_obj = PyLong_FromLongLong(row);
+    if (row_obj == NULL) goto done;
+    result = read_one(PyTuple_GET_ITEM(state, 2), row_obj);
+    Py_DECREF(row_obj);
+    if (result == NULL) goto done;  /* an error from the lookup itself: raise it */
+    if (result == Py_None || result == Py_NotImplemented) { Py_CLEAR(result); goto slow; }
+    goto done;
+slow:
+    PyErr_Clear();
+    result = slow_getitem(self, key);
+done:
+    Py_XDECREF(state);
+    Py_XDECREF(shard_dict);
+    Py_DECREF(dict);
+    return result;
+}
+
+static PyMappingMethods store_mapping = {NULL, store_subscript, NULL};
+
+static PyTypeObject StoreIndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omni_data.store._fastcodec.StoreIndex",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of reader.Store: store[i] for an int i in C (see _fastcodec.c).",
+    .tp_as_mapping = &store_mapping,
+    .tp_new = PyType_GenericNew,
+};
+
+/* configure_store(store_fork, lmdb_fork, LmdbShard): the fork counters of reader.py and lmdb.py
+ * (one-element lists) and the shard type whose handles the fast path reads. */
+static PyObject *configure_store(PyObject *self, PyObject *args) {
+    PyObject *a, *b, *t;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &a, &PyList_Type, &b, &PyType_Type, &t)) return NULL;
+    if (PyList_GET_SIZE(a) != 1 || PyList_GET_SIZE(b) != 1) {
+        PyErr_SetString(PyExc_ValueError, "configure_store: fork counters are one-element lists");
+        return NULL;
+    }
+    Py_INCREF(a); Py_INCREF(b); Py_INCREF(t);
+    Py_XSETREF(g_store_fork, a); Py_XSETREF(g_lmdb_fork, b); Py_XSETREF(g_shard_type, t);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"read_row", (PyCFunction)(void (*)(void))read_row, METH_FASTCALL,
      "read_row(get, row) -> Record | None | NotImplemented: get(row key), decoded."},
+    {"configure_store", configure_store, METH_VARARGS,
+     "configure_store(reader._FORK, lmdb._FORK, LmdbShard): what StoreIndex's fast path checks."},
     {"read_rows", (PyCFunction)(void (*)(void))read_rows, METH_FASTCALL,
      "read_rows(get, rows) -> list of what read_row gives for each row."},
     {"configure", configure, METH_VARARGS,
@@ -456,5 +567,20 @@ PyMODINIT_FUNC PyInit__fastcodec(void) {
     if (g_template == NULL) return NULL;
     for (int k = 0; k < K_COUNT; k++)
         if (PyDict_SetItem(g_template, g_keys[k], Py_None) < 0) return NULL;
-    return PyModule_Create(&module);
+    const char *names[] = {"_n", "n", "_ends_list", "_starts_list", "_rows", "_fork", "_local", "state", "_env",
+                           "_getitem"};
+    PyObject **slots[] = {&s_n, &s_shard_n, &s_ends, &s_starts, &s_rows, &s_fork, &s_local, &s_state, &s_env,
+                          &s_getitem};
+    for (int k = 0; k < 10; k++)
+        if ((*slots[k] = PyUnicode_InternFromString(names[k])) == NULL) return NULL;
+    if (PyType_Ready(&StoreIndexType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&StoreIndexType);
+    if (PyModule_AddObject(m, "StoreIndex", (PyObject *)&StoreIndexType) < 0) {
+        Py_DECREF(&StoreIndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -95,7 +95,23 @@ class _Base:
         raise NotImplementedError
 
 
-class Store(_Base):
+def _fast_bases() -> tuple[type, ...]:
+    """``(_fastcodec.StoreIndex,)`` when the C decoder is in use: ``store[i]`` then runs in C
+    for the common case and calls ``Store._getitem`` for everything else; else ``()``."""
+    from omni_data.store import codec
+
+    if not codec.ACCELERATED:
+        return ()
+    from omni_data.store import lmdb as lmdb_shards
+
+    codec._fastcodec.configure_store(_FORK, lmdb_shards._FORK, lmdb_shards.LmdbShard)
+    return (codec._fastcodec.StoreIndex,)
+
+
+_FAST_BASES = _fast_bases()
+
+
+class Store(_Base, *_FAST_BASES):
     """A store directory opened for reading; ``backend`` picks LMDB (default) or Arrow for rows."""
 
     def __init__(self, path: str | Path, backend: str = "lmdb"):
@@ -185,8 +201,9 @@ class Store(_Base):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i: int) -> Record:
-        # Same contract as _Base.__getitem__ with the indirections inlined (hot path).
+    def _getitem(self, i: int) -> Record:
+        """``store[i]`` in Python: the whole contract (the C ``StoreIndex`` calls it for every
+        case it does not take itself). Same as _Base.__getitem__ with the indirections inlined."""
         if type(i) is not int:
             i = operator.index(i)  # a numpy integer; a float is a TypeError, never truncated
         if i < 0:
@@ -199,6 +216,9 @@ class Store(_Base):
             handle = self._handle(k)  # may reset self._rows (new process): assign after
             self._rows[k] = handle
         return handle.record(i - self._starts_list[k])
+
+    # store[i]: C (StoreIndex) when built, else the Python method
+    __getitem__ = _FAST_BASES[0].__getitem__ if _FAST_BASES else _getitem
 
     def _global(self, i: int) -> int:
         return i

@@ -271,3 +271,40 @@ def test_torch_dataloader_batches_through_getitems(tmp_path):
     batches = list(loader)
     assert [len(b) for b in batches] == [8, 8, 4] and calls == [list(range(0, 8)), list(range(8, 16)), list(range(16, 20))]
     assert_same_records(records, [r for b in batches for r in b])
+
+
+def test_store_index_in_c_gives_the_python_path_records(tmp_path, monkeypatch):
+    """``store[i]`` runs in C (``StoreIndex``) for an int index on an open LMDB shard and falls
+    back to ``Store._getitem`` for everything else; both give the same records and errors."""
+    import threading
+
+    from omni_data.store import Store, write_shard
+    from omni_data.store.reader import Store as StoreClass
+
+    records = varied_records(60, seed=12, min_atoms=1)
+    for k in range(3):
+        write_shard(tmp_path / "store", f"s{k}", records[20 * k:20 * (k + 1)])
+    store = Store(tmp_path / "store")
+    assert type(store).__getitem__ is codec._fastcodec.StoreIndex.__getitem__
+    slow: list[object] = []
+    original = StoreClass._getitem
+    monkeypatch.setattr(StoreClass, "_getitem", lambda self, i: slow.append(i) or original(self, i))
+    got = [store[i] for i in range(60)] + [store[-1], store[-60], store[np.int64(7)], store[True]]
+    assert slow == [0, 20, 40, np.int64(7), True]  # first read of each shard opens it; non-int types
+    assert_same_records(records + [records[-1], records[0], records[7], records[1]], got)
+    for bad, error in ((60, IndexError), (-61, IndexError), (1.0, TypeError), ("1", TypeError), (2**70, IndexError)):
+        with pytest.raises(error):
+            store[bad]
+    arrow = Store(tmp_path / "store", backend="arrow")  # not an LMDB handle: always the Python path
+    assert_same_records(records[:5], [arrow[i] for i in range(5)])
+    results: dict[int, list[str]] = {}
+
+    def read(t: int) -> None:
+        results[t] = [store[(7 * t + k) % 60].id for k in range(300)]  # each thread opens its own transaction
+
+    threads = [threading.Thread(target=read, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[t] == [records[(7 * t + k) % 60].id for k in range(300)] for t in range(4))
