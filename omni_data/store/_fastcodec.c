@@ -410,17 +410,24 @@ static PyObject *read_row(PyObject *self, PyObject *const *args, Py_ssize_t narg
 }
 
 /* read_rows(get, rows): [read_row(get, row) for row in rows] without a Python frame per row
- * (Store.get_many); entries that are None or NotImplemented are for the caller to redo. */
+ * (Store.get_many); ``get`` may also be a list holding each row's get (rows of several
+ * shards). Entries that are None or NotImplemented are for the caller to redo. */
 static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "read_rows(get, rows)"); return NULL; }
     PyObject *rows = PySequence_Fast(args[1], "read_rows: rows must be a sequence");
     if (rows == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(rows);
+    int per_row = PyList_CheckExact(args[0]);
+    if (per_row && PyList_GET_SIZE(args[0]) != n) {
+        Py_DECREF(rows);
+        PyErr_SetString(PyExc_ValueError, "read_rows: one get per row");
+        return NULL;
+    }
     PyObject *out = PyList_New(n);
     if (out == NULL) { Py_DECREF(rows); return NULL; }
     PyObject **items = PySequence_Fast_ITEMS(rows);
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *record = read_one(args[0], items[k]);
+        PyObject *record = read_one(per_row ? PyList_GET_ITEM(args[0], k) : args[0], items[k]);
         if (record == NULL) { Py_DECREF(out); Py_DECREF(rows); return NULL; }
         PyList_SET_ITEM(out, k, record);
     }

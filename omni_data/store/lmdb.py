@@ -12,7 +12,7 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import lmdb
 import msgpack
@@ -213,6 +213,16 @@ class LmdbShard(LmdbFile):
             return decode_record_py(value)
         except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
             raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
+
+    def getter(self) -> Any:
+        """This thread's ``txn.get`` (for ``codec.read_rows_c`` over rows of several shards)."""
+        try:
+            _, fork, get = self._local.state
+            if fork == _FORK[0] and self._env is not None:
+                return get
+        except AttributeError:
+            pass
+        return self._txn().get
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The decoded records at ``rows`` (a list of ints), in that order: ``Store.get_many``."""

@@ -251,6 +251,19 @@ class Store(_Base, *_FAST_BASES):
         shards = np.unique(ks)
         if len(shards) == 1:
             return self._handle(int(shards[0])).records(rows.tolist())
+        from omni_data.store import codec
+        from omni_data.store.lmdb import LmdbShard
+
+        handles = {k: self._handle(k) for k in shards.tolist()}
+        if codec.read_rows_c is not None and all(type(h) is LmdbShard for h in handles.values()):
+            # rows of several shards in one C call: each row with its shard's get
+            ks_list, rows_list = ks.tolist(), rows.tolist()
+            getters = {k: h.getter() for k, h in handles.items()}
+            got = codec.read_rows_c([getters[k] for k in ks_list], rows_list)
+            for p, record in enumerate(got):
+                if record is None or record is NotImplemented:  # the Python path says why
+                    got[p] = handles[ks_list[p]].record(rows_list[p])
+            return got
         out: list[Record | None] = [None] * len(glob)
         for k in shards.tolist():  # one call per shard, results put back in the order asked
             pos = np.flatnonzero(ks == k)

@@ -249,6 +249,12 @@ def test_read_rows_and_get_many_across_shards(tmp_path, monkeypatch):
     assert out[2] is None and out[0] is not NotImplemented  # row 30 is past the shard's end
     with pytest.raises(IndexError, match="row 30 out of range"):
         shard.records([0, 30])
+    from omni_data.store import _fastcodec
+
+    two = [store._handle(0).getter(), store._handle(2).getter()]
+    assert [r.id for r in _fastcodec.read_rows(two, [3, 4])] == [records[3].id, records[64].id]
+    with pytest.raises(ValueError, match="one get per row"):
+        _fastcodec.read_rows(two, [1, 2, 3])
 
 
 def codec_read_rows(shard, rows):
