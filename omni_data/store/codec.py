@@ -48,7 +48,7 @@ _FAST = tuple(f.name for f in fields(Record)) == _ORDER and not hasattr(Record, 
     and not hasattr(Record, "__slots__")
 
 # The C decoder (``_fastcodec.c``, built at install when a compiler is there): the same Record
-# as the Python fast path below, 3-4x faster, with the metadata left packed until it is read
+# as the Python fast path below, about 2.7x faster, with the metadata left packed until it is read
 # (``schema._Metadata``). It answers NotImplemented for anything but a well-formed version-2
 # value, which then takes the Python path (and its errors). OMNI_PURE_PYTHON_CODEC=1 turns it off.
 try:

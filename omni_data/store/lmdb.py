@@ -192,15 +192,11 @@ class LmdbShard(LmdbFile):
         return value
 
     def record(self, row: int) -> Record:
-        """The decoded record at ``row`` (hot path of ``Store[i]``: one get, one decode)."""
+        """The decoded record at ``row``: one get, one decode (``Store[i]`` does the same in C,
+        ``_fastcodec.StoreIndex``, once the shard is open)."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        try:
-            _, fork, get = self._local.state
-            if fork != _FORK[0] or self._env is None:
-                get = self._txn().get
-        except AttributeError:
-            get = self._txn().get
+        get = self.getter()
         read_row = codec.read_row_c
         if read_row is not None:  # C: key, lookup and decode in one call
             record = read_row(get, row)
@@ -232,7 +228,7 @@ class LmdbShard(LmdbFile):
         read_rows = codec.read_rows_c
         if read_rows is None:
             return [self.record(row) for row in rows]
-        out = read_rows(self._txn().get, rows)
+        out = read_rows(self.getter(), rows)
         for k, record in enumerate(out):
             if record is None or record is NotImplemented:  # missing or unusual: the Python path says why
                 out[k] = self.record(rows[k])
