@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from omni_data.readers import Partition, ReaderError, ReadOptions
-from omni_data.readers._common import open_binary
+from omni_data.readers._common import open_binary, read_byte_range
 from omni_data.readers._finish import finish, reject
 from omni_data.readers._json_scan import iter_values, scan_values
 from omni_data.readers._pmg import structure_arrays
@@ -92,12 +92,8 @@ def entry_record(entry: dict[str, Any], opts: ReadOptions, path: str, index: int
 
 
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
-    offset, end = int(part.get("offset")), int(part.get("end"))
-    with open_binary(part.path) as fh:
-        fh.seek(offset)  # gzip: decompresses forward to the offset, nothing is kept
-        raw = fh.read(end - offset)
-    where = f"{part.path} bytes {offset}-{end}"
-    for k, entry in enumerate(iter_values(raw.decode("utf-8"), where)):
+    text, where = read_byte_range(part.path, int(part.get("offset")), int(part.get("end")))
+    for k, entry in enumerate(iter_values(text, where)):
         index = part.start + k
         try:
             if not isinstance(entry, dict):

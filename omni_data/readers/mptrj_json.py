@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from omni_data.readers import Partition, ReaderError, ReadOptions
-from omni_data.readers._common import open_binary
+from omni_data.readers._common import open_binary, read_byte_range
 from omni_data.readers._finish import finish, reject
 from omni_data.readers._json_scan import iter_entries, scan_object
 from omni_data.readers._pmg import structure_arrays
@@ -102,16 +102,9 @@ def frame_record(frame: dict[str, Any], mp_id: str, frame_id: str, opts: ReadOpt
 
 
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
-    offset, end = int(part.get("offset")), int(part.get("end"))
-    try:
-        with open_binary(part.path) as fh:
-            fh.seek(offset)  # .gz/.xz: decompresses forward to the offset
-            raw = fh.read(end - offset)
-    except (OSError, EOFError) as exc:
-        raise ReaderError(f"{part.path}: cannot open ({exc})") from exc
+    text, where = read_byte_range(part.path, int(part.get("offset")), int(part.get("end")))
     index = part.start
-    where = f"{part.path} bytes {offset}-{end}"
-    for mp_id, frames in iter_entries(raw.decode("utf-8"), where):
+    for mp_id, frames in iter_entries(text, where):
         if not isinstance(frames, dict):
             yield reject(opts, part.path, index, f"parse:mp-id {mp_id} is not an object of frames", mp_id)
             index += 1

@@ -131,17 +131,17 @@ def _file_stream(path: Path) -> Iterator[tuple[bytes, int, int]]:
     """(id, slot, row) of a temporary run file, in id byte order."""
     run = LmdbFile(path)
     try:
-        with run._open().begin(buffers=False) as txn:
-            for key, value in txn.cursor():
-                slot, row = _SLOT_ROW.unpack(value)
-                yield key, slot, row
+        for key, value in run.scan():
+            slot, row = _SLOT_ROW.unpack(value)
+            yield key, slot, row
     finally:
         run.close()
 
 
 def _write_sorted(path: Path, items: Iterator[tuple[bytes, int, int]], total: int, names: list[str],
-                  store_dir: Path, key_prefix: bytes, bar: Any = None) -> int:
-    """Write a merged stream to a new LMDB at ``path`` (append-only); a repeated id is an error."""
+                  store_dir: Path, key_prefix: bytes, bar: Any = None, segment: bool = False) -> int:
+    """Write a merged stream to a new LMDB at ``path`` (append-only); a repeated id is an error.
+    ``segment``: also write the ``__segment__`` header in the same transaction."""
     import lmdb
 
     map_size = max(1 << 20, 4 * total * (48 + 12) + (1 << 20))  # generous, sparse on disk
@@ -162,6 +162,8 @@ def _write_sorted(path: Path, items: Iterator[tuple[bytes, int, int]], total: in
                     bar.update(65536)
             if bar is not None:
                 bar.update(count % 65536)
+            if segment:
+                txn.put(SEGMENT_KEY, msgpack.packb({"version": 1, "shards": names, "ids": count}))
         env.sync(True)
     finally:
         env.close()
@@ -193,7 +195,6 @@ def _merged(store_dir: Path, entries: list[dict[str, Any]], scratch: Path, total
 
 def build_id_index(store_dir: str | Path, rebuild: bool = False, progress: bool = False) -> IdIndexReport:
     """Index the ids of every shard no segment covers (all shards with ``rebuild``)."""
-    import lmdb
     from tqdm import tqdm
 
     store_dir = Path(store_dir)
@@ -218,16 +219,9 @@ def build_id_index(store_dir: str | Path, rebuild: bool = False, progress: bool 
     bar = tqdm(total=total, unit="id", disable=not progress, desc=f"id index {store_dir.name}")
     try:
         count = _write_sorted(tmp, _merged(store_dir, entries, scratch, total, names), total, names,
-                              store_dir, b"i", bar)
+                              store_dir, b"i", bar, segment=True)
         if count != total:
             raise ValueError(f"{store_dir}: the shards hold {count} ids but the catalog counts {total} records")
-        env = lmdb.open(str(tmp), subdir=False, lock=False, sync=True, metasync=True)
-        try:
-            with env.begin(write=True) as txn:
-                txn.put(SEGMENT_KEY, msgpack.packb({"version": 1, "shards": names, "ids": count}))
-            env.sync(True)
-        finally:
-            env.close()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

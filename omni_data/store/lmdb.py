@@ -137,6 +137,24 @@ class LmdbFile:
         value = self._txn().get(key)
         return None if value is None else bytes(value)
 
+    def scan(self, prefix: bytes = b"", values: bool = True) -> Iterator[tuple[bytes, bytes | None]]:
+        """(key, value) of every key starting with ``prefix``, in key order: one cursor pass in
+        its own short read transaction (value None with ``values=False``)."""
+        with self._open().begin(buffers=False) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix):
+                return
+            if not values:
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(prefix):
+                        break
+                    yield key, None
+                return
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    break
+                yield key, value
+
     def close(self) -> None:
         state = getattr(self._local, "state", None)
         if state is not None and state[1] == _FORK[0] and self._pid == os.getpid():
@@ -236,26 +254,12 @@ class LmdbShard(LmdbFile):
 
     def iter_raw(self) -> Iterator[bytes]:
         """Every encoded record in row order (one cursor scan, no per-key lookups)."""
-        with self._open().begin(buffers=False) as txn:
-            cursor = txn.cursor()
-            if not cursor.set_range(b"r"):
-                return
-            for key, value in cursor:
-                if not key.startswith(b"r"):
-                    break
-                yield value
+        for _, value in self.scan(b"r"):
+            yield value
 
     def row_keys(self) -> int:
         """How many row keys the file really holds (a full key scan, for verify)."""
-        rows = 0
-        with self._open().begin() as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(b"r"):
-                for key in cursor.iternext(keys=True, values=False):
-                    if not key.startswith(b"r"):
-                        break
-                    rows += 1
-        return rows
+        return sum(1 for _ in self.scan(b"r", values=False))
 
     def find(self, record_id: str) -> int | None:
         value = self._txn().get(id_key(record_id))  # a view of the page: unpacked at once
@@ -263,14 +267,8 @@ class LmdbShard(LmdbFile):
 
     def iter_ids(self) -> Iterator[tuple[bytes, int]]:
         """Every (id as UTF-8 bytes, row) of the shard's id keys, in byte order of the id."""
-        with self._open().begin(buffers=False) as txn:
-            cursor = txn.cursor()
-            if not cursor.set_range(b"i"):
-                return
-            for key, value in cursor:
-                if not key.startswith(b"i"):
-                    break
-                yield key[1:], _ROW.unpack(value)[0]
+        for key, value in self.scan(b"i"):
+            yield key[1:], _ROW.unpack(value)[0]
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "n": self.n}
