@@ -138,6 +138,7 @@ class Store(_Base, *_FAST_BASES):
         self._rows: list[Any] = [None] * len(catalog.shards)  # default-backend handle per shard
         self._pid, self._fork = os.getpid(), _FORK[0]
         self._ids, self._ids_pid = None, -1  # the id index (idindex.IdIndex), opened on first get(id)
+        self._fast_reset()  # StoreIndex's cached shard ends and read transactions
 
     def refresh(self) -> "Store":
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
@@ -153,6 +154,7 @@ class Store(_Base, *_FAST_BASES):
             if getattr(self, "_ids", None) is not None and self._ids_pid == os.getpid():
                 self._ids.close()
         self._ids, self._ids_pid = None, -1
+        self._fast_reset()
         self._handles = {}
         self._rows = [None] * len(self.catalog.shards) if hasattr(self, "catalog") else []
 
@@ -173,6 +175,7 @@ class Store(_Base, *_FAST_BASES):
         if self._pid != os.getpid() or self._fork != _FORK[0]:
             self._handles, self._pid, self._fork = {}, os.getpid(), _FORK[0]
             self._rows = [None] * len(self.catalog.shards)
+            self._fast_reset()
         entry = self.catalog.shards[k]
         files = entry["files"]
         backend = backend or (self.backend if self.backend in files else next(iter(files)))
@@ -219,6 +222,10 @@ class Store(_Base, *_FAST_BASES):
 
     # store[i]: C (StoreIndex) when built, else the Python method
     __getitem__ = _FAST_BASES[0].__getitem__ if _FAST_BASES else _getitem
+
+    if not _FAST_BASES:
+        def _fast_reset(self) -> None:
+            """Nothing is cached without the C StoreIndex."""
 
     def _global(self, i: int) -> int:
         return i

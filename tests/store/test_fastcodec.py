@@ -314,3 +314,103 @@ def test_store_index_in_c_gives_the_python_path_records(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert all(results[t] == [records[(7 * t + k) % 60].id for k in range(300)] for t in range(4))
+
+
+def _spy_slow_path(monkeypatch) -> list:
+    """Calls of ``Store._getitem`` (the Python path StoreIndex falls back to), in order."""
+    from omni_data.store.reader import Store as StoreClass
+
+    slow: list = []
+    original = StoreClass._getitem
+    monkeypatch.setattr(StoreClass, "_getitem", lambda self, i: slow.append(i) or original(self, i))
+    return slow
+
+
+def test_store_index_cache_follows_refresh_close_and_closed_handles(tmp_path, monkeypatch):
+    """Once a shard's transaction is cached in C, reads skip every attribute lookup; the cache
+    must still give way when the catalog grows, the store closes or a handle is closed under it."""
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(60, seed=21, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records[:20])
+    write_shard(tmp_path / "store", "s1", records[20:40])
+    store = Store(tmp_path / "store")
+    slow = _spy_slow_path(monkeypatch)
+    first = [store[i] for i in (3, 25, 3, 25)]  # first read of a shard opens it (Python), the next fills the cache
+    assert slow == [3, 25]
+    again = [store[i] for i in range(40)] + [store[-1]]
+    assert slow == [3, 25]  # all from the cache
+    assert_same_records(records[:40] + [records[39]], again)
+    assert_same_records([records[3], records[25]] * 2, first)
+
+    write_shard(tmp_path / "store", "s2", records[40:])  # the catalog grows: refresh() must drop the cached ends
+    with pytest.raises(IndexError):
+        store[45]
+    store.refresh()
+    assert_same_records([records[45], records[-1], records[5]], [store[45], store[-1], store[5]])
+
+    store.close()  # handles closed: the cached transactions are gone, reads reopen
+    slow.clear()
+    assert_same_records([records[7], records[7]], [store[7], store[7]])
+    assert slow == [7]
+
+    store._rows[0].close()  # closed behind the store's back: the cached get fails, the long way reopens
+    assert_same_records([records[8], records[9]], [store[8], store[9]])
+
+
+def _read_after_fork(store, indices: list[int], queue) -> None:
+    from omni_data.store.reader import Store as StoreClass
+
+    slow: list = []
+    original = StoreClass._getitem
+    StoreClass._getitem = lambda self, i: slow.append(i) or original(self, i)
+    got = [(store[i].id, float(store[i].positions.sum())) for i in indices]
+    queue.put((got, slow))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork")
+def test_store_index_cache_is_not_used_after_a_fork(tmp_path):
+    """A forked child must not read through the parent's cached read transactions: its first
+    read of each shard goes the Python way (which opens the child's own environment)."""
+    import multiprocessing as mp
+
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(40, seed=22, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records[:20])
+    write_shard(tmp_path / "store", "s1", records[20:])
+    store = Store(tmp_path / "store")
+    for i in (1, 1, 30, 30):  # both shards cached in the parent
+        store[i]
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_after_fork, args=(store, [1, 30, 2, 31], queue))
+    child.start()
+    got, slow = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert got == [(records[i].id, float(records[i].positions.sum())) for i in (1, 30, 2, 31)]
+    assert slow[:2] == [1, 30]  # the child's first read of each shard (each read twice above)
+    assert_same_records([records[1], records[30]], [store[1], store[30]])  # the parent still reads
+
+
+def test_store_index_cache_per_thread(tmp_path, monkeypatch):
+    """The cache holds one thread's transactions: reads from another thread take the long way
+    (and its own transaction), never the first thread's."""
+    import threading
+
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(20, seed=23, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records)
+    store = Store(tmp_path / "store")
+    store[0], store[0]
+    slow = _spy_slow_path(monkeypatch)
+    seen: list = []
+    gets: list = []
+    thread = threading.Thread(target=lambda: (seen.extend(store[i] for i in (4, 5)), gets.append(store._rows[0].getter())))
+    thread.start()
+    thread.join()
+    assert_same_records([records[4], records[5]], seen)
+    assert slow == [4] and gets[0] is not store._rows[0].getter()  # its own transaction
+    assert_same_records([records[6]], [store[6]])  # back in the main thread: right record
