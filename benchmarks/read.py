@@ -19,7 +19,7 @@ baselines' rows are; with the C decoder of ``omni_data/store/_fastcodec.c`` when
 and again with it switched off, as a pure-Python install reads), the same kept in batches of 256 (a DataLoader batch: allocation then
 costs more) and ``store.get_many(batch)``, ``store.to_atoms(i)`` -> ``ase.Atoms`` (like for like
 with fairchem), ``store.get(id)`` (through the store's id index, built first and timed; the rate before it is
-printed too), and the layout floor (one LMDB get + ``msgpack.unpackb``). ``--real`` adds the 180
+printed too), and the layout floor (one LMDB get + ``msgpack.unpackb`` of the same rows). ``--real`` adds the 180
 real OMol25 rows of the shared sample ``.aselmdb`` files (fairchem reads the three files as one
 dataset; Omni ingests them with its ``aselmdb`` reader).
 
@@ -143,8 +143,11 @@ def report(title: str, results: dict[str, tuple[float, float]], load: tuple[floa
 def omni_paths(store, arrow, idx: np.ndarray, ids: list[str]) -> dict:
     import msgpack
 
-    shard0 = store._handle(0)
-    n0 = len(shard0)
+    # the floor reads the same rows of the same shards: (shard's raw(), row) of every index
+    raws = [store._handle(k).raw for k in range(len(store.shard_names))]
+    every = np.arange(len(store))
+    ks = np.searchsorted(store._ends, every, side="right")
+    where = [(raws[k], row) for k, row in zip(ks.tolist(), (every - store._starts[ks]).tolist())]
     paths = {
         "omni lmdb store[i] -> Record": (each(store.__getitem__), idx),
         "omni lmdb [store[i] ...] kept, batches of 256": (batched(lambda b: [store[i] for i in b.tolist()], 256), idx),
@@ -161,7 +164,7 @@ def omni_paths(store, arrow, idx: np.ndarray, ids: list[str]) -> dict:
         "omni arrow store[i] -> Record": (each(arrow.__getitem__), idx),
         "omni lmdb to_atoms(i) -> Atoms": (each(store.to_atoms), idx),
         "omni lmdb get(id) -> Record": (each(lambda i: store.get(ids[i])), idx),
-        "omni layout floor: lmdb get + unpackb": (each(lambda i: msgpack.unpackb(shard0.raw(i % n0))), idx),
+        "omni layout floor: lmdb get + unpackb": (each(lambda i: msgpack.unpackb(where[i][0](where[i][1]))), idx),
     }
     return paths
 
