@@ -268,14 +268,26 @@ def _record_run(spec: IngestSpec, summary: IngestSummary, started: str) -> None:
 
 REGISTER_BATCH = 16  # shards per catalog rewrite
 REGISTER_SECONDS = 2.0  # ...or at least this often
+# A catalog rewrite costs O(shards in the store) (1.2 s at 24,000 shards): after each one, wait at
+# least this many times its duration before the next, so registering stays under ~10% of the
+# driver's time however large the store grows (one shard per rewrite otherwise, once a rewrite
+# takes longer than REGISTER_SECONDS).
+REGISTER_OVERHEAD = 10.0
+
+
+def register_due(pending: int, since: float, last_cost: float) -> bool:
+    """Whether the driver rewrites the catalog now, with ``pending`` finished shards waiting,
+    ``since`` seconds after the last rewrite ended, which took ``last_cost`` seconds."""
+    return since >= REGISTER_OVERHEAD * last_cost and (pending >= REGISTER_BATCH or since >= REGISTER_SECONDS)
 
 
 def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
            on_result: Callable[[PartitionResult], None] | None = None) -> IngestSummary:
     """Run ``spec``: with a ``distributed.Client`` as Dask tasks, else in this process.
 
-    Finished shards are registered in batches (``REGISTER_BATCH`` or every ``REGISTER_SECONDS``)
-    so the catalog is not rewritten once per shard; ``on_result`` is called on the driver after
+    Finished shards are registered in batches (``REGISTER_BATCH`` or every ``REGISTER_SECONDS``,
+    and never sooner than ``REGISTER_OVERHEAD`` times the last rewrite's duration) so the catalog
+    is not rewritten once per shard; ``on_result`` is called on the driver after
     each partition's shard is registered. KeyboardInterrupt cancels pending work, registers what
     finished and leaves a resumable store.
     """
@@ -299,12 +311,12 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
     args = (str(spec.store), spec.reader)
     bar = tqdm(total=len(todo), unit="shard", disable=not progress, desc=f"ingest {spec.options.dataset}")
     pending: list[PartitionResult] = []
-    last_flush = [time.monotonic()]
+    last_flush = [time.monotonic(), 0.0]  # when the last rewrite ended, how long it took
 
     def flush() -> None:
         batch = [r for r in pending]
         pending.clear()
-        last_flush[0] = time.monotonic()
+        started = time.monotonic()
         entries = [r.entry for r in batch if r.entry is not None]
         if entries:
             try:
@@ -312,6 +324,7 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
             except ValueError as exc:
                 for r in batch:
                     r.error = r.error or f"{r.partition}: not registered: {exc}"
+        last_flush[:] = [time.monotonic(), time.monotonic() - started]
         for r in batch:
             summary.add(r)
             if on_result is not None:
@@ -320,7 +333,7 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
     def finish(result: PartitionResult) -> None:
         pending.append(result)
         bar.update(1)
-        if len(pending) >= REGISTER_BATCH or time.monotonic() - last_flush[0] >= REGISTER_SECONDS:
+        if register_due(len(pending), time.monotonic() - last_flush[0], last_flush[1]):
             flush()
 
     futures: list[Any] = []

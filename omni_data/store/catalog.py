@@ -115,9 +115,25 @@ def update_catalog(store_dir: Path, change: Callable[[dict[str, Any]], None]) ->
         change(data)
         data["shards"].sort(key=lambda s: s["name"])
         data["counts"] = summarize(data["shards"])
-        text = json.dumps(data, indent=1, sort_keys=False) + "\n"
-        atomic_write_bytes(Path(store_dir) / CATALOG_NAME, text.encode("utf-8"))
+        atomic_write_bytes(Path(store_dir) / CATALOG_NAME, dump_catalog(data).encode("utf-8"))
     return data
+
+
+def dump_catalog(data: dict[str, Any]) -> str:
+    """The catalog as JSON text: each shard entry on one line, everything else indented.
+
+    A store of 242M structures has about 24,000 shards; indenting every entry made each
+    catalog write 47 MB and 1.6 s of ``json.dumps``, one line per shard is 0.45 s (and still one
+    ``grep`` away from any shard).
+    """
+    parts = []
+    for key, value in data.items():
+        if key == "shards" and value:
+            lines = ",\n".join("  " + json.dumps(entry, separators=(", ", ": ")) for entry in value)
+            parts.append(f' "shards": [\n{lines}\n ]')
+        else:  # JSON strings never hold a raw newline: indenting every line is safe
+            parts.append(f" {json.dumps(key)}: " + json.dumps(value, indent=1).replace("\n", "\n "))
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def add_shards(store_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,3 +47,25 @@ def test_unknown_schema_version_is_refused(tmp_path):
     (tmp_path / "catalog.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="schema_version 99"):
         Catalog(tmp_path)
+
+
+def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
+    """dump_catalog writes each shard entry on one line (a 24,000-shard catalog stays fast to
+    write and greppable) and the rest indented; json.loads gives back exactly what was written."""
+    from omni_data.store.catalog import dump_catalog, update_catalog
+
+    entries = [_entry(f"s{i:02d}", i + 1) for i in range(5)]
+    entries[2]["note"] = "two\nlines, \"quoted\", ünïcode"  # escapes inside one line
+    add_shards(tmp_path, entries)
+    update_catalog(tmp_path, lambda d: d["sections"].update({"id_index": {"segments": [{"file": "a", "ids": 3}]}}))
+    text = (tmp_path / "catalog.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    assert data == read_catalog(tmp_path) and json.loads(dump_catalog(data)) == data
+    assert [s["name"] for s in data["shards"]] == [f"s{i:02d}" for i in range(5)]
+    lines = text.splitlines()
+    shard_lines = [line for line in lines if line.startswith('  {"name": ')]
+    assert len(shard_lines) == 5 and all(json.loads(line.rstrip(","))["records"] == i + 1
+                                         for i, line in enumerate(shard_lines))
+    assert ' "counts": {' in lines and '  "records": 15,' in lines  # everything else indented
+    empty = {"schema_version": 1, "shards": [], "sections": {}}
+    assert json.loads(dump_catalog(empty)) == empty
