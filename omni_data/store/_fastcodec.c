@@ -479,7 +479,7 @@ static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
  * decode. The cache belongs to one thread (another thread's read refills it for that thread) and
  * one process (a fork bumps g_fork_gen); ``Store`` empties it (``_fast_reset()``) whenever its
  * catalog or handles change. Without a cache entry, the looked-up level finds the same things
- * through the store's and the shard's attributes (about 700 ns more per read) and fills the
+ * through the store's and the shard's attributes (about 0.2 us more per read) and fills the
  * entry. */
 
 typedef struct {
