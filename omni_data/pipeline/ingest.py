@@ -324,7 +324,8 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
             except ValueError as exc:
                 for r in batch:
                     r.error = r.error or f"{r.partition}: not registered: {exc}"
-        last_flush[:] = [time.monotonic(), time.monotonic() - started]
+        ended = time.monotonic()
+        last_flush[:] = [ended, ended - started]
         for r in batch:
             summary.add(r)
             if on_result is not None:
