@@ -33,6 +33,7 @@ typedef struct {
 static PyArray_Descr *g_f8, *g_i8, *g_bool;
 static PyObject *g_keys[21];
 static PyObject *g_template; /* {field: None for every field of Record}, in field order */
+static PyObject *g_dunder_dict; /* "__dict__" */
 enum {
     K_NUMBERS, K_POSITIONS, K_ID, K_DATASET, K_TASK, K_CELL, K_PBC, K_ENERGY, K_ENERGY_KIND,
     K_FORCES, K_STRESS, K_MAGMOMS, K_CHARGE, K_SPIN, K_FIXED, K_TAGS, K_WEIGHT, K_SOURCE_FILE,
@@ -264,10 +265,14 @@ static PyObject *new_packed(const char *data, Py_ssize_t len) {
     if (t->tp_basicsize == PyBytes_Type.tp_basicsize && t->tp_itemsize == 1 && t->tp_dictoffset == 0) {
         PyBytesObject *b = (PyBytesObject *)t->tp_alloc(t, len);  /* zeroed, ob_size = len */
         if (b == NULL) return NULL;
+#ifdef _Py_COMP_DIAG_PUSH
 _Py_COMP_DIAG_PUSH
 _Py_COMP_DIAG_IGNORE_DEPR_DECLS
         b->ob_shash = -1;
 _Py_COMP_DIAG_POP
+#else
+        b->ob_shash = -1;
+#endif
         memcpy(b->ob_sval, data, len);
         b->ob_sval[len] = 0;
         return (PyObject *)b;
@@ -393,7 +398,14 @@ static PyObject *decode_v2(PyObject *self, PyObject *value) {
 
     result = ((PyTypeObject *)record_type)->tp_alloc((PyTypeObject *)record_type, 0);
     if (result == NULL) goto error;
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13 keeps a new object's attributes in inline values, and PyObject_GenericSetDict swaps the
+     * dict pointer without retiring them (attribute lookups then miss): go through the type's
+     * __dict__ setter, as `record.__dict__ = d` does */
+    if (PyObject_SetAttr(result, g_dunder_dict, dict) < 0) { Py_CLEAR(result); goto error; }
+#else
     if (PyObject_GenericSetDict(result, dict, NULL) < 0) { Py_CLEAR(result); goto error; }
+#endif
     goto done;
 
 fallback:
@@ -708,6 +720,7 @@ PyMODINIT_FUNC PyInit__fastcodec(void) {
         g_keys[k] = PyUnicode_InternFromString(g_key_names[k]);
         if (g_keys[k] == NULL) return NULL;
     }
+    if ((g_dunder_dict = PyUnicode_InternFromString("__dict__")) == NULL) return NULL;
     g_template = PyDict_New();
     if (g_template == NULL) return NULL;
     for (int k = 0; k < K_COUNT; k++)
