@@ -75,8 +75,8 @@ def test_unknown_classes_and_object_arrays_refused() -> None:
         restricted_loads(b"\x80\x05garbage", "w")
 
 
-def test_tensor_rebuild_matches_torch() -> None:
-    torch = pytest.importorskip("torch")
+def test_tensor_rebuild_matches_torch(optional) -> None:
+    torch = optional("torch", "model")
     t = torch.arange(24, dtype=torch.float64).reshape(4, 6).t()[1:5:2]
     value = {"t": t, "i": torch.tensor([[1, 2], [3, 4]], dtype=torch.int32), "b": torch.tensor([True, False])}
     out = loads_record(pickle.dumps(value, protocol=2), "w")

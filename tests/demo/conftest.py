@@ -10,8 +10,11 @@ from omni_data.demo.layout import DemoLayout
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoLayout, dict[str, Any]]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, optional) -> tuple[DemoLayout, dict[str, Any]]:
     """(layout, stage results) of ``omni-data demo --size ci`` run through its CLI module."""
+    optional("tblite", "dft")  # the demo labels and recomputes with GFN-xTB
+    optional("torch", "model")  # and trains
+    optional("e3nn", "model")
     import argparse
 
     from omni_data.cli import demo as demo_cli

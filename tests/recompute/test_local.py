@@ -23,7 +23,8 @@ def test_failures_are_recorded_not_skipped(methane_record: Record, tmp_path: Pat
     assert not (tmp_path / "jobs" / safe_name(rec.id) / "results.json").exists()
 
 
-def test_dask_distributed_workers(sic_record: Record, methane_record: Record, tmp_path: Path) -> None:
+def test_dask_distributed_workers(sic_record: Record, methane_record: Record, tmp_path: Path, optional) -> None:
+    optional("tblite", "dft")
     from omni_data.pipeline.cluster import ClusterConfig, dask_client
 
     recs = [sic_record, methane_record]

@@ -29,7 +29,8 @@ def source_store(shared_data: Path, store: Path) -> list[Record]:
     return recs
 
 
-def test_local_recompute_pipeline(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_local_recompute_pipeline(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, optional) -> None:
+    optional("tblite", "dft")
     from threadpoolctl import threadpool_limits
     from tblite.ase import TBLite
 
@@ -70,7 +71,8 @@ def test_local_recompute_pipeline(shared_data: Path, tmp_path: Path, capsys: pyt
     assert "2 kept" in capsys.readouterr().out
 
 
-def test_collect_exit_codes(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_collect_exit_codes(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, optional) -> None:
+    optional("tblite", "dft")
     from omni_data.recompute import jobs
     from omni_data.safeio import safe_name
 

@@ -66,8 +66,8 @@ def test_start_list_and_threads(threads):
     np.testing.assert_array_equal(res.sqdist, ref_d)
 
 
-def test_matches_fpsample_bit_for_bit():
-    fpsample = pytest.importorskip("fpsample")
+def test_matches_fpsample_bit_for_bit(optional):
+    fpsample = optional("fpsample", "test")
     x = _clustered(8000, 32, 10, seed=4)
     want = fpsample.fps_sampling(x, 200, start_idx=123)
     np.testing.assert_array_equal(fps(x, 200, 123).indices, want.astype(np.int64))

@@ -23,8 +23,8 @@ def test_missing_checkpoint_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_error_strategy_with_a_trained_omni_model(tmp_path):
-    pytest.importorskip("torch")
+def test_error_strategy_with_a_trained_omni_model(tmp_path, optional):
+    optional("torch", "model")
     from omni_model.calculator import OmniCalculator
     from omni_model.config import config_from_dict
     from omni_model.train.trainer import Trainer

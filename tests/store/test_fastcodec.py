@@ -263,8 +263,8 @@ def codec_read_rows(shard, rows):
     return _fastcodec.read_rows(shard._txn().get, rows)
 
 
-def test_torch_dataloader_batches_through_getitems(tmp_path):
-    torch = pytest.importorskip("torch")
+def test_torch_dataloader_batches_through_getitems(tmp_path, optional):
+    torch = optional("torch", "model")
     from omni_data.store import Store, write_shard
 
     records = varied_records(20, seed=2, min_atoms=1)

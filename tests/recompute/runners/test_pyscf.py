@@ -15,7 +15,8 @@ from omni_data.safeio import safe_name
 from omni_data.schema import Record
 
 
-def test_pyscf_matches_direct_pyscf(sic_record: Record, methane_record: Record, tmp_path: Path) -> None:
+def test_pyscf_matches_direct_pyscf(sic_record: Record, methane_record: Record, tmp_path: Path, optional) -> None:
+    optional("pyscf", "dft")
     from pyscf import dft, gto
 
     rec = methane_record

@@ -16,7 +16,9 @@ from omni_data.safeio import safe_name
 from omni_data.schema import Record
 
 
-def test_tblite_matches_ase_calculator(sic_record: Record, methane_record: Record, tmp_path: Path, shared_data: Path) -> None:
+def test_tblite_matches_ase_calculator(sic_record: Record, methane_record: Record, tmp_path: Path, shared_data: Path,
+                                       optional) -> None:
+    optional("tblite", "dft")
     from tblite.ase import TBLite
     from threadpoolctl import threadpool_limits
 
