@@ -32,7 +32,11 @@ def load_test_module(name: str) -> ModuleType:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[key] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:  # e.g. its importorskip: the next caller must skip too, not get half a module
+            del sys.modules[key]
+            raise
     return sys.modules[key]
 
 
