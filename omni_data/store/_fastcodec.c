@@ -508,7 +508,7 @@ static unsigned long g_fork_gen;  /* bumped in a forked child (pthread_atfork) *
 static void after_fork_child(void) { g_fork_gen++; }
 
 static PyObject *g_store_fork, *g_lmdb_fork, *g_shard_type;
-static PyObject *s_n, *s_shard_n, *s_ends, *s_starts, *s_rows, *s_fork, *s_local, *s_state, *s_env, *s_getitem;
+static PyObject *s_n, *s_shard_n, *s_ends, *s_rows, *s_fork, *s_local, *s_state, *s_env, *s_getitem;
 
 static void cache_clear(StoreIndexObject *self) {
     for (Py_ssize_t k = 0; k < self->nshards; k++) Py_CLEAR(self->gets[k]);
@@ -554,10 +554,9 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
     PyObject *result = NULL, *shard_dict = NULL, *state = NULL;
     PyObject *n_obj = PyDict_GetItemWithError(dict, s_n);
     PyObject *ends = PyDict_GetItemWithError(dict, s_ends);
-    PyObject *starts = PyDict_GetItemWithError(dict, s_starts);
     PyObject *rows = PyDict_GetItemWithError(dict, s_rows);
     PyObject *fork = PyDict_GetItemWithError(dict, s_fork);
-    if (!n_obj || !ends || !starts || !rows || !fork || !PyList_CheckExact(ends) || !PyList_CheckExact(starts)
+    if (!n_obj || !ends || !rows || !fork || !PyList_CheckExact(ends)
         || !PyList_CheckExact(rows) || !same_int(fork, PyList_GET_ITEM(g_store_fork, 0))) goto slow;
     long long n = PyLong_AsLongLong(n_obj);
     if (n == -1 && PyErr_Occurred()) goto slow;
@@ -571,10 +570,10 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
         if (end == -1 && PyErr_Occurred()) goto slow;
         if (i < end) hi = mid; else lo = mid + 1;
     }
-    if (lo >= PyList_GET_SIZE(rows) || lo >= PyList_GET_SIZE(starts)) goto slow;
+    if (lo >= PyList_GET_SIZE(rows)) goto slow;
     PyObject *handle = PyList_GET_ITEM(rows, lo);
     if (handle == Py_None || Py_TYPE(handle) != (PyTypeObject *)g_shard_type) goto slow;
-    long long row = i - PyLong_AsLongLong(PyList_GET_ITEM(starts, lo));
+    long long row = i - (lo ? PyLong_AsLongLong(PyList_GET_ITEM(ends, lo - 1)) : 0);  /* the shard's first index */
     if (PyErr_Occurred()) goto slow;
     shard_dict = PyObject_GenericGetDict(handle, NULL);
     if (shard_dict == NULL) goto slow;
@@ -593,12 +592,10 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
     result = read_one_ll(get, (unsigned long long)row);
     if (result != NULL && (result == Py_None || result == Py_NotImplemented)) Py_CLEAR(result);
     else if (result != NULL) {
-        /* remember the get only if the store still has this catalog and handle, and only where
-         * the starts list is ends shifted by one shard (Store._set_catalog): the cache keeps ends */
+        /* remember the get only if the store still has this catalog and handle */
         int current = PyDict_GetItemWithError(dict, s_ends) == ends && PyDict_GetItemWithError(dict, s_rows) == rows
                       && lo < PyList_GET_SIZE(rows) && PyList_GET_ITEM(rows, lo) == handle;
-        if (current && row == i - (lo ? PyLong_AsLongLong(PyList_GET_ITEM(ends, lo - 1)) : 0) && !PyErr_Occurred())
-            cache_put((StoreIndexObject *)self, ends, n, lo, get);
+        if (current && !PyErr_Occurred()) cache_put((StoreIndexObject *)self, ends, n, lo, get);
         PyErr_Clear();
     }
     Py_DECREF(ends); Py_DECREF(rows); Py_DECREF(handle);
@@ -725,11 +722,11 @@ PyMODINIT_FUNC PyInit__fastcodec(void) {
     if (g_template == NULL) return NULL;
     for (int k = 0; k < K_COUNT; k++)
         if (PyDict_SetItem(g_template, g_keys[k], Py_None) < 0) return NULL;
-    const char *names[] = {"_n", "n", "_ends_list", "_starts_list", "_rows", "_fork", "_local", "state", "_env",
+    const char *names[] = {"_n", "n", "_ends_list", "_rows", "_fork", "_local", "state", "_env",
                            "_getitem"};
-    PyObject **slots[] = {&s_n, &s_shard_n, &s_ends, &s_starts, &s_rows, &s_fork, &s_local, &s_state, &s_env,
+    PyObject **slots[] = {&s_n, &s_shard_n, &s_ends, &s_rows, &s_fork, &s_local, &s_state, &s_env,
                           &s_getitem};
-    for (int k = 0; k < 10; k++)
+    for (int k = 0; k < (int)(sizeof(names) / sizeof(names[0])); k++)
         if ((*slots[k] = PyUnicode_InternFromString(names[k])) == NULL) return NULL;
 #ifndef _WIN32
     if (pthread_atfork(NULL, NULL, after_fork_child) != 0) {

@@ -119,19 +119,21 @@ class LmdbFile:
             self._pid = os.getpid()
         return self._env
 
-    def _txn(self) -> lmdb.Transaction:
-        """This thread's long-lived read transaction (the file never changes once catalogued)."""
-        try:
-            txn, fork, _ = self._local.state
-            if fork == _FORK[0] and self._env is not None:
-                return txn
-        except AttributeError:
-            pass
+    def _state(self) -> tuple[lmdb.Transaction, int, Any]:
+        """This thread's (long-lived read transaction, fork counter, its ``get``); the file never
+        changes once catalogued, so one transaction serves every read of this thread."""
+        state = getattr(self._local, "state", None)
+        if state is not None and state[1] == _FORK[0] and self._env is not None:
+            return state
         # buffers=True: get() returns a view of the mapped page, not a copy; every caller decodes
         # or copies it at once (the view is valid while this read transaction lives).
         txn = self._open().begin(buffers=True)
-        self._local.state = (txn, _FORK[0], txn.get)
-        return txn
+        state = self._local.state = (txn, _FORK[0], txn.get)
+        return state
+
+    def _txn(self) -> lmdb.Transaction:
+        """This thread's long-lived read transaction."""
+        return self._state()[0]
 
     def _get(self, key: bytes) -> bytes | None:
         value = self._txn().get(key)
@@ -230,13 +232,7 @@ class LmdbShard(LmdbFile):
 
     def getter(self) -> Any:
         """This thread's ``txn.get`` (for ``codec.read_rows_c`` over rows of several shards)."""
-        try:
-            _, fork, get = self._local.state
-            if fork == _FORK[0] and self._env is not None:
-                return get
-        except AttributeError:
-            pass
-        return self._txn().get
+        return self._state()[2]
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The decoded records at ``rows`` (a list of ints), in that order: ``Store.get_many``."""

@@ -359,11 +359,7 @@ def test_store_index_cache_follows_refresh_close_and_closed_handles(tmp_path, mo
 
 
 def _read_after_fork(store, indices: list[int], queue) -> None:
-    from omni_data.store.reader import Store as StoreClass
-
-    slow: list = []
-    original = StoreClass._getitem
-    StoreClass._getitem = lambda self, i: slow.append(i) or original(self, i)
+    slow = _spy_slow_path(pytest.MonkeyPatch())  # the child's own copy of the class: nothing to undo
     got = [(store[i].id, float(store[i].positions.sum())) for i in indices]
     queue.put((got, slow))
 
