@@ -133,6 +133,12 @@ def report(title: str, results: dict[str, tuple[float, float]], load: tuple[floa
             print(f"    {base:42s} {omni[0] / b[0]:6.1f}x ({omni[1] / b[1]:.1f}x) [{kept[0] / b[0]:.1f}x]")
     print(f"    the issue's .aselmdb figure, {ISSUE_ASELMDB_RATE:,.0f}/s (other machine) "
           f"{omni[0] / ISSUE_ASELMDB_RATE:6.1f}x ({omni[1] / ISSUE_ASELMDB_RATE:.1f}x)   target >= 50x")
+    arrow = results.get("omni arrow store[i] -> Record")
+    if arrow:
+        bases = [b for b in ("aselmdb db.get(id=) -> AtomsRow", "aselmdb fairchem get_atoms -> Atoms",
+                             "aselmdb _get_row(id) -> AtomsRow") if b in results]
+        print("  ratio Omni Arrow store[i] -> Record / baseline, CPU time (wall): " + ", ".join(
+            f"{b.split(' ->')[0]} {arrow[0] / results[b][0]:.1f}x ({arrow[1] / results[b][1]:.1f}x)" for b in bases))
     fair = results.get("aselmdb fairchem get_atoms -> Atoms")
     if fair:
         atoms = results["omni lmdb to_atoms(i) -> Atoms"]
@@ -162,6 +168,18 @@ def omni_paths(store, arrow, idx: np.ndarray, ids: list[str]) -> dict:
         paths["omni lmdb store[i] -> Record, pure Python"] = (pure_python(each(store._getitem)), idx)
     paths |= {
         "omni arrow store[i] -> Record": (each(arrow.__getitem__), idx),
+    }
+    if hasattr(arrow, "get_many"):
+        paths["omni arrow get_many(256) kept"] = (batched(arrow.get_many, 256), idx)
+    if any(hasattr(arrow._handle(k), "record_py") for k in range(len(arrow.shard_names))):
+        # the Arrow shard's Python reader (what runs without the C decoder)
+        ends = arrow._ends_list
+
+        def arrow_python(i: int):
+            k = bisect.bisect_right(ends, i)
+            return arrow._handle(k).record_py(i - (ends[k - 1] if k else 0))
+        paths["omni arrow store[i] -> Record, Python reader"] = (each(arrow_python), idx)
+    paths |= {
         "omni lmdb to_atoms(i) -> Atoms": (each(store.to_atoms), idx),
         "omni lmdb get(id) -> Record": (each(lambda i: store.get(ids[i])), idx),
         "omni layout floor: lmdb get + unpackb": (each(lambda i: msgpack.unpackb(where[i][0](where[i][1]))), idx),

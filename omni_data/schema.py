@@ -76,12 +76,19 @@ class PackedMetadata(bytes):
     __slots__ = ()
 
 
+class PackedJsonMetadata(bytes):
+    """A record's metadata still in its stored JSON form (an Arrow shard's ``metadata`` column,
+    as ``_fastcodec.arrow_row`` leaves it)."""
+
+    __slots__ = ()
+
+
 class _Metadata:
-    """``Record.metadata``: a dict, unpacked from its stored msgpack bytes on first access.
+    """``Record.metadata``: a dict, unpacked from its stored msgpack or JSON bytes on first access.
 
     The store's C decoder (``store/_fastcodec.c``) leaves a record's metadata packed: it puts a
-    ``PackedMetadata`` under ``__dict__["metadata"]`` and this descriptor unpacks it when the
-    attribute is first read (training never reads it; unpacking it was 60% of the decode time
+    ``PackedMetadata`` (LMDB values) or ``PackedJsonMetadata`` (Arrow shards) under
+    ``__dict__["metadata"]`` and this descriptor unpacks it when the attribute is first read (training never reads it; unpacking it was 60% of the decode time
     of a real OMol25 row). Everything else sees a plain attribute: equality, ``repr``,
     pickling, ``dataclasses.replace`` and ``Record(**vars(r))`` all work. A dataclass field
     whose default is a descriptor calls ``__set__`` from ``__init__``; the default arrives as
@@ -92,7 +99,7 @@ class _Metadata:
         if obj is None:
             return self  # the dataclass default
         value = obj.__dict__["metadata"]
-        if type(value) is PackedMetadata:
+        if type(value) is PackedMetadata or type(value) is PackedJsonMetadata:
             value = obj.__dict__["metadata"] = _unpack_metadata(value, obj)
         return value
 
@@ -100,10 +107,14 @@ class _Metadata:
         obj.__dict__["metadata"] = {} if value is self else value
 
 
-def _unpack_metadata(raw: PackedMetadata, record: Any) -> Any:
+def _unpack_metadata(raw: PackedMetadata | PackedJsonMetadata, record: Any) -> Any:
     import msgpack
 
     try:
+        if type(raw) is PackedJsonMetadata:
+            import json
+
+            return json.loads(raw) or {}
         return msgpack.unpackb(raw) or {}
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         where = f"{record.source_file}#{record.source_index}"

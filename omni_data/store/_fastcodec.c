@@ -2,6 +2,8 @@
  *
  * configure(Record, PackedMetadata); decode_v2(value) -> Record | NotImplemented;
  * read_row(get, row) and read_rows(get, rows): LMDB row key, lookup and decode in one call.
+ * ArrowRows(n, columns), arrow_row(rows, row), arrow_rows(rows, [row, ...]): the same Record from
+ * an Arrow shard's column buffers (section "ArrowRows" below). StoreIndex: store[i] in C.
  *
  * Walks the msgpack array of a version-2 value once, copies the array buffer into one writable
  * bytearray (plus 3 bytes for pbc) and hands out numpy views of it, then fills a new Record's
@@ -240,28 +242,31 @@ static PyObject *view(PyObject *base, char *data, PyArray_Descr *descr, int nd, 
     return arr;
 }
 
-/* set once by configure(): the Record type and the bytes subclass that marks packed metadata */
-static PyObject *record_type, *packed_type;
+/* set once by configure(): the Record type and the bytes subclasses that mark packed metadata
+ * (msgpack from LMDB values, JSON from Arrow shards) */
+static PyObject *record_type, *packed_type, *packed_json_type;
 
 static PyObject *configure(PyObject *self, PyObject *args) {
-    PyObject *t, *p;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &t, &PyType_Type, &p)) return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)p, &PyBytes_Type)) {
-        PyErr_SetString(PyExc_TypeError, "configure(Record, PackedMetadata): PackedMetadata must subclass bytes");
+    PyObject *t, *p, *j = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!|O!", &PyType_Type, &t, &PyType_Type, &p, &PyType_Type, &j)) return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)p, &PyBytes_Type)
+        || (j != NULL && !PyType_IsSubtype((PyTypeObject *)j, &PyBytes_Type))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure(Record, PackedMetadata[, PackedJsonMetadata]): the markers must subclass bytes");
         return NULL;
     }
-    Py_INCREF(t); Py_INCREF(p);
-    Py_XSETREF(record_type, t); Py_XSETREF(packed_type, p);
+    Py_INCREF(t); Py_INCREF(p); Py_XINCREF(j);
+    Py_XSETREF(record_type, t); Py_XSETREF(packed_type, p); Py_XSETREF(packed_json_type, j);
     Py_RETURN_NONE;
 }
 
-/* PackedMetadata(data[:len]) -- a bytes subclass instance, allocated directly with the layout
+/* type(data[:len]) for a bytes subclass `type` (PackedMetadata, PackedJsonMetadata), allocated directly with the layout
  * CPython's bytes has had through 3.14 (ob_shash -1 = hash not yet computed, a NUL after the
  * data; ob_shash is marked deprecated since 3.11 but bytes_hash still reads it); through the type
  * call on any other version (two allocations and a call, ~80 ns more). */
-static PyObject *new_packed(const char *data, Py_ssize_t len) {
+static PyObject *new_packed(PyObject *type, const char *data, Py_ssize_t len) {
 #if PY_VERSION_HEX < 0x030F0000 && !defined(Py_LIMITED_API)
-    PyTypeObject *t = (PyTypeObject *)packed_type;
+    PyTypeObject *t = (PyTypeObject *)type;
     if (t->tp_basicsize == PyBytes_Type.tp_basicsize && t->tp_itemsize == 1 && t->tp_dictoffset == 0) {
         PyBytesObject *b = (PyBytesObject *)t->tp_alloc(t, len);  /* zeroed, ob_size = len */
         if (b == NULL) return NULL;
@@ -280,9 +285,24 @@ _Py_COMP_DIAG_POP
 #endif
     PyObject *raw = PyBytes_FromStringAndSize(data, len);
     if (raw == NULL) return NULL;
-    PyObject *packed = PyObject_CallOneArg(packed_type, raw);
+    PyObject *packed = PyObject_CallOneArg(type, raw);
     Py_DECREF(raw);
     return packed;
+}
+
+/* A new Record whose __dict__ is `dict` (no __init__: the callers guarantee dtypes and shapes). */
+static PyObject *record_with_dict(PyObject *dict) {
+    PyObject *result = ((PyTypeObject *)record_type)->tp_alloc((PyTypeObject *)record_type, 0);
+    if (result == NULL) return NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13 keeps a new object's attributes in inline values, and PyObject_GenericSetDict swaps the
+     * dict pointer without retiring them (attribute lookups then miss): go through the type's
+     * __dict__ setter, as `record.__dict__ = d` does */
+    if (PyObject_SetAttr(result, g_dunder_dict, dict) < 0) { Py_DECREF(result); return NULL; }
+#else
+    if (PyObject_GenericSetDict(result, dict, NULL) < 0) { Py_DECREF(result); return NULL; }
+#endif
+    return result;
 }
 
 static PyObject *decode_v2(PyObject *self, PyObject *value) {
@@ -393,19 +413,11 @@ static PyObject *decode_v2(PyObject *self, PyObject *value) {
     if (meta_len == 1 && *meta == 0xc0)
         PUT(K_METADATA, PyDict_New());  /* no metadata: the decoded value, {} */
     else {  /* packed: schema._Metadata unpacks it on first access */
-        PUT(K_METADATA, new_packed((const char *)meta, meta_len));
+        PUT(K_METADATA, new_packed(packed_type, (const char *)meta, meta_len));
     }
 
-    result = ((PyTypeObject *)record_type)->tp_alloc((PyTypeObject *)record_type, 0);
+    result = record_with_dict(dict);
     if (result == NULL) goto error;
-#if PY_VERSION_HEX >= 0x030D0000
-    /* 3.13 keeps a new object's attributes in inline values, and PyObject_GenericSetDict swaps the
-     * dict pointer without retiring them (attribute lookups then miss): go through the type's
-     * __dict__ setter, as `record.__dict__ = d` does */
-    if (PyObject_SetAttr(result, g_dunder_dict, dict) < 0) { Py_CLEAR(result); goto error; }
-#else
-    if (PyObject_GenericSetDict(result, dict, NULL) < 0) { Py_CLEAR(result); goto error; }
-#endif
     goto done;
 
 fallback:
@@ -451,9 +463,13 @@ static PyObject *read_row(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return read_one(args[0], args[1]);
 }
 
+static PyTypeObject ArrowRowsType;
+static PyObject *arrow_row_at(PyObject *rows, PyObject *row_obj);
+
 /* read_rows(get, rows): [read_row(get, row) for row in rows] without a Python frame per row
  * (Store.get_many); ``get`` may also be a list holding each row's get (rows of several
- * shards). Entries that are None or NotImplemented are for the caller to redo. */
+ * shards), where an Arrow shard's entry is its ArrowRows. Entries that are None or
+ * NotImplemented are for the caller to redo. */
 static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "read_rows(get, rows)"); return NULL; }
     PyObject *rows = PySequence_Fast(args[1], "read_rows: rows must be a sequence");
@@ -469,13 +485,337 @@ static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (out == NULL) { Py_DECREF(rows); return NULL; }
     PyObject **items = PySequence_Fast_ITEMS(rows);
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *record = read_one(per_row ? PyList_GET_ITEM(args[0], k) : args[0], items[k]);
+        PyObject *get = per_row ? PyList_GET_ITEM(args[0], k) : args[0];
+        PyObject *record = Py_TYPE(get) == &ArrowRowsType ? arrow_row_at(get, items[k]) : read_one(get, items[k]);
         if (record == NULL) { Py_DECREF(out); Py_DECREF(rows); return NULL; }
         PyList_SET_ITEM(out, k, record);
     }
     Py_DECREF(rows);
     return out;
 }
+
+/* ---- ArrowRows: one row of an Arrow shard as a Record, straight from the column buffers -------
+ *
+ * ``arrow.ArrowShard`` builds one ArrowRows over the buffers of its (memory-mapped) table:
+ * ``ArrowRows(n, columns)``, ``columns`` being, in ``arrow.SCHEMA`` order, one
+ * ``(validity, offsets, data)`` triple of buffer objects (or None) per column; a list column
+ * gives its child values as ``data``. ``arrow_row(rows, row)`` then reads row ``row`` the way
+ * ``ArrowShard.record`` does in Python (same Record, same dtypes; the JSON metadata is left
+ * packed as a ``PackedJsonMetadata`` until first read), without a pyarrow or numpy call: a
+ * handful of offsets, one bytearray holding every array, numpy views into it.
+ *
+ * The constructor checks every buffer's size against ``n`` once; each read checks its own
+ * offsets against the buffer sizes. A row this code does not take exactly (a list whose length
+ * does not match ``n_atoms``, invalid UTF-8, a negative count) gives NotImplemented and the
+ * Python path reads it, raising the documented error if there is one. */
+
+enum {
+    A_ID, A_DATASET, A_TASK, A_N_ATOMS, A_ENERGY, A_ENERGY_KIND, A_CHARGE, A_SPIN, A_WEIGHT,
+    A_SOURCE_FILE, A_SOURCE_INDEX, A_METADATA,
+    A_NUMBERS, A_POSITIONS, A_CELL, A_PBC, A_FORCES, A_STRESS, A_MAGMOMS, A_FIXED, A_TAGS, A_COUNT
+};
+/* per column: 's' utf-8 string, 'i' int32, 'f' float64, 'q' int64 (scalars);
+ * 'B' list<uint8>, 'F' list<float64>, 'Q' list<int64>, '?' list<bool> (bit-packed values) */
+static const char g_arrow_kinds[A_COUNT + 1] = "sSSifSfqfSqsBFF?FFF?Q";
+
+typedef struct {
+    const unsigned char *valid;  /* validity bitmap, or NULL when the column has no nulls */
+    const int32_t *off;          /* n + 1 offsets (strings and lists), else NULL */
+    const unsigned char *data;   /* values (list columns: the child values) */
+    Py_ssize_t nvalues;          /* values in data (bytes of a string column, bits of a bool list) */
+} ArrowCol;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    ArrowCol col[A_COUNT];
+    Py_buffer views[3 * A_COUNT];
+    int nviews;
+    PyObject *last[A_COUNT];     /* repeated strings: the last value read from the column */
+} ArrowRowsObject;
+
+static PyTypeObject ArrowRowsType;
+
+static void arrow_rows_dealloc(PyObject *self_) {
+    ArrowRowsObject *self = (ArrowRowsObject *)self_;
+    for (int k = 0; k < self->nviews; k++) PyBuffer_Release(&self->views[k]);
+    for (int k = 0; k < A_COUNT; k++) Py_CLEAR(self->last[k]);
+    Py_TYPE(self_)->tp_free(self_);
+}
+
+/* the buffer of `obj` (None: NULL, size 0); -1 with an exception on failure */
+static int arrow_take_buffer(ArrowRowsObject *self, PyObject *obj, const unsigned char **ptr, Py_ssize_t *len) {
+    *ptr = NULL; *len = 0;
+    if (obj == Py_None) return 0;
+    Py_buffer *v = &self->views[self->nviews];
+    if (PyObject_GetBuffer(obj, v, PyBUF_SIMPLE) < 0) return -1;
+    self->nviews++;
+    *ptr = (const unsigned char *)v->buf; *len = v->len;
+    return 0;
+}
+
+static PyObject *arrow_rows_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Py_ssize_t n; PyObject *columns;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "ArrowRows(n, columns) takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "nO!", &n, &PyTuple_Type, &columns)) return NULL;
+    if (n < 0 || PyTuple_GET_SIZE(columns) != A_COUNT) {
+        PyErr_Format(PyExc_ValueError, "ArrowRows: n >= 0 and %d columns", A_COUNT);
+        return NULL;
+    }
+    ArrowRowsObject *self = (ArrowRowsObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->n = n;
+    for (int k = 0; k < A_COUNT; k++) {
+        PyObject *triple = PyTuple_GET_ITEM(columns, k);
+        char kind = g_arrow_kinds[k];
+        if (kind == 'S') kind = 's';  /* a repeated string: read the same way */
+        if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3) {
+            PyErr_Format(PyExc_ValueError, "ArrowRows: column %d is not a (validity, offsets, data) triple", k);
+            goto fail;
+        }
+        ArrowCol *c = &self->col[k];
+        const unsigned char *valid, *off, *data; Py_ssize_t lvalid, loff, ldata;
+        if (arrow_take_buffer(self, PyTuple_GET_ITEM(triple, 0), &valid, &lvalid) < 0
+            || arrow_take_buffer(self, PyTuple_GET_ITEM(triple, 1), &off, &loff) < 0
+            || arrow_take_buffer(self, PyTuple_GET_ITEM(triple, 2), &data, &ldata) < 0) goto fail;
+        int has_offsets = kind == 's' || kind == 'B' || kind == 'F' || kind == 'Q' || kind == '?';
+        Py_ssize_t width = kind == 'i' ? 4 : (kind == 'f' || kind == 'q') ? 8 : 0;
+        if ((valid != NULL && lvalid < (n + 7) / 8)
+            || (has_offsets && (off == NULL || loff < 4 * (n + 1) || ((uintptr_t)off & 3)))
+            || (!has_offsets && off != NULL)
+            || (width && ldata < width * n)) {  /* values are read with memcpy: any alignment */
+            PyErr_Format(PyExc_ValueError, "ArrowRows: the buffers of column %d do not fit %zd rows", k, n);
+            goto fail;
+        }
+        c->valid = valid;
+        c->off = (const int32_t *)off;
+        c->data = data;
+        c->nvalues = kind == '?' ? ldata * 8 : (kind == 'F' || kind == 'Q') ? ldata / 8 : ldata;
+    }
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static inline int arrow_null(const ArrowCol *c, Py_ssize_t row) {
+    return c->valid != NULL && !((c->valid[row >> 3] >> (row & 7)) & 1);
+}
+
+/* values [*start, *start + *len) of a string or list cell; 0 when null (len -1), -1 when the
+ * offsets are out of bounds */
+static inline int arrow_span(const ArrowCol *c, Py_ssize_t row, Py_ssize_t *start, Py_ssize_t *len) {
+    if (arrow_null(c, row)) { *len = -1; return 0; }
+    int32_t a = c->off[row], b = c->off[row + 1];
+    if (a < 0 || b < a || b > c->nvalues) return -1;
+    *start = a; *len = b - a;
+    return 0;
+}
+
+/* the string at `row` as a new reference (None when null); NULL without an exception set
+ * when it cannot be read here (the Python path then reads the row) */
+static PyObject *arrow_string(ArrowRowsObject *self, int k, Py_ssize_t row, int repeated) {
+    Py_ssize_t start, len;
+    if (arrow_span(&self->col[k], row, &start, &len) < 0) return NULL;
+    if (len < 0) Py_RETURN_NONE;
+    const char *data = (const char *)self->col[k].data + start;
+    PyObject *last = self->last[k];
+    if (repeated && last != NULL) {
+        Py_ssize_t m;
+        const char *u = PyUnicode_AsUTF8AndSize(last, &m);
+        if (u != NULL && m == len && memcmp(u, data, len) == 0) { Py_INCREF(last); return last; }
+        PyErr_Clear();
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(data, len, NULL);
+    if (s == NULL) { PyErr_Clear(); return NULL; }
+    if (repeated) { Py_INCREF(s); Py_XSETREF(self->last[k], s); }
+    return s;
+}
+
+static inline PyObject *arrow_f8(const ArrowCol *c, Py_ssize_t row) {
+    if (arrow_null(c, row)) Py_RETURN_NONE;
+    double v; memcpy(&v, c->data + 8 * row, 8);
+    return PyFloat_FromDouble(v);
+}
+
+static inline PyObject *arrow_i8(const ArrowCol *c, Py_ssize_t row) {
+    if (arrow_null(c, row)) Py_RETURN_NONE;
+    int64_t v; memcpy(&v, c->data + 8 * row, 8);
+    return PyLong_FromLongLong(v);
+}
+
+/* the Record at `row` (0 <= row < n); NotImplemented for a row the Python path must read */
+static PyObject *arrow_record(ArrowRowsObject *self, Py_ssize_t row) {
+    if (record_type == NULL || packed_json_type == NULL) return Py_NewRef(Py_NotImplemented);
+    const ArrowCol *col = self->col;
+    PyObject *scalars[A_COUNT] = {NULL};
+    PyObject *arrays[A_COUNT] = {NULL};
+    PyObject *dict = NULL, *base = NULL, *result = NULL;
+    /* list cells: start and length (-1: null), and the length n_atoms implies */
+    Py_ssize_t start[A_COUNT], len[A_COUNT];
+    if (arrow_null(&col[A_N_ATOMS], row)) goto fallback;
+    int32_t n32; memcpy(&n32, col[A_N_ATOMS].data + 4 * row, 4);
+    if (n32 < 0) goto fallback;
+    Py_ssize_t n = n32;
+    Py_ssize_t want[A_COUNT] = {0};
+    want[A_NUMBERS] = n; want[A_POSITIONS] = 3 * n; want[A_CELL] = 9; want[A_PBC] = 3;
+    want[A_FORCES] = 3 * n; want[A_STRESS] = 6; want[A_MAGMOMS] = n; want[A_FIXED] = n; want[A_TAGS] = n;
+    /* bytes of each array in the shared buffer, 8-byte fields first so every view is aligned */
+    static const int order[] = {A_POSITIONS, A_CELL, A_FORCES, A_STRESS, A_MAGMOMS, A_TAGS, A_NUMBERS,
+                                A_FIXED, A_PBC};
+    Py_ssize_t total = 0;
+    for (int j = 0; j < (int)(sizeof(order) / sizeof(order[0])); j++) {
+        int k = order[j];
+        if (arrow_span(&col[k], row, &start[k], &len[k]) < 0) goto fallback;
+        if (len[k] < 0) continue;
+        if (len[k] != want[k]) goto fallback;  /* the Python path raises the shape error */
+        total += (k == A_FIXED || k == A_PBC) ? len[k] : 8 * len[k];
+    }
+    if (len[A_NUMBERS] < 0 || len[A_POSITIONS] < 0) goto fallback;  /* required: Python decides */
+
+    base = PyByteArray_FromStringAndSize(NULL, total);
+    if (base == NULL) goto error;
+    char *buf = PyByteArray_AS_STRING(base);
+    Py_ssize_t pos = 0;
+    for (int j = 0; j < (int)(sizeof(order) / sizeof(order[0])); j++) {
+        int k = order[j];
+        Py_ssize_t m = len[k];
+        if (m < 0) continue;
+        char *dst = buf + pos;
+        char kind = g_arrow_kinds[k];
+        PyArray_Descr *descr;
+        if (kind == 'F' || kind == 'Q') {
+            if (m) memcpy(dst, col[k].data + 8 * start[k], 8 * m);
+            descr = kind == 'F' ? g_f8 : g_i8;
+            pos += 8 * m;
+        } else if (kind == 'B') {  /* uint8 atomic numbers, int64 in the Record */
+            const unsigned char *src = col[k].data + start[k];
+            int64_t *out = (int64_t *)dst;
+            for (Py_ssize_t a = 0; a < m; a++) out[a] = src[a];
+            descr = g_i8;
+            pos += 8 * m;
+        } else {  /* '?': bit-packed bools, one byte each in the Record */
+            const unsigned char *bits = col[k].data;
+            for (Py_ssize_t a = 0; a < m; a++) {
+                Py_ssize_t b = start[k] + a;
+                dst[a] = (bits[b >> 3] >> (b & 7)) & 1;
+            }
+            descr = g_bool;
+            pos += m;
+        }
+        int two_d = k == A_POSITIONS || k == A_FORCES || k == A_CELL;
+        arrays[k] = view(base, dst, descr, two_d ? 2 : 1, two_d ? m / 3 : m, 3);
+        if (arrays[k] == NULL) goto error;
+    }
+
+    if ((scalars[A_ID] = arrow_string(self, A_ID, row, 0)) == NULL) goto check;
+    for (int k = A_DATASET; k <= A_SOURCE_FILE; k++) {
+        char kind = g_arrow_kinds[k];
+        if (k == A_N_ATOMS) continue;
+        if (kind == 's' || kind == 'S') scalars[k] = arrow_string(self, k, row, kind == 'S');
+        else if (kind == 'f') scalars[k] = arrow_f8(&col[k], row);
+        else scalars[k] = arrow_i8(&col[k], row);
+        if (scalars[k] == NULL) goto check;
+    }
+    if ((scalars[A_SOURCE_INDEX] = arrow_i8(&col[A_SOURCE_INDEX], row)) == NULL) goto check;
+    {
+        Py_ssize_t ms, ml;
+        if (arrow_span(&col[A_METADATA], row, &ms, &ml) < 0) goto fallback;
+        if (ml <= 0) scalars[A_METADATA] = PyDict_New();  /* null or "": no metadata, {} */
+        else scalars[A_METADATA] = new_packed(packed_json_type, (const char *)col[A_METADATA].data + ms, ml);
+        if (scalars[A_METADATA] == NULL) goto error;
+    }
+
+    dict = PyDict_Copy(g_template);
+    if (dict == NULL) goto error;
+    static const struct { int key, col, array; } fields[] = {
+        {K_NUMBERS, A_NUMBERS, 1}, {K_POSITIONS, A_POSITIONS, 1}, {K_ID, A_ID, 0},
+        {K_DATASET, A_DATASET, 0}, {K_TASK, A_TASK, 0}, {K_CELL, A_CELL, 1}, {K_PBC, A_PBC, 1},
+        {K_ENERGY, A_ENERGY, 0}, {K_ENERGY_KIND, A_ENERGY_KIND, 0}, {K_FORCES, A_FORCES, 1},
+        {K_STRESS, A_STRESS, 1}, {K_MAGMOMS, A_MAGMOMS, 1}, {K_CHARGE, A_CHARGE, 0},
+        {K_SPIN, A_SPIN, 0}, {K_FIXED, A_FIXED, 1}, {K_TAGS, A_TAGS, 1}, {K_WEIGHT, A_WEIGHT, 0},
+        {K_SOURCE_FILE, A_SOURCE_FILE, 0}, {K_SOURCE_INDEX, A_SOURCE_INDEX, 0},
+        {K_METADATA, A_METADATA, 0},
+    };
+    for (int j = 0; j < (int)(sizeof(fields) / sizeof(fields[0])); j++) {
+        PyObject *v = fields[j].array ? arrays[fields[j].col] : scalars[fields[j].col];
+        if (v == NULL) continue;  /* a null list: the template's None */
+        if (PyDict_SetItem(dict, g_keys[fields[j].key], v) < 0) goto error;
+    }
+    result = record_with_dict(dict);
+    goto done;
+check:  /* a reader gave NULL: an error to raise, or a value for the Python path */
+    if (PyErr_Occurred()) goto error;
+fallback:
+    result = Py_NewRef(Py_NotImplemented);
+    goto done;
+error:
+    Py_CLEAR(result);
+done:
+    for (int k = 0; k < A_COUNT; k++) { Py_XDECREF(scalars[k]); Py_XDECREF(arrays[k]); }
+    Py_XDECREF(dict);
+    Py_XDECREF(base);
+    return result;
+}
+
+/* rows' Record at row_obj, an int in range (IndexError otherwise) */
+static PyObject *arrow_row_at(PyObject *rows_, PyObject *row_obj) {
+    ArrowRowsObject *rows = (ArrowRowsObject *)rows_;
+    Py_ssize_t row = PyNumber_AsSsize_t(row_obj, PyExc_IndexError);
+    if (row == -1 && PyErr_Occurred()) return NULL;
+    if (row < 0 || row >= rows->n) {
+        PyErr_Format(PyExc_IndexError, "arrow_row: row %zd out of range for %zd rows", row, rows->n);
+        return NULL;
+    }
+    return arrow_record(rows, row);
+}
+
+/* arrow_row(rows, row) -> Record | NotImplemented */
+static PyObject *arrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &ArrowRowsType)) {
+        PyErr_SetString(PyExc_TypeError, "arrow_row(ArrowRows, row)");
+        return NULL;
+    }
+    return arrow_row_at(args[0], args[1]);
+}
+
+/* arrow_rows(rows, [row, ...]) -> [arrow_row(rows, row) for row in ...] */
+static PyObject *arrow_rows_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &ArrowRowsType)) {
+        PyErr_SetString(PyExc_TypeError, "arrow_rows(ArrowRows, rows)");
+        return NULL;
+    }
+    ArrowRowsObject *rows = (ArrowRowsObject *)args[0];
+    PyObject *seq = PySequence_Fast(args[1], "arrow_rows: rows must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(m);
+    if (out == NULL) { Py_DECREF(seq); return NULL; }
+    for (Py_ssize_t j = 0; j < m; j++) {
+        PyObject *record = arrow_row_at((PyObject *)rows, PySequence_Fast_GET_ITEM(seq, j));
+        if (record == NULL) goto fail;
+        PyList_SET_ITEM(out, j, record);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyTypeObject ArrowRowsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omni_data.store._fastcodec.ArrowRows",
+    .tp_basicsize = sizeof(ArrowRowsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "ArrowRows(n, columns): the column buffers of an Arrow shard, for arrow_row().",
+    .tp_dealloc = arrow_rows_dealloc,
+    .tp_new = arrow_rows_new,
+};
 
 /* ---- StoreIndex: Store.__getitem__ without a Python frame -------------------------------------
  *
@@ -507,8 +847,8 @@ typedef struct {
 static unsigned long g_fork_gen;  /* bumped in a forked child (pthread_atfork) */
 static void after_fork_child(void) { g_fork_gen++; }
 
-static PyObject *g_store_fork, *g_lmdb_fork, *g_shard_type;
-static PyObject *s_n, *s_shard_n, *s_ends, *s_rows, *s_fork, *s_local, *s_state, *s_env, *s_getitem;
+static PyObject *g_store_fork, *g_lmdb_fork, *g_shard_type, *g_arrow_shard_type;
+static PyObject *s_fast, *s_n, *s_shard_n, *s_ends, *s_rows, *s_fork, *s_local, *s_state, *s_env, *s_getitem;
 
 static void cache_clear(StoreIndexObject *self) {
     for (Py_ssize_t k = 0; k < self->nshards; k++) Py_CLEAR(self->gets[k]);
@@ -572,11 +912,28 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
     }
     if (lo >= PyList_GET_SIZE(rows)) goto slow;
     PyObject *handle = PyList_GET_ITEM(rows, lo);
-    if (handle == Py_None || Py_TYPE(handle) != (PyTypeObject *)g_shard_type) goto slow;
+    int arrow = g_arrow_shard_type != NULL && Py_TYPE(handle) == (PyTypeObject *)g_arrow_shard_type;
+    if (handle == Py_None || (!arrow && Py_TYPE(handle) != (PyTypeObject *)g_shard_type)) goto slow;
     long long row = i - (lo ? PyLong_AsLongLong(PyList_GET_ITEM(ends, lo - 1)) : 0);  /* the shard's first index */
     if (PyErr_Occurred()) goto slow;
     shard_dict = PyObject_GenericGetDict(handle, NULL);
     if (shard_dict == NULL) goto slow;
+    if (arrow) {  /* an Arrow shard: its ArrowRows (no transaction; the buffers are the process's) */
+        PyObject *fast = PyDict_GetItemWithError(shard_dict, s_fast);
+        if (fast == NULL || Py_TYPE(fast) != &ArrowRowsType || row < 0 || row >= ((ArrowRowsObject *)fast)->n)
+            goto slow;
+        Py_INCREF(fast); Py_INCREF(ends); Py_INCREF(rows);  /* held: the reads allocate, a collection may run */
+        result = arrow_record((ArrowRowsObject *)fast, (Py_ssize_t)row);
+        if (result == Py_NotImplemented) Py_CLEAR(result);
+        else if (result != NULL && PyDict_GetItemWithError(dict, s_ends) == ends
+                 && PyDict_GetItemWithError(dict, s_rows) == rows)
+            cache_put((StoreIndexObject *)self, ends, n, lo, fast);
+        Py_DECREF(fast); Py_DECREF(ends); Py_DECREF(rows);
+        if (result == NULL && PyErr_Occurred()) goto done;
+        if (result == NULL) goto slow;
+        PyErr_Clear();
+        goto done;
+    }
     PyObject *shard_n = PyDict_GetItemWithError(shard_dict, s_shard_n);
     PyObject *env = PyDict_GetItemWithError(shard_dict, s_env);
     PyObject *local = PyDict_GetItemWithError(shard_dict, s_local);
@@ -629,7 +986,13 @@ static PyObject *store_subscript(PyObject *self_, PyObject *key) {
             PyObject *get = self->gets[lo];
             if (get != NULL) {
                 Py_INCREF(get);  /* held across the call: a reset from another frame must not free it */
-                PyObject *result = read_one_ll(get, (unsigned long long)(j - (lo ? self->ends[lo - 1] : 0)));
+                long long row = j - (lo ? self->ends[lo - 1] : 0);
+                PyObject *result;
+                if (Py_TYPE(get) == &ArrowRowsType)  /* an Arrow shard's column buffers */
+                    result = row < ((ArrowRowsObject *)get)->n ? arrow_record((ArrowRowsObject *)get, (Py_ssize_t)row)
+                                                               : Py_NewRef(Py_NotImplemented);
+                else
+                    result = read_one_ll(get, (unsigned long long)row);
                 Py_DECREF(get);
                 if (result != NULL && result != Py_None && result != Py_NotImplemented) return result;
                 Py_XDECREF(result);
@@ -680,14 +1043,16 @@ static PyTypeObject StoreIndexType = {
 /* configure_store(store_fork, lmdb_fork, LmdbShard): the fork counters of reader.py and lmdb.py
  * (one-element lists) and the shard type whose handles the fast path reads. */
 static PyObject *configure_store(PyObject *self, PyObject *args) {
-    PyObject *a, *b, *t;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &a, &PyList_Type, &b, &PyType_Type, &t)) return NULL;
+    PyObject *a, *b, *t, *arrow_t = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!|O!", &PyList_Type, &a, &PyList_Type, &b, &PyType_Type, &t,
+                          &PyType_Type, &arrow_t)) return NULL;
     if (PyList_GET_SIZE(a) != 1 || PyList_GET_SIZE(b) != 1) {
         PyErr_SetString(PyExc_ValueError, "configure_store: fork counters are one-element lists");
         return NULL;
     }
     Py_INCREF(a); Py_INCREF(b); Py_INCREF(t);
     Py_XSETREF(g_store_fork, a); Py_XSETREF(g_lmdb_fork, b); Py_XSETREF(g_shard_type, t);
+    Py_XINCREF(arrow_t); Py_XSETREF(g_arrow_shard_type, arrow_t);
     Py_RETURN_NONE;
 }
 
@@ -700,6 +1065,10 @@ static PyMethodDef methods[] = {
      "read_rows(get, rows) -> list of what read_row gives for each row."},
     {"configure", configure, METH_VARARGS,
      "configure(Record, PackedMetadata): the type decode_v2 builds, and the marker of packed metadata."},
+    {"arrow_row", (PyCFunction)(void (*)(void))arrow_row, METH_FASTCALL,
+     "arrow_row(ArrowRows, row) -> Record, or NotImplemented for a row the Python path must read."},
+    {"arrow_rows", (PyCFunction)(void (*)(void))arrow_rows_many, METH_FASTCALL,
+     "arrow_rows(ArrowRows, rows) -> list of what arrow_row gives for each row."},
     {"decode_v2", decode_v2, METH_O,
      "decode_v2(value) -> Record, or NotImplemented when the value is not a well-formed version-2 "
      "record (the caller then decodes it in Python)."},
@@ -722,9 +1091,9 @@ PyMODINIT_FUNC PyInit__fastcodec(void) {
     if (g_template == NULL) return NULL;
     for (int k = 0; k < K_COUNT; k++)
         if (PyDict_SetItem(g_template, g_keys[k], Py_None) < 0) return NULL;
-    const char *names[] = {"_n", "n", "_ends_list", "_rows", "_fork", "_local", "state", "_env",
+    const char *names[] = {"_fast", "_n", "n", "_ends_list", "_rows", "_fork", "_local", "state", "_env",
                            "_getitem"};
-    PyObject **slots[] = {&s_n, &s_shard_n, &s_ends, &s_rows, &s_fork, &s_local, &s_state, &s_env,
+    PyObject **slots[] = {&s_fast, &s_n, &s_shard_n, &s_ends, &s_rows, &s_fork, &s_local, &s_state, &s_env,
                           &s_getitem};
     for (int k = 0; k < (int)(sizeof(names) / sizeof(names[0])); k++)
         if ((*slots[k] = PyUnicode_InternFromString(names[k])) == NULL) return NULL;
@@ -734,12 +1103,18 @@ PyMODINIT_FUNC PyInit__fastcodec(void) {
         return NULL;
     }
 #endif
-    if (PyType_Ready(&StoreIndexType) < 0) return NULL;
+    if (PyType_Ready(&StoreIndexType) < 0 || PyType_Ready(&ArrowRowsType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     Py_INCREF(&StoreIndexType);
     if (PyModule_AddObject(m, "StoreIndex", (PyObject *)&StoreIndexType) < 0) {
         Py_DECREF(&StoreIndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ArrowRowsType);
+    if (PyModule_AddObject(m, "ArrowRows", (PyObject *)&ArrowRowsType) < 0) {
+        Py_DECREF(&ArrowRowsType);
         Py_DECREF(m);
         return NULL;
     }

@@ -14,6 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from omni_data.schema import Record
+from omni_data.store import codec
+
+# the C reader (``_fastcodec``: ArrowRows, arrow_row, arrow_rows) when the C decoder is in use
+_C = codec._fastcodec if codec.ACCELERATED else None
 
 # list column -> (arrow value type, numpy dtype, values per atom or fixed length)
 LIST_COLUMNS: dict[str, tuple[pa.DataType, str, tuple[str, int]]] = {
@@ -155,26 +159,49 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 class ArrowShard:
-    """Row access to one Arrow shard through numpy views of its columns (built once)."""
+    """Row access to one Arrow shard (the table memory-mapped once).
+
+    With the C decoder built, ``record`` reads a row straight from the column buffers
+    (``_fastcodec.ArrowRows``, ~1 us); the Python path below (numpy views of the columns, built
+    on first use) reads any row the C reader does not take and is the reference it is tested
+    against."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        table = read_table(self.path).combine_chunks()
-        self.n = table.num_rows
-        self._scalars: dict[str, list[Any]] = {}
-        for name in SCALAR_COLUMNS:
-            self._scalars[name] = table.column(name).to_pylist()
+        self._table = read_table(self.path).combine_chunks()
+        self.n = self._table.num_rows
+        self._fast = _fast_rows(self._table)
+        self._scalars: dict[str, list[Any]] | None = None  # the Python path's columns
         self._lists: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for name in LIST_COLUMNS:
-            chunk = table.column(name).chunk(0) if table.num_rows else pa.array([], pa.list_(LIST_COLUMNS[name][0]))
-            offsets = chunk.offsets.to_numpy()
-            values = chunk.values.to_numpy(zero_copy_only=False)
-            nulls = chunk.is_null().to_numpy(zero_copy_only=False)
-            self._lists[name] = (offsets, values, nulls)
         self._ids: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return self.n
+
+    def _columns(self) -> dict[str, list[Any]]:
+        """Scalar columns as lists and list columns as (offsets, values, nulls), built once."""
+        if self._scalars is None:
+            table = self._table
+            for name in LIST_COLUMNS:
+                chunk = table.column(name).chunk(0) if table.num_rows else pa.array([], pa.list_(LIST_COLUMNS[name][0]))
+                offsets = chunk.offsets.to_numpy()
+                values = chunk.values.to_numpy(zero_copy_only=False)
+                nulls = chunk.is_null().to_numpy(zero_copy_only=False)
+                self._lists[name] = (offsets, values, nulls)
+            self._scalars = {name: self._pylist(name) for name in SCALAR_COLUMNS}
+        return self._scalars
+
+    def _pylist(self, name: str) -> list[Any]:
+        column = self._table.column(name)
+        try:
+            return column.to_pylist()
+        except UnicodeDecodeError as exc:  # name the first row that is not UTF-8
+            for row in range(len(column)):
+                try:
+                    column[row].as_py()
+                except UnicodeDecodeError:
+                    raise ValueError(f"{self.path}: row {row}: column {name!r} is not valid UTF-8 ({exc})") from None
+            raise
 
     def _array(self, name: str, row: int, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         offsets, values, nulls = self._lists[name]
@@ -186,8 +213,22 @@ class ArrowShard:
         """The record at ``row`` (0-based within this shard)."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        s = {k: v[row] for k, v in self._scalars.items()}
+        if self._fast is not None:
+            record = _C.arrow_row(self._fast, row)
+            if record is not NotImplemented:
+                return record
+        return self.record_py(row)
+
+    def record_py(self, row: int) -> Record:
+        """``record`` in Python (what the C reader is tested against; it reads any row C does not)."""
+        if not 0 <= row < self.n:
+            raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
+        s = {k: v[row] for k, v in self._columns().items()}
         n = s["n_atoms"]
+        try:
+            metadata = json.loads(s["metadata"]) if s["metadata"] else {}
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: row {row}: metadata is not valid JSON ({exc})") from None
         return Record(
             numbers=self._array("numbers", row, (n,), "int64"),
             positions=self._array("positions", row, (n, 3), "float64"),
@@ -208,15 +249,53 @@ class ArrowShard:
             weight=s["weight"],
             source_file=s["source_file"],
             source_index=s["source_index"],
-            metadata=json.loads(s["metadata"]) if s["metadata"] else {},
+            metadata=metadata,
         )
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The records at ``rows``, in that order (``Store.get_many``)."""
-        return [self.record(row) for row in rows]
+        if self._fast is None or any(not 0 <= row < self.n for row in rows):
+            return [self.record(row) for row in rows]
+        got = _C.arrow_rows(self._fast, rows)
+        for p, record in enumerate(got):
+            if record is NotImplemented:
+                got[p] = self.record_py(rows[p])
+        return got
 
     def find(self, record_id: str) -> int | None:
         """Row of ``record_id`` in this shard, or None (dict built on first use)."""
         if self._ids is None:
-            self._ids = {i: row for row, i in reversed(list(enumerate(self._scalars["id"])))}
+            ids = self._table.column("id").to_pylist()
+            self._ids = {i: row for row, i in reversed(list(enumerate(ids)))}
         return self._ids.get(record_id)
+
+
+def _fast_rows(table: pa.Table) -> Any:
+    """The C reader's ``ArrowRows`` over ``table``'s buffers, or None where it does not apply:
+    no C decoder, another schema (a shard from another version), or a layout it does not read
+    (sliced arrays, nulls inside a list)."""
+    if _C is None or table.num_rows == 0 or not table.schema.equals(SCHEMA):
+        return None
+    columns = []
+    for name in SCHEMA.names:
+        column = table.column(name)
+        if column.num_chunks != 1:
+            return None
+        array = column.chunk(0)
+        if array.offset:
+            return None
+        buffers = array.buffers()
+        if name in LIST_COLUMNS:
+            child = array.values
+            if child.offset or child.null_count:
+                return None
+            triple = (buffers[0], buffers[1], child.buffers()[1])
+        elif SCALAR_COLUMNS[name] == pa.string():
+            triple = (buffers[0], buffers[1], buffers[2])
+        else:
+            triple = (buffers[0], None, buffers[1])
+        if array.null_count == 0:
+            triple = (None,) + triple[1:]
+        columns.append(triple)
+    return _C.ArrowRows(table.num_rows, tuple(columns))
+

@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from omni_data.schema import PackedMetadata, Record
+from omni_data.schema import PackedJsonMetadata, PackedMetadata, Record
 
 CODEC_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -60,7 +60,7 @@ decode_c = read_row_c = read_rows_c = None
 (LMDB row key, lookup and decode in one call: ``lmdb.LmdbShard.record``) and
 ``read_rows_c(get, rows)`` (the same for a list: ``LmdbShard.records``), or None."""
 if _fastcodec is not None and _FAST and os.environ.get("OMNI_PURE_PYTHON_CODEC", "") in ("", "0"):
-    _fastcodec.configure(Record, PackedMetadata)
+    _fastcodec.configure(Record, PackedMetadata, PackedJsonMetadata)
     decode_c, read_row_c, read_rows_c = _fastcodec.decode_v2, _fastcodec.read_row, _fastcodec.read_rows
 ACCELERATED = decode_c is not None
 

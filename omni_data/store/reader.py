@@ -102,9 +102,10 @@ def _fast_bases() -> tuple[type, ...]:
 
     if not codec.ACCELERATED:
         return ()
+    from omni_data.store import arrow as arrow_shards
     from omni_data.store import lmdb as lmdb_shards
 
-    codec._fastcodec.configure_store(_FORK, lmdb_shards._FORK, lmdb_shards.LmdbShard)
+    codec._fastcodec.configure_store(_FORK, lmdb_shards._FORK, lmdb_shards.LmdbShard, arrow_shards.ArrowShard)
     return (codec._fastcodec.StoreIndex,)
 
 
@@ -262,10 +263,11 @@ class Store(_Base, *_FAST_BASES):
         from omni_data.store.lmdb import LmdbShard
 
         handles = {k: self._handle(k) for k in shards.tolist()}
-        if codec.read_rows_c is not None and all(type(h) is LmdbShard for h in handles.values()):
-            # rows of several shards in one C call: each row with its shard's get
+        if codec.read_rows_c is not None and all(type(h) is LmdbShard or getattr(h, "_fast", None) is not None
+                                                 for h in handles.values()):
+            # rows of several shards in one C call: each row with its shard's get (LMDB) or ArrowRows
             ks_list, rows_list = ks.tolist(), rows.tolist()
-            getters = {k: h.getter() for k, h in handles.items()}
+            getters = {k: h.getter() if type(h) is LmdbShard else h._fast for k, h in handles.items()}
             got = codec.read_rows_c([getters[k] for k in ks_list], rows_list)
             for p, record in enumerate(got):
                 if record is None or record is NotImplemented:  # the Python path says why

@@ -301,7 +301,7 @@ def test_store_index_in_c_gives_the_python_path_records(tmp_path, monkeypatch):
     for bad, error in ((60, IndexError), (-61, IndexError), (1.0, TypeError), ("1", TypeError), (2**70, IndexError)):
         with pytest.raises(error):
             store[bad]
-    arrow = Store(tmp_path / "store", backend="arrow")  # not an LMDB handle: always the Python path
+    arrow = Store(tmp_path / "store", backend="arrow")  # Arrow shards: their ArrowRows (tests below)
     assert_same_records(records[:5], [arrow[i] for i in range(5)])
     results: dict[int, list[str]] = {}
 
@@ -410,3 +410,220 @@ def test_store_index_cache_per_thread(tmp_path, monkeypatch):
     assert_same_records([records[4], records[5]], seen)
     assert slow == [4] and gets[0] is not store._rows[0].getter()  # its own transaction
     assert_same_records([records[6]], [store[6]])  # back in the main thread: right record
+
+
+# ---- Arrow shards: ArrowRows / arrow_row (the same Record as ArrowShard.record_py) ----------------
+
+
+def _arrow_shard(tmp_path, records, name: str = "a"):
+    from omni_data.store.arrow import ArrowShard, records_to_table, write_table
+
+    path = tmp_path / f"{name}.arrow"
+    write_table(records_to_table(records), path)
+    return ArrowShard(path)
+
+
+def test_arrow_rows_give_the_python_path_records(tmp_path):
+    from omni_data.schema import PackedJsonMetadata
+
+    records = varied_records(300, seed=31) + emt_records(12, seed=3) + [bare_record()]
+    shard = _arrow_shard(tmp_path, records)
+    assert shard._fast is not None
+    got = []
+    for row in range(len(records)):
+        c = codec._fastcodec.arrow_row(shard._fast, row)
+        assert c is not NotImplemented
+        packed = vars(c)["metadata"]
+        assert type(packed) is (PackedJsonMetadata if records[row].metadata else dict)  # JSON left packed
+        assert_identical(c, shard.record_py(row))
+        got.append(c)
+    assert_same_records(records, got)
+    assert_same_records(records, [shard.record(row) for row in range(len(records))])
+    rows = [5, 0, 299, 5, 312]
+    assert_same_records([records[r] for r in rows], shard.records(rows))
+    with pytest.raises(IndexError):
+        codec._fastcodec.arrow_row(shard._fast, len(records))
+    with pytest.raises(IndexError):
+        codec._fastcodec.arrow_rows(shard._fast, [0, -1])
+
+
+def test_arrow_record_arrays_outlive_the_shard(tmp_path):
+    """Arrays are copies in one bytearray per record, never views of the memory-mapped file."""
+    import gc
+
+    records = varied_records(20, seed=32, min_atoms=1)
+    shard = _arrow_shard(tmp_path, records)
+    got = shard.records(list(range(20)))
+    del shard
+    gc.collect()
+    assert_same_records(records, got)
+    got[0].positions += 1.0  # writable, and no other record shares its memory
+    assert np.array_equal(got[1].positions, records[1].positions)
+
+
+def _replace_column(table, name: str, array):
+    import pyarrow as pa
+
+    return table.set_column(table.schema.get_field_index(name), pa.field(name, table.schema.field(name).type), array)
+
+
+def test_arrow_rows_the_c_reader_does_not_take_go_to_python(tmp_path):
+    """A list whose length disagrees with n_atoms, or an id that is not UTF-8: arrow_row answers
+    NotImplemented and ArrowShard.record raises the Python path's error; other rows still read."""
+    import pyarrow as pa
+
+    from omni_data.store.arrow import ArrowShard, records_to_table, write_table
+
+    records = emt_records(6, seed=33)
+    assert all(r.forces is not None for r in records)
+    table = records_to_table(records)
+    forces = table.column("forces").combine_chunks()
+    lengths = np.diff(forces.offsets.to_numpy())
+    lengths[1] -= 3  # row 1: one atom short
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.random.default_rng(0).normal(size=int(offsets[-1]))
+    bad_forces = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    ids = [r.id.encode() for r in records]
+    ids[3] = b"\xff\xfe"
+    id_offsets = np.concatenate([[0], np.cumsum([len(i) for i in ids])]).astype(np.int32)
+    bad_ids = pa.Array.from_buffers(pa.string(), len(ids), [None, pa.py_buffer(id_offsets), pa.py_buffer(b"".join(ids))])
+    write_table(_replace_column(table, "forces", bad_forces), tmp_path / "forces.arrow")
+    write_table(_replace_column(table, "id", bad_ids), tmp_path / "ids.arrow")
+    shard = ArrowShard(tmp_path / "forces.arrow")
+    assert shard._fast is not None
+    assert codec._fastcodec.arrow_row(shard._fast, 1) is NotImplemented
+    with pytest.raises(ValueError, match="reshape"):
+        shard.record(1)
+    good = shard.record(0)
+    assert np.array_equal(good.forces.reshape(-1), values[:lengths[0]]) and good.id == records[0].id
+    shard = ArrowShard(tmp_path / "ids.arrow")
+    assert codec._fastcodec.arrow_row(shard._fast, 3) is NotImplemented
+    with pytest.raises(ValueError, match=r"ids.arrow: row 3: column 'id' is not valid UTF-8"):
+        shard.record(3)
+    assert_same_records(records[4:], [shard.record(4), shard.record(5)])
+
+
+def test_arrow_metadata_that_is_not_json_names_the_record(tmp_path):
+    import pyarrow as pa
+
+    from omni_data.store.arrow import ArrowShard, records_to_table, write_table
+
+    records = varied_records(3, seed=34, min_atoms=1)
+    table = _replace_column(records_to_table(records), "metadata", pa.array(['{"a": 1}', "{oops", None]))
+    write_table(table, tmp_path / "m.arrow")
+    shard = ArrowShard(tmp_path / "m.arrow")
+    assert shard.record(0).metadata == {"a": 1} and shard.record(2).metadata == {}
+    record = shard.record(1)  # read lazily, as from LMDB: the error comes with the first access
+    with pytest.raises(ValueError, match=f"record {record.id!r}.*metadata could not be unpacked"):
+        record.metadata
+    with pytest.raises(ValueError, match="row 1: metadata is not valid JSON"):
+        shard.record_py(1)
+
+
+def test_arrow_rows_checks_its_buffers():
+    import pyarrow as pa
+
+    from omni_data.store.arrow import SCHEMA
+
+    ArrowRows = codec._fastcodec.ArrowRows
+    with pytest.raises(ValueError, match="21 columns"):
+        ArrowRows(1, ((None, None, None),) * 3)
+    with pytest.raises(ValueError, match="triple"):
+        ArrowRows(1, (None,) * len(SCHEMA))
+    empty = pa.py_buffer(b"")
+    with pytest.raises(ValueError, match="column 0 do not fit 1 rows"):  # a string column needs 2 offsets
+        ArrowRows(1, ((None, empty, empty),) + ((None, None, None),) * (len(SCHEMA) - 1))
+    with pytest.raises(TypeError):
+        ArrowRows(1, ((None, 3, None),) * len(SCHEMA))  # not a buffer
+
+
+def test_arrow_shards_the_c_reader_does_not_cover_read_in_python(tmp_path):
+    """A shard of another schema (an extra column) or with nulls inside a list has no ArrowRows
+    and reads through the Python path, with the same records."""
+    import pyarrow as pa
+
+    from omni_data.store.arrow import ArrowShard, records_to_table, write_table
+
+    records = varied_records(10, seed=35, min_atoms=1)
+    table = records_to_table(records)
+    write_table(table.append_column("extra", pa.array(range(10))), tmp_path / "x.arrow")
+    shard = ArrowShard(tmp_path / "x.arrow")
+    assert shard._fast is None
+    assert_same_records(records, [shard.record(r) for r in range(10)])
+    write_table(table.slice(0, 0), tmp_path / "empty.arrow")
+    assert ArrowShard(tmp_path / "empty.arrow")._fast is None
+
+
+def test_store_index_reads_arrow_shards_in_c(tmp_path, monkeypatch):
+    """store[i] on an Arrow store: the first read of a shard opens it (Python), later ones run in
+    C from the cached ArrowRows; refresh() and close() give way as for LMDB."""
+    from omni_data.store import Store, write_shard
+
+    records = varied_records(60, seed=36, min_atoms=1)
+    write_shard(tmp_path / "store", "s0", records[:20], formats=("arrow",))
+    write_shard(tmp_path / "store", "s1", records[20:40], formats=("arrow",))
+    store = Store(tmp_path / "store", backend="arrow")
+    slow = _spy_slow_path(monkeypatch)
+    first = [store[i] for i in (3, 25, 3, 25)]
+    assert slow == [3, 25]
+    again = [store[i] for i in range(40)] + [store[-1]]
+    assert slow == [3, 25]
+    assert_same_records([records[3], records[25]] * 2 + records[:40] + [records[39]], first + again)
+    write_shard(tmp_path / "store", "s2", records[40:], formats=("arrow",))
+    with pytest.raises(IndexError):
+        store[45]
+    store.refresh()
+    assert_same_records([records[45], records[-1], records[5]], [store[45], store[-1], store[5]])
+    store.close()
+    slow.clear()
+    assert_same_records([records[7], records[7]], [store[7], store[7]])
+    assert slow == [7]
+    calls: list = []
+    original = codec.read_rows_c
+    monkeypatch.setattr(codec, "read_rows_c", lambda gets, rows: calls.append(gets) or original(gets, rows))
+    # rows of three shards: one C call, each row with its shard's ArrowRows
+    assert_same_records([records[i] for i in (59, 0, 21, 22)], store.get_many([59, 0, 21, 22]))
+    assert len(calls) == 1 and all(type(g) is codec._fastcodec.ArrowRows for g in calls[0])
+    assert_same_records([records[i] for i in (1, 2)], store.get_many([1, 2]))  # one shard: ArrowShard.records
+
+
+def test_arrow_rows_on_garbage_offsets_never_read_out_of_bounds(tmp_path):
+    """Random bytes written over the offsets and atom counts: every read is a Record of
+    consistent shapes or NotImplemented, never a crash (each read checks its offsets)."""
+    from omni_data.store.arrow import _fast_rows, records_to_table
+
+    records = varied_records(40, seed=37, min_atoms=1)
+    table = records_to_table(records)
+    rows = _fast_rows(table)
+    assert rows is not None
+    rng = np.random.default_rng(0)
+    columns = []
+    for name in table.schema.names:  # the triples _fast_rows built, as mutable copies
+        array = table.column(name).chunk(0)
+        buffers = array.buffers()
+        if array.type.num_fields:  # a list
+            triple = [buffers[0], buffers[1], array.values.buffers()[1]]
+        elif len(buffers) == 3:
+            triple = list(buffers)
+        else:
+            triple = [buffers[0], None, buffers[1]]
+        columns.append([None if b is None else bytearray(b.to_pybytes()) for b in triple])
+    outcomes = set()
+    for trial in range(200):
+        mutated = [[None if b is None else bytearray(b) for b in triple] for triple in columns]
+        for _ in range(4):
+            name = rng.choice(["n_atoms", "positions", "forces", "numbers", "id", "pbc", "metadata", "tags"])
+            buf = mutated[table.schema.names.index(name)][1 if name not in ("n_atoms",) else 2]
+            if buf:
+                buf[int(rng.integers(len(buf)))] = int(rng.integers(256))
+        fast = codec._fastcodec.ArrowRows(len(records), tuple(tuple(t) for t in mutated))
+        for row in range(len(records)):
+            got = codec._fastcodec.arrow_row(fast, row)
+            if got is NotImplemented:
+                outcomes.add("python")
+                continue
+            outcomes.add("record")
+            n = len(got.numbers)
+            assert got.positions.shape == (n, 3) and got.pbc.shape == (3,)
+            assert got.forces is None or got.forces.shape == (n, 3)
+    assert outcomes == {"python", "record"}
