@@ -82,13 +82,15 @@ def summarize(shards: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def read_catalog(store_dir: Path) -> dict[str, Any]:
-    """The catalog of ``store_dir`` as a dict (an empty catalog if the store is new)."""
+def read_catalog(store_dir: Path, reader: bool = False) -> dict[str, Any]:
+    """The catalog of ``store_dir`` as a dict (an empty catalog if the store is new);
+    ``reader=True``: its ``reader_view``, each shard entry trimmed as it is parsed (so the
+    whole catalog is never in memory at once)."""
     path = Path(store_dir) / CATALOG_NAME
     if not path.is_file():
         return empty_catalog()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_hook=_reader_entry if reader else None)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: catalog is not valid JSON ({exc})") from None
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -161,12 +163,53 @@ def add_run(store_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
     return update_catalog(store_dir, lambda data: data["runs"].append(run))
 
 
-class Catalog:
-    """A loaded catalog: ``.shards`` (sorted by name), ``.counts``, ``.sections``, ``.runs``."""
+# Per-shard detail that reading records never needs: ``Catalog(..., reader=True)`` (what a
+# ``Store`` holds) leaves it out. At 24,000 shards the per-shard element counts alone were 80% of
+# the catalog's 145 MiB in every process that opened the store (every DataLoader worker).
+READER_OMITS = ("by_element", "quarantined_by_reason")
 
-    def __init__(self, store_dir: Path, data: dict[str, Any] | None = None):
+
+def reader_view(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each shard entry's ``READER_OMITS`` and its files' ``sha256`` left out
+    (the store-wide ``counts`` keep every total)."""
+    return {**data, "shards": [_trim(dict(entry)) for entry in data.get("shards", [])]}
+
+
+def _trim(entry: dict[str, Any]) -> dict[str, Any]:
+    for key in READER_OMITS:
+        entry.pop(key, None)
+    files = entry.get("files")
+    if isinstance(files, dict):
+        entry["files"] = {fmt: {k: v for k, v in meta.items() if k != "sha256"} if isinstance(meta, dict) else meta
+                          for fmt, meta in files.items()}
+    return entry
+
+
+def _reader_entry(obj: dict[str, Any]) -> dict[str, Any]:
+    """``json.loads`` object hook of ``read_catalog(reader=True)``: trims each shard entry (the
+    one kind of object with ``name``, ``records`` and ``files``) as soon as it is parsed."""
+    if "files" in obj and "records" in obj and "name" in obj:
+        return _trim(obj)
+    return obj
+
+
+class Catalog:
+    """A loaded catalog: ``.shards`` (sorted by name), ``.counts``, ``.sections``, ``.runs``.
+
+    ``reader=True`` keeps the reader's view (``reader_view``): what ``Store`` needs to find and
+    select records, without per-shard element counts and checksums (``omni-data verify`` and
+    ``omni-data info`` load the whole catalog)."""
+
+    def __init__(self, store_dir: Path, data: dict[str, Any] | None = None, reader: bool = False):
         self.store_dir = Path(store_dir)
-        self.data = read_catalog(self.store_dir) if data is None else data
+        self.reader = reader
+        if data is None:
+            self.data = read_catalog(self.store_dir, reader=reader)
+        else:
+            self._set(data)
+
+    def _set(self, data: dict[str, Any]) -> None:
+        self.data = reader_view(data) if self.reader else data
 
     @property
     def shards(self) -> list[dict[str, Any]]:
@@ -185,7 +228,14 @@ class Catalog:
         return self.data.get("runs", [])
 
     def shard(self, name: str) -> dict[str, Any] | None:
-        return next((s for s in self.shards if s["name"] == name), None)
+        """The entry of shard ``name`` (None if absent): a dict lookup, built once per shard list
+        (callers ask shard by shard over the whole store)."""
+        shards = self.shards
+        index = getattr(self, "_index", None)
+        if index is None or index[0] is not shards or index[1] != len(shards):
+            index = self._index = (shards, len(shards), {s["name"]: k for k, s in enumerate(shards)})
+        k = index[2].get(name)
+        return None if k is None else shards[k]
 
     def update_section(self, name: str, value: Any) -> None:
         """Set ``sections[name] = value`` atomically (JSON-serialisable ``value``)."""
@@ -194,8 +244,8 @@ class Catalog:
         def change(data: dict[str, Any]) -> None:
             data.setdefault("sections", {})[name] = value
 
-        self.data = update_catalog(self.store_dir, change)
+        self._set(update_catalog(self.store_dir, change))
 
     def reload(self) -> "Catalog":
-        self.data = read_catalog(self.store_dir)
+        self.data = read_catalog(self.store_dir, reader=self.reader)
         return self

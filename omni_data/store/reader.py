@@ -123,7 +123,7 @@ class Store(_Base, *_FAST_BASES):
             raise FileNotFoundError(f"{self.path}: not a store (no catalog.json)")
         self.backend = backend
         self.store = self
-        self._set_catalog(Catalog(self.path))
+        self._set_catalog(Catalog(self.path, reader=True))
 
     # -- catalog and handles -------------------------------------------------------------
     def _set_catalog(self, catalog: Catalog) -> None:
@@ -144,7 +144,7 @@ class Store(_Base, *_FAST_BASES):
     def refresh(self) -> "Store":
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
         self._close_handles()
-        self._set_catalog(Catalog(self.path))
+        self._set_catalog(Catalog(self.path, reader=True))
         return self
 
     def _close_handles(self) -> None:
@@ -169,7 +169,7 @@ class Store(_Base, *_FAST_BASES):
         self.path = Path(state["path"])
         self.backend = state["backend"]
         self.store = self
-        self._set_catalog(Catalog(self.path, state["catalog"]))
+        self._set_catalog(Catalog(self.path, state["catalog"], reader=True))
 
     def _handle(self, k: int, backend: str | None = None) -> Any:
         """The open shard ``k`` for ``backend`` in this process (opened on first use)."""

@@ -69,3 +69,38 @@ def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
     assert ' "counts": {' in lines and '  "records": 15,' in lines  # everything else indented
     empty = {"schema_version": 1, "shards": [], "sections": {}}
     assert json.loads(dump_catalog(empty)) == empty
+
+
+def test_reader_view_leaves_out_per_shard_detail_only(tmp_path):
+    """What a Store holds: no per-shard element counts, quarantine reasons or checksums; every
+    store-wide total, section and the rest of each entry as on disk."""
+    from omni_data.store.catalog import reader_view
+
+    entries = [_entry(f"s{i}", i + 1) for i in range(3)]
+    entries[1]["files"] = {"lmdb": {"file": "shards/s1.lmdb", "sha256": "ab" * 32, "bytes": 10}}
+    add_shards(tmp_path, entries)
+    full = Catalog(tmp_path)
+    slim = Catalog(tmp_path, reader=True)
+    assert slim.counts == full.counts and slim.counts["by_element"] == {"H": 6}
+    assert slim.shard("s1") == {"name": "s1", "records": 2, "atoms": 4, "by_task": {"t": 2}, "by_dataset": {"d": 2},
+                                "quarantined": 1, "files": {"lmdb": {"file": "shards/s1.lmdb", "bytes": 10}}}
+    assert reader_view(full.data) == slim.data  # parsing with the hook == trimming afterwards
+    assert full.shard("s1")["files"]["lmdb"]["sha256"] == "ab" * 32  # the full catalog is untouched
+    slim.update_section("notes", {"a": 1})  # a reader catalog stays slim; the file keeps everything
+    assert "by_element" not in slim.shard("s0") and slim.sections["notes"] == {"a": 1}
+    assert read_catalog(tmp_path)["shards"][0]["by_element"] == {"H": 1}
+    assert "by_element" not in slim.reload().shard("s2") and slim.shard("nope") is None
+
+
+def test_a_store_holds_and_pickles_the_reader_view(tmp_path):
+    import pickle
+
+    from omni_data.store import Store, write_shard
+    from omni_data.store.testing import emt_records
+
+    write_shard(tmp_path, "a", emt_records(3, seed=1))
+    store = Store(tmp_path)
+    assert "by_element" not in store.catalog.shard("a") and store.catalog.counts["by_element"]
+    assert "sha256" not in store.catalog.shard("a")["files"]["lmdb"]
+    again = pickle.loads(pickle.dumps(store))
+    assert again.catalog.data == store.catalog.data and again[2].id == store[2].id
