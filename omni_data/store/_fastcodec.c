@@ -504,6 +504,9 @@ static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
  * packed as a ``PackedJsonMetadata`` until first read), without a pyarrow or numpy call: a
  * handful of offsets, one bytearray holding every array, numpy views into it.
  *
+ * A column given as ``(None, None, None, value)`` holds ``value`` in every row (a scalar column,
+ * or None for a list column null throughout) and is read without touching its buffers.
+ *
  * The constructor checks every buffer's size against ``n`` once; each read checks its own
  * offsets against the buffer sizes. A row this code does not take exactly (a list whose length
  * does not match ``n_atoms``, invalid UTF-8, a negative count) gives NotImplemented and the
@@ -532,6 +535,8 @@ typedef struct {
     Py_buffer views[3 * A_COUNT];
     int nviews;
     PyObject *last[A_COUNT];     /* repeated strings: the last value read from the column */
+    PyObject *constant[A_COUNT]; /* a scalar column holding one value in every row (None: all
+                                  * null), read without touching its buffers; NULL otherwise */
 } ArrowRowsObject;
 
 static PyTypeObject ArrowRowsType;
@@ -539,7 +544,7 @@ static PyTypeObject ArrowRowsType;
 static void arrow_rows_dealloc(PyObject *self_) {
     ArrowRowsObject *self = (ArrowRowsObject *)self_;
     for (int k = 0; k < self->nviews; k++) PyBuffer_Release(&self->views[k]);
-    for (int k = 0; k < A_COUNT; k++) Py_CLEAR(self->last[k]);
+    for (int k = 0; k < A_COUNT; k++) { Py_CLEAR(self->last[k]); Py_CLEAR(self->constant[k]); }
     Py_TYPE(self_)->tp_free(self_);
 }
 
@@ -573,6 +578,12 @@ static PyObject *arrow_rows_new(PyTypeObject *type, PyObject *args, PyObject *kw
         char kind = g_arrow_kinds[k];
         if (kind == 'S') kind = 's';  /* a repeated string: read the same way */
         if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3) {
+            /* (None, None, None, value): a scalar column with `value` in every row */
+            if (PyTuple_Check(triple) && PyTuple_GET_SIZE(triple) == 4 && k != A_N_ATOMS
+                && (k < A_NUMBERS || PyTuple_GET_ITEM(triple, 3) == Py_None)) {  /* a list column: all null */
+                self->constant[k] = Py_NewRef(PyTuple_GET_ITEM(triple, 3));
+                continue;
+            }
             PyErr_Format(PyExc_ValueError, "ArrowRows: column %d is not a (validity, offsets, data) triple", k);
             goto fail;
         }
@@ -618,6 +629,7 @@ static inline int arrow_span(const ArrowCol *c, Py_ssize_t row, Py_ssize_t *star
 /* the string at `row` as a new reference (None when null); NULL without an exception set
  * when it cannot be read here (the Python path then reads the row) */
 static PyObject *arrow_string(ArrowRowsObject *self, int k, Py_ssize_t row, int repeated) {
+    if (self->constant[k] != NULL) return Py_NewRef(self->constant[k]);
     Py_ssize_t start, len;
     if (arrow_span(&self->col[k], row, &start, &len) < 0) return NULL;
     if (len < 0) Py_RETURN_NONE;
@@ -669,6 +681,7 @@ static PyObject *arrow_record(ArrowRowsObject *self, Py_ssize_t row) {
     Py_ssize_t total = 0;
     for (int j = 0; j < (int)(sizeof(order) / sizeof(order[0])); j++) {
         int k = order[j];
+        if (self->constant[k] == Py_None) { len[k] = -1; continue; }  /* null in every row */
         if (arrow_span(&col[k], row, &start[k], &len[k]) < 0) goto fallback;
         if (len[k] < 0) continue;
         if (len[k] != want[k]) goto fallback;  /* the Python path raises the shape error */
@@ -716,13 +729,18 @@ static PyObject *arrow_record(ArrowRowsObject *self, Py_ssize_t row) {
         char kind = g_arrow_kinds[k];
         if (k == A_N_ATOMS) continue;
         if (kind == 's' || kind == 'S') scalars[k] = arrow_string(self, k, row, kind == 'S');
+        else if (self->constant[k] != NULL) scalars[k] = Py_NewRef(self->constant[k]);
         else if (kind == 'f') scalars[k] = arrow_f8(&col[k], row);
         else scalars[k] = arrow_i8(&col[k], row);
         if (scalars[k] == NULL) goto check;
     }
-    if ((scalars[A_SOURCE_INDEX] = arrow_i8(&col[A_SOURCE_INDEX], row)) == NULL) goto check;
-    {
+    scalars[A_SOURCE_INDEX] = self->constant[A_SOURCE_INDEX] != NULL ? Py_NewRef(self->constant[A_SOURCE_INDEX])
+                                                                    : arrow_i8(&col[A_SOURCE_INDEX], row);
+    if (scalars[A_SOURCE_INDEX] == NULL) goto check;
+    if (self->constant[A_METADATA] == Py_None) scalars[A_METADATA] = PyDict_New();  /* no row has metadata */
+    else {
         Py_ssize_t ms, ml;
+        if (self->constant[A_METADATA] != NULL) goto fallback;  /* never built so: let Python read it */
         if (arrow_span(&col[A_METADATA], row, &ms, &ml) < 0) goto fallback;
         if (ml <= 0) scalars[A_METADATA] = PyDict_New();  /* null or "": no metadata, {} */
         else scalars[A_METADATA] = new_packed(packed_json_type, (const char *)col[A_METADATA].data + ms, ml);

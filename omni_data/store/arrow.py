@@ -296,6 +296,42 @@ def _fast_rows(table: pa.Table) -> Any:
             triple = (buffers[0], None, buffers[1])
         if array.null_count == 0:
             triple = (None,) + triple[1:]
+        if name in _CONSTANT_CANDIDATES:
+            same, value = _one_value(array, name)
+            if same:
+                triple = (None, None, None, value)
+        elif name in LIST_COLUMNS and array.null_count == len(array) and name not in ("numbers", "positions"):
+            triple = (None, None, None, None)  # e.g. magmoms of a shard without any
         columns.append(triple)
     return _C.ArrowRows(table.num_rows, tuple(columns))
 
+
+# Scalar columns that usually hold one value per shard (a shard is one dataset and task), and
+# list columns null in every row (no magmoms, no cell): the C reader answers them without
+# touching the column's buffers, which made a cold read of the benchmark's rows about 10%
+# faster. ``metadata`` counts only when no row has any.
+_CONSTANT_CANDIDATES = ("dataset", "task", "energy", "energy_kind", "charge", "spin", "weight", "source_file",
+                        "metadata")
+
+
+def _one_value(array: pa.Array, name: str) -> tuple[bool, Any]:
+    """(True, value) when every row of ``array`` holds the same value (None: every row is null),
+    compared bit for bit (-0.0 is not 0.0); else (False, None). ``metadata`` counts only when
+    every row is null."""
+    n = len(array)
+    if array.null_count == n:
+        return True, None
+    if array.null_count or name == "metadata":
+        return False, None
+    if pa.types.is_string(array.type):
+        import pyarrow.compute as pc
+
+        if pc.count_distinct(array).as_py() != 1:
+            return False, None
+    elif array.type.bit_width == 64 and array.offset == 0:
+        bits = np.frombuffer(array.buffers()[1], dtype=np.uint64, count=n)
+        if not (bits == bits[0]).all():
+            return False, None
+    else:
+        return False, None
+    return True, array[0].as_py()

@@ -627,3 +627,35 @@ def test_arrow_rows_on_garbage_offsets_never_read_out_of_bounds(tmp_path):
             assert got.positions.shape == (n, 3) and got.pbc.shape == (3,)
             assert got.forces is None or got.forces.shape == (n, 3)
     assert outcomes == {"python", "record"}
+
+
+def test_arrow_columns_with_one_value_are_read_without_their_buffers(tmp_path):
+    """A shard is usually one dataset and task: such columns (and list columns null throughout)
+    are answered from one value. They must give the same records, and "the same value" is bit
+    for bit (-0.0 is not 0.0)."""
+    import math
+
+    import pyarrow as pa
+
+    from omni_data.store.arrow import _one_value
+
+    records = emt_records(8, seed=38)
+    for k, r in enumerate(records):
+        r.magmoms = r.charge = r.spin = None
+        r.metadata = {}
+        r.energy = -0.0 if k else 0.0
+    shard = _arrow_shard(tmp_path, records)
+    got = [codec._fastcodec.arrow_row(shard._fast, row) for row in range(8)]
+    for row, record in enumerate(got):
+        assert_identical(record, shard.record_py(row))
+    assert_same_records(records, got)
+    assert [math.copysign(1, r.energy) for r in got] == [1.0] + [-1.0] * 7
+    assert got[0].metadata == {} and got[0].metadata is not got[1].metadata  # a fresh dict each
+    assert _one_value(pa.array(["pbe"] * 3), "task") == (True, "pbe")
+    assert _one_value(pa.array(["pbe", "pbe", "r2scan"]), "task") == (False, None)
+    assert _one_value(pa.array([None, None], pa.float64()), "charge") == (True, None)
+    assert _one_value(pa.array([1.0, None]), "weight") == (False, None)
+    assert _one_value(pa.array([0.0, -0.0]), "energy") == (False, None)
+    assert _one_value(pa.array([2, 2], pa.int64()), "spin") == (True, 2)
+    assert _one_value(pa.array(['{"a": 1}'] * 2), "metadata") == (False, None)  # only all-null metadata
+    assert _one_value(pa.array([None, None], pa.string()), "metadata") == (True, None)
