@@ -88,8 +88,8 @@ class _Metadata:
 
     The store's C decoder (``store/_fastcodec.c``) leaves a record's metadata packed: it puts a
     ``PackedMetadata`` (LMDB values) or ``PackedJsonMetadata`` (Arrow shards) under
-    ``__dict__["metadata"]`` and this descriptor unpacks it when the attribute is first read (training never reads it; unpacking it was 60% of the decode time
-    of a real OMol25 row). Everything else sees a plain attribute: equality, ``repr``,
+    ``__dict__["metadata"]`` and this descriptor unpacks it when the attribute is first read
+    (training never reads it; unpacking it was 60% of the decode time of a real OMol25 row). Everything else sees a plain attribute: equality, ``repr``,
     pickling, ``dataclasses.replace`` and ``Record(**vars(r))`` all work. A dataclass field
     whose default is a descriptor calls ``__set__`` from ``__init__``; the default arrives as
     the descriptor itself, meaning "no metadata".

@@ -260,8 +260,8 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* type(data[:len]) for a bytes subclass `type` (PackedMetadata, PackedJsonMetadata), allocated directly with the layout
- * CPython's bytes has had through 3.14 (ob_shash -1 = hash not yet computed, a NUL after the
+/* type(data[:len]) for a bytes subclass `type` (PackedMetadata, PackedJsonMetadata), allocated
+ * directly with the layout CPython's bytes has had through 3.14 (ob_shash -1 = hash not yet computed, a NUL after the
  * data; ob_shash is marked deprecated since 3.11 but bytes_hash still reads it); through the type
  * call on any other version (two allocations and a call, ~80 ns more). */
 static PyObject *new_packed(PyObject *type, const char *data, Py_ssize_t len) {

@@ -254,9 +254,12 @@ class ArrowShard:
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The records at ``rows``, in that order (``Store.get_many``)."""
-        if self._fast is None or any(not 0 <= row < self.n for row in rows):
+        if self._fast is None:
             return [self.record(row) for row in rows]
-        got = _C.arrow_rows(self._fast, rows)
+        try:
+            got = _C.arrow_rows(self._fast, rows)
+        except IndexError:  # the Python path raises it naming the shard
+            return [self.record(row) for row in rows]
         for p, record in enumerate(got):
             if record is NotImplemented:
                 got[p] = self.record_py(rows[p])
@@ -300,7 +303,7 @@ def _fast_rows(table: pa.Table) -> Any:
             same, value = _one_value(array, name)
             if same:
                 triple = (None, None, None, value)
-        elif name in LIST_COLUMNS and array.null_count == len(array) and name not in ("numbers", "positions"):
+        elif name in LIST_COLUMNS and array.null_count == len(array):
             triple = (None, None, None, None)  # e.g. magmoms of a shard without any
         columns.append(triple)
     return _C.ArrowRows(table.num_rows, tuple(columns))

@@ -203,6 +203,7 @@ class Catalog:
     def __init__(self, store_dir: Path, data: dict[str, Any] | None = None, reader: bool = False):
         self.store_dir = Path(store_dir)
         self.reader = reader
+        self._index: tuple[list, int, dict[str, int]] | None = None  # shard(): name -> position
         if data is None:
             self.data = read_catalog(self.store_dir, reader=reader)
         else:
@@ -231,7 +232,7 @@ class Catalog:
         """The entry of shard ``name`` (None if absent): a dict lookup, built once per shard list
         (callers ask shard by shard over the whole store)."""
         shards = self.shards
-        index = getattr(self, "_index", None)
+        index = self._index
         if index is None or index[0] is not shards or index[1] != len(shards):
             index = self._index = (shards, len(shards), {s["name"]: k for k, s in enumerate(shards)})
         k = index[2].get(name)

@@ -445,6 +445,8 @@ def test_arrow_rows_give_the_python_path_records(tmp_path):
         codec._fastcodec.arrow_row(shard._fast, len(records))
     with pytest.raises(IndexError):
         codec._fastcodec.arrow_rows(shard._fast, [0, -1])
+    with pytest.raises(IndexError, match=r"a\.arrow: row 999 out of range"):
+        shard.records([0, 999])
 
 
 def test_arrow_record_arrays_outlive_the_shard(tmp_path):
