@@ -158,22 +158,26 @@ static PyObject *read_scalar(Cursor *c) {
  * for the whole decode, so the cache needs no lock). */
 static PyObject *g_last[16];
 
+/* data[:len] as a str, reusing *last when it holds the same text and remembering the new one
+ * there otherwise; NULL without an exception set for invalid UTF-8 (the caller's fallback) */
+static PyObject *repeated_str(PyObject **last, const char *data, Py_ssize_t len) {
+    if (*last != NULL) {
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(*last, &n);
+        if (u != NULL && n == len && memcmp(u, data, len) == 0) return Py_NewRef(*last);
+        PyErr_Clear();
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(data, len, NULL);
+    if (s == NULL) { PyErr_Clear(); return NULL; }
+    Py_XSETREF(*last, Py_NewRef(s));
+    return s;
+}
+
 static PyObject *read_repeated(Cursor *c, int slot) {
     const unsigned char *save = c->p;
     const unsigned char *data; Py_ssize_t len; int kind;
     if (read_blob(c, &data, &len, &kind) || kind != 1) { c->p = save; return read_scalar(c); }
-    PyObject *last = g_last[slot];
-    if (last != NULL) {
-        Py_ssize_t n;
-        const char *u = PyUnicode_AsUTF8AndSize(last, &n);
-        if (u != NULL && n == len && memcmp(u, data, len) == 0) { Py_INCREF(last); return last; }
-        PyErr_Clear();
-    }
-    PyObject *s = PyUnicode_DecodeUTF8((const char *)data, len, NULL);
-    if (s == NULL) { PyErr_Clear(); return NULL; }
-    Py_XSETREF(g_last[slot], s);
-    Py_INCREF(s);
-    return s;
+    return repeated_str(&g_last[slot], (const char *)data, len);
 }
 
 /* Skip one msgpack object of any type; 0 on success. depth guards hostile nesting. */
@@ -629,21 +633,13 @@ static inline int arrow_span(const ArrowCol *c, Py_ssize_t row, Py_ssize_t *star
 /* the string at `row` as a new reference (None when null); NULL without an exception set
  * when it cannot be read here (the Python path then reads the row) */
 static PyObject *arrow_string(ArrowRowsObject *self, int k, Py_ssize_t row, int repeated) {
-    if (self->constant[k] != NULL) return Py_NewRef(self->constant[k]);
     Py_ssize_t start, len;
     if (arrow_span(&self->col[k], row, &start, &len) < 0) return NULL;
     if (len < 0) Py_RETURN_NONE;
     const char *data = (const char *)self->col[k].data + start;
-    PyObject *last = self->last[k];
-    if (repeated && last != NULL) {
-        Py_ssize_t m;
-        const char *u = PyUnicode_AsUTF8AndSize(last, &m);
-        if (u != NULL && m == len && memcmp(u, data, len) == 0) { Py_INCREF(last); return last; }
-        PyErr_Clear();
-    }
+    if (repeated) return repeated_str(&self->last[k], data, len);
     PyObject *s = PyUnicode_DecodeUTF8(data, len, NULL);
-    if (s == NULL) { PyErr_Clear(); return NULL; }
-    if (repeated) { Py_INCREF(s); Py_XSETREF(self->last[k], s); }
+    if (s == NULL) PyErr_Clear();
     return s;
 }
 
@@ -724,19 +720,15 @@ static PyObject *arrow_record(ArrowRowsObject *self, Py_ssize_t row) {
         if (arrays[k] == NULL) goto error;
     }
 
-    if ((scalars[A_ID] = arrow_string(self, A_ID, row, 0)) == NULL) goto check;
-    for (int k = A_DATASET; k <= A_SOURCE_FILE; k++) {
+    for (int k = A_ID; k <= A_SOURCE_INDEX; k++) {  /* the scalar columns before metadata */
         char kind = g_arrow_kinds[k];
         if (k == A_N_ATOMS) continue;
-        if (kind == 's' || kind == 'S') scalars[k] = arrow_string(self, k, row, kind == 'S');
-        else if (self->constant[k] != NULL) scalars[k] = Py_NewRef(self->constant[k]);
+        if (self->constant[k] != NULL) scalars[k] = Py_NewRef(self->constant[k]);
+        else if (kind == 's' || kind == 'S') scalars[k] = arrow_string(self, k, row, kind == 'S');
         else if (kind == 'f') scalars[k] = arrow_f8(&col[k], row);
         else scalars[k] = arrow_i8(&col[k], row);
         if (scalars[k] == NULL) goto check;
     }
-    scalars[A_SOURCE_INDEX] = self->constant[A_SOURCE_INDEX] != NULL ? Py_NewRef(self->constant[A_SOURCE_INDEX])
-                                                                    : arrow_i8(&col[A_SOURCE_INDEX], row);
-    if (scalars[A_SOURCE_INDEX] == NULL) goto check;
     if (self->constant[A_METADATA] == Py_None) scalars[A_METADATA] = PyDict_New();  /* no row has metadata */
     else {
         Py_ssize_t ms, ml;
