@@ -1,29 +1,51 @@
 """LMDB shards: one single-file LMDB per shard, one msgpack value per record.
 
 Keys: ``b"r" + uint64 big-endian row`` -> record (``codec.encode_record``); ``b"i" + id`` ->
-uint64 row (the id index); ``b"__index__"`` -> msgpack ``{"n", "codec", "shard"}``. Big-endian
-row keys sort in row order, so the whole shard is written with ``append=True`` in one
-transaction. Readers open read-only, ``lock=False`` (files are immutable once in the catalog)
-and ``readahead=False`` (random access), once per process.
+uint64 row (the id index); ``b"__index__"`` -> msgpack ``{"n", "codec", "shard"}``; ``b"~rows"``
+-> the row table (below). Big-endian row keys sort in row order, so the whole shard is written
+with ``append=True`` in one transaction. Readers open read-only, ``lock=False`` (files are
+immutable once in the catalog) and ``readahead=False`` (random access), once per process.
+
+The row table lets the C reader go straight from a row to its bytes in the mapped file, skipping
+the B-tree descent and py-lmdb's ``get`` (``_fastcodec.LmdbRows``; about a quarter of a cold
+read). Its value is ``<8sQQQ`` (``b"OMNIROW1"``, rows, LMDB page size, the file offset of this
+value) then one little-endian uint64 per row: the file offset of the LMDB leaf node holding
+that row in the low 40 bits, the length of its value (at most 2**24 - 1) in the high 24, so the
+reader can ask for all of the row's cache lines at once. ``write_lmdb`` reserves it (zeros) as the last key of the one write transaction, so
+no page moves afterwards, then fills it in place once the file is complete. The reader checks
+every node it is sent to (key, flags, bounds) and reads through LMDB where a check fails; a
+shard without the table (written before it existed, or on a machine whose LMDB layout the C
+reader does not read) is read through LMDB throughout.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import struct
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import lmdb
 import msgpack
+import numpy as np
 
 from omni_data.store import codec
 from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record_py
 from omni_data.schema import Record
 
 INDEX_KEY = b"__index__"
+ROWS_KEY = b"~rows"  # sorts after every b"r" key: appended last
+ROWS_MAGIC = b"OMNIROW1"
+_ROWS_HEADER = struct.Struct("<8sQQQ")  # magic, rows, LMDB page size, file offset of the table
+_OFFSET_BITS = 40  # a table entry: node offset | min(value length, 2**24 - 1) << 40
+_LENGTH_CAP = (1 << 24) - 1
 _ROW = struct.Struct(">Q")
 _ROW_KEY = struct.Struct(">cQ")  # b"r" + row in one pack call (hot path)
+
+# the C reader (``_fastcodec``: LmdbRows, lmdb_row) when the C decoder is in use
+_C = codec._fastcodec if codec.ACCELERATED else None
 
 # Bumped in a forked child: per-thread transactions check it instead of calling os.getpid()
 # (a system call) on every read.
@@ -41,7 +63,8 @@ def id_key(record_id: str) -> bytes:
 
 def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes]) -> None:
     """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync."""
-    payload = sum(len(v) for v in values) + sum(len(i) for i in ids)
+    table = _ROWS_HEADER.size + 8 * len(values) if values else 0
+    payload = sum(len(v) for v in values) + sum(len(i) for i in ids) + table
     # B-tree pages, key overhead and overflow-page rounding: generous headroom, sparse on disk.
     map_size = max(1 << 20, 4 * payload + 4096 * (2 * len(values) + 64))
     # meminit=True zero-fills unused page space: the same records give byte-identical files.
@@ -56,9 +79,107 @@ def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[byte
                 txn.put(id_key(record_id), _ROW.pack(row), append=True)
             for row, value in enumerate(values):
                 txn.put(row_key(row), value, append=True)
+            if table:  # reserved now, filled below: nothing is written after it, so no page moves
+                txn.put(ROWS_KEY, bytes(table), append=True)
         env.sync(True)
     finally:
         env.close()
+    if table and _fill_row_table(path, len(values)):
+        _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _address(view: memoryview) -> int:
+    """Address of the first byte of a read-only buffer (a py-lmdb ``buffers=True`` view)."""
+    return np.frombuffer(view, np.uint8).ctypes.data
+
+
+def _fill_row_table(path: Path, n: int) -> bool:
+    """Fill the row table ``write_lmdb`` reserved in the closed file at ``path`` (``n`` rows):
+    where py-lmdb's mapping shows each row key, turned into a file offset through the page
+    header (``mp_pgno``), then checked against the file's own bytes before anything is written.
+    False, leaving the table zero (readers then go through LMDB), where the LMDB layout is not
+    the one ``_fastcodec.LmdbRows`` reads (64-bit little-endian, pages the size of the mapping's)."""
+    import ctypes
+
+    if sys.byteorder != "little" or struct.calcsize("P") != 8:
+        return False
+    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        psize = int(env.stat()["psize"])
+        if psize != mmap.PAGESIZE:  # the page of an address is found by rounding it down
+            return False
+        keys = np.empty(n, np.int64)
+        lengths = np.empty(n, np.int64)
+        with env.begin(buffers=True) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_key(row_key(0)):
+                return False
+            for row in range(n):
+                keys[row] = _address(cursor.key())
+                lengths[row] = len(cursor.value())
+                cursor.next()
+            if bytes(cursor.key()) != ROWS_KEY:
+                return False
+            table_address = _address(cursor.value())
+            # the mapping starts page-aligned: page number of the first key's page -> its start
+            first_page = int(keys[0]) & ~(psize - 1)
+            base = first_page - psize * ctypes.c_uint64.from_address(first_page).value
+    finally:
+        env.close()
+    nodes = keys - base - 8  # the 8-byte LMDB node header precedes the key
+    at = table_address - base
+    size = _ROWS_HEADER.size + 8 * n
+    if nodes.min() < 0 or nodes.max() >= 1 << _OFFSET_BITS:
+        return False
+    entries = nodes.astype(np.uint64) | (np.minimum(lengths, _LENGTH_CAP).astype(np.uint64) << np.uint64(_OFFSET_BITS))
+    with open(path, "r+b") as f:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            data = np.frombuffer(mapped, np.uint8)
+            ok = 0 <= at and at + size <= data.size and not data[at:at + size].any() \
+                and not row_table_problems(data, entries, psize).any()
+            del data
+        if not ok:  # py-lmdb showed something other than this file's bytes: no table
+            return False
+        f.seek(at)
+        f.write(_ROWS_HEADER.pack(ROWS_MAGIC, n, psize, at) + entries.astype("<u8").tobytes())
+    return True
+
+
+def row_table_problems(data: np.ndarray, entries: np.ndarray, psize: int) -> np.ndarray:
+    """Which rows' table ``entries`` do not lead, in the file bytes ``data``, to their own row:
+    the checks ``_fastcodec.LmdbRows`` makes on every read (node in the file, key ``b"r" + row``,
+    flags, value inside the file, overflow page header), plus the length hint, for every row at
+    once (the writer before filling the table, ``verify`` after)."""
+    entries = np.asarray(entries, np.uint64)
+    n, size = len(entries), int(data.size)
+    nodes = (entries & np.uint64((1 << _OFFSET_BITS) - 1)).astype(np.int64)
+    bad = nodes > size - 25  # header, key and (for an overflow value) its page number
+    at = np.where(bad, 0, nodes)[:, None]
+    u16 = data[at + np.arange(8)].view("<u2")  # lo, hi, flags, key size
+    length = u16[:, 0].astype(np.int64) | (u16[:, 1].astype(np.int64) << 16)
+    expected = np.zeros((n, 9), np.uint8)
+    expected[:, 0] = ord("r")
+    expected[:, 1:] = np.arange(n, dtype=">u8").view(np.uint8).reshape(n, 8)
+    bad |= (u16[:, 3] != 9) | (data[at + np.arange(8, 17)] != expected).any(axis=1)
+    bad |= (entries >> np.uint64(_OFFSET_BITS)).astype(np.int64) != np.minimum(length, _LENGTH_CAP)
+    inline, big = u16[:, 2] == 0, u16[:, 2] == 1
+    bad |= ~(inline | big)
+    bad |= inline & (nodes + 17 + length > size)
+    pgno = data[at + np.arange(17, 25)].view("<u8").ravel().astype(np.int64)
+    page = np.where(big & (pgno >= 0) & (pgno <= (size - 16) // psize), pgno * psize, 0)
+    head = data[page[:, None] + np.arange(16)]
+    overflow_ok = (head[:, :8].view("<u8").ravel() == pgno.astype(np.uint64)) \
+        & (head[:, 10:12].view("<u2").ravel() & 4 != 0) & (page + 16 + length <= size) & (page > 0)
+    bad |= big & ~overflow_ok
+    return bad
 
 
 # One environment per file per process: py-lmdb refuses to open the same file twice in a
@@ -192,6 +313,65 @@ class LmdbShard(LmdbFile):
             raise ValueError(f"{self.path}: record codec {index.get('codec')!r} is not one of {READABLE_VERSIONS} "
                              "(written by a newer Omni?)")
         self.n = int(index["n"])
+        self._fast: Any = None  # _fastcodec.LmdbRows over the row table, built by rows()
+        self._fast_built = False
+        self.rows()
+
+    def rows(self) -> Any:
+        """The C reader's ``LmdbRows`` over this file's row table (built once per open), or None:
+        no C decoder, a shard written before the table existed, or a table that does not match
+        this file. A table shown here is still checked node by node on every read."""
+        if self._fast_built:
+            return self._fast
+        self._fast, self._fast_built = None, True
+        if _C is None or self.n == 0:
+            return None
+        raw = self._txn().get(ROWS_KEY)
+        if raw is None or len(raw) != _ROWS_HEADER.size + 8 * self.n:
+            return None
+        header = bytes(raw[:_ROWS_HEADER.size])
+        magic, n, psize, at = _ROWS_HEADER.unpack(header)
+        if magic != ROWS_MAGIC or n != self.n:
+            return None
+        with open(self.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_RANDOM)  # as readahead=False: a read wants one row
+        if mapped[at:at + _ROWS_HEADER.size] != header:
+            mapped.close()
+            return None
+        try:
+            self._fast = _C.LmdbRows(mapped, at + _ROWS_HEADER.size, n, psize)
+        except ValueError:  # a page size it does not take, a machine whose layout it does not read
+            mapped.close()
+        return self._fast
+
+    def row_table_problem(self) -> str | None:
+        """What is wrong with this file's row table, or None when it leads every row to its own
+        record or the file has none (written before it existed, or left empty by the writer on a
+        machine whose LMDB layout the C reader does not read): ``omni-data verify``."""
+        raw = self._txn().get(ROWS_KEY)
+        if raw is None:
+            return None
+        raw = bytes(raw)
+        if len(raw) != _ROWS_HEADER.size + 8 * self.n:
+            return f"row table holds {len(raw)} bytes, {self.n} rows need {_ROWS_HEADER.size + 8 * self.n}"
+        if not any(raw):
+            return None  # reserved and left empty: reads go through LMDB
+        magic, n, psize, at = _ROWS_HEADER.unpack(raw[:_ROWS_HEADER.size])
+        if magic != ROWS_MAGIC or n != self.n:
+            return f"row table header {raw[:_ROWS_HEADER.size]!r} is not {ROWS_MAGIC!r} for {self.n} rows"
+        with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            data = np.frombuffer(mapped, np.uint8)
+            try:
+                if bytes(data[at:at + len(raw)]) != raw:
+                    return f"row table says it starts at byte {at}, where the file holds something else"
+                bad = np.flatnonzero(row_table_problems(data, np.frombuffer(raw, "<u8", offset=_ROWS_HEADER.size), psize))
+            finally:
+                del data
+        if bad.size:
+            return f"row table: {bad.size} of {self.n} rows do not lead to their record (first: row {int(bad[0])})"
+        return None
 
     def _index(self) -> dict:
         raw = self._get(INDEX_KEY)
@@ -216,13 +396,17 @@ class LmdbShard(LmdbFile):
         ``_fastcodec.StoreIndex``, once the shard is open)."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        get = self.getter()
         read_row = codec.read_row_c
-        if read_row is not None:  # C: key, lookup and decode in one call
-            record = read_row(get, row)
+        if read_row is not None:
+            fast = self.rows()
+            if fast is not None:  # C: the row table, the node, the value, decoded
+                record = _C.lmdb_row(fast, row)
+                if record is not NotImplemented:
+                    return record
+            record = read_row(self.getter(), row)  # C: key, lookup through LMDB and decode
             if record is not None and record is not NotImplemented:
                 return record
-        value = get(_ROW_KEY.pack(b"r", row))
+        value = self.getter()(_ROW_KEY.pack(b"r", row))
         if value is None:
             raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
         try:
@@ -234,6 +418,16 @@ class LmdbShard(LmdbFile):
         """This thread's ``txn.get`` (for ``codec.read_rows_c`` over rows of several shards)."""
         return self._state()[2]
 
+    def reader(self) -> Any:
+        """What ``codec.read_rows_c`` reads this shard's rows with: its ``LmdbRows``, else the
+        ``txn.get`` of this thread."""
+        fast = self.rows()
+        return self.getter() if fast is None else fast
+
+    def close(self) -> None:
+        super().close()
+        self._fast, self._fast_built = None, False  # the mapping goes when no reader holds it
+
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The decoded records at ``rows`` (a list of ints), in that order: ``Store.get_many``."""
         if rows and not (0 <= min(rows) and max(rows) < self.n):
@@ -242,7 +436,8 @@ class LmdbShard(LmdbFile):
         read_rows = codec.read_rows_c
         if read_rows is None:
             return [self.record(row) for row in rows]
-        out = read_rows(self.getter(), rows)
+        fast = self.rows()
+        out = read_rows(self.getter() if fast is None else fast, rows)
         for k, record in enumerate(out):
             if record is None or record is NotImplemented:  # missing or unusual: the Python path says why
                 out[k] = self.record(rows[k])
@@ -272,3 +467,4 @@ class LmdbShard(LmdbFile):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.n = state["n"]
+        self._fast, self._fast_built = None, False  # mapped again on first read

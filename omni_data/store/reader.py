@@ -265,9 +265,9 @@ class Store(_Base, *_FAST_BASES):
         handles = {k: self._handle(k) for k in shards.tolist()}
         if codec.read_rows_c is not None and all(type(h) is LmdbShard or getattr(h, "_fast", None) is not None
                                                  for h in handles.values()):
-            # rows of several shards in one C call: each row with its shard's get (LMDB) or ArrowRows
+            # rows of several shards in one C call: each row with its shard's LmdbRows or get (LMDB), or ArrowRows
             ks_list, rows_list = ks.tolist(), rows.tolist()
-            getters = {k: h.getter() if type(h) is LmdbShard else h._fast for k, h in handles.items()}
+            getters = {k: h.reader() if type(h) is LmdbShard else h._fast for k, h in handles.items()}
             got = codec.read_rows_c([getters[k] for k in ks_list], rows_list)
             for p, record in enumerate(got):
                 if record is None or record is NotImplemented:  # the Python path says why

@@ -43,6 +43,9 @@ def _count_rows(fmt: str, path: Path) -> int:
             rows = shard.row_keys()
             if rows != shard.n:
                 raise ValueError(f"index key says {shard.n} rows but {rows} row keys are present")
+            problem = shard.row_table_problem()
+            if problem is not None:
+                raise ValueError(problem)
             return rows
         finally:
             shard.close()

@@ -202,7 +202,7 @@ def test_mutated_values_never_give_a_wrong_record():
     assert accepted > 100  # flips inside float buffers still decode: the comparison is exercised
 
 
-def test_read_row_through_a_store(tmp_path):
+def test_read_row_through_a_store(tmp_path, lmdb_reads):
     from omni_data.store import Store, write_shard
 
     records = varied_records(40, seed=8, min_atoms=1)
@@ -210,6 +210,7 @@ def test_read_row_through_a_store(tmp_path):
     store = Store(tmp_path / "store")
     assert_same_records(records, [store[i] for i in range(len(records))])
     shard = store._handle(0)
+    assert (shard.rows() is None) == (lmdb_reads == "B-tree")
     get = shard._txn().get
     assert codec.read_row_c(get, 40) is None  # no such row key
     assert_identical(codec.read_row_c(get, 3), decode_record_py(shard.raw(3)))
@@ -229,7 +230,7 @@ def test_record_fields_are_what_the_c_decoder_fills():
     assert tuple(f.name for f in fields(Record)) == codec._ORDER
 
 
-def test_read_rows_and_get_many_across_shards(tmp_path, monkeypatch):
+def test_read_rows_and_get_many_across_shards(tmp_path, monkeypatch, lmdb_reads):
     from omni_data.store import Store, write_shard
 
     records = varied_records(90, seed=9, min_atoms=1)
@@ -279,7 +280,7 @@ def test_torch_dataloader_batches_through_getitems(tmp_path, optional):
     assert_same_records(records, [r for b in batches for r in b])
 
 
-def test_store_index_in_c_gives_the_python_path_records(tmp_path, monkeypatch):
+def test_store_index_in_c_gives_the_python_path_records(tmp_path, monkeypatch, lmdb_reads):
     """``store[i]`` runs in C (``StoreIndex``) for an int index on an open LMDB shard and falls
     back to ``Store._getitem`` for everything else; both give the same records and errors."""
     import threading
@@ -326,7 +327,7 @@ def _spy_slow_path(monkeypatch) -> list:
     return slow
 
 
-def test_store_index_cache_follows_refresh_close_and_closed_handles(tmp_path, monkeypatch):
+def test_store_index_cache_follows_refresh_close_and_closed_handles(tmp_path, monkeypatch, lmdb_reads):
     """Once a shard's transaction is cached in C, reads skip every attribute lookup; the cache
     must still give way when the catalog grows, the store closes or a handle is closed under it."""
     from omni_data.store import Store, write_shard
@@ -365,7 +366,7 @@ def _read_after_fork(store, indices: list[int], queue) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no fork")
-def test_store_index_cache_is_not_used_after_a_fork(tmp_path):
+def test_store_index_cache_is_not_used_after_a_fork(tmp_path, lmdb_reads):
     """A forked child must not read through the parent's cached read transactions: its first
     read of each shard goes the Python way (which opens the child's own environment)."""
     import multiprocessing as mp
@@ -390,7 +391,7 @@ def test_store_index_cache_is_not_used_after_a_fork(tmp_path):
     assert_same_records([records[1], records[30]], [store[1], store[30]])  # the parent still reads
 
 
-def test_store_index_cache_per_thread(tmp_path, monkeypatch):
+def test_store_index_cache_per_thread(tmp_path, monkeypatch, lmdb_reads):
     """The cache holds one thread's transactions: reads from another thread take the long way
     (and its own transaction), never the first thread's."""
     import threading
@@ -408,8 +409,146 @@ def test_store_index_cache_per_thread(tmp_path, monkeypatch):
     thread.start()
     thread.join()
     assert_same_records([records[4], records[5]], seen)
-    assert slow == [4] and gets[0] is not store._rows[0].getter()  # its own transaction
+    if lmdb_reads == "B-tree":
+        assert slow == [4] and gets[0] is not store._rows[0].getter()  # its own transaction
+    else:  # the row table serves every thread: the long way finds it, no Python read
+        assert slow == [] and type(store._rows[0].rows()).__name__ == "LmdbRows"
     assert_same_records([records[6]], [store[6]])  # back in the main thread: right record
+
+
+# ---- LMDB row tables: LmdbRows / lmdb_row (the same Record as decoding the LMDB value) ----------
+
+
+def _lmdb_shard(tmp_path, records, name: str = "s"):
+    from omni_data.store.lmdb import LmdbShard, write_lmdb
+
+    path = tmp_path / f"{name}.lmdb"
+    write_lmdb(path, name, [r.id for r in records], [encode_record(r) for r in records])
+    return LmdbShard(path)
+
+
+def _table(shard) -> tuple[bytearray, int, int, int]:
+    """(the file's bytes, the table's first entry, rows, page size) of an LMDB shard."""
+    import struct
+
+    from omni_data.store.lmdb import ROWS_KEY
+
+    raw = bytes(shard._txn().get(ROWS_KEY))
+    _, n, psize, at = struct.unpack_from("<8sQQQ", raw)
+    return bytearray(shard.path.read_bytes()), at + 32, n, psize
+
+
+def test_lmdb_rows_give_the_python_path_records(tmp_path):
+    records = varied_records(300, seed=41) + emt_records(12, seed=4) + [bare_record()]
+    shard = _lmdb_shard(tmp_path, [r for r in records if len(r.numbers)] + [records[-1]])
+    fast = shard.rows()
+    assert type(fast) is codec._fastcodec.LmdbRows and shard.row_table_problem() is None
+    for row in range(shard.n):
+        assert_identical(codec._fastcodec.lmdb_row(fast, row), decode_record_py(shard.raw(row)))
+    with pytest.raises(IndexError, match=f"row {shard.n} out of range for {shard.n} rows"):
+        codec._fastcodec.lmdb_row(fast, shard.n)
+    with pytest.raises(IndexError, match="out of range"):
+        codec._fastcodec.read_rows(fast, [0, -1])
+    with pytest.raises(TypeError):
+        codec._fastcodec.lmdb_row(shard.getter(), 0)
+    shard.close()
+
+
+def test_lmdb_record_arrays_outlive_the_mapping(tmp_path):
+    import gc
+
+    records = varied_records(30, seed=42, min_atoms=1)
+    shard = _lmdb_shard(tmp_path, records)
+    got = [shard.record(i) for i in range(30)]
+    shard.close()  # the row table and its mapping go
+    del shard
+    gc.collect()
+    assert_same_records(records, got)
+    got[3].positions[:] = 0.0  # writable copies, not views of the file
+
+
+def test_lmdb_rows_on_garbage_entries_never_read_out_of_bounds(tmp_path):
+    """Random table entries and bytes written over nodes and page headers: every read is the
+    row's own Record or NotImplemented (the caller then reads through LMDB), never a wrong
+    record and never a crash."""
+    records = varied_records(60, seed=43, min_atoms=1)
+    shard = _lmdb_shard(tmp_path, records)
+    clean, table, n, psize = _table(shard)
+    entries = np.frombuffer(bytes(clean[table:table + 8 * n]), "<u8")
+    records_py = [decode_record_py(shard.raw(row)) for row in range(n)]
+    rng = np.random.default_rng(5)
+    outcomes = set()
+    for trial in range(300):
+        data = bytearray(clean)
+        for _ in range(3):
+            row, how = int(rng.integers(n)), trial % 4
+            e = table + 8 * row
+            if how == 0:  # an entry anywhere in (or past) the file, any length hint
+                data[e:e + 8] = int(rng.integers(0, 2**63)).to_bytes(8, "little")
+            elif how == 1:  # another row's node
+                data[e:e + 8] = bytes(entries[int(rng.integers(n))].tobytes())
+            elif how == 2:  # a few bytes past the right node (inside the key or the value)
+                data[e:e + 8] = int((int(entries[row]) & (2**40 - 1)) + int(rng.integers(1, 40))).to_bytes(8, "little")
+            else:  # a random byte of the node's header, key or overflow page number (a flipped
+                # byte of the value itself is damage no reader of LMDB can see)
+                node = int(entries[row]) & (2**40 - 1)
+                big = clean[node + 4] == 1  # F_BIGDATA: the 8 bytes after the key are a page number
+                if big and rng.random() < 0.5:  # the overflow page's header
+                    page = int.from_bytes(clean[node + 17:node + 25], "little") * psize
+                    data[page + int(rng.integers(0, 16))] = int(rng.integers(256))
+                else:
+                    data[node + int(rng.integers(0, 25 if big else 17))] = int(rng.integers(256))
+        fast = codec._fastcodec.LmdbRows(data, table, n, psize)
+        for row in range(n):
+            got = codec._fastcodec.lmdb_row(fast, row)
+            if got is NotImplemented:
+                outcomes.add("lmdb")
+                continue
+            outcomes.add("record")
+            assert_identical(got, records_py[row])
+    assert outcomes == {"lmdb", "record"}
+
+
+def test_lmdb_rows_checks_its_arguments(tmp_path):
+    shard = _lmdb_shard(tmp_path, varied_records(5, seed=44, min_atoms=1))
+    data, table, n, psize = _table(shard)
+    LmdbRows = codec._fastcodec.LmdbRows
+
+    def unread(rows) -> int:  # rows lmdb_row leaves to LMDB
+        return sum(codec._fastcodec.lmdb_row(rows, row) is NotImplemented for row in range(n))
+
+    assert unread(LmdbRows(data, table, n, psize)) == 0
+    for args, message in (((data, len(data) - 8, n, psize), "does not fit"), ((data, table, -1, psize), "does not fit"),
+                          ((data, -1, n, psize), "does not fit"), ((data, table, n, 1000), "power of two"),
+                          ((data, table, n, 256), "power of two")):
+        with pytest.raises(ValueError, match=message):
+            LmdbRows(*args)
+    with pytest.raises(TypeError):
+        LmdbRows(data, table, n, psize=psize)
+    data[table:table + 8] = bytes(8)  # row 0 leads to byte 0: the meta page
+    assert unread(LmdbRows(data, table, n, psize)) == 1
+    shard.close()
+
+
+def test_store_reads_lmdb_row_tables_in_c(tmp_path, monkeypatch):
+    """store[i] and get_many across shards go through the row tables; a row whose entry is
+    wrong is read through LMDB instead, with the same record."""
+    from omni_data.store import Store, write_shard
+    from omni_data.store.testing import swap_row_table_entries
+
+    records = varied_records(60, seed=45, min_atoms=1)
+    for k in range(3):
+        write_shard(tmp_path / "store", f"s{k}", records[20 * k:20 * (k + 1)])
+    swap_row_table_entries(tmp_path / "store" / "shards" / "s1.lmdb", 2, 7)
+    store = Store(tmp_path / "store")
+    calls: list = []
+    original = codec._fastcodec.read_rows
+    monkeypatch.setattr(codec, "read_rows_c", lambda gets, rows: calls.append(gets) or original(gets, rows))
+    idx = [59, 0, 22, 27, 21, 22, 41]
+    assert_same_records([records[i] for i in idx], store.get_many(idx))
+    assert len(calls) == 1 and all(type(g) is codec._fastcodec.LmdbRows for g in calls[0])
+    assert_same_records(records + records[::-1], [store[i] for i in range(60)] + [store[i] for i in range(59, -1, -1)])
+    assert_same_records([records[22], records[27]], store._handle(1).records([2, 7]))
 
 
 # ---- Arrow shards: ArrowRows / arrow_row (the same Record as ArrowShard.record_py) ----------------
