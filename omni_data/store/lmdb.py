@@ -315,7 +315,10 @@ class LmdbShard(LmdbFile):
         self.n = int(index["n"])
         self._fast: Any = None  # _fastcodec.LmdbRows over the row table, built by rows()
         self._fast_built = False
-        self.rows()
+        if self.rows() is not None:
+            # rows are read from the table's mapping: the LMDB environment (a second mapping of
+            # the file) is opened again only by a read that needs it (find, scan, a fallback)
+            LmdbFile.close(self)
 
     def rows(self) -> Any:
         """The C reader's ``LmdbRows`` over this file's row table (built once per open), or None:

@@ -158,3 +158,28 @@ def test_shard_without_a_row_table_reads_through_lmdb(tmp_path, monkeypatch):
         assert_same_records(records, [shard.record(i) for i in range(10)])
     finally:
         shard.close()
+
+
+def test_a_shard_with_a_row_table_holds_one_mapping(tmp_path):
+    """Opened, a shard with a row table keeps only the table's mapping of its file (a store of
+    24,200 shards would otherwise hold two per shard, near Linux's 65,530 default); a read
+    that needs LMDB opens the environment again."""
+    from omni_data.store import codec
+    from omni_data.store import lmdb as lmdb_shards
+
+    if not codec.ACCELERATED:
+        pytest.skip("the row table is read by the C decoder")
+    records = emt_records(6, seed=12)
+    path = tmp_path / "s.lmdb"
+    write_lmdb(path, "s", [r.id for r in records], [encode_record(r) for r in records])
+    before = len(lmdb_shards._ENVS)
+    shard = LmdbShard(path)
+    try:
+        assert shard._env is None and len(lmdb_shards._ENVS) == before and shard.rows() is not None
+        assert_same_records(records, [shard.record(i) for i in range(6)])
+        assert shard._env is None
+        assert shard.find(records[2].id) == 2 and shard._env is not None  # the id keys: through LMDB
+        assert_same_records(records[:2], shard.records([0, 1]))
+    finally:
+        shard.close()
+    assert len(lmdb_shards._ENVS) == before
