@@ -612,6 +612,16 @@ static void lmdb_prefetch(PyObject *rows_, PyObject *row_obj) {
     prefetch_span((const unsigned char *)rows->view.buf + at, hint < size - at ? hint : size - at);
 }
 
+/* address(buffer) -> the address of its first byte (lmdb.write_lmdb: where py-lmdb's mapping
+ * shows a key, turned into a file offset) */
+static PyObject *address(PyObject *self, PyObject *obj) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = PyLong_FromVoidPtr(view.buf);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyObject *lmdb_row_at(PyObject *rows_, PyObject *row_obj) {
     LmdbRowsObject *rows = (LmdbRowsObject *)rows_;
     Py_ssize_t row = PyNumber_AsSsize_t(row_obj, PyExc_IndexError);
@@ -1297,6 +1307,7 @@ static PyMethodDef methods[] = {
      "arrow_row(ArrowRows, row) -> Record, or NotImplemented for a row the Python path must read."},
     {"arrow_rows", (PyCFunction)(void (*)(void))arrow_rows_many, METH_FASTCALL,
      "arrow_rows(ArrowRows, rows) -> list of what arrow_row gives for each row."},
+    {"address", address, METH_O, "address(buffer) -> the address of its first byte."},
     {"lmdb_row", (PyCFunction)(void (*)(void))lmdb_row, METH_FASTCALL,
      "lmdb_row(LmdbRows, row) -> Record, or NotImplemented for a row to read through LMDB."},
     {"decode_v2", decode_v2, METH_O,

@@ -84,7 +84,7 @@ def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[byte
         env.sync(True)
     finally:
         env.close()
-    if table and _fill_row_table(path, len(values)):
+    if table and _fill_row_table(path, [len(v) for v in values]):
         _fsync(path)
 
 
@@ -101,8 +101,9 @@ def _address(view: memoryview) -> int:
     return np.frombuffer(view, np.uint8).ctypes.data
 
 
-def _fill_row_table(path: Path, n: int) -> bool:
-    """Fill the row table ``write_lmdb`` reserved in the closed file at ``path`` (``n`` rows):
+def _fill_row_table(path: Path, sizes: Sequence[int]) -> bool:
+    """Fill the row table ``write_lmdb`` reserved in the closed file at ``path`` (rows of
+    ``sizes`` bytes):
     where py-lmdb's mapping shows each row key, turned into a file offset through the page
     header (``mp_pgno``), then checked against the file's own bytes before anything is written.
     False, leaving the table zero (readers then go through LMDB), where the LMDB layout is not
@@ -111,24 +112,26 @@ def _fill_row_table(path: Path, n: int) -> bool:
 
     if sys.byteorder != "little" or struct.calcsize("P") != 8:
         return False
+    n = len(sizes)
+    lengths = np.asarray(sizes, np.int64)
+    address = _C.address if _C is not None else _address
     env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
     try:
         psize = int(env.stat()["psize"])
         if psize != mmap.PAGESIZE:  # the page of an address is found by rounding it down
             return False
         keys = np.empty(n, np.int64)
-        lengths = np.empty(n, np.int64)
         with env.begin(buffers=True) as txn:
             cursor = txn.cursor()
             if not cursor.set_key(row_key(0)):
                 return False
+            key, step = cursor.key, cursor.next
             for row in range(n):
-                keys[row] = _address(cursor.key())
-                lengths[row] = len(cursor.value())
-                cursor.next()
+                keys[row] = address(key())
+                step()
             if bytes(cursor.key()) != ROWS_KEY:
                 return False
-            table_address = _address(cursor.value())
+            table_address = address(cursor.value())
             # the mapping starts page-aligned: page number of the first key's page -> its start
             first_page = int(keys[0]) & ~(psize - 1)
             base = first_page - psize * ctypes.c_uint64.from_address(first_page).value
