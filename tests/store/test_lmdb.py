@@ -124,11 +124,19 @@ def test_row_table_leads_to_every_row_value(tmp_path):
         shard.close()
 
 
-def test_same_records_give_byte_identical_files(tmp_path):
+def test_same_records_give_byte_identical_files(tmp_path, monkeypatch):
+    """Twice, and once more without the C extension (an install without a compiler finds the
+    row keys' addresses through numpy): the same bytes, row table included."""
+    from omni_data.store import lmdb as lmdb_shards
+
     records = _big_and_small_records()
-    for name in ("a", "b"):
+    for name in ("a", "b", "python"):
+        if name == "python":
+            monkeypatch.setattr(lmdb_shards, "_C", None)
         write_lmdb(tmp_path / f"{name}.lmdb", "s", [r.id for r in records], [encode_record(r) for r in records])
-    assert (tmp_path / "a.lmdb").read_bytes() == (tmp_path / "b.lmdb").read_bytes()
+    first = (tmp_path / "a.lmdb").read_bytes()
+    assert first == (tmp_path / "b.lmdb").read_bytes() == (tmp_path / "python.lmdb").read_bytes()
+    assert b"OMNIROW1" in first
 
 
 def test_a_wrong_row_table_is_reported_and_never_gives_a_wrong_record(tmp_path):
