@@ -624,23 +624,33 @@ static PyObject *address(PyObject *self, PyObject *obj) {
     return result;
 }
 
+/* row_obj as an index into n rows; -1 with IndexError (TypeError for a non-integer) otherwise */
+static Py_ssize_t row_index(PyObject *row_obj, Py_ssize_t n, const char *who) {
+    Py_ssize_t row = PyNumber_AsSsize_t(row_obj, PyExc_IndexError);
+    if (row == -1 && PyErr_Occurred()) return -1;
+    if (row < 0 || row >= n) {
+        PyErr_Format(PyExc_IndexError, "%s: row %zd out of range for %zd rows", who, row, n);
+        return -1;
+    }
+    return row;
+}
+
+/* (rows, row) with rows of `type`, as lmdb_row and arrow_row take them; 0, or -1 with TypeError */
+static int rows_and_row(PyObject *const *args, Py_ssize_t nargs, PyTypeObject *type, const char *usage) {
+    if (nargs == 2 && PyObject_TypeCheck(args[0], type)) return 0;
+    PyErr_SetString(PyExc_TypeError, usage);
+    return -1;
+}
+
 static PyObject *lmdb_row_at(PyObject *rows_, PyObject *row_obj) {
     LmdbRowsObject *rows = (LmdbRowsObject *)rows_;
-    Py_ssize_t row = PyNumber_AsSsize_t(row_obj, PyExc_IndexError);
-    if (row == -1 && PyErr_Occurred()) return NULL;
-    if (row < 0 || row >= rows->n) {
-        PyErr_Format(PyExc_IndexError, "lmdb_row: row %zd out of range for %zd rows", row, rows->n);
-        return NULL;
-    }
-    return lmdb_record(rows, row);
+    Py_ssize_t row = row_index(row_obj, rows->n, "lmdb_row");
+    return row < 0 ? NULL : lmdb_record(rows, row);
 }
 
 /* lmdb_row(rows, row) -> Record | NotImplemented */
 static PyObject *lmdb_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], &LmdbRowsType)) {
-        PyErr_SetString(PyExc_TypeError, "lmdb_row(LmdbRows, row)");
-        return NULL;
-    }
+    if (rows_and_row(args, nargs, &LmdbRowsType, "lmdb_row(LmdbRows, row)") < 0) return NULL;
     return lmdb_row_at(args[0], args[1]);
 }
 
@@ -985,30 +995,19 @@ done:
 /* rows' Record at row_obj, an int in range (IndexError otherwise) */
 static PyObject *arrow_row_at(PyObject *rows_, PyObject *row_obj) {
     ArrowRowsObject *rows = (ArrowRowsObject *)rows_;
-    Py_ssize_t row = PyNumber_AsSsize_t(row_obj, PyExc_IndexError);
-    if (row == -1 && PyErr_Occurred()) return NULL;
-    if (row < 0 || row >= rows->n) {
-        PyErr_Format(PyExc_IndexError, "arrow_row: row %zd out of range for %zd rows", row, rows->n);
-        return NULL;
-    }
-    return arrow_record(rows, row);
+    Py_ssize_t row = row_index(row_obj, rows->n, "arrow_row");
+    return row < 0 ? NULL : arrow_record(rows, row);
 }
 
 /* arrow_row(rows, row) -> Record | NotImplemented */
 static PyObject *arrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], &ArrowRowsType)) {
-        PyErr_SetString(PyExc_TypeError, "arrow_row(ArrowRows, row)");
-        return NULL;
-    }
+    if (rows_and_row(args, nargs, &ArrowRowsType, "arrow_row(ArrowRows, row)") < 0) return NULL;
     return arrow_row_at(args[0], args[1]);
 }
 
 /* arrow_rows(rows, [row, ...]) -> [arrow_row(rows, row) for row in ...] */
 static PyObject *arrow_rows_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], &ArrowRowsType)) {
-        PyErr_SetString(PyExc_TypeError, "arrow_rows(ArrowRows, rows)");
-        return NULL;
-    }
+    if (rows_and_row(args, nargs, &ArrowRowsType, "arrow_rows(ArrowRows, rows)") < 0) return NULL;
     ArrowRowsObject *rows = (ArrowRowsObject *)args[0];
     PyObject *seq = PySequence_Fast(args[1], "arrow_rows: rows must be a sequence");
     if (seq == NULL) return NULL;

@@ -6,47 +6,28 @@ uint64 row (the id index); ``b"__index__"`` -> msgpack ``{"n", "codec", "shard"}
 with ``append=True`` in one transaction. Readers open read-only, ``lock=False`` (files are
 immutable once in the catalog) and ``readahead=False`` (random access), once per process.
 
-The row table lets the C reader go straight from a row to its bytes in the mapped file, skipping
-the B-tree descent and py-lmdb's ``get`` (``_fastcodec.LmdbRows``; with prefetching, a random
-read of a large store 1.9x faster). Its value is ``<8sQQQ`` (``b"OMNIROW1"``, rows, LMDB page
-size, the file offset of this value) then one little-endian uint64 per row: the file offset of
-the LMDB leaf node holding that row in the low 40 bits, the length of its value (at most
-2**24 - 1) in the high 24, so the reader can ask for all of the row's cache lines at once.
-``write_lmdb`` reserves it (zeros) as the last key of the one write transaction, so no page
-moves afterwards, then fills it in place once the file is complete. The reader checks every
-node it is sent to (key, flags, bounds) and reads through LMDB where a check fails; a shard
-without the table (written before it existed, or on a machine whose LMDB layout the C reader
-does not read) is read through LMDB throughout.
+The row table (``rowtable.py``) lets the C reader go straight from a row to its bytes in the
+mapped file, without the B-tree descent or py-lmdb's ``get``; a shard without it (written before
+it existed, or on a machine whose LMDB layout the C reader does not read) reads through LMDB.
 """
 from __future__ import annotations
 
-import mmap
 import os
 import struct
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import lmdb
 import msgpack
-import numpy as np
 
-from omni_data.store import codec
+from omni_data.store import codec, rowtable
 from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record_py
 from omni_data.schema import Record
 
 INDEX_KEY = b"__index__"
-ROWS_KEY = b"~rows"  # sorts after every b"r" key: appended last
-ROWS_MAGIC = b"OMNIROW1"
-_ROWS_HEADER = struct.Struct("<8sQQQ")  # magic, rows, LMDB page size, file offset of the table
-_OFFSET_BITS = 40  # a table entry: node offset | min(value length, 2**24 - 1) << 40
-_LENGTH_CAP = (1 << 24) - 1
 _ROW = struct.Struct(">Q")
 _ROW_KEY = struct.Struct(">cQ")  # b"r" + row in one pack call (hot path)
-
-# the C reader (``_fastcodec``: LmdbRows, lmdb_row) when the C decoder is in use
-_C = codec._fastcodec if codec.ACCELERATED else None
 
 # Bumped in a forked child: per-thread transactions check it instead of calling os.getpid()
 # (a system call) on every read.
@@ -64,7 +45,7 @@ def id_key(record_id: str) -> bytes:
 
 def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes]) -> None:
     """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync."""
-    table = _ROWS_HEADER.size + 8 * len(values) if values else 0
+    table = rowtable.table_size(len(values))
     payload = sum(len(v) for v in values) + sum(len(i) for i in ids) + table
     # B-tree pages, key overhead and overflow-page rounding: generous headroom, sparse on disk.
     map_size = max(1 << 20, 4 * payload + 4096 * (2 * len(values) + 64))
@@ -73,7 +54,7 @@ def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[byte
                     sync=True, readahead=False, meminit=True)
     try:
         with env.begin(write=True) as txn:
-            # append=True needs ascending keys: "__index__" < "i..." < "r..." (bytewise).
+            # append=True needs ascending keys: "__index__" < "i..." < "r..." < "~rows" (bytewise).
             index = {"n": len(values), "codec": CODEC_VERSION, "shard": shard}
             txn.put(INDEX_KEY, msgpack.packb(index), append=True)
             for row, record_id in sorted(enumerate(ids), key=lambda t: t[1].encode("utf-8")):
@@ -81,110 +62,12 @@ def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[byte
             for row, value in enumerate(values):
                 txn.put(row_key(row), value, append=True)
             if table:  # reserved now, filled below: nothing is written after it, so no page moves
-                txn.put(ROWS_KEY, bytes(table), append=True)
+                txn.put(rowtable.ROWS_KEY, bytes(table), append=True)
         env.sync(True)
     finally:
         env.close()
-    if table and _fill_row_table(path, [len(v) for v in values]):
-        _fsync(path)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _address(view: memoryview) -> int:
-    """Address of the first byte of a read-only buffer (a py-lmdb ``buffers=True`` view)."""
-    return np.frombuffer(view, np.uint8).ctypes.data
-
-
-def _fill_row_table(path: Path, sizes: Sequence[int]) -> bool:
-    """Fill the row table ``write_lmdb`` reserved in the closed file at ``path`` (rows of
-    ``sizes`` bytes): where py-lmdb's mapping shows each row key, turned into a file offset
-    through the page header (``mp_pgno``), then checked against the file's own bytes before
-    anything is written. False, leaving the table zero (readers then go through LMDB), where
-    the LMDB layout is not the one ``_fastcodec.LmdbRows`` reads (64-bit little-endian, pages
-    the size of the mapping's)."""
-    import ctypes
-
-    if sys.byteorder != "little" or struct.calcsize("P") != 8:
-        return False
-    n = len(sizes)
-    lengths = np.asarray(sizes, np.int64)
-    address = _C.address if _C is not None else _address
-    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
-    try:
-        psize = int(env.stat()["psize"])
-        if psize != mmap.PAGESIZE:  # the page of an address is found by rounding it down
-            return False
-        keys = np.empty(n, np.int64)
-        with env.begin(buffers=True) as txn:
-            cursor = txn.cursor()
-            if not cursor.set_key(row_key(0)):
-                return False
-            key, step = cursor.key, cursor.next
-            for row in range(n):
-                keys[row] = address(key())
-                step()
-            if bytes(cursor.key()) != ROWS_KEY:
-                return False
-            table_address = address(cursor.value())
-            # the mapping starts page-aligned: page number of the first key's page -> its start
-            first_page = int(keys[0]) & ~(psize - 1)
-            base = first_page - psize * ctypes.c_uint64.from_address(first_page).value
-    finally:
-        env.close()
-    nodes = keys - base - 8  # the 8-byte LMDB node header precedes the key
-    at = table_address - base
-    size = _ROWS_HEADER.size + 8 * n
-    if nodes.min() < 0 or nodes.max() >= 1 << _OFFSET_BITS:
-        return False
-    hints = np.minimum(lengths, _LENGTH_CAP).astype(np.uint64) << np.uint64(_OFFSET_BITS)
-    entries = nodes.astype(np.uint64) | hints
-    with open(path, "r+b") as f:
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            data = np.frombuffer(mapped, np.uint8)
-            ok = 0 <= at and at + size <= data.size and not data[at:at + size].any() \
-                and not row_table_problems(data, entries, psize).any()
-            del data
-        if not ok:  # py-lmdb showed something other than this file's bytes: no table
-            return False
-        f.seek(at)
-        f.write(_ROWS_HEADER.pack(ROWS_MAGIC, n, psize, at) + entries.astype("<u8").tobytes())
-    return True
-
-
-def row_table_problems(data: np.ndarray, entries: np.ndarray, psize: int) -> np.ndarray:
-    """Which rows' table ``entries`` do not lead, in the file bytes ``data``, to their own row:
-    the checks ``_fastcodec.LmdbRows`` makes on every read (node in the file, key ``b"r" + row``,
-    flags, value inside the file, overflow page header), plus the length hint, for every row at
-    once (the writer before filling the table, ``verify`` after)."""
-    entries = np.asarray(entries, np.uint64)
-    n, size = len(entries), int(data.size)
-    nodes = (entries & np.uint64((1 << _OFFSET_BITS) - 1)).astype(np.int64)
-    bad = nodes > size - 25  # header, key and (for an overflow value) its page number
-    at = np.where(bad, 0, nodes)[:, None]
-    u16 = data[at + np.arange(8)].view("<u2")  # lo, hi, flags, key size
-    length = u16[:, 0].astype(np.int64) | (u16[:, 1].astype(np.int64) << 16)
-    expected = np.zeros((n, 9), np.uint8)
-    expected[:, 0] = ord("r")
-    expected[:, 1:] = np.arange(n, dtype=">u8").view(np.uint8).reshape(n, 8)
-    bad |= (u16[:, 3] != 9) | (data[at + np.arange(8, 17)] != expected).any(axis=1)
-    bad |= (entries >> np.uint64(_OFFSET_BITS)).astype(np.int64) != np.minimum(length, _LENGTH_CAP)
-    inline, big = u16[:, 2] == 0, u16[:, 2] == 1
-    bad |= ~(inline | big)
-    bad |= inline & (nodes + 17 + length > size)
-    pgno = data[at + np.arange(17, 25)].view("<u8").ravel().astype(np.int64)
-    page = np.where(big & (pgno >= 0) & (pgno <= (size - 16) // psize), pgno * psize, 0)
-    head = data[page[:, None] + np.arange(16)]
-    overflow_ok = (head[:, :8].view("<u8").ravel() == pgno.astype(np.uint64)) \
-        & (head[:, 10:12].view("<u2").ravel() & 4 != 0) & (page + 16 + length <= size) & (page > 0)
-    bad |= big & ~overflow_ok
-    return bad
+    if table:
+        rowtable.fill_row_table(path, [len(v) for v in values])  # False: left empty, read through LMDB
 
 
 # One environment per file per process: py-lmdb refuses to open the same file twice in a
@@ -326,61 +209,17 @@ class LmdbShard(LmdbFile):
             LmdbFile.close(self)
 
     def rows(self) -> Any:
-        """The C reader's ``LmdbRows`` over this file's row table (built once per open), or None:
-        no C decoder, a shard written before the table existed, or a table that does not match
-        this file. A table shown here is still checked node by node on every read."""
-        if self._fast_built:
-            return self._fast
-        self._fast, self._fast_built = None, True
-        if _C is None or self.n == 0:
-            return None
-        raw = self._txn().get(ROWS_KEY)
-        if raw is None or len(raw) != _ROWS_HEADER.size + 8 * self.n:
-            return None
-        header = bytes(raw[:_ROWS_HEADER.size])
-        magic, n, psize, at = _ROWS_HEADER.unpack(header)
-        if magic != ROWS_MAGIC or n != self.n:
-            return None
-        with open(self.path, "rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if hasattr(mapped, "madvise"):
-            mapped.madvise(mmap.MADV_RANDOM)  # as readahead=False: a read wants one row
-        if mapped[at:at + _ROWS_HEADER.size] != header:
-            mapped.close()
-            return None
-        try:
-            self._fast = _C.LmdbRows(mapped, at + _ROWS_HEADER.size, n, psize)
-        except ValueError:  # a page size it does not take, a machine whose layout it does not read
-            mapped.close()
+        """The C reader's ``LmdbRows`` over this file's row table (built once per open), or None
+        (``rowtable.open_row_table``)."""
+        if not self._fast_built:
+            self._fast_built = True
+            if codec.ACCELERATED and self.n:
+                self._fast = rowtable.open_row_table(self.path, self._txn().get(rowtable.ROWS_KEY), self.n)
         return self._fast
 
     def row_table_problem(self) -> str | None:
-        """What is wrong with this file's row table, or None when it leads every row to its own
-        record or the file has none (written before it existed, or left empty by the writer on a
-        machine whose LMDB layout the C reader does not read): ``omni-data verify``."""
-        raw = self._txn().get(ROWS_KEY)
-        if raw is None:
-            return None
-        raw = bytes(raw)
-        if len(raw) != _ROWS_HEADER.size + 8 * self.n:
-            return f"row table holds {len(raw)} bytes, {self.n} rows need {_ROWS_HEADER.size + 8 * self.n}"
-        if not any(raw):
-            return None  # reserved and left empty: reads go through LMDB
-        magic, n, psize, at = _ROWS_HEADER.unpack(raw[:_ROWS_HEADER.size])
-        if magic != ROWS_MAGIC or n != self.n:
-            return f"row table header {raw[:_ROWS_HEADER.size]!r} is not {ROWS_MAGIC!r} for {self.n} rows"
-        with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            data = np.frombuffer(mapped, np.uint8)
-            try:
-                if bytes(data[at:at + len(raw)]) != raw:
-                    return f"row table says it starts at byte {at}, where the file holds something else"
-                entries = np.frombuffer(raw, "<u8", offset=_ROWS_HEADER.size)
-                bad = np.flatnonzero(row_table_problems(data, entries, psize))
-            finally:
-                del data
-        if bad.size:
-            return f"row table: {bad.size} of {self.n} rows do not lead to their record (first: row {int(bad[0])})"
-        return None
+        """What is wrong with this file's row table, or None (``omni-data verify``)."""
+        return rowtable.row_table_problem(self.path, self._txn().get(rowtable.ROWS_KEY), self.n)
 
     def _index(self) -> dict:
         raw = self._get(INDEX_KEY)
@@ -409,7 +248,7 @@ class LmdbShard(LmdbFile):
         if read_row is not None:
             fast = self.rows()
             if fast is not None:  # C: the row table, the node, the value, decoded
-                record = _C.lmdb_row(fast, row)
+                record = codec._fastcodec.lmdb_row(fast, row)
                 if record is not NotImplemented:
                     return record
             record = read_row(self.getter(), row)  # C: key, lookup through LMDB and decode

@@ -116,7 +116,7 @@ def swap_row_table_entries(path: Path, a: int, b: int) -> None:
 
     import lmdb
 
-    from omni_data.store.lmdb import ROWS_KEY
+    from omni_data.store.rowtable import ROWS_KEY
 
     env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
     try:

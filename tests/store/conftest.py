@@ -30,7 +30,7 @@ def lmdb_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     straight to each row) or do not (``B-tree``: as shards written before it existed, read
     through py-lmdb's ``get``), so a test that takes it covers both read paths."""
     if request.param == "B-tree":
-        from omni_data.store import lmdb
+        from omni_data.store import rowtable
 
-        monkeypatch.setattr(lmdb, "_fill_row_table", lambda path, n: False)
+        monkeypatch.setattr(rowtable, "fill_row_table", lambda path, sizes: False)
     return request.param

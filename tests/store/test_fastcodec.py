@@ -431,7 +431,7 @@ def _table(shard) -> tuple[bytearray, int, int, int]:
     """(the file's bytes, the table's first entry, rows, page size) of an LMDB shard."""
     import struct
 
-    from omni_data.store.lmdb import ROWS_KEY
+    from omni_data.store.rowtable import ROWS_KEY
 
     raw = bytes(shard._txn().get(ROWS_KEY))
     _, n, psize, at = struct.unpack_from("<8sQQQ", raw)
