@@ -1050,6 +1050,19 @@ static PyTypeObject ArrowRowsType = {
     .tp_new = arrow_rows_new,
 };
 
+/* rows of an ArrowRows or an LmdbRows, or -1 for anything else (a transaction's get) */
+static Py_ssize_t table_rows(PyObject *fast) {
+    if (Py_TYPE(fast) == &ArrowRowsType) return ((ArrowRowsObject *)fast)->n;
+    if (Py_TYPE(fast) == &LmdbRowsType) return ((LmdbRowsObject *)fast)->n;
+    return -1;
+}
+
+/* row `row` (0 <= row < table_rows(fast)) of an ArrowRows or an LmdbRows */
+static PyObject *table_record(PyObject *fast, Py_ssize_t row) {
+    return Py_TYPE(fast) == &LmdbRowsType ? lmdb_record((LmdbRowsObject *)fast, row)
+                                          : arrow_record((ArrowRowsObject *)fast, row);
+}
+
 /* ---- StoreIndex: Store.__getitem__ without a Python frame -------------------------------------
  *
  * A base type of ``reader.Store``. Its mp_subscript does what ``Store._getitem`` and
@@ -1151,12 +1164,13 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
     if (PyErr_Occurred()) goto slow;
     shard_dict = PyObject_GenericGetDict(handle, NULL);
     if (shard_dict == NULL) goto slow;
-    if (arrow) {  /* an Arrow shard: its ArrowRows (no transaction; the buffers are the process's) */
-        PyObject *fast = PyDict_GetItemWithError(shard_dict, s_fast);
-        if (fast == NULL || Py_TYPE(fast) != &ArrowRowsType || row < 0 || row >= ((ArrowRowsObject *)fast)->n)
-            goto slow;
+    /* an Arrow shard's ArrowRows, or an LMDB shard's row table: no transaction, the mapping is
+     * the process's */
+    PyObject *fast = PyDict_GetItemWithError(shard_dict, s_fast);
+    if (fast != NULL && table_rows(fast) >= 0) {
+        if (row < 0 || row >= table_rows(fast)) goto slow;
         Py_INCREF(fast); Py_INCREF(ends); Py_INCREF(rows);  /* held: the reads allocate, a collection may run */
-        result = arrow_record((ArrowRowsObject *)fast, (Py_ssize_t)row);
+        result = table_record(fast, (Py_ssize_t)row);
         if (result == Py_NotImplemented) Py_CLEAR(result);
         else if (result != NULL && PyDict_GetItemWithError(dict, s_ends) == ends
                  && PyDict_GetItemWithError(dict, s_rows) == rows)
@@ -1167,22 +1181,7 @@ static PyObject *looked_up(PyObject *self, PyObject *key, long long i) {
         PyErr_Clear();
         goto done;
     }
-    PyObject *lmdb_fast = PyDict_GetItemWithError(shard_dict, s_fast);
-    if (lmdb_fast != NULL && Py_TYPE(lmdb_fast) == &LmdbRowsType) {
-        /* an LMDB shard with its row table: read from the mapping (no transaction) */
-        if (row < 0 || row >= ((LmdbRowsObject *)lmdb_fast)->n) goto slow;
-        Py_INCREF(lmdb_fast); Py_INCREF(ends); Py_INCREF(rows);  /* held: the read allocates */
-        result = lmdb_record((LmdbRowsObject *)lmdb_fast, (Py_ssize_t)row);
-        if (result == Py_NotImplemented) Py_CLEAR(result);
-        else if (result != NULL && PyDict_GetItemWithError(dict, s_ends) == ends
-                 && PyDict_GetItemWithError(dict, s_rows) == rows)
-            cache_put((StoreIndexObject *)self, ends, n, lo, lmdb_fast);
-        Py_DECREF(lmdb_fast); Py_DECREF(ends); Py_DECREF(rows);
-        if (result == NULL && PyErr_Occurred()) goto done;
-        if (result == NULL) goto slow;
-        PyErr_Clear();
-        goto done;
-    }
+    if (arrow) goto slow;  /* an Arrow shard the C reader does not cover: the Python path */
     PyObject *shard_n = PyDict_GetItemWithError(shard_dict, s_shard_n);
     PyObject *env = PyDict_GetItemWithError(shard_dict, s_env);
     PyObject *local = PyDict_GetItemWithError(shard_dict, s_local);
@@ -1237,12 +1236,9 @@ static PyObject *store_subscript(PyObject *self_, PyObject *key) {
                 Py_INCREF(get);  /* held across the call: a reset from another frame must not free it */
                 long long row = j - (lo ? self->ends[lo - 1] : 0);
                 PyObject *result;
-                if (Py_TYPE(get) == &LmdbRowsType)  /* an LMDB shard's mapped file and row table */
-                    result = row < ((LmdbRowsObject *)get)->n ? lmdb_record((LmdbRowsObject *)get, (Py_ssize_t)row)
-                                                              : Py_NewRef(Py_NotImplemented);
-                else if (Py_TYPE(get) == &ArrowRowsType)  /* an Arrow shard's column buffers */
-                    result = row < ((ArrowRowsObject *)get)->n ? arrow_record((ArrowRowsObject *)get, (Py_ssize_t)row)
-                                                               : Py_NewRef(Py_NotImplemented);
+                Py_ssize_t m = table_rows(get);  /* an Arrow shard's columns, an LMDB row table */
+                if (m >= 0)
+                    result = row < m ? table_record(get, (Py_ssize_t)row) : Py_NewRef(Py_NotImplemented);
                 else
                     result = read_one_ll(get, (unsigned long long)row);
                 Py_DECREF(get);
