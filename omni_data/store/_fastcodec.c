@@ -642,16 +642,13 @@ static int rows_and_row(PyObject *const *args, Py_ssize_t nargs, PyTypeObject *t
     return -1;
 }
 
-static PyObject *lmdb_row_at(PyObject *rows_, PyObject *row_obj) {
-    LmdbRowsObject *rows = (LmdbRowsObject *)rows_;
-    Py_ssize_t row = row_index(row_obj, rows->n, "lmdb_row");
-    return row < 0 ? NULL : lmdb_record(rows, row);
-}
+static Py_ssize_t table_rows(PyObject *fast);
+static PyObject *table_row_at(PyObject *fast, PyObject *row_obj);
 
 /* lmdb_row(rows, row) -> Record | NotImplemented */
 static PyObject *lmdb_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (rows_and_row(args, nargs, &LmdbRowsType, "lmdb_row(LmdbRows, row)") < 0) return NULL;
-    return lmdb_row_at(args[0], args[1]);
+    return table_row_at(args[0], args[1]);
 }
 
 static PyTypeObject LmdbRowsType = {
@@ -665,7 +662,6 @@ static PyTypeObject LmdbRowsType = {
 };
 
 static PyTypeObject ArrowRowsType;
-static PyObject *arrow_row_at(PyObject *rows, PyObject *row_obj);
 
 /* read_rows(get, rows): [read_row(get, row) for row in rows] without a Python frame per row
  * (Store.get_many); ``get`` may also be a list holding each row's get (rows of several
@@ -694,8 +690,7 @@ static PyObject *read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nar
             if (Py_TYPE(ahead) == &LmdbRowsType) lmdb_prefetch(ahead, items[j]);
         }
         PyObject *get = per_row ? PyList_GET_ITEM(args[0], k) : args[0];
-        PyObject *record = Py_TYPE(get) == &LmdbRowsType ? lmdb_row_at(get, items[k])
-                           : Py_TYPE(get) == &ArrowRowsType ? arrow_row_at(get, items[k]) : read_one(get, items[k]);
+        PyObject *record = table_rows(get) >= 0 ? table_row_at(get, items[k]) : read_one(get, items[k]);
         if (record == NULL) { Py_DECREF(out); Py_DECREF(rows); return NULL; }
         PyList_SET_ITEM(out, k, record);
     }
@@ -1005,17 +1000,10 @@ done:
     return result;
 }
 
-/* rows' Record at row_obj, an int in range (IndexError otherwise) */
-static PyObject *arrow_row_at(PyObject *rows_, PyObject *row_obj) {
-    ArrowRowsObject *rows = (ArrowRowsObject *)rows_;
-    Py_ssize_t row = row_index(row_obj, rows->n, "arrow_row");
-    return row < 0 ? NULL : arrow_record(rows, row);
-}
-
 /* arrow_row(rows, row) -> Record | NotImplemented */
 static PyObject *arrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (rows_and_row(args, nargs, &ArrowRowsType, "arrow_row(ArrowRows, row)") < 0) return NULL;
-    return arrow_row_at(args[0], args[1]);
+    return table_row_at(args[0], args[1]);
 }
 
 /* arrow_rows(rows, [row, ...]) -> [arrow_row(rows, row) for row in ...] */
@@ -1028,7 +1016,7 @@ static PyObject *arrow_rows_many(PyObject *self, PyObject *const *args, Py_ssize
     PyObject *out = PyList_New(m);
     if (out == NULL) { Py_DECREF(seq); return NULL; }
     for (Py_ssize_t j = 0; j < m; j++) {
-        PyObject *record = arrow_row_at((PyObject *)rows, PySequence_Fast_GET_ITEM(seq, j));
+        PyObject *record = table_row_at((PyObject *)rows, PySequence_Fast_GET_ITEM(seq, j));
         if (record == NULL) goto fail;
         PyList_SET_ITEM(out, j, record);
     }
@@ -1061,6 +1049,13 @@ static Py_ssize_t table_rows(PyObject *fast) {
 static PyObject *table_record(PyObject *fast, Py_ssize_t row) {
     return Py_TYPE(fast) == &LmdbRowsType ? lmdb_record((LmdbRowsObject *)fast, row)
                                           : arrow_record((ArrowRowsObject *)fast, row);
+}
+
+/* the Record at row_obj of an ArrowRows or an LmdbRows (lmdb_row, arrow_row, read_rows):
+ * IndexError naming the reader when row_obj is not an int in range */
+static PyObject *table_row_at(PyObject *fast, PyObject *row_obj) {
+    Py_ssize_t row = row_index(row_obj, table_rows(fast), Py_TYPE(fast) == &LmdbRowsType ? "lmdb_row" : "arrow_row");
+    return row < 0 ? NULL : table_record(fast, row);
 }
 
 /* ---- StoreIndex: Store.__getitem__ without a Python frame -------------------------------------

@@ -252,6 +252,11 @@ class ArrowShard:
             metadata=metadata,
         )
 
+    def reader(self) -> Any:
+        """What ``codec.read_rows_c`` reads this shard's rows with: its ``ArrowRows``, or None
+        (no C reader for this shard)."""
+        return self._fast
+
     def records(self, rows: Sequence[int]) -> list[Record]:
         """The records at ``rows``, in that order (``Store.get_many``)."""
         if self._fast is None:

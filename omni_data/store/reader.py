@@ -260,15 +260,14 @@ class Store(_Base, *_FAST_BASES):
         if len(shards) == 1:
             return self._handle(int(shards[0])).records(rows.tolist())
         from omni_data.store import codec
-        from omni_data.store.lmdb import LmdbShard
 
         handles = {k: self._handle(k) for k in shards.tolist()}
-        if codec.read_rows_c is not None and all(type(h) is LmdbShard or getattr(h, "_fast", None) is not None
-                                                 for h in handles.values()):
-            # rows of several shards in one C call: each row with its shard's LmdbRows or get (LMDB), or ArrowRows
+        readers = {k: h.reader() for k, h in handles.items()} if codec.read_rows_c is not None else {}
+        if readers and all(r is not None for r in readers.values()):
+            # rows of several shards in one C call: each row with its shard's reader (an LMDB
+            # row table or transaction get, an ArrowRows)
             ks_list, rows_list = ks.tolist(), rows.tolist()
-            getters = {k: h.reader() if type(h) is LmdbShard else h._fast for k, h in handles.items()}
-            got = codec.read_rows_c([getters[k] for k in ks_list], rows_list)
+            got = codec.read_rows_c([readers[k] for k in ks_list], rows_list)
             for p, record in enumerate(got):
                 if record is None or record is NotImplemented:  # the Python path says why
                     got[p] = handles[ks_list[p]].record(rows_list[p])
