@@ -3,7 +3,8 @@
 extxyz (``ase.io.write``) is what SevenNet and MACE read; ``.aselmdb`` (ase-db-backends'
 ``LMDBDatabase`` via ``ase.db.connect``) is what fairchem's ``AseDBDataset`` reads. Labels travel
 on a SinglePointCalculator (energy, forces, stress in ASE Voigt/sign, free_energy for
-``energy_kind == "free"``); id, dataset, task, charge and spin travel in ``info`` / key-value pairs.
+``energy_kind == "free"``); id, dataset, task, charge and spin travel in ``info`` / key-value pairs,
+and so does a bridge record's provenance (``recompute.collect.PROVENANCE_KEYS``).
 Both writers go to a temp name and are renamed into place only when complete.
 """
 from __future__ import annotations
@@ -27,7 +28,23 @@ def _atoms(records: Iterable[Record]) -> Iterator[Any]:
     from omni_data.store.atoms import record_to_atoms
 
     for record in records:
-        yield record_to_atoms(record)
+        atoms = record_to_atoms(record)
+        atoms.info.update(provenance_info(record))
+        yield atoms
+
+
+def provenance_info(record: Record) -> dict[str, Any]:
+    """A bridge record's provenance (source record, protocol and its sha256, code versions, job
+    dir: ``recompute.collect.PROVENANCE_KEYS``) as flat scalars for extxyz info / aselmdb keys."""
+    from omni_data.recompute.collect import PROVENANCE_KEYS
+
+    meta = record.metadata or {}
+    out: dict[str, Any] = {}
+    for key in PROVENANCE_KEYS:
+        value = meta.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != "":
+            out[key] = value
+    return out
 
 
 def export_extxyz(source: Any, out: Path, task: str | None = None, dataset: str | None = None,
@@ -60,7 +77,9 @@ def export_extxyz(source: Any, out: Path, task: str | None = None, dataset: str 
 
 def _key_values(atoms: Any) -> dict[str, Any]:
     info = atoms.info
-    keys = ("omni_id", "dataset", "task", "energy_kind", "weight", "charge", "spin")
+    from omni_data.recompute.collect import PROVENANCE_KEYS
+
+    keys = ("omni_id", "dataset", "task", "energy_kind", "weight", "charge", "spin") + PROVENANCE_KEYS
     return {k: info[k] for k in keys if k in info}
 
 

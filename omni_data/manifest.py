@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from omni_data.readers import READERS, ReadOptions
 from omni_data.schema import ENERGY_KINDS, Record
 from omni_data.tasks import TaskRule, assign_task
 from omni_data import units
+from omni_data.yamlfile import load_yaml
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests"
 
@@ -107,7 +106,8 @@ def _fail(where: str, key: str, reason: str) -> ManifestError:
 def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
     """Validate a manifest mapping and build the typed ``Manifest``; errors name ``where`` and the key."""
     if not isinstance(data, dict):
-        raise ManifestError(f"{where}: a manifest must be a mapping, got {type(data).__name__}")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ManifestError(f"{where}:1: a manifest must be a mapping of keys (name, task, ...), got {got}")
     known = {f.name for f in dataclasses.fields(Manifest)} - {"path"}
     for key in data:
         if key not in known:
@@ -200,15 +200,12 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
             path = _by_alias(str(name_or_path)) or path
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest (known: {', '.join(list_manifests())})")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    return parse_manifest(data, str(path))
+    return parse_manifest(load_yaml(path, ManifestError), str(path))
 
 
 def _by_alias(alias: str) -> Path | None:
     for candidate in sorted(manifest_dir().glob("*.yaml")):
-        with open(candidate, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = load_yaml(candidate, ManifestError)
         if isinstance(data, dict) and alias in (data.get("aliases") or []):
             return candidate
     return None

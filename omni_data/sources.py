@@ -8,21 +8,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
+from omni_data.manifest import ManifestError
+from omni_data.yamlfile import load_yaml
 
 DEFAULT_SOURCES = Path.home() / ".config" / "omni" / "sources.yaml"
 
 
 def configured_sources() -> dict[str, Path]:
-    """The name -> path table from ``$OMNI_SOURCES`` (default ``~/.config/omni/sources.yaml``)."""
+    """The name -> path table from ``$OMNI_SOURCES`` (default ``~/.config/omni/sources.yaml``);
+    a file that is not valid YAML or not a ``name: path`` mapping raises ``ManifestError``
+    naming the file and line."""
     path = Path(os.environ.get("OMNI_SOURCES", DEFAULT_SOURCES))
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    data = load_yaml(path, ManifestError)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of dataset name to path")
-    return {str(k): Path(os.path.expanduser(str(v))) for k, v in data.items()}
+        raise ManifestError(f"{path}:1: expected a mapping of dataset name to path "
+                            f"(e.g. 'omat24: /data/omat24'), got a {type(data).__name__}")
+    for name, value in data.items():
+        if not isinstance(value, str) or not value:
+            raise ManifestError(f"{path}: key {str(name)!r}: expected a path, got {value!r}")
+    return {str(k): Path(os.path.expanduser(v)) for k, v in data.items()}
 
 
 def local_source(name: str) -> Path | None:

@@ -247,15 +247,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate an omni-train YAML file (a preset name also works, see presets/)."""
-    import yaml
+    from omni_data.yamlfile import load_yaml
 
     p = Path(path)
     if not p.exists() and (PRESETS_DIR / f"{path}.yaml").exists():
         p = PRESETS_DIR / f"{path}.yaml"
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML: {exc}") from exc
+    data = load_yaml(p, ValueError) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: top level must be a mapping")
     return config_from_dict(data, str(p))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -87,3 +88,95 @@ def test_missing_required_key():
     del data["licence"]
     with pytest.raises(ManifestError, match="key 'licence': required"):
         parse_manifest(data, "bad.yaml")
+
+
+# --- YAML errors: one line naming the file and the 1-based line, never a traceback (issue 17, item 8)
+
+
+def _manifest_text() -> str:
+    return open(load_manifest("mad").path, encoding="utf-8").read()
+
+
+def test_manifest_bad_syntax_names_file_and_line(tmp_path):
+    lines = _manifest_text().splitlines()
+    lines.insert(3, "task_rules: [{field: spin, task: x}")  # line 4: a flow sequence never closed
+    path = tmp_path / "broken.yaml"
+    path.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:") and "not valid YAML" in message
+    line = int(message[len(str(path)) + 1:].split(":", 1)[0])
+    assert 4 <= line <= 5  # the unclosed line or the next one, where the parser gives up
+    assert "\n" not in message
+
+
+def test_manifest_python_tag_is_refused_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: evil\ntask: pbe\ndescription: !!python/object/apply:os.system "
+                    f"['touch {marker}']\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=rf"^{path}:3: not valid YAML: .*'!!python/object/apply:os\.system'"):
+        load_manifest(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("text, got", [("- name: a\n- name: b\n", "a list"), ("just text\n", "a str"),
+                                       ("", "an empty file")])
+def test_manifest_top_level_must_be_a_mapping(tmp_path, text, got):
+    path = tmp_path / "listy.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ManifestError, match=rf"^{path}:1: a manifest must be a mapping .*got {got}$"):
+        load_manifest(path)
+
+
+def test_manifest_repeated_key_is_an_error_not_an_overwrite(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(_manifest_text() + "task: other_task\n", encoding="utf-8")
+    n_lines = path.read_text().count("\n")
+    with pytest.raises(ManifestError, match=rf"^{path}:{n_lines}: not valid YAML: key 'task' given twice"):
+        load_manifest(path)
+
+
+def test_manifest_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: a\ndescription: caf\xe9\n")
+    with pytest.raises(ManifestError, match=rf"^{path}:2: not UTF-8 text"):
+        load_manifest(path)
+
+
+def test_broken_manifest_in_the_folder_is_named_by_alias_lookup(tmp_path, monkeypatch):
+    """Resolving an alias reads every manifest: a broken one is named, not a traceback."""
+    (tmp_path / "good.yaml").write_text(_manifest_text(), encoding="utf-8")
+    (tmp_path / "zz_bad.yaml").write_text("name: x\n  bad: indent\n", encoding="utf-8")
+    monkeypatch.setenv("OMNI_MANIFESTS", str(tmp_path))
+    with pytest.raises(ManifestError, match=rf"zz_bad\.yaml:2: not valid YAML"):
+        load_manifest("some_alias")
+
+
+@pytest.mark.parametrize("text, line, what", [
+    ("omat24: /data/omat\nspice: [/a,\n", 3, "not valid YAML"),
+    ("omat24: !!python/object/apply:os.system ['true']\n", 1, "!!python/object/apply:os.system"),
+    ("- /data/omat\n", 1, "expected a mapping of dataset name to path"),
+])
+def test_sources_yaml_errors_are_manifest_errors(tmp_path, monkeypatch, text, line, what):
+    from omni_data.sources import configured_sources
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("OMNI_SOURCES", str(path))
+    with pytest.raises(ManifestError, match=rf"^{path}:{line}: ") as info:
+        configured_sources()
+    assert what in str(info.value)
+
+
+def test_sources_yaml_entry_without_a_path(tmp_path, monkeypatch):
+    from omni_data.sources import configured_sources
+
+    path = tmp_path / "sources.yaml"
+    path.write_text("omat24: /data/omat\nspice:\n", encoding="utf-8")
+    monkeypatch.setenv("OMNI_SOURCES", str(path))
+    with pytest.raises(ManifestError, match=rf"^{path}: key 'spice': expected a path, got None"):
+        configured_sources()
+    path.write_text("omat24: ~/omat\n", encoding="utf-8")
+    assert configured_sources() == {"omat24": Path.home() / "omat"}

@@ -42,3 +42,31 @@ def test_no_unsafe_deserialisation_or_shell(path):
                 assert not (k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value), f"{where}: shell=True"
         if owner == "os" and name == "system":
             raise AssertionError(f"{where}: os.system")
+
+
+def test_pickle_allow_list_is_the_reviewed_one():
+    """Every global a pickle may name was reviewed for what it can allocate or mutate: nothing on
+    the list repeats a sequence, and no real numpy class or dtype is handed to a pickle (numpy's
+    ``dtype.__setstate__`` trusts its state), so a new entry must come with its own review."""
+    import numpy as np
+
+    from omni_data.readers._pickle_tensors import tensor_globals
+    from omni_data.safeio import BASIC_GLOBALS, NUMPY_GLOBALS
+
+    reviewed = {
+        ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+        ("builtins", "bytearray"), ("builtins", "bytes"), ("builtins", "slice"), ("_codecs", "encode"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        *((f"{core}.{mod}", name) for core in ("numpy.core", "numpy._core")
+          for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
+    }
+    assert set(BASIC_GLOBALS) | set(NUMPY_GLOBALS) == reviewed
+    table = tensor_globals("w")
+    assert not any(v in (np.ndarray, np.dtype, bytes, bytearray, list, tuple) for v in table.values())
+    assert set(table) - reviewed == {
+        ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"), ("torch.storage", "_load_from_bytes"),
+        ("copyreg", "_reconstructor"), ("builtins", "object"),
+        ("torch_geometric.data.data", "Data"), ("torch_geometric.data.data", "DataEdgeAttr"),
+        ("torch_geometric.data.data", "DataTensorAttr"), ("torch_geometric.data.storage", "GlobalStorage"),
+        ("torch_geometric.data.storage", "BaseStorage"),
+    }

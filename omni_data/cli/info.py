@@ -33,6 +33,7 @@ def store_info(store: Path) -> dict[str, Any]:
     covered = {n for seg in segments for n in seg["shards"]} & names
     runs = catalog.runs
     return {
+        "bridge_provenance": bridge_protocols(catalog.sections.get("bridge_provenance") or {}),
         "store": str(store),
         "schema_version": catalog.data["schema_version"],
         **catalog.counts,
@@ -42,6 +43,18 @@ def store_info(store: Path) -> dict[str, Any]:
         "runs": len(runs),
         "last_run": {k: runs[-1].get(k) for k in ("kind", "status", "finished", "dataset", "task")} if runs else None,
     }
+
+
+def bridge_protocols(section: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The collected bridge records summed over shards by (protocol, sha256, engine, code version)."""
+    keys = ("protocol", "protocol_sha256", "engine", "code_version")
+    totals: dict[tuple[str, ...], int] = {}
+    for groups in section.values():
+        for g in groups:
+            key = tuple(str(g.get(k, "")) for k in keys)
+            totals[key] = totals.get(key, 0) + int(g["records"])
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{**dict(zip(keys, key)), "records": n} for key, n in ordered]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
     ids = info["id_index"]
     hint = "" if ids["shards_covered"] == ids["shards"] else " (run `omni-data index` to cover the rest)"
     print(f"  id index: {ids['segments']} segment(s), covers {ids['shards_covered']} of {ids['shards']} shards{hint}")
+    protocols = info["bridge_provenance"]
+    for g in protocols:
+        print(f"  bridge: {g['records']:,} records by {g['protocol']}@{g['protocol_sha256'][:12]}"
+              f" ({g['engine']} {g['code_version']})".rstrip())
+    if len({(g["protocol"], g["protocol_sha256"]) for g in protocols}) > 1:
+        print("  WARNING: the bridge records come from more than one protocol version:"
+              " they are not one level of theory")
     if info["sections"]:
         print(f"  sections: {', '.join(info['sections'])}")
     return 0

@@ -11,6 +11,10 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omni_data.recompute.jobs import JobState
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +76,39 @@ def reemit_failed(root: Path) -> list[dict]:
         record = jobs.read_record(state.path)
         source = Source(record_id=record.id, source_task=job.get("source_task", ""), dataset=job.get("dataset", ""),
                         store=job.get("store", ""), rank=job.get("rank"), distance=job.get("distance"))
-        rows.append(emit_record(record, load_protocol(job["protocol"]), root, source, force=True))
+        path = (job.get("protocol_spec") or {}).get("path")  # the file it was emitted from, if still there
+        protocol = load_protocol(path if path and Path(path).is_file() else job["protocol"])
+        rows.append(emit_record(record, protocol, root, source, force=True))
     return rows
+
+
+def job_summary(state: "JobState") -> dict:
+    """One job's state with its provenance and history (the ``--json`` line)."""
+    job = state.job or {}
+    path = state.path
+    return {"job": path.name, "state": state.state, "reason": state.reason,
+            "record_id": job.get("record_id"), "source_task": job.get("source_task"), "dataset": job.get("dataset"),
+            "protocol": job.get("protocol"), "protocol_sha256": job.get("protocol_sha256"),
+            "engine": job.get("engine"), "input_writer": job.get("input_writer"), "omni_version": job.get("omni_version"),
+            "created": job.get("created"), "job_dir": str(path.resolve()),
+            "spin_source": job.get("spin_source"), "warnings": job.get("warnings") or [],
+            "history": job.get("history") or [], "collected": (path / "COLLECTED").is_file()}
+
+
+def job_line(state: "JobState") -> str:
+    """``state  job  [reason]  protocol@sha12  [N earlier attempts]  [warnings]`` for the text listing."""
+    d = job_summary(state)
+    parts = [f"{d['state']:8s} {d['job']}"]
+    if d["reason"]:
+        parts.append(d["reason"])
+    if d["protocol"]:
+        parts.append(f"{d['protocol']}@{(d['protocol_sha256'] or 'unhashed')[:12]}")
+    if d["history"]:
+        last = d["history"][-1]
+        parts.append(f"{len(d['history'])} earlier attempt(s), last {last.get('state')}: {last.get('reason') or '-'}")
+    if d["warnings"]:
+        parts.append("warning: " + "; ".join(d["warnings"]))
+    return "  ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,11 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for s in states:
         if args.json:
-            print(json.dumps({"job": s.path.name, "state": s.state, "reason": s.reason,
-                              "record_id": (s.job or {}).get("record_id"), "protocol": (s.job or {}).get("protocol"),
-                              "collected": (s.path / "COLLECTED").is_file()}))
+            print(json.dumps(job_summary(s)))
         else:
-            print(f"{s.state:8s} {s.path.name}" + (f"  {s.reason}" if s.reason else ""))
+            print(job_line(s))
     counts = Counter(s.state for s in states)
     print(" ".join(f"{k}={counts.get(k, 0)}" for k in jobs.STATES) + f" total={len(states)}", file=sys.stderr)
     return write_script_from_args(root, args)

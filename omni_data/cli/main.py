@@ -58,6 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        status = _user_error_status(exc)
+        if status is None:
+            raise
+        text = " ".join(str(exc).splitlines())
+        print(f"omni-data {name}: error: {text}", file=sys.stderr)
+        return status
+
+
+def _user_error_status(exc: BaseException) -> int | None:
+    """The exit status for an error the user can act on (printed as one line, no traceback),
+    or None for a bug (its traceback is kept): a bad manifest, ``$OMNI_SOURCES`` or protocol
+    file is 2, like a bad argument; an operating-system error (a full disk, a missing or
+    unreadable file) is 1."""
+    from omni_data.manifest import ManifestError
+    from omni_data.recompute.protocols import ProtocolError
+
+    if isinstance(exc, (ManifestError, ProtocolError)):
+        return 2
+    if isinstance(exc, OSError):
+        return 1
+    return None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ def run(args: argparse.Namespace) -> int:
     report = verify_store(args.store)
     for problem in report.problems:
         print(f"PROBLEM {problem}", file=sys.stderr)
-    if not args.quiet:
+    if args.quiet:  # leftovers are not problems, but a user cleaning up a store must see them
+        for rel in report.temporaries:
+            print(f"leftover temporary file {rel} (run without --quiet for details)", file=sys.stderr)
+    else:
         for note in report.notes:
             print(f"note {note}")
         state = "OK" if report.ok else f"{len(report.problems)} problem(s)"

@@ -1,9 +1,11 @@
 """Ingest straight from downloaded archives: extract them safely into the store's staging area.
 
 Releases ship as ``.tar.gz``/``.zip`` (OMat24, sAlex, OC20). ``stage_source`` extracts each
-archive once, through ``safeio.safe_extract`` (no path or link may leave the target), into
-``STORE/.sources/<archive>/`` via a temporary folder and a rename, so a crash mid-extraction
-leaves nothing half-extracted that a re-run would trust.
+archive once, through ``safeio.safe_extract`` (no link members, no path leaving the target),
+into ``STORE/.sources/<archive>/`` via a temporary folder and a rename, so a crash mid-extraction
+leaves nothing half-extracted that a re-run would trust. Folder names come from ``safe_name``, so
+an archive called ``...tar`` cannot name a folder above ``.sources``; a refused archive leaves no
+temporary folder behind.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from omni_data.readers import ReaderError, find_sources
-from omni_data.safeio import safe_extract
+from omni_data.safeio import safe_extract, safe_name
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
 DONE_MARK = ".omni-extracted"
@@ -23,11 +25,13 @@ def is_archive(path: Path) -> bool:
 
 
 def _stem(path: Path) -> str:
+    """The archive's name without its suffix, made safe as one folder name (never ``.``/``..``)."""
     name = path.name
     for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+            name = name[: -len(suffix)]
+            break
+    return safe_name(name)
 
 
 def _has_sources(folder: Path, reader: str, globs: tuple[str, ...] | None) -> bool:
@@ -55,13 +59,27 @@ def stage_source(source: Path, store: Path, reader: str, globs: tuple[str, ...] 
     root = Path(store) / ".sources" / _stem(source)
     root.mkdir(parents=True, exist_ok=True)
     for archive in archives:
-        dest = root / _stem(archive)
-        if (dest / DONE_MARK).is_file():
-            continue
-        tmp = root / f".{_stem(archive)}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        _extract_once(archive, root)
+    return root
+
+
+def _extract_once(archive: Path, root: Path) -> None:
+    """Extract ``archive`` into ``root/<stem>`` unless done; on any error remove what was started."""
+    dest = root / _stem(archive)
+    if (dest / DONE_MARK).is_file():
+        return
+    tmp = root / f".{_stem(archive)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
         safe_extract(archive, tmp)
         (tmp / DONE_MARK).write_text(f"{archive.resolve()}\n{archive.stat().st_size}\n")
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    return root
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in (root, root.parent):  # only if now empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)

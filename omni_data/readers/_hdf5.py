@@ -13,6 +13,10 @@ from typing import Any, Iterator, Sequence
 
 from omni_data.readers import Partition, ReaderError
 
+# What h5py raises on a damaged file (bad B-tree or heap signatures, short reads, undecodable names):
+# while listing groups it fails the file (ReaderError); while reading one group's data, that group.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
+
 
 def open_h5(path: str | Path) -> Any:
     """Open read-only; ReaderError naming the file when it is not HDF5."""
@@ -62,8 +66,7 @@ def hdf5_partitions(path: Path, target: int, markers: Sequence[str], roots: Sequ
     """Consecutive runs of about ``target`` conformers over the leaf groups under ``roots``."""
     target = max(1, int(target))
     with open_h5(path) as h5:
-        groups = _leaf_list(h5, markers, roots)
-        counts = [n_conformers(h5[g], markers) for g in groups]
+        groups, counts = _index(h5, path, markers, roots)
     parts: list[Partition] = []
     total = 0
     start, group, offset, size = 0, None, 0, 0
@@ -84,6 +87,15 @@ def hdf5_partitions(path: Path, target: int, markers: Sequence[str], roots: Sequ
     return parts
 
 
+def _index(h5: Any, path: str | Path, markers: Sequence[str], roots: Sequence[str]) -> tuple[list[str], list[int]]:
+    """(leaf groups, conformers in each); ReaderError naming the file when its index is damaged."""
+    try:
+        groups = _leaf_list(h5, markers, roots)
+        return groups, [n_conformers(h5[g], markers) for g in groups]
+    except H5_ERRORS as exc:
+        raise ReaderError(f"{path}: damaged HDF5 group index ({type(exc).__name__}: {exc})") from exc
+
+
 def _leaf_list(h5: Any, markers: Sequence[str], roots: Sequence[str]) -> list[str]:
     out: list[str] = []
     for r in roots:
@@ -96,7 +108,7 @@ def _leaf_list(h5: Any, markers: Sequence[str], roots: Sequence[str]) -> list[st
 
 def slices(h5: Any, part: Partition, markers: Sequence[str], roots: Sequence[str] = ("",)) -> Iterator[Slice]:
     """The group slices making up ``part`` (see ``hdf5_partitions``)."""
-    groups = _leaf_list(h5, markers, roots)
+    groups, counts = _index(h5, part.path, markers, roots)
     first_group = part.get("group")
     try:
         i = groups.index(first_group)
@@ -105,8 +117,7 @@ def slices(h5: Any, part: Partition, markers: Sequence[str], roots: Sequence[str
     remaining = (part.stop if part.stop is not None else 2**62) - part.start
     lo, index = int(part.get("offset", 0)), part.start
     while remaining > 0 and i < len(groups):
-        n = n_conformers(h5[groups[i]], markers)
-        hi = min(n, lo + remaining)
+        hi = min(counts[i], lo + remaining)
         if hi > lo:
             yield Slice(groups[i], lo, hi, index)
             remaining -= hi - lo

@@ -9,11 +9,18 @@ entry with ``json.JSONDecoder.raw_decode``, so memory is bounded by the range, n
 """
 from __future__ import annotations
 
+import io
 import json
+import lzma
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
+
+from omni_data.readers import ReaderError
+from omni_data.readers._common import open_binary
 
 CHUNK = 1 << 25  # 32 MiB
 _CLASS = np.zeros(256, dtype=np.uint8)  # 1: quote, 2: opening bracket, 3: closing bracket
@@ -197,3 +204,75 @@ def iter_entries(text: str, name: str) -> Iterator[tuple[str, Any]]:
             pos += 1
         if pos < n and text[pos] == ",":
             pos += 1
+
+
+# --- per-entry decoding of one partition's byte range: a damaged entry fails alone ---------------
+WS = " \t\r\n"
+
+
+def read_range(path: str | Path, offset: int, end: int) -> bytes:
+    """Bytes ``offset..end`` of ``path`` (compressed files decompress forward to ``offset``);
+    ReaderError naming the file when it cannot be read or decompressed."""
+    try:
+        with open_binary(path) as fh:
+            fh.seek(offset)
+            return fh.read(end - offset)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ReaderError(f"{path}: cannot read bytes {offset}-{end} ({exc})") from exc
+
+
+def split_values(raw: bytes, name: str) -> list[bytes]:
+    """Each object of ``raw`` (a partition's range of a JSON array or of JSON lines) as its own
+    byte slice, cut where the partition scan cut; ValueError when the brackets do not balance."""
+    index = scan_values(io.BytesIO(raw), name)
+    bounds = index.offsets[1:] + [len(raw)]
+    return [raw[a:b] for a, b in zip(index.offsets, bounds)]
+
+
+def split_entries(raw: bytes, name: str) -> list[tuple[bytes, int]]:
+    """Each ``"key": value`` of ``raw`` (a partition's range of a top-level object) as its own byte
+    slice, with the number of keys inside its value; ValueError when the brackets do not balance."""
+    index = scan_object(io.BytesIO(b"{" + raw + b"}"), name)
+    starts = [o - 1 for o in index.offsets]
+    return [(raw[a:b], n) for a, b, n in zip(starts, starts[1:] + [len(raw)], index.children)]
+
+
+def _rest_is_blank(text: str, pos: int) -> None:
+    rest = text[pos:].strip(WS + ",")
+    if rest:
+        raise ValueError(f"unexpected text after the entry: {rest[:40]!r}")
+
+
+def decode_value(chunk: bytes) -> Any:
+    """The one JSON value in ``chunk`` (separators around it allowed); ValueError otherwise, also
+    for bytes that are not UTF-8."""
+    text = chunk.decode("utf-8")
+    start = len(text) - len(text.lstrip(WS + ","))
+    value, pos = json.JSONDecoder().raw_decode(text, start)
+    _rest_is_blank(text, pos)
+    return value
+
+
+def decode_entry(chunk: bytes) -> tuple[str, Any]:
+    """The one ``"key": value`` in ``chunk``; ValueError if it is not exactly that."""
+    text = chunk.decode("utf-8")
+    decoder = json.JSONDecoder()
+    key, pos = decoder.raw_decode(text, len(text) - len(text.lstrip(WS)))
+    if not isinstance(key, str):
+        raise ValueError(f"key {key!r} is not a string")
+    rest = text[pos:].lstrip(WS)
+    if not rest.startswith(":"):
+        raise ValueError(f"expected ':' after key {key!r}")
+    value, pos = decoder.raw_decode(text, len(text) - len(rest[1:].lstrip(WS)))
+    _rest_is_blank(text, pos)
+    return key, value
+
+
+def key_of(chunk: bytes) -> str:
+    """The key at the start of an entry that failed to decode, or '' if even that is unreadable."""
+    try:
+        text = chunk.decode("utf-8", "replace")
+        key, _ = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip(WS)))
+    except ValueError:
+        return ""
+    return key if isinstance(key, str) else ""

@@ -9,7 +9,9 @@ number, protocol version, sys info, the storage object given by a persistent id
 ``('storage', <Type>Storage, key, location, numel, view_metadata)``), a pickled list of storage
 keys, then for each key an int64 element count and the raw little-endian bytes. Each piece is
 read with ``safeio.RestrictedUnpickler``; PyG classes become ``PickledObject`` stand-ins holding
-their state.
+their state. Every array built here is charged to the load's allocation budget
+(``_pickle_guard.charge``): a tensor whose size/stride (stride 0 repeats one element) asks for
+more than the pickle's length allows is refused before it is copied.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from omni_data._pickle_guard import charge, default_limits, nbytes
 from omni_data.safeio import BASIC_GLOBALS, NUMPY_GLOBALS, RestrictedUnpickler, UnsafePickleError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -129,14 +132,20 @@ def load_legacy_storage(payload: bytes, what: str) -> np.ndarray:
         (count,) = struct.unpack("<q", fh.read(8))
         if count != numel and stype.name != "UntypedStorage":
             raise UnsafePickleError(f"{what}: storage {k} has {count} elements, header says {numel}")
+        if count < 0:
+            raise UnsafePickleError(f"{what}: storage {k} has a negative element count {count}")
         if stype.dtype == "bfloat16":
             raw = fh.read(2 * count)
+            if len(raw) != 2 * count:
+                raise UnsafePickleError(f"{what}: storage {k} is truncated")
+            charge(4 * count, f"bfloat16 storage of {count} elements")
             arrays[str(k)] = _bfloat16_to_float32(raw if little else bytes(np.frombuffer(raw, "<u2").byteswap()))
             continue
         dt = np.dtype(stype.dtype)
         raw = fh.read(dt.itemsize * count)
         if len(raw) != dt.itemsize * count:
             raise UnsafePickleError(f"{what}: storage {k} is truncated")
+        charge(len(raw), f"{stype.name} of {count} elements")
         arr = np.frombuffer(raw, dtype=dt if little else dt.newbyteorder(">"))
         arrays[str(k)] = arr.astype(dt.newbyteorder("="), copy=True)
     return arrays[key]
@@ -150,6 +159,7 @@ def rebuild_tensor(storage: np.ndarray, offset: int, size: Any, stride: Any, *_r
     stride = tuple(int(s) for s in stride)
     if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
         raise UnsafePickleError(f"bad tensor geometry size={size} stride={stride} offset={offset}")
+    charge(nbytes(size, storage.dtype.itemsize), f"tensor of size {size} ({storage.dtype})")
     if 0 in size:
         return np.empty(size, dtype=storage.dtype)
     last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride))
@@ -190,8 +200,9 @@ def to_plain(obj: Any) -> Any:
 
 def loads_record(data: bytes, what: str) -> Any:
     """Unpickle one LMDB value (dict or PyG ``Data``) safely, tensors as numpy arrays."""
+    limits = default_limits()  # a bad $OMNI_PICKLE_MAX_BYTES is a ValueError, not a bad record
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), tensor_globals(what), what).load()
+        obj = RestrictedUnpickler(io.BytesIO(data), tensor_globals(what), what, limits=limits, source_len=len(data)).load()
     except UnsafePickleError as exc:
         msg = str(exc)
         raise UnsafePickleError(msg if msg.startswith(what) else f"{what}: {msg}") from None

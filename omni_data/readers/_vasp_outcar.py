@@ -24,6 +24,7 @@ _ITER = re.compile(rb"Iteration\s+(\d+)\(\s*(\d+)\)")
 _FIRST_SCF = re.compile(rb"Iteration\s+\d+\(\s*1\)")
 _PARAM = re.compile(rb"^\s+(ENCUT|ISPIN|NELM|GGA|METAGGA|PSTRESS|IBRION|ISIF|NSW|NWRITE|IVDW|ISMEAR|SIGMA)\s*=\s*([^\s;]+)")
 _SYMBOL = re.compile(r"[A-Z][a-z]?")
+MAX_ATOMS = 1_000_000  # 'ions per type' adding up to more is a damaged header, not a structure
 
 
 @dataclass
@@ -43,6 +44,7 @@ class VaspStep:
     complete: bool = False
     line: int = 0
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # why the step could not be parsed (damaged lines): it is rejected
 
 
 @dataclass
@@ -92,6 +94,8 @@ def _symbols(titels: list[str], counts: list[int]) -> list[str]:
         raise ValueError("no POTCAR titles or 'ions per type' before the first ionic step: not a VASP OUTCAR")
     if len(titels) != len(counts):
         raise ValueError(f"{len(titels)} POTCAR TITEL lines but {len(counts)} entries in 'ions per type'")
+    if min(counts) < 0 or sum(counts) > MAX_ATOMS:
+        raise ValueError(f"implausible 'ions per type' {counts[:8]} (negative, or over {MAX_ATOMS} atoms)")
     out: list[str] = []
     for titel, n in zip(titels, counts):
         m = _SYMBOL.match(titel)
@@ -153,7 +157,10 @@ def iter_outcar(fh: IO[bytes], resume: tuple[VaspHeader, int] | None = None) -> 
     for line in lines:
         line_no += 1
         if not header_done:
-            head.feed(line, line_no)
+            try:
+                head.feed(line, line_no)
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"damaged OUTCAR header at line {line_no} ({exc})") from None
         m = _ITER.search(line) if b"Iteration" in line else None
         if m:
             if not header_done:
@@ -166,42 +173,24 @@ def iter_outcar(fh: IO[bytes], resume: tuple[VaspHeader, int] | None = None) -> 
             continue
         if b"direct lattice vectors" in line:
             try:
-                step.cell = np.array([_floats(next(lines), 0, 3) for _ in range(3)])
+                step.cell = np.array([_floats(next(lines), 0, 3) for _ in range(3)], dtype=np.float64).reshape(3, 3)
             except StopIteration:
                 break
+            except ValueError as exc:  # damaged cell: this step fails, the next one reads its own
+                step.cell, step.error = None, step.error or f"line {line_no}: lattice vectors ({exc})"
             line_no += 3
             continue
         if not started:
             continue
-        if line.startswith(b"  in kB"):
-            try:
-                kb = _floats(line, 0, 6)
-                step.stress = vasp_kbar_to_ase(np.array(kb)[[0, 1, 2, 4, 5, 3]])
-            except ValueError:
-                step.stress = None
-                step.notes.append("stress overflow (*****) in OUTCAR")
-        elif b"magnetization (x)" in line:
-            try:
-                rows, line_no = _table(lines, line_no, skip=3, stop=b"---")
-            except EOFError:
-                break
-            vals = [_num(r.split()[-1]) if r.split() else None for r in rows]
-            step.magmoms = np.array(vals, dtype=np.float64) if rows and None not in vals else None
-        elif b"TOTAL-FORCE" in line and b"POSITION" in line:
-            try:
-                rows, line_no = _table(lines, line_no, skip=1, stop=b"---")
-            except EOFError:
-                break
-            table = np.array([_floats(r, 0, 6) for r in rows], dtype=np.float64).reshape(len(rows), 6)
-            step.positions, step.forces = table[:, :3], table[:, 3:6]
-        elif line.startswith(b"  free  energy   TOTEN"):
-            step.free_energy = _num(line.split(b"=")[1].split()[0])
-            toten_seen = True
-        elif line.startswith(b"  energy  without entropy=") and toten_seen:
-            parts = line.split(b"=")
-            step.energy_wo_entrp = _num(parts[1].split()[0])
-            step.energy_sigma0 = _num(parts[2].split()[0])
-            step.complete = True
+        try:
+            done = _step_line(line, lines, line_no, step, toten_seen)
+        except EOFError:
+            break
+        except (ValueError, IndexError) as exc:  # a damaged line fails its step, not the file
+            step.error = step.error or f"line {line_no}: {exc}"
+            continue
+        line_no, toten_seen = done
+        if step.complete:
             yield step
             step = VaspStep(index=step.index + 1, cell=step.cell)
             started = toten_seen = False
@@ -210,6 +199,36 @@ def iter_outcar(fh: IO[bytes], resume: tuple[VaspHeader, int] | None = None) -> 
         yield header
     if started:
         yield step
+
+
+def _step_line(line: bytes, lines: Iterator[bytes], line_no: int, step: VaspStep, toten_seen: bool) -> tuple[int, bool]:
+    """Apply one line of an ionic step (reading the table it opens) to ``step``; returns the line
+    number and whether TOTEN was seen. EOFError when the file ends inside a table; ValueError or
+    IndexError when the line or table is damaged."""
+    if line.startswith(b"  in kB"):
+        try:
+            kb = _floats(line, 0, 6)
+            step.stress = vasp_kbar_to_ase(np.array(kb)[[0, 1, 2, 4, 5, 3]])
+        except ValueError:
+            step.stress = None
+            step.notes.append("stress overflow (*****) in OUTCAR")
+    elif b"magnetization (x)" in line:
+        rows, line_no = _table(lines, line_no, skip=3, stop=b"---")
+        vals = [_num(r.split()[-1]) if r.split() else None for r in rows]
+        step.magmoms = np.array(vals, dtype=np.float64) if rows and None not in vals else None
+    elif b"TOTAL-FORCE" in line and b"POSITION" in line:
+        rows, line_no = _table(lines, line_no, skip=1, stop=b"---")
+        table = np.array([_floats(r, 0, 6) for r in rows], dtype=np.float64).reshape(len(rows), 6)
+        step.positions, step.forces = table[:, :3], table[:, 3:6]
+    elif line.startswith(b"  free  energy   TOTEN"):
+        step.free_energy = _num(line.split(b"=")[1].split()[0])
+        toten_seen = True
+    elif line.startswith(b"  energy  without entropy=") and toten_seen:
+        parts = line.split(b"=")
+        step.energy_wo_entrp = _num(parts[1].split()[0])
+        step.energy_sigma0 = _num(parts[2].split()[0])
+        step.complete = True
+    return line_no, toten_seen
 
 
 def step_offsets(fh: IO[bytes]) -> tuple[list[int], bool]:

@@ -26,6 +26,7 @@ from omni_data.units import KBAR_EVA3, vasp_kbar_to_ase
 
 ESSENTIALS = ("ENCUT", "ISPIN", "NELM", "GGA", "METAGGA", "LDAU", "LDAUU", "PSTRESS", "IBRION", "ISIF",
               "NSW", "IVDW", "ISMEAR", "SIGMA", "ALGO", "LREAL", "PREC")
+STEP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError)
 _FREE = ("eigenvalues", "dos", "projected", "eigenvalues_kpoints_opt", "dielectricfunction")
 
 
@@ -135,14 +136,150 @@ def iter_vasprun(fh: IO[bytes]) -> Iterator[VaspHeader | VaspStep]:
                 el.clear()
             elif tag == "calculation":
                 in_calc = False
-                yield _step(el, index, header)
+                try:
+                    step = _step(el, index, header)
+                except STEP_ERRORS as exc:  # damaged numbers or shapes: this step is rejected
+                    step = VaspStep(index=index, complete=True, error=f"{type(exc).__name__}: {exc}")
+                yield step
                 index += 1
                 el.clear()
     except ET.ParseError as exc:
         if in_calc:
             raise TruncatedXML(index, f"file ends inside ionic step {index} ({exc})") from None
         raise TruncatedXML(None, f"file ends after {index} complete ionic steps ({exc})") from None
+    except LookupError as exc:  # e.g. an unknown encoding in the XML declaration
+        raise ValueError(f"unreadable XML declaration ({exc})") from None
+    except (AttributeError, TypeError, IndexError) as exc:  # damaged atominfo / initial structure
+        raise ValueError(f"damaged vasprun.xml header ({type(exc).__name__}: {exc})") from None
     if not header_sent:
         header.params.update({k: v for k, v in incar.items() if k in ESSENTIALS})
         header.fixed = fixed
         yield header
+
+
+# --- one-pass scan for recompute collection: run settings + the final ionic step -------------------
+
+
+class VasprunScan:
+    """What one pass over a vasprun.xml found: the run's settings and its final complete step.
+
+    ``generator``: program/version/subversion/platform; ``incar``: every tag of ``<incar>`` (what
+    the user set); ``parameters``: every ``<parameters>`` entry, first occurrence wins (what VASP
+    ran with, defaults included; ENCUT is spelled ENMAX there); ``atomtypes``: one
+    ``(element, count, pseudopotential title)`` per POTCAR; ``kpoints``: generation style,
+    ``divisions`` and the number of irreducible k-points; ``rec_basis``: reciprocal lattice of the
+    initial structure (1/Å, no 2π). ``header``/``last`` are what ``iter_vasprun`` would give for the
+    final complete step. ``truncated`` is the parse error when the file breaks off."""
+
+    def __init__(self) -> None:
+        self.generator: dict[str, str] = {}
+        self.incar: dict[str, Any] = {}
+        self.parameters: dict[str, Any] = {}
+        self.atomtypes: list[tuple[str, int, str]] = []
+        self.kpoints: dict[str, Any] = {}
+        self.rec_basis: np.ndarray | None = None
+        self.header = VaspHeader()
+        self.last: VaspStep | None = None
+        self.n_steps = 0
+        self.truncated: str | None = None
+        self.damaged: str | None = None  # a step whose numbers could not be read (then ``last`` is None)
+
+    def setting(self, name: str) -> Any:
+        """The value VASP ran with: the INCAR tag if set there, else its ``<parameters>`` value."""
+        if name in self.incar:
+            return self.incar[name]
+        if name == "ENCUT" and "ENMAX" in self.parameters:
+            return self.parameters["ENMAX"]
+        return self.parameters.get(name)
+
+
+def _atomtypes(el: ET.Element) -> list[tuple[str, int, str]]:
+    out = []
+    for rc in el.findall("array[@name='atomtypes']/set/rc"):
+        cells = [(c.text or "").strip() for c in rc.findall("c")]
+        if len(cells) >= 5:
+            out.append((cells[1], int(cells[0]), cells[4]))
+    return out
+
+
+def _kpoints(el: ET.Element) -> dict[str, Any]:
+    gen = el.find("generation")
+    out: dict[str, Any] = {"style": None if gen is None else gen.get("param")}
+    if gen is not None:
+        div = gen.find("v[@name='divisions']")
+        if div is not None:
+            out["divisions"] = [int(x) for x in (div.text or "").split()]
+        length = gen.find("i[@name='subdivisionlength']")
+        if length is not None:
+            out["subdivisionlength"] = float(length.text)
+    out["n_irreducible"] = len(el.findall("varray[@name='kpointlist']/v"))
+    return out
+
+
+_SCAN_STEP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError)
+
+
+def scan_vasprun(fh: IO[bytes]) -> VasprunScan:
+    """Parse a vasprun.xml once: settings, atom types, k-points, the final complete ionic step.
+
+    Memory is bounded by one ionic step. A file that breaks off sets ``truncated`` (the steps
+    before the break are kept) instead of raising."""
+    scan = VasprunScan()
+    header = scan.header
+    in_calc = False
+    try:
+        for event, el in ET.iterparse(fh, events=("start", "end")):
+            if event == "start":
+                if el.tag == "calculation":
+                    in_calc = True
+                    if scan.n_steps == 0 and not header.params:
+                        _fill_header(scan)
+                continue
+            tag = el.tag
+            if tag == "generator":
+                scan.generator = {i.get("name"): (i.text or "").strip() for i in el.findall("i")}
+                header.version = scan.generator.get("version", "")
+            elif tag == "incar":
+                scan.incar = {i.get("name"): _param(i) for i in el if i.tag in ("i", "v")}
+            elif tag == "kpoints" and not in_calc and not scan.kpoints:
+                scan.kpoints = _kpoints(el)
+            elif tag == "parameters":
+                for p in el.iter():
+                    if p.tag in ("i", "v") and p.get("name"):
+                        scan.parameters.setdefault(p.get("name"), _param(p))
+                el.clear()
+            elif tag == "atominfo":
+                header.symbols = [rc.find("c").text.strip() for rc in el.findall("array[@name='atoms']/set/rc")]
+                scan.atomtypes = _atomtypes(el)
+            elif tag == "structure" and el.get("name") == "initialpos":
+                scan.rec_basis = _varray(el.find("crystal/varray[@name='rec_basis']"))
+                sel = el.findall("varray[@name='selective']/v")
+                header.fixed = [v.text.split() == ["F", "F", "F"] for v in sel]
+            elif tag in _FREE and in_calc:
+                el.clear()
+            elif tag == "calculation":
+                in_calc = False
+                try:
+                    scan.last = _step(el, scan.n_steps, header)
+                except _SCAN_STEP_ERRORS as exc:  # damaged numbers or shapes in this step
+                    scan.last, scan.damaged = None, f"ionic step {scan.n_steps}: {type(exc).__name__}: {exc}"
+                scan.n_steps += 1
+                el.clear()
+    except ET.ParseError as exc:
+        scan.truncated = f"file ends after {scan.n_steps} complete ionic steps ({exc})"
+    except (LookupError, AttributeError, TypeError, IndexError) as exc:  # damaged header / atominfo
+        raise ValueError(f"damaged vasprun.xml ({type(exc).__name__}: {exc})") from None
+    if not header.params:
+        _fill_header(scan)
+    return scan
+
+
+def _fill_header(scan: VasprunScan) -> None:
+    """The reader's header params: INCAR essentials over their ``<parameters>`` values."""
+    params = scan.header.params
+    for name in ESSENTIALS:
+        value = scan.parameters.get("ENMAX" if name == "ENCUT" else name)
+        if value is not None:
+            params[name] = value
+    params.update({k: v for k, v in scan.incar.items() if k in ESSENTIALS})
+    params.setdefault("LDAU", False)

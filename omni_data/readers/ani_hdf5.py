@@ -26,7 +26,7 @@ import numpy as np
 from omni_data.units import HARTREE_EV
 from omni_data.readers import Partition, ReadOptions
 from omni_data.readers._finish import finish, reject
-from omni_data.readers._hdf5 import Slice, hdf5_partitions, open_h5, slices
+from omni_data.readers._hdf5 import H5_ERRORS, Slice, hdf5_partitions, open_h5, slices
 from omni_data.schema import Record, Rejected
 
 MARKERS = ("coordinates", "positions")
@@ -92,23 +92,33 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
             ids = [f"{sl.path}/{k}" for k in range(sl.lo, sl.hi)]
             try:
                 lab = _labels(h5, sl, opts)
-            except (KeyError, ValueError) as exc:
+            except H5_ERRORS as exc:  # a missing or damaged dataset fails this group's conformers only
+                kind = "missing" if isinstance(exc, KeyError) else "parse"
                 for j, sid in enumerate(ids):
-                    yield reject(opts, part.path, sl.first + j, f"missing:{exc}", sid)
+                    yield reject(opts, part.path, sl.first + j, f"{kind}:{exc}", sid)
                 continue
             for j, sid in enumerate(ids):
-                rec = Record(
-                    numbers=lab["numbers"][j],
-                    positions=lab["positions"][j],
-                    id=opts.make_id(sid),
-                    dataset=opts.dataset,
-                    task=opts.task,
-                    energy=float(lab["energy"][j]),
-                    energy_kind=opts.energy_kind,
-                    forces=None if lab["forces"] is None else lab["forces"][j],
-                    charge=0.0,
-                    source_file=part.path,
-                    source_index=sl.first + j,
-                    metadata={**lab["meta"], "conformer": sl.lo + j},
-                )
+                try:
+                    rec = _record(lab, j, sid, sl, part, opts)
+                except (IndexError, ValueError, TypeError) as exc:  # datasets of unequal lengths
+                    yield reject(opts, part.path, sl.first + j, f"bad_shape:{exc} in group {sl.path}", sid)
+                    continue
                 yield finish(rec, opts, convert=False)
+
+
+def _record(lab: dict[str, Any], j: int, sid: str, sl: Slice, part: Partition, opts: ReadOptions) -> Record:
+    """Conformer ``j`` of slice ``sl`` as a Record (IndexError when the group's datasets disagree)."""
+    return Record(
+        numbers=lab["numbers"][j],
+        positions=lab["positions"][j],
+        id=opts.make_id(sid),
+        dataset=opts.dataset,
+        task=opts.task,
+        energy=float(lab["energy"][j]),
+        energy_kind=opts.energy_kind,
+        forces=None if lab["forces"] is None else lab["forces"][j],
+        charge=0.0,
+        source_file=part.path,
+        source_index=sl.first + j,
+        metadata={**lab["meta"], "conformer": sl.lo + j},
+    )

@@ -7,6 +7,8 @@ the ids removed since, ``b"metadata"`` optional database metadata. Row ids are
 ``range(1, nextid)`` minus the deleted ones; an id that is neither present nor deleted is a
 ``Rejected`` (``missing:``), never skipped. Reading the bytes directly avoids building an ASE
 ``AtomsRow`` per row. OMol25 keeps ``charge`` and ``spin`` (multiplicity) in ``row.data``.
+The file is checked against its meta pages before it is mapped (``_lmdb_check``): a truncated
+download is a ReaderError naming both sizes, not a SIGBUS.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._ase_rows import record_from_row
 from omni_data.readers._common import source_label
+from omni_data.readers._lmdb_check import check_lmdb_file, damaged, lmdb_errors
 from omni_data.schema import Record, Rejected, problem
 
 try:  # optional speed-up; identical results (tested against the json path)
@@ -60,10 +63,12 @@ def decode(value: bytes) -> Any:
 
 
 def _open(path: str | Path) -> Any:
+    """A read-only, lock-free environment, after checking the file is whole (no SIGBUS)."""
     import lmdb
 
     if not Path(path).is_file():
         raise ReaderError(f"{path}: no such .aselmdb file")
+    check_lmdb_file(path)
     try:
         return lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
     except lmdb.Error as exc:
@@ -90,7 +95,7 @@ def partitions(path: Path, target: int) -> list[Partition]:
     """Chunks of about ``target`` live row ids, each an inclusive id range."""
     env = _open(path)
     try:
-        with env.begin() as txn:
+        with lmdb_errors(path), env.begin() as txn:
             ids = _row_ids(txn, path)
     finally:
         env.close()
@@ -98,10 +103,27 @@ def partitions(path: Path, target: int) -> list[Partition]:
             for a, b in frame_ranges(len(ids), target)]
 
 
+def _metadata(txn: Any, path: str | Path) -> dict[str, Any]:
+    """The database metadata (units live here); ReaderError naming the file if it does not decode."""
+    raw = txn.get(b"metadata")
+    if raw is None:
+        return {}
+    try:
+        meta = decode(raw)
+    except (zlib.error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
+        raise ReaderError(f"{path}: cannot decode the 'metadata' key ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise ReaderError(f"{path}: the 'metadata' key holds a {type(meta).__name__}, not a JSON object")
+    return meta
+
+
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     """Records of the partition's rows, in id order."""
+    import lmdb
+
     label = source_label(part.path, opts)
     env = _open(part.path)
+    row_id: int | None = None
     try:
         with env.begin() as txn:
             lo, hi = part.get("id_min"), part.get("id_max")
@@ -109,12 +131,13 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 ids = _row_ids(txn, part.path)[part.start:part.stop]
             else:
                 ids = _row_ids(txn, part.path, lo, hi)
-            meta_raw = txn.get(b"metadata")
-            meta = decode(meta_raw) if meta_raw is not None else {}
+            meta = _metadata(txn, part.path)
             unit_dict = meta.get("_property_unit_dict") or {}
             for index, row_id in enumerate(ids, start=part.start):
                 yield _row(txn.get(str(row_id).encode("ascii")), row_id, index, label, part.path, opts,
                            unit_dict, meta.get("_distance_unit"))
+    except lmdb.Error as exc:  # a damaged page: the rest of this partition cannot be reached
+        raise damaged(part.path, exc, f"at row id {row_id}" if row_id is not None else "") from exc
     finally:
         env.close()
 
@@ -127,8 +150,11 @@ def _row(value: bytes | None, row_id: int, index: int, label: str, path: str, op
                         opts.dataset, source_id, {"row_id": row_id})
     try:
         row = decode(value)
-    except (zlib.error, UnicodeDecodeError, ValueError, TypeError) as exc:
+    except (zlib.error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
         return Rejected(path, index, f"parse:row id {row_id} is not zlib-compressed ASE JSON ({exc})",
+                        opts.dataset, source_id, {"row_id": row_id})
+    if not isinstance(row, dict):
+        return Rejected(path, index, f"parse:row id {row_id} holds a {type(row).__name__}, not a JSON object",
                         opts.dataset, source_id, {"row_id": row_id})
     try:
         rec = record_from_row(row, row.get("key_value_pairs") or {}, row.get("data") or {},

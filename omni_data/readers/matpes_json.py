@@ -10,15 +10,17 @@ memory is bounded by a partition. Group key: ``metadata["mp_id"]`` (the original
 """
 from __future__ import annotations
 
+import lzma
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from omni_data.readers import Partition, ReaderError, ReadOptions
-from omni_data.readers._common import open_binary, read_byte_range
+from omni_data.readers._common import open_binary
 from omni_data.readers._finish import finish, reject
-from omni_data.readers._json_scan import iter_values, scan_values
+from omni_data.readers._json_scan import decode_value, read_range, scan_values, split_values
 from omni_data.readers._pmg import structure_arrays
 from omni_data.schema import Record, Rejected
 from omni_data.units import vasp_kbar_to_ase
@@ -32,7 +34,7 @@ def partitions(path: Path, target: int) -> list[Partition]:
     try:
         with open_binary(path) as fh:
             index = scan_values(fh, str(path))
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ReaderError(f"{path}: cannot read ({exc})") from exc
     except ValueError as exc:
         raise ReaderError(str(exc)) from exc
@@ -91,15 +93,35 @@ def entry_record(entry: dict[str, Any], opts: ReadOptions, path: str, index: int
     )
 
 
+ENTRY_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError)
+"""What a malformed entry raises while it becomes a Record: it is quarantined, the rest go on."""
+
+
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
-    text, where = read_byte_range(part.path, int(part.get("offset")), int(part.get("end")))
-    for k, entry in enumerate(iter_values(text, where)):
+    """Entries ``part.start``..``part.stop``, each decoded alone: a damaged one is ``Rejected``."""
+    offset, end = int(part.get("offset")), int(part.get("end"))
+    raw = read_range(part.path, offset, end)
+    where = f"{part.path} bytes {offset}-{end}"
+    n = int(part.stop) - part.start
+    try:
+        chunks: list[bytes] | None = split_values(raw, where)
+    except ValueError as exc:  # brackets unbalanced: no entry of the range can be located
+        chunks, broken = None, str(exc)
+    if chunks is None:
+        for index in range(part.start, part.start + n):
+            yield reject(opts, part.path, index, f"parse:{broken}")
+        return
+    if len(chunks) != n:
+        raise ReaderError(f"{where}: {len(chunks)} entries where partitioning found {n} (file changed?)")
+    for k, chunk in enumerate(chunks):
         index = part.start + k
+        entry: Any = None
         try:
+            entry = decode_value(chunk)
             if not isinstance(entry, dict):
                 raise ValueError(f"entry is {type(entry).__name__}, not an object")
             record = entry_record(entry, opts, part.path, index)
-        except (KeyError, ValueError, TypeError) as exc:
+        except ENTRY_ERRORS as exc:
             sid = str(entry.get("matpes_id", "")) if isinstance(entry, dict) else ""
             yield reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", sid)
             continue

@@ -14,15 +14,17 @@ means ``uncorrected_total_energy``, the raw DFT total the ``mpa`` task trains on
 """
 from __future__ import annotations
 
+import lzma
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from omni_data.readers import Partition, ReaderError, ReadOptions
-from omni_data.readers._common import open_binary, read_byte_range
+from omni_data.readers._common import open_binary
 from omni_data.readers._finish import finish, reject
-from omni_data.readers._json_scan import iter_entries, scan_object
+from omni_data.readers._json_scan import decode_entry, key_of, read_range, scan_object, split_entries
 from omni_data.readers._pmg import structure_arrays
 from omni_data.schema import Record, Rejected, stress_to_voigt
 from omni_data.units import vasp_kbar_to_ase
@@ -46,7 +48,7 @@ def partitions(path: Path, target: int) -> list[Partition]:
     try:
         with open_binary(path) as fh:
             index = scan_object(fh, str(path))
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ReaderError(f"{path}: cannot open ({exc})") from exc
     except ValueError as exc:
         raise ReaderError(str(exc)) from exc
@@ -101,10 +103,32 @@ def frame_record(frame: dict[str, Any], mp_id: str, frame_id: str, opts: ReadOpt
     )
 
 
+ENTRY_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError)
+"""What a malformed frame raises while it becomes a Record: it is quarantined, the rest go on."""
+
+
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
-    text, where = read_byte_range(part.path, int(part.get("offset")), int(part.get("end")))
+    """Frames of the partition's mp-ids, each mp-id decoded alone: a damaged one is ``Rejected``
+    (one entry per frame the scan counted in it), the others are read."""
+    offset, end = int(part.get("offset")), int(part.get("end"))
+    raw = read_range(part.path, offset, end)
+    where = f"{part.path} bytes {offset}-{end}"
+    try:
+        entries = split_entries(raw, where)
+    except ValueError as exc:  # brackets unbalanced: no mp-id of the range can be located
+        for index in range(part.start, int(part.stop)):
+            yield reject(opts, part.path, index, f"parse:{exc}")
+        return
     index = part.start
-    for mp_id, frames in iter_entries(text, where):
+    for chunk, n_frames in entries:
+        try:
+            mp_id, frames = decode_entry(chunk)
+        except ValueError as exc:
+            mp_id = key_of(chunk)
+            for _ in range(max(1, n_frames)):
+                yield reject(opts, part.path, index, f"parse:bad JSON in mp-id {mp_id!r} ({exc})", mp_id)
+                index += 1
+            continue
         if not isinstance(frames, dict):
             yield reject(opts, part.path, index, f"parse:mp-id {mp_id} is not an object of frames", mp_id)
             index += 1
@@ -114,7 +138,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 if not isinstance(frame, dict):
                     raise ValueError("frame is not an object")
                 record = frame_record(frame, mp_id, frame_id, opts, part.path, index)
-            except (KeyError, ValueError, TypeError) as exc:
+            except ENTRY_ERRORS as exc:
                 yield reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", f"{mp_id}/{frame_id}")
             else:
                 yield finish(record, opts, convert=False)

@@ -6,13 +6,17 @@ S2EF: ``pos``, ``cell`` (1,3,3), ``atomic_numbers``, ``natoms``, ``tags``, ``fix
 ``y``, ``sid``, ``fid``) or of a dict (matsciml: ``pos``/``cell``/``force``/``energy`` tensors, or a
 pymatgen ``structure`` dict with ``targets.regression.energy_total``). A ``length`` key may hold
 the count. Values are read through ``_pickle_tensors.loads_record`` (restricted unpickler, no
-torch needed); a pickle naming any other global raises ``UnsafePickleError`` naming the key.
+torch needed); a value naming any other global (or over a size cap) is quarantined as
+``unsafe_pickle:<key> ...``, one that does not unpickle as ``parse:<key> ...``, and the rest of the
+partition is still read. The file is checked against its meta pages before it is mapped
+(``_lmdb_check``): a truncated download is a ReaderError, not a SIGBUS.
 
 Key map (``opts.key_map``, canonical -> source key, dotted paths reach into nested dicts) overrides
 the declared candidates in ``CANDIDATES``. Units are the dataset's (``opts.convert``).
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,8 +25,10 @@ import numpy as np
 from omni_data.readers import Partition, ReaderError, ReadOptions
 from omni_data.readers._common import json_scalar, source_label
 from omni_data.readers._finish import finish, reject
+from omni_data.readers._lmdb_check import check_lmdb_file, damaged, lmdb_errors
 from omni_data.readers._pickle_tensors import loads_record
 from omni_data.readers._pmg import structure_arrays
+from omni_data.safeio import UnsafePickleError
 from omni_data.schema import Record, Rejected, stress_to_voigt
 
 META_KEYS = frozenset({b"length", b"metadata"})
@@ -47,9 +53,11 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 
 
 def _open(path: str | Path) -> Any:
+    """A read-only, lock-free environment, after checking the file is whole (no SIGBUS)."""
     import lmdb
 
     p = Path(path)
+    check_lmdb_file(p)
     try:
         return lmdb.open(str(p), subdir=p.is_dir(), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
     except lmdb.Error as exc:
@@ -69,7 +77,7 @@ def partitions(path: Path, target: int) -> list[Partition]:
     env = _open(path)
     n, all_int, largest, firsts = 0, True, -1, []
     try:
-        with env.begin() as txn:
+        with lmdb_errors(path), env.begin() as txn:
             for key in txn.cursor().iternext(keys=True, values=False):
                 if key in META_KEYS:
                     continue
@@ -241,26 +249,68 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
     )
 
 
+def _key_text(key: bytes) -> str:
+    return key.decode("ascii", "backslashreplace")
+
+
+def _refusal(exc: BaseException, where: str, key: bytes) -> str:
+    """Quarantine reason for a value that could not be unpickled: ``unsafe_pickle:<key> ...`` when
+    the restricted unpickler refused it (a global off the allow-list, a size cap), else
+    ``parse:<key> ...`` (a corrupt or truncated stream)."""
+    msg = str(exc)
+    msg = msg[len(where) + 2:] if msg.startswith(f"{where}: ") else msg
+    cause = exc.__cause__
+    refused = isinstance(exc, UnsafePickleError) and (cause is None or isinstance(cause, UnsafePickleError))
+    if refused:
+        return f"unsafe_pickle:{_key_text(key)} {msg}"
+    if not isinstance(exc, pickle.UnpicklingError):
+        msg = f"cannot unpickle ({type(exc).__name__}: {msg})"
+    return f"parse:{_key_text(key)} {msg}"
+
+
+def _item(value: bytes, key: bytes, index: int, part: Partition, opts: ReadOptions, label: str) -> Record | Rejected:
+    """One LMDB value as a Record, or a Rejected naming the key (nothing here stops the partition)."""
+    where = f"{part.path} key {key!r}"
+    try:
+        data = loads_record(value, where)
+    except Exception as exc:  # any value that does not unpickle is that record's problem only
+        return reject(opts, part.path, index, _refusal(exc, where, key), key.decode("latin1"))
+    if not isinstance(data, dict):
+        return reject(opts, part.path, index, f"parse:value is {type(data).__name__}, not a dict or Data",
+                      key.decode("latin1"))
+    try:
+        record = to_record(data, opts, part.path, index, f"{label}/{key.decode('latin1')}")
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        return reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", key.decode("latin1"))
+    return finish(record, opts)
+
+
+_PROBE = pickle.dumps({}, protocol=2)
+
+
+def _check_unpickler(path: str) -> None:
+    """Unpickle a known-good value once, so a bad unpickler setting (``$OMNI_PICKLE_MAX_BYTES``)
+    fails the partition with its own message instead of quarantining every record."""
+    loads_record(_PROBE, f"{path} (unpickler settings check)")
+
+
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
-    """Records of one partition; a refused (unsafe) pickle raises, a malformed record is Rejected."""
+    """Records of one partition; a value that is refused (unsafe pickle), does not unpickle or is
+    malformed becomes a Rejected naming its key, and the rest of the partition is still read."""
+    import lmdb
+
+    _check_unpickler(part.path)
     env = _open(part.path)
     label = source_label(part.path, opts)
+    key: bytes | None = None
     try:
         with env.begin(buffers=False) as txn:
             for index, key, value in _keys(txn, part):
-                where = f"{part.path} key {key!r}"
                 if value is None:
                     yield reject(opts, part.path, index, "missing:lmdb key", key.decode("latin1"))
                     continue
-                data = loads_record(value, where)
-                if not isinstance(data, dict):
-                    yield reject(opts, part.path, index, f"parse:value is {type(data).__name__}, not a dict or Data")
-                    continue
-                try:
-                    record = to_record(data, opts, part.path, index, f"{label}/{key.decode('latin1')}")
-                except (KeyError, ValueError, TypeError) as exc:
-                    yield reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", key.decode("latin1"))
-                    continue
-                yield finish(record, opts)
+                yield _item(value, key, index, part, opts, label)
+    except lmdb.Error as exc:  # a damaged page: the rest of this partition cannot be reached
+        raise damaged(part.path, exc, f"after key {key!r}" if key is not None else "") from exc
     finally:
         env.close()

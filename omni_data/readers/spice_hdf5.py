@@ -22,7 +22,7 @@ import numpy as np
 from omni_data import units
 from omni_data.readers import Partition, ReadOptions
 from omni_data.readers._finish import finish, reject
-from omni_data.readers._hdf5 import hdf5_partitions, open_h5, slices, text
+from omni_data.readers._hdf5 import H5_ERRORS, hdf5_partitions, open_h5, slices, text
 from omni_data.schema import Record, Rejected
 
 MARKERS = ("conformations",)
@@ -79,10 +79,15 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     keep = opts.options.get("subsets")
     with open_h5(part.path) as h5:
         for sl in slices(h5, part, MARKERS):
-            g = h5[sl.path]
-            smiles = text(g["smiles"][()]) if "smiles" in g else ""
-            subset = text(g["subset"][()]) if "subset" in g else ""
             ids = [f"{sl.path}/{k}" for k in range(sl.lo, sl.hi)]
+            try:
+                g = h5[sl.path]
+                smiles = text(g["smiles"][()]) if "smiles" in g else ""
+                subset = text(g["subset"][()]) if "subset" in g else ""
+            except H5_ERRORS as exc:
+                for j, sid in enumerate(ids):
+                    yield reject(opts, part.path, sl.first + j, f"parse:unreadable group {sl.path} ({exc})", sid, group=sl.path)
+                continue
             if keep is not None and subset not in keep:
                 for j, sid in enumerate(ids):
                     yield reject(opts, part.path, sl.first + j, f"filter:subset {subset}", sid)
@@ -98,26 +103,37 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 forces = None if g_ds is None else -np.asarray(g_ds[sl.lo:sl.hi], np.float64) * _force_factor(_unit(g_ds, "hartree/bohr"))
                 f_ds = g.get("formation_energy")
                 formation = None if f_ds is None else np.asarray(f_ds[sl.lo:sl.hi], np.float64) * _energy_factor(_unit(f_ds, "hartree"))
-            except (KeyError, ValueError) as exc:
+            except H5_ERRORS as exc:  # a missing or damaged dataset fails this group's conformers only
                 for j, sid in enumerate(ids):
                     yield reject(opts, part.path, sl.first + j, f"parse:{exc}", sid, group=sl.path)
                 continue
             for j, sid in enumerate(ids):
-                meta: dict[str, Any] = {"group": sl.path, "conformer": sl.lo + j, "smiles": smiles, "subset": subset}
-                if formation is not None and np.isfinite(formation[j]):
-                    meta["formation_energy"] = float(formation[j])
-                rec = Record(
-                    numbers=numbers,
-                    positions=pos[j],
-                    id=opts.make_id(sid),
-                    dataset=opts.dataset,
-                    task=opts.task,
-                    energy=None if energy is None else float(energy[j]),
-                    energy_kind=opts.energy_kind,
-                    forces=None if forces is None else forces[j],
-                    charge=charge,
-                    source_file=part.path,
-                    source_index=sl.first + j,
-                    metadata=meta,
-                )
+                try:
+                    rec = _record(numbers, pos, energy, forces, formation, charge, j, sid, sl, smiles, subset, part, opts)
+                except (IndexError, ValueError, TypeError) as exc:  # datasets of unequal lengths
+                    yield reject(opts, part.path, sl.first + j, f"bad_shape:{exc} in group {sl.path}", sid)
+                    continue
                 yield finish(rec, opts, convert=False)
+
+
+def _record(numbers: np.ndarray, pos: np.ndarray, energy: np.ndarray | None, forces: np.ndarray | None,
+            formation: np.ndarray | None, charge: float | None, j: int, sid: str, sl: Any, smiles: str, subset: str,
+            part: Partition, opts: ReadOptions) -> Record:
+    """Conformer ``j`` of slice ``sl`` as a Record (IndexError when the group's datasets disagree)."""
+    meta: dict[str, Any] = {"group": sl.path, "conformer": sl.lo + j, "smiles": smiles, "subset": subset}
+    if formation is not None and np.isfinite(formation[j]):
+        meta["formation_energy"] = float(formation[j])
+    return Record(
+        numbers=numbers,
+        positions=pos[j],
+        id=opts.make_id(sid),
+        dataset=opts.dataset,
+        task=opts.task,
+        energy=None if energy is None else float(energy[j]),
+        energy_kind=opts.energy_kind,
+        forces=None if forces is None else forces[j],
+        charge=charge,
+        source_file=part.path,
+        source_index=sl.first + j,
+        metadata=meta,
+    )

@@ -161,6 +161,8 @@ def _reject(path: str, index: int, label: str, opts: ReadOptions, reason: str, d
 
 def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str, opts: ReadOptions) -> Record | Rejected:
     where = f"ionic step {step.index}"
+    if step.error is not None:
+        return _reject(path, step.index, label, opts, f"parse:damaged {fmt} {where}: {step.error}")
     if not step.complete:
         return _reject(path, step.index, label, opts, f"parse:truncated {fmt}: {where} incomplete at end of file",
                        {"line": step.line, "n_electronic": step.n_electronic})
@@ -207,12 +209,32 @@ def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str
         fixed=np.array(fixed_list, dtype=bool) if len(fixed_list) == n else None,
         source_file=path, source_index=step.index, metadata=meta,
     )
-    reason = problem(rec)
+    try:
+        reason = problem(rec)
+        if reason is None:
+            rec.normalized()
+    except (ValueError, TypeError) as exc:
+        reason = f"bad_shape:{exc}"
     if reason is not None:
         return _reject(path, step.index, label, opts, f"{reason} in {where}")
-    rec.normalized()
     if converged is False and not opts.options.get("keep_unconverged", False):
         return _reject(path, step.index, label, opts,
                        f"unconverged:electronic ({step.n_electronic} SCF steps reached NELM={nelm}) in {where}",
                        {"n_electronic": step.n_electronic, "NELM": nelm})
     return rec
+
+
+def read_vasprun_final(path: str | Path, opts: ReadOptions) -> tuple[Any, Record | Rejected | None]:
+    """One pass over a vasprun.xml: its settings (``_vasp_xml.VasprunScan``) and its final step.
+
+    The final complete ionic step goes through the same conversion and checks as ``read`` (so an
+    unconverged final SCF is a ``Rejected`` unless ``keep_unconverged``); it is None when the file
+    holds no complete step. ``recompute.collect`` uses this so a job's output is parsed once."""
+    from omni_data.readers._vasp_xml import scan_vasprun
+
+    label = source_label(str(path), opts)
+    with open_binary(path) as fh:
+        scan = scan_vasprun(fh)
+    if scan.last is None:
+        return scan, None
+    return scan, _to_item(scan.last, scan.header, "vasprun", label, str(path), opts)

@@ -2,15 +2,19 @@
 
 For each job dir that is done (or failed) and not yet collected:
 
-* VASP: the vasprun.xml must be closed (``</modeling>``), parse, hold at least one ionic step,
-  have its final ionic step electronically converged (fewer SCF steps than NELM, the rule
-  pymatgen and custodian use) and, for relaxations (IBRION 1-3, NSW > 0), stop before NSW. The
-  final ionic step becomes the record, read through ``omni_data.readers.vasp``.
-* Local runners: ``results.json`` + ``results.npz`` with ``converged: true``.
+* VASP: the vasprun.xml must be closed (``</modeling>``), parse (once, with Omni's reader), be
+  for the job's structure, be the level of theory the job's protocol asked for (``verify``:
+  functional, +U, POTCARs, ENCUT, ISPIN, static/relax, PREC, EDIFF, k-points), hold at least one
+  ionic step, have its final ionic step electronically converged (fewer SCF steps than NELM, the
+  rule pymatgen and custodian use) and, for relaxations (IBRION 1-3, NSW > 0), stop before NSW.
+  The final ionic step becomes the record.
+* Local runners: ``results.json`` + ``results.npz`` with ``converged: true``, computed with the
+  protocol's method at the charge/multiplicity the record implies.
 
 Anything else becomes a ``Rejected`` with a ``"<kind>:<detail>"`` reason in the shard's
 quarantine, and the job gets a FAILED marker so ``omni-data jobs --reemit-failed`` can redo it.
-Each stored record links back: ``metadata["source_id"]``, ``["source_task"]``, ``["protocol"]``.
+Each stored record carries its provenance as flat metadata (``PROVENANCE_KEYS``): source record,
+task and dataset, protocol and the sha256 of its resolved YAML, code versions, job directory.
 """
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ import json
 import os
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,12 @@ from omni_data.recompute.molecules import is_molecule
 from omni_data.schema import Record, Rejected, problem
 
 COLLECTED = "COLLECTED"
+# bridge-record metadata that says where a label came from; ``export`` writes these into each
+# frame's info / key-value pairs, ``omni-data jobs`` prints them
+PROVENANCE_KEYS: tuple[str, ...] = (
+    "source_id", "source_task", "source_dataset", "source_store", "protocol", "protocol_sha256", "engine",
+    "code_version", "code_build", "input_writer", "omni_version", "job", "job_dir", "job_attempts",
+    "spin_source", "warnings")
 RELAX_IBRION = (1, 2, 3)
 
 
@@ -51,31 +60,38 @@ class JobReject(Exception):
 
 
 def vasprun_verdict(path: Path) -> tuple[Any, str | None]:
-    """Parse ``path`` with pymatgen; returns (Vasprun or None, reason or None when usable)."""
+    """Parse ``path`` once with Omni's reader; returns (``VasprunScan`` or None, reason or None when usable).
+
+    The scan's ``final`` attribute holds the final ionic step as a Record (or its Rejected)."""
     if not path.is_file():
         return None, f"missing:no vasprun.xml in {path.parent.name}"
     if not _closed(path):
         return None, "parse:truncated vasprun.xml (no closing </modeling>; VASP did not finish)"
-    from pymatgen.io.vasp.outputs import Vasprun
+    from omni_data.readers import ReadOptions
+    from omni_data.readers.vasp import read_vasprun_final
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            vr = Vasprun(str(path), parse_dos=False, parse_eigen=False, parse_projected_eigen=False,
-                         parse_potcar_file=False, exception_on_bad_xml=True)
-    except Exception as exc:  # pymatgen raises many types on broken XML
+        scan, final = read_vasprun_final(path, ReadOptions(dataset="bridge", task="bridge",
+                                                           options={"keep_unconverged": True}))
+    except (OSError, ValueError) as exc:
         return None, f"parse:vasprun.xml unreadable ({type(exc).__name__}: {exc})"
-    if not vr.ionic_steps:
-        return None, "parse:vasprun.xml has no ionic step"
-    nelm = int(vr.parameters.get("NELM", 60))
-    n_scf = len(vr.ionic_steps[-1].get("electronic_steps", []))
-    if n_scf >= nelm:
-        return vr, f"unconverged:electronic (final ionic step used all NELM={nelm} SCF steps)"
-    nsw = int(vr.parameters.get("NSW", 0))
-    ibrion = int(vr.parameters.get("IBRION", -1))
-    if nsw > 0 and ibrion in RELAX_IBRION and len(vr.ionic_steps) >= nsw:
-        return vr, f"unconverged:ionic (relaxation reached NSW={nsw} steps)"
-    return vr, None
+    scan.final = final
+    if scan.truncated:
+        return scan, f"parse:truncated vasprun.xml ({scan.truncated})"
+    if scan.damaged:
+        return scan, f"parse:vasprun.xml damaged ({scan.damaged})"
+    if final is None or scan.last is None:
+        return scan, "parse:vasprun.xml has no ionic step"
+    nelm = int(scan.setting("NELM") or 60)
+    if scan.last.n_electronic >= nelm:
+        return scan, f"unconverged:electronic (final ionic step used all NELM={nelm} SCF steps)"
+    nsw = int(scan.setting("NSW") or 0)
+    ibrion = int(scan.setting("IBRION") if scan.setting("IBRION") is not None else -1)
+    if nsw > 0 and ibrion in RELAX_IBRION and scan.n_steps >= nsw:
+        return scan, f"unconverged:ionic (relaxation reached NSW={nsw} steps)"
+    if isinstance(final, Rejected):
+        return scan, final.reason
+    return scan, None
 
 
 def _closed(path: Path) -> bool:
@@ -85,23 +101,66 @@ def _closed(path: Path) -> bool:
         return b"</modeling>" in fh.read()
 
 
-def _final_vasp_record(path: Path) -> Record:
-    """The final ionic step as a Record, read by the registered ``vasp`` reader (Omni's units)."""
-    from omni_data.readers import ReadOptions, ReaderError, get_reader
+def _expected_vasp(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
+    """What the job's protocol asked for: job.json ``expected`` (written at emit), else rebuilt
+    from the job's own INCAR/KPOINTS/POSCAR/POTCAR.spec (jobs emitted before that field existed)."""
+    if job.get("expected"):
+        return job["expected"]
+    from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
-    reader = get_reader("vasp")
+    from omni_data.recompute.verify import kspacing_divisions
+
     try:
-        parts = reader.partitions(path, 1)  # one partition per ionic step: read only the final one
-    except ReaderError as exc:
-        raise JobReject(f"parse:{exc}", str(path)) from None
-    last: Record | Rejected | None = None
-    for item in reader.read(parts[-1], ReadOptions(dataset="bridge", task="bridge")):
-        last = item
-    if isinstance(last, Rejected):
-        raise JobReject(last.reason, str(path))
-    if last is None:
-        raise JobReject("parse:vasp reader found no frame", str(path))
-    return last
+        incar = dict(Incar.from_file(job_dir / "INCAR"))
+        poscar = Poscar.from_file(job_dir / "POSCAR", check_for_potcar=False)
+    except (OSError, ValueError) as exc:
+        raise JobReject(f"missing:cannot tell what the protocol asked for ({exc})", str(job_dir / "INCAR")) from None
+    cell = np.asarray(poscar.structure.lattice.matrix)
+    kpoints = None
+    if (job_dir / "KPOINTS").is_file():
+        kp = Kpoints.from_file(job_dir / "KPOINTS")
+        if kp.kpts and len(kp.kpts[0]) == 3 and not kp.num_kpts:
+            kpoints = {"style": kp.style.name, "divisions": [int(x) for x in kp.kpts[0]]}
+    elif "KSPACING" in incar:
+        kpoints = {"style": "KSPACING", "divisions": kspacing_divisions(float(incar["KSPACING"]), cell)}
+    if kpoints:
+        kpoints["density"] = float(np.prod(kpoints["divisions"]) * abs(np.linalg.det(cell)))
+    spec = job_dir / "POTCAR.spec"
+    symbols = spec.read_text().split() if spec.is_file() else []
+    return {"incar": incar, "kpoints": kpoints, "species": list(poscar.site_symbols), "potcar_symbols": symbols,
+            "potcar_functional": "PBE"}
+
+
+def _check_composition(symbols: list[str], source: Record, source_file: str) -> None:
+    from ase.data import atomic_numbers
+
+    numbers = sorted(atomic_numbers.get(s, -1) for s in symbols)
+    if numbers != sorted(source.numbers.tolist()):
+        raise JobReject("bad_value:output composition differs from the job's structure", source_file)
+
+
+def _vasp_record(job: dict[str, Any], job_dir: Path, source: Record) -> tuple[Record, str]:
+    """The verified final step of the job's vasprun.xml (one parse); ``JobReject`` otherwise.
+
+    The level of theory is checked first: an output of another protocol is refused as such even
+    when it is also unconverged (re-running it would not make it the right calculation)."""
+    from omni_data.recompute.verify import check_vasp, reason
+
+    path = job_dir / "vasprun.xml"
+    scan, why = vasprun_verdict(path)
+    if scan is not None and scan.header.symbols:
+        _check_composition(scan.header.symbols, source, str(path))
+    if scan is not None and scan.atomtypes:
+        mismatches = check_vasp(_expected_vasp(job, job_dir), scan)
+        if mismatches:
+            raise JobReject(reason(mismatches), str(path))
+    if why:
+        raise JobReject(why, str(path))
+    record = scan.final
+    record.metadata["code_version"] = f"VASP {scan.generator.get('version', '?')}".strip()
+    if scan.generator.get("subversion"):
+        record.metadata["code_build"] = " ".join(scan.generator["subversion"].split())
+    return record, str(path)
 
 
 def _add_outcar_magmoms(record: Record, job_dir: Path) -> None:
@@ -134,15 +193,36 @@ def _add_outcar_magmoms(record: Record, job_dir: Path) -> None:
     record.metadata["magmoms_source"] = "OUTCAR"
 
 
-def _local_record(job_dir: Path) -> Record:
+def _local_record(job: dict[str, Any], job_dir: Path, source: Record) -> Record:
+    """The local runner's result, after checking it computed the protocol's method at the record's
+    charge and multiplicity (``verify.check_local``)."""
+    from omni_data.recompute.molecules import Refused
+    from omni_data.recompute.runners.result import resolve_charge_spin
+    from omni_data.recompute.verify import check_local, reason
+
     rpath = job_dir / "results.json"
     try:
         res = json.loads(rpath.read_text(encoding="utf-8"))
         arrays = np.load(job_dir / res.get("arrays", "results.npz"))
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         raise JobReject(f"parse:local results unreadable ({exc})", str(rpath)) from None
+    try:
+        want = resolve_charge_spin(source)
+    except Refused as exc:
+        raise JobReject(exc.reason, str(job_dir / jobs.RECORD_FILE)) from None
+    mismatches = check_local(job, res, want.charge, want.multiplicity)
+    if mismatches:
+        raise JobReject(reason(mismatches), str(rpath))
     if not res.get("converged"):
         raise JobReject(f"unconverged:{res.get('method')} reported converged=false", str(rpath))
+    versions = res.get("versions") or {}
+    engine = str(job.get("engine") or "")
+    meta = {"method": res.get("method"), "wall_time_s": res.get("wall_time_s"),
+            "code_version": f"{engine} {versions.get(engine, '?')}",
+            "spin_source": res.get("spin_source") or "", "warnings": "; ".join(res.get("warnings") or [])}
+    if engine == "pyscf":
+        info = res.get("info") or {}
+        meta.update(xc=str(info.get("xc", "")), basis=str(info.get("basis", "")))
     return Record(
         numbers=arrays["numbers"], positions=arrays["positions"],
         cell=arrays["cell"] if "cell" in arrays.files else None, pbc=arrays["pbc"],
@@ -150,8 +230,7 @@ def _local_record(job_dir: Path) -> Record:
         forces=arrays["forces"], stress=arrays["stress"] if "stress" in arrays.files else None,
         charge=res.get("charge"), spin=res.get("multiplicity"),
         id="", dataset="bridge", task="bridge",
-        metadata={"method": res.get("method"), "versions": res.get("versions", {}),
-                  "wall_time_s": res.get("wall_time_s")},
+        metadata=meta,
     )
 
 
@@ -161,18 +240,13 @@ def collect_job(job_dir: Path, task: str = "bridge", dataset: str = "bridge") ->
     state = jobs.job_state(job_dir)
     if state.state == "failed":
         raise JobReject(state.reason, str(job_dir / "FAILED"))
-    if job.get("engine") == "vasp":
-        path = job_dir / "vasprun.xml"
-        _vr, reason = vasprun_verdict(path)
-        if reason:
-            raise JobReject(reason, str(path))
-        record = _final_vasp_record(path)
-        _add_outcar_magmoms(record, job_dir)
-        source_file = str(path)
-    else:
-        record = _local_record(job_dir)
-        source_file = str(job_dir / "results.json")
     source = jobs.read_record(job_dir)
+    if job.get("engine") == "vasp":
+        record, source_file = _vasp_record(job, job_dir, source)
+        _add_outcar_magmoms(record, job_dir)
+    else:
+        record = _local_record(job, job_dir, source)
+        source_file = str(job_dir / "results.json")
     if sorted(record.numbers.tolist()) != sorted(source.numbers.tolist()):
         raise JobReject("bad_value:output composition differs from the job's structure", source_file)
     if is_molecule(source) and not is_molecule(record):
@@ -186,12 +260,33 @@ def collect_job(job_dir: Path, task: str = "bridge", dataset: str = "bridge") ->
     record.id = f"{dataset}:{job.get('protocol')}/{job.get('record_id')}"
     record.dataset, record.task = dataset, task
     record.source_file, record.source_index = source_file, 0
-    record.metadata = {**record.metadata, "source_id": job.get("record_id"), "source_task": job.get("source_task"),
-                       "protocol": job.get("protocol"), "engine": job.get("engine"), "job": job_dir.name}
+    record.metadata = {**record.metadata, **provenance(job, job_dir)}
     why = problem(record)
     if why:
         raise JobReject(why, source_file)
     return record.normalized()
+
+
+def provenance(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
+    """Flat provenance for a bridge record (JSON scalars): source record, task and dataset, protocol
+    and the sha256 of its resolved YAML, code versions and the job directory."""
+    from importlib.metadata import version
+
+    from omni_data.recompute.protocols import ProtocolError, protocol_sha256
+
+    sha = job.get("protocol_sha256")
+    if not sha:  # a job emitted before hashes were recorded: hash the protocol as it is now
+        try:
+            sha = protocol_sha256(str(job.get("protocol")))
+        except ProtocolError:
+            sha = "unknown"
+    out = {"source_id": job.get("record_id"), "source_task": job.get("source_task"),
+           "source_dataset": job.get("dataset"), "source_store": job.get("store") or "",
+           "protocol": job.get("protocol"), "protocol_sha256": sha, "engine": job.get("engine"),
+           "job": Path(job_dir).name, "job_dir": str(Path(job_dir).resolve()),
+           "omni_version": version("omni"), "input_writer": job.get("input_writer") or "",
+           "job_attempts": len(job.get("history") or []) + 1}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def collect(root: Path, task: str = "bridge", dataset: str = "bridge") -> Collected:
@@ -233,6 +328,31 @@ def collect_to_store(root: Path, store: Path, task: str = "bridge", dataset: str
     stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     name = shard or safe_name(f"{dataset}-{Path(root).resolve().name}-{stamp}")
     write_shard(Path(store), name, found.records, found.rejected)
+    record_provenance(Path(store), name, found.records)
     for job_dir in found.jobs:
         jobs.write_text_atomic(job_dir / COLLECTED, f"{name}\n")
     return found, name
+
+
+PROVENANCE_SECTION = "bridge_provenance"
+"""Catalog section: for each collected shard, its records grouped by protocol, hash and code."""
+
+
+def provenance_groups(records: list[Record]) -> list[dict[str, Any]]:
+    """``records`` counted by (protocol, protocol_sha256, engine, code_version), largest first."""
+    from collections import Counter
+
+    keys = ("protocol", "protocol_sha256", "engine", "code_version")
+    counts = Counter(tuple(str(r.metadata.get(k, "")) for k in keys) for r in records)
+    return [{**dict(zip(keys, group)), "records": n} for group, n in counts.most_common()]
+
+
+def record_provenance(store: Path, shard: str, records: list[Record]) -> None:
+    """Add ``shard``'s provenance groups to the store catalog's ``bridge_provenance`` section, so
+    ``omni-data info`` shows which protocols and codes labelled the bridge without reading records."""
+    from omni_data.store.catalog import Catalog
+
+    catalog = Catalog(store)
+    section = dict(catalog.sections.get(PROVENANCE_SECTION) or {})
+    section[shard] = provenance_groups(records)
+    catalog.update_section(PROVENANCE_SECTION, section)

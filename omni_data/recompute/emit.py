@@ -20,7 +20,7 @@ import numpy as np
 
 from omni_data.recompute import jobs
 from omni_data.recompute.molecules import Refused, box_molecule, is_molecule
-from omni_data.recompute.protocols import Protocol
+from omni_data.recompute.protocols import Protocol, protocol_sha256
 from omni_data.safeio import safe_name
 from omni_data.schema import Record, problem
 
@@ -134,9 +134,11 @@ def emit_record(record: Record, protocol: Protocol, root: Path, source: Source, 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        potcar = "none"
+        potcar, expected, writer = "none", None, None
         if protocol.engine == "vasp":
-            potcar = _write_vasp(record, protocol, tmp)
+            potcar, expected = _write_vasp(record, protocol, tmp)
+            writer = f"pymatgen {_version('pymatgen')}"
+        history = _carry_history(final, tmp) if final.is_dir() else []
         jobs.write_json_atomic(tmp / jobs.RECORD_FILE, jobs.record_to_json(record))
         jobs.write_json_atomic(tmp / jobs.JOB_FILE, {
             "job": name,
@@ -148,6 +150,11 @@ def emit_record(record: Record, protocol: Protocol, root: Path, source: Source, 
             "distance": source.distance,
             "protocol": protocol.name,
             "protocol_spec": protocol.as_dict(),
+            "protocol_sha256": protocol_sha256(protocol.path),
+            "expected": expected,
+            "input_writer": writer,
+            "omni_version": _version("omni"),
+            "history": history,
             "matches_task": protocol.task,
             "engine": protocol.engine,
             "method": protocol.method.name if protocol.method else None,
@@ -166,14 +173,70 @@ def emit_record(record: Record, protocol: Protocol, root: Path, source: Source, 
     return row
 
 
-def _write_vasp(record: Record, protocol: Protocol, out: Path) -> str:
-    """Write VASP inputs into ``out``; returns ``"written"`` or ``"spec"`` for the POTCAR."""
+def _write_vasp(record: Record, protocol: Protocol, out: Path) -> tuple[str, dict[str, Any]]:
+    """Write VASP inputs into ``out``; returns (``"written"`` or ``"spec"`` for the POTCAR, the
+    settings collect will hold the output to: ``verify.expected_vasp``)."""
+    from omni_data.recompute.verify import expected_vasp
+
     have_potcars = potcar_dir() is not None
     vis = vasp_input_set(record, protocol, have_potcars)
     if not have_potcars and not protocol.vasp.potcar_spec_without_psp_dir:  # type: ignore[union-attr]
         raise ValueError(f"{protocol.path}: PMG_VASP_PSP_DIR is not configured and the protocol requires real POTCARs")
     vis.write_input(str(out), potcar_spec=not have_potcars)
-    return "written" if have_potcars else "spec"
+    expected = expected_vasp(vis, np.asarray(vis.structure.lattice.matrix))
+    return ("written" if have_potcars else "spec"), expected
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# files a job dir starts with; everything else in it is what an attempt produced
+INPUT_FILES = frozenset({jobs.JOB_FILE, jobs.RECORD_FILE, "INCAR", "KPOINTS", "POSCAR", "POTCAR", "POTCAR.spec"})
+HISTORY_DIR = "history"
+
+
+def _carry_history(old: Path, new: Path) -> list[dict[str, Any]]:
+    """The old job dir's history plus one entry for the attempt being replaced.
+
+    The attempt's outputs and markers (vasprun.xml, OUTCAR, results.*, FAILED, COLLECTED, ...)
+    move to ``new/history/<n>/``, so what was refused stays inspectable next to why and when."""
+    try:
+        old_job = jobs.read_job(old)
+        state = jobs.job_state(old)
+    except ValueError:
+        return []
+    history = list(old_job.get("history") or [])
+    produced = sorted(p.name for p in old.iterdir() if p.name not in INPUT_FILES and p.name != HISTORY_DIR)
+    if not produced and state.state == "pending":
+        return history  # nothing ran: nothing to remember
+    n = len(history) + 1
+    entry: dict[str, Any] = {
+        "attempt": n, "state": state.state, "reason": state.reason,
+        "emitted": old_job.get("created"), "protocol": old_job.get("protocol"),
+        "protocol_sha256": old_job.get("protocol_sha256"), "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "files": f"{HISTORY_DIR}/{n}" if produced else None,
+    }
+    failed = old / "FAILED"
+    if failed.is_file():
+        entry["failed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(failed.stat().st_mtime))
+    collected = old / "COLLECTED"
+    if collected.is_file():
+        entry["quarantine_shard"] = collected.read_text(encoding="utf-8").strip()
+    if (old / HISTORY_DIR).is_dir():
+        os.replace(old / HISTORY_DIR, new / HISTORY_DIR)
+    if produced:
+        dest = new / HISTORY_DIR / str(n)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in produced:
+            os.replace(old / name, dest / name)
+    history.append(entry)
+    return history
 
 
 def emit_records(pairs: Iterable[tuple[Record, Source]], protocol: Protocol, root: Path, force: bool = False) -> list[dict[str, Any]]:

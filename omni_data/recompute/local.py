@@ -52,9 +52,30 @@ def _protocol(name: str) -> Protocol:
     return load_protocol(name)
 
 
+def _remember_failure(job_dir: Path) -> None:
+    """Before a failed job is re-run in place, add its failure to job.json's ``history``."""
+    state = jobs.job_state(job_dir)
+    if state.state != "failed":
+        return
+    job = state.job or jobs.read_job(job_dir)
+    history = list(job.get("history") or [])
+    history.append({"attempt": len(history) + 1, "state": "failed", "reason": state.reason,
+                    "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime((job_dir / "FAILED").stat().st_mtime)),
+                    "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": None,
+                    "protocol": job.get("protocol"), "protocol_sha256": job.get("protocol_sha256")})
+    job["history"] = history
+    jobs.write_json_atomic(job_dir / jobs.JOB_FILE, job)
+
+
+def _job_protocol(job: dict[str, Any]) -> str:
+    """The protocol file the job was emitted from when it still exists, else its name."""
+    path = (job.get("protocol_spec") or {}).get("path")
+    return str(path) if path and Path(path).is_file() else str(job.get("protocol"))
+
+
 def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
     job = jobs.read_job(job_dir)
-    name = protocol_name or job.get("protocol")
+    name = protocol_name or _job_protocol(job)
     summary: dict[str, Any] = {"job": job_dir.name, "state": "failed", "reason": "", "energy": None, "wall_time_s": None}
     try:
         protocol = _protocol(name)
@@ -62,6 +83,7 @@ def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
             raise Refused(f"refused:protocol {name} runs on {protocol.engine}, not a local engine; use the batch script")
         record = jobs.read_record(job_dir)
         runner = get_runner(protocol.engine)
+        _remember_failure(job_dir)
         jobs.clear_markers(job_dir)
         jobs.mark_running(job_dir)
         start = time.perf_counter()
@@ -116,7 +138,18 @@ def _write_results(job_dir: Path, job: dict[str, Any], protocol: Protocol, recor
         "arrays": RESULTS_NPZ,
         "has_stress": result.stress is not None,
         "info": result.info,
+        "spin_source": result.spin_source,
+        "warnings": list(result.warnings),
     })
+    _note_in_job(job_dir, result)
+
+
+def _note_in_job(job_dir: Path, result: Any) -> None:
+    """Write where charge/spin came from, and any warning, into job.json (the job's own record)."""
+    job = jobs.read_job(job_dir)
+    job.update(charge=result.charge, multiplicity=result.multiplicity, spin_source=result.spin_source,
+               warnings=list(result.warnings))
+    jobs.write_json_atomic(job_dir / jobs.JOB_FILE, job)
 
 
 def run_jobs(root: Path, protocol_name: str | None = None, client: Any = None,

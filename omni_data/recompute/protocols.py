@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from omni_data.manifest import manifest_dir
+from omni_data.yamlfile import load_yaml
 
 Engine = Literal["vasp", "tblite", "pyscf"]
 ENGINES: tuple[str, ...] = ("vasp", "tblite", "pyscf")
@@ -132,11 +133,7 @@ def load_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dic
         raise ProtocolError(f"{path}: no such protocol (known: {known})")
     if str(path.resolve()) in _seen:
         raise ProtocolError(f"{path}: PARENT cycle ({' -> '.join(_seen)})")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ProtocolError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(path, ProtocolError) or {}
     if not isinstance(data, dict):
         raise ProtocolError(f"{path}: top level must be a mapping")
     _check_keys(data, _TOP_KEYS, path, "")
@@ -222,3 +219,33 @@ def parse_protocol(data: dict[str, Any], path: Path) -> Protocol:
         molecule=molecule,
         method=method,
     )
+
+
+# --- level-of-theory verification at collect time (used by ``recompute.verify``) ----------------
+# What "the output was computed with this protocol" means, parameter by parameter. A person
+# assembling a dataset for a paper mixes no two of these, so all but EDIFF and the k-point grid
+# must match exactly; the numeric tolerances are for how VASP prints values, not for leniency.
+ENCUT_TOL_EV: float = 0.5  # |ENCUT_out - ENCUT_protocol| <= 0.5 eV (VASP prints 520.00000000)
+U_TOL_EV: float = 1e-3  # LDAUU per species, eV
+EDIFF_REL_TOL: float = 1e-6  # EDIFF_out <= EDIFF_protocol * (1 + tol): tighter SCF is accepted, looser is not
+KPOINT_DENSITY_REL_TOL: float = 0.10  # k-points per Å⁻³ of the output >= (1 - tol) x the protocol's; denser is accepted
+# VASP parameters compared exactly (after normalising case/spelling); defaults as VASP applies them.
+VASP_DEFAULTS: dict[str, Any] = {"ISPIN": 1, "PREC": "normal", "EDIFF": 1e-4, "NSW": 0, "IBRION": -1,
+                                 "LDAU": False, "IVDW": 0, "LHFCALC": False}
+# local engines: what results.json must report, compared exactly (method/functional/basis
+# case-insensitively, charge within 1e-8 e, multiplicity exactly).
+CHARGE_TOL: float = 1e-8
+
+
+def resolved_yaml(name_or_path: str | Path) -> str:
+    """The protocol after PARENT merging, as canonical YAML (sorted keys): what its hash covers."""
+    data, _ = load_raw(name_or_path)
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+
+
+def protocol_sha256(name_or_path: str | Path) -> str:
+    """sha256 (hex) of ``resolved_yaml``: changes whenever the protocol or any PARENT changes
+    what it asks for (comments and key order do not count)."""
+    import hashlib
+
+    return hashlib.sha256(resolved_yaml(name_or_path).encode("utf-8")).hexdigest()

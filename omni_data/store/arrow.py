@@ -7,6 +7,7 @@ never 0. Per-atom arrays are flattened (``positions`` holds ``3 * n_atoms`` floa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -145,10 +146,16 @@ def records_to_table(records: Sequence[Record]) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` as an Arrow IPC *file* (random-access format, memory-mappable)."""
-    with pa.OSFile(str(path), "wb") as sink:
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+    """Write ``table`` as an Arrow IPC *file* (random-access format, memory-mappable); a failed
+    write raises ``OSError`` naming ``path`` (``[Errno 28] PATH: No space left on device``)."""
+    try:
+        with pa.OSFile(str(path), "wb") as sink:
+            with pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+    except OSError as exc:  # pyarrow's text names no file ("Error writing bytes to file. Detail: ...")
+        if exc.errno is None:
+            raise OSError(f"{path}: {exc}") from exc
+        raise OSError(exc.errno, f"{path}: {os.strerror(exc.errno)}") from exc
 
 
 def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:

@@ -7,6 +7,7 @@ so a reader sees either the old or the new catalog, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -20,17 +21,27 @@ from omni_data.schema import SCHEMA_VERSION
 CATALOG_NAME = "catalog.json"
 LOCK_NAME = ".catalog.lock"
 STORE_FORMAT = 1
+TMP_MARK = ".tmp-"
+"""Every temporary file a store writer makes is ``.<final name>.tmp-<pid>``: ``verify`` lists any left."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename; if any
+    step fails (a full disk: ``[Errno 28] PATH: No space left on device``) the temp file is
+    removed and ``path`` keeps its old content."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"{path}: {os.strerror(errno.ENOSPC)}") from exc
+        raise
     fsync_dir(path.parent)
 
 

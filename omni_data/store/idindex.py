@@ -19,6 +19,7 @@ naming both shards.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import heapq
 import os
@@ -141,10 +142,28 @@ def _file_stream(path: Path) -> Iterator[tuple[bytes, int, int]]:
 def _write_sorted(path: Path, items: Iterator[tuple[bytes, int, int]], total: int, names: list[str],
                   store_dir: Path, key_prefix: bytes, bar: Any = None, segment: bool = False) -> int:
     """Write a merged stream to a new LMDB at ``path`` (append-only); a repeated id is an error.
-    ``segment``: also write the ``__segment__`` header in the same transaction."""
+    ``segment``: also write the ``__segment__`` header in the same transaction. A failed write
+    raises ``OSError`` naming ``path`` (ENOSPC for a full disk: ``lmdb.write_error``)."""
     import lmdb
 
-    map_size = max(1 << 20, 4 * total * (48 + 12) + (1 << 20))  # generous, sparse on disk
+    from omni_data.store.lmdb import write_error
+
+    try:
+        return _write_sorted_lmdb(path, items, total, names, store_dir, key_prefix, bar, segment)
+    except lmdb.Error as exc:
+        raise write_error(exc, Path(path), total * _ID_BYTES) from exc
+
+
+_ID_BYTES = 48 + 12
+"""Bytes one id takes in a segment, about (a typical id, the slot and row, the node header)."""
+
+
+def _write_sorted_lmdb(path: Path, items: Iterator[tuple[bytes, int, int]], total: int, names: list[str],
+                       store_dir: Path, key_prefix: bytes, bar: Any, segment: bool) -> int:
+    """The body of ``_write_sorted``."""
+    import lmdb
+
+    map_size = max(1 << 20, 4 * total * _ID_BYTES + (1 << 20))  # generous, sparse on disk
     env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, sync=True, metasync=True,
                     readahead=False, meminit=True)
     count = 0
@@ -222,16 +241,46 @@ def build_id_index(store_dir: str | Path, rebuild: bool = False, progress: bool 
                               store_dir, b"i", bar, segment=True)
         if count != total:
             raise ValueError(f"{store_dir}: the shards hold {count} ids but the catalog counts {total} records")
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _no_space(final, total, store_dir) from exc
         raise
     finally:
         bar.close()
         for leftover in scratch.glob("*"):
             leftover.unlink()
         scratch.rmdir()
+    try:
+        return _register(store_dir, folder, tmp, final, entries, count, rebuild, old_files, report, t0)
+    except BaseException:  # e.g. no room to rewrite catalog.json: nothing of this build stays behind
+        tmp.unlink(missing_ok=True)
+        if not _listed(store_dir, f"{FOLDER}/{final.name}"):
+            final.unlink(missing_ok=True)
+        raise
+
+
+def _listed(store_dir: Path, rel: str) -> bool:
+    """Whether the catalog lists the segment file ``rel`` (True when it cannot be read: keep the file)."""
+    try:
+        segments = (Catalog(store_dir).sections.get(SECTION) or {}).get("segments", [])
+    except (OSError, ValueError):
+        return True
+    return any(seg.get("file") == rel for seg in segments)
+
+
+def _no_space(final: Path, total: int, store_dir: Path) -> OSError:
+    """The one-line error of an id index build that ran out of disk space."""
+    return OSError(errno.ENOSPC, f"{final}: {os.strerror(errno.ENOSPC)} (id index of {total:,} ids; the "
+                                 f"shards are intact: free space, then run `omni-data index {store_dir}`)")
+
+
+def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: list[dict[str, Any]], count: int,
+              rebuild: bool, old_files: list[str], report: IdIndexReport, t0: float) -> IdIndexReport:
+    """Move the written segment into place and list it in the catalog (dropping replaced ones)."""
     from omni_data.store.writer import sha256_file
 
+    names = [e["name"] for e in entries]
     os.replace(tmp, final)
     fsync_dir(folder)
     datasets = sorted({d for e in entries for d in (e.get("by_dataset") or {})})

@@ -12,6 +12,7 @@ it existed, or on a machine whose LMDB layout the C reader does not read) reads 
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -43,10 +44,66 @@ def id_key(record_id: str) -> bytes:
     return b"i" + record_id.encode("utf-8")
 
 
+_STRERROR = {os.strerror(code): code for code in errno.errorcode}
+WRITE_SLACK = 4 << 20
+"""Free bytes below which a short write counts as a full disk even if the estimate says the
+file needed less: LMDB flushes up to 64 pages per write, plus B-tree pages the estimate omits."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the filesystem of ``folder`` (None if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _allocated(path: Path) -> int:
+    try:
+        return os.stat(path).st_blocks * 512
+    except OSError:
+        return 0
+
+
+def write_error(exc: Exception, path: Path, needed: int) -> OSError:
+    """An ``OSError`` naming ``path`` for an LMDB write that failed with ``exc`` (an ``lmdb.Error``).
+
+    LMDB reports ENOSPC as ``DiskError``, but a disk that fills in the middle of one of its
+    writes gives a short write, which LMDB reports as EIO ("Input/output error"): when the
+    filesystem then has less room than the ``needed`` bytes the file was still to get (plus
+    ``WRITE_SLACK``), it was a full disk and the error says ENOSPC. ``MDB_MAP_FULL`` is not a
+    disk condition (the map size Omni chose was too small) and is named as such.
+    """
+    text = str(exc)
+    if isinstance(exc, lmdb.MapFullError):
+        return OSError(f"{path}: LMDB map size too small for this file (MDB_MAP_FULL: {text}); "
+                       "this is an Omni bug, please report it")
+    code = _STRERROR.get(text.rsplit(": ", 1)[-1]) or (errno.ENOSPC if isinstance(exc, lmdb.DiskError) else None)
+    if code in (errno.EIO, None):
+        free = _free_bytes(path.parent)
+        if free is not None and free < max(needed - _allocated(path), 0) + WRITE_SLACK:
+            code = errno.ENOSPC
+    if code is None:
+        return OSError(f"{path}: LMDB write failed: {text}")
+    return OSError(code, f"{path}: {os.strerror(code)}" + ("" if code == errno.ENOSPC else f" ({text})"))
+
+
 def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes]) -> None:
-    """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync."""
+    """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync;
+    a failed write (a full disk above all) raises ``OSError`` naming ``path`` (``write_error``)."""
+    path = Path(path)
     table = rowtable.table_size(len(values))
     payload = sum(len(v) for v in values) + sum(len(i) for i in ids) + table
+    try:
+        _write_lmdb(path, shard, ids, values, payload, table)
+    except lmdb.Error as exc:
+        raise write_error(exc, path, payload) from exc
+
+
+def _write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes], payload: int,
+                table: int) -> None:
+    """The body of ``write_lmdb``."""
     # B-tree pages, key overhead and overflow-page rounding: generous headroom, sparse on disk.
     map_size = max(1 << 20, 4 * payload + 4096 * (2 * len(values) + 64))
     # meminit=True zero-fills unused page space: the same records give byte-identical files.

@@ -2,10 +2,15 @@
 
 Each problem names the shard and file and says exactly what differs. Files on disk that no
 catalog entry references (left by an interrupted write) are reported as notes, not problems:
-readers never see them and the next write of that shard replaces them.
+readers never see them and the next write of that shard replaces them. Temporary files
+(``.catalog.json.tmp-PID``, ``shards/.NAME.lmdb.tmp-PID``, ``index/.build-PID``, ...) that a
+killed or failed writer left anywhere in the store are each listed in ``temporaries`` and as a
+note saying whether the process that wrote it still runs (if not, it is safe to delete).
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +27,63 @@ class VerifyReport:
     files: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    temporaries: list[str] = field(default_factory=list)  # store-relative paths of leftover temp files
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+# The temporary names Omni's writers use: .NAME.tmp-PID[.ext], .tmp-PID-NAME, .NAME.PID.tmp[.ext],
+# and the id index's scratch folder .build-PID.
+_TEMP_NAME = re.compile(r"^\.(?:.+\.tmp-(?P<a>\d+)(?:\..*)?|tmp-(?P<b>\d+)-.+|.+\.(?P<c>\d+)\.tmp(?:\..*)?"
+                        r"|build-(?P<d>\d+))$")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def leftover_temporaries(root: Path) -> list[tuple[Path, int]]:
+    """(path, writer pid) of every temporary file or folder a store writer left under ``root``
+    (the catalog's ``.catalog.json.tmp-PID``, shard, quarantine, index and sidecar temporaries,
+    half-extracted archives in ``.sources/SOURCE/``; extracted source trees are not entered)."""
+    found = []
+    extracted = root / ".sources"
+    for folder, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            match = _TEMP_NAME.match(name)
+            if match is not None:
+                found.append((Path(folder) / name, int(next(g for g in match.groups() if g is not None))))
+        if Path(folder).parent == extracted:  # .sources/SOURCE/: its entries are whole extracted trees
+            dirs[:] = []
+        dirs[:] = sorted(d for d in dirs if not _TEMP_NAME.match(d))  # a temp folder is listed, not entered
+    return sorted(found)
+
+
+def _note_temporaries(root: Path, report: VerifyReport) -> None:
+    for path, pid in leftover_temporaries(root):
+        rel = str(path.relative_to(root))
+        try:
+            size = _size(path)
+        except OSError:  # removed meanwhile: its writer finished
+            continue
+        state = (f"its writer (pid {pid}) is still running" if _pid_running(pid)
+                 else f"pid {pid} is not running: safe to delete")
+        report.temporaries.append(rel)
+        report.notes.append(f"{rel}: temporary file of an interrupted or failed write, {size:,} bytes ({state})")
 
 
 def _count_rows(fmt: str, path: Path) -> int:
@@ -128,6 +186,7 @@ def verify_store(store_dir: Path) -> VerifyReport:
         report.problems.append("catalog counts differ from the sum of its shard entries")
     for folder in ("shards", "quarantine", "index"):
         for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
-            if path.resolve() not in referenced:
+            if path.resolve() not in referenced and not _TEMP_NAME.match(path.name):
                 report.notes.append(f"{path.relative_to(root)}: not in the catalog (leftover of an interrupted write)")
+    _note_temporaries(root, report)
     return report

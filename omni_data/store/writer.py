@@ -6,6 +6,7 @@ either nothing or unreferenced files that the next write of the same shard overw
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -60,6 +61,19 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def staging_error(exc: OSError, final: Path) -> OSError:
+    """``exc`` (raised writing the temporary file of ``final``) restated for ``final``, the file
+    the user knows: ``[Errno 28] STORE/shards/NAME.lmdb: No space left on device``."""
+    if exc.errno is None:
+        return OSError(f"{final}: {exc}")
+    if exc.errno == errno.ENOSPC:
+        return OSError(errno.ENOSPC, f"{final}: {os.strerror(errno.ENOSPC)}")
+    detail = exc.strerror or str(exc)
+    if detail.startswith(f"{final.parent}{os.sep}."):  # "TMP: what": the temp file's name is no help
+        detail = detail.split(": ", 1)[-1]
+    return OSError(exc.errno, f"{final}: {detail}")
 
 
 def reason_kind(reason: str) -> str:
@@ -143,6 +157,7 @@ def write_shard_files(
     tmp_tag = f".tmp-{os.getpid()}"
     staged: list[tuple[Path, Path]] = []
     files: dict[str, dict[str, Any]] = {}
+    final = shard_dir / name
     try:
         for fmt in formats:
             final = shard_dir / f"{name}{SUFFIX[fmt]}"
@@ -161,18 +176,20 @@ def write_shard_files(
             qdir.mkdir(parents=True, exist_ok=True)
             final = qdir / f"{name}.parquet"
             tmp = qdir / f".{name}.parquet{tmp_tag}"
+            staged.append((tmp, final))
             _write_quarantine(tmp, name, rejected)
             _fsync_file(tmp)
-            staged.append((tmp, final))
             quarantine = {"file": str(final.relative_to(store_dir)), "sha256": sha256_file(tmp),
                           "bytes": tmp.stat().st_size, "records": len(rejected)}
         for tmp, final in staged:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         for tmp, _final in staged:
             tmp.unlink(missing_ok=True)
         for fmt in formats:
             (shard_dir / f".{name}{SUFFIX[fmt]}{tmp_tag}").unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise staging_error(exc, final) from exc
         raise
     cat.fsync_dir(shard_dir)
     return ShardInfo(

@@ -79,7 +79,8 @@ def test_bridging_set_recomputed_and_collected(demo_run) -> None:
     from ase import Atoms
 
     atoms = Atoms(rec.numbers, rec.positions)
-    atoms.calc = TBLite(method="GFN1-xTB", verbosity=0)  # the common method, recomputed here
+    # the common method, recomputed here at the record's own charge and multiplicity
+    atoms.calc = TBLite(method="GFN1-xTB", verbosity=0, charge=rec.charge or 0, multiplicity=rec.spin or 1)
     # same method and geometry through two tblite front ends (ASE here, tblite.interface in the runner)
     assert rec.energy == pytest.approx(atoms.get_potential_energy(), rel=1e-6)
     # every held-out structure got the common-method label too (the cross-domain truth)

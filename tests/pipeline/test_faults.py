@@ -118,6 +118,32 @@ def test_disk_full_mid_shard_leaves_no_half_shard(tmp_path, monkeypatch):
     assert again.ok and again.skipped == 2 and len(Store(tmp_path / "st")) == 30
 
 
+@pytest.mark.parametrize("leave", [8192, 32768], ids=["arrow-fails", "lmdb-fails"])
+def test_real_full_disk_says_no_space_and_a_rerun_completes(tmp_path, leave):
+    """On a real, nearly full tmpfs (issue 17, item 9a): every shard fails with ENOSPC naming its
+    file (32 KiB left: the Arrow file fits and LMDB's short write, which it calls EIO, does not),
+    nothing is catalogued or left behind, and once there is room a re-run writes everything."""
+    from tests.store.diskfull import fill, small_filesystem
+
+    src = write_extxyz(emt_records(60, seed=3), tmp_path / "a.extxyz")
+    with small_filesystem(tmp_path / "fs") as fs:
+        spec = IngestSpec(store=fs / "st", reader="extxyz", source=src,
+                          options=ReadOptions(dataset="emt", task="pbe"), shard_size=30)
+        filler = fill(fs, leave)
+        summary = ingest(spec, progress=False)
+        assert not summary.ok and summary.written == 0 and len(summary.errors) == 2
+        ext = ".arrow" if leave == 8192 else ".lmdb"
+        for error in summary.errors:
+            assert f"OSError: [Errno 28] {fs / 'st' / 'shards'}/emt-a-0000000" in error
+            assert error.endswith(f"{ext}: No space left on device") and "Input/output" not in error
+        assert list((fs / "st" / "shards").iterdir()) == []
+        report = verify_store(fs / "st")
+        assert report.ok and report.temporaries == [] and Catalog(fs / "st").shards == []
+        filler.unlink()
+        again = ingest(spec, progress=False)
+        assert again.ok and again.written == 60 and len(Store(fs / "st")) == 60
+
+
 def test_readers_keep_working_while_ingest_adds_shards(tmp_path):
     """A Store opened before an ingest keeps serving its records while shards are added; after
     refresh() it sees the new ones, with the old indices unchanged."""

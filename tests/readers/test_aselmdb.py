@@ -1,6 +1,7 @@
 """aselmdb reader against ase_db_backends.aselmdb.LMDBDatabase (the independent reader)."""
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -121,3 +122,47 @@ def test_stdlib_json_path_gives_identical_records(shared_data: Path, monkeypatch
         assert a.energy == b.energy and a.metadata == b.metadata and (a.charge, a.spin) == (b.charge, b.spin)
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.forces, b.forces)
+
+
+def test_row_that_is_not_an_object_is_rejected_the_rest_read(tmp_path: Path) -> None:
+    path = tmp_path / "list.aselmdb"
+    _made_db(path)
+    env = lmdb.open(str(path), subdir=False)
+    with env.begin(write=True) as txn:
+        txn.put(b"3", zlib.compress(b"[1, 2, 3]"))
+    env.close()
+    items = read_all("aselmdb", path, _opts())
+    assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record", "Record"]
+    assert items[1].reason == "parse:row id 3 holds a list, not a JSON object" and items[1].source_index == 1
+    assert [i.metadata["row_id"] for i in items if not isinstance(i, Rejected)] == [1, 4, 5]
+
+
+def test_undecodable_metadata_is_a_reader_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "meta.aselmdb"
+    _made_db(path)
+    env = lmdb.open(str(path), subdir=False)
+    with env.begin(write=True) as txn:
+        txn.put(b"metadata", b"not zlib")
+    env.close()
+    with pytest.raises(ReaderError, match=r"meta\.aselmdb: cannot decode the 'metadata' key \(error"):
+        read_all("aselmdb", path, _opts())
+
+
+def test_file_cut_by_one_page_is_refused_with_both_sizes(tmp_path: Path, shared_data: Path) -> None:
+    src = shared_data / "aselmdb" / "chemreporter_omol25_reactivity_samples.aselmdb"
+    env = lmdb.open(str(src), subdir=False, readonly=True, lock=False)
+    psize = env.stat()["psize"]
+    env.close()
+    path = tmp_path / "cut.aselmdb"
+    path.write_bytes(src.read_bytes()[:-psize])  # its live rows all survive, but the download is incomplete
+    full = src.stat().st_size
+    with pytest.raises(ReaderError, match=rf"cut\.aselmdb: truncated LMDB file .* has {full - psize} bytes "
+                                          rf"but its meta page \(txn \d+\) needs {full} bytes"):
+        aselmdb.partitions(path, 10)
+
+
+def test_garbage_file_is_refused_before_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "junk.aselmdb"
+    path.write_bytes(b"\x00garbage, not an LMDB file\xff" * 50)
+    with pytest.raises(ReaderError, match=r"junk\.aselmdb: not an LMDB file \(meta page 0 has magic 0x"):
+        aselmdb.partitions(path, 10)

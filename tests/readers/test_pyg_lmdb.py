@@ -1,5 +1,6 @@
 """pyg_lmdb reader: real matsciml LMDBs checked against plain pickle+torch, an OC20-style fixture
-of pickled torch_geometric ``Data`` objects, and a malicious pickle that must not run.
+of pickled torch_geometric ``Data`` objects, a malicious pickle that must not run (that record is
+quarantined, the rest read) and files that are not LMDB at all.
 
 OC20 fixture layout follows fairchem's LMDB docs (``fairchem.core.datasets.LmdbDataset``; the
 S2EF preprocessing script ``preprocess_ef.py``): single-file LMDB, keys ``str(i).encode("ascii")``,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 import types
 import warnings
@@ -19,8 +21,8 @@ import lmdb
 import numpy as np
 import pytest
 
-from omni_data.readers import ReadOptions, pyg_lmdb
-from omni_data.safeio import UnsafePickleError
+from omni_data.readers import ReaderError, ReadOptions, pyg_lmdb
+from omni_data.schema import Rejected
 from omni_data.testing import check_reader
 
 torch = pytest.importorskip("torch")
@@ -171,19 +173,85 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_malicious_pickle_is_refused_and_not_run(tmp_path: Path) -> None:
+def _items(path: Path) -> list:
+    opts = ReadOptions(dataset="x", task="t")
+    return [item for part in pyg_lmdb.partitions(path, 10) for item in pyg_lmdb.read(part, opts)]
+
+
+GOOD = pickle.dumps({"pos": np.zeros((1, 3)), "atomic_numbers": np.array([1]), "energy": 0.0})
+
+
+def test_malicious_pickle_is_quarantined_not_run_and_the_rest_read(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    good = pickle.dumps({"pos": np.zeros((1, 3)), "atomic_numbers": np.array([1]), "energy": 0.0})
     evil = pickle.dumps({"pos": _Evil(marker)})
     path = tmp_path / "evil.lmdb"
-    _write_lmdb(path, [good, evil], length=False)
-    parts = pyg_lmdb.partitions(path, 10)
-    it = pyg_lmdb.read(parts[0], ReadOptions(dataset="x", task="t"))
-    first = next(it)
-    assert first.id == "x:evil.lmdb/0"
-    with pytest.raises(UnsafePickleError, match=r"evil\.lmdb key b'1'.*(posix|os)\.system"):
-        next(it)
+    _write_lmdb(path, [GOOD, evil, GOOD], length=False)
+    first, refused, third = _items(path)
+    assert first.id == "x:evil.lmdb/0" and third.id == "x:evil.lmdb/2"
+    assert isinstance(refused, Rejected) and refused.source_index == 1 and refused.source_file == str(path)
+    assert re.fullmatch(r"unsafe_pickle:1 refusing to load global (posix|os)\.system \(not on the allow-list\)",
+                        refused.reason), refused.reason
     assert not marker.exists()
+
+
+def test_unreadable_values_are_quarantined_as_parse(tmp_path: Path) -> None:
+    path = tmp_path / "garbled.lmdb"
+    _write_lmdb(path, [GOOD, b"\x80\x04\x95not a pickle stream\xff", GOOD[:-7], GOOD, b""])
+    items = _items(path)
+    assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Rejected", "Record", "Rejected"]
+    for item, key in zip((items[1], items[2], items[4]), ("1", "2", "4")):
+        assert item.reason.startswith(f"parse:{key} cannot unpickle ("), item.reason
+        assert int(key) == item.source_index
+    assert items[3].id == "x:garbled.lmdb/3"
+
+
+class _Bomb:
+    def __reduce__(self):  # 53 pickled bytes that ask for 100 MB
+        return (bytearray, (10**8,))
+
+
+def test_allocation_bomb_is_quarantined_as_unsafe(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.lmdb"
+    _write_lmdb(path, [GOOD, pickle.dumps({"pos": _Bomb()}, protocol=2), GOOD])
+    first, bomb, third = _items(path)
+    assert (first.id, third.id) == ("x:bomb.lmdb/0", "x:bomb.lmdb/2")
+    assert bomb.reason.startswith("unsafe_pickle:1 pickle asks for bytearray(100000000)"), bomb.reason
+
+
+def test_bad_unpickler_setting_fails_the_partition_not_each_record(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ok.lmdb"
+    _write_lmdb(path, [GOOD, GOOD])
+    monkeypatch.setenv("OMNI_PICKLE_MAX_BYTES", "lots")
+    with pytest.raises(ValueError, match="OMNI_PICKLE_MAX_BYTES"):
+        _items(path)
+
+
+def test_not_an_lmdb_file_is_refused_before_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "junk.lmdb"
+    path.write_bytes(b"\x00garbage, not an LMDB file\xff" * 300)
+    with pytest.raises(ReaderError, match=r"junk\.lmdb: not an LMDB file \(meta page 0 has magic 0x"):
+        pyg_lmdb.partitions(path, 10)
+    path.write_bytes(b"PK")
+    with pytest.raises(ReaderError, match=r"junk\.lmdb: not an LMDB file \(too short for meta page 0"):
+        pyg_lmdb.partitions(path, 10)
+
+
+def test_damaged_second_meta_page_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "meta.lmdb"
+    _write_lmdb(path, [GOOD])
+    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
+    psize = env.stat()["psize"]
+    env.close()
+    raw = bytearray(path.read_bytes())
+    raw[psize + 16:psize + 20] = b"\x00\x00\x00\x00"  # mm_magic of meta page 1 (after the 16-byte page header)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ReaderError, match=r"meta\.lmdb: not an LMDB file \(meta page 1 has magic 0x00000000"):
+        pyg_lmdb.partitions(path, 10)
+    raw[16:20] = (0xBEEFC0DE).to_bytes(4, "big")  # meta page 0 as a big-endian machine writes it
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ReaderError, match="big-endian"):
+        pyg_lmdb.partitions(path, 10)
 
 
 def test_bad_natoms_is_rejected(tmp_path: Path) -> None:

@@ -15,7 +15,19 @@ from omni_data.recompute.protocols import load_protocol
 from omni_data.safeio import safe_name
 from omni_data.schema import Record
 
-# file -> expected verdict: None = stored, else the reason's prefix (see PROVENANCE.md for each file)
+# file -> expected verdict: None = stored, else the reason's prefix (see PROVENANCE.md for each file).
+# Each job's protocol is one the run really matches (PROTOCOLS; else mp-pbe-static), so these
+# verdicts are about the output's state; test_verify.py covers outputs of another protocol.
+PROTOCOLS = {
+    "custodian_postprocess_ggau_spin_relax.vasprun.xml":
+        "PARENT: vasp-base\ntask: mpa\nvasp:\n  input_set: MPRelaxSet\n  set_kwargs: {user_potcar_settings: {Fe: Fe}}\n"
+        "  incar: {LDAUU: {O: {Fe: 4.0}}}\n  kpoints: {reciprocal_density: 0.5}\n",
+    "custodian_lobster_v51_static_nonspin.vasprun.xml":
+        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 500, ISPIN: 1, EDIFF: 1.0e-6}\n",
+    "custodian_unconverged_scan_static.vasprun.xml":
+        "PARENT: mp-pbe-static\nvasp:\n  set_kwargs: {user_potcar_settings: {Bi: Bi}}\n"
+        "  incar: {METAGGA: Scan, EDIFF: 1.0e-5}\n  kpoints: {reciprocal_density: 50}\n",
+}
 CASES = {
     "custodian_bad_vasprun_truncated_ggau.vasprun.xml": "parse:truncated",
     "custodian_large_cell_truncated_no_steps.vasprun.xml": "parse:truncated",
@@ -26,16 +38,20 @@ CASES = {
 
 
 def make_jobs(shared_data: Path, root: Path) -> dict[str, Path]:
-    """One emitted mp-pbe-static job per VASP output, with that output copied in as vasprun.xml."""
+    """One emitted job per VASP output (its matching protocol), with that output copied in as vasprun.xml."""
     dirs = {}
     for name in CASES:
+        protocol: str | Path = "mp-pbe-static"
+        if name in PROTOCOLS:
+            protocol = root.parent / f"match-{name.split('_')[1]}.yaml"
+            protocol.write_text(PROTOCOLS[name])
         try:
             atoms = read(shared_data / "vasp" / name, index=0)
         except Exception:  # the no-steps file has no structure ASE can read: use any real one
             atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
         rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
                      id=f"mpa:{name}", dataset="mpa", task="mpa")
-        emit_records([(rec, Source(rec.id, source_task="mpa"))], load_protocol("mp-pbe-static"), root)
+        emit_records([(rec, Source(rec.id, source_task="mpa"))], load_protocol(protocol), root)
         job = root / safe_name(rec.id)
         shutil.copy(shared_data / "vasp" / name, job / "vasprun.xml")
         jobs.mark_done(job)  # the batch script's view; collect must not trust it blindly
@@ -67,8 +83,8 @@ def test_verdicts_on_real_vasp_outputs(shared_data: Path, tmp_path: Path) -> Non
     assert np.allclose(lobster.stress, ase_final.get_stress(), atol=1e-8)  # ASE sign and eV/Å³
     for rec in stored.values():
         assert rec.task == "bridge" and rec.dataset == "bridge"
-        assert rec.metadata["protocol"] == "mp-pbe-static" and rec.metadata["source_task"] == "mpa"
-        assert rec.id == f"bridge:mp-pbe-static/{rec.metadata['source_id']}"
+        assert rec.metadata["protocol"].startswith("match-") and rec.metadata["source_task"] == "mpa"
+        assert rec.id == f"bridge:{rec.metadata['protocol']}/{rec.metadata['source_id']}"
 
 
 def test_collect_to_store_once(shared_data: Path, tmp_path: Path) -> None:
@@ -79,7 +95,7 @@ def test_collect_to_store_once(shared_data: Path, tmp_path: Path) -> None:
     assert shard is not None and len(found.records) == 2 and len(found.rejected) == 3
     store = Store(tmp_path / "store")
     assert len(store) == 2
-    rec = store.get("bridge:mp-pbe-static/mpa:custodian_lobster_v51_static_nonspin.vasprun.xml")
+    rec = store.get("bridge:match-lobster/mpa:custodian_lobster_v51_static_nonspin.vasprun.xml")
     assert rec.task == "bridge" and rec.metadata["source_id"] == "mpa:custodian_lobster_v51_static_nonspin.vasprun.xml"
     assert rec.energy == pytest.approx(-27.11090, abs=2e-5)
     reasons = sorted(store.quarantine().to_pydict()["reason"])
@@ -120,7 +136,10 @@ def test_boxed_molecule_comes_back_non_periodic(shared_data: Path, tmp_path: Pat
     src = shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml"
     first = read(src, index=0)
     rec = Record(numbers=first.numbers, positions=first.positions, id="w:dimer", dataset="w", task="w", charge=0.0, spin=1)
-    emit_records([(rec, Source(rec.id, source_task="w"))], load_protocol("mp-pbe-static"), tmp_path)
+    # the settings that MD run used (ENCUT 800, NSW 3 MD steps, EDIFF 1e-6); the box makes it Γ-only
+    (tmp_path / "h2o-md.yaml").write_text("PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, NSW: 3, IBRION: 0, EDIFF: 1.0e-6}\n")
+    emit_records([(rec, Source(rec.id, source_task="w"))], load_protocol(tmp_path / "h2o-md.yaml"), tmp_path / "jobs")
+    tmp_path = tmp_path / "jobs"
     job = tmp_path / safe_name(rec.id)
     shutil.copy(src, job / "vasprun.xml")
     found = collect(tmp_path)

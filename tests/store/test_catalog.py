@@ -104,3 +104,25 @@ def test_a_store_holds_and_pickles_the_reader_view(tmp_path):
     assert "sha256" not in store.catalog.shard("a")["files"]["lmdb"]
     again = pickle.loads(pickle.dumps(store))
     assert again.catalog.data == store.catalog.data and again[2].id == store[2].id
+
+
+@pytest.mark.parametrize("leave", [0, 4096], ids=["nothing", "one page"])
+def test_full_disk_leaves_no_catalog_temp_and_the_old_catalog(tmp_path, leave):
+    """No room for the new catalog (issue 17, item 9c): ENOSPC naming catalog.json, the old
+    catalog unchanged, and no ``.catalog.json.tmp-*`` left behind."""
+    import errno
+
+    from tests.store.diskfull import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "fs", "2m") as fs:
+        store = fs / "st"
+        add_shards(store, [_entry("a", 1)])
+        before = (store / "catalog.json").read_bytes()
+        fill(fs, leave)
+        many = [_entry(f"b-{i:04d}", 1) for i in range(200)]  # ~60 KB of catalog: more than is left
+        with pytest.raises(OSError) as info:
+            add_shards(store, many)
+        assert info.value.errno == errno.ENOSPC
+        assert str(info.value) == f"[Errno 28] {store / 'catalog.json'}: No space left on device"
+        assert (store / "catalog.json").read_bytes() == before
+        assert sorted(p.name for p in store.iterdir()) == [".catalog.lock", "catalog.json"]

@@ -110,18 +110,21 @@ def test_an_id_in_two_shards_is_an_error_naming_both(tmp_path):
     assert list((tmp_path / "s" / "index").iterdir()) == []  # no temporary file left
 
 
-def test_a_crash_before_the_catalog_update_leaves_only_a_note(tmp_path, monkeypatch):
+def test_a_failed_catalog_update_leaves_no_segment_behind(tmp_path, monkeypatch):
+    """The segment was written and renamed, then the catalog update failed: the segment file is
+    removed (it was never listed), so the store is as before and verify has nothing to say."""
     records = make_store(tmp_path / "s")
 
-    def crash(store_dir, change):
+    def fail(store_dir, change):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(idindex, "update_catalog", crash)
+    monkeypatch.setattr(idindex, "update_catalog", fail)
     with pytest.raises(OSError, match="disk gone"):
         idindex.build_id_index(tmp_path / "s")
     monkeypatch.undo()
+    assert list((tmp_path / "s" / "index").iterdir()) == []
     report = verify_store(tmp_path / "s")
-    assert report.ok and any("index/ids-" in note for note in report.notes)
+    assert report.ok and report.notes == []
     store = Store(tmp_path / "s")
     assert store.get(records[5].id).id == records[5].id  # found by asking the shards
     idindex.build_id_index(tmp_path / "s")  # a re-run finishes the job
@@ -170,3 +173,79 @@ def test_cli_ingest_indexes_and_info_reports_coverage(tmp_path, capsys):
     assert "indexed 15 ids of 4 shards" in out and out.count("removed the replaced segment") == 2
     assert main(["verify", str(store)]) == 0
     assert main(["index", str(tmp_path / "nope")]) == 2
+
+
+# --- a full disk during the id-index step (issue 17, item 9b)
+
+
+@pytest.mark.parametrize("leave", [0, 8192], ids=["nothing", "two pages"])
+def test_full_disk_names_the_index_file_and_leaves_nothing(tmp_path, leave):
+    """No room for the segment: ENOSPC naming the segment file (not an lmdb.Error), no temp file
+    or scratch folder left, the catalog untouched; with room again a re-run indexes everything."""
+    import errno
+
+    from tests.store.diskfull import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "fs") as fs:
+        store_dir = fs / "s"
+        records = make_store(store_dir, shards=4, per=50)
+        catalog = (store_dir / "catalog.json").read_bytes()
+        filler = fill(fs, leave)
+        with pytest.raises(OSError) as info:
+            idindex.build_id_index(store_dir)
+        assert info.value.errno == errno.ENOSPC
+        message = str(info.value)
+        assert message.startswith(f"[Errno 28] {store_dir / 'index' / 'ids-'}")
+        assert ".lmdb: No space left on device (id index of 200 ids; the shards are intact" in message
+        assert list((store_dir / "index").iterdir()) == []
+        assert (store_dir / "catalog.json").read_bytes() == catalog
+        report = verify_store(store_dir)
+        assert report.ok and report.notes == [] and report.temporaries == []
+        filler.unlink()
+        assert idindex.build_id_index(store_dir).ids == 200
+        store = Store(store_dir)
+        assert store.get(records[123].id).id == records[123].id
+
+
+def test_index_cli_on_a_full_disk_is_one_line(tmp_path, capsys):
+    from tests.store.diskfull import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "fs") as fs:
+        make_store(fs / "s", shards=2, per=10)
+        fill(fs, 0)
+        assert main(["index", str(fs / "s"), "--no-progress"]) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"omni-data index: [Errno 28] {fs / 's' / 'index' / 'ids-'}")
+        assert "No space left on device" in line and "Traceback" not in line
+
+
+def test_ingest_cli_with_a_full_disk_at_the_id_index_step(tmp_path, monkeypatch, capsys):
+    """The shards fit but the id index does not: ingest reports its summary, then one line naming
+    the index file and ENOSPC, exits 1, and leaves no temporary file; `omni-data index` finishes later."""
+    from tests.store.diskfull import fill, small_filesystem
+
+    real = idindex.build_id_index
+    filled = []
+
+    def fill_then_build(store_dir, **kwargs):  # the disk fills up between the shards and the index
+        filled.append(fill(fs, 0))
+        return real(store_dir, **kwargs)
+
+    monkeypatch.setattr(idindex, "build_id_index", fill_then_build)
+    with small_filesystem(tmp_path / "fs") as fs:
+        src = write_extxyz(emt_records(30, seed=3), tmp_path / "a.extxyz")
+        store_dir = fs / "st"
+        code = main(["ingest", str(src), "--dataset", "emt", "--task", "pbe", "--out", str(store_dir),
+                     "--shard-size", "10", "--no-progress", "--no-cluster"])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err
+        (line,) = [x for x in err.splitlines() if "id index" in x]
+        assert line.startswith(f"omni-data ingest: id index: [Errno 28] {store_dir / 'index' / 'ids-'}")
+        assert "No space left on device" in line
+        assert len(Catalog(store_dir).shards) == 3
+        report = verify_store(store_dir)
+        assert report.ok and report.temporaries == []
+        filled[0].unlink()
+        monkeypatch.undo()
+        assert main(["index", str(store_dir), "--no-progress"]) == 0
+        assert len(Catalog(store_dir).sections["id_index"]["segments"]) == 1

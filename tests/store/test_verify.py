@@ -57,3 +57,68 @@ def test_a_row_table_that_misleads_is_named(tmp_path):
     report = verify_store(root)
     assert report.problems == ["shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row table: "
                                "2 of 4 rows do not lead to their record (first: row 0))"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftover_temporary_files_are_listed(tmp_path):
+    """A killed or failed writer's temp files (issue 17, item 9c) are each named with their size
+    and whether their writer still runs; readers never see them, so the store stays valid."""
+    import os
+
+    root = _store(tmp_path)
+    dead, alive = _dead_pid(), os.getpid()
+    (root / f".catalog.json.tmp-{dead}").write_bytes(b"{" * 10)
+    (root / "shards" / f".s-c.lmdb.tmp-{dead}").write_bytes(b"\0" * 4096)
+    (root / "quarantine").mkdir()
+    (root / "quarantine" / f".s-c.parquet.tmp-{alive}").write_bytes(b"PAR1")
+    (root / "index" / f".build-{dead}").mkdir(parents=True)
+    (root / "index" / f".build-{dead}" / "run-0-0.lmdb").write_bytes(b"\0" * 100)
+    (root / "sidecars" / "soap").mkdir(parents=True)
+    (root / "sidecars" / "soap" / f".s-a.{dead}.tmp.npz").write_bytes(b"x")
+    report = verify_store(root)
+    assert report.ok
+    assert report.temporaries == [f".catalog.json.tmp-{dead}", f"index/.build-{dead}", f"quarantine/.s-c.parquet.tmp-{alive}",
+                                  f"shards/.s-c.lmdb.tmp-{dead}", f"sidecars/soap/.s-a.{dead}.tmp.npz"]
+    assert report.notes == [
+        f".catalog.json.tmp-{dead}: temporary file of an interrupted or failed write, 10 bytes "
+        f"(pid {dead} is not running: safe to delete)",
+        f"index/.build-{dead}: temporary file of an interrupted or failed write, 100 bytes "
+        f"(pid {dead} is not running: safe to delete)",
+        f"quarantine/.s-c.parquet.tmp-{alive}: temporary file of an interrupted or failed write, 4 bytes "
+        f"(its writer (pid {alive}) is still running)",
+        f"shards/.s-c.lmdb.tmp-{dead}: temporary file of an interrupted or failed write, 4,096 bytes "
+        f"(pid {dead} is not running: safe to delete)",
+        f"sidecars/soap/.s-a.{dead}.tmp.npz: temporary file of an interrupted or failed write, 1 bytes "
+        f"(pid {dead} is not running: safe to delete)",
+    ]
+
+
+def test_verify_cli_prints_leftover_temporaries(tmp_path, capsys):
+    from omni_data.cli.main import main
+
+    root = _store(tmp_path)
+    dead = _dead_pid()
+    (root / f".catalog.json.tmp-{dead}").write_bytes(b"{}")
+    assert main(["verify", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"note .catalog.json.tmp-{dead}: temporary file of an interrupted or failed write, 2 bytes" in out
+
+
+def test_verify_quiet_still_names_leftover_temporaries(tmp_path, capsys):
+    from omni_data.cli.main import main
+
+    root = _store(tmp_path)
+    dead = _dead_pid()
+    (root / f".catalog.json.tmp-{dead}").write_bytes(b"{}")
+    assert main(["verify", "--quiet", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"leftover temporary file .catalog.json.tmp-{dead}" in captured.err

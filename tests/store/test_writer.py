@@ -85,3 +85,96 @@ def test_empty_shard_and_unserialisable_metadata(tmp_path):
     bad[0].metadata = {"x": np.float32(1.0)}
     with pytest.raises(ValueError, match="record 'emt:0-0': metadata"):
         write_shard(tmp_path, "d", bad)
+
+
+# --- a full disk (issue 17, item 9a): the error says ENOSPC and names the shard file
+
+
+@pytest.fixture(scope="module")
+def two_hundred():
+    return emt_records(200, seed=1)
+
+
+@pytest.mark.parametrize("fmt", ["lmdb", "arrow"])
+@pytest.mark.parametrize("leave", [0, 8192, 40960], ids=["0B", "8KiB", "40KiB"])
+def test_full_disk_says_no_space_and_names_the_shard(tmp_path, fmt, leave, two_hundred):
+    """On a real full tmpfs: LMDB's short write (which it reports as EIO, as with 40 KiB left) and
+    Arrow's ENOSPC both come out as ``[Errno 28] STORE/shards/NAME.EXT: No space left on device``,
+    with no temp file left."""
+    import errno
+
+    from tests.store.diskfull import fill, small_filesystem
+
+    records = two_hundred
+    with small_filesystem(tmp_path / "fs") as fs:
+        store = fs / "st"
+        write_shard(store, "s0", records[:5], formats=(fmt,))
+        fill(fs, leave)
+        with pytest.raises(OSError) as info:
+            write_shard(store, "s1", records, formats=(fmt,))
+        assert info.value.errno == errno.ENOSPC
+        assert str(info.value) == f"[Errno 28] {store / 'shards' / ('s1.' + fmt)}: No space left on device"
+        assert sorted(p.name for p in (store / "shards").iterdir()) == [f"s0.{fmt}"]
+        assert [s["name"] for s in Catalog(store).shards] == ["s0"]
+        assert not [p for p in store.iterdir() if ".tmp-" in p.name]
+
+
+def test_full_disk_while_writing_the_quarantine_leaves_no_temp_file(tmp_path):
+    from omni_data.schema import Rejected
+    from tests.store.diskfull import fill, small_filesystem
+
+    records = emt_records(3, seed=1)
+    rejected = [Rejected("x.extxyz", i, "nonfinite:forces " + "x" * 2000, "emt", f"x:{i}") for i in range(400)]
+    with small_filesystem(tmp_path / "fs") as fs:
+        store = fs / "st"
+        write_shard(store, "s0", records[:1], formats=("arrow",))
+        probe = write_shard_files(store, "probe", records[1:], formats=("arrow",))
+        for path in (store / "shards").glob("probe.*"):
+            path.unlink()
+        fill(fs, probe.files["arrow"]["bytes"] + 8192)  # room for the shard, not for its quarantine
+        with pytest.raises(OSError, match=r"quarantine/s1\.parquet: No space left on device"):
+            write_shard(store, "s1", records[1:], rejected=rejected, formats=("arrow",))
+        assert list((store / "quarantine").iterdir()) == []
+        assert sorted(p.name for p in (store / "shards").iterdir()) == ["s0.arrow"]
+
+
+def test_lmdb_short_write_is_enospc_only_when_the_disk_is_full(tmp_path, monkeypatch):
+    """LMDB reports a short write as EIO: ENOSPC when the filesystem has less room than the file
+    still needed, the real EIO (naming the file) when there is room."""
+    import errno
+
+    import lmdb
+
+    import omni_data.store.lmdb as lmdb_mod
+
+    def short_write(path, *args):
+        raise lmdb.Error("mdb_txn_commit: Input/output error")
+
+    monkeypatch.setattr(lmdb_mod, "_write_lmdb", short_write)
+    records = emt_records(4, seed=1)
+    monkeypatch.setattr(lmdb_mod, "_free_bytes", lambda folder: 12288)
+    with pytest.raises(OSError) as info:
+        write_shard(tmp_path, "s1", records, formats=("lmdb",))
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == f"[Errno 28] {tmp_path / 'shards' / 's1.lmdb'}: No space left on device"
+    monkeypatch.setattr(lmdb_mod, "_free_bytes", lambda folder: 50 << 30)
+    with pytest.raises(OSError) as info:
+        write_shard(tmp_path, "s1", records, formats=("lmdb",))
+    assert info.value.errno == errno.EIO
+    assert str(info.value) == (f"[Errno 5] {tmp_path / 'shards' / 's1.lmdb'}: Input/output error "
+                               "(mdb_txn_commit: Input/output error)")
+    assert list((tmp_path / "shards").iterdir()) == []
+
+
+def test_lmdb_disk_error_and_map_full_are_named(tmp_path):
+    import errno
+
+    import lmdb
+
+    from omni_data.store.lmdb import write_error
+
+    path = tmp_path / "x.lmdb"
+    disk = write_error(lmdb.DiskError(f"{path}: No space left on device"), path, 10)
+    assert disk.errno == errno.ENOSPC and str(disk) == f"[Errno 28] {path}: No space left on device"
+    full = write_error(lmdb.MapFullError("mdb_put: MDB_MAP_FULL: Environment mapsize limit reached"), path, 10)
+    assert full.errno is None and str(full).startswith(f"{path}: LMDB map size too small")

@@ -10,7 +10,7 @@ import numpy as np
 
 from omni_data.recompute.molecules import Refused, is_molecule
 from omni_data.recompute.protocols import Method
-from omni_data.recompute.runners.result import RunFailed, RunResult, default_multiplicity
+from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_charge_spin
 from omni_data.schema import Record
 from omni_data.units import BOHR_ANGSTROM, HARTREE_EV
 
@@ -33,10 +33,8 @@ def run(record: Record, method: Method) -> RunResult:
     if unknown:
         raise Refused(f"bad_value:unknown pyscf option(s) {', '.join(sorted(unknown))}")
     opts = method.options
-    charge = float(record.charge or 0.0)
-    if abs(charge - round(charge)) > 1e-8:
-        raise Refused(f"bad_value:non-integer charge {charge} for a molecular calculation")
-    mult = int(record.spin) if record.spin is not None else default_multiplicity(record.numbers, charge)
+    chosen = resolve_charge_spin(record)
+    charge, mult = chosen.charge, chosen.multiplicity
     atoms = [(int(z), tuple(float(x) for x in p)) for z, p in zip(record.numbers, record.positions)]
     try:
         mol = gto.M(atom=atoms, basis=str(opts.get("basis", "def2-svp")), charge=int(round(charge)),
@@ -61,4 +59,5 @@ def run(record: Record, method: Method) -> RunResult:
     forces = -gradient * HARTREE_EV / BOHR_ANGSTROM
     return RunResult(energy=energy * HARTREE_EV, forces=forces, stress=None, converged=True, charge=charge,
                      multiplicity=mult, n_scf=cycles["n"],
-                     info={"xc": mf.xc, "basis": mol.basis, "n_basis": int(mol.nao_nr()), "restricted": mult == 1})
+                     info={"xc": mf.xc, "basis": mol.basis, "n_basis": int(mol.nao_nr()), "restricted": mult == 1},
+                     spin_source=chosen.source, warnings=list(chosen.warnings))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from omni_data.recompute.runners.result import RunFailed, RunResult, default_multiplicity
+from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_charge_spin
 from omni_data.recompute.molecules import Refused
 from omni_data.recompute.protocols import Method
 from omni_data.schema import Record
@@ -36,8 +36,8 @@ def run(record: Record, method: Method) -> RunResult:
     unknown = set(method.options) - OPTIONS
     if unknown:
         raise Refused(f"bad_value:unknown tblite option(s) {', '.join(sorted(unknown))}")
-    charge = float(record.charge or 0.0)
-    mult = int(record.spin) if record.spin is not None else default_multiplicity(record.numbers, charge)
+    chosen = resolve_charge_spin(record)
+    charge, mult = chosen.charge, chosen.multiplicity
     pbc = np.asarray(record.pbc, dtype=bool)
     periodic = bool(pbc.any())
     kwargs: dict[str, Any] = {"charge": charge, "uhf": mult - 1}
@@ -64,5 +64,6 @@ def run(record: Record, method: Method) -> RunResult:
         virial = np.asarray(res.get("virial")) * HARTREE_EV / volume
         stress = virial.flat[[0, 4, 8, 5, 2, 1]].astype(float)
     return RunResult(energy=energy, forces=forces, stress=stress, converged=True, charge=charge,
-                     multiplicity=mult, info={"periodic": periodic})
+                     multiplicity=mult, info={"periodic": periodic, "method": method.name},
+                     spin_source=chosen.source, warnings=list(chosen.warnings))
 
