@@ -4,12 +4,17 @@ Part 1 (exact): clustered descriptor-like points (see ``clustered``), ``omni_dat
 against ``fpsample.fps_sampling`` with the same start index, in this process; asserts the
 picks are identical and prints wall and CPU seconds and the ratio.
 
+Part 1b (``--k-sweep``): time against k at one N (the issue's 1k, 10k, 100k at N = 1M), omni
+fps for every k in one process; fpsample and the plain numpy loop only where N*k is at most
+``--baseline-max-nk`` (they cost N*k*d; above that their time is extrapolated, marked "~").
+
 Part 2 (``--dist-n``): distributed FPS (per-shard FPS as Dask tasks, then global FPS) over
 points generated shard by shard; covering radius against exact fast FPS on the same points.
 
     python benchmarks/fps.py                          # 200k x 64, k=1000 (~1 min)
     python benchmarks/fps.py --n 1000000              # the issue's size (fpsample ~30-60 s)
     python benchmarks/fps.py --n 0 --dist-n 10000000  # distributed on 10M points
+    python benchmarks/fps.py --n 1000000 --k-sweep 1000,10000,100000 --threads 1
 """
 from __future__ import annotations
 
@@ -80,6 +85,45 @@ def exact_part(args: argparse.Namespace) -> None:
         raise SystemExit("picks differ from fpsample")
 
 
+def sweep_part(args: argparse.Namespace) -> None:
+    """omni fps for each k of ``--k-sweep`` (one process), baselines where N*k is small enough."""
+    import fpsample
+
+    from omni_data.select._fps_reference import fps_reference
+
+    x = clustered(args.n, args.d, args.clusters, args.intrinsic, args.noise)
+    fps(x[:2000], 10, 0, threads=args.threads)
+    ks = [int(v) for v in args.k_sweep.split(",")]
+    print(f"time vs k: N={args.n} d={args.d} threads={args.threads} load={os.getloadavg()[0]:.1f}")
+    print("| k | omni wall / cpu | distances / (N k) | fpsample wall / cpu | numpy loop wall / cpu "
+          "| identical | load |")
+    print("|---:|---:|---:|---:|---:|:---:|---:|")
+    rate: dict[str, float] = {}  # baseline cpu seconds per N*k, for the extrapolated rows
+    prev = None
+    for k in ks:
+        fast, fw, fc = timed(fps, x, k, args.start, threads=args.threads)
+        cells, same, compared = [], True, False
+        for name, fn in (("fpsample", lambda: fpsample.fps_sampling(x, k, start_idx=args.start)),
+                         ("numpy", lambda: fps_reference(x, k, args.start)[0])):
+            if args.n * k <= args.baseline_max_nk:
+                got, bw, bc = timed(fn)
+                same = same and bool(np.array_equal(np.asarray(got, np.int64), fast.indices))
+                compared = True
+                rate[name] = bc / (args.n * k)
+                cells.append(f"{bw:.1f} s / {bc:.1f} s")
+            elif name in rate:
+                cells.append(f"~{rate[name] * args.n * k:.0f} s cpu (extrapolated)")
+            else:
+                cells.append("not run")
+        share = fast.distances_computed / (args.n * k)
+        growth = f" (×{fc / prev:.1f} cpu)" if prev else ""
+        prev = fc
+        print(f"| {k:,} | {fw:.1f} s / {fc:.1f} s{growth} | {share:.4f} | {cells[0]} | {cells[1]} "
+              f"| {('yes' if same else 'NO') if compared else '-'} | {os.getloadavg()[0]:.1f} |")
+        if not same:
+            raise SystemExit(f"picks differ from a baseline at k={k}")
+
+
 def _load(path: str) -> np.ndarray:
     return np.load(path)
 
@@ -140,13 +184,18 @@ def main() -> None:
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--numpy-loop", action="store_true", help="also time the plain numpy loop")
+    p.add_argument("--k-sweep", default="", help="comma-separated k values: time vs k at --n")
+    p.add_argument("--baseline-max-nk", type=float, default=1e9,
+                   help="run fpsample / the numpy loop only where N*k is at most this")
     p.add_argument("--dist-n", type=int, default=0, help="points for the distributed run (0: skip)")
     p.add_argument("--shard", type=int, default=500_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--oversample", type=float, default=3.0)
     p.add_argument("--workdir", help="folder for the generated shard files (default: a new temp dir)")
     args = p.parse_args()
-    if args.n:
+    if args.n and args.k_sweep:
+        sweep_part(args)
+    elif args.n:
         exact_part(args)
     if args.dist_n:
         distributed_part(args)

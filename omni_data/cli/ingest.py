@@ -8,9 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 from omni_data.store.writer import FORMATS
+
+if TYPE_CHECKING:
+    from omni_data.pipeline.ingest import IngestSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +44,10 @@ def _is_manifest(target: str) -> bool:
         return False
     try:
         load_manifest(target)  # resolves aliases
-    except ManifestError:
-        return False
+    except ManifestError as exc:
+        if "no such manifest" in str(exc):
+            return False
+        raise  # a broken manifest is named, not mistaken for a data path
     return True
 
 
@@ -87,6 +93,14 @@ def build_spec(args: argparse.Namespace):
                       formats=formats, command=["omni-data", "ingest", *sys.argv[2:]])
 
 
+def all_quarantined_message(source: Path, summary: "IngestSummary") -> str:
+    """One line for a run that stored nothing: the top quarantine reason and its count."""
+    top = summary.top_reason()
+    why = "" if top is None else f"; top reason {top[0]} ({top[1]} records), e.g. {top[2]!r}"
+    return (f"{source}: all {summary.read} records read were quarantined, none stored{why}; "
+            f"see the store's quarantine/ for every reason")
+
+
 def run(args: argparse.Namespace) -> int:
     from omni_data.pipeline.cluster import dask_client
     from omni_data.pipeline.ingest import ingest
@@ -104,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)
     except (ValueError, OSError) as exc:
-        print(f"omni-data ingest: {spec.source}: cannot extract: {exc}", file=sys.stderr)
+        print(f"omni-data ingest: cannot extract: {exc}", file=sys.stderr)  # exc names the archive
         return 1
     if staged != spec.source:
         print(f"extracted {spec.source} -> {staged}", file=sys.stderr)
@@ -122,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in summary.lines():
         print(line)
+    if summary.all_quarantined:
+        print(f"omni-data ingest: {all_quarantined_message(spec.source, summary)}", file=sys.stderr)
+        return 1
     if not args.no_id_index:
         from omni_data.store.idindex import build_id_index
 

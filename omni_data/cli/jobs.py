@@ -1,5 +1,9 @@
 """``omni-data jobs DIR``: state of recompute jobs (pending/running/done/failed with reasons).
 
+Running jobs and SIGTERM failures are checked against Slurm (``omni_data.recompute.queue``):
+a time limit reads ``failed timeout:...``, an scancel ``failed cancelled:...``, a batch job that
+vanished ``failed lost:...``; ``--reemit-failed`` keeps that reason in the job's history.
+
 ``--reemit-failed`` re-creates failed jobs' inputs from their record.json and protocol;
 ``--write-script slurm|pbs --vasp-cmd CMD`` writes the batch script for the unfinished jobs.
 Exit code 0 (this is a status report); errors in the jobs dir itself exit 2.
@@ -21,7 +25,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the VASP batch script (shared with ``emit-jobs``)."""
     g = parser.add_argument_group("batch script (VASP jobs)")
     g.add_argument("--write-script", choices=("slurm", "pbs"), help="write submit.<scheduler> + a job list of the unfinished jobs")
-    g.add_argument("--vasp-cmd", help="command that runs VASP in a job dir, e.g. 'srun vasp_std'")
+    g.add_argument("--vasp-cmd", help="command that runs VASP in a job dir, e.g. 'srun vasp_std' (default for "
+                   "xTB/PySCF jobs: this Python running the local runner in the job dir)")
     g.add_argument("--per-task", type=int, default=1, metavar="N", help="job dirs per array task (default 1)")
     g.add_argument("--job-name", default="omni-recompute")
     g.add_argument("--time", default="24:00:00", help="walltime per array task")
@@ -35,14 +40,16 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_script_from_args(root: Path, args: argparse.Namespace) -> int:
     """Write the batch script if asked; returns 0, or 2 after printing why not."""
-    from omni_data.recompute.slurm import BatchOptions, write_batch
+    from omni_data.recompute.slurm import BatchOptions, default_command, write_batch
 
     if not args.write_script:
         return 0
-    if not args.vasp_cmd:
-        print("--write-script needs --vasp-cmd (the command that runs VASP)", file=sys.stderr)
+    try:
+        command = args.vasp_cmd or default_command(root)
+    except ValueError as exc:
+        print(f"{root}: --write-script: {exc}", file=sys.stderr)
         return 2
-    opts = BatchOptions(vasp_cmd=args.vasp_cmd, per_task=args.per_task, job_name=args.job_name, time=args.time,
+    opts = BatchOptions(vasp_cmd=command, per_task=args.per_task, job_name=args.job_name, time=args.time,
                         partition=args.partition, account=args.account, nodes=args.nodes,
                         ntasks_per_node=args.ntasks_per_node, max_parallel=args.max_parallel, extra=list(args.batch_opt))
     try:
@@ -72,6 +79,8 @@ def reemit_failed(root: Path) -> list[dict]:
     for state in jobs.summarize(root):
         if state.state != "failed":
             continue
+        if state.reason != jobs.job_state(state.path).reason:
+            jobs.keep_reason(state.path, state.reason)  # the history keeps what Slurm said (timeout, cancelled)
         job = state.job or {}
         record = jobs.read_record(state.path)
         source = Source(record_id=record.id, source_task=job.get("source_task", ""), dataset=job.get("dataset", ""),

@@ -2,9 +2,10 @@
 
 ``apply_filters`` returns the first failing filter as a quarantine reason
 (``"filter:<name> <detail>"``) or ``None``. Ingest calls it for every record; ``omni-data filter``
-re-applies a manifest's filters to a finished store. Minimum distances use ``vesin`` with the
-record's cell and periodicity, so a short contact across the cell boundary (a periodic image,
-including an atom's own image in a small cell) counts.
+re-applies a manifest's filters to a finished store. Minimum distances use the record's cell and
+periodicity (``omni_data.contacts``), so a short contact across the cell boundary (a periodic
+image, including an atom's own image in a small cell) counts. Atoms under 0.1 Å apart never get
+here: ingest quarantines them first (``schema.MIN_INTERATOMIC_DISTANCE``).
 """
 from __future__ import annotations
 
@@ -26,26 +27,15 @@ def max_force(record: Record) -> tuple[float, int] | None:
 
 
 def min_distance(record: Record, cutoff: float) -> tuple[float, int, int] | None:
-    """Shortest interatomic distance below ``cutoff`` (Å) with its pair, periodic images included.
+    """Shortest interatomic distance below ``cutoff`` (Å) with its pair, periodic images included
+    (an atom and its own image in a small cell is the pair ``(i, i)``).
 
-    None when no pair is closer than ``cutoff``.
+    None when no pair is closer than ``cutoff``. ``omni_data.contacts.closest_pair`` does the work
+    (microseconds per structure; a cell-list library binned the whole box at the cutoff's size).
     """
-    from vesin import NeighborList
+    from omni_data.contacts import closest_pair
 
-    pos = np.asarray(record.positions, dtype=np.float64).reshape(-1, 3)
-    pbc = np.asarray(record.pbc, dtype=bool).reshape(3)
-    if record.cell is None or not pbc.any():
-        box = np.zeros((3, 3))
-        periodic: bool | list[bool] = False
-    else:
-        box = np.asarray(record.cell, dtype=np.float64).reshape(3, 3)
-        periodic = pbc.tolist()
-    nl = NeighborList(cutoff=float(cutoff), full_list=False)
-    i, j, d = nl.compute(points=pos, box=box, periodic=periodic, quantities="ijd")
-    if len(d) == 0:
-        return None
-    k = int(np.argmin(d))
-    return float(d[k]), int(i[k]), int(j[k])
+    return closest_pair(record.positions, record.cell, record.pbc, float(cutoff))
 
 
 def apply_filters(record: Record, filters: Filters) -> str | None:

@@ -1,7 +1,8 @@
 """Ingest: source files -> partitions -> one shard each, as Dask tasks; resumable.
 
-Each partition becomes one task: read it, validate (``schema.problem``), apply the manifest's
-filters, and write its shard and quarantine part atomically (``store.write_shard_files``). The
+Each partition becomes one task: read it, validate (``schema.problem``, which drops invalid
+optional labels to None, and ``schema.close_contact``, atoms under 0.1 Å apart), apply the
+manifest's filters, and write its shard and quarantine part atomically (``store.write_shard_files``). The
 driver adds each finished shard to the catalog as its task completes, so an interrupted run
 keeps every completed shard; re-running skips partitions whose shard is already catalogued
 (shard names derive from a hash of the partition's identity) and yields the same store.
@@ -66,6 +67,8 @@ class PartitionResult:
     read: int = 0
     written: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    labels_dropped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
     entry: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -73,7 +76,11 @@ class PartitionResult:
 
 @dataclass
 class IngestSummary:
-    """Totals of one run; ``read == written + sum(quarantined)`` over processed partitions."""
+    """Totals of one run; ``read == written + sum(quarantined)`` over processed partitions.
+
+    ``labels_dropped``: per optional label, the stored records whose invalid value was dropped to
+    None (``schema.drop_invalid_optional``); ``examples``: the first full reason of each
+    quarantine kind."""
 
     partitions: int = 0
     skipped: int = 0
@@ -81,6 +88,8 @@ class IngestSummary:
     read: int = 0
     written: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    labels_dropped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
@@ -88,6 +97,11 @@ class IngestSummary:
     @property
     def ok(self) -> bool:
         return not self.errors and not self.interrupted
+
+    @property
+    def all_quarantined(self) -> bool:
+        """Records were read this run and not one of them could be stored."""
+        return self.read > 0 and self.written == 0
 
     def add(self, result: PartitionResult) -> None:
         if result.error:
@@ -97,6 +111,15 @@ class IngestSummary:
         self.read += result.read
         self.written += result.written
         self.quarantined = dict(Counter(self.quarantined) + Counter(result.quarantined))
+        self.labels_dropped = dict(Counter(self.labels_dropped) + Counter(result.labels_dropped))
+        self.examples = {**result.examples, **self.examples}
+
+    def top_reason(self) -> tuple[str, int, str] | None:
+        """(kind, count, an example reason) of the most common quarantine kind; None if none."""
+        if not self.quarantined:
+            return None
+        kind, count = max(sorted(self.quarantined.items()), key=lambda kv: kv[1])
+        return kind, count, self.examples.get(kind, kind)
 
     def lines(self) -> list[str]:
         q = sum(self.quarantined.values())
@@ -105,6 +128,11 @@ class IngestSummary:
             f"{len(self.errors)} failed)",
             f"records read {self.read} = written {self.written} + quarantined {q}"
             + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(self.quarantined.items()))})" if q else ""),
+        ]
+        if self.labels_dropped:
+            out.append("labels dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.labels_dropped.items()))
+                       + " (invalid optional labels stored as unknown; the structures were kept)")
+        out += [
             f"time {self.seconds:.1f} s" + (f", {self.read / self.seconds:,.0f} records/s" if self.seconds > 0 else ""),
         ]
         out += [f"FAILED {e}" for e in self.errors]
@@ -231,6 +259,7 @@ def _run(store: str, reader_name: str, job: Job, options: ReadOptions, filters: 
     reconcile(triage.read, info.records, info.quarantined, f"partition {job.partition.key}")
     result.read, result.written = triage.read, info.records
     result.quarantined, result.entry = triage.reasons(), info.entry()
+    result.labels_dropped, result.examples = dict(triage.dropped), triage.examples()
 
 
 def _versions() -> dict[str, str]:

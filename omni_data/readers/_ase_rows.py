@@ -115,6 +115,14 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+def _optional_array(value: Any) -> Any:
+    """``value`` as a float array, or as found when it is not numeric (the schema then drops it)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return value
+
+
 def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], opts: ReadOptions,
                  unit_dict: Mapping[str, str], n: int, meta: dict[str, Any]) -> tuple[Any, str, Any, Any, Any]:
     """(energy, energy_kind, forces, stress, magmoms) of one row; sources recorded in ``meta``."""
@@ -142,8 +150,8 @@ def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[s
         stress = raw
         meta["stress_source_key"] = found[1]
     found = _label("magmoms", ("magmoms",), row, kvp, data, opts)
-    if found is not None and np.asarray(found[0]).size == n:
-        magmoms = np.asarray(found[0], dtype=np.float64)
+    if found is not None and np.size(found[0]) > 0:  # empty: none stored (not an invalid value)
+        magmoms = _optional_array(found[0])  # as found: schema.drop_invalid_optional drops a bad one
         meta["magmoms_source_key"] = found[1]
     return energy, kind, forces, stress, magmoms
 
@@ -168,16 +176,18 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
     rec = Record(numbers=numbers, positions=positions, id=opts.make_id(source_id), dataset=opts.dataset,
                  task=opts.task, cell=cell, pbc=pbc, energy=energy, energy_kind=kind, forces=forces,
                  stress=stress, magmoms=magmoms, source_file=path, source_index=index, metadata=meta)
+    # charge and spin are kept as found (a float spin stays a float): schema.drop_invalid_optional
+    # drops a placeholder (SchNetPack's spin_multiplicity 0.0, "not set"), NaN or text to None
     found = _label("charge", ("charge", "total_charge"), row, kvp, data, opts)
     if found is not None:
-        rec.charge = float(_scalar(found[0]))
+        rec.charge = _scalar(found[0])
         meta["charge_source_key"] = found[1]
     elif row.get("initial_charges") is not None:
         rec.charge = float(np.sum(row["initial_charges"]))
         meta["charge_source_key"] = "sum(initial_charges)"
     found = _label("spin", ("spin", "multiplicity", "spin_multiplicity"), row, kvp, data, opts)
     if found is not None:
-        rec.spin = int(_scalar(found[0]))
+        rec.spin = _scalar(found[0])
         meta["spin_source_key"] = found[1]
     rec.fixed, other = fixed_from_constraints(row.get("constraints"), n)
     if other:

@@ -94,16 +94,3 @@ def scalar_metadata(data: dict[str, Any], skip: set[str]) -> dict[str, Any]:
         if safe is not None:
             out[str(key)] = safe
     return out
-
-
-def read_byte_range(path: str | Path, offset: int, end: int) -> tuple[str, str]:
-    """(text of bytes ``offset..end`` of ``path``, a "path bytes a-b" label for errors): what a
-    partition of an indexed JSON file reads. Compressed files decompress forward to ``offset``
-    (nothing before it is kept); ReaderError names the file if it cannot be read."""
-    try:
-        with open_binary(path) as fh:
-            fh.seek(offset)
-            raw = fh.read(end - offset)
-    except (OSError, EOFError) as exc:
-        raise ReaderError(f"{path}: cannot open ({exc})") from exc
-    return raw.decode("utf-8"), f"{path} bytes {offset}-{end}"

@@ -4,8 +4,9 @@ Why: MPtrj is one 12 GB JSON object ``{mp_id: {frame_id: {...}}}``; no JSON pars
 reports byte positions, and parsing it to find partition boundaries would cost a full parse per
 run. ``scan_object`` reads the file in fixed-size chunks with numpy, tracks string state (quotes,
 backslash escapes) and bracket depth, and returns the offset of every depth-1 key and how many
-depth-2 keys (frames) each entry holds. ``iter_entries`` then decodes one byte range entry by
-entry with ``json.JSONDecoder.raw_decode``, so memory is bounded by the range, never the file.
+depth-2 keys (frames) each entry holds. A partition's reader then cuts its byte range at the same
+places (``split_entries``/``split_values``) and decodes each entry alone (``decode_entry``/
+``decode_value``), so memory is bounded by the range and a damaged entry fails only itself.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class _Chunk:
     struct: np.ndarray  # brackets outside strings (chunk positions)
     steps: np.ndarray  # +1 for an opening bracket, -1 for a closing one
     depth_after: np.ndarray  # depth after each bracket
+    data: bytes  # the chunk's bytes
 
 
 def _chunks(fh: IO[bytes], name: str, chunk: int) -> Iterator[tuple[int, _Chunk]]:
@@ -103,12 +105,24 @@ def _chunks(fh: IO[bytes], name: str, chunk: int) -> Iterator[tuple[int, _Chunk]
             q_depth = np.where(k > 0, depth_after[np.maximum(k - 1, 0)], depth)
         else:
             q_depth = np.full(opening.size, depth)
-        yield first_byte, _Chunk(base, opening, q_depth, struct, steps, depth_after)
+        yield first_byte, _Chunk(base, opening, q_depth, struct, steps, depth_after, data)
         in_string = bool((quotes.size + int(in_string)) % 2)
         depth = int(depth_after[-1]) if struct.size else depth
         tail = len(data) - len(data.rstrip(b"\\"))
         carry_bs = tail + carry_bs if tail == len(data) else tail
         base += len(data)
+
+
+def _nothing_after(fh: IO[bytes], rest: bytes, end: int, name: str, chunk: int = 1 << 20) -> None:
+    """ValueError when anything but whitespace follows the top-level value's closing bracket at
+    byte ``end`` (``rest``: the rest of its chunk): data there would be silently dropped."""
+    while True:
+        if rest.strip(b" \t\r\n"):
+            raise ValueError(f"{name}: data after the end of the top-level JSON value at byte {end} "
+                             "(a stray closing bracket?)")
+        rest = fh.read(chunk)
+        if not rest:
+            return
 
 
 def scan_object(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
@@ -120,16 +134,19 @@ def scan_object(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
     for first, c in _chunks(fh, name, chunk):
         if first != ord("{"):
             raise ValueError(f"{name}: top level is not a JSON object")
+        closes = c.struct[c.depth_after == 0]
         sel = (c.q_depth == 1) | (c.q_depth == 2)
+        if closes.size:  # nothing after the object's closing brace belongs to it
+            sel &= c.quotes < closes[0]
         for pos, d in zip(c.quotes[sel].tolist(), c.q_depth[sel].tolist()):
             if d == 1:
                 offsets.append(c.base + pos)
                 children.append(0)
             elif children:
                 children[-1] += 1
-        closes = c.struct[c.depth_after == 0]
         if closes.size:
             end = c.base + int(closes[0])
+            _nothing_after(fh, c.data[int(closes[0]) + 1:], end, name)
             break
     if end < 0:
         raise ValueError(f"{name}: JSON object is truncated (no closing brace)")
@@ -147,63 +164,21 @@ def scan_values(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
             raise ValueError(f"{name}: neither a JSON array nor JSON lines")
         level = 2 if first == ord("[") else 1
         opens = c.struct[(c.steps == 1) & (c.depth_after == level)]
-        offsets.extend((c.base + opens).tolist())
         closes = c.struct[c.depth_after == 0]
+        if level == 2 and closes.size:  # nothing after the array's closing bracket belongs to it
+            opens = opens[opens < closes[0]]
+        offsets.extend((c.base + opens).tolist())
         if c.struct.size:
             depth = int(c.depth_after[-1])
         if closes.size:
             end = c.base + int(closes[0 if level == 2 else -1]) + (0 if level == 2 else 1)
             if level == 2:
+                _nothing_after(fh, c.data[int(closes[0]) + 1:], end, name)
                 depth = 0
                 break
     if depth != 0 or (kind == ord("[") and end < 0):
         raise ValueError(f"{name}: JSON data is truncated (unclosed bracket)")
     return ObjectIndex(offsets, [1] * len(offsets), end)
-
-
-def iter_values(text: str, name: str) -> Iterator[Any]:
-    """Decode ``{...}, {...}`` or ``{...}\\n{...}`` (one byte range of an array / JSON lines)."""
-    decoder = json.JSONDecoder()
-    pos, n = 0, len(text)
-    while True:
-        while pos < n and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= n:
-            return
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except ValueError as exc:
-            raise ValueError(f"{name}: bad JSON value near character {pos} ({exc})") from None
-        yield value
-
-
-def iter_entries(text: str, name: str) -> Iterator[tuple[str, Any]]:
-    """Decode ``"key": value, "key": value ...`` (one byte range of an object) entry by entry."""
-    decoder = json.JSONDecoder()
-    pos, n = 0, len(text)
-    ws = " \t\r\n"
-    while True:
-        while pos < n and text[pos] in ws:
-            pos += 1
-        if pos >= n:
-            return
-        try:
-            key, pos = decoder.raw_decode(text, pos)
-            while text[pos] in ws:
-                pos += 1
-            if text[pos] != ":":
-                raise ValueError(f"expected ':' at {pos}")
-            pos += 1
-            while text[pos] in ws:
-                pos += 1
-            value, pos = decoder.raw_decode(text, pos)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{name}: bad JSON entry near character {pos} ({exc})") from None
-        yield str(key), value
-        while pos < n and text[pos] in ws:
-            pos += 1
-        if pos < n and text[pos] == ",":
-            pos += 1
 
 
 # --- per-entry decoding of one partition's byte range: a damaged entry fails alone ---------------

@@ -57,6 +57,20 @@ class TFRecordError(ValueError):
     """A corrupt or truncated TFRecord; the message names the file and byte offset."""
 
 
+MAX_RECORD_BYTES = 1 << 30
+"""A longer record is a damaged (or hostile) length field: reading it would allocate that much."""
+
+
+def _length(header: bytes, name: str, pos: int) -> int:
+    """The record length of a 12-byte header, its CRC checked and its size plausible."""
+    length, crc = struct.unpack("<QI", header)
+    if masked_crc(header[:8]) != crc:
+        raise TFRecordError(f"{name}: bad length CRC at byte {pos}")
+    if length > MAX_RECORD_BYTES:
+        raise TFRecordError(f"{name}: implausible record length {length} at byte {pos} (over {MAX_RECORD_BYTES})")
+    return length
+
+
 def record_offsets(fh: IO[bytes], name: str) -> list[int]:
     """Byte offset of every record, reading only the 12-byte headers (CRC of the length checked)."""
     offsets: list[int] = []
@@ -67,17 +81,16 @@ def record_offsets(fh: IO[bytes], name: str) -> list[int]:
             return offsets
         if len(header) < 12:
             raise TFRecordError(f"{name}: truncated record header at byte {pos}")
-        length, crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != crc:
-            raise TFRecordError(f"{name}: bad length CRC at byte {pos}")
+        length = _length(header, name, pos)
         offsets.append(pos)
         pos += 12 + length + 4
         fh.seek(pos)
 
 
-def read_records(fh: IO[bytes], name: str, offset: int, count: int, verify: bool = True) -> Iterator[bytes]:
+def read_records(fh: IO[bytes], name: str, offset: int, count: int, verify: bool = True) -> Iterator[bytes | TFRecordError]:
     """Up to ``count`` record payloads from byte ``offset`` (fewer at a clean end of file); data
-    CRCs checked when ``verify``."""
+    CRCs checked when ``verify``. A record whose data CRC is wrong comes out as a ``TFRecordError``
+    (its length is intact, so the next record is still found); damaged framing raises one."""
     fh.seek(offset)
     pos = offset
     for _ in range(count):
@@ -86,16 +99,15 @@ def read_records(fh: IO[bytes], name: str, offset: int, count: int, verify: bool
             return  # clean end of file
         if len(header) < 12:
             raise TFRecordError(f"{name}: truncated record header at byte {pos}")
-        length, crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != crc:
-            raise TFRecordError(f"{name}: bad length CRC at byte {pos}")
+        length = _length(header, name, pos)
         data = fh.read(length)
         footer = fh.read(4)
         if len(data) < length or len(footer) < 4:
             raise TFRecordError(f"{name}: truncated record at byte {pos}")
         if verify and masked_crc(data) != struct.unpack("<I", footer)[0]:
-            raise TFRecordError(f"{name}: bad data CRC in record at byte {pos}")
-        yield data
+            yield TFRecordError(f"{name}: bad data CRC in record at byte {pos}")
+        else:
+            yield data
         pos += 16 + length
 
 

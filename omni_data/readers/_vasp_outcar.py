@@ -58,6 +58,7 @@ class VaspHeader:
     partially_fixed: bool = False  # some atom fixed along only some axes (not a whole-atom mask)
 
 
+_NOT_NUMERIC = re.compile(rb"[^0-9.eE+\- \t\r\n]")
 _NUMBER = re.compile(rb"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -152,6 +153,7 @@ def iter_outcar(fh: IO[bytes], resume: tuple[VaspHeader, int] | None = None) -> 
     header_done = resume is not None
     step = VaspStep(index=resume[1] if resume else 0)
     started = toten_seen = False
+    ionic = b""  # the ionic counter N of the step's 'Iteration N(M)' lines
     lines = iter(fh)
     line_no = 0
     for line in lines:
@@ -167,7 +169,12 @@ def iter_outcar(fh: IO[bytes], resume: tuple[VaspHeader, int] | None = None) -> 
                 head.finish()
                 header_done = True
                 yield header
-            started = True
+            if started and ionic != m.group(1):  # a new ionic step began before this one closed
+                step.error = step.error or f"line {step.line}: ionic step has no closing energy line"
+                yield step
+                step = VaspStep(index=step.index + 1, cell=step.cell)
+                toten_seen = False
+            started, ionic = True, m.group(1)
             step.n_electronic = max(step.n_electronic, int(m.group(2)))
             step.line = step.line or line_no
             continue
@@ -217,7 +224,12 @@ def _step_line(line: bytes, lines: Iterator[bytes], line_no: int, step: VaspStep
         vals = [_num(r.split()[-1]) if r.split() else None for r in rows]
         step.magmoms = np.array(vals, dtype=np.float64) if rows and None not in vals else None
     elif b"TOTAL-FORCE" in line and b"POSITION" in line:
+        first = line_no + 2
         rows, line_no = _table(lines, line_no, skip=1, stop=b"---")
+        bad = next((k for k, r in enumerate(rows) if _NOT_NUMERIC.search(r)), None)
+        if bad is not None:
+            raise ValueError(f"non-numeric text in the position/force table at line {first + bad}: "
+                             f"{rows[bad].strip()[:100].decode('ascii', 'replace')!r}")
         table = np.array([_floats(r, 0, 6) for r in rows], dtype=np.float64).reshape(len(rows), 6)
         step.positions, step.forces = table[:, :3], table[:, 3:6]
     elif line.startswith(b"  free  energy   TOTEN"):

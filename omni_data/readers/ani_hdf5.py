@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from omni_data.units import HARTREE_EV
-from omni_data.readers import Partition, ReadOptions
+from omni_data.readers import Partition, ReaderError, ReadOptions
 from omni_data.readers._finish import finish, reject
 from omni_data.readers._hdf5 import H5_ERRORS, Slice, hdf5_partitions, open_h5, slices
 from omni_data.schema import Record, Rejected
@@ -34,14 +34,18 @@ T1X_LEVEL = "wB97x_6-31G(d)"
 T1X_SPLITS = ("train", "val", "test")
 
 
-def _roots(h5: Any) -> tuple[str, ...]:
-    present = tuple(s for s in T1X_SPLITS if s in h5)
+def _roots(h5: Any, path: str | Path) -> tuple[str, ...]:
+    """The Transition1x split groups present, else the file root; ReaderError if the root is damaged."""
+    try:
+        present = tuple(s for s in T1X_SPLITS if s in h5)
+    except H5_ERRORS as exc:
+        raise ReaderError(f"{path}: damaged HDF5 group index ({type(exc).__name__}: {exc})") from exc
     return present if present else ("",)
 
 
 def partitions(path: Path, target: int) -> list[Partition]:
     with open_h5(path) as h5:
-        roots = _roots(h5)
+        roots = _roots(h5, path)
     return hdf5_partitions(path, target, MARKERS, roots)
 
 
@@ -88,7 +92,7 @@ def _labels(h5: Any, sl: Slice, opts: ReadOptions) -> dict[str, Any]:
 
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     with open_h5(part.path) as h5:
-        for sl in slices(h5, part, MARKERS, _roots(h5)):
+        for sl in slices(h5, part, MARKERS, _roots(h5, part.path)):
             ids = [f"{sl.path}/{k}" for k in range(sl.lo, sl.hi)]
             try:
                 lab = _labels(h5, sl, opts)

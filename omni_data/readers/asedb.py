@@ -9,6 +9,8 @@ the energy with ``key_map: {energy: energy_U0}``; its unit (``Ha``) is then read
 from __future__ import annotations
 
 import sqlite3
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -65,20 +67,63 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
         if not ids:
             return
         lo, hi = ids[0], ids[-1]
-    for index, row in enumerate(db.select(f"id>={int(lo)},id<={int(hi)}", sort="id"), start=part.start):
-        source_id = f"{label}:{row.id}"
-        raw = {k: row.get(k) for k in _ROW_KEYS}
-        raw["constraints"] = getattr(row, "_constraints", None)
+    for index, (row_id, row) in enumerate(_rows(db, part.path, int(lo), int(hi)), start=part.start):
+        source_id = f"{label}:{row_id}"
+        if isinstance(row, Exception):
+            yield Rejected(part.path, index, f"parse:row id {row_id} cannot be decoded by ase.db "
+                           f"({type(row).__name__}: {row})", opts.dataset, source_id, {"row_id": row_id})
+            continue
         try:
+            raw = {k: row.get(k) for k in _ROW_KEYS}
+            raw["constraints"] = getattr(row, "_constraints", None)
             rec = record_from_row(raw, row.get("key_value_pairs") or {}, row.get("data") or {},
                                   source_id=source_id, path=part.path, index=index, opts=opts,
                                   unit_dict=unit_dict, distance_unit=distance_unit)
-        except (ValueError, KeyError, TypeError) as exc:
-            yield Rejected(part.path, index, f"bad_value:{exc} (row id {row.id})", opts.dataset, source_id)
+        except _ROW_ERRORS as exc:
+            yield Rejected(part.path, index, f"bad_value:{exc} (row id {row_id})", opts.dataset, source_id)
             continue
-        rec.metadata["row_id"] = int(row.id)
+        rec.metadata["row_id"] = row_id
         reason = problem(rec)
         if reason is not None:
-            yield Rejected(part.path, index, f"{reason} (row id {row.id})", opts.dataset, source_id)
+            yield Rejected(part.path, index, f"{reason} (row id {row_id})", opts.dataset, source_id)
         else:
             yield rec.normalized()
+
+
+# what ase.db raises for a damaged row or page: sqlite errors, broken JSON/UTF-8 (ValueError),
+# blobs of the wrong size or type (TypeError, KeyError, IndexError, struct/zlib errors)
+_ROW_ERRORS = (sqlite3.Error, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+               struct.error, zlib.error)
+
+
+def _rows(db: Any, path: str, lo: int, hi: int) -> Iterator[tuple[int, Any]]:
+    """``(row id, row)`` for ids ``lo..hi`` in order, from one ``select``; if it fails part way
+    (a damaged page or row), the rest one id at a time, with the error in place of each row
+    that cannot be read, so a damaged row costs only itself."""
+    last = lo - 1
+    try:
+        for row in db.select(f"id>={lo},id<={hi}", sort="id"):
+            yield int(row.id), row
+            last = int(row.id)
+        return
+    except _ROW_ERRORS:
+        pass
+    for row_id in _ids_between(Path(path), last + 1, hi):
+        try:
+            row = db.get(id=row_id)
+        except _ROW_ERRORS as exc:
+            yield row_id, exc
+            continue
+        yield row_id, row
+
+
+def _ids_between(path: Path, lo: int, hi: int) -> list[int]:
+    """Row ids ``lo..hi`` from the ``systems`` table (sqlite3 itself, no row decoding)."""
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            return [r[0] for r in con.execute("SELECT id FROM systems WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi))]
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ReaderError(f"{path}: ASE database damaged: row ids {lo}..{hi} cannot be listed ({exc})") from exc

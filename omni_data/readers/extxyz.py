@@ -296,7 +296,7 @@ def _extras(record: Record, info: dict[str, Any], arrays: dict[str, np.ndarray],
         meta["charge_source_key"] = ckey
     skey = _pick(info, "spin", SPIN_KEYS, opts)
     if skey is not None:
-        record.spin = int(info[skey])
+        record.spin = info[skey]  # judged by schema.drop_invalid_optional (2.5, NaN, text -> unknown)
         meta["spin_source_key"] = skey
     mkey = _pick(arrays, "magmoms", MAGMOM_KEYS, opts)
     if mkey is not None and np.asarray(arrays[mkey]).ndim == 1:

@@ -104,12 +104,10 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     where = f"{part.path} bytes {offset}-{end}"
     n = int(part.stop) - part.start
     try:
-        chunks: list[bytes] | None = split_values(raw, where)
+        chunks = split_values(raw, where)
     except ValueError as exc:  # brackets unbalanced: no entry of the range can be located
-        chunks, broken = None, str(exc)
-    if chunks is None:
         for index in range(part.start, part.start + n):
-            yield reject(opts, part.path, index, f"parse:{broken}")
+            yield reject(opts, part.path, index, f"parse:{exc}")
         return
     if len(chunks) != n:
         raise ReaderError(f"{where}: {len(chunks)} entries where partitioning found {n} (file changed?)")

@@ -240,7 +240,7 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
         stress=None if stress is None else _voigt(stress),
         magmoms=None if values["magmoms"] is None else np.asarray(values["magmoms"], dtype=np.float64).reshape(-1),
         charge=None if values["charge"] is None else _scalar(values["charge"]),
-        spin=None if values["spin"] is None else int(_scalar(values["spin"])),
+        spin=None if values["spin"] is None else _scalar(values["spin"]),  # judged by the schema
         fixed=None if values["fixed"] is None else np.asarray(values["fixed"]).astype(bool).reshape(-1),
         tags=None if values["tags"] is None else np.asarray(values["tags"]).astype(np.int64).reshape(-1),
         source_file=source_file,

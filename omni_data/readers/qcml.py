@@ -9,7 +9,9 @@ pure-Python ``_tfrecord`` module: no TensorFlow. ``partitions`` reads only recor
 Units are declared by the manifest (``opts.energy_unit``, ``opts.length_unit``; forces in
 ``energy/length`` unless ``opts.options["force_unit"]`` names another, e.g. ``"hartree/bohr"``).
 ``opts.key_map`` renames ``energy``/``forces``/``positions``/``numbers``/``charge``/``spin``/``id``.
-Option ``verify_crc`` (default True) checks every record's CRC-32C.
+Option ``verify_crc`` (default True) checks every record's CRC-32C: a record whose data CRC is
+wrong is ``Rejected`` (``parse:... bad data CRC``) and the rest are read; damaged framing (a length
+whose CRC is wrong, or over 1 GiB) cannot be resynchronised and is a ``ReaderError``.
 """
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ def example_record(ex: dict[str, Any], opts: ReadOptions, path: str, index: int,
         energy_kind=opts.energy_kind,
         forces=forces,
         charge=charge,
-        spin=None if spin is None else int(spin),
+        spin=spin,  # judged by schema.drop_invalid_optional
         source_file=path,
         source_index=index,
         metadata=meta,
@@ -126,6 +128,10 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 break
             except TFRecordError as exc:
                 raise ReaderError(str(exc)) from exc
+            if isinstance(data, TFRecordError):  # this record's bytes are damaged; the others are not
+                yield reject(opts, part.path, index, f"parse:{data}")
+                index += 1
+                continue
             try:
                 ex = parse_example(data)
                 outlier = ex.get("is_outlier")

@@ -13,6 +13,8 @@ One directory per structure under a jobs root. Files a job dir may hold:
 
 State is read from the markers (the Slurm script writes them from bash): FAILED > DONE >
 RUNNING > pending. A VASP job without markers whose vasprun.xml is complete counts as done.
+``summarize`` then checks RUNNING and SIGTERM failures against Slurm (``queue.py``): a time
+limit reads ``timeout:``, an scancel ``cancelled:``, a job that vanished ``lost:``.
 """
 from __future__ import annotations
 
@@ -158,7 +160,11 @@ def job_state(job_dir: Path) -> JobState:
 
 
 def mark_running(job_dir: Path) -> None:
-    write_text_atomic(Path(job_dir) / "RUNNING", f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    """Write RUNNING: host, pid, and the batch job id when inside one (``summarize`` asks Slurm about it)."""
+    batch = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    where = f" job {batch}" if batch else ""
+    write_text_atomic(Path(job_dir) / "RUNNING",
+                      f"{socket.gethostname()}{where} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
 
 
 def mark_done(job_dir: Path) -> None:
@@ -171,6 +177,14 @@ def mark_failed(job_dir: Path, reason: str) -> None:
     write_text_atomic(Path(job_dir) / "FAILED", reason.strip().replace("\n", " ") + "\n")
     (Path(job_dir) / "RUNNING").unlink(missing_ok=True)
     (Path(job_dir) / "DONE").unlink(missing_ok=True)
+
+
+def keep_reason(job_dir: Path, reason: str) -> None:
+    """Write ``reason`` as a failed job's FAILED line, keeping the file's time (when it failed)."""
+    failed = Path(job_dir) / "FAILED"
+    stat = failed.stat()
+    mark_failed(job_dir, reason)
+    os.utime(failed, (stat.st_atime, stat.st_mtime))
 
 
 def clear_markers(job_dir: Path) -> None:
@@ -189,9 +203,46 @@ def replace_dir_atomic(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def summarize(root: Path) -> list[JobState]:
-    """State of every job under ``root``."""
-    return [job_state(d) for d in iter_job_dirs(root)]
+def summarize(root: Path, ask_queue: bool = True) -> list[JobState]:
+    """State of every job under ``root``; with ``ask_queue``, checked against the batch system
+    (see ``with_queue_states``)."""
+    states = [job_state(d) for d in iter_job_dirs(root)]
+    return with_queue_states(root, states) if ask_queue else states
+
+
+SIGTERM_MARK = "killed by SIGTERM"
+
+
+def with_queue_states(root: Path, states: list[JobState]) -> list[JobState]:
+    """Refine marker states with what Slurm says about the batch job each marker names.
+
+    * failed by SIGTERM -> ``timeout:...`` or ``cancelled:...`` (Slurm's JobState, else the
+      job's output file), so a time limit and an ``scancel`` read differently;
+    * running, Slurm job still active -> the reason gains ``(Slurm: RUNNING)``;
+    * running, Slurm job over (killed hard, node lost) -> failed ``lost:...``, so it is resubmitted.
+    A job Slurm does not know (or no Slurm here) keeps its marker state."""
+    from omni_data.recompute import queue
+
+    wanted: dict[int, str] = {}
+    for i, s in enumerate(states):
+        if s.state == "running" or (s.state == "failed" and SIGTERM_MARK in s.reason):
+            job_id = queue.job_id_in(s.reason)
+            if job_id:
+                wanted[i] = job_id
+    known = queue.slurm_jobs(set(wanted.values()))
+    out = list(states)
+    for i, job_id in wanted.items():
+        s, job = states[i], known.get(job_id)
+        if s.state == "failed":
+            job = queue.explain(job, Path(root), s.reason, job_id)
+            if job is not None and job.state not in queue.ACTIVE_STATES:
+                out[i] = JobState(s.path, "failed", queue.stopped_reason(job), s.job)
+        elif job is not None and job.state in queue.ACTIVE_STATES:
+            out[i] = JobState(s.path, "running", f"{s.reason} (Slurm: {job.state})", s.job)
+        elif job is not None:
+            out[i] = JobState(s.path, "failed", f"lost:Slurm job {job_id} ended {job.state} without finishing this "
+                              f"job (its RUNNING marker was left behind: {s.reason})", s.job)
+    return out
 
 
 def write_table(root: Path, rows: list[dict[str, Any]]) -> Path:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ record_failure() {  # dir, exit code, reason
 
 on_term() {
     if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null; fi
-    if [ -n "$CURRENT" ]; then record_failure "$CURRENT" 143 "run:killed by SIGTERM (time limit or scancel)"; fi
+    if [ -n "$CURRENT" ]; then record_failure "$CURRENT" 143 "run:killed by SIGTERM (time limit or scancel); batch job ${SLURM_JOB_ID:-${PBS_JOBID:-?}} array ${SLURM_ARRAY_JOB_ID:-?}_${TASK_ID}"; fi
     exit 143
 }
 trap on_term TERM INT
@@ -159,8 +160,12 @@ for dir in "${DIRS[@]}"; do
     rc=$?
     CURRENT=""
     CHILD=""
-    if [ "$rc" -ne 0 ]; then
+    if [ -f "$dir/FAILED" ]; then  # the command recorded its own failure (the local runners do)
+        printf '%s\t%s\t%s\t%s\n' "$dir" "$TASK_ID" "$rc" "$(head -n 1 "$dir/FAILED")" >> "$FAILURES"
+    elif [ "$rc" -ne 0 ]; then
         record_failure "$dir" "$rc" "run:VASP command exited with code $rc"
+    elif [ -f "$dir/DONE" ]; then  # the command recorded its own result (the local runners do)
+        rm -f "$dir/RUNNING"
     elif ! vasprun_complete "$dir"; then
         record_failure "$dir" "$rc" "run:vasprun.xml missing or incomplete after VASP exited"
     else
@@ -245,8 +250,56 @@ def render_pipeline_script() -> str:
     return "\n".join(header) + "\n" + _PRELUDE_ENV + _LOOP
 
 
-if __name__ == "__main__":  # regenerate the pipeline script in a checkout
+def local_run_command() -> str:
+    """The batch-script command that runs one local-engine job (xTB, PySCF) in its job dir.
+
+    It is this interpreter (the environment that wrote the script, as on a shared file system)
+    running ``python -m omni_data.recompute.slurm run-job .``; the runner writes DONE or FAILED
+    itself, which the array loop keeps."""
+    return f"{shlex.quote(sys.executable)} -m omni_data.recompute.slurm run-job ."
+
+
+def default_command(root: Path, states: tuple[str, ...] = ("pending", "failed")) -> str:
+    """The command for a batch script over ``root`` when the user gave none.
+
+    Jobs of local engines (tblite, PySCF) get ``local_run_command()``; VASP jobs need the site's
+    VASP command, so a ValueError says to pass ``--vasp-cmd``."""
+    from omni_data.recompute.runners import RUNNERS
+
+    engines = {str((s.job or {}).get("engine")) for s in jobs.summarize(root) if s.state in states}
+    other = sorted(engines - set(RUNNERS))
+    if other:
+        raise ValueError(f"jobs of engine {', '.join(other)} need --vasp-cmd (the command that runs it in a job dir, "
+                         "e.g. 'srun vasp_std')")
+    return local_run_command()
+
+
+def run_job_here(job_dir: Path) -> int:
+    """Run one local-engine job dir in this process (a batch array task); 0 when done, else 1.
+
+    Threads: ``SLURM_CPUS_PER_TASK`` (or ``OMP_NUM_THREADS``, else 1)."""
+    from omni_data.recompute.local import run_job
+
+    threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("OMP_NUM_THREADS") or 1)
+    result = run_job(Path(job_dir).resolve(), threads=threads)
+    print(f"{result['job']}: {result['state']} {result['reason']}".rstrip())
+    return 0 if result["state"] == "done" else 1
+
+
+def main(argv: list[str]) -> int:
+    """``python -m omni_data.recompute.slurm``: regenerate the pipeline script in a checkout;
+    ``... run-job DIR``: run one local-engine job dir (what the batch script calls)."""
+    if argv[:1] == ["run-job"] and len(argv) == 2:
+        return run_job_here(Path(argv[1]))
+    if argv:
+        print("usage: python -m omni_data.recompute.slurm [run-job DIR]", file=sys.stderr)
+        return 2
     target = Path(__file__).resolve().parents[2] / PIPELINE_SCRIPT
     jobs.write_text_atomic(target, render_pipeline_script())
     target.chmod(0o755)
     print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -5,7 +5,9 @@ then each block gets a bounding ball: centre ``m_b``, radius ``R_b``, and every 
 ``a = d(x, m_b)``). For each new pick ``c`` a block is skipped whole when
 ``d(c, m_b) - R_b >= sqrt(max r in block)``; inside a visited block a point is skipped when
 ``|d(c, m_b) - a| >= sqrt(r)`` or ``d(c, s) >= 2 sqrt(r)`` with ``s`` its nearest pick
-(triangle inequality, see ``fps.py``). Remaining points get the reference float32 distance
+(triangle inequality, see ``fps.py``). ``d(c, s)`` is measured only for the picks that own a
+point in a visited block, memoised per thread for the current pick: a pick never loops over
+all earlier picks, so its cost is that of the blocks still in play. Remaining points get the reference float32 distance
 (``acc += t*t`` in dimension order; numba's default ``fastmath=False`` keeps IEEE order and
 no fused multiply-add), abandoned early once the partial sum reaches ``r`` (sums of
 non-negative float32 terms never decrease), which is still exact. Blocks are grouped 16 at a
@@ -21,8 +23,11 @@ import os
 # costs nothing measurable here. Only a default: a value set by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
+
+_CACHE = 1024  # slots of the per-thread memo of d(pick, earlier pick)
 
 
 @njit(inline="always")
@@ -52,13 +57,41 @@ def _sqdist_one(x, p, c, bound):
     return acc
 
 
+@njit(inline="always")
+def _owner_gap(x, prow, s, c, ckey, cpick, cval, tid, t) -> float:
+    """``d(c, s)**2`` (float64) for earlier pick ``s``, memoised per thread for this pick ``t``.
+
+    A direct-mapped cache (slot ``s % size``) tagged with the pick number: only the picks that
+    own points in visited blocks are ever measured, never all earlier picks.
+    """
+    slot = s % (ckey.shape[1] - 1)
+    if ckey[tid, slot] == s and cpick[tid, slot] == t:
+        return cval[tid, slot]
+    cval[tid, -1] += 1.0  # the last column counts the pick-to-pick distances measured
+    row = prow[s]
+    acc = 0.0
+    for j in range(len(c)):
+        diff = np.float64(x[row, j]) - np.float64(c[j])
+        acc += diff * diff
+    ckey[tid, slot] = s
+    cpick[tid, slot] = t
+    cval[tid, slot] = acc
+    return acc
+
+
 @njit(cache=True)
-def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
+def _visit_block(x, orig, lo, hi, a, r, owner, prow, ckey, cpick, cval, tid, c, dcb, t, last,
+                 lo_slack, bv, bi):
     """Update one block's points for the new pick ``c``; returns (max r, its index, distances).
 
-    Points that pass the bounds are gathered first and then summed four at a time with four
-    independent accumulators: each point still gets exactly the reference sequence of float32
-    operations, but the four dependency chains overlap in the CPU pipeline.
+    ``bv, bi``: the block's max r and its index before this pick, returned as they are when no
+    point's r changed.
+
+    A point is skipped when ``|d(c, m_b) - a| >= sqrt(r)`` (ball test) or when its nearest pick
+    ``s`` has ``d(c, s) >= 2 sqrt(r)`` (``_owner_gap``, asked only when the ball test fails).
+    Points that pass are gathered first and then summed four at a time with four independent
+    accumulators: each point still gets exactly the reference sequence of float32 operations,
+    but the four dependency chains overlap in the CPU pipeline.
     """
     d = x.shape[1]
     buf = np.empty(hi - lo, dtype=np.int64)
@@ -66,9 +99,13 @@ def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
     for p in range(lo, hi):
         r64 = np.float64(r[p])
         g = dcb - a[p]
-        if 4.0 * r64 > thr[owner[p]] and g * g * lo_slack < r64:
-            buf[nc] = p
-            nc += 1
+        if g * g * lo_slack < r64:
+            s = owner[p]
+            if s < 0 or 4.0 * r64 > lo_slack * _owner_gap(x, prow, s, c, ckey, cpick, cval,
+                                                           tid, t):
+                buf[nc] = p
+                nc += 1
+    changed = False
     i = 0
     while i + 4 <= nc:
         p0, p1, p2, p3 = buf[i], buf[i + 1], buf[i + 2], buf[i + 3]
@@ -96,15 +133,19 @@ def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
         if a0 < r0:
             r[p0] = a0
             owner[p0] = t
+            changed = True
         if a1 < r1:
             r[p1] = a1
             owner[p1] = t
+            changed = True
         if a2 < r2:
             r[p2] = a2
             owner[p2] = t
+            changed = True
         if a3 < r3:
             r[p3] = a3
             owner[p3] = t
+            changed = True
         i += 4
     while i < nc:
         p = buf[i]
@@ -112,7 +153,10 @@ def _visit_block(x, orig, lo, hi, a, r, owner, thr, c, dcb, t, last, lo_slack):
         if acc < r[p]:
             r[p] = acc
             owner[p] = t
+            changed = True
         i += 1
+    if not changed:
+        return bv, bi, nc
     bv = np.float32(-1.0)
     bi = -1
     for p in range(lo, hi):
@@ -131,7 +175,7 @@ def _center_dist(cen, b, c) -> float:
     return np.sqrt(acc)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def fps_blocks(
     x: np.ndarray,  # (n, d) float32, rows in block order
     orig: np.ndarray,  # (n,) int64 original index of each row
@@ -147,25 +191,43 @@ def fps_blocks(
     starts: np.ndarray,  # original indices taken first
     last: bool,
     slack: float,
+    progress,  # (2,) float64 or empty: [0] = picks done, [1] = latest sqdist (for a watcher)
+    nthreads: int,  # upper bound on numba.get_thread_id() (numba.config.NUMBA_NUM_THREADS)
+    final: bool,  # also apply the last pick, so r ends as every row's distance to the selection
 ):
-    """Exact FPS; returns (picked original indices, squared distance at pick, distances done)."""
+    """Exact FPS; returns (picked indices, squared distance at pick, point-pick distances done,
+    pick-pick distances done, r per row in block order).
+
+    Per pick the work is the super-block tests (O(ns d)) plus the blocks that can change;
+    nothing loops over earlier picks.
+    """
     n, d = x.shape
     nb = len(brad)
     ns = len(srad)
     r = np.full(n, np.inf, dtype=np.float32)
-    owner = np.zeros(n, dtype=np.int64)
+    owner = np.full(n, -1, dtype=np.int64)
     bmax = np.full(nb, np.inf, dtype=np.float32)
     barg = np.zeros(nb, dtype=np.int64)
     smax = np.full(ns, np.inf, dtype=np.float32)
     sarg = np.zeros(ns, dtype=np.int64)
-    cen = np.empty((k, d), dtype=np.float64)
-    thr = np.empty(k, dtype=np.float64)
+    prow = np.empty(k, dtype=np.int64)
+    ckey = np.full((nthreads, _CACHE + 1), -1, dtype=np.int64)
+    cpick = np.full((nthreads, _CACHE + 1), -1, dtype=np.int64)
+    cval = np.zeros((nthreads, _CACHE + 1), dtype=np.float64)
     work = np.zeros(ns, dtype=np.int64)
     picked = np.empty(k, dtype=np.int64)
     picked_d = np.empty(k, dtype=np.float32)
     c = np.empty(d, dtype=np.float32)
     computed = 0
     lo_slack = 1.0 - slack
+    bsd = np.empty(nb, dtype=np.float64)  # distance of each block centre to its super-block's
+    for sb in prange(ns):
+        for b in range(sstart[sb], sstart[sb + 1]):
+            acc = 0.0
+            for j in range(d):
+                diff = bcen[b, j] - scen[sb, j]
+                acc += diff * diff
+            bsd[b] = np.sqrt(acc)
     for t in range(k):
         if t < len(starts):
             i = starts[t]
@@ -179,32 +241,36 @@ def fps_blocks(
         row = pos[i]
         picked[t] = i
         picked_d[t] = r[row]
+        prow[t] = row
+        if len(progress) >= 2:
+            progress[1] = r[row]
+            progress[0] = t + 1
         for j in range(d):
             c[j] = x[row, j]
-            cen[t, j] = x[row, j]
-        if t == k - 1:
+        if t == k - 1 and not final:
             break
-        for s in range(t):
-            dcs = 0.0
-            for j in range(d):
-                diff = cen[s, j] - cen[t, j]
-                dcs += diff * diff
-            thr[s] = dcs * lo_slack
-        thr[t] = -1.0
         for sb in prange(ns):
-            gap = _center_dist(scen, sb, c) - srad[sb]
+            dcs = _center_dist(scen, sb, c)
+            gap = dcs - srad[sb]
             if gap > 0.0 and gap * gap * lo_slack >= smax[sb]:
                 work[sb] = 0
                 continue
+            tid = numba.get_thread_id()
             cnt = 0
             sv = np.float32(-1.0)
             si = -1
             for b in range(sstart[sb], sstart[sb + 1]):
-                dcb = _center_dist(bcen, b, c)
-                gap = dcb - brad[b]
-                if not (gap > 0.0 and gap * gap * lo_slack >= bmax[b]):
+                # |d(c, m_sb) - d(m_b, m_sb)| <= d(c, m_b): skip without the d-dim distance
+                gap = abs(dcs - bsd[b]) - brad[b]
+                if gap > 0.0 and gap * gap * lo_slack >= bmax[b]:
+                    dcb = -1.0
+                else:
+                    dcb = _center_dist(bcen, b, c)
+                    gap = dcb - brad[b]
+                if dcb >= 0.0 and not (gap > 0.0 and gap * gap * lo_slack >= bmax[b]):
                     bv, bi, bc = _visit_block(x, orig, bstart[b], bstart[b + 1], a, r, owner,
-                                              thr, c, dcb, t, last, lo_slack)
+                                              prow, ckey, cpick, cval, tid, c, dcb, t, last,
+                                              lo_slack, bmax[b], barg[b])
                     bmax[b] = bv
                     barg[b] = bi
                     cnt += bc
@@ -215,7 +281,7 @@ def fps_blocks(
             sarg[sb] = si
             work[sb] = cnt
         computed += work.sum()
-    return picked, picked_d, computed
+    return picked, picked_d, computed, int(cval[:, -1].sum()), r
 
 
 @njit(parallel=True, cache=True)

@@ -17,8 +17,9 @@ Engines: "numba" (``_fps_numba.py``: kd-ordered blocks with balls, parallel over
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +38,8 @@ class FPSResult:
     indices: np.ndarray
     sqdist: np.ndarray
     distances_computed: int  # point-center distances evaluated (the plain loop does N*k)
+    pick_distances: int = 0  # pick-to-pick distances evaluated by the numba kernel (not k^2/2)
+    mind: np.ndarray | None = None  # with return_mind: each point's squared distance to the picks
 
     @property
     def distances(self) -> np.ndarray:
@@ -97,13 +100,24 @@ def fps(
     ties: str = "last",
     threads: int | None = None,
     engine: str = "auto",
+    progress: Callable[[int, float], None] | None = None,
+    progress_every: float = 5.0,
+    return_mind: bool = False,
+    device: str = "cpu",
+    storage: str = "float32",
 ) -> FPSResult:
     """Pick ``k`` points by farthest-point sampling; identical to ``fps_reference``.
 
     ``start_idx``: one index, or a list taken first in order (as fpsample); ``ties``: "last"
     (fpsample's ``>=`` rule) or "first" (numpy argmax). ``engine``: "numba" (compiled kernel,
-    all cores), "numpy" (cell-pruned numpy, same picks, slower), "auto" (numba if installed).
+    all cores), "numpy" (cell-pruned numpy, same picks, slower), "torch" (the plain loop on
+    torch tensors on ``device``, stored as ``storage``: float32, float16 or bfloat16; see
+    ``fps_torch.py``), "auto" (numba if installed).
     ``threads``: worker threads (default: all cores for numba, 2 for numpy).
+    ``progress(picks_done, latest_sqdist)`` is called about every ``progress_every`` seconds
+    while the numba kernel runs (from the calling thread), and once at the end.
+    ``return_mind``: also give every point's float32 squared distance to its nearest pick
+    (all ``k`` picks applied): its max is the covering radius, at the cost of one more pick.
     """
     if ties not in ("last", "first"):
         raise ValueError(f"ties must be 'last' or 'first', got {ties!r}")
@@ -112,13 +126,22 @@ def fps(
     starts = starts_list(start_idx, n)
     if not len(starts) <= k <= n:
         raise ValueError(f"need len(start_idx) <= k <= n, got {len(starts)}, {k}, {n}")
+    if engine != "torch" and (device != "cpu" or storage != "float32"):
+        raise ValueError(f"device={device!r} / storage={storage!r} need engine='torch'")
     if engine == "auto":
         engine = "numba" if _have_numba() else "numpy"
     if engine == "numba":
-        return _fps_numba(x, k, starts, ties == "last", threads)
+        return _fps_numba(x, k, starts, ties == "last", threads, progress, progress_every,
+                          return_mind)
+    if engine == "torch":
+        from omni_data.select.fps_torch import fps_torch
+
+        return fps_torch(x, k, starts, ties == "last", device, storage, progress=progress,
+                         progress_every=progress_every, final=return_mind)
     if engine != "numpy":
-        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy', got {engine!r}")
-    return _fps_numpy(x, k, starts, ties == "last", threads or 2)
+        raise ValueError(f"engine must be 'auto', 'numba', 'numpy' or 'torch', got {engine!r}")
+    res = _fps_numpy(x, k, starts, ties == "last", threads or 2)
+    return res if return_mind else FPSResult(res.indices, res.sqdist, res.distances_computed)
 
 
 def _have_numba() -> bool:
@@ -170,11 +193,11 @@ def _super_blocks(cen: np.ndarray, rad: np.ndarray, sizes: np.ndarray, group: in
 
 
 def _fps_numba(
-    x: np.ndarray, k: int, starts: list[int], last: bool, threads: int | None
+    x: np.ndarray, k: int, starts: list[int], last: bool, threads: int | None,
+    progress: Callable[[int, float], None] | None = None, every: float = 5.0,
+    final: bool = False,
 ) -> FPSResult:
     """Exact FPS with the compiled block kernel (see ``_fps_numba.py``)."""
-    import numba
-
     from omni_data.select._fps_numba import block_balls, fps_blocks
 
     order, bstart = _block_order(x)
@@ -183,17 +206,57 @@ def _fps_numba(
     pos[order] = np.arange(len(order))
     cen, rad, a = block_balls(xs, bstart)
     sstart, scen, srad = _super_blocks(cen, rad, np.diff(bstart))
-    most = numba.config.NUMBA_NUM_THREADS
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads or most, most)))
-    try:
-        picked, picked_d, computed = fps_blocks(
-            xs, order, pos, bstart, cen, rad, a, sstart, scen, srad, k,
-            np.asarray(starts, dtype=np.int64), last, _SLACK,
-        )
-    finally:
-        numba.set_num_threads(previous)
-    return FPSResult(picked, picked_d, int(computed))
+    state = np.zeros(2 if progress is not None else 0, dtype=np.float64)
+
+    def run() -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray]:
+        with _numba_threads(threads) as most:
+            return fps_blocks(xs, order, pos, bstart, cen, rad, a, sstart, scen, srad, k,
+                              np.asarray(starts, dtype=np.int64), last, _SLACK, state, most,
+                              final)
+
+    if progress is None:
+        picked, picked_d, computed, pairs, r = run()
+    else:
+        picked, picked_d, computed, pairs, r = _watched(run, state, progress, every)
+        progress(k, float(picked_d[-1]))
+    mind = None
+    if final:
+        mind = np.empty_like(r)
+        mind[order] = r
+    return FPSResult(picked, picked_d, int(computed), int(pairs), mind)
+
+
+class _numba_threads:
+    """Context: numba's thread count for this thread set to ``threads`` (all cores if None)."""
+
+    def __init__(self, threads: int | None) -> None:
+        import numba
+
+        self.numba = numba
+        self.want = max(1, min(threads or numba.config.NUMBA_NUM_THREADS,
+                               numba.config.NUMBA_NUM_THREADS))
+
+    def __enter__(self) -> int:
+        """Returns the most threads numba may ever run (bound on its thread ids)."""
+        self.previous = self.numba.get_num_threads()
+        self.numba.set_num_threads(self.want)
+        return int(self.numba.config.NUMBA_NUM_THREADS)
+
+    def __exit__(self, *exc: object) -> None:
+        self.numba.set_num_threads(self.previous)
+
+
+def _watched(run: Callable, state: np.ndarray, progress: Callable[[int, float], None],
+             every: float):
+    """Run the (GIL-free) kernel in a worker thread; report ``state`` every ``every`` s."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run)
+        while True:
+            try:
+                return future.result(timeout=every)
+            except FutureTimeout:
+                if state[0] > 0:
+                    progress(int(state[0]), float(state[1]))
 
 
 def _fps_numpy(x: np.ndarray, k: int, starts: list[int], last: bool, threads: int) -> FPSResult:
@@ -250,4 +313,4 @@ def _fps_numpy(x: np.ndarray, k: int, starts: list[int], last: bool, threads: in
             cmax[t], carg[t] = _cell_top(r[new], new, last)
     finally:
         dist.close()
-    return FPSResult(picked, picked_d, dist.count)
+    return FPSResult(picked, picked_d, dist.count, 0, r)

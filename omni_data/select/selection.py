@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from omni_data.select.coverage import coverage_report
+from omni_data.select.coverage import CoverageReport, coverage_report
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
 from omni_data.select.strategies import STRATEGIES, Picks, Scorer, pick_error, pick_hybrid
 
@@ -44,6 +44,7 @@ class SelectConfig:
     exclude: list[str] = field(default_factory=list)
     pool: float = 4.0  # hybrid: FPS among the pool * k largest errors
     oversample: float = 3.0
+    progress_every: float = 5.0  # seconds between progress lines on stderr (0: none)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -56,6 +57,8 @@ class SelectConfig:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
+        if not self.progress_every >= 0.0:
+            raise ValueError(f"progress_every must be >= 0 seconds, got {self.progress_every}")
         if self.min_per_task < 0:
             raise ValueError(f"min_per_task must be >= 0, got {self.min_per_task}")
 
@@ -100,13 +103,20 @@ def seed_vectors(ds: DescriptorSet, ids: np.ndarray, where: dict[str, str]) -> t
     return rows, np.concatenate(vecs).astype(np.float32)
 
 
-def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int) -> Picks:
-    """Exact FPS over ``x`` seeded with ``seeds`` (or started at ``start``)."""
+def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int, progress_every: float = 0.0,
+             label: str = "select-bridge") -> Picks:
+    """Exact FPS over ``x`` seeded with ``seeds`` (or started at ``start``).
+
+    ``progress_every > 0``: a progress line (picks, radius, ETA) on stderr that often.
+    """
     from omni_data.select.fps import fps
+    from omni_data.select.progress import PickProgress
 
     m = len(seeds)
     both = np.concatenate([seeds, x]) if m else x
-    res = fps(both, m + k, start_idx=list(range(m)) if m else start)
+    watch = PickProgress(k, seeds=m, label=label) if progress_every > 0 else None
+    res = fps(both, m + k, start_idx=list(range(m)) if m else start, progress=watch,
+              progress_every=progress_every or 5.0)
     return Picks(res.indices[m:] - m, np.sqrt(res.sqdist[m:].astype(np.float64)))
 
 
@@ -126,7 +136,7 @@ def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: 
                             lambda sub: start_row(cfg.seed, len(sub)))
         return Picks(cand[p.rows], p.distance, p.score), scores
     if cfg.mode == "exact":
-        p = fps_rows(ds.vectors(cand), k, seeds, start)
+        p = fps_rows(ds.vectors(cand), k, seeds, start, cfg.progress_every)
         return Picks(cand[p.rows], p.distance), None
     return distributed_pick(cfg, ds, cand, k, seeds, int(cand[start]), client), None
 
@@ -148,6 +158,33 @@ def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: 
     res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
                           oversample=cfg.oversample, scheduler=client or "sync")
     return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
+
+
+def distributed_coverage(ds: DescriptorSet, cand: np.ndarray, rows: np.ndarray, seeds: np.ndarray,
+                         settings: dict[str, Any], client: Any = None) -> CoverageReport:
+    """coverage.json numbers with one Dask task per shard; the client holds only the picks.
+
+    Each task loads its shard's candidate rows, measures their distance to the selection (picks
+    plus seeds) and returns per-task (count, max, sum); the client merges those.
+    """
+    import dask
+
+    from omni_data.select.coverage import report_from_stats, shard_stats
+    from omni_data.select.distributed import _compute
+
+    centres = ds.vectors(rows)
+    if len(seeds):
+        centres = np.concatenate([centres, seeds.astype(np.float32)])
+    shared = dask.delayed(centres, pure=True)  # one copy in the graph, not one per task
+    tasks = []
+    for s in ds.shards:
+        mine = cand[(cand >= s.offset) & (cand < s.offset + s.n)]
+        if len(mine):
+            whole = len(mine) == s.n
+            load = ds.loader(s, None if whole else mine - s.offset)
+            tasks.append(dask.delayed(shard_stats)(load, ds.tasks[mine], shared))
+    parts = _compute(tasks, client or "sync", None)
+    return report_from_stats(parts, ds.tasks[rows], len(seeds), settings)
 
 
 def score_rows(ds: DescriptorSet, rows: np.ndarray, scorer: Scorer) -> np.ndarray:
@@ -266,14 +303,17 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     path = write_selection(out, ds, picks, reason)
-    x_cand = ds.vectors(cand)
-    local = np.searchsorted(cand, picks.rows)
     settings = {"strategy": cfg.strategy, "mode": cfg.mode, "kind": cfg.kind, "seed": cfg.seed,
                 "k": k, "min_per_task": cfg.min_per_task, "stores": cfg.stores,
                 "exclude": cfg.exclude, "seconds": round(time.perf_counter() - t0, 3)}
-    report = coverage_report(x_cand, ds.tasks[cand], local, seeds if len(seeds) else None, settings)
+    if cfg.mode == "distributed":
+        report = distributed_coverage(ds, cand, picks.rows, seeds, settings, client)
+    else:
+        report = coverage_report(ds.vectors(cand), ds.tasks[cand], np.searchsorted(cand, picks.rows),
+                                 seeds if len(seeds) else None, settings)
     write_text_atomic(out / "coverage.json", report.to_json())
     write_text_atomic(out / "coverage.txt", report.to_text())
     return {"selection": str(path), "picked": len(picks.rows), "candidates": len(cand),
             "covering_radius": report.covering_radius,
-            "per_task": {t: c.picks for t, c in report.tasks.items()}}
+            "per_task": {t: c.picks for t, c in report.tasks.items()},
+            "covering_radius_per_task": {t: c.covering_radius for t, c in report.tasks.items()}}

@@ -26,12 +26,20 @@ mkdir -p "${JOBS_DIR}/logs"
 
 run() { if [[ "${DRY_RUN:-0}" == 1 ]]; then printf '%q ' "$@" >&2; echo >&2; echo 0; else "$@"; fi; }
 JOBID=$(run sbatch --parsable --export=ALL --array="${ARRAY}" --output="${JOBS_DIR}/logs/vasp-%A_%a.out" \
-  "$@" "${HERE}/vasp_array.sbatch" | tail -n 1)
+  "$@" "${HERE}/vasp_array.sbatch" | tail -n 1 | cut -d';' -f1)  # --parsable may print "ID;CLUSTER"
 echo "vasp array ${JOBID}: ${N} job dirs, ${OMNI_JOBS_PER_TASK} per task, array ${ARRAY}" >&2
 if [[ -n "${OMNI_COLLECT_STORE:-}" ]]; then
+  # The collect job waits for this array only: a --dependency among the extra arguments (e.g.
+  # run_corpus.sh's afterok on the select job) is the array's, and would override afterany here.
+  collect_args=()
+  skip=0
+  for a in "$@"; do
+    if [[ ${skip} == 1 ]]; then skip=0; continue; fi
+    case "${a}" in --dependency=*|-d?*) ;; --dependency|-d) skip=1 ;; *) collect_args+=("${a}") ;; esac
+  done
   CMD="omni-data jobs $(printf '%q' "${JOBS_DIR}"); omni-data collect-bridge $(printf '%q' "${JOBS_DIR}") --out $(printf '%q' "${OMNI_COLLECT_STORE}")"
   [[ -n "${OMNI_ENV:-}" ]] && CMD="source $(printf '%q' "${OMNI_ENV}"); ${CMD}"
   run sbatch --parsable --dependency="afterany:${JOBID}" --output="${JOBS_DIR}/logs/collect-%j.out" \
-    "$@" --wrap="${CMD}" | tail -n 1 >&2
+    ${collect_args[@]+"${collect_args[@]}"} --wrap="${CMD}" | tail -n 1 >&2
 fi
 echo "${JOBID}"

@@ -271,3 +271,45 @@ def test_catalog_rewrites_stay_a_small_share_of_the_driver_time():
     assert simulate(old_rule)[1] > 0.4
     assert ingest_mod.register_due(16, 0.01, 0.0) and ingest_mod.register_due(1, 2.5, 0.0)
     assert not ingest_mod.register_due(16, 5.0, 1.0) and ingest_mod.register_due(1, 10.0, 1.0)
+
+
+def _clusters_db(path: Path, rows: int) -> Path:
+    """SchNetPack-layout ASE db (labels in row.data) with spin_multiplicity 0.0 = "not set"."""
+    import ase.db
+    from ase import Atoms
+
+    with ase.db.connect(path) as db:
+        db.metadata = {"_property_unit_dict": {"energy": "eV", "forces": "eV/Ang"}, "_distance_unit": "Ang"}
+        for i in range(rows):
+            db.write(Atoms("KCl", positions=[[0, 0, 0], [0, 0, 2.7 + 0.01 * i]]),
+                     data={"energy": np.array([-4.0 - i]), "forces": np.zeros((2, 3)),
+                           "spin_multiplicity": np.array([0.0]), "total_charge": np.array([0.0])})
+    return path
+
+
+def test_dropped_labels_are_summed_over_partitions_printed_and_recorded(tmp_path):
+    src = _clusters_db(tmp_path / "clusters.db", 7)
+    opts = ReadOptions(dataset="cl", task="pbe", key_map={"energy": "energy", "forces": "forces"})
+    spec = IngestSpec(store=tmp_path / "st", reader="asedb", source=src, options=opts, shard_size=3)
+    summary = ingest(spec, progress=False)
+    assert summary.ok and summary.done == 3 and summary.written == 7 and summary.quarantined == {}
+    assert summary.labels_dropped == {"spin": 7} and not summary.all_quarantined
+    assert "labels dropped: spin 7 (invalid optional labels stored as unknown; the structures were kept)" in summary.lines()
+    assert sorted(r.energy for r in Store(tmp_path / "st")) == [-4.0 - i for i in range(6, -1, -1)]
+    run = Catalog(tmp_path / "st").runs[-1]
+    assert run["summary"]["labels_dropped"] == {"spin": 7}
+
+
+def test_summary_top_reason_and_all_quarantined():
+    from omni_data.pipeline.ingest import IngestSummary, PartitionResult
+
+    summary = IngestSummary()
+    summary.add(PartitionResult("s1", "p1", read=3, written=0, quarantined={"parse": 1, "bad_value": 2},
+                                examples={"parse": "parse:bad line", "bad_value": "bad_value:atoms 0 and 1 ..."}))
+    summary.add(PartitionResult("s2", "p2", read=2, written=0, quarantined={"bad_value": 2},
+                                examples={"bad_value": "bad_value:later"}))
+    assert summary.all_quarantined and summary.read == 5
+    assert summary.top_reason() == ("bad_value", 4, "bad_value:atoms 0 and 1 ...")  # the first example is kept
+    summary.add(PartitionResult("s3", "p3", read=1, written=1))
+    assert not summary.all_quarantined
+    assert not IngestSummary().all_quarantined and IngestSummary().top_reason() is None

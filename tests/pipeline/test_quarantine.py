@@ -54,3 +54,43 @@ def test_prevalidated_triage_skips_only_the_schema_check():
         triage.add(r)
     assert [r.id for r in triage.records] == [records[0].id, records[1].id]
     assert triage.reasons() == {"duplicate": 1}
+
+
+def test_close_atoms_are_quarantined_with_or_without_prevalidation():
+    """Atoms under the 0.1 Å floor are refused by Triage itself (no manifest filter needed),
+    also for records a RECORDS_VALIDATED reader yields."""
+    for prevalidated in (False, True):
+        records = emt_records(3)
+        records[1].positions[1] = records[1].positions[0] + [0.0, 0.03, 0.04]
+        triage = Triage(prevalidated=prevalidated)
+        for r in records:
+            triage.add(r)
+        assert [r.id for r in triage.records] == [records[0].id, records[2].id]
+        (rejected,) = triage.rejected
+        assert rejected.reason == "bad_value:atoms 0 and 1 are 0.050 Å apart (< 0.1 Å)"
+        assert rejected.source_id == records[1].id and triage.reasons() == {"bad_value": 1}
+
+
+def test_invalid_optional_label_is_dropped_counted_and_the_record_kept():
+    records = emt_records(4)
+    for r in records[:3]:
+        r.spin = 0  # SchNetPack's "not set"
+    records[1].charge = float("nan")
+    energies = [r.energy for r in records]
+    triage = Triage()
+    for r in records:
+        triage.add(r)
+    assert len(triage.records) == 4 and not triage.rejected
+    assert dict(triage.dropped) == {"spin": 3, "charge": 1}
+    assert [r.energy for r in triage.records] == energies  # labels that were valid are all kept
+    assert [r.spin for r in triage.records] == [None, None, None, None]
+    assert triage.records[1].metadata["dropped_labels"] == {"spin": "spin multiplicity 0 < 1",
+                                                            "charge": "charge nan is not finite"}
+
+
+def test_examples_keep_the_first_full_reason_of_each_kind():
+    triage = Triage()
+    triage.add(Rejected("f.xyz", 1, "parse:bad line 3", "d", "f:1"))
+    triage.add(Rejected("f.xyz", 2, "parse:bad line 9", "d", "f:2"))
+    triage.add(Rejected("f.xyz", 3, "empty:zero atoms", "d", "f:3"))
+    assert triage.examples() == {"parse": "parse:bad line 3", "empty": "empty:zero atoms"}

@@ -183,6 +183,24 @@ def test_vasp_array_waits_for_the_given_job(fake_env: dict[str, str]) -> None:
     assert "[--dependency=afterany:101]" in sb[1] and sb[1].endswith("collect.sbatch]")
 
 
+def test_submit_helper_collect_waits_for_the_array_not_the_arrays_dependency(fake_env: dict[str, str]) -> None:
+    """Stand-in sbatch. The extra --dependency is the array's; passed on to the collect job it
+    overrode afterany:ARRAY (last option wins), so collect ran before the array had finished:
+    found on the real Slurm (test_real_slurm.py)."""
+    jobs = Path(fake_env["OMNI_WORK"]) / "jobs"
+    for i in range(3):
+        (jobs / f"j{i}").mkdir(parents=True)
+        (jobs / f"j{i}" / "job.json").write_text("{}")
+    env = dict(fake_env, OMNI_COLLECT_STORE=str(Path(fake_env["OMNI_WORK"]) / "store"))
+    subprocess.run(["bash", str(PIPE / "slurm" / "submit_vasp_jobs.sh"), str(jobs), "false", "1", "--",
+                    "--dependency=afterok:77", "--partition=cpu", "-d", "afterok:78"],
+                   env=env, check=True, capture_output=True)
+    array, collect = _calls(env)
+    assert "[--dependency=afterok:77]" in array and "[afterok:78]" in array
+    assert "[--dependency=afterany:101]" in collect and "[--partition=cpu]" in collect
+    assert "afterok" not in collect and "[-d]" not in collect
+
+
 def test_vasp_stage_needs_emitted_jobs(fake_env: dict[str, str]) -> None:
     env = dict(fake_env, OMNI_VASP_CMD="srun vasp_std")
     result = subprocess.run(["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp"], env=env, capture_output=True,
@@ -237,3 +255,17 @@ def test_train_launches_one_torchrun_per_node(fake_env: dict[str, str]) -> None:
     assert "[--rdzv-endpoint=node001:29500]" in call and "[--rdzv-id=555]" in call
     assert call.endswith(f"[--no-python] [omni-train] [{config}]")
     assert yaml.safe_load(Path(config).read_text())["run"]["out_dir"] == f"{env['OMNI_WORK']}/train"
+
+
+def test_train_without_gpus_fails_clearly_or_runs_cpu_processes(fake_env: dict[str, str]) -> None:
+    """sbatch --gpus-per-node=0 sets SLURM_GPUS_PER_NODE=0: before, bash divided by zero and
+    torchrun died on --nproc-per-node=0 (seen on the real Slurm). Now: a clear error, or
+    OMNI_PROCS_PER_NODE CPU processes (what test_real_slurm.py runs)."""
+    env = dict(fake_env, SLURM_NNODES="1", SLURM_GPUS_PER_NODE="0", SLURM_JOB_ID="7", SLURM_JOB_NODELIST="vm",
+               SLURM_CPUS_PER_TASK="2")
+    done = subprocess.run(["bash", str(PIPE / "slurm" / "train.sbatch")], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "set OMNI_PROCS_PER_NODE" in done.stderr and _calls(env) == []
+    env["OMNI_PROCS_PER_NODE"] = "2"
+    subprocess.run(["bash", str(PIPE / "slurm" / "train.sbatch")], env=env, check=True, capture_output=True)
+    (call,) = _calls(env)
+    assert "[--nnodes=1] [--nproc-per-node=2]" in call

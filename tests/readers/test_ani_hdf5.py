@@ -95,3 +95,29 @@ def test_transition1x_layout(tmp_path: Path) -> None:
         g = h5["train/C2H4O/rxn0001"]
         assert np.array_equal(frame.forces, g["wB97x_6-31G(d).forces"][1].astype(float))
         assert frame.energy == -4175.0 and frame.metadata["kind"] == "path"
+
+
+# --- damaged files (issue 17 fuzzing) ----------------------------------------------------------
+
+def test_damaged_group_index_is_reader_error_naming_the_file(shared_data: Path, tmp_path: Path) -> None:
+    from omni_data.readers import ReaderError, ani_hdf5
+
+    path = tmp_path / "ani1x_damaged.h5"  # every symbol-table node signature overwritten
+    path.write_bytes((shared_data / "hdf5" / "modelforge_ani1x_n5.hdf5").read_bytes().replace(b"SNOD", b"XXXX"))
+    with pytest.raises(ReaderError, match=r"ani1x_damaged\.h5: damaged HDF5 group index \(RuntimeError"):
+        ani_hdf5.partitions(path, 3)
+
+
+def test_short_energy_dataset_rejects_only_the_conformers_it_lacks(shared_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ani1x_short.h5"
+    path.write_bytes((shared_data / "hdf5" / "modelforge_ani1x_n5.hdf5").read_bytes())
+    with h5py.File(path, "r+") as h5:
+        g = h5["C1H6N2O5"]  # 3 conformers; keep the energy of the first only
+        first = g["wb97x_dz.energy"][:1]
+        del g["wb97x_dz.energy"]
+        g["wb97x_dz.energy"] = first
+    report = check_reader("ani_hdf5", path, ReadOptions(dataset="ani1x", task="omol"), target=3,
+                          expected_records=6, expected_rejected=2)
+    assert [r.source_id for r in report.rejected] == ["C1H6N2O5/1", "C1H6N2O5/2"]
+    assert all(r.reason.startswith("bad_shape:") and "C1H6N2O5" in r.reason for r in report.rejected)
+    assert "ani1x:C1H6N2O5/0" in {r.id for r in report.records}

@@ -117,3 +117,86 @@ def test_schnetpack_layout_forces_in_kcal_per_mol(tmp_path: Path) -> None:
     assert rec.metadata["forces_source_key"] == "data.forces"
     (plain,) = read_all("asedb", path, _opts())
     assert plain.energy is None and plain.forces is None  # data arrays are not labels unless mapped
+
+
+def _charged_clusters_db(path: Path, rows: int = 4, spin_in: str = "data") -> list[tuple[float, np.ndarray]]:
+    """A SchNetPack ``ASEAtomsData``-layout database of charged clusters whose
+    ``spin_multiplicity`` is 0.0 ("not set"), as in a real public one; returns (energy, forces)."""
+    rng = np.random.default_rng(3)
+    out = []
+    with ase.db.connect(path) as db:
+        db.metadata = {"_property_unit_dict": {"energy": "eV", "forces": "eV/Ang", "total_charge": "e",
+                                               "spin_multiplicity": None},
+                       "_distance_unit": "Ang", "atomrefs": {}}
+        for i in range(rows):
+            atoms = Atoms("Na3Cl2", positions=[[0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [1.4, 1.4, 0.5], [1.4, 1.4, -2.5]])
+            atoms.rattle(0.05, seed=i)
+            energy, forces = -10.0 - i, rng.normal(0, 0.3, (5, 3))
+            data = {"energy": np.array([energy]), "forces": forces, "total_charge": np.array([1.0])}
+            kvp = {}
+            (data if spin_in == "data" else kvp)["spin_multiplicity"] = np.array([0.0]) if spin_in == "data" else 0.0
+            db.write(atoms, data=data, **kvp)
+            out.append((energy, forces))
+    return out
+
+
+@pytest.mark.parametrize("spin_in", ["data", "key_value_pairs"])
+def test_schnetpack_spin_multiplicity_zero_is_dropped_not_the_structure(tmp_path: Path, spin_in: str) -> None:
+    """Issue 17 item 6: spin_multiplicity 0.0 means "not set": spin becomes unknown (None) and is
+    noted; the structure, its energy, forces and charge are kept."""
+    path = tmp_path / "clusters.db"
+    labels = _charged_clusters_db(path, spin_in=spin_in)
+    records = read_all("asedb", path, _opts(key_map={"energy": "energy", "forces": "forces"}))
+    assert len(records) == len(labels)
+    db = ase.db.connect(path)
+    for rec, (energy, forces) in zip(sorted(records, key=lambda r: r.source_index), labels):
+        row = db.get(id=rec.metadata["row_id"])
+        assert rec.spin is None and rec.charge == 1.0
+        assert rec.metadata["dropped_labels"] == {"spin": "spin multiplicity 0 < 1"}
+        assert rec.metadata["spin_source_key"] == f"{spin_in if spin_in == 'data' else 'key_value_pairs'}.spin_multiplicity"
+        assert rec.energy == energy
+        np.testing.assert_allclose(rec.forces, forces, atol=0)
+        np.testing.assert_allclose(rec.positions, row.positions, atol=0)
+
+
+def test_bad_optional_values_in_rows_do_not_cost_the_row(tmp_path: Path) -> None:
+    """A non-numeric charge, a NaN spin and magmoms of the wrong length used to raise (or be
+    ignored silently); each is now dropped and named."""
+    path = tmp_path / "odd.db"
+    with ase.db.connect(path) as db:
+        atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0, magmoms=np.array([0.5, 0.5]))
+        db.write(atoms, spin=float("nan"), data={"total_charge": "unknown"})
+        db.write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), spin=2.0, data={"magmoms": np.ones(3)})
+    first, second = sorted(read_all("asedb", path, _opts(key_map={"magmoms": "magmoms"})), key=lambda r: r.source_index)
+    assert first.energy == -1.0 and first.charge is None and first.spin is None
+    assert first.metadata["dropped_labels"] == {"charge": "charge 'unknown' is not a number",
+                                                "spin": "spin nan is not finite"}
+    np.testing.assert_allclose(first.magmoms, [0.5, 0.5])
+    assert second.spin == 2 and type(second.spin) is int and second.magmoms is None
+    assert second.metadata["dropped_labels"] == {"magmoms": "magmoms shape (3,), expected (2,)"}
+
+
+def test_a_damaged_row_costs_only_itself(tmp_path: Path) -> None:
+    """Found by the reader fuzzer: a row whose JSON or blob ase.db cannot decode stopped the whole
+    partition (JSONDecodeError, TypeError, sqlite3 errors escaped). Now that row is quarantined
+    with the row id and the rows after it are still read."""
+    import sqlite3
+
+    path = tmp_path / "damaged.db"
+    with ase.db.connect(path) as db:
+        for i in range(4):
+            atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7 + 0.01 * i]])
+            atoms.calc = SinglePointCalculator(atoms, energy=-1.0 - i)
+            db.write(atoms, tag=i)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE systems SET key_value_pairs = '{\"tag\": 1,' WHERE id = 2")  # cut-off JSON
+    con.commit()
+    con.close()
+    part = asedb.partitions(path, 10)[0]
+    items = list(asedb.read(part, _opts()))
+    assert len(items) == 4
+    assert [getattr(i, "energy", None) for i in items] == [-1.0, None, -3.0, -4.0]
+    bad = items[1]
+    assert bad.source_index == 1 and bad.reason.startswith("parse:row id 2 cannot be decoded by ase.db")
+    assert bad.source_id == "damaged.db:2" and bad.detail == {"row_id": 2}

@@ -207,3 +207,19 @@ def test_unopenable_file_raises_reader_error(tmp_path: Path) -> None:
 
     with pytest.raises(ReaderError, match="missing.extxyz"):
         extxyz.partitions(tmp_path / "missing.extxyz", 10)
+
+
+def test_non_integer_spin_is_dropped_to_unknown_not_truncated(tmp_path):
+    """spin=2.5 used to become 2 (int()), and spin=text cost the frame: the schema judges it now."""
+    from omni_data.readers import ReadOptions, get_reader
+
+    path = tmp_path / "spin.extxyz"
+    frame = '2\nProperties=species:S:1:pos:R:3 energy=-1.0 spin={} pbc="F F F"\nH 0 0 0\nH 0 0 0.74\n'
+    path.write_text(frame.format("2.5") + frame.format("3") + frame.format("high"))
+    reader = get_reader("extxyz")
+    (part,) = reader.partitions(path, 1000)
+    got = list(reader.read(part, ReadOptions(dataset="d", task="t")))
+    assert [type(r).__name__ for r in got] == ["Record"] * 3
+    assert [r.spin for r in got] == [None, 3, None]
+    assert got[0].metadata["dropped_labels"] == {"spin": "spin multiplicity 2.5 is not an integer"}
+    assert "spin" in got[2].metadata["dropped_labels"]

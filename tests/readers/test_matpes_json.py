@@ -93,3 +93,23 @@ def test_manifest_group_key_is_looked_up(tmp_path: Path) -> None:
     opts = ReadOptions(dataset="m", task="t", key_map={"group": "provenance.original_mp_id"})
     recs = [r for p in matpes_json.partitions(path, 10) for r in matpes_json.read(p, opts)]
     assert [r.metadata["provenance.original_mp_id"] for r in recs] == ["mp-100", "mp-100", "mp-101", "mp-101"]
+
+
+# --- damaged files (issue 17 fuzzing): a broken entry fails alone, never the file ----------------
+
+@pytest.mark.parametrize("layout", ["json", "jsonl"])
+def test_bad_json_entry_is_rejected_and_the_rest_kept(tmp_path: Path, layout: str) -> None:
+    entries = _entries(9)
+    texts = [json.dumps(e) for e in entries]
+    texts[2] = texts[2].replace('"forces": [', '"forces": [,', 1)  # a syntax error inside entry 2
+    raw = ("[" + ",\n".join(texts) + "]" if layout == "json" else "\n".join(texts) + "\n").encode()
+    raw = raw.replace(b'"matpes-20240221_1"', b'"matpes-\xff_1"', 1)  # entry 7's id is not UTF-8
+    path = tmp_path / f"sample_matpes.{layout}"
+    path.write_bytes(raw)
+    report = check_reader("matpes_json", path, ReadOptions(dataset="matpes", task="matpes_pbe"), target=4,
+                          expected_records=6, expected_rejected=3)
+    by_index = {r.source_index: r.reason for r in report.rejected}
+    assert sorted(by_index) == [2, 5, 7]
+    assert by_index[2].startswith("parse:JSONDecodeError") and "structure" in by_index[5]
+    assert by_index[7].startswith("parse:UnicodeDecodeError")
+    assert sorted(r.source_index for r in report.records) == [0, 1, 3, 4, 6, 8]

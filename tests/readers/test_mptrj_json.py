@@ -141,3 +141,37 @@ def test_gzipped_file_gives_the_same_records(tmp_path: Path) -> None:
     b = check_reader("mptrj_json", packed, opts, target=4)
     assert a.ids == b.ids and len(a.ids) == 14
     assert all(np.array_equal(x.forces, y.forces) for x, y in zip(a.records, b.records))
+
+
+# --- damaged files (issue 17 fuzzing): a broken mp-id fails alone, never the file ----------------
+
+def test_bad_json_in_one_mp_id_rejects_only_its_frames(tmp_path: Path) -> None:
+    path = tmp_path / "MPtrj_damaged.json"
+    _fixture(path, None)
+    text = path.read_text()
+    at = text.index('"mp-1001"')
+    broken = text[:at] + text[at:].replace('"force": [', '"force": [,', 1)  # mp-1001 holds 1 frame
+    at4 = broken.index('"mp-1004"')
+    raw = broken[:at4].encode() + broken[at4:].encode().replace(b'"bandgap"', b'"band\xffgap"', 1)  # not UTF-8
+    path.write_bytes(raw)
+    report = check_reader("mptrj_json", path, ReadOptions(dataset="mptrj", task="mpa"), target=4,
+                          expected_records=14 - 1 - 5, expected_rejected=1 + 1 + 5)
+    reasons = [r.reason for r in report.rejected if "disordered" not in r.reason]
+    assert [r.source_id for r in report.rejected if r.reason in reasons] == ["mp-1001"] + ["mp-1004"] * 5
+    assert all(r.startswith("parse:bad JSON in mp-id") for r in reasons)
+    assert "utf-8" in reasons[-1]
+    assert {r.id.split("/")[0] for r in report.records} == {"mptrj:mp-1000", "mptrj:mp-1002", "mptrj:mp-1003"}
+
+
+def test_stray_closing_brace_is_reader_error_naming_the_file(tmp_path: Path) -> None:
+    """A '}' that ends the top-level object early used to index keys past its end (a negative read
+    length, ValueError); the data after it would be dropped, so the file is refused instead."""
+    from omni_data.readers import ReaderError
+
+    path = tmp_path / "MPtrj_stray.json"
+    _fixture(path, None)
+    text = path.read_text()
+    at = text.index(', "mp-1001"')
+    path.write_text(text[:at] + "}" + text[at:])
+    with pytest.raises(ReaderError, match=r"MPtrj_stray\.json: data after the end of the top-level JSON value"):
+        mptrj_json.partitions(path, 4)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omni_data.readers import ReaderError, ReadOptions, qcml
+from omni_data.readers import Partition, ReaderError, ReadOptions, qcml
 from omni_data.readers._tfrecord import crc32c, masked_crc, parse_example
 from omni_data.testing import check_reader
 
@@ -134,15 +134,33 @@ def test_values_units_and_outlier(tmp_path: Path) -> None:
     assert rec.metadata["formation_energy"] == pytest.approx(-1.5 * HARTREE)
 
 
-def test_corrupt_record_is_reader_error(tmp_path: Path) -> None:
+def test_corrupt_record_is_rejected_and_the_others_read(tmp_path: Path) -> None:
     path = tmp_path / "shard.tfrecord"
     _write(path, _molecules(3), packed=False)
     raw = bytearray(path.read_bytes())
-    raw[40] ^= 0xFF  # inside the first record's data
+    raw[40] ^= 0xFF  # inside the first record's data; its length (and so the next record) is intact
     path.write_bytes(bytes(raw))
     parts = qcml.partitions(path, 10)  # headers are intact
-    with pytest.raises(ReaderError, match="bad data CRC"):
-        list(qcml.read(parts[0], ReadOptions(dataset="q", task="t")))
+    items = list(qcml.read(parts[0], ReadOptions(dataset="q", task="t")))
+    assert [type(i).__name__ for i in items] == ["Rejected", "Record", "Record"]
+    assert items[0].source_index == 0 and items[0].reason.startswith("parse:") and "bad data CRC in record at byte 0" in items[0].reason
+    assert [r.id for r in items[1:]] == ["q:00000001deadbeef", "q:00000002deadbeef"]
     path.write_bytes(bytes(raw[:-10]))
     with pytest.raises(ReaderError, match="truncated"):
         list(qcml.read(qcml.partitions(path, 10)[0], ReadOptions(dataset="q", task="t", options={"verify_crc": False})))
+
+
+def test_huge_record_length_is_reader_error_not_an_allocation(tmp_path: Path) -> None:
+    """A length field of 2**62 with a valid CRC (a hostile file can compute it) once made the reader
+    ask for 2**62 bytes (MemoryError); now it is refused, naming the file and the byte."""
+    path = tmp_path / "hostile.tfrecord"
+    length = struct.pack("<Q", 1 << 62)
+    path.write_bytes(length + struct.pack("<I", _mask(_crc32c_bitwise(length))) + b"\0" * 64)
+    with pytest.raises(ReaderError, match=r"hostile\.tfrecord: implausible record length 4611686018427387904 at byte 0"):
+        qcml.partitions(path, 10)
+    good = tmp_path / "good.tfrecord"
+    _write(good, _molecules(2))
+    path.write_bytes(good.read_bytes() + path.read_bytes())  # two good records, then the hostile header
+    part = Partition(str(path), 0, 3, (("offset", 0),))  # records 0 and 1 are good; 2 is the hostile one
+    with pytest.raises(ReaderError, match=r"hostile\.tfrecord: implausible record length .* at byte"):
+        list(qcml.read(part, ReadOptions(dataset="q", task="t")))

@@ -64,3 +64,28 @@ def test_subset_filter_rejects(spice: Path) -> None:
 )
 def test_smiles_charge(smiles: str, charge: int) -> None:
     assert spice_hdf5.smiles_charge(smiles) == charge
+
+
+# --- damaged files (issue 17 fuzzing) ----------------------------------------------------------
+
+def test_damaged_group_index_is_reader_error_naming_the_file(spice: Path, tmp_path: Path) -> None:
+    from omni_data.readers import ReaderError
+
+    path = tmp_path / "SPICE_damaged.hdf5"  # every symbol-table node signature overwritten
+    path.write_bytes(spice.read_bytes().replace(b"SNOD", b"XXXX"))
+    with pytest.raises(ReaderError, match=r"SPICE_damaged\.hdf5: damaged HDF5 group index \(RuntimeError"):
+        spice_hdf5.partitions(path, 10)
+
+
+def test_short_energy_dataset_rejects_only_the_conformers_it_lacks(spice: Path, tmp_path: Path) -> None:
+    path = tmp_path / "SPICE_short.hdf5"
+    path.write_bytes(spice.read_bytes())
+    with h5py.File(path, "r+") as h5:
+        g = h5["C#C.[Na+]"]  # 5 conformers; keep the energies of the first 3
+        first = g["dft_total_energy"][:3]
+        del g["dft_total_energy"]
+        g["dft_total_energy"] = first
+    report = check_reader("spice_hdf5", path, ReadOptions(dataset="spice", task="omol"), target=20,
+                          expected_records=53, expected_rejected=2)
+    assert [r.source_id for r in report.rejected] == ["C#C.[Na+]/3", "C#C.[Na+]/4"]
+    assert all(r.reason.startswith("bad_shape:") for r in report.rejected)

@@ -285,3 +285,66 @@ def test_overflow_stars_give_missing_stress_not_a_number(shared_data: Path, tmp_
     (rec,) = read_all("vasp", path, _opts())
     assert rec.stress is None and "stress overflow" in rec.metadata["notes"][0]
     assert rec.energy == pytest.approx(-27.11090125)
+
+
+# --- damaged files (issue 17 fuzzing): a broken step fails alone, never the file -----------------
+
+def _lines_replaced(src: Path, dst: Path, line_no: int, old: bytes, new: bytes) -> Path:
+    """``src`` with ``old`` replaced by ``new`` on line ``line_no`` (1-based), written to ``dst``."""
+    lines = src.read_bytes().split(b"\n")
+    assert old in lines[line_no - 1]
+    lines[line_no - 1] = lines[line_no - 1].replace(old, new)
+    dst.write_bytes(b"\n".join(lines))
+    return dst
+
+
+def test_outcar_damaged_force_row_rejects_that_step_only(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "vasp" / "dpdata_ch4_md_unconverged.OUTCAR"  # 3 ionic steps, CH4
+    path = _lines_replaced(src, tmp_path / "OUTCAR", 2235, b"-0.119901", b"-0.11X901")  # step 1's first force row
+    opts = ReadOptions(dataset="v", task="t", options={"keep_unconverged": True})
+    items = read_all("vasp", path, opts, target=2)
+    assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record"]
+    assert items[1].source_index == 1 and "ionic step 1" in items[1].reason
+    assert items[1].reason.startswith("parse:damaged outcar") and "table at line 2235" in items[1].reason
+    assert "-0.11X901" in items[1].reason
+    assert [r.source_index for r in items if isinstance(r, Record)] == [0, 2]
+
+
+def test_outcar_step_without_closing_energy_line_is_rejected_not_merged(shared_data: Path, tmp_path: Path) -> None:
+    """Step 1's closing line damaged: it is rejected; step 2 is not read into it (once it was, so
+    step 2's structure came out twice, once under step 1's index)."""
+    src = shared_data / "vasp" / "dpdata_ch4_md_unconverged.OUTCAR"
+    path = _lines_replaced(src, tmp_path / "OUTCAR", 2252, b"energy  without entropy=", b"energy  without entrXpy=")
+    opts = ReadOptions(dataset="v", task="t", options={"keep_unconverged": True})
+    for target in (1, 2, 3):
+        items = read_all("vasp", path, opts, target=target)
+        assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record"], target
+        assert items[1].reason.startswith("parse:damaged outcar ionic step 1") and "no closing energy line" in items[1].reason
+        assert items[2].energy == pytest.approx(-23.95107730) and items[2].source_index == 2
+
+
+def test_outcar_absurd_ions_per_type_is_reader_error(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "vasp" / "dpdata_ch4_md_unconverged.OUTCAR"
+    path = _lines_replaced(src, tmp_path / "OUTCAR", 188, b"4   1", b"99999999999999999   1")
+    with pytest.raises(ReaderError, match=r"OUTCAR: cannot parse as outcar .*implausible 'ions per type'"):
+        read_all("vasp", path, ReadOptions(dataset="v", task="t"))
+
+
+def test_vasprun_damaged_forces_reject_that_step_only(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml"  # 3 <calculation>s
+    raw = src.read_bytes()
+    second = raw.index(b'<varray name="forces" >', raw.index(b"<calculation>", raw.index(b"<calculation>") + 1))
+    row = raw.index(b"<v>", second)
+    path = tmp_path / "vasprun.xml"
+    path.write_bytes(raw[:row] + b"<v> 1.0 </v>" + raw[raw.index(b"</v>", row) + 4:])  # a force row of one number
+    items = read_all("vasp", path, ReadOptions(dataset="v", task="t", options={"keep_unconverged": True}), target=2)
+    assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record"]
+    assert items[1].source_index == 1 and items[1].reason.startswith("parse:damaged vasprun ionic step 1: ValueError")
+
+
+def test_vasprun_unknown_xml_encoding_is_reader_error(shared_data: Path, tmp_path: Path) -> None:
+    raw = (shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml").read_bytes()
+    path = tmp_path / "vasprun.xml"
+    path.write_bytes(raw.replace(b'encoding="ISO-8859-1"', b'encoding="ISO-8879-1"', 1))
+    with pytest.raises(ReaderError, match=r"vasprun\.xml: cannot parse as vasprun .*unknown encoding"):
+        read_all("vasp", path, ReadOptions(dataset="v", task="t"))

@@ -127,3 +127,73 @@ def test_tiny_and_degenerate_inputs_match_reference():
         res = fps(x, k, 0)
         np.testing.assert_array_equal(res.indices, ref_i)
         np.testing.assert_array_equal(res.sqdist, ref_d)
+
+
+def _plain_loop(x: np.ndarray, k: int, start: int, ties: str) -> tuple[list[int], list[float]]:
+    """An FPS loop written here, independent of the package: float32 sums in dimension order."""
+    x = np.asarray(x, dtype=np.float32)
+    mind = np.full(len(x), np.inf, dtype=np.float32)
+    picks, dists = [start], [float("inf")]
+    while True:
+        c = x[picks[-1]]
+        acc = np.zeros(len(x), dtype=np.float32)
+        for j in range(x.shape[1]):
+            acc += (x[:, j] - c[j]) * (x[:, j] - c[j])
+        mind = np.minimum(mind, acc)
+        if len(picks) == k:
+            return picks, dists
+        top = np.flatnonzero(mind == mind.max())
+        picks.append(int(top[-1] if ties == "last" else top[0]))
+        dists.append(float(mind[picks[-1]]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ties", ["last", "first"])
+def test_independent_loop_with_ties_and_k_close_to_n(dtype, ties):
+    rng = np.random.default_rng(21)
+    grid = rng.integers(0, 4, (700, 3)).astype(dtype)  # 64 distinct points: ties and zero distances
+    clustered = _clustered(900, 6, 5, seed=22).astype(dtype)
+    for x, k, start in [(grid, 699, 3), (grid, 700, 0), (clustered, 899, 450), (clustered, 900, 0)]:
+        want_i, want_d = _plain_loop(x, k, start, ties)
+        for threads in (1, 2):
+            res = fps(x, k, start, ties, threads=threads)
+            assert res.indices.tolist() == want_i
+            assert res.sqdist.tolist() == want_d
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pick_cost_does_not_loop_over_earlier_picks(threads):
+    # The old kernel measured the new pick against all t earlier picks: k(k-1)/2 distances.
+    x = _clustered(30_000, 8, 12, seed=5)
+    k = 3000
+    res = fps(x, k, 7, threads=threads)
+    ref_i, ref_d = fps_reference(x, k, 7)
+    np.testing.assert_array_equal(res.indices, ref_i)
+    np.testing.assert_array_equal(res.sqdist, ref_d)
+    assert 0 < res.pick_distances < k * (k - 1) // 2 // 8  # measured: ~1/13 here
+
+
+def test_progress_reports_picks_and_radius():
+    x = _clustered(20_000, 8, 6, seed=6)
+    seen: list[tuple[int, float]] = []
+    res = fps(x, 2000, 0, progress=lambda done, d2: seen.append((done, d2)), progress_every=1e-3)
+    assert seen[-1] == (2000, float(res.sqdist[-1]))
+    done = [s[0] for s in seen]
+    assert done == sorted(done) and 1 <= done[0] <= 2000
+    picked_d = set(res.sqdist.tolist())
+    for _, d2 in seen:  # every report is the distance of a real pick (read while it runs)
+        assert d2 in picked_d
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_return_mind_is_every_points_distance_to_the_picks(engine):
+    x = _clustered(4000, 10, 7, seed=8)
+    res = fps(x, 500, 9, engine=engine, return_mind=True)
+    mind = np.full(len(x), np.inf, dtype=np.float32)
+    for i in res.indices:  # independent: float32 sums in dimension order over all picks
+        acc = np.zeros(len(x), dtype=np.float32)
+        for j in range(x.shape[1]):
+            acc += (x[:, j] - x[i, j]) * (x[:, j] - x[i, j])
+        mind = np.minimum(mind, acc)
+    np.testing.assert_array_equal(res.mind, mind)
+    assert fps(x, 500, 9, engine=engine).mind is None

@@ -203,3 +203,61 @@ def test_tasks_filter_and_fraction(stores, tmp_path):
     assert set(table["task"]) <= {"pbe", "scan"}
     with pytest.raises(ValueError, match="not in the stores"):
         select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "u"), count=2, tasks=["nope"]))
+
+
+def test_progress_lines_and_per_task_covering_radius(stores, tmp_path, capsys):
+    out = tmp_path / "p"
+    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=9, seed=1,
+                                         progress_every=1e-3))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("select-bridge: 9/9 picks (100.0%)  radius ")
+    assert err[-1].endswith("done")
+    # coverage.json: covering radius overall and per task, against brute force on the vectors
+    ds = _all_descriptors(stores)
+    table = pq.read_table(out / "selection.parquet").to_pandas()
+    picked = ds.x[[int(np.flatnonzero(ds.ids == i)[0]) for i in table["id"]]]
+    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2)
+                .sum(-1).min(1))
+    report = json.loads((out / "coverage.json").read_text())
+    np.testing.assert_allclose(report["covering_radius"], d.max(), rtol=1e-6)
+    for task in set(ds.tasks.tolist()):
+        want = d[ds.tasks == task].max()
+        np.testing.assert_allclose(report["tasks"][task]["covering_radius"], want, rtol=1e-6)
+        np.testing.assert_allclose(summary["covering_radius_per_task"][task], want, rtol=1e-6)
+    # the last pick's FPS distance is what the progress line called the radius
+    assert f"radius {table['distance'].iloc[-1]:.6g}" in err[-1]
+    quiet = tmp_path / "q"
+    select_bridge(SelectConfig(stores=stores, out=str(quiet), count=9, seed=1, progress_every=0))
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress_every"):
+        SelectConfig(stores=stores, out=str(quiet), count=9, progress_every=-1)
+
+
+def test_distributed_coverage_keeps_candidate_vectors_off_the_client(stores, tmp_path, monkeypatch):
+    from omni_data.select import descriptor_set
+
+    ds = _all_descriptors(stores)
+    real = descriptor_set.DescriptorSet.vectors
+
+    def vectors(self, rows):  # the client may load the picks, never all candidates
+        assert len(rows) <= 10, f"client loaded {len(rows)} candidate vectors"
+        return real(self, rows)
+
+    monkeypatch.setattr(descriptor_set.DescriptorSet, "vectors", vectors)
+    out = tmp_path / "dist"
+    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=10, mode="distributed",
+                                         progress_every=0))
+    monkeypatch.undo()
+    table = pq.read_table(out / "selection.parquet").to_pandas()
+    picked = ds.x[[int(np.flatnonzero(ds.ids == i)[0]) for i in table["id"]]]
+    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2)
+                .sum(-1).min(1))
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["n_points"] == len(ds) and report["n_picked"] == 10
+    np.testing.assert_allclose(report["covering_radius"], d.max(), rtol=1e-6)
+    np.testing.assert_allclose(summary["covering_radius"], d.max(), rtol=1e-6)
+    for task in set(ds.tasks.tolist()):
+        np.testing.assert_allclose(report["tasks"][task]["covering_radius"],
+                                   d[ds.tasks == task].max(), rtol=1e-6)
+        np.testing.assert_allclose(report["tasks"][task]["mean_distance"],
+                                   d[ds.tasks == task].mean(), rtol=1e-6)
