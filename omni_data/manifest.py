@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from omni_data.tasks import TaskRule, assign_task
 from omni_data import units
 from omni_data.yamlfile import load_yaml
 
-MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests"
+# Package data: ``omni_data/manifests`` is a symlink to the checkout's top-level ``manifests/`` (the
+# source of truth); a built wheel holds a real copy (docs/packaging.md).
+MANIFEST_DIR = Path(str(resources.files("omni_data") / "manifests"))
 
 
 class ManifestError(ValueError):
@@ -187,7 +190,7 @@ def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
 
 
 def manifest_dir() -> Path:
-    """Where manifests live: ``$OMNI_MANIFESTS`` if set, else the repository's ``manifests/``."""
+    """Where manifests live: ``$OMNI_MANIFESTS`` if set, else the packaged ``omni_data/manifests``."""
     return Path(os.environ.get("OMNI_MANIFESTS", MANIFEST_DIR))
 
 

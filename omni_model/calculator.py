@@ -9,7 +9,8 @@ class OmniCalculator(Calculator):
     """Energy, forces and (for fully periodic cells) stress of one task head of an Omni model.
 
     The model is loaded with ``torch.load(weights_only=True)``; EMA weights are used when the
-    checkpoint has them. Stress is in eV/Å³ with ASE's sign convention.
+    checkpoint has them. Stress is in eV/Å³ with ASE's sign convention. Structures with an element
+    that has no reference energy in ``task`` raise one ``MissingReferenceWarning`` per element.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -19,7 +20,10 @@ class OmniCalculator(Calculator):
         from .data.graph import species_table
         from .train.checkpoint import load_model
 
-        self.model, self.config, _ = load_model(checkpoint, map_location=device)
+        self.model, self.config, ckpt = load_model(checkpoint, map_location=device)
+        self.checkpoint = str(checkpoint)
+        self.references = dict(ckpt.get("references") or {})
+        self._warned: set[tuple[str, int]] = set()
         self.model.to(device)
         self.device = device
         if task is None:
@@ -34,7 +38,9 @@ class OmniCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         from .data.graph import collate, graph_from_atoms
+        from .evaluation.references import warn_unreferenced
 
+        warn_unreferenced(self.references, self.task, self.atoms.numbers, self._warned, self.checkpoint)
         g = graph_from_atoms(self.atoms, self.model.cfg.cutoff, self.table, task=self.task_id, labels=False)
         batch = collate([g], dtype=self.dtype).to(self.device)
         want_stress = bool(self.atoms.pbc.all())

@@ -1,8 +1,12 @@
 """``omni-train``: train from a YAML config, evaluate a checkpoint on a store, print a preset.
 
-    omni-train CONFIG.yaml [--store PATH [--store PATH ...]] [--out DIR]
-    omni-train evaluate CKPT STORE [STORE ...] [--task T ...] [--split val]
+    omni-train train CONFIG [--store PATH [--store PATH ...]] [--out DIR] [--threads N]
+    omni-train evaluate CKPT STORE [STORE ...] [--task T ...] [--split val] [--threads N]
     omni-train preset NAME            (or ``omni-train preset`` to list them)
+    omni-train CONFIG.yaml ...        (shortcut for ``omni-train train CONFIG.yaml ...``)
+
+A table of commands like ``omni-data``'s; errors follow ``omni_data.cli.errors`` (one line
+``omni-train CMD: error: ...``, exit 2 for usage, 1 for runtime).
 """
 from __future__ import annotations
 
@@ -10,20 +14,37 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
+
+from omni_data.cli.argtypes import bounded
+from omni_data.cli.errors import OneLineParser, UsageError, run_guarded
+
+THREADS_HELP = ("torch CPU threads (default: $OMP_NUM_THREADS if set, else 1: torch's default of one "
+                "spinning thread per core made training 15-20x slower on a 2-core machine with one other "
+                "busy process)")
 
 
-def _train(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="omni-train", description="Train an Omni potential from a YAML config.")
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """The ``--threads N`` option of train and evaluate."""
+    p.add_argument("--threads", type=bounded(int, 1), default=None, metavar="N", help=THREADS_HELP)
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML file (see docs/train-config.md) or a preset name")
     p.add_argument("--store", action="append", default=[],
                    help="override data.store; repeat to train on several stores read as one")
     p.add_argument("--out", help="override run.out_dir")
-    args = p.parse_args(argv)
+    add_threads_argument(p)
+
+
+def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .config import load_config, validate
+    from .threads import set_threads
     from .train.trainer import train
 
+    set_threads(args.threads)  # before any torch work
     cfg = load_config(args.config)
     if args.store:
         store = args.store[0] if len(args.store) == 1 else list(args.store)
@@ -37,20 +58,28 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def _evaluate(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="omni-train evaluate", description="Per-task errors of a checkpoint on a store.")
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("store", nargs="+", help="one or more stores (several are read as one)")
     p.add_argument("--task", action="append", default=[], help="only these tasks (repeatable)")
     p.add_argument("--split", default="", help="only records of this split (train/val/test) when the store has splits")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-ema", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--calibration-split", default="", help="fit per-element energy offsets on this split "
+                   "(disjoint from --split) and also report the energy errors that remain after them")
+    p.add_argument("--head", help="predict every record with this task's head (default: each record's own)")
+    add_threads_argument(p)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.dataset import GraphDataset, open_store, store_columns
+    from .threads import set_threads
     from .train.checkpoint import load_model
     from .train.validate import evaluate, format_errors
+
+    set_threads(args.threads)  # before any torch work
 
     model, _, _ = load_model(args.checkpoint, use_ema=not args.no_ema)
     store = open_store(args.store)
@@ -66,40 +95,87 @@ def _evaluate(argv: list[str]) -> int:
     ds = GraphDataset(store, idx, model.cfg.cutoff, model.elements, model.tasks, cols["task"], cache=False)
     errors = evaluate(model, ds, model.tasks, args.batch_size)
     print(format_errors(errors))
+    from .evaluation.transfer import evaluate_checkpoint, format_evaluation
+
+    print()  # raw and offset-aligned energy errors and forces per (head, data domain)
+    print(format_evaluation(evaluate_checkpoint(args.checkpoint, args.store, args.task, args.split,
+                                                args.calibration_split, args.head, args.batch_size, not args.no_ema)))
     return 0
 
 
-def _preset(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="omni-train preset", description="Print a packaged config preset.")
-    p.add_argument("name", nargs="?")
-    args = p.parse_args(argv)
+def _preset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="preset to print (left out: list them)")
+
+
+def _preset(args: argparse.Namespace) -> int:
     from .config import PRESETS_DIR, list_presets
 
     if not args.name:
         print("\n".join(list_presets()))
         return 0
     if args.name not in list_presets():
-        print(f"unknown preset {args.name!r}; available: {', '.join(list_presets())}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown preset {args.name!r}; available: {', '.join(list_presets())}")
     sys.stdout.write((PRESETS_DIR / f"{args.name}.yaml").read_text())
     return 0
 
 
-COMMANDS = {"evaluate": _evaluate, "preset": _preset}
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+
+# name -> (add_arguments, run, one-line help), like omni_data.cli.main.COMMANDS
+COMMANDS: dict[str, Command] = {
+    "train": (_train_arguments, _train, "train an Omni potential from a YAML config (or a preset name)"),
+    "evaluate": (_evaluate_arguments, _evaluate, "per-task errors of a checkpoint on one or more stores"),
+    "preset": (_preset_arguments, _preset, "list the packaged config presets, or print one"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: its help lists the commands."""
+    parser = OneLineParser(prog="omni-train", description="Train an Omni potential, evaluate a checkpoint, print a preset.",
+                           epilog="omni-train CONFIG.yaml ... is short for omni-train train CONFIG.yaml ...")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_add, _run, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def is_config_shortcut(first: str) -> bool:
+    """``omni-train CONFIG.yaml``: an existing .yaml/.yml file that is not a command name."""
+    return first not in COMMANDS and first.endswith((".yaml", ".yml")) and Path(first).is_file()
+
+
+def _not_a_command(argv: list[str]) -> int:
+    """``--help``/``--version`` or a first word that is neither a command nor a config file: say which."""
+    first = argv[0]
+    if first.endswith((".yaml", ".yml")):
+        raise FileNotFoundError(f"{first}: no such config file")
+    if not first.startswith("-"):
+        raise UsageError(f"unknown command {first!r}; commands: {', '.join(COMMANDS)} "
+                         f"(a preset trains with: omni-train train NAME)")
+    build_parser().parse_args(argv)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors follow ``omni_data.cli.errors`` (one line, exit 2 usage / 1 runtime)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    handler = COMMANDS.get(argv[0])
-    try:
-        return handler(argv[1:]) if handler else _train(argv)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"omni-train: error: {exc}", file=sys.stderr)
-        return 1
+    if argv and is_config_shortcut(argv[0]):
+        argv = ["train", *argv]
+    if not argv:
+        build_parser().print_help(sys.stderr)
+        return 2
+    if argv[0] not in COMMANDS:
+        return run_guarded("omni-train", lambda: _not_a_command(argv))
+    name = argv[0]
+    add_arguments, run, help_text = COMMANDS[name]
+
+    def command() -> int:
+        parser = OneLineParser(prog=f"omni-train {name}", description=help_text)
+        add_arguments(parser)
+        return run(parser.parse_args(argv[1:]))
+
+    return run_guarded(f"omni-train {name}", command)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-PRESETS_DIR = Path(__file__).with_name("presets")
+PRESETS_DIR = Path(str(resources.files("omni_model") / "presets"))  # package data (docs/packaging.md)
 
 
 @dataclass

@@ -4,8 +4,8 @@ Converged results become records of the bridge task (linked to their source by
 metadata source_id/source_task/protocol); unusable ones go to the store's quarantine with the
 reason and are marked FAILED in their job dir. Each run writes one new shard with only the jobs
 not collected before. Exit code 0 when the shard was written (quarantined jobs are the expected
-outcome for some VASP runs and are listed); 1 with ``--strict`` when any job was quarantined;
-2 on bad input.
+outcome for some VASP runs and are listed); 1 with ``--strict`` when any job was quarantined
+or when DIR is missing; 2 on bad input (``omni_data.cli.errors``).
 """
 from __future__ import annotations
 
@@ -25,13 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import must_exist
     from omni_data.recompute.collect import collect_to_store
 
-    try:
-        found, shard = collect_to_store(args.root, args.out, task=args.task, dataset=args.dataset, shard=args.shard)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    must_exist(args.root, "jobs directory", folder=True)
+
+    found, shard = collect_to_store(args.root, args.out, task=args.task, dataset=args.dataset, shard=args.shard)
     for rej in found.rejected:
         print(f"rejected {rej.source_id}: {rej.reason}", file=sys.stderr)
     waiting = Counter(found.not_ready.values())

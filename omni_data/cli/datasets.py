@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omni_data.manifest import list_manifests, load_manifest
+from omni_data.manifest import list_manifests, load_manifest, manifest_dir
 from omni_data.sources import local_source
 
 
@@ -20,6 +20,10 @@ def _theory(lot: dict) -> str:
 
 
 def rows() -> list[dict]:
+    """One row per manifest; FileNotFoundError when the manifests folder is missing."""
+    folder = manifest_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such manifests folder (check $OMNI_MANIFESTS)")
     out = []
     for name in list_manifests():
         m = load_manifest(name)
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     header = ["name", "task", "level_of_theory", "structures", "format", "licence", "local"]
     cells = [[("{:,}".format(r[h]) if h == "structures" and r[h] else str(r[h] or "-")) for h in header] for r in table]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))

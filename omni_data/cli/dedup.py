@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from omni_data.cli.argtypes import bounded
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args, dask_client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="store directories (duplicates are found across all)")
-    parser.add_argument("--tol", type=float, default=None, help="position tolerance in Å (default 1e-4)")
+    parser.add_argument("--tol", type=bounded(float, 0.0, strict=True), default=None, help="position tolerance in Å (default 1e-4)")
     parser.add_argument("--drop-within-task", action="store_true",
                         help="write a store keeping the first frame of each (task, hash)")
     parser.add_argument("--out", help="the new store for --drop-within-task")
@@ -20,8 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from omni_data.store import Store
 
     if args.drop_within_task and not args.out:
-        print("omni-data dedup: --drop-within-task needs --out NEWSTORE")
-        return 2
+        raise ValueError("--drop-within-task needs --out NEWSTORE")
     tol = dedup.DEFAULT_TOL if args.tol is None else args.tol
     with dask_client(config_from_args(args)) as client:
         table = dedup.hash_stores(args.stores, tol=tol, client=client)

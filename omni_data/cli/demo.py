@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from omni_data.cli.argtypes import bounded
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("omni-demo"), help="demo directory (default ./omni-demo)")
     parser.add_argument("--size", choices=("small", "ci"), default="small",
                         help="small: ~430 structures, a few minutes on 2 idle cores; ci: ~80 structures, under a minute")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=bounded(int, 1), default=1,
                         help="processes for labelling, ingest, describe, select and recompute (1: all in this process)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of generation, selection and training")
 
@@ -23,13 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from omni_data.demo.run import run_demo
 
-    if args.workers < 1:
-        print("omni-data demo: --workers must be >= 1")
-        return 2
-    try:
-        results = run_demo(args.out, size=args.size, workers=args.workers, seed=args.seed)
-    except ValueError as exc:
-        print(f"omni-data demo: {exc}")
-        return 2
+    results = run_demo(args.out, size=args.size, workers=args.workers, seed=args.seed)
     failed = [name for name, r in results.items() if r["status"] != "ok"]
     return 1 if failed else 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from omni_data.cli.argtypes import bounded
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.pipeline.cluster import add_cluster_arguments
@@ -12,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=("rdf", "soap"), default="rdf",
                         help="rdf: composition + element-class radial features (default, 64 numbers); "
                              "soap: averaged SOAP (needs dscribe)")
-    parser.add_argument("--cutoff", type=float, default=5.0, help="radial cutoff in Å (default 5)")
-    parser.add_argument("--gaussians", type=int, default=8,
+    parser.add_argument("--cutoff", type=bounded(float, 0.0, strict=True), default=5.0, help="radial cutoff in Å (default 5)")
+    parser.add_argument("--gaussians", type=bounded(int, 1), default=8,
                         help="Gaussians per element-class pair (dimension 16 + 6 x this; default 8)")
     add_cluster_arguments(parser)
 

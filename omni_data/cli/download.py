@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from omni_data.download import DownloadError, fetch_manifest
+from omni_data.download import fetch_manifest
 from omni_data.manifest import load_manifest
 
 
@@ -20,11 +19,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.name)
     total = sum(f.size_bytes or 0 for f in manifest.files) or None
     with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name) as bar:
-        try:
-            fetched = fetch_manifest(manifest, args.out, progress=bar.update)
-        except DownloadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        fetched = fetch_manifest(manifest, args.out, progress=bar.update)  # DownloadError: exit 1
     for f in fetched:
         state = "already present" if f.skipped else (f"resumed at {f.resumed_from} B" if f.resumed_from else "downloaded")
         print(f"{f.path}  {f.bytes} B  sha256 {f.sha256}  ({state})")

@@ -4,7 +4,8 @@ SELECTION is a selection.parquet from ``select-bridge`` (columns id, task, datas
 distance). Structures the protocol refuses are listed with their reason (and in jobs.parquet).
 With ``--write-script slurm --vasp-cmd CMD`` the batch script is written too.
 Exit code 0 when the jobs were written (refusals are an expected outcome, e.g. charged molecules
-under a VASP protocol, and are listed); 1 with ``--strict`` when any was refused; 2 on bad input.
+under a VASP protocol, and are listed); 1 with ``--strict`` when any was refused or when SELECTION is
+missing; 2 on bad input (``omni_data.cli.errors``).
 """
 from __future__ import annotations
 
@@ -26,14 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omni_data.recompute.emit import emit_selection
-    from omni_data.recompute.protocols import ProtocolError, load_protocol
+    from omni_data.recompute.protocols import load_protocol
 
-    try:
-        protocol = load_protocol(args.protocol)
-        rows = emit_selection(args.selection, protocol, args.out, force=args.force)
-    except (ProtocolError, ValueError, FileNotFoundError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    from omni_data.cli.errors import must_exist
+
+    protocol = load_protocol(args.protocol)
+    must_exist(args.selection, "selection file")
+    rows = emit_selection(args.selection, protocol, args.out, force=args.force)
     refused = [r for r in rows if r["status"] == "refused"]
     for r in refused:
         print(f"refused {r['record_id']}: {r['reason']}", file=sys.stderr)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -18,10 +17,6 @@ def run(args: argparse.Namespace) -> int:
     from omni_data.export import export_store
     from omni_data.store import Store
 
-    try:
-        n = export_store(Store(args.store), args.format, args.out, task=args.task, dataset=args.dataset)
-    except (OSError, ValueError) as exc:
-        print(f"omni-data export: {exc}", file=sys.stderr)
-        return 1
+    n = export_store(Store(args.store), args.format, args.out, task=args.task, dataset=args.dataset)
     print(f"wrote {n} records to {args.out} ({args.format})")
     return 0 if n else 1

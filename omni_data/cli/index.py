@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -17,16 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import runtime_phase
     from omni_data.store.idindex import build_id_index
 
     if not (args.store / "catalog.json").is_file():
-        print(f"omni-data index: {args.store}: not a store (no catalog.json)", file=sys.stderr)
-        return 2
-    try:
+        raise FileNotFoundError(f"{args.store}: not a store (no catalog.json)")
+    with runtime_phase():  # a damaged shard or a full disk is exit 1
         report = build_id_index(args.store, rebuild=args.rebuild, progress=not args.no_progress)
-    except (ValueError, OSError) as exc:
-        print(f"omni-data index: {exc}", file=sys.stderr)
-        return 1
     print(report.line())
     for rel in report.removed:
         print(f"removed the replaced segment {rel}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +57,10 @@ def bridge_protocols(section: dict[str, list[dict[str, Any]]]) -> list[dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
+    from omni_data.cli.errors import runtime_phase
+
+    with runtime_phase():  # a damaged catalog is exit 1, like a missing store
         info = store_info(args.store)
-    except (OSError, ValueError) as exc:
-        print(f"omni-data info: {exc}", file=sys.stderr)
-        return 1
     if args.json:
         print(json.dumps(info, indent=1))
         return 0

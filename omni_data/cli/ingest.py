@@ -87,6 +87,9 @@ def build_spec(args: argparse.Namespace):
     source = args.source or Path(args.target)
     if not args.dataset or not args.task:
         raise ValueError(f"{args.target}: not a manifest, so pass --dataset and --task")
+    from omni_data.cli.errors import must_exist
+
+    must_exist(source, "source path")  # exit 1, before a sniff of nothing says "pass --format"
     reader = args.format or sniff(source if source.is_file() else Path(args.target))
     opts = ReadOptions(dataset=args.dataset, task=args.task, energy_unit=args.energy_unit or "eV")
     return IngestSpec(store=args.out, reader=reader, source=source, options=opts, shard_size=args.shard_size,
@@ -102,49 +105,33 @@ def all_quarantined_message(source: Path, summary: "IngestSummary") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import runtime_phase
     from omni_data.pipeline.cluster import dask_client
     from omni_data.pipeline.ingest import ingest
 
-    try:
-        spec = build_spec(args)
-        config = config_from_args(args)
-    except (ValueError, OSError) as exc:
-        print(f"omni-data ingest: {exc}", file=sys.stderr)
-        return 2
+    spec = build_spec(args)  # a bad option or manifest: exit 2 (omni_data.cli.errors)
+    config = config_from_args(args)
     print(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} "
           f"[{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}]", file=sys.stderr)
     from omni_data.pipeline.archives import stage_source
 
-    try:
+    with runtime_phase("cannot extract"):  # exc names the archive
         staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)
-    except (ValueError, OSError) as exc:
-        print(f"omni-data ingest: cannot extract: {exc}", file=sys.stderr)  # exc names the archive
-        return 1
     if staged != spec.source:
         print(f"extracted {spec.source} -> {staged}", file=sys.stderr)
         spec.source = staged
-    try:
-        with dask_client(config) as client:
-            if client is not None:
-                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-            summary = ingest(spec, client=client, progress=not args.no_progress)
-    except (ValueError, OSError) as exc:  # ReaderError is a RuntimeError: handled below
-        print(f"omni-data ingest: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"omni-data ingest: {exc}", file=sys.stderr)
-        return 1
+    with runtime_phase(), dask_client(config) as client:  # a ReaderError is exit 1 too
+        if client is not None:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        summary = ingest(spec, client=client, progress=not args.no_progress)
     for line in summary.lines():
         print(line)
     if summary.all_quarantined:
-        print(f"omni-data ingest: {all_quarantined_message(spec.source, summary)}", file=sys.stderr)
+        print(f"omni-data ingest: error: {all_quarantined_message(spec.source, summary)}", file=sys.stderr)
         return 1
     if not args.no_id_index:
         from omni_data.store.idindex import build_id_index
 
-        try:
+        with runtime_phase("id index"):
             print(build_id_index(spec.store, progress=not args.no_progress).line())
-        except (ValueError, OSError) as exc:
-            print(f"omni-data ingest: id index: {exc}", file=sys.stderr)
-            return 1
     return 0 if summary.ok else 1

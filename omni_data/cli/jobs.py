@@ -6,7 +6,7 @@ vanished ``failed lost:...``; ``--reemit-failed`` keeps that reason in the job's
 
 ``--reemit-failed`` re-creates failed jobs' inputs from their record.json and protocol;
 ``--write-script slurm|pbs --vasp-cmd CMD`` writes the batch script for the unfinished jobs.
-Exit code 0 (this is a status report); errors in the jobs dir itself exit 2.
+Exit code 0 (this is a status report); errors in the jobs dir itself exit 2 (``omni_data.cli.errors``).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_script_from_args(root: Path, args: argparse.Namespace) -> int:
-    """Write the batch script if asked; returns 0, or 2 after printing why not."""
+    """Write the batch script if asked; returns 0 (a ValueError names what is wrong)."""
     from omni_data.recompute.slurm import BatchOptions, default_command, write_batch
 
     if not args.write_script:
@@ -47,16 +47,11 @@ def write_script_from_args(root: Path, args: argparse.Namespace) -> int:
     try:
         command = args.vasp_cmd or default_command(root)
     except ValueError as exc:
-        print(f"{root}: --write-script: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"{root}: --write-script: {exc}") from exc
     opts = BatchOptions(vasp_cmd=command, per_task=args.per_task, job_name=args.job_name, time=args.time,
                         partition=args.partition, account=args.account, nodes=args.nodes,
                         ntasks_per_node=args.ntasks_per_node, max_parallel=args.max_parallel, extra=list(args.batch_opt))
-    try:
-        script, n = write_batch(root, opts, args.write_script)
-    except ValueError as exc:
-        print(f"{root}: {exc}", file=sys.stderr)
-        return 2
+    script, n = write_batch(root, opts, args.write_script)
     print(f"wrote {script} for {n} unfinished job(s); submit with: cd {root} && "
           f"{'sbatch' if args.write_script == 'slurm' else 'qsub'} {script.name}")
     return 0
@@ -121,18 +116,15 @@ def job_line(state: "JobState") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import must_exist
     from omni_data.recompute import jobs
 
-    root: Path = args.root
-    try:
-        if args.reemit_failed:
-            rows = reemit_failed(root)
-            for row in rows:
-                print(f"re-emitted {row['job']}: {row['status']} {row['reason']}".rstrip())
-        states = jobs.summarize(root)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    root: Path = must_exist(args.root, "jobs directory", folder=True)
+    if args.reemit_failed:
+        rows = reemit_failed(root)
+        for row in rows:
+            print(f"re-emitted {row['job']}: {row['status']} {row['reason']}".rstrip())
+    states = jobs.summarize(root)
     for s in states:
         if args.json:
             print(json.dumps(job_summary(s)))

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from omni_data.cli.errors import OneLineParser, run_guarded
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("omni_data.cli.ingest", "read a dataset's source files into a sharded store (Dask)"),
@@ -34,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omni-data", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="omni-data", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="omni 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
@@ -43,43 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors follow ``omni_data.cli.errors`` (one line, exit 2 usage / 1 runtime)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv or ["--help"])
+    if not argv:
+        build_parser().print_help(sys.stderr)
         return 2
+    if argv[0] not in COMMANDS:
+        return run_guarded("omni-data", lambda: build_parser().parse_args(argv) and 2)
     name = argv[0]
-    module = importlib.import_module(COMMANDS[name][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"omni-data {name}", description=COMMANDS[name][1])
-    module.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
-    try:
-        return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        status = _user_error_status(exc)
-        if status is None:
-            raise
-        text = " ".join(str(exc).splitlines())
-        print(f"omni-data {name}: error: {text}", file=sys.stderr)
-        return status
 
+    def command() -> int | None:
+        module = importlib.import_module(COMMANDS[name][0])
+        cmd_parser = OneLineParser(prog=f"omni-data {name}", description=COMMANDS[name][1])
+        module.add_arguments(cmd_parser)
+        return module.run(cmd_parser.parse_args(argv[1:]))
 
-def _user_error_status(exc: BaseException) -> int | None:
-    """The exit status for an error the user can act on (printed as one line, no traceback),
-    or None for a bug (its traceback is kept): a bad manifest, ``$OMNI_SOURCES`` or protocol
-    file is 2, like a bad argument; an operating-system error (a full disk, a missing or
-    unreadable file) is 1."""
-    from omni_data.manifest import ManifestError
-    from omni_data.recompute.protocols import ProtocolError
-
-    if isinstance(exc, (ManifestError, ProtocolError)):
-        return 2
-    if isinstance(exc, OSError):
-        return 1
-    return None
+    return run_guarded(f"omni-data {name}", command, interrupted="interrupted; re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from omni_data.cli.argtypes import bounded
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="stores holding bridge records and their sources")
-    parser.add_argument("--ridge", type=float, default=0.0, help="ridge λ for the shift fit")
+    parser.add_argument("--ridge", type=bounded(float, 0.0), default=0.0, help="ridge λ for the shift fit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,8 +18,9 @@ def run(args: argparse.Namespace) -> int:
     stores = [Store(p) for p in args.stores]
     fits = fit_pairs(stores, ridge=args.ridge)
     if not fits:
-        print("no bridge records (metadata source_id) with energies found")
-        return 1
+        from omni_data.cli.errors import CommandFailed
+
+        raise CommandFailed(f"{', '.join(args.stores)}: no bridge records (metadata source_id) with energies found")
     stores[0].catalog.update_section(SECTION, [f.to_json() for f in fits])
     print(f"{'source -> task':<28} {'pairs':>6} {'RMS/atom before':>16} {'after (eV/atom)':>16}")
     for f in fits:

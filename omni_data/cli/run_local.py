@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from omni_data.cli.argtypes import bounded
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 from omni_data.recompute.runners import LOCAL_METHODS
 
@@ -18,23 +19,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, metavar="DIR", help="jobs directory written by emit-jobs")
     parser.add_argument("--method", choices=LOCAL_METHODS, help="local protocol to run (default: each job's protocol)")
     parser.add_argument("--rerun-failed", action="store_true", help="also run jobs marked failed (default: pending only)")
-    parser.add_argument("--threads-per-job", type=int, default=None, metavar="N",
+    parser.add_argument("--threads-per-job", type=bounded(int, 1), default=None, metavar="N",
                         help="OpenMP/BLAS threads per job (default: --threads-per-worker, i.e. 1)")
     add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import must_exist
     from omni_data.pipeline.cluster import dask_client
     from omni_data.recompute.local import run_jobs
 
+    must_exist(args.root, "jobs directory", folder=True)
+
     states = ("pending", "failed") if args.rerun_failed else ("pending",)
-    try:
-        with dask_client(config_from_args(args)) as client:
-            threads = args.threads_per_job or args.threads_per_worker
-            results = run_jobs(args.root, args.method, client=client, states=states, threads=threads)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    with dask_client(config_from_args(args)) as client:
+        threads = args.threads_per_job or args.threads_per_worker
+        results = run_jobs(args.root, args.method, client=client, states=states, threads=threads)
     failed = [r for r in results if r["state"] != "done"]
     for r in failed:
         print(f"failed {r['job']}: {r['reason']}", file=sys.stderr)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                        strategy=args.strategy, kind=args.kind, mode=args.mode, exclude=list(args.exclude),
                        pool=args.pool, oversample=args.oversample)
     if args.strategy != "fps" and not args.model:
-        raise SystemExit(f"select-bridge: strategy {args.strategy!r} needs --model CKPT")
+        raise ValueError(f"strategy {args.strategy!r} needs --model CKPT")
     scorer = model_scorer(args.model) if args.model else None
     if cfg.mode == "distributed":
         with dask_client(config_from_args(args)) as client:

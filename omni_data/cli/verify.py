@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from omni_data.store.verify import verify_store
 
+    if not (args.store / "catalog.json").is_file():
+        raise FileNotFoundError(f"{args.store}: not a store (no catalog.json)")
     report = verify_store(args.store)
     for problem in report.problems:
         print(f"PROBLEM {problem}", file=sys.stderr)

@@ -6,8 +6,10 @@ this module only groups structures and averages absolute errors:
 * same-domain: every test record is predicted with its own task's head (``record.task``);
 * cross-domain: the held-out structures recomputed with GFN1-xTB (``test_truth`` store, collected
   under the crystals task) are predicted with the crystals head and grouped by the domain they
-  came from (``metadata["source_task"]``). Metals and molecules never reached the crystals head in
-  runs 1 and 2, so these rows measure transfer.
+  came from (``metadata["source_task"]``), by ``omni_model.evaluation.transfer`` (raw energy
+  error; the error left after per-element offsets fitted on the calibration split; forces).
+  Metals and molecules never reached the crystals head in runs 1 and 2, so these rows measure
+  transfer, and the offset-aligned column separates it from the energy-zero difference.
 """
 from __future__ import annotations
 
@@ -78,15 +80,23 @@ def same_domain_rows(records: Iterable[Record], predict: Predictor) -> list[dict
     return [acc[t].row("same-domain", t, f"{t} test") for t in sorted(acc)]
 
 
-def cross_domain_rows(records: Iterable[Record], predict: Predictor, head: str) -> list[dict[str, Any]]:
-    """One row per source domain other than ``head``: recomputed records under the ``head`` task."""
-    acc: dict[str, _Acc] = defaultdict(_Acc)
-    for rec in records:
-        source = str(rec.metadata.get("source_task") or "")
-        if not source:
-            raise ValueError(f"{rec.source_file}: record {rec.id} has no metadata['source_task']; "
-                             "was it written by collect-bridge?")
-        if source == head:
+def cross_domain_rows(checkpoint: Path, truth_store: Path, head: str) -> list[dict[str, Any]]:
+    """One row per source domain other than ``head``: the GFN1-xTB truth under the ``head`` task.
+
+    Calls ``omni_model.evaluation.transfer.evaluate_checkpoint`` (what ``omni-train evaluate``
+    runs): raw energy errors on split "test"; the same after per-element offsets fitted on split
+    "val" (the calibration part, disjoint); force errors. Groups by ``metadata["source_task"]``.
+    """
+    from omni_model.evaluation.transfer import evaluate_checkpoint
+
+    ev = evaluate_checkpoint(str(checkpoint), str(truth_store), split="test", calibration_split="val", head=head)
+    rows = []
+    for r in ev.rows:
+        if r["data"] == head:  # the head's own domain recomputed with its own method: not transfer
             continue
-        acc[source].add(rec, predict(rec, head))
-    return [acc[s].row("cross-domain", head, f"{s} test (GFN1-xTB)") for s in sorted(acc)]
+        rows.append({"kind": "cross-domain", "head": head, "data": f"{r['data']} test (GFN1-xTB)",
+                     **{k: r[k] for k in ("n", "n_calibration", "test_split", "calibration_split", "energy_mae",
+                                          "energy_rmse", "energy_mae_offset", "energy_rmse_offset",
+                                          "forces_mae", "forces_rmse", "uncalibrated")},
+                     "stress_mae": None})
+    return rows

@@ -3,12 +3,15 @@
 Input is the ``metrics`` mapping that ``omni_data.demo.run`` writes to ``metrics.json``::
 
     {run: {"rows": [{"kind": "same-domain"|"cross-domain", "head": task, "data": name, "n": int,
-                     "energy_mae": eV/atom, "energy_mae_shifted": eV/atom, "forces_mae": eV/Å,
-                     "stress_mae": eV/Å³|None}, ...],
-           "loss": [[step, loss], ...]}}
+                     "energy_mae": eV/atom, "forces_mae": eV/Å, "stress_mae": eV/Å³|None,
+                     cross-domain also "n_calibration", "energy_mae_offset", "energy_rmse(_offset)",
+                     "forces_rmse"; with several seeds each number's "<name>_std"}, ...],
+           "loss": [[step, loss], ...],            # first seed
+           "seeds": {seed: rows}, "losses": [loss per seed]}}
 
 Energies are compared per atom (mean absolute error of E/N), forces per component, stress per
-Voigt component. Errors print in meV/atom, meV/Å and meV/Å³.
+Voigt component. Errors print in meV/atom, meV/Å and meV/Å³; with several training seeds as
+mean ± standard deviation (ddof 1) over the seeds.
 """
 from __future__ import annotations
 
@@ -30,6 +33,39 @@ MEANINGS: dict[str, str] = {
 }
 
 
+NUMBERS: tuple[str, ...] = ("energy_mae", "energy_rmse", "energy_mae_offset", "energy_rmse_offset",
+                            "energy_mae_shifted", "forces_mae", "forces_rmse", "stress_mae")
+"""The per-row numbers that are averaged over seeds."""
+
+
+def aggregate_seeds(rows_per_seed: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per evaluation: the mean over seeds of every number in ``NUMBERS`` and its
+    standard deviation (``<name>_std``, ddof 1; 0 for one seed); ``n_seeds`` says how many."""
+    import numpy as np
+
+    order: list[tuple[str, str, str]] = []
+    by_key: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for rows in rows_per_seed:
+        for row in rows:
+            key = _row_key(row)
+            if key not in by_key:
+                order.append(key)
+                by_key[key] = []
+            by_key[key].append(row)
+    out = []
+    for key in order:
+        rows = by_key[key]
+        agg = dict(rows[0])
+        agg["n_seeds"] = len(rows)
+        for name in NUMBERS:
+            values = [float(r[name]) for r in rows if r.get(name) is not None]
+            if values:
+                agg[name] = float(np.mean(values))
+                agg[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        out.append(agg)
+    return out
+
+
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["kind"], row["head"], row["data"])
 
@@ -39,6 +75,17 @@ def _fmt(value: float | None, scale: float = 1000.0) -> str:
         return "-"
     v = value * scale
     return f"{v:.1f}" if abs(v) < 1e4 else f"{v:.3g}"
+
+
+def _cell(row: Mapping[str, Any], name: str) -> str:
+    """``mean`` or, over several seeds, ``mean ± std`` in milli-units."""
+    text = _fmt(row.get(name))
+    std = row.get(f"{name}_std")
+    if text != "-" and std is not None and row.get("n_seeds", 1) > 1:
+        text += f" ± {_fmt(std)}"
+    if text != "-" and name == "energy_mae_offset" and row.get("uncalibrated"):
+        text += " *"  # some test elements never occur in the calibration part: their offset is 0
+    return text
 
 
 def table_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str, str]], dict]:
@@ -59,25 +106,28 @@ def table_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, s
 def format_table(metrics: Mapping[str, Any], markdown: bool = False) -> str:
     """The result table: one line per evaluation and run (errors in meV), then the loss per run."""
     runs, order, cells = table_rows(metrics)
-    head = ["kind", "head", "data", "n", "run", "E meV/atom", "E-shift meV/atom", "F meV/Å", "S meV/Å³"]
+    head = ["kind", "head", "data", "n test", "n cal", "run", "seeds", "E raw meV/atom", "E offset-aligned meV/atom",
+            "F meV/Å", "S meV/Å³"]
     lines = []
     for key in order:
         for run in runs:
             row = cells.get((key, run))
             if row is None:
                 continue
-            lines.append([key[0], key[1], key[2], str(row["n"]), RUN_TITLES.get(run, run), _fmt(row.get("energy_mae")),
-                          _fmt(row.get("energy_mae_shifted")), _fmt(row.get("forces_mae")), _fmt(row.get("stress_mae"))])
+            lines.append([key[0], key[1], key[2], str(row["n"]), str(row.get("n_calibration") or "-"),
+                          RUN_TITLES.get(run, run), str(row.get("n_seeds", 1)), _cell(row, "energy_mae"),
+                          _cell(row, "energy_mae_offset"), _cell(row, "forces_mae"), _cell(row, "stress_mae")])
     for run in runs:
         loss = metrics[run].get("loss") or []
         text = f"{loss[0][1]:.4g} -> {loss[-1][1]:.4g}" if loss else "-"
-        lines.append(["training loss", "", "first -> last", "", RUN_TITLES.get(run, run), text, "", "", ""])
+        lines.append(["training loss", "", "first -> last (seed 1)", "", "", RUN_TITLES.get(run, run), "", text,
+                      "", "", ""])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         return "\n".join(out)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 5 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 6 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines])
 
 
@@ -96,15 +146,17 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
     width = 0.8 / max(1, len(runs))
     colours = ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c"]
     for ax, field, title, unit in (
-        (axes[0], "energy_mae", "energy MAE", "meV/atom"),
-        (axes[1], "energy_mae_shifted", "energy MAE, mean offset removed", "meV/atom"),
+        (axes[0], "energy_mae", "energy MAE, raw", "meV/atom"),
+        (axes[1], "energy_mae_offset", "energy MAE after per-element offsets (cross-domain)", "meV/atom"),
         (axes[2], "forces_mae", "force MAE", "meV/Å"),
     ):
         for j, run in enumerate(runs):
             values = [cells.get((k, run), {}).get(field) for k in order]
             heights = [np.nan if v is None else v * 1000.0 for v in values]
+            stds = [cells.get((k, run), {}).get(f"{field}_std") for k in order]
+            errs = [0.0 if v is None else v * 1000.0 for v in stds]
             ax.bar(x + (j - (len(runs) - 1) / 2) * width, heights, width, label=RUN_TITLES.get(run, run),
-                   color=colours[j % len(colours)])
+                   color=colours[j % len(colours)], yerr=errs if any(errs) else None, capsize=2)
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel(unit)
@@ -143,9 +195,12 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
 
 def explain(rows_kinds: Sequence[str] = ("same-domain", "cross-domain")) -> str:
     """What the table's numbers mean (printed under it)."""
-    lines = ["E: mean |E_pred - E_ref| / N_atoms. E-shift: the same after removing the row's mean per-atom",
-             "offset (relative energies only: what remains once the energy zero is aligned).",
+    lines = ["E raw: mean |E_pred - E_ref| / N_atoms on the test part (n test).",
+             "E offset-aligned (cross-domain rows): the same after subtracting per-element offsets fitted by least",
+             "squares on a disjoint calibration part of the held-out truth (n cal): what remains once the two",
+             "methods' energy zeros are aligned, i.e. what the head did not transfer. A * marks a row whose",
+             "test part has elements the calibration part lacks (no offset for them: not a transfer error).",
              "F: mean |F_pred - F_ref| over force components; S: mean |S_pred - S_ref| over Voigt components",
-             "(periodic structures only). All in milli-units."]
+             "(periodic structures only). All in milli-units; with seeds > 1, mean ± std over the training seeds."]
     lines += [f"{kind}: {MEANINGS[kind]}" for kind in rows_kinds if kind in MEANINGS]
     return "\n".join(lines)

@@ -24,6 +24,11 @@ TRAIN_STEPS = {"ci": 200, "small": 2500}
 """Optimizer steps per training run (batch size 8)."""
 BRIDGE_FRACTION = {"ci": 0.25, "small": 0.12}
 """Fraction of the training structures picked for the bridging set (by farthest-point sampling)."""
+CALIBRATION_FRACTION = {"ci": 0.5, "small": 0.25}
+"""Share of the held-out GFN1-xTB truth (hash of the record id, ``omni-data split`` split "val")
+on which the per-element energy offsets of the cross-domain rows are fitted; the rest ("test")
+is what those rows score. The two never overlap. ``ci`` takes half: its few metals must still
+cover the seven metal elements."""
 TASK_L2 = 1e-4
 """λ of the selective regularization ‖θ_T‖² on task-specific parameters only (runs 2 and 3); the
 ``small`` preset's default. Its penalty is part of the logged training loss."""
@@ -108,7 +113,7 @@ def stage_select(lay: DemoLayout, size: str, workers: int, seed: int) -> dict[st
     return picks
 
 
-def stage_recompute(lay: DemoLayout, workers: int) -> dict[str, Any]:
+def stage_recompute(lay: DemoLayout, workers: int, calibration: float = CALIBRATION_FRACTION["small"]) -> dict[str, Any]:
     """Emit GFN1-xTB jobs for both selections, run them locally, collect them under the common task."""
     out = {}
     for name, store in (("bridge", "train_bridge"), ("truth", "test_truth")):
@@ -129,45 +134,60 @@ def stage_recompute(lay: DemoLayout, workers: int) -> dict[str, Any]:
             raise StageFailed(f"{name}: {selected} selected but {collected} collected + {quarantined} quarantined")
         out[name] = {"selected": selected, "collected": collected, "quarantined": quarantined,
                      "run_local_status": rc, "store": counts}
+    omni_data_cli(["split", lay.store("test_truth"), "--fractions", 0.0, calibration, 1.0 - calibration,
+                   "--seed", 0, "--group-key", "id", *cluster_args(workers)])
     return out
 
 
-def train_config(lay: DemoLayout, run: str, size: str, seed: int) -> Path:
-    """The omni-train YAML of one run: the ``small`` preset with the demo's store and settings."""
+def run_dir(lay: DemoLayout, run: str, k: int) -> Path:
+    """``runs/<run>`` for the first seed, ``runs/<run>-seed<k>`` for the k-th further one."""
+    return lay.run(run) if k == 0 else lay.run(f"{run}-seed{k}")
+
+
+def train_config(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, bridge: bool | None = None,
+                 task_l2: float | None = None, steps: int | None = None) -> Path:
+    """The omni-train YAML of one run: the ``small`` preset with the demo's store and settings.
+
+    ``bridge``, ``task_l2`` and ``steps`` default to what the run name implies (the three demo
+    runs); the ablation (``omni_data.demo.ablation``) sets them explicitly.
+    """
     from omni_model.config import PRESETS_DIR, config_from_dict
 
     cfg: dict[str, Any] = yaml.safe_load((PRESETS_DIR / "small.yaml").read_text()) or {}
     tasks = ["metals", "crystals", "molecules"]
-    store = lay.store("train_bridge" if run == "bridged" else "train")
+    store = lay.store("train_bridge" if (run == "bridged" if bridge is None else bridge) else "train")
     cfg.setdefault("model", {})["tasks"] = tasks
     cfg.setdefault("data", {}).update(store=str(store), tasks=tasks, batch_size=8)
-    cfg.setdefault("loss", {})["task_l2"] = 0.0 if run == "plain" else TASK_L2
-    cfg.setdefault("run", {}).update(out_dir=str(lay.run(run)), seed=seed, device="cpu", progress=False,
-                                     resume=False)
-    cfg["stages"] = [{"name": "all", "tasks": tasks, "steps": TRAIN_STEPS[size]}]
-    path = lay.run(run) / "train.yaml"
+    cfg.setdefault("loss", {})["task_l2"] = (0.0 if run == "plain" else TASK_L2) if task_l2 is None else task_l2
+    cfg.setdefault("run", {}).update(out_dir=str(run_dir(lay, run, k)), seed=seed + k, device="cpu",
+                                     progress=False, resume=False)
+    cfg["stages"] = [{"name": "all", "tasks": tasks, "steps": steps or TRAIN_STEPS[size]}]
+    path = run_dir(lay, run, k) / "train.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     config_from_dict(cfg, str(path))  # validate before writing
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
 
 
-def stage_train(lay: DemoLayout, run: str, size: str, seed: int) -> dict[str, Any]:
-    """One ``omni-train`` run from scratch; returns its config, final checkpoint and loss curve."""
+def stage_train(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One ``omni-train`` run (training seed ``seed + k``) from scratch; returns its config, final
+    checkpoint and loss curve. ``overrides``: ``train_config``'s bridge, task_l2, steps."""
     require("omni_model.cli")
     from omni_model.cli import main as omni_train
+    require("omni_model.threads").set_threads()  # $OMP_NUM_THREADS or 1, as omni-train (issue 20.8)
 
-    if lay.run(run).exists():
-        shutil.rmtree(lay.run(run))
-    config = train_config(lay, run, size, seed)
+    if run_dir(lay, run, k).exists():
+        shutil.rmtree(run_dir(lay, run, k))
+    config = train_config(lay, run, size, seed, k, **overrides)
     print(f"$ omni-train {config}", flush=True)
     rc = omni_train([str(config)])
     if rc:
         raise StageFailed(f"omni-train {config} exited with status {rc}")
-    checkpoint = lay.run(run) / "final.pt"  # omni-train's end-of-run checkpoint
+    checkpoint = run_dir(lay, run, k) / "final.pt"  # omni-train's end-of-run checkpoint
     if not checkpoint.is_file():
         raise StageFailed(f"omni-train wrote no {checkpoint}")
-    return {"config": str(config), "checkpoint": str(checkpoint), "loss": training_loss(lay.run(run) / "train.csv")}
+    return {"config": str(config), "checkpoint": str(checkpoint),
+            "loss": training_loss(run_dir(lay, run, k) / "train.csv")}
 
 
 def training_loss(csv_path: Path) -> list[list[float]]:
@@ -192,14 +212,21 @@ def stage_evaluate(lay: DemoLayout, run: str, checkpoint: str, with_truth: bool)
     predict = omni_predictor(Path(checkpoint))
     rows = same_domain_rows(Store(lay.store("test")), predict)
     if with_truth:
-        rows += cross_domain_rows(Store(lay.store("test_truth")), predict, COMMON_TASK)
+        rows += cross_domain_rows(Path(checkpoint), lay.store("test_truth"), COMMON_TASK)
     return {"rows": rows}
 
 
-def run_demo(out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = True) -> dict[str, Any]:
-    """Run every stage into ``out``; returns the stage results. Never raises for a stage's failure."""
+def run_demo(out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = True,
+             seeds: int = 1) -> dict[str, Any]:
+    """Run every stage into ``out``; returns the stage results. Never raises for a stage's failure.
+
+    ``seeds``: training runs per variant (training seeds ``seed``, ``seed + 1``, ...; the data
+    and the bridge stay those of ``seed``); the report gives mean ± std over them.
+    """
     if size not in gen.SIZES:
         raise ValueError(f"unknown demo size {size!r}; known: {', '.join(gen.SIZES)}")
+    if int(seeds) < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     lay = DemoLayout(Path(out).resolve())
     if lay.root.exists() and any(lay.root.iterdir()):
         if not lay.stages_json.exists():  # never clear a folder the demo did not make
@@ -221,16 +248,24 @@ def run_demo(out: Path, size: str = "small", workers: int = 1, seed: int = 0, fr
     runner.run("ingest", lambda: stage_ingest(lay, dbs, workers), needs=["generate"])
     runner.run("references", lambda: stage_references(lay, "train", workers), needs=["ingest"])
     runner.run("select", lambda: stage_select(lay, size, workers, seed), needs=["ingest"])
-    runner.run("recompute", lambda: stage_recompute(lay, workers), needs=["select"])
+    runner.run("recompute", lambda: stage_recompute(lay, workers, CALIBRATION_FRACTION[size]), needs=["select"])
     runner.run("references_bridge", lambda: stage_references(lay, "train_bridge", workers), needs=["recompute"])
     metrics: dict[str, Any] = {}
     for run in RUNS:
         needs = ["recompute", "references_bridge"] if run == "bridged" else ["ingest", "references"]
-        res = runner.run(f"train_{run}", lambda r=run: stage_train(lay, r, size, seed), needs=needs)
-        ev = runner.run(f"evaluate_{run}", lambda r=run: stage_evaluate(
-            lay, r, res.outputs["checkpoint"], runner.ok("recompute")), needs=[f"train_{run}"])
-        if ev.status == "ok":
-            metrics[run] = {"rows": ev.outputs["rows"], "loss": res.outputs.get("loss", [])}
+        per_seed: dict[str, list[dict[str, Any]]] = {}
+        losses: list[list[list[float]]] = []
+        for k in range(int(seeds)):
+            name = run if k == 0 else f"{run}_seed{k}"
+            res = runner.run(f"train_{name}", lambda r=run, k=k: stage_train(lay, r, size, seed, k), needs=needs)
+            ev = runner.run(f"evaluate_{name}", lambda r=run, res=res: stage_evaluate(
+                lay, r, res.outputs["checkpoint"], runner.ok("recompute")), needs=[f"train_{name}"])
+            if ev.status == "ok":
+                per_seed[str(seed + k)] = ev.outputs["rows"]
+                losses.append(res.outputs.get("loss", []))
+        if per_seed:
+            metrics[run] = {"rows": report.aggregate_seeds(list(per_seed.values())), "loss": losses[0],
+                            "seeds": per_seed, "losses": losses}
     _write_json(lay.metrics_json, metrics)
 
     def write_report() -> dict[str, Any]:

@@ -125,7 +125,7 @@ def iter_job_dirs(root: Path) -> Iterator[Path]:
     """Every job dir (a folder holding job.json) directly under ``root``, sorted by name."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: jobs directory does not exist")
+        raise FileNotFoundError(f"{root}: jobs directory does not exist")
     for child in sorted(root.iterdir()):
         if child.is_dir() and not child.name.startswith(".") and (child / JOB_FILE).is_file():
             yield child

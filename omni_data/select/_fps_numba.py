@@ -7,12 +7,14 @@ then each block gets a bounding ball: centre ``m_b``, radius ``R_b``, and every 
 ``|d(c, m_b) - a| >= sqrt(r)`` or ``d(c, s) >= 2 sqrt(r)`` with ``s`` its nearest pick
 (triangle inequality, see ``fps.py``). ``d(c, s)`` is measured only for the picks that own a
 point in a visited block, memoised per thread for the current pick: a pick never loops over
-all earlier picks, so its cost is that of the blocks still in play. Remaining points get the reference float32 distance
-(``acc += t*t`` in dimension order; numba's default ``fastmath=False`` keeps IEEE order and
-no fused multiply-add), abandoned early once the partial sum reaches ``r`` (sums of
-non-negative float32 terms never decrease), which is still exact. Blocks are grouped 16 at a
-time into super-blocks with their own ball, skipped whole the same way; super-blocks run in
-parallel.
+all earlier picks, so its cost is that of the blocks still in play. Remaining points get
+the reference float32 distance (``acc += t*t`` in dimension order; numba's default
+``fastmath=False`` keeps IEEE order and no fused multiply-add), abandoned early once the
+partial sum reaches ``r`` (sums of non-negative float32 terms never decrease), which is still
+exact. Blocks are grouped 16 at a time into super-blocks with their own ball, skipped whole
+the same way (a block is first tested through the free bound ``|d(c, m_sb) - d(m_b, m_sb)|``);
+super-blocks run in parallel. With ``final`` the last pick is applied too, so ``r`` ends as
+every point's squared distance to the selection (the covering radius is its max).
 """
 from __future__ import annotations
 

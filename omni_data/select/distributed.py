@@ -89,6 +89,7 @@ def distributed_fps(
     scheduler: Any = "processes",
     num_workers: int | None = None,
     refine: int = 3,
+    log: Callable[[str], None] | None = None,
 ) -> DistributedResult:
     """Pick ``k`` global indices: local FPS per shard (Dask), then global FPS on the union.
 
@@ -97,9 +98,18 @@ def distributed_fps(
     ``scheduler``: a dask scheduler name ("processes", "threads", "sync") or a
     ``distributed.Client``. ``refine``: at most this many rounds in which shards whose local
     radius exceeds the global one send their points farther than it (then global FPS again);
-    stops early when no shard has any.
+    stops early when no shard has any. ``log``: called with one line after each stage (local
+    round, global FPS, each refinement round): candidates, current radius, elapsed seconds.
     """
+    import time
+
     import dask
+
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        if log is not None:
+            log(f"distributed FPS: {text}  elapsed {time.monotonic() - t0:.1f} s")
 
     n_total = sum(s.n for s in sources)
     if not 0 < k <= n_total:
@@ -120,20 +130,26 @@ def distributed_fps(
                       for s, q in zip(sources, quotas)], scheduler, num_workers)
     idx = np.concatenate([p[0] for p in parts])
     vec = np.concatenate([p[1] for p in parts])
+    say(f"local round on {len(sources)} shards: {len(idx):,} candidates")
     res, idx, vec = _global(idx, vec, first, d_seeds, k)
+    say(f"global FPS: {k:,} picks, radius {_radius(res, k):.6g}")
     radius = {s.name or str(s.offset): p[2] for s, p in zip(sources, parts)}
-    for _ in range(refine):
+    for round_no in range(1, refine + 1):
         # shards whose points may lie farther than the global radius send their outliers
         r_glob = float(np.sqrt(res.sqdist[-1])) if len(res.sqdist) > k else 0.0
         chosen = np.concatenate([d_seeds, res.vectors])
         todo = [(s, q) for s, q in zip(sources, quotas) if radius[s.name or str(s.offset)] > r_glob]
         extra = _compute([dask.delayed(outliers)(s, q, chosen, r_glob) for s, q in todo],
                          scheduler, num_workers)
-        if not any(len(e[0]) for e in extra):
+        sent = sum(len(e[0]) for e in extra)
+        if not sent:
+            say(f"refinement {round_no}: no shard has points beyond radius {r_glob:.6g}; done")
             break
         idx = np.concatenate([idx] + [e[0] for e in extra])
         vec = np.concatenate([vec] + [e[1] for e in extra])
         res, idx, vec = _global(idx, vec, first, d_seeds, k)
+        say(f"refinement {round_no}: {len(todo)} shards sent {sent:,} points, "
+            f"{len(idx):,} candidates, radius {_radius(res, k):.6g}")
     return DistributedResult(res.indices, res.sqdist[:k], len(idx), radius)
 
 
@@ -142,6 +158,11 @@ class _Global:
     indices: np.ndarray
     sqdist: np.ndarray  # k entries, plus one more: the covering radius of the candidates
     vectors: np.ndarray
+
+
+def _radius(res: "_Global", k: int) -> float:
+    """Covering radius of the picks over the candidates (0 when every candidate is picked)."""
+    return float(np.sqrt(res.sqdist[-1])) if len(res.sqdist) > k else 0.0
 
 
 def _global(idx: np.ndarray, vec: np.ndarray, first: np.ndarray, seeds: np.ndarray, k: int

@@ -13,6 +13,7 @@ candidate rows, which is exactly what ``fpsample.fps_sampling(start_idx=None)`` 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,12 @@ def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: 
         sources.append(ShardSource(ds.loader(s, None if whole else rows - s.offset), s.offset,
                                    len(rows), f"{Path(s.store).name}/{s.shard}",
                                    None if whole else rows))
+    log = None
+    if cfg.progress_every > 0:
+        def log(line: str) -> None:
+            print(f"select-bridge: {line}", file=sys.stderr, flush=True)
     res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
-                          oversample=cfg.oversample, scheduler=client or "sync")
+                          oversample=cfg.oversample, scheduler=client or "sync", log=log)
     return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
 
 

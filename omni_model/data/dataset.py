@@ -107,7 +107,11 @@ def composition_matrix(records: Sequence[Any], elements: list[int]) -> np.ndarra
 
 def fit_references(store, indices: np.ndarray, elements: list[int], tasks: list[str],
                    task_of: np.ndarray, max_records: int = 5000, seed: int = 0) -> dict[str, dict[int, float]]:
-    """Per-task μ_Z by least squares E ≈ Σ n_Z μ_Z (minimum-norm for elements a task lacks)."""
+    """Per-task μ_Z by least squares E ≈ Σ n_Z μ_Z over the elements each task's records contain.
+
+    An element a task never contains gets no entry (not a made-up 0): the model's shift for it
+    starts at 0 and ``omni_model.evaluation.references`` warns when that head predicts it.
+    """
     rng = np.random.default_rng(seed)
     refs: dict[str, dict[int, float]] = {}
     for task in tasks:
@@ -117,12 +121,13 @@ def fit_references(store, indices: np.ndarray, elements: list[int], tasks: list[
         recs = [store[int(i)] for i in idx]
         recs = [r for r in recs if r.energy is not None]
         if not recs:
-            refs[task] = {z: 0.0 for z in elements}
+            refs[task] = {}
             continue
         a = composition_matrix(recs, elements)
+        present = np.flatnonzero(a.sum(axis=0) > 0)
         e = np.array([r.energy for r in recs])
-        mu, *_ = np.linalg.lstsq(a, e, rcond=None)
-        refs[task] = {z: float(m) for z, m in zip(elements, mu)}
+        mu, *_ = np.linalg.lstsq(a[:, present], e, rcond=None)
+        refs[task] = {elements[j]: float(m) for j, m in zip(present, mu)}
     return refs
 
 

@@ -54,7 +54,7 @@ def test_broken_dirs_name_the_file(job: Path, tmp_path: Path) -> None:
     (job / "job.json").write_text("{not json")
     with pytest.raises(ValueError, match="job.json"):
         jobs.job_state(job)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         list(jobs.iter_job_dirs(tmp_path / "nope"))
     (job / "record.json").unlink()
     with pytest.raises(ValueError, match="record.json"):

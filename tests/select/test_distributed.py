@@ -72,3 +72,18 @@ def test_quota_and_errors(points_200k):
     path, x = points_200k
     with pytest.raises(ValueError, match="k"):
         distributed_fps(_sources(path, 1000, 500), 2000, scheduler="sync")
+
+
+def test_stage_lines_report_candidates_and_radius(points_200k):
+    path, x = points_200k
+    n = 40_000
+    lines: list[str] = []
+    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append)
+    assert lines[0].startswith("distributed FPS: local round on 4 shards: ")
+    assert lines[1].startswith("distributed FPS: global FPS: 60 picks, radius ")
+    assert all("elapsed" in line for line in lines)
+    assert any(line.startswith("distributed FPS: refinement 1: ") for line in lines[2:])
+    # the last radius reported is the covering radius of the picks over the final candidates
+    reported = float(lines[-1].split("radius ")[1].split()[0].rstrip(";"))
+    assert reported <= np.sqrt(nearest_sqdist(x[:n], x[res.indices]).max()) * (1 + 1e-5)
+    assert f"{res.n_candidates:,} candidates" in "".join(lines) or "done" in lines[-1]

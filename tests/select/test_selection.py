@@ -48,8 +48,9 @@ def test_describe_writes_aligned_sidecars_and_resumes(stores, capsys):
     capsys.readouterr()
     assert main(["describe", stores[0], "--no-cluster"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped_shards"] == 3
-    with pytest.raises(ValueError, match="were made with"):
-        main(["describe", stores[0], "--no-cluster", "--cutoff", "4"])
+    # the CLI error policy (omni_data/cli/errors.py): one line on stderr, exit 2 for a bad value
+    assert main(["describe", stores[0], "--no-cluster", "--cutoff", "4"]) == 2
+    assert "were made with" in capsys.readouterr().err
 
 
 def test_describe_again_with_other_settings_after_deleting_sidecars(tmp_path):
@@ -154,7 +155,7 @@ def test_error_and_hybrid_strategies_with_a_real_calculator(tmp_path):
     np.testing.assert_allclose(zero, 0.0, atol=1e-9)
 
 
-def test_clear_errors(stores, tmp_path):
+def test_clear_errors(stores, tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a model"):
         select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "a"), count=3, strategy="error"))
     with pytest.raises(ValueError, match="exceeds"):
@@ -165,9 +166,10 @@ def test_clear_errors(stores, tmp_path):
     write_shard(bare, "s", read_records_one())
     with pytest.raises(FileNotFoundError, match="omni-data describe"):
         select_bridge(SelectConfig(stores=[str(bare)], out=str(tmp_path / "c"), count=1))
-    with pytest.raises(SystemExit):
-        main(["select-bridge", *stores, "--count", "2", "--strategy", "error", "--out",
-              str(tmp_path / "d"), "--no-cluster"])
+    capsys.readouterr()
+    assert main(["select-bridge", *stores, "--count", "2", "--strategy", "error", "--out",
+                 str(tmp_path / "d"), "--no-cluster"]) != 0
+    assert "strategy 'error' needs --model CKPT" in capsys.readouterr().err
 
 
 def read_records_one():

@@ -172,7 +172,7 @@ def test_cli_ingest_indexes_and_info_reports_coverage(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "indexed 15 ids of 4 shards" in out and out.count("removed the replaced segment") == 2
     assert main(["verify", str(store)]) == 0
-    assert main(["index", str(tmp_path / "nope")]) == 2
+    assert main(["index", str(tmp_path / "nope")]) == 1
 
 
 # --- a full disk during the id-index step (issue 17, item 9b)
@@ -215,7 +215,7 @@ def test_index_cli_on_a_full_disk_is_one_line(tmp_path, capsys):
         fill(fs, 0)
         assert main(["index", str(fs / "s"), "--no-progress"]) == 1
         (line,) = capsys.readouterr().err.strip().splitlines()
-        assert line.startswith(f"omni-data index: [Errno 28] {fs / 's' / 'index' / 'ids-'}")
+        assert line.startswith(f"omni-data index: error: [Errno 28] {fs / 's' / 'index' / 'ids-'}")
         assert "No space left on device" in line and "Traceback" not in line
 
 
@@ -240,7 +240,7 @@ def test_ingest_cli_with_a_full_disk_at_the_id_index_step(tmp_path, monkeypatch,
         err = capsys.readouterr().err
         assert code == 1 and "Traceback" not in err
         (line,) = [x for x in err.splitlines() if "id index" in x]
-        assert line.startswith(f"omni-data ingest: id index: [Errno 28] {store_dir / 'index' / 'ids-'}")
+        assert line.startswith(f"omni-data ingest: error: id index: [Errno 28] {store_dir / 'index' / 'ids-'}")
         assert "No space left on device" in line
         assert len(Catalog(store_dir).shards) == 3
         report = verify_store(store_dir)

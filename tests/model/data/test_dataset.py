@@ -71,3 +71,22 @@ def test_reference_fit_recovers_exact_composition_energies(tmp_path):
     for task in ("a", "b"):
         for z, v in mu[task].items():
             assert refs[task][z] == pytest.approx(v, abs=1e-8)
+
+
+def test_reference_fit_gives_no_reference_for_an_element_a_task_lacks(tmp_path):
+    from omni_data.store import Store, write_shard
+
+    from ..conftest import atoms_record
+
+    recs = []
+    for i, atoms in enumerate(emt_structures(12, seed=5)):
+        task = "a" if 78 in atoms.numbers else "b"  # every Pt structure goes to task a
+        r = atoms_record(atoms, i, task)
+        r.energy = float(sum({29: -3.5, 78: -6.0, 79: -3.0}[int(z)] for z in atoms.numbers))
+        recs.append(r)
+    write_shard(tmp_path / "s", "p0", recs)
+    store = Store(tmp_path / "s")
+    cols = store_columns(store)
+    refs = fit_references(store, np.arange(len(store)), [29, 78, 79], ["a", "b"], cols["task"])
+    assert 78 not in refs["b"]  # not a made-up 0 eV: absent, so evaluation can warn about it
+    assert refs["b"][29] == pytest.approx(-3.5, abs=1e-8) and refs["b"][79] == pytest.approx(-3.0, abs=1e-8)
