@@ -99,6 +99,8 @@ if wanted vasp; then
   [[ -n "${PREV}" ]] && extra+=("--dependency=afterok:${PREV}")
   [[ -n "${OMNI_PARTITION:-}" ]] && extra+=("--partition=${OMNI_PARTITION}")
   [[ -n "${OMNI_ACCOUNT:-}" ]] && extra+=("--account=${OMNI_ACCOUNT}")
+  # shellcheck disable=SC2206  # word splitting of extra arguments is intended (as in submit)
+  [[ -n "${OMNI_SBATCH_ARGS:-}" ]] && extra+=(${OMNI_SBATCH_ARGS})
   helper=("${OMNI_REPO}/pipelines/slurm/submit_vasp_jobs.sh" "${JOBS_DIR}" "${OMNI_VASP_CMD}"
           "$(corpus get bridge.jobs_per_array_task)" -- "${extra[@]}")
   export OMNI_MAX_PARALLEL="$(corpus get bridge.array_parallel)"

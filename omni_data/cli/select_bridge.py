@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", "--seed-from", dest="exclude", nargs="+", default=[],
                         metavar="SELECTION.parquet",
                         help="earlier selections: never picked again, and FPS continues from them")
+    parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between progress lines (picks, radius, ETA) on stderr; 0: none")
     parser.add_argument("--out", required=True, help="output folder (selection.parquet, coverage.json/.txt)")
     add_cluster_arguments(parser)
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SelectConfig(stores=list(args.stores), out=args.out, fraction=args.fraction, count=args.count,
                        tasks=args.tasks, min_per_task=args.min_per_task, seed=args.seed,
                        strategy=args.strategy, kind=args.kind, mode=args.mode, exclude=list(args.exclude),
-                       pool=args.pool, oversample=args.oversample)
+                       pool=args.pool, oversample=args.oversample, progress_every=args.progress_every)
     if args.strategy != "fps" and not args.model:
         raise ValueError(f"strategy {args.strategy!r} needs --model CKPT")
     scorer = model_scorer(args.model) if args.model else None

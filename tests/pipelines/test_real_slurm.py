@@ -221,3 +221,150 @@ def test_cancelled_and_timed_out_jobs_on_real_slurm(slurm_testbed: SlurmTestbed,
     assert history and history[-1]["reason"].startswith("timeout:")
     energy = json.loads((jf / names[0] / "results.json").read_text())["energy"]
     assert energy == pytest.approx(gfn1_energy(jf / names[0]), abs=1e-6)
+
+
+def _store_snapshot(store: Path) -> tuple[list, list]:
+    """Every record (id, energy, positions) and every shard (name, records, both files' sha256)."""
+    from omni_data.store import Store
+    from omni_data.store.catalog import Catalog
+
+    records = sorted((r.id, r.energy, r.positions.tobytes()) for r in Store(store))
+    shards = sorted((e["name"], e["records"], e["files"]["lmdb"]["sha256"], e["files"]["arrow"]["sha256"])
+                    for e in Catalog(store).shards)
+    return records, shards
+
+
+def _catalogued(store: Path) -> int:
+    try:
+        return len(json.loads((store / "catalog.json").read_text())["shards"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(slurm_testbed: SlurmTestbed,
+                                                                        shared_data: Path, tmp_path: Path) -> None:
+    """scancel one dask-jobqueue worker job while `ingest --slurm` runs; the re-run of the same
+    command completes a store equal, shard by shard and record by record, to a clean run's."""
+    bed = slurm_testbed
+    ethanol = shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"
+    store = tmp_path / "store"
+    # 100 partitions of 20 frames: enough that the cancel lands while partitions are still open.
+    base = [OMNI, "ingest", str(ethanol), "--dataset", "md17", "--task", "pbe-ts", "--energy-unit", "kcal/mol",
+            "--shard-size", "20", "--no-progress"]
+    cmd = [*base, "--out", str(store), *DASK_ON_SLURM]
+    first = subprocess.Popen(cmd, cwd=bed.root, env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        wait_for("the first catalogued shard", lambda: _catalogued(store) >= 1 or first.poll() is not None, bed,
+                 limit_s=180)
+        running = run(["squeue", "-h", "-t", "RUNNING", "-n", "dask-worker", "-o", "%i"], bed).stdout.split()
+        assert first.poll() is None and running, "ingest finished (or no worker job ran) before the cancel"
+        victim = running[0]
+        run(["scancel", victim], bed)
+        at_cancel = _catalogued(store)
+        first_out, _ = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert 1 <= at_cancel < 100, at_cancel
+    wait_for(f"worker job {victim} to be recorded", lambda: f"JobId={victim} " in (bed.root / "jobcomp.txt").read_text(),
+             bed, limit_s=60)
+    record = next(line for line in (bed.root / "jobcomp.txt").read_text().splitlines()
+                  if line.startswith(f"JobId={victim} "))
+    assert "JobState=CANCELLED" in record, record
+    after_first = _catalogued(store)
+
+    again = run(cmd, bed)
+    out = again.stdout + again.stderr
+    assert f"partitions: 100 ({after_first} already in the store, {100 - after_first} written" in out, out
+    run([*base, "--out", str(tmp_path / "clean"), "--no-cluster"], bed)
+    resumed, clean = _store_snapshot(store), _store_snapshot(tmp_path / "clean")
+    assert len(resumed[0]) == 2000 and len(resumed[1]) == 100
+    assert resumed == clean
+    assert "ok" in run([OMNI, "verify", str(store)], bed).stdout.lower()
+    print(f"first run exit {first.returncode}, {after_first}/100 shards; cancelled at {at_cancel}:\n{first_out[-2000:]}")
+
+
+# The reduced corpus for run_corpus.sh on the one-node testbed: two real sample datasets through
+# their manifests (OMol25 .aselmdb samples, 180 records; 26 SPICE frames read as the `mad` extxyz
+# manifest), GFN1-xTB instead of VASP, the `small` model preset and 3 training steps, and 1-core,
+# 2 GB jobs (OMNI_SBATCH_ARGS) instead of corpus.yaml's 32-core ones.
+TEST_CORPUS = """data_root: {data}
+work_dir: {work}
+store: store
+ingest: {{shard_size: 100, jobs: 1, cores_per_job: 1, processes_per_job: 1, memory: 1GB, walltime: "00:10:00",
+          max_parallel_datasets: 1}}
+datasets:
+  - {{name: omol25, source: aselmdb, tasks: [omol25_low, omol25_high], weight: 1.0}}
+  - {{name: mad, source: extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz, tasks: [pet_mad], weight: 1.0}}
+  - {{name: bridge, source: bridge/jobs, tasks: [bridge], weight: 2.0, recomputed: true}}
+bridge: {{fraction: 0.03, min_per_task: 2, descriptor: rdf, protocol: gfn1-xtb, jobs_per_array_task: 2,
+          array_parallel: 2}}
+train: {{preset: small, nodes: 1, gpus_per_node: 0, task_l2: 1.0e-4,
+         stages: [{{name: all, datasets: [omol25, mad, bridge], steps: 3}}]}}
+"""
+
+
+def _job_id(label: str, text: str) -> str:
+    """The job id run_corpus.sh printed as ``LABEL: job N``."""
+    line = next((ln for ln in text.splitlines() if ln.startswith(f"{label}: job ")), None)
+    assert line, f"no '{label}: job' line in:\n{text}"
+    return line.split()[2]
+
+
+def _scontrol_field(job: str, key: str, bed: SlurmTestbed) -> list[str]:
+    """``key`` of the job, or of each task of an array job (scontrol keeps them MinJobAge s)."""
+    out = run(["scontrol", "-o", "show", "job", job], bed).stdout
+    return sorted(w.split("=", 1)[1] for ln in out.splitlines() for w in ln.split() if w.startswith(f"{key}="))
+
+
+def test_run_corpus_chain_on_real_slurm(slurm_testbed: SlurmTestbed, shared_data: Path, tmp_path: Path) -> None:
+    """pipelines/run_corpus.sh as a user submits it, on a reduced corpus (TEST_CORPUS): ingest
+    array (Dask worker jobs) -> describe_select (which submits the second half itself) -> the
+    VASP array template running xTB -> collect.sbatch -> train.sbatch, all by --dependency."""
+    bed = slurm_testbed
+    work = tmp_path / "work"
+    corpus = tmp_path / "corpus.yaml"
+    corpus.write_text(TEST_CORPUS.format(data=shared_data, work=work))
+    env = dict(OMNI_REPO=str(REPO), OMNI_CORPUS=str(corpus), OMNI_PROCS_PER_NODE="2", OMNI_MASTER_PORT=free_port(),
+               OMNI_VASP_CMD=f"{sys.executable} -m omni_data.recompute.slurm run-job .",
+               OMNI_SBATCH_ARGS="--cpus-per-task=1 --mem=2G --time=00:15:00")
+    workers_before = (bed.root / "jobcomp.txt").read_text().count("Name=dask-worker")
+    out = run([str(REPO / "pipelines" / "run_corpus.sh")], bed, cwd=tmp_path, **env).stdout
+    ingest, select = _job_id("ingest", out), _job_id("describe+select+emit", out)
+    wait_for("the whole run_corpus.sh chain to leave the queue", lambda: queue_empty(bed), bed, limit_s=420)
+
+    logs = work / "logs"
+    select_log = (logs / f"select-{select}.out").read_text()
+    vasp, collect, train = (_job_id(s, select_log) for s in ("vasp", "collect", "train"))
+    assert _scontrol_field(ingest, "JobState", bed) == ["COMPLETED"] * 2, (ingest, out)
+    for job, tasks in ((select, 1), (vasp, 3), (collect, 1), (train, 1)):
+        assert _scontrol_field(job, "JobState", bed) == ["COMPLETED"] * tasks, (job, select_log)
+    # the dependencies held: each stage started only after every task of the one before ended
+    for before, after in ((ingest, select), (vasp, collect), (collect, train)):
+        assert min(_scontrol_field(after, "StartTime", bed)) >= max(_scontrol_field(before, "EndTime", bed))
+    assert _scontrol_field(vasp, "MinMemoryNode", bed) == ["2G"] * 3  # OMNI_SBATCH_ARGS reach the array
+    assert (bed.root / "jobcomp.txt").read_text().count("Name=dask-worker") >= workers_before + 2
+
+    ingest_logs = sorted(logs.glob(f"ingest-{ingest}_*.out"))
+    assert [("records read 180 = written 180" in p.read_text(), "records read 26 = written 26" in p.read_text())
+            for p in ingest_logs] == [(True, False), (False, True)]
+    assert "[slurm]" in ingest_logs[0].read_text()
+    assert "vasp array" in select_log and "6 job dirs, 2 per task, array 0-2%2" in select_log
+
+    jobs = work / "bridge" / "jobs"
+    states = job_states(jobs, bed)
+    assert len(states) == 6 and {d["state"] for d in states.values()} == {"done"}, states
+    first = sorted(p for p in jobs.iterdir() if (p / "results.json").is_file())[0]
+    assert json.loads((first / "results.json").read_text())["energy"] == pytest.approx(gfn1_energy(first), abs=1e-6)
+
+    store = work / "store"
+    info = run([OMNI, "info", str(store)], bed).stdout
+    assert "tasks: bridge 6, omol25_high 10, omol25_low 170, pet_mad 26" in info, info
+    assert "references" in info and "splits" in info
+    assert "checked: OK" in (logs / f"collect-{collect}.out").read_text()
+    assert (work / "report" / "report.html").is_file()
+    train_log = (logs / f"train-{train}.out").read_text()
+    assert "gpus/node=2" in train_log and "done: 3 steps" in train_log
+    assert (work / "train" / "final.pt").is_file()
