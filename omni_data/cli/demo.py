@@ -20,11 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=bounded(int, 1), default=1,
                         help="processes for labelling, ingest, describe, select and recompute (1: all in this process)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of generation, selection and training")
+    parser.add_argument("--seeds", type=bounded(int, 1), default=1,
+                        help="training runs per variant (seeds SEED, SEED+1, ...); the report gives mean ± std")
 
 
 def run(args: argparse.Namespace) -> int:
     from omni_data.demo.run import run_demo
 
-    results = run_demo(args.out, size=args.size, workers=args.workers, seed=args.seed)
+    results = run_demo(args.out, size=args.size, workers=args.workers, seed=args.seed, seeds=args.seeds)
     failed = [name for name, r in results.items() if r["status"] != "ok"]
     return 1 if failed else 0

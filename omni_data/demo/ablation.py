@@ -1,7 +1,7 @@
 """A small measured ablation on an existing demo folder: plain vs bridge vs bridge + selective
 regularization (and any λ), several training seeds each, scored like the demo's cross-domain rows.
 
-    python -m omni_data.demo.ablation DEMO_DIR [--seeds 3] [--steps 200] [--l2 1e-4 ...]
+    python -m omni_data.demo.ablation DEMO_DIR [--seeds 3] [--steps 200] [--l2 1e-4 ...] [--only V ...]
 
 It reuses the folder's stores (``train``, ``train_bridge``, ``test``, ``test_truth`` with its
 calibration/test split) and trains only the variants, into ``DEMO_DIR/runs/ablation-<variant>[-seed<k>]``.
@@ -36,7 +36,7 @@ def default_variants(l2s: list[float]) -> list[Variant]:
 
 
 def run_ablation(demo_dir: Path, variants: list[Variant], seeds: int, steps: int, size: str = "ci",
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, name: str = "ablation") -> dict[str, Any]:
     """Train and evaluate every (variant, seed); returns {variant: {"seeds": {...}, "rows": mean ± std}}."""
     from omni_data.demo.run import stage_evaluate, stage_train
 
@@ -55,8 +55,8 @@ def run_ablation(demo_dir: Path, variants: list[Variant], seeds: int, steps: int
             print(f"{v.name} seed {seed + k}: {time.time() - t0:.0f} s", flush=True)
         out[v.name] = {"bridge": v.bridge, "task_l2": v.task_l2, "steps": steps, "seeds": per_seed,
                        "rows": report.aggregate_seeds([s["rows"] for s in per_seed.values()])}
-    (lay.root / "ablation.json").write_text(json.dumps(out, indent=2))
-    (lay.root / "ablation.md").write_text(format_ablation(out))
+    (lay.root / f"{name}.json").write_text(json.dumps(out, indent=2))
+    (lay.root / f"{name}.md").write_text(format_ablation(out))
     return out
 
 
@@ -79,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--l2", type=float, nargs="*", default=[1e-4], help="λ values of bridge + regularization")
     p.add_argument("--size", default="ci", help="the demo size the folder was made with (default ci)")
+    p.add_argument("--only", nargs="*", default=[], help="run only these variants (e.g. plain bridge+reg0.0001)")
+    p.add_argument("--name", default="ablation", help="output stem: DEMO_DIR/NAME.json and NAME.md")
     args = p.parse_args(argv)
-    result = run_ablation(args.demo_dir, default_variants(args.l2), args.seeds, args.steps, args.size)
+    variants = [v for v in default_variants(args.l2) if not args.only or v.name in args.only]
+    if not variants:
+        p.error(f"--only {args.only}: no such variant; known: {[v.name for v in default_variants(args.l2)]}")
+    result = run_ablation(args.demo_dir, variants, args.seeds, args.steps, args.size, name=args.name)
     print(format_ablation(result))
     return 0
 

@@ -60,7 +60,9 @@ def omni_data_cli(argv: Sequence[str], ok_codes: Sequence[int] = (0,)) -> int:
     module.add_arguments(parser)
     args = parser.parse_args([str(a) for a in argv[1:]])
     print(f"$ omni-data {' '.join(str(a) for a in argv)}", flush=True)
-    rc = int(module.run(args) or 0)
+    from omni_data.cli.errors import run_guarded
+
+    rc = run_guarded(f"omni-data {name}", lambda: module.run(args))  # the CLI's own error policy
     if rc not in ok_codes:
         raise StageFailed(f"omni-data {' '.join(str(a) for a in argv)} exited with status {rc}")
     return rc

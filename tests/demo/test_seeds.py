@@ -33,3 +33,17 @@ def test_ablation_variants_set_bridge_and_lambda(tmp_path):
 def test_seeds_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="seeds must be >= 1"):
         run_demo(tmp_path / "d", size="ci", seeds=0)
+
+
+def test_ablation_table_has_mean_and_spread_per_variant():
+    from omni_data.demo import report
+    from omni_data.demo.ablation import format_ablation
+
+    def row(off: float) -> dict:
+        return {"kind": "cross-domain", "head": "crystals", "data": "molecules test (GFN1-xTB)", "n": 130,
+                "n_calibration": 38, "energy_mae": 0.4, "energy_mae_offset": off, "forces_mae": 2.0}
+
+    result = {"plain": {"rows": report.aggregate_seeds([[row(0.26)], [row(0.28)]])}}
+    line = format_ablation(result).splitlines()[2]
+    assert line.startswith("| plain | molecules under crystals head (GFN1-xTB) | 130 | 38 | 2 |")
+    assert "270.0 ± 14.1" in line
