@@ -79,6 +79,11 @@ def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
     summary: dict[str, Any] = {"job": job_dir.name, "state": "failed", "reason": "", "energy": None, "wall_time_s": None}
     try:
         protocol = _protocol(name)
+        emitted = str(job.get("protocol") or "")
+        if protocol_name and emitted and protocol.name != emitted:
+            # the bridge is one level of theory: collect would refuse a result of another method
+            raise Refused(f"refused:method {protocol.name} is not this job's protocol {emitted}; "
+                          f"re-emit the jobs with --protocol {protocol.name} or leave --method out")
         if protocol.engine == "vasp" or protocol.method is None:
             raise Refused(f"refused:protocol {name} runs on {protocol.engine}, not a local engine; use the batch script")
         record = jobs.read_record(job_dir)

@@ -1,6 +1,7 @@
 """End to end with the CLI: store -> selection.parquet -> emit-jobs -> run-local -> collect-bridge."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,9 @@ def test_collect_exit_codes(shared_data: Path, tmp_path: Path, capsys: pytest.Ca
     assert "rejected mpa:SiC: run:simulated crash" in capsys.readouterr().err
     assert main(["jobs", str(tmp_path / "a"), "--reemit-failed"]) == 0
     assert main(["run-local", str(tmp_path / "a"), "--method", "pyscf-pbe-def2svp", "--no-cluster"]) == 1
+    # another method than the jobs' protocol is refused before anything runs (collect would refuse it)
+    assert "refused:method pyscf-pbe-def2svp is not this job's protocol gfn2-xtb" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / safe_name("mpa:SiC") / "job.json").read_text())["protocol"] == "gfn2-xtb"
     assert main(["collect-bridge", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--strict"]) == 1
     assert main(["collect-bridge", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 1
 

@@ -92,7 +92,8 @@ def test_cli_repeated_store_and_evaluate_on_two_stores(tmp_path, two_stores, cap
     assert omni_train(argv) == 0
     capsys.readouterr()
     assert omni_train(["evaluate", str(tmp_path / "run" / "final.pt"), *map(str, two_stores)]) == 0
-    rows = {line.split()[0]: int(line.split()[1]) for line in capsys.readouterr().out.strip().splitlines()[1:]}
+    per_task = capsys.readouterr().out.strip().split("\n\n")[0]  # the per-task table; the transfer table follows
+    rows = {line.split()[0]: int(line.split()[1]) for line in per_task.splitlines()[1:]}
     assert rows == {"pbe": 8, "r2scan": 8}
     assert omni_train([str(path), "--store", str(two_stores[0]), "--store", str(tmp_path / "missing")]) == 1
     assert f"{tmp_path / 'missing'}: not an Omni store" in capsys.readouterr().err
