@@ -1,6 +1,11 @@
 """``omni-data select-bridge STORE...``: farthest-point (or model-error) selection of the bridge set."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omni_data.select.strategies import Scorer
+
 import argparse
 import json
 
@@ -37,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from omni_data.pipeline.cluster import config_from_args, dask_client
     from omni_data.select.selection import SelectConfig, select_bridge
-    from omni_data.select.strategies import model_scorer
 
     cfg = SelectConfig(stores=list(args.stores), out=args.out, fraction=args.fraction, count=args.count,
                        tasks=args.tasks, min_per_task=args.min_per_task, seed=args.seed,
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                        pool=args.pool, oversample=args.oversample, progress_every=args.progress_every)
     if args.strategy != "fps" and not args.model:
         raise ValueError(f"strategy {args.strategy!r} needs --model CKPT")
-    scorer = model_scorer(args.model) if args.model else None
+    scorer = _model_scorer(args.model) if args.model else None
     if cfg.mode == "distributed":
         with dask_client(config_from_args(args)) as client:
             summary = select_bridge(cfg, scorer, client)
@@ -53,3 +57,13 @@ def run(args: argparse.Namespace) -> int:
         summary = select_bridge(cfg, scorer)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _model_scorer(checkpoint: str) -> "Scorer":
+    """The checkpoint's scorer: the CLI is the face that knows both packages (omni_data never
+    imports omni_model)."""
+    try:
+        from omni_model.scorer import model_scorer
+    except ImportError as exc:
+        raise ImportError("strategy needs omni_model (pip install 'omni[model]')") from exc
+    return model_scorer(checkpoint)

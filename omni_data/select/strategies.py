@@ -3,7 +3,7 @@
 * ``fps``: farthest-point sampling on descriptors (exact, or distributed over shards).
 * ``error``: the ``k`` structures with the largest model error against their own labels
   (``scorer``: any function records -> errors; ``calculator_scorer`` wraps an ASE calculator
-  factory, ``model_scorer`` an ``omni_model`` checkpoint through ``OmniCalculator``).
+  factory; ``omni_model.scorer.model_scorer`` builds one from a checkpoint, and the CLI passes it in).
 * ``hybrid``: FPS restricted to the ``pool * k`` largest-error structures: diverse among the
   hard ones.
 
@@ -69,19 +69,6 @@ def calculator_scorer(make_calc: Callable[[str], Any]) -> Scorer:
         return out
 
     return score
-
-
-def model_scorer(checkpoint: str, device: str = "cpu") -> Scorer:
-    """Errors of an ``omni_model`` checkpoint, each record scored with its own task head."""
-    try:
-        from omni_model.calculator import OmniCalculator
-    except ImportError as exc:
-        raise ImportError("strategy needs omni_model (pip install 'omni[model]')") from exc
-    from pathlib import Path
-
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"model checkpoint {checkpoint} not found")
-    return calculator_scorer(lambda task: OmniCalculator(checkpoint, task=task, device=device))
 
 
 def score_records(scorer: Scorer, records: Iterable[Record], batch: int = 256) -> np.ndarray:

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from omni_data.select.selection import SelectConfig, select_bridge
-from omni_data.select.strategies import model_scorer, pick_error, record_error, top_error
+from omni_data.select.strategies import pick_error, record_error, top_error
 
 
 def test_top_error_order_and_ties():
@@ -18,6 +18,8 @@ def test_top_error_order_and_ties():
 
 
 def test_missing_checkpoint_is_an_error(tmp_path):
+    from omni_model.scorer import model_scorer
+
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         model_scorer(str(tmp_path / "none.pt"))
 
@@ -27,6 +29,7 @@ def test_error_strategy_with_a_trained_omni_model(tmp_path, optional):
     optional("torch", "model")
     from omni_model.calculator import OmniCalculator
     from omni_model.config import config_from_dict
+    from omni_model.scorer import model_scorer
     from omni_model.train.trainer import Trainer
 
     from omni_data.cli.main import main
