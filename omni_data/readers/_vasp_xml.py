@@ -92,11 +92,13 @@ def _step(calc: ET.Element, index: int, header: VaspHeader) -> VaspStep:
     return step
 
 
-def iter_vasprun(fh: IO[bytes]) -> Iterator[VaspHeader | VaspStep]:
+def iter_vasprun(fh: IO[bytes], scan: "VasprunScan | None" = None) -> Iterator[VaspHeader | VaspStep]:
     """Yield the header (before the first step), then one complete ``VaspStep`` per calculation.
 
+    ``scan``: when given, also filled with the run's full settings (generator, every INCAR tag and
+    ``<parameters>`` entry, atom types, k-points, reciprocal basis) as they are parsed.
     Raises ``TruncatedXML`` after the last complete step when the file breaks off."""
-    header = VaspHeader()
+    header = VaspHeader() if scan is None else scan.header
     incar: dict[str, Any] = {}
     header_sent = False
     in_calc = False
@@ -117,18 +119,33 @@ def iter_vasprun(fh: IO[bytes]) -> Iterator[VaspHeader | VaspStep]:
             tag = el.tag
             if tag == "i" and el.get("name") == "version" and not header.version:
                 header.version = (el.text or "").strip()
+            elif tag == "generator" and scan is not None:
+                scan.generator = {i.get("name"): (i.text or "").strip() for i in el.findall("i")}
             elif tag == "incar":
                 incar = {i.get("name"): _param(i) for i in el if i.tag in ("i", "v")}
+                if scan is not None:
+                    scan.incar = incar
+            elif tag == "kpoints" and scan is not None and not in_calc and not scan.kpoints:
+                scan.kpoints = _kpoints(el)
             elif tag == "parameters":
                 for p in el.iter():  # first occurrence wins: NELM also appears in later sections
-                    if p.tag in ("i", "v") and p.get("name") in ESSENTIALS:
-                        header.params.setdefault(p.get("name"), _param(p))
-                    elif p.tag == "i" and p.get("name") == "ENMAX":  # <parameters> spells ENCUT "ENMAX"
+                    name = p.get("name")
+                    if p.tag not in ("i", "v") or not name:
+                        continue
+                    if scan is not None:
+                        scan.parameters.setdefault(name, _param(p))
+                    if name in ESSENTIALS:
+                        header.params.setdefault(name, _param(p))
+                    elif p.tag == "i" and name == "ENMAX":  # <parameters> spells ENCUT "ENMAX"
                         header.params.setdefault("ENCUT", _param(p))
                 el.clear()
             elif tag == "atominfo":
                 header.symbols = [rc.find("c").text.strip() for rc in el.findall("array[@name='atoms']/set/rc")]
+                if scan is not None:
+                    scan.atomtypes = _atomtypes(el)
             elif tag == "structure" and el.get("name") == "initialpos":
+                if scan is not None:
+                    scan.rec_basis = _varray(el.find("crystal/varray[@name='rec_basis']"))
                 sel = el.findall("varray[@name='selective']/v")
                 fixed = [v.text.split() == ["F", "F", "F"] for v in sel]
                 header.partially_fixed = any(v.text.split() != ["F", "F", "F"] and "F" in v.text.split() for v in sel)
@@ -216,70 +233,20 @@ def _kpoints(el: ET.Element) -> dict[str, Any]:
     return out
 
 
-_SCAN_STEP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError)
-
-
 def scan_vasprun(fh: IO[bytes]) -> VasprunScan:
-    """Parse a vasprun.xml once: settings, atom types, k-points, the final complete ionic step.
-
-    Memory is bounded by one ionic step. A file that breaks off sets ``truncated`` (the steps
-    before the break are kept) instead of raising."""
+    """Parse a vasprun.xml once (``iter_vasprun``): settings, atom types, k-points and the final
+    complete ionic step. Memory is bounded by one ionic step. A file that breaks off sets
+    ``truncated`` (the steps before the break are kept) instead of raising."""
     scan = VasprunScan()
-    header = scan.header
-    in_calc = False
     try:
-        for event, el in ET.iterparse(fh, events=("start", "end")):
-            if event == "start":
-                if el.tag == "calculation":
-                    in_calc = True
-                    if scan.n_steps == 0 and not header.params:
-                        _fill_header(scan)
+        for item in iter_vasprun(fh, scan):
+            if not isinstance(item, VaspStep):
                 continue
-            tag = el.tag
-            if tag == "generator":
-                scan.generator = {i.get("name"): (i.text or "").strip() for i in el.findall("i")}
-                header.version = scan.generator.get("version", "")
-            elif tag == "incar":
-                scan.incar = {i.get("name"): _param(i) for i in el if i.tag in ("i", "v")}
-            elif tag == "kpoints" and not in_calc and not scan.kpoints:
-                scan.kpoints = _kpoints(el)
-            elif tag == "parameters":
-                for p in el.iter():
-                    if p.tag in ("i", "v") and p.get("name"):
-                        scan.parameters.setdefault(p.get("name"), _param(p))
-                el.clear()
-            elif tag == "atominfo":
-                header.symbols = [rc.find("c").text.strip() for rc in el.findall("array[@name='atoms']/set/rc")]
-                scan.atomtypes = _atomtypes(el)
-            elif tag == "structure" and el.get("name") == "initialpos":
-                scan.rec_basis = _varray(el.find("crystal/varray[@name='rec_basis']"))
-                sel = el.findall("varray[@name='selective']/v")
-                header.fixed = [v.text.split() == ["F", "F", "F"] for v in sel]
-            elif tag in _FREE and in_calc:
-                el.clear()
-            elif tag == "calculation":
-                in_calc = False
-                try:
-                    scan.last = _step(el, scan.n_steps, header)
-                except _SCAN_STEP_ERRORS as exc:  # damaged numbers or shapes in this step
-                    scan.last, scan.damaged = None, f"ionic step {scan.n_steps}: {type(exc).__name__}: {exc}"
-                scan.n_steps += 1
-                el.clear()
-    except ET.ParseError as exc:
-        scan.truncated = f"file ends after {scan.n_steps} complete ionic steps ({exc})"
-    except (LookupError, AttributeError, TypeError, IndexError) as exc:  # damaged header / atominfo
-        raise ValueError(f"damaged vasprun.xml ({type(exc).__name__}: {exc})") from None
-    if not header.params:
-        _fill_header(scan)
+            if item.error:  # damaged numbers or shapes in this step
+                scan.last, scan.damaged = None, f"ionic step {item.index}: {item.error}"
+            else:
+                scan.last = item
+            scan.n_steps += 1
+    except TruncatedXML as exc:
+        scan.truncated = str(exc)
     return scan
-
-
-def _fill_header(scan: VasprunScan) -> None:
-    """The reader's header params: INCAR essentials over their ``<parameters>`` values."""
-    params = scan.header.params
-    for name in ESSENTIALS:
-        value = scan.parameters.get("ENMAX" if name == "ENCUT" else name)
-        if value is not None:
-            params[name] = value
-    params.update({k: v for k, v in scan.incar.items() if k in ESSENTIALS})
-    params.setdefault("LDAU", False)
