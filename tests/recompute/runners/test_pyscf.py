@@ -22,12 +22,12 @@ def test_pyscf_matches_direct_pyscf(sic_record: Record, methane_record: Record, 
     rec = methane_record
     rows = emit_records([(rec, Source(rec.id)), (sic_record, Source("mpa:SiC"))], load_protocol("pyscf-pbe-def2svp"), tmp_path)
     assert [r["status"] for r in rows] == ["pending", "refused"] and "molecules only" in rows[1]["reason"]
-    # a periodic job emitted by another protocol and run with --method pyscf fails with the reason
+    # a job emitted by another protocol and run with --method pyscf is refused before it runs
     emit_records([(sic_record, Source("mpa:SiC"))], load_protocol("gfn2-xtb"), tmp_path)
     results = {r["job"]: r for r in run_jobs(tmp_path, "pyscf-pbe-def2svp", threads=1)}
     periodic = results[safe_name("mpa:SiC")]
-    assert periodic["state"] == "failed" and "molecules only" in periodic["reason"]
-    assert "molecules only" in jobs.job_state(tmp_path / safe_name("mpa:SiC")).reason
+    assert periodic["state"] == "failed" and "is not this job's protocol gfn2-xtb" in periodic["reason"]
+    assert "is not this job's protocol" in jobs.job_state(tmp_path / safe_name("mpa:SiC")).reason
     job = tmp_path / safe_name(rec.id)
     res = json.loads((job / "results.json").read_text())
     from threadpoolctl import threadpool_limits
