@@ -29,10 +29,15 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class SourceFile:
+    """One release file as the publisher lists it: direct URL, size, checksum and split."""
+
     name: str
     url: str = ""
     size_bytes: int | None = None
     sha256: str | None = None
+    md5: str | None = None
+    split: str = "all"  # train | val | test | all, as published
+    subset: str = ""  # the publisher's subdataset name (e.g. OMat24 "rattled-300"), if any
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
     for i, entry in enumerate(data.get("files") or []):
         if not isinstance(entry, dict) or "name" not in entry:
             raise _fail(where, f"files[{i}]", "each file needs at least a name")
-        extra = set(entry) - {"name", "url", "size_bytes", "sha256"}
+        extra = set(entry) - {"name", "url", "size_bytes", "sha256", "md5", "split", "subset"}
         if extra:
             raise _fail(where, f"files[{i}].{sorted(extra)[0]}", "unknown key")
         files.append(SourceFile(**entry))
