@@ -120,7 +120,7 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 raise ValueError(f"entry is {type(entry).__name__}, not an object")
             record = entry_record(entry, opts, part.path, index)
         except ENTRY_ERRORS as exc:
-            sid = str(entry.get("matpes_id", "")) if isinstance(entry, dict) else ""
+            sid = str(entry.get(opts.key("id", "matpes_id"), "")) if isinstance(entry, dict) else ""
             yield reject(opts, part.path, index, f"parse:{type(exc).__name__}: {exc}", sid)
             continue
         yield finish(record, opts, convert=False)

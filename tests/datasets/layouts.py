@@ -224,14 +224,37 @@ def build_mad(root: Path, shared: Path) -> Layout:
                   "mad-val.xyz, mad-test.xyz extended XYZ with energy, forces, stress")
 
 
-def build_mp_aloe(root: Path, shared: Path) -> Layout:
-    from ase.io import write
+def mp_aloe_entries() -> list[dict]:
+    """MP-ALOE-layout entries: MatPES's record layout keyed by ``mp_aloe_id``, r2SCAN, some without an MP parent.
 
-    path = root / "mp_aloe.extxyz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(path, emt_bulk_frames(5, seed=50, big_force_at=3), format="extxyz")
-    return Layout(root, (path,), "MP-ALOE figshare 10.6084/m9.figshare.29452190: one extended XYZ file with "
-                  "energy, forces, stress (ASE convention)")
+    Built from ``test_matpes_json._entries`` (its broken entry 5 dropped); entry 3 carries a 200 eV/Å
+    force so the manifest's ``max_force`` filter quarantines it. The id strings are made up here: the
+    real MP-ALOE id format was not checked against a release record.
+    """
+    module = load_test_module("test_matpes_json")
+    entries = [e for i, e in enumerate(module._entries(7)) if i != 5]
+    out = []
+    for i, entry in enumerate(entries):
+        entry = {("mp_aloe_id" if k == "matpes_id" else k): v for k, v in entry.items()}
+        entry["mp_aloe_id"] = f"aloe-{1000 + i}"
+        entry["functional"] = "r2SCAN"
+        if i % 3 == 1:  # not derived from an MP structure: original_mp_id is null
+            entry["provenance"] = {"original_mp_id": None}
+        if i == 3:
+            entry["forces"][0][0] = 200.0
+        out.append(entry)
+    return out
+
+
+def build_mp_aloe(root: Path, shared: Path) -> Layout:
+    import gzip
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "MP_ALOE_data.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in mp_aloe_entries()).encode()))
+    return Layout(root, (path,), "MP-ALOE figshare 10.6084/m9.figshare.29452190: MP_ALOE_data.jsonl.gz, one "
+                  "gzipped JSON line per entry in MatPES's layout with id key mp_aloe_id (mp_aloe manifest notes)")
 
 
 # --------------------------------------------------------------------------- JSON releases

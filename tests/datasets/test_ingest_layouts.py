@@ -51,7 +51,7 @@ EXPECTED: dict[str, tuple[int, int]] = {
     "matpes_r2scan": (8, 1),
     "salex": (6, 0),
     "omat24": (8, 1),  # one frame with a 200 eV/Å force: filter:max_force
-    "mp_aloe": (5, 1),  # likewise
+    "mp_aloe": (6, 1),  # one entry with a 200 eV/Å force: filter:max_force
     "oc20": (5, 0),  # 3 + 2 frames
     "oc22": (8, 0),
     "odac23": (6, 0),
@@ -235,6 +235,29 @@ def check_matpes(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
         np.testing.assert_allclose(rec.stress, -KBAR_EVA3 * np.asarray(entry["stress"]), rtol=1e-8)
 
 
+def check_mp_aloe(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
+    from pymatgen.core import Structure
+
+    bad = quarantined_ids(store)
+    lines = gzip.decompress(lay.files[0].read_bytes()).decode().splitlines()
+    seen = 0
+    for entry in map(json.loads, lines):
+        rid = f"{m.dataset}:{entry['mp_aloe_id']}"
+        if np.abs(entry["forces"]).max() > 50:
+            assert rid in bad
+            continue
+        rec = store.get(rid)
+        np.testing.assert_allclose(rec.positions, Structure.from_dict(entry["structure"]).cart_coords, atol=1e-12)
+        assert rec.energy == entry["energy"] and rec.metadata["matpes_id"] == entry["mp_aloe_id"]
+        parent = entry["provenance"]["original_mp_id"]
+        assert rec.metadata.get("mp_id") == parent  # absent, not "None", when the entry has no MP parent
+        np.testing.assert_array_equal(rec.forces, np.asarray(entry["forces"]))
+        np.testing.assert_allclose(rec.stress, -KBAR_EVA3 * np.asarray(entry["stress"]), rtol=1e-8)
+        assert m.group_key == "formula" and group_value(rec, m.group_key) == "Cl2Li"  # Hill order of Li Cl Cl
+        seen += 1
+    assert seen == len(store) == len(lines) - 1
+
+
 def check_spice(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
     import h5py
 
@@ -292,7 +315,7 @@ def check_bridge(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
 
 CHECKS: dict[str, Callable[[Store, Layout, Manifest, Path], None]] = {
     "omat24": check_aselmdb_bulk, "salex": check_aselmdb_bulk, "omol25": check_omol25,
-    "oc22": check_pyg, "odac23": check_pyg, "oc20": check_oc20, "mad": check_extxyz, "mp_aloe": check_extxyz,
+    "oc22": check_pyg, "odac23": check_pyg, "oc20": check_oc20, "mad": check_extxyz, "mp_aloe": check_mp_aloe,
     "mptrj": check_mptrj, "mp_r2scan": check_mptrj, "matpes_pbe": check_matpes, "matpes_r2scan": check_matpes,
     "spice": check_spice, "qcml": check_qcml, "bridge": check_bridge,
 }

@@ -113,3 +113,18 @@ def test_bad_json_entry_is_rejected_and_the_rest_kept(tmp_path: Path, layout: st
     assert by_index[2].startswith("parse:JSONDecodeError") and "structure" in by_index[5]
     assert by_index[7].startswith("parse:UnicodeDecodeError")
     assert sorted(r.source_index for r in report.records) == [0, 1, 3, 4, 6, 8]
+
+
+def test_rejected_entry_keeps_the_id_under_the_mapped_key(tmp_path: Path) -> None:
+    """MP-ALOE names its id ``mp_aloe_id`` (key_map id): a broken entry is quarantined under it."""
+    entries = []
+    for e in _entries(6):
+        e = dict(e)
+        e["mp_aloe_id"] = e.pop("matpes_id")
+        entries.append(e)
+    path = tmp_path / "MP_ALOE_data.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries))
+    opts = ReadOptions(dataset="mp_aloe", task="mp_aloe", key_map={"id": "mp_aloe_id"})
+    report = check_reader("matpes_json", path, opts, target=10, expected_records=5, expected_rejected=1)
+    assert report.rejected[0].source_index == 5
+    assert report.rejected[0].source_id == entries[5]["mp_aloe_id"]
