@@ -28,6 +28,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_TOL", "SECTION", "SIDECAR", "drop_within_task", "hash_stores", "lattice_automorphisms",
+    "record_hash", "shard_hashes", "structure_hash", "summarize",
+]
+
 DEFAULT_TOL = 1e-4  # Å
 
 

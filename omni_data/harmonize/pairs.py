@@ -16,6 +16,8 @@ import numpy as np
 
 from omni_data.harmonize.references import element_counts
 
+__all__ = ["SECTION", "PairFit", "find_pairs", "fit_pairs", "fit_shift"]
+
 SECTION = "pairs"
 
 

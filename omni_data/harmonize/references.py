@@ -24,8 +24,37 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = [
+    "N_Z",
+    "SECTION",
+    "ElementRow",
+    "RefAccumulator",
+    "TaskReferences",
+    "accumulate",
+    "accumulate_table",
+    "element_counts",
+    "element_rows",
+    "element_status",
+    "fit_store",
+    "load_force_rms",
+    "load_references",
+    "merge_all",
+    "read_references",
+    "reference_energy",
+    "shard_accumulators",
+    "solve",
+    "solve_all",
+    "write_references",
+]
+
 N_Z = 119  # atomic numbers 0..118; column 0 stays empty
 SECTION = "references"
+# Eigenvalue / largest eigenvalue of the column-normalised AᵀA (unit diagonal) below which a
+# direction of μ is not determined (exact collinearity, up to rounding) or is ill-conditioned
+# (the design's condition number exceeds ~1000: per-atom noise is amplified a thousandfold).
+UNDETERMINED_RATIO = 1e-10
+ILL_CONDITIONED_RATIO = 1e-6
+FITTED, UNDETERMINED, ILL_CONDITIONED = "fitted", "undetermined", "ill-conditioned"
 
 
 @dataclass
@@ -148,17 +177,53 @@ class TaskReferences:
     e_per_atom_std_after: float | None
     ridge: float
     split: str | None = None  # the split the fit used (None: every record)
+    element_frames: dict[int, int] = field(default_factory=dict)  # Z -> structures containing Z
+    element_status: dict[int, str] = field(default_factory=dict)  # Z -> fitted/undetermined/ill-conditioned
+    collinear: list[list[int]] = field(default_factory=list)  # element sets in a weak direction
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["mu"] = {str(z): v for z, v in sorted(self.mu.items())}
+        for name in ("mu", "element_frames", "element_status"):
+            d[name] = {str(z): v for z, v in sorted(getattr(self, name).items())}
+        d["collinear"] = [list(c) for c in self.collinear]
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TaskReferences":
+        """The fit from its catalog JSON; sections written before per-element status load too."""
         d = dict(d)
         d["mu"] = {int(z): float(v) for z, v in d["mu"].items()}
+        d["element_frames"] = {int(z): int(v) for z, v in (d.get("element_frames") or {}).items()}
+        d["element_status"] = {int(z): str(v) for z, v in (d.get("element_status") or {}).items()}
+        d["collinear"] = [[int(z) for z in c] for c in d.get("collinear") or []]
         return cls(**d)
+
+
+def element_status(ata: np.ndarray, present: np.ndarray) -> tuple[dict[int, str], list[list[int]]]:
+    """Per present element: ``fitted``, ``undetermined`` or ``ill-conditioned``, and the sets of
+    elements that share a weak direction (e.g. ``[[1, 8]]`` for a task holding only water).
+
+    Judged on the unridged normal matrix scaled to unit diagonal, so atom counts and units do
+    not matter, only how nearly the elements' counts are proportional across structures.
+    """
+    m = ata[np.ix_(present, present)]
+    d = np.sqrt(np.diag(m))
+    w, v = np.linalg.eigh(m / np.outer(d, d))
+    status = {int(z): FITTED for z in present}
+    sets: list[list[int]] = []
+    top = max(float(w.max()), 1e-300)
+    for k in np.argsort(w):
+        ratio = float(w[k]) / top
+        if ratio >= ILL_CONDITIONED_RATIO:
+            break
+        level = UNDETERMINED if ratio < UNDETERMINED_RATIO else ILL_CONDITIONED
+        members = [int(present[i]) for i in np.flatnonzero(np.abs(v[:, k]) > 1e-2)]
+        for z in members:
+            if status[z] != UNDETERMINED:
+                status[z] = level
+        if sorted(members) not in sets:
+            sets.append(sorted(members))
+    return status, sets
 
 
 def solve(task: str, acc: RefAccumulator, ridge: float = 0.0,
@@ -178,9 +243,11 @@ def solve(task: str, acc: RefAccumulator, ridge: float = 0.0,
                               None, None, None, None, ridge)
     m = acc.ata[np.ix_(present, present)] + ridge * np.eye(present.size)
     rank = int(np.linalg.matrix_rank(m))
-    mu_sub, *_ = np.linalg.lstsq(m, acc.atb[present], rcond=None)
+    # rcond 1e-12: exactly collinear counts give the minimum-norm solution, not rounding noise
+    mu_sub, *_ = np.linalg.lstsq(m, acc.atb[present], rcond=1e-12)
     mu = np.zeros(N_Z)
     mu[present] = mu_sub
+    status, collinear = element_status(acc.ata, present)
     n = acc.n_frames
     mean_before = acc.pa_b / n
     var_before = max(acc.pa_bb / n - mean_before**2, 0.0)
@@ -203,6 +270,9 @@ def solve(task: str, acc: RefAccumulator, ridge: float = 0.0,
         e_per_atom_mean_after=float(mean_after),
         e_per_atom_std_after=math.sqrt(var_after),
         ridge=ridge,
+        element_frames={int(z): int(acc.element_frames[z]) for z in present},
+        element_status=status,
+        collinear=collinear,
     )
 
 
@@ -212,6 +282,59 @@ def solve_all(accs: Mapping[str, RefAccumulator], ridge: float = 0.0) -> dict[st
     for acc in accs.values():
         elements.update(int(z) for z in np.flatnonzero(acc.element_frames > 0))
     return {task: solve(task, acc, ridge, elements) for task, acc in sorted(accs.items())}
+
+
+@dataclass(frozen=True)
+class ElementRow:
+    """One line of a task's per-element table, as the CLI prints it and the report shows it."""
+
+    z: int
+    symbol: str
+    mu: float | None  # None: absent from the task (the trainer uses 0.0)
+    structures: int | None  # structures with energy containing it (None: not stored)
+    status: str  # fitted, undetermined, ill-conditioned or absent
+    flag: str  # "" when fitted; otherwise why the μ is not to be read on its own
+
+    @property
+    def trusted(self) -> bool:
+        """True when μ is a fitted value that means something on its own."""
+        return self.status == FITTED
+
+
+def _flag(status: str, z: int, fit: TaskReferences) -> str:
+    """Why the μ of element ``z`` is not a fitted value of its own ("" when it is)."""
+    from ase.data import chemical_symbols
+
+    if status == FITTED:
+        return ""
+    if status == "absent":
+        return "absent from this task: no reference, μ = 0 is used"
+    partners = sorted({p for c in fit.collinear if z in c for p in c})
+    names = ", ".join(chemical_symbols[p] for p in partners) or chemical_symbols[z]
+    if status == UNDETERMINED:
+        why = (f"underdetermined: {names} always occur in the same proportions (rank {fit.rank} "
+               f"< {len(fit.mu)}), so only their combined energy is fitted, not each μ")
+    elif status == ILL_CONDITIONED:
+        why = (f"ill-conditioned: {names} almost always occur in the same proportions, so each "
+               "μ is poorly determined (only their combined energy is reliable)")
+    else:  # a section written before per-element status: the task-level flag only
+        why = f"underdetermined fit (rank {fit.rank} < {len(fit.mu)}): μ is not determined on its own"
+    return why + (f"; the value shown is set by ridge λ={fit.ridge:g}" if fit.ridge > 0 else "")
+
+
+def element_rows(fit: TaskReferences) -> list[ElementRow]:
+    """The per-element table of one task (present elements, then absent ones), flags included."""
+    from ase.data import chemical_symbols
+
+    rows = []
+    for z, mu in sorted(fit.mu.items()):
+        status = fit.element_status.get(z, "underdetermined-task" if fit.underdetermined else FITTED)
+        shown = UNDETERMINED if status == "underdetermined-task" else status
+        rows.append(ElementRow(z, chemical_symbols[z], mu, fit.element_frames.get(z), shown,
+                               _flag(status, z, fit)))
+    for z in fit.absent:
+        rows.append(ElementRow(z, chemical_symbols[z], None, 0, "absent", _flag("absent", z, fit)))
+    return rows
 
 
 def reference_energy(refs: Mapping[int, float], numbers: np.ndarray) -> float:
@@ -262,7 +385,8 @@ def accumulate_table(table: Any, batch: int = 8192) -> dict[str, RefAccumulator]
 
 
 def shard_accumulators(store_path: str, shard: str, split: str | None = None) -> dict[str, RefAccumulator]:
-    """Dask task: the per-task accumulators of one shard (opens its own store handle).
+    """Dask task: the per-task accumulators of one shard (opens its own store handle), from
+    the store's public column API (``Store.table``), whatever the shard's format.
 
     ``split`` (``"train"``, ...) keeps only the records with that label in the shard's split
     sidecar, so validation and test frames do not inform the references.
@@ -282,17 +406,13 @@ def shard_accumulators(store_path: str, shard: str, split: str | None = None) ->
                                     "run `omni-data split STORE` first")
         labels = pq.read_table(str(path), columns=["id", "split"]).to_pydict()
         keep = {i for i, s in zip(labels["id"], labels["split"]) if s == split}
-    entry = store.catalog.shard(shard)
-    if entry is not None and "arrow" in entry["files"]:
-        table = store.table(["id", "task", "energy", "numbers", "forces"], shard=shard)
-        if keep is not None:
-            import pyarrow as pa
-            import pyarrow.compute as pc
+    table = store.table(["id", "task", "energy", "numbers", "forces"], shard=shard)
+    if keep is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-            table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(keep), pa.string())))
-        return accumulate_table(table)
-    records = store.iter_shard(shard)
-    return accumulate(records if keep is None else (r for r in records if r.id in keep))
+        table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(keep), pa.string())))
+    return accumulate_table(table)
 
 
 def fit_store(store_path: str, ridge: float = 0.0, workers: int = 1, client: Any = None,

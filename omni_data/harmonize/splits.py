@@ -10,38 +10,93 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = [
+    "DERIVED_KEYS",
+    "FRAME_BLOCK",
+    "RECORD_FIELDS",
+    "SECTION",
+    "SPLITS",
+    "assign",
+    "bucket",
+    "check_fractions",
+    "group_value",
+    "id_prefix",
+    "ids_in_split",
+    "shard_split_table",
+    "split_labels",
+    "split_of",
+    "split_store",
+]
+
 SPLITS = ("train", "val", "test")
 SECTION = "splits"
 SIDECAR = "splits"
 RECORD_FIELDS = ("id", "dataset", "task", "source_file", "source_index", "energy_kind")
+_FRAME_COUNTER = re.compile(r"[^A-Za-z0-9]*\d+$")
+
+
+def id_prefix(record_id: str) -> str:
+    """``record_id`` without its trailing frame counter: ``traj3:17`` -> ``traj3``,
+    ``rxn001_frame_005`` -> ``rxn001_frame``; an id that is only digits stays whole."""
+    return _FRAME_COUNTER.sub("", record_id) or record_id
+
+
+def _formula(record: Record) -> str:
+    """Hill-ordered formula of the frame (all atoms, not reduced)."""
+    from ase.formula import Formula
+    from ase.symbols import Symbols
+
+    return Formula(str(Symbols(record.numbers))).format("hill")
+
+
+FRAME_BLOCK = 100  # frames per group of the ``frame_block`` key
+
+
+def _frame_block(record: Record) -> str:
+    """``source_file:k`` for frames ``k*100 .. k*100+99`` of one file: time blocks of a single
+    long trajectory (neighbours are split only at the block edges)."""
+    return f"{record.source_file}:{record.source_index // FRAME_BLOCK}"
+
+
+# group keys computed from a record (used when its metadata has no entry of that name)
+DERIVED_KEYS: dict[str, Callable[[Record], str]] = {
+    "formula": _formula,
+    "id_prefix": lambda record: id_prefix(record.id),
+    "frame_block": _frame_block,
+}
 
 
 def group_value(record: Record, key: str) -> str:
     """The group of ``record`` under ``key``: a Record field (``id``, ``source_file``, ...), a
-    metadata entry (``metadata.<name>`` or a bare name found in metadata), or ``formula``.
+    metadata entry (``metadata.<name>`` or a bare name found in metadata or in its ``info``
+    mapping), or a derived key of :data:`DERIVED_KEYS`: ``formula``, ``id_prefix`` (the id
+    without its frame counter) or ``frame_block`` (blocks of 100 frames of one source file).
 
     A key that names neither raises ``KeyError`` naming the record.
     """
     if key in RECORD_FIELDS:
         return str(getattr(record, key))
     name = key[len("metadata."):] if key.startswith("metadata.") else key
-    if name in record.metadata:
-        value = record.metadata[name]
+    info = record.metadata.get("info")
+    found = record.metadata if name in record.metadata else None
+    if found is None and isinstance(info, dict) and name in info:
+        found = info
+    if found is not None:
+        value = found[name]
         return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    if name == "formula":  # derived: Hill-ordered reduced-free formula of the frame
-        from ase.formula import Formula
-        from ase.symbols import Symbols
-
-        return Formula(str(Symbols(record.numbers))).format("hill")
+    if name in DERIVED_KEYS:
+        return DERIVED_KEYS[name](record)
     raise KeyError(f"record {record.id!r} ({record.source_file}): group key {key!r} is neither a "
-                   f"record field {RECORD_FIELDS} nor in its metadata {sorted(record.metadata)}")
+                   f"record field {RECORD_FIELDS}, a derived key {tuple(DERIVED_KEYS)} nor in its "
+                   f"metadata {sorted(record.metadata)}")
 
 
 def bucket(group: str, seed: int) -> float:
@@ -109,8 +164,11 @@ def _write_shard_labels(store_path: str, shard: str, group_keys: dict[str, str],
 
 def split_store(store_path: str | Path, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                 group_keys: Mapping[str, str] | None = None, default_key: str = "id",
-                workers: int = 1, client: Any = None) -> dict[str, Any]:
-    """Label every shard (Dask map) and record the split in the catalog; returns the section."""
+                workers: int = 1, client: Any = None, warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """Label every shard (Dask map) and record the split in the catalog; returns the section.
+
+    ``warnings`` (e.g. :meth:`omni_data.harmonize.grouping.GroupPlan.warnings`) are kept in the
+    section, so the report shows them beside the counts."""
     from functools import partial
 
     from omni_data.harmonize.shards import map_shards
@@ -125,7 +183,8 @@ def split_store(store_path: str | Path, fractions: Sequence[float] = (0.8, 0.1, 
     total = {s: sum(c[s] for c in counts) for s in SPLITS}
     section = {"fractions": dict(zip(SPLITS, f)), "seed": int(seed), "group_keys": keys,
                "default_group_key": default_key, "counts": total,
-               "shards": {name: c for name, c in zip(store.shard_names, counts)}}
+               "shards": {name: c for name, c in zip(store.shard_names, counts)},
+               "warnings": list(warnings)}
     store.catalog.update_section(SECTION, section)
     return section
 

@@ -5,6 +5,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+__all__ = ["draw", "position"]
+
 # (first Z, last Z) of each period's main block; La-Lu and Ac-Lr go to two rows below the table
 _PERIOD_STARTS = [1, 3, 11, 19, 37, 55, 87]
 

@@ -13,6 +13,9 @@ import numpy as np
 
 from omni_data.report.collect import TaskStats
 
+__all__ = ["DPI", "atoms_per_structure", "coverage", "energy_per_atom", "force_magnitude",
+           "quarantine_reasons"]
+
 DPI = 110
 
 

@@ -123,9 +123,9 @@ def test_load_references_without_fit_names_the_store(tmp_path, alloys):
 
 
 def test_columnar_path_equals_record_path(tmp_path, alloys):
-    from omni_data.store.arrow import records_to_table
-
     import copy
+
+    from omni_data.store.arrow import records_to_table
 
     mixed = copy.deepcopy(list(alloys[:15])) + emt_alloys(4, seed=9, task="pbe", dataset="b")
     mixed[3].energy = None  # a frame without energy still counts for forces
@@ -145,7 +145,7 @@ def test_columnar_path_equals_record_path(tmp_path, alloys):
 
 @pytest.mark.parametrize("formats", [("arrow", "lmdb"), ("lmdb",)])
 def test_fit_on_train_split_only(tmp_path, alloys, formats):
-    from omni_data.harmonize.splits import split_store, split_of
+    from omni_data.harmonize.splits import split_of, split_store
     from omni_data.store import Store, write_shard
 
     write_shard(tmp_path / "s", "a0", alloys[:25], formats=formats)
@@ -161,3 +161,67 @@ def test_fit_on_train_split_only(tmp_path, alloys, formats):
     assert fit.n_frames == len(train) and fit.split == "train"
     for z, v in direct.mu.items():
         assert fit.mu[z] == pytest.approx(v, rel=1e-9)
+
+
+def _fixed_ratio_acc(n_frames: int, cu: int, ni: int, odd: tuple[int, int] | None = None):
+    """Frames Cu_cu Ni_ni (plus one frame ``odd`` = (Cu, Ni) if given) with E = Σ n μ."""
+    counts = np.zeros((n_frames + (odd is not None), R.N_Z))
+    counts[:n_frames, 29], counts[:n_frames, 28] = cu, ni
+    if odd is not None:
+        counts[-1, 29], counts[-1, 28] = odd
+    acc = R.RefAccumulator()
+    acc.add_batch(counts, counts[:, 29] * -3.5 + counts[:, 28] * -4.25)
+    return acc
+
+
+def test_collinear_elements_get_undetermined_status_and_flag():
+    fit = R.solve("t", _fixed_ratio_acc(6, 4, 2))
+    assert fit.element_status == {28: "undetermined", 29: "undetermined"}
+    assert fit.collinear == [[28, 29]] and fit.element_frames == {28: 6, 29: 6}
+    # min-norm: only 4 μ_Cu + 2 μ_Ni = -22.5 is fitted
+    assert 4 * fit.mu[29] + 2 * fit.mu[28] == pytest.approx(-22.5, rel=1e-12)
+    assert fit.mu[29] == pytest.approx(2 * fit.mu[28])
+    rows = R.element_rows(fit)
+    assert [(r.symbol, r.structures, r.status, r.trusted) for r in rows] == [
+        ("Ni", 6, "undetermined", False), ("Cu", 6, "undetermined", False)]
+    assert rows[0].flag.startswith("underdetermined: Ni, Cu always occur in the same proportions (rank 1 < 2)")
+
+
+def test_nearly_collinear_elements_are_ill_conditioned():
+    # one frame in 21 breaks the 1:1 ratio by one atom in a thousand: eigenvalue ratio ~2e-7
+    fit = R.solve("t", _fixed_ratio_acc(20, 500, 500, odd=(501, 499)))
+    assert not fit.underdetermined and fit.rank == 2
+    assert fit.element_status == {28: "ill-conditioned", 29: "ill-conditioned"}
+    assert all(r.flag.startswith("ill-conditioned: Ni, Cu almost always") for r in R.element_rows(fit))
+    # one atom in a hundred (eigenvalue ratio ~2e-5): determined well enough, no flag
+    fit = R.solve("t", _fixed_ratio_acc(20, 50, 50, odd=(51, 49)))
+    assert fit.element_status == {28: "fitted", 29: "fitted"} and fit.collinear == []
+    assert fit.mu[29] == pytest.approx(-3.5, abs=1e-9)
+
+
+def test_one_collinear_pair_does_not_flag_the_others(alloys):
+    # Cu and Ni replaced by a fixed CuNi pair unit; Al and Au vary freely -> only Cu, Ni flagged
+    recs = []
+    for r in alloys:
+        r2 = R.Record(**{**r.__dict__})
+        k = int((np.isin(r.numbers, (28, 29))).sum()) // 2
+        rest = r.numbers[~np.isin(r.numbers, (28, 29))]
+        r2.numbers = np.concatenate([[29, 28] * k, rest, [13]])
+        recs.append(r2)
+    fit = R.solve_all(R.accumulate(recs))["emt"]
+    assert fit.element_status == {13: "fitted", 28: "undetermined", 29: "undetermined", 79: "fitted"}
+    assert fit.collinear == [[28, 29]] and fit.underdetermined and fit.rank == 3
+
+
+def test_ridge_note_and_old_sections_without_status():
+    fit = R.solve("t", _fixed_ratio_acc(6, 4, 2), ridge=0.5)
+    assert not fit.underdetermined  # the ridge makes the system solvable ...
+    assert fit.element_status[29] == "undetermined"  # ... but the split between Cu and Ni is its choice
+    assert R.element_rows(fit)[1].flag.endswith("the value shown is set by ridge λ=0.5")
+    # a catalog section written before per-element status: the task flag marks every element
+    old = R.solve("t", _fixed_ratio_acc(6, 4, 2)).to_json()
+    for key in ("element_frames", "element_status", "collinear"):
+        del old[key]
+    rows = R.element_rows(R.TaskReferences.from_json(old))
+    assert [(r.status, r.structures) for r in rows] == [("undetermined", None)] * 2
+    assert rows[0].flag.startswith("underdetermined fit (rank 1 < 2)")

@@ -52,7 +52,7 @@ def test_report_files(store, tmp_path, capsys):
         assert img.shape[0] > 100 and img.shape[1] > 300
         assert img[..., :3].std() > 0.01  # something is drawn
         assert f'src="{name}"' in page
-    assert "Reference energies" in page and "Fe=" in page
+    assert "Reference energies" in page and "<h3>pbe: reference per element</h3>" in page
     assert "parse:bad line #" in page
     assert "not computed" not in page
     # the splits table: two datasets grouped by dataset -> whole groups of 28 and 26 frames
@@ -67,3 +67,52 @@ def test_reason_groups():
     assert reason_group("filter:max_force |F|=51.2 eV/Å on atom 3 > 50") == "filter:max_force"
     assert reason_group("duplicate:of a:1") == "duplicate:of"
     assert reason_group("nonfinite:forces") == "nonfinite:forces"
+
+
+def _element_rows(page: str, task: str) -> dict[str, tuple[str, list[str]]]:
+    """{symbol: (row class, cell texts)} of one task's per-element table in the page."""
+    import re
+
+    part = page.split(f"<h3>{task}: reference per element</h3>", 1)[1].split("</table>", 1)[0]
+    rows = {}
+    for cls, body in re.findall(r"<tr(?: class=\"(\w+)\")?>(.*?)</tr>", part):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", body)
+        if cells:
+            rows[cells[0]] = (cls, cells)
+    return rows
+
+
+def test_report_flags_underdetermined_references(store, shared_data, tmp_path, capsys):
+    # task pbe holds only Fe2O2 frames (one relaxation): μ_Fe and μ_O are not separately
+    # determined; task spice (five molecules over C, H, N, O) is fitted
+    import html as htmllib
+
+    from omni_data.store import Store
+
+    assert main(["references", str(store), "--no-cluster"]) == 0
+    cli = capsys.readouterr().out
+    out = tmp_path / "rep"
+    assert main(["report", str(store), "--out", str(out), "--no-cluster"]) == 0
+    page = htmllib.unescape((out / "report.html").read_text())
+    section = Store(store).catalog.sections["references"]
+    pbe = _element_rows(page, "pbe")
+    assert set(pbe) == {"Fe", "O"}
+    part = page.split("<h3>pbe: reference per element</h3>", 1)[1].split("<h3>", 1)[0]
+    assert "<p>absent from this task (no reference; μ = 0 is used): H, C, N</p>" in part
+    for sym, z in (("Fe", "26"), ("O", "8")):
+        cls, cells = pbe[sym]
+        assert cls == "weak"
+        assert cells == [sym, z, f"{section['pbe']['mu'][z]:.6f} (not determined)", "28", "undetermined"]
+    flag = next(line.split("note: ", 1)[1] for line in cli.splitlines() if "note: underdetermined" in line)
+    assert flag.startswith("underdetermined: O, Fe always occur in the same proportions (rank 1 < 2)")
+    assert f'<p class="warn">{flag}. Greyed μ are not elemental energies' in page  # the CLI's words
+    assert "underdetermined: O, Fe (rank 1 < 2)" in page  # the task table's fit column
+    spice = _element_rows(page, "spice")
+    assert set(spice) == {"H", "C", "N", "O"}
+    assert "<p>absent from this task (no reference; μ = 0 is used): Fe</p>" in page
+    mols = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz",
+                       index=":")
+    for sym, (cls, cells) in spice.items():
+        assert cls == "" and cells[4] == ""
+        assert cells[2] == f"{section['spice']['mu'][cells[1]]:.6f}"
+        assert int(cells[3]) == sum(sym in a.get_chemical_symbols() for a in mols)
