@@ -419,6 +419,28 @@ def stress_to_voigt(stress: np.ndarray) -> np.ndarray:
     return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
 
 
+STRESS_ASYMMETRY_KEY = "stress_asymmetry"
+"""``Record.metadata`` key: ``max |σij - σji| / 2`` of the source's 3x3 stress, in eV/Å³; the
+stored stress is the symmetric part. Ingest's sanity bounds quarantine it above a tolerance
+(``harmonize.sanity``)."""
+
+
+def symmetric_voigt(value: Any, scale: float = 1.0) -> tuple[np.ndarray, float]:
+    """A stress of 6 (Voigt) or 9 (3x3) values as Voigt ``xx, yy, zz, yz, xz, xy`` of its
+    symmetric part ``(σ + σᵀ)/2``, and its asymmetry ``max |σij - σji| / 2`` times ``|scale|``
+    (0 for 6 values). ``scale`` takes the source's unit to eV/Å³, so the asymmetry can be
+    compared with a tolerance whatever unit the source used; ValueError for another size."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size == 6:
+        return arr.reshape(6), 0.0
+    if arr.size != 9:
+        raise ValueError(f"stress of shape {arr.shape}: expected 6 (Voigt) or 9 (3x3) values")
+    m = arr.reshape(3, 3)
+    sym = (m + m.T) / 2
+    asym = float(np.abs(m - m.T).max()) / 2 * abs(float(scale))
+    return np.array([sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]]), asym
+
+
 def voigt_to_matrix(voigt: np.ndarray) -> np.ndarray:
     """ASE Voigt (xx, yy, zz, yz, xz, xy) to a symmetric 3x3 matrix."""
     xx, yy, zz, yz, xz, xy = np.asarray(voigt, dtype=np.float64)

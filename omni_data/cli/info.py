@@ -31,6 +31,9 @@ def store_info(store: Path) -> dict[str, Any]:
     names = {s["name"] for s in catalog.shards}
     covered = {n for seg in segments for n in seg["shards"]} & names
     runs = catalog.runs
+    from omni_data.pipeline.coverage import store_coverage
+
+    labels, uncounted = store_coverage(catalog.shards)
     return {
         "bridge_provenance": bridge_protocols(catalog.sections.get("bridge_provenance") or {}),
         "store": str(store),
@@ -39,6 +42,8 @@ def store_info(store: Path) -> dict[str, Any]:
         "bytes": by_format,
         "sections": sorted(catalog.sections),
         "id_index": {"segments": len(segments), "shards_covered": len(covered), "shards": len(names)},
+        "labels": labels,
+        "labels_uncounted_shards": uncounted,
         "runs": len(runs),
         "last_run": {k: runs[-1].get(k) for k in ("kind", "status", "finished", "dataset", "task")} if runs else None,
     }
@@ -67,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{info['store']}: {info['records']:,} records, {info['atoms']:,} atoms in {info['shards']} shards")
     for key in ("by_task", "by_dataset"):
         print(f"  {key[3:]}s: " + ", ".join(f"{k} {v:,}" for k, v in info[key].items()))
+    from omni_data.pipeline.coverage import line
+
+    for dataset, counts in info["labels"].items():
+        print(f"  labels {line(dataset, counts)}")
+    if info["labels_uncounted_shards"]:
+        print(f"  labels: {info['labels_uncounted_shards']} shard(s) carry no label counts (written before "
+              f"Omni counted them, or by another command)")
     print(f"  elements ({len(info['by_element'])}): " + " ".join(f"{k}:{v}" for k, v in info["by_element"].items()))
     reasons = ", ".join(f"{k} {v:,}" for k, v in info["quarantined_by_reason"].items())
     print(f"  quarantined: {info['quarantined']:,}" + (f" ({reasons})" if reasons else ""))

@@ -1,20 +1,19 @@
 """``omni-data ingest NAME|PATH --source PATH --out STORE``: read a dataset into a sharded store.
 
 NAME is a manifest name (``manifests/NAME.yaml``) or a manifest YAML path; a plain data PATH
-works too with ``--format`` (or a sniffed format) and ``--dataset``/``--task``.
+works too with ``--format`` (or a sniffed format) and ``--dataset``/``--task``. This module only
+parses: ``omni_data.pipeline.ingest.run_ingest`` does the work (the demo and ``pipelines/`` call
+it too).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 from omni_data.store.writer import FORMATS
-
-if TYPE_CHECKING:
-    from omni_data.pipeline.ingest import IngestSummary
+from omni_data.units import STRESS_UNITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", help="reader name (default: the manifest's, else sniffed from the file)")
     parser.add_argument("--dataset", help="dataset name (plain PATH mode; overrides the manifest)")
     parser.add_argument("--task", help="task name, e.g. the level of theory (plain PATH mode; overrides the manifest)")
-    parser.add_argument("--energy-unit", default=None, help="source energy unit in plain PATH mode (default eV)")
+    parser.add_argument("--energy-unit", default=None, help="source energy unit (default: the manifest's, else eV)")
+    parser.add_argument("--stress-unit", default=None, choices=sorted(STRESS_UNITS),
+                        help="source stress unit, ASE sign (default: the manifest's, else eV/Å^3)")
+    parser.add_argument("--key-map", action="append", default=[], metavar="FIELD=KEY",
+                        help="read FIELD from the source key KEY, e.g. energy=potential-energy (repeatable)")
+    parser.add_argument("--no-sanity-bounds", action="store_true",
+                        help="store values outside the default sanity bounds (see docs/harmonize.md)")
     parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
     parser.add_argument("--shard-formats", default=",".join(FORMATS), help="comma list of arrow,lmdb (default both)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -34,104 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
-def _is_manifest(target: str) -> bool:
-    """A manifest path, name or alias (``omat`` -> ``omat24``) that is not also an existing data path."""
-    from omni_data.manifest import ManifestError, list_manifests, load_manifest
+def request_from_args(args: argparse.Namespace):
+    """The ``IngestRequest`` the parsed options describe."""
+    from omni_data.pipeline.ingest import IngestRequest
 
-    if target.endswith((".yaml", ".yml")) or (not Path(target).exists() and target in list_manifests()):
-        return True
-    if Path(target).exists() or Path(target).suffix:
-        return False
-    try:
-        load_manifest(target)  # resolves aliases
-    except ManifestError as exc:
-        if "no such manifest" in str(exc):
-            return False
-        raise  # a broken manifest is named, not mistaken for a data path
-    return True
-
-
-def _default_source(m) -> Path:
-    """``--source`` left out: the configured local copy (``omni_data.sources.local_source``)."""
-    from omni_data.sources import local_source
-
-    for name in dict.fromkeys([m.name, m.dataset, *m.aliases]):
-        found = local_source(name)
-        if found is not None:
-            return found
-    raise ValueError(f"manifest {m.name}: pass --source PATH (where its files {', '.join(m.globs) or m.format} are), "
-                     f"or configure it as $OMNI_DATA_ROOT/{m.name} or in the $OMNI_SOURCES YAML ({m.name}: PATH)")
+    return IngestRequest(
+        target=args.target, out=args.out, source=args.source, format=args.format, dataset=args.dataset,
+        task=args.task, energy_unit=args.energy_unit, stress_unit=args.stress_unit, key_map=list(args.key_map),
+        shard_size=args.shard_size, formats=tuple(args.shard_formats.split(",")), id_index=not args.no_id_index,
+        progress=not args.no_progress, sanity=not args.no_sanity_bounds, cluster=config_from_args(args),
+        command=["omni-data", "ingest", *sys.argv[2:]])
 
 
 def build_spec(args: argparse.Namespace):
-    """The ``IngestSpec`` the options describe; ValueError naming the missing option otherwise."""
-    from omni_data.pipeline.ingest import IngestSpec
-    from omni_data.readers import ReadOptions, sniff
+    """The ``IngestSpec`` the options describe (kept for callers of the old interface)."""
+    from omni_data.pipeline.resolve import build_spec as resolve
 
-    formats = tuple(f.strip() for f in args.shard_formats.split(",") if f.strip())
-    if not formats or set(formats) - set(FORMATS):
-        raise ValueError(f"--shard-formats must list some of {', '.join(FORMATS)}, got {args.shard_formats!r}")
-    if args.shard_size < 1:
-        raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")
-    if _is_manifest(args.target):
-        from omni_data.manifest import load_manifest
-
-        m = load_manifest(args.target)
-        source = args.source if args.source is not None else _default_source(m)
-        opts = m.read_options()
-        opts.dataset = args.dataset or opts.dataset
-        opts.task = args.task or opts.task
-        return IngestSpec(store=args.out, reader=args.format or m.format, source=source, options=opts,
-                          globs=m.globs or None, filters=m.filters, shard_size=args.shard_size, formats=formats,
-                          manifest={"name": m.name, "path": m.path}, command=["omni-data", "ingest", *sys.argv[2:]])
-    source = args.source or Path(args.target)
-    if not args.dataset or not args.task:
-        raise ValueError(f"{args.target}: not a manifest, so pass --dataset and --task")
-    from omni_data.cli.errors import must_exist
-
-    must_exist(source, "source path")  # exit 1, before a sniff of nothing says "pass --format"
-    reader = args.format or sniff(source if source.is_file() else Path(args.target))
-    opts = ReadOptions(dataset=args.dataset, task=args.task, energy_unit=args.energy_unit or "eV")
-    return IngestSpec(store=args.out, reader=reader, source=source, options=opts, shard_size=args.shard_size,
-                      formats=formats, command=["omni-data", "ingest", *sys.argv[2:]])
-
-
-def all_quarantined_message(source: Path, summary: "IngestSummary") -> str:
-    """One line for a run that stored nothing: the top quarantine reason and its count."""
-    top = summary.top_reason()
-    why = "" if top is None else f"; top reason {top[0]} ({top[1]} records), e.g. {top[2]!r}"
-    return (f"{source}: all {summary.read} records read were quarantined, none stored{why}; "
-            f"see the store's quarantine/ for every reason")
+    return resolve(request_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_data.cli.errors import runtime_phase
-    from omni_data.pipeline.cluster import dask_client
-    from omni_data.pipeline.ingest import ingest
+    from omni_data.pipeline.ingest import all_quarantined_message, run_ingest
 
-    spec = build_spec(args)  # a bad option or manifest: exit 2 (omni_data.cli.errors)
-    config = config_from_args(args)
-    print(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} "
-          f"[{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}]", file=sys.stderr)
-    from omni_data.pipeline.archives import stage_source
-
-    with runtime_phase("cannot extract"):  # exc names the archive
-        staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)
-    if staged != spec.source:
-        print(f"extracted {spec.source} -> {staged}", file=sys.stderr)
-        spec.source = staged
-    with runtime_phase(), dask_client(config) as client:  # a ReaderError is exit 1 too
-        if client is not None:
-            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        summary = ingest(spec, client=client, progress=not args.no_progress)
+    summary = run_ingest(request_from_args(args), echo=lambda line: print(line, file=sys.stderr))
     for line in summary.lines():
         print(line)
     if summary.all_quarantined:
-        print(f"omni-data ingest: error: {all_quarantined_message(spec.source, summary)}", file=sys.stderr)
+        print(f"omni-data ingest: error: {all_quarantined_message(args.source or Path(args.target), summary)}",
+              file=sys.stderr)
         return 1
-    if not args.no_id_index:
-        from omni_data.store.idindex import build_id_index
-
-        with runtime_phase("id index"):
-            print(build_id_index(spec.store, progress=not args.no_progress).line())
     return 0 if summary.ok else 1

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args, dask_client
+from omni_data.pipeline.cluster import (
+    add_cluster_arguments,
+    config_from_args,
+    dask_client,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.report.collect import check_distinct
     from omni_data.report.html import build_report
 
+    check_distinct(args.stores)  # the same store twice: exit 2 before any work
     with dask_client(config_from_args(args)) as client:
         path = build_report(args.stores, args.out, client=client)
     print(f"wrote {path}")

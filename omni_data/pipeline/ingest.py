@@ -19,18 +19,33 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from omni_data.readers import Partition, ReaderError, ReadOptions, find_sources, get_reader
+from omni_data.harmonize.sanity import SanityBounds
+from omni_data.pipeline import coverage
+from omni_data.pipeline.quarantine import (
+    Triage,
+    filters_active,
+    load_filter_function,
+    reconcile,
+)
+from omni_data.readers import (
+    Partition,
+    ReaderError,
+    ReadOptions,
+    find_sources,
+    get_reader,
+)
 from omni_data.schema import Rejected
-from omni_data.tasks import assign_task
-from omni_data.pipeline.quarantine import Triage, filters_active, load_filter_function, reconcile
 from omni_data.store import catalog as cat
 from omni_data.store.writer import FORMATS, register_shard, write_shard_files
+from omni_data.tasks import assign_task
 
 DEFAULT_SHARD_SIZE = 10_000
+DEFAULT_BOUNDS = SanityBounds()
 
 
 @dataclass
@@ -47,6 +62,7 @@ class IngestSpec:
     formats: tuple[str, ...] = FORMATS
     manifest: dict[str, str] | None = None
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+    bounds: SanityBounds | None = field(default_factory=SanityBounds)  # None: no sanity bounds
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,9 @@ class PartitionResult:
     entry: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    candidates: dict[str, int] = field(default_factory=dict)
+    symmetrised: int = 0
 
 
 @dataclass
@@ -80,7 +99,11 @@ class IngestSummary:
 
     ``labels_dropped``: per optional label, the stored records whose invalid value was dropped to
     None (``schema.drop_invalid_optional``); ``examples``: the first full reason of each
-    quarantine kind."""
+    quarantine kind; ``coverage``: per dataset, records stored this run with energy, forces,
+    stress (``pipeline.coverage``); ``candidates``: energy-like source keys of records stored
+    without energy; ``symmetrised``: stored records whose non-symmetric stress was symmetrised;
+    ``warnings``: lines for the user (no energy, frames already in the store); ``notes``: other
+    lines (the id index)."""
 
     partitions: int = 0
     skipped: int = 0
@@ -93,6 +116,11 @@ class IngestSummary:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    candidates: dict[str, int] = field(default_factory=dict)
+    symmetrised: int = 0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +141,9 @@ class IngestSummary:
         self.quarantined = dict(Counter(self.quarantined) + Counter(result.quarantined))
         self.labels_dropped = dict(Counter(self.labels_dropped) + Counter(result.labels_dropped))
         self.examples = {**result.examples, **self.examples}
+        coverage.merge(self.coverage, result.coverage)
+        self.candidates = dict(Counter(self.candidates) + Counter(result.candidates))
+        self.symmetrised += result.symmetrised
 
     def top_reason(self) -> tuple[str, int, str] | None:
         """(kind, count, an example reason) of the most common quarantine kind; None if none."""
@@ -132,6 +163,16 @@ class IngestSummary:
         if self.labels_dropped:
             out.append("labels dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.labels_dropped.items()))
                        + " (invalid optional labels stored as unknown; the structures were kept)")
+        for dataset, counts in sorted(self.coverage.items()):
+            out.append("labels " + coverage.line(dataset, counts))
+        if self.symmetrised:
+            out.append(f"stress symmetrised: {self.symmetrised} records had a non-symmetric 3x3 stress within "
+                       f"the tolerance; stored (σ + σᵀ)/2")
+        if "implausible" in self.quarantined:
+            out.append(f"implausible values quarantined: {self.quarantined['implausible']}, "
+                       f"e.g. {self.examples.get('implausible', '')}")
+        out += self.warnings
+        out += self.notes
         out += [
             f"time {self.seconds:.1f} s" + (f", {self.read / self.seconds:,.0f} records/s" if self.seconds > 0 else ""),
         ]
@@ -227,13 +268,13 @@ def gc_paused() -> Any:
 
 
 def run_partition(store: str, reader_name: str, job: Job, options: ReadOptions, filters: Any,
-                  formats: Sequence[str]) -> PartitionResult:
+                  formats: Sequence[str], bounds: SanityBounds | None = DEFAULT_BOUNDS) -> PartitionResult:
     """Read, triage and write one partition (runs on a worker). Failures come back as ``error``."""
     t0 = time.perf_counter()
     result = PartitionResult(shard=job.shard, partition=job.partition.key)
     try:
         with gc_paused():
-            _run(store, reader_name, job, options, filters, formats, result)
+            _run(store, reader_name, job, options, filters, formats, result, bounds)
     except Exception as exc:  # one bad partition must not stop the others: report it
         name = job.partition.path if job.partition.path in str(exc) else f"{job.partition.path} [{job.partition.key}]"
         result.error = f"{name}: {type(exc).__name__}: {exc}"
@@ -242,14 +283,18 @@ def run_partition(store: str, reader_name: str, job: Job, options: ReadOptions, 
 
 
 def _run(store: str, reader_name: str, job: Job, options: ReadOptions, filters: Any, formats: Sequence[str],
-         result: PartitionResult) -> None:
-    """The body of ``run_partition``: fills ``result`` or raises."""
+         result: PartitionResult, bounds: SanityBounds | None = DEFAULT_BOUNDS) -> None:
+    """The body of ``run_partition``: fills ``result`` or raises. Writes the shard, its
+    quarantine and its frame-hash sidecar (``pipeline.framehash``); the catalog entry carries
+    the shard's label coverage (``coverage.SHARD_KEY``)."""
+    from omni_data.pipeline.framehash import write_hashes
+
     filter_fn = load_filter_function() if filters_active(filters) else None
     if filters_active(filters) and filter_fn is None:
         raise RuntimeError("manifest declares filters but omni_data.harmonize.filters.apply_filters is missing")
     reader = get_reader(reader_name)
     prevalidated = getattr(reader, "RECORDS_VALIDATED", False) is True
-    triage = Triage(filters=filters, filter_fn=filter_fn, prevalidated=prevalidated)
+    triage = Triage(filters=filters, filter_fn=filter_fn, prevalidated=prevalidated, bounds=bounds)
     for item in reader.read(job.partition, options):
         if options.task_rules and not isinstance(item, Rejected):
             assign_task(item, options.task_rules)
@@ -257,9 +302,12 @@ def _run(store: str, reader_name: str, job: Job, options: ReadOptions, filters: 
     info = write_shard_files(Path(store), job.shard, triage.records, triage.rejected, formats,
                              partition=job.partition.key, partition_hash=job.partition_hash, validate=False)
     reconcile(triage.read, info.records, info.quarantined, f"partition {job.partition.key}")
+    write_hashes(Path(store), job.shard, triage.records)
     result.read, result.written = triage.read, info.records
-    result.quarantined, result.entry = triage.reasons(), info.entry()
+    result.coverage = coverage.count(triage.records)
+    result.quarantined, result.entry = triage.reasons(), {**info.entry(), coverage.SHARD_KEY: result.coverage}
     result.labels_dropped, result.examples = dict(triage.dropped), triage.examples()
+    result.candidates, result.symmetrised = coverage.count_candidates(triage.records), triage.symmetrised
 
 
 def _versions() -> dict[str, str]:
@@ -285,6 +333,7 @@ def _record_run(spec: IngestSpec, summary: IngestSummary, started: str) -> None:
         "task": spec.options.task,
         "shard_size": spec.shard_size,
         "formats": list(spec.formats),
+        "sanity_bounds": None if spec.bounds is None else asdict(spec.bounds),
         "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": os.uname().nodename,
@@ -337,6 +386,7 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
     done = {s.get("partition_hash") for s in cat.Catalog(spec.store).shards}
     todo = [j for j in jobs if j.partition_hash not in done]
     summary.partitions, summary.skipped = len(jobs), len(jobs) - len(todo)
+    old_shards = [s["name"] for s in cat.Catalog(spec.store).shards]
     args = (str(spec.store), spec.reader)
     bar = tqdm(total=len(todo), unit="shard", disable=not progress, desc=f"ingest {spec.options.dataset}")
     pending: list[PartitionResult] = []
@@ -370,12 +420,12 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
     try:
         if client is None:
             for job in todo:
-                finish(run_partition(*args, job, spec.options, spec.filters, spec.formats))
+                finish(run_partition(*args, job, spec.options, spec.filters, spec.formats, spec.bounds))
         else:
             from distributed import as_completed
 
             futures = [client.submit(run_partition, *args, job, spec.options, spec.filters, spec.formats,
-                                     key=f"ingest-{job.shard}", pure=False) for job in todo]
+                                     spec.bounds, key=f"ingest-{job.shard}", pure=False) for job in todo]
             for future in as_completed(futures):
                 try:
                     result = future.result()
@@ -398,4 +448,151 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
         _record_run(spec, summary, started)
     q = sum(summary.quarantined.values())
     reconcile(summary.read, summary.written, q, f"ingest into {spec.store}")
+    _add_warnings(spec, summary, old_shards)
+    return summary
+
+
+def _add_warnings(spec: IngestSpec, summary: IngestSummary, old_shards: list[str]) -> None:
+    """A dataset stored without any energy; frames whose geometry the store already had."""
+    from omni_data.pipeline.framehash import find_repeats
+
+    for dataset, counts in sorted(summary.coverage.items()):
+        line = coverage.missing_energy_warning(dataset, counts, summary.candidates, spec.manifest is not None)
+        if line is not None:
+            summary.warnings.append(line)
+    done = set(old_shards)
+    new = sorted(s["name"] for s in cat.Catalog(spec.store).shards if s["name"] not in done)
+    repeats = find_repeats(spec.store, old_shards, new)
+    if (line := repeats.warning()) is not None:
+        summary.warnings.append(line)
+
+
+# --- what the CLI, the demo and pipelines/ call ---------------------------------------------------
+
+class IngestFailed(RuntimeError):
+    """An ingest that could not run to the end (a refused archive, an unreadable source, a damaged
+    shard met while working); the message names the file."""
+
+
+@dataclass
+class IngestRequest:
+    """What a user asks for: ``omni-data ingest TARGET --out OUT ...`` as data.
+
+    ``target`` is a manifest name or YAML path, or a data file/folder (then ``dataset`` and
+    ``task`` are required). ``source`` defaults to the manifest's configured local copy, or to
+    ``target``. ``key_map`` (``{"energy": "potential-energy"}`` or ``["energy=potential-energy"]``),
+    ``energy_unit`` and ``stress_unit`` override the manifest's. ``sanity=False`` turns the default
+    sanity bounds off (``harmonize.sanity``). ``cluster``: a ``pipeline.cluster.ClusterConfig``
+    to start Dask with when ``run_ingest`` gets no client (None: in this process).
+    """
+
+    target: str
+    out: Path
+    source: Path | None = None
+    format: str | None = None
+    dataset: str | None = None
+    task: str | None = None
+    energy_unit: str | None = None
+    stress_unit: str | None = None
+    key_map: Any = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    formats: tuple[str, ...] = FORMATS
+    id_index: bool = True
+    progress: bool = True
+    sanity: bool = True
+    cluster: Any = None
+    command: list[str] | None = None
+
+
+def all_quarantined_message(source: Path, summary: IngestSummary) -> str:
+    """One line for a run that stored nothing: the top quarantine reason and its count."""
+    top = summary.top_reason()
+    why = "" if top is None else f"; top reason {top[0]} ({top[1]} records), e.g. {top[2]!r}"
+    return (f"{source}: all {summary.read} records read were quarantined, none stored{why}; "
+            f"see the store's quarantine/ for every reason")
+
+
+@contextlib.contextmanager
+def _phase(what: str) -> Any:
+    """A ValueError met while working is a failure of the run (``IngestFailed``), not of the
+    request; an OSError in a named phase is restated with the phase's name."""
+    try:
+        yield
+    except ValueError as exc:
+        raise IngestFailed(f"{what}: {exc}" if what else str(exc)) from exc
+    except OSError as exc:
+        if what:
+            raise IngestFailed(f"{what}: {exc}") from exc
+        raise
+
+
+def _remove_if_empty(store: Path) -> bool:
+    """Remove ``store`` (created by this run) when no shard was registered in it; whether it was."""
+    import shutil
+
+    try:
+        if (store / cat.CATALOG_NAME).is_file() and cat.Catalog(store).shards:
+            return False
+    except (ValueError, OSError):
+        return False
+    shutil.rmtree(store, ignore_errors=True)
+    return not store.exists()
+
+
+def run_ingest(request: IngestRequest, client: Any = None,
+               echo: Callable[[str], None] | None = None) -> IngestSummary:
+    """Resolve ``request`` (manifest or path), stage archives, ingest, index the ids.
+
+    ``client``: a ``distributed.Client`` to use (else ``request.cluster`` starts one, else the
+    work runs here); ``echo``: where progress lines go (what is read, where archives were
+    extracted, the Dask dashboard). A bad request raises ValueError (exit 2 in the CLI); a run
+    that fails raises ``IngestFailed``, ``ReaderError`` or OSError. A store folder this call
+    created is removed again when the run ends without a single shard in it.
+    """
+    from omni_data.pipeline.resolve import build_spec
+
+    say = echo or (lambda line: None)
+    spec = build_spec(request)
+    store = Path(spec.store)
+    created = not store.exists()
+    try:
+        summary = _run_spec(spec, request, client, say)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if created:
+            _remove_if_empty(store)
+        raise
+    if created and summary.written == 0 and _remove_if_empty(store):
+        summary.notes.append(f"{store}: removed again (this run created it and stored nothing)")
+    return summary
+
+
+def _run_spec(spec: IngestSpec, request: IngestRequest, client: Any, say: Callable[[str], None]) -> IngestSummary:
+    from omni_data.pipeline.archives import stage_source
+    from omni_data.pipeline.cluster import dask_client
+
+    config = request.cluster
+    how = "in this process" if client is None and config is None else (
+        "on the given Dask client" if client is not None else
+        f"{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}")
+    say(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} [{how}]")
+    with _phase("cannot extract"):
+        staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)
+    if staged != spec.source:
+        say(f"extracted {spec.source} -> {staged}")
+        spec.source = staged
+    with _phase(""):
+        if client is not None or config is None:
+            summary = ingest(spec, client=client, progress=request.progress)
+        else:
+            with dask_client(config) as own:
+                if own is not None:
+                    say(f"dask dashboard: {own.dashboard_link}")
+                summary = ingest(spec, client=own, progress=request.progress)
+    if request.id_index and not summary.all_quarantined:
+        from omni_data.store.idindex import build_id_index
+
+        with _phase("id index"):
+            summary.notes.append(build_id_index(spec.store, progress=request.progress).line())
     return summary

@@ -9,10 +9,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from omni_data.schema import DROPPED_LABELS_KEY, Record, Rejected, close_contacts, problem
+from omni_data.harmonize.sanity import SanityBounds, sanity_problem, was_symmetrised
+from omni_data.schema import (
+    DROPPED_LABELS_KEY,
+    Record,
+    Rejected,
+    close_contacts,
+    problem,
+)
 from omni_data.store.writer import reason_kind
 
 FilterFn = Callable[[Record, Any], "str | None"]
@@ -59,15 +67,19 @@ class Triage:
     yields (it declares ``RECORDS_VALIDATED = True``), so they are not run a second time here.
     Every record, prevalidated or not, is then checked for atoms closer than the physical floor
     (``schema.close_contacts``, in batches of ``TRIAGE_BATCH``: ``records``, ``rejected`` and
-    ``dropped`` finish the pending batch when read), then the manifest filters, then duplicates.
+    ``dropped`` finish the pending batch when read), then the sanity ``bounds``
+    (``harmonize.sanity``; None: not checked), then the manifest filters, then duplicates.
     ``dropped`` counts, per label, the stored records whose invalid optional label was dropped to
-    None (``schema.drop_invalid_optional``, run by ``problem()`` here or in the reader).
+    None (``schema.drop_invalid_optional``, run by ``problem()`` here or in the reader);
+    ``symmetrised`` the stored records whose non-symmetric stress was symmetrised.
     """
 
     filters: Any = None
     filter_fn: FilterFn | None = None
     prevalidated: bool = False
+    bounds: SanityBounds | None = None
     read: int = 0
+    symmetrised: int = 0
     _records: list[Record] = field(default_factory=list, repr=False)
     _rejected: list[Rejected] = field(default_factory=list, repr=False)
     _dropped: Counter = field(default_factory=Counter, repr=False)
@@ -114,6 +126,8 @@ class Triage:
                 continue
             if why is None:
                 why = next(contact)
+            if why is None and self.bounds is not None:
+                why = sanity_problem(item, self.bounds)
             if why is None and self.filter_fn is not None:
                 why = self.filter_fn(item, self.filters)
                 if why is not None and ":" not in why:
@@ -125,6 +139,8 @@ class Triage:
                 continue
             self._seen.add(item.id)
             self._records.append(item)
+            if was_symmetrised(item):
+                self.symmetrised += 1
             notes = item.metadata.get(DROPPED_LABELS_KEY)
             if notes:
                 self._dropped.update(notes.keys())

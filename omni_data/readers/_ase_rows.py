@@ -6,6 +6,14 @@ Both backends store the same row dictionary (``numbers``, ``positions``, ``cell`
 calculator results, ``key_value_pairs``, ``data``; ``opts.key_map`` names a different key, and
 ``metadata["<label>_source_key"]`` says where each label came from. Databases that declare units
 (SchNetPack's ``_property_unit_dict`` metadata, e.g. ``energy_U0: Ha``) are converted from those.
+
+SchNetPack's layout is read by default: its ``ASEAtomsData`` writes each property into
+``row.data`` and declares it with its unit in the ``_property_unit_dict`` metadata
+(schnetpack ``src/schnetpack/data/atoms.py``, ``create``/``_add_system``); the conventional names
+``energy``, ``forces`` and ``stress`` (``MD17.energy = "energy"``, ``MD17.forces = "forces"`` in
+``datasets/md17.py``) are taken as the labels when declared there (``SCHNETPACK_LABELS``).
+Other declared properties (QM9's ``energy_U0``, ``free_energy`` = G) are never guessed.
+A 3x3 stress is stored as its symmetric part, the asymmetry noted (``schema.symmetric_voigt``).
 """
 from __future__ import annotations
 
@@ -17,13 +25,16 @@ import numpy as np
 from omni_data import units
 from omni_data.readers import ReadOptions
 from omni_data.readers._common import scalar_metadata
-from omni_data.schema import Record
+from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, symmetric_voigt
 
 # unit spellings found in ASE / SchNetPack database metadata -> Omni unit table names
 _ENERGY_ALIASES = {"ev": "eV", "mev": "meV", "ha": "Ha", "hartree": "Ha", "ry": "Ry",
                    "kcal/mol": "kcal/mol", "kj/mol": "kJ/mol"}
 _LENGTH_ALIASES = {"ang": "Å", "angstrom": "Å", "a": "Å", "å": "Å", "bohr": "bohr", "a0": "bohr", "nm": "nm"}
 _CALC_KEYS = ("energy", "free_energy", "forces", "stress", "magmoms")
+SCHNETPACK_LABELS = {"energy": "energy", "forces": "forces", "stress": "stress"}
+"""Label -> the property name SchNetPack databases conventionally give it (read from ``row.data``
+when the database's ``_property_unit_dict`` declares it)."""
 
 
 def energy_unit_name(text: str) -> str:
@@ -48,9 +59,25 @@ def _declared_scale(unit: str | None, kind: str, opts: ReadOptions) -> float:
         return 1.0
     if kind == "energy":
         return units.energy_factor(energy_unit_name(unit)) / units.energy_factor(opts.energy_unit)
+    if kind == "stress":
+        return _stress_scale(unit) / units.stress_factor(opts.stress_unit)
     e_part, _, l_part = unit.rpartition("/")
     f_db = units.energy_factor(energy_unit_name(e_part)) / units.length_factor(length_unit_name(l_part))
     return f_db / (units.energy_factor(opts.energy_unit) / units.length_factor(opts.length_unit))
+
+
+def _stress_scale(unit: str) -> float:
+    """eV/Å³ per one ``unit`` as SchNetPack spells it (``eV/Ang/Ang/Ang``, ``eV/Ang^3``, ``GPa``)."""
+    text = unit.strip().replace("**", "^")
+    if text in units.STRESS_UNITS:
+        return units.stress_factor(text)
+    energy, *lengths = text.split("/")
+    if len(lengths) == 1 and lengths[0].endswith(("^3", "3")):
+        lengths = [lengths[0].rstrip("3").rstrip("^")] * 3
+    if len(lengths) != 3:
+        raise ValueError(f"unknown stress unit {unit!r} in database metadata")
+    volume = float(np.prod([units.length_factor(length_unit_name(x)) for x in lengths]))
+    return units.energy_factor(energy_unit_name(energy)) / volume
 
 
 def _lookup(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], key: str,
@@ -67,10 +94,13 @@ def _lookup(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, A
 
 
 def _label(canonical: str, default_keys: tuple[str, ...], row: Mapping[str, Any], kvp: Mapping[str, Any],
-           data: Mapping[str, Any], opts: ReadOptions) -> tuple[Any, str, str] | None:
+           data: Mapping[str, Any], opts: ReadOptions,
+           unit_dict: Mapping[str, Any] | None = None) -> tuple[Any, str, str] | None:
     """(value, where, key) for one label: the key map's key if declared (searched in calculator results,
     key_value_pairs, data), else the defaults in order. Default keys of calculator labels are only taken
-    from calculator results: a ``data.free_energy`` (e.g. QM9's thermodynamic G in Ha) is never guessed."""
+    from calculator results: a ``data.free_energy`` (e.g. QM9's thermodynamic G in Ha) is never guessed,
+    except SchNetPack's conventional name for the label (``SCHNETPACK_LABELS``) when the database's
+    ``_property_unit_dict`` (``unit_dict``) declares it."""
     explicit = canonical in opts.key_map
     keys = (opts.key_map[canonical],) if explicit else default_keys
     calc_only = not explicit and canonical in _CALC_KEYS
@@ -78,6 +108,9 @@ def _label(canonical: str, default_keys: tuple[str, ...], row: Mapping[str, Any]
         found = _lookup(row, kvp, data, key, calc_only)
         if found is not None:
             return found[0], found[1], key
+    layout_key = SCHNETPACK_LABELS.get(canonical)
+    if not explicit and unit_dict and layout_key in unit_dict and data.get(layout_key) is not None:
+        return data[layout_key], f"data.{layout_key}", layout_key
     return None
 
 
@@ -129,7 +162,7 @@ def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[s
     kind = opts.energy_kind
     energy = None
     defaults = ("free_energy", "energy") if opts.energy_key == "free_energy" else ("energy", "free_energy")
-    found = _label("energy", defaults, row, kvp, data, opts)
+    found = _label("energy", defaults, row, kvp, data, opts, unit_dict)
     if found is not None:
         value, where, key = found
         energy = float(_scalar(value)) * _declared_scale(unit_dict.get(key), "energy", opts)
@@ -137,23 +170,31 @@ def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[s
         if key == "free_energy" and "energy" not in opts.key_map:
             kind = "free"
     forces = stress = magmoms = None
-    found = _label("forces", ("forces",), row, kvp, data, opts)
+    found = _label("forces", ("forces",), row, kvp, data, opts, unit_dict)
     if found is not None:
         forces = np.asarray(found[0], dtype=np.float64) * _declared_scale(unit_dict.get(found[2]), "forces", opts)
         meta["forces_source_key"] = found[1]
-    found = _label("stress", ("stress",), row, kvp, data, opts)
+    found = _label("stress", ("stress",), row, kvp, data, opts, unit_dict)
     if found is not None:
-        raw = np.asarray(found[0], dtype=np.float64).reshape(-1)
-        if raw.size == 9:
-            m = raw.reshape(3, 3)
-            raw = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
-        stress = raw
+        scale = _declared_scale(unit_dict.get(found[2]), "stress", opts)
+        stress, asym = symmetric_voigt(np.asarray(found[0], dtype=np.float64) * scale,
+                                       units.stress_factor(opts.stress_unit))
+        if asym > 0:
+            meta[STRESS_ASYMMETRY_KEY] = asym
         meta["stress_source_key"] = found[1]
     found = _label("magmoms", ("magmoms",), row, kvp, data, opts)
     if found is not None and np.size(found[0]) > 0:  # empty: none stored (not an invalid value)
         magmoms = _optional_array(found[0])  # as found: schema.drop_invalid_optional drops a bad one
         meta["magmoms_source_key"] = found[1]
     return energy, kind, forces, stress, magmoms
+
+
+def _canon(key: str, opts: ReadOptions) -> str:
+    """The label a source key was read as (the key map's, else SchNetPack's convention)."""
+    for canonical in ("energy", "forces", "stress"):
+        if opts.key_map.get(canonical, SCHNETPACK_LABELS[canonical]) == key:
+            return canonical
+    return key
 
 
 def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], *,
@@ -202,7 +243,8 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
         value = None if found is None else _scalar(found[0])
         if isinstance(value, (str, int)):
             meta[group] = value
-    used = set(opts.key_map.values())
+    used = set(opts.key_map.values()) | {key for c, key in SCHNETPACK_LABELS.items()
+                                         if meta.get(f"{c}_source_key") == f"data.{key}"}
     kv_meta = scalar_metadata(dict(kvp), used)
     # data fields: scalars only (per-atom arrays such as OMol25's mulliken_charges stay in the source)
     data_meta = {k: v for k, v in scalar_metadata({k: _scalar(v) for k, v in data.items()}, used).items()
@@ -211,7 +253,8 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
         meta["key_value_pairs"] = kv_meta
     if data_meta:
         meta["data"] = data_meta
-    declared = {k: v for k, v in unit_dict.items() if k in {opts.key_map.get(c) for c in ("energy", "forces")}}
+    read_from = {opts.key_map.get(c, SCHNETPACK_LABELS[c]) for c in ("energy", "forces", "stress")}
+    declared = {k: v for k, v in unit_dict.items() if k in read_from and meta.get(f"{_canon(k, opts)}_source_key")}
     if declared:
         meta["declared_units"] = declared
     return opts.convert(rec)  # not yet normalized: callers run schema.problem() first

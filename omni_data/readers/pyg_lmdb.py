@@ -17,11 +17,13 @@ the declared candidates in ``CANDIDATES``. Units are the dataset's (``opts.conve
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from omni_data import units
 from omni_data.readers import Partition, ReaderError, ReadOptions
 from omni_data.readers._common import json_scalar, source_label
 from omni_data.readers._finish import finish, reject
@@ -29,7 +31,7 @@ from omni_data.readers._lmdb_check import check_lmdb_file, damaged, lmdb_errors
 from omni_data.readers._pickle_tensors import loads_record
 from omni_data.readers._pmg import structure_arrays
 from omni_data.safeio import UnsafePickleError
-from omni_data.schema import Record, Rejected, stress_to_voigt
+from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, symmetric_voigt
 
 META_KEYS = frozenset({b"length", b"metadata"})
 """Keys that describe the LMDB, not records (fairchem writes ``length``)."""
@@ -157,13 +159,10 @@ def _id_part(value: Any) -> Any:
     return value if safe is None else safe
 
 
-def _voigt(value: Any) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 6:
-        return arr.reshape(6)
-    if arr.size == 9:  # (3,3) or OC-style (1,3,3)
-        return stress_to_voigt(arr.reshape(3, 3))
-    raise ValueError(f"stress of shape {arr.shape}")
+def _voigt(value: Any, opts: ReadOptions) -> tuple[np.ndarray, float]:
+    """Voigt stress of 6 values, or the symmetric part of 9 ((3,3) or OC-style (1,3,3)) with its
+    asymmetry in eV/Å³ (``schema.symmetric_voigt``)."""
+    return symmetric_voigt(value, units.stress_factor(opts.stress_unit))
 
 
 def _metadata(data: dict[str, Any], used: set[str], prefix: str = "") -> dict[str, Any]:
@@ -215,7 +214,7 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
         if key:
             used.add(key)
         values[name] = value
-    stress = values["stress"]
+    stress, asym = (None, 0.0) if values["stress"] is None else _voigt(values["stress"], opts)
     sid, fid = data.get("sid"), data.get("fid")
     raw_id, kid = _field(data, opts, "id")
     if raw_id is not None:
@@ -226,7 +225,7 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
         source_id = str(data["entry_id"])
     else:
         source_id = fallback_id
-    return Record(
+    record = Record(
         numbers=numbers,
         positions=positions,
         id=opts.make_id(source_id),
@@ -237,7 +236,7 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
         energy=None if values["energy"] is None else _scalar(values["energy"]),
         energy_kind=opts.energy_kind,
         forces=None if values["forces"] is None else np.asarray(values["forces"], dtype=np.float64).reshape(-1, 3),
-        stress=None if stress is None else _voigt(stress),
+        stress=stress,
         magmoms=None if values["magmoms"] is None else np.asarray(values["magmoms"], dtype=np.float64).reshape(-1),
         charge=None if values["charge"] is None else _scalar(values["charge"]),
         spin=None if values["spin"] is None else _scalar(values["spin"]),  # judged by the schema
@@ -247,6 +246,9 @@ def to_record(data: dict[str, Any], opts: ReadOptions, source_file: str, index: 
         source_index=index,
         metadata=_metadata(data, used | ({kid} if kid else set())),
     )
+    if asym > 0:
+        record.metadata[STRESS_ASYMMETRY_KEY] = asym
+    return record
 
 
 def _key_text(key: bytes) -> str:

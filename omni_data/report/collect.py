@@ -112,9 +112,25 @@ class StoreSummary:
     pairs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def check_distinct(paths: Sequence[str]) -> None:
+    """ValueError when two of ``paths`` are the same store (same folder, however spelled): its
+    records would be counted twice."""
+    import os
+
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ValueError(f"store {key} given twice (as {seen[key]} and {path}); "
+                             f"its records would be counted twice: pass each store once")
+        seen[key] = str(path)
+
+
 def summarize_stores(paths: Sequence[str], workers: int = 1, client: Any = None) -> StoreSummary:
-    """Collect the report's statistics from every shard of every store."""
+    """Collect the report's statistics from every shard of every store (each store once)."""
     from collections import Counter
+
+    check_distinct(paths)
 
     from omni_data.harmonize.shards import map_shards
     from omni_data.store import Store

@@ -115,8 +115,66 @@ def test_schnetpack_layout_forces_in_kcal_per_mol(tmp_path: Path) -> None:
     assert rec.energy == pytest.approx(-100.0 * kcal)
     np.testing.assert_allclose(rec.forces, [[0, 0, 2 * kcal], [0, 0, -2 * kcal]])
     assert rec.metadata["forces_source_key"] == "data.forces"
-    (plain,) = read_all("asedb", path, _opts())
-    assert plain.energy is None and plain.forces is None  # data arrays are not labels unless mapped
+    (plain,) = read_all("asedb", path, _opts())  # the same without a key map (issue 22 item 1)
+    assert plain.energy == rec.energy and plain.metadata["energy_source_key"] == "data.energy"
+    np.testing.assert_allclose(plain.forces, rec.forces, atol=0)
+    assert "data" not in plain.metadata  # the labels are not kept a second time as metadata
+
+
+def _md17_schnetpack_db(path: Path, frames: int = 5) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """An ASE db laid out as SchNetPack's ``MD17`` ``AtomsDataModule`` writes it: metadata
+    ``{"_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang"}, "_distance_unit":
+    "Ang", "atomrefs": {}}`` (``ASEAtomsData.create``) and each frame as ``conn.write(atoms,
+    data={"energy": E, "forces": F})`` (``ASEAtomsData._add_system``); labels only in ``row.data``.
+    Source: github.com/atomistic-machine-learning/schnetpack, ``src/schnetpack/data/atoms.py``
+    (commit 024d27d2780e37144a833cc19f2cb55d694b02a2) and ``src/schnetpack/datasets/md17.py``
+    (``MD17.energy = "energy"``, ``MD17.forces = "forces"``, ``prepare_data``; commit
+    011632db0a1f026207e887aa2bed64575759a837). A ``stress`` property in ``eV/Ang/Ang/Ang`` is
+    added with a slightly non-symmetric 3x3 value, as a periodic SchNetPack set would carry it.
+    Returns (energy in kcal/mol, forces in kcal/mol/Å, 3x3 stress in eV/Å³) per frame."""
+    rng = np.random.default_rng(11)
+    out = []
+    with ase.db.connect(path) as db:
+        db.metadata = {"_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang",
+                                               "stress": "eV/Ang/Ang/Ang"},
+                       "_distance_unit": "Ang", "atomrefs": {}}
+        for i in range(frames):
+            atoms = Atoms("C2H6O", positions=[[0, 0, 0], [1.5, 0, 0], [-0.5, 0.9, 0], [-0.5, -0.9, 0], [-0.4, 0, 1.0],
+                                              [2.0, 0.9, 0], [2.0, -0.9, 0], [1.9, 0, 1.0], [2.0, 0, -1.3]],
+                          cell=np.eye(3) * 10, pbc=True)
+            atoms.rattle(0.02, seed=i)
+            energy = -97195.0 + i
+            forces = rng.normal(0, 20, (9, 3))
+            stress = rng.normal(0, 0.01, (3, 3))
+            stress = stress + stress.T
+            stress[0, 1] += 1e-5 * (i + 1)  # asymmetry 0.5e-5*(i+1) eV/Å³, within the tolerance
+            db.write(atoms, data={"energy": np.array([energy]), "forces": forces, "stress": stress})
+            out.append((energy, forces, stress))
+    return out
+
+
+def test_schnetpack_md17_layout_read_without_a_key_map(tmp_path: Path) -> None:
+    """Issue 22 item 1: energy and forces kept in ``row.data`` by SchNetPack are read by default
+    (checked against ``ase.db``'s own rows), in eV from the declared kcal/mol, and a 3x3 stress
+    is stored as its symmetric part with the asymmetry noted."""
+    path = tmp_path / "ethanol.db"
+    frames = _md17_schnetpack_db(path)
+    records = sorted(read_all("asedb", path, _opts()), key=lambda r: r.source_index)
+    kcal = 0.04336410390059322  # eV per kcal/mol (ase.units.kcal / ase.units.mol)
+    db = ase.db.connect(path)
+    assert len(records) == len(frames) == db.count()
+    for i, (rec, (energy, forces, stress)) in enumerate(zip(records, frames)):
+        row = db.get(id=rec.metadata["row_id"])
+        assert float(row.data["energy"][0]) == energy
+        assert rec.energy == pytest.approx(energy * kcal, rel=1e-12)
+        np.testing.assert_allclose(rec.forces, row.data["forces"] * kcal, rtol=1e-12)
+        sym = (stress + stress.T) / 2
+        np.testing.assert_allclose(rec.stress, [sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]],
+                                   rtol=1e-12)
+        assert rec.metadata["stress_asymmetry"] == pytest.approx(0.5e-5 * (i + 1), rel=1e-6)
+        assert rec.metadata["energy_source_key"] == "data.energy"
+        assert rec.metadata["declared_units"] == {"energy": "kcal/mol", "forces": "kcal/mol/Ang",
+                                                  "stress": "eV/Ang/Ang/Ang"}
 
 
 def _charged_clusters_db(path: Path, rows: int = 4, spin_in: str = "data") -> list[tuple[float, np.ndarray]]:

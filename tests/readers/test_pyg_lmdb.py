@@ -260,3 +260,18 @@ def test_bad_natoms_is_rejected(tmp_path: Path) -> None:
     _write_lmdb(path, [value])
     (item,) = list(pyg_lmdb.read(pyg_lmdb.partitions(path, 10)[0], ReadOptions(dataset="x", task="t")))
     assert item.reason.startswith("parse:") and "natoms" in item.reason and item.source_index == 0
+
+
+def test_non_symmetric_stress_is_symmetrised_and_its_asymmetry_noted_in_ev_per_a3(tmp_path: Path) -> None:
+    """Issue 22 item 2: a (1,3,3) stress is no longer cut to its upper triangle: the record holds
+    (σ + σᵀ)/2 and ``metadata["stress_asymmetry"]`` = max |σij - σji| / 2 in eV/Å³ (here the
+    source is in GPa, so 4 GPa of asymmetry is 0.024966 eV/Å³)."""
+    s = np.array([[[1.0, 2.0, 0.0], [10.0, 3.0, 0.5], [0.0, 0.5, 4.0]]])  # xy 2 vs yx 10
+    frame = {"pos": np.array([[0.0, 0, 0], [1.5, 0, 0]]), "cell": np.eye(3)[None] * 5, "atomic_numbers": np.array([1, 1]),
+             "energy": -1.0, "stress": s}
+    _write_lmdb(tmp_path / "s.lmdb", [pickle.dumps(frame, protocol=4)])
+    opts = ReadOptions(dataset="x", task="t", stress_unit="GPa")
+    (rec,) = [item for part in pyg_lmdb.partitions(tmp_path / "s.lmdb", 10) for item in pyg_lmdb.read(part, opts)]
+    gpa = 0.006241509125883258
+    np.testing.assert_allclose(rec.stress, np.array([1.0, 3.0, 4.0, 0.5, 0.0, 6.0]) * gpa, rtol=1e-12)
+    assert rec.metadata["stress_asymmetry"] == pytest.approx(4.0 * gpa, rel=1e-12)
