@@ -23,6 +23,7 @@ import numpy as np
 
 from omni_data.readers._vasp_outcar import VaspHeader, VaspStep
 from omni_data.units import KBAR_EVA3, vasp_kbar_to_ase
+from omni_data.schema import symmetric_voigt
 
 ESSENTIALS = ("ENCUT", "ISPIN", "NELM", "GGA", "METAGGA", "LDAU", "LDAUU", "PSTRESS", "IBRION", "ISIF",
               "NSW", "IVDW", "ISMEAR", "SIGMA", "ALGO", "LREAL", "PREC")
@@ -83,7 +84,8 @@ def _step(calc: ET.Element, index: int, header: VaspHeader) -> VaspStep:
     step.forces = forces
     stress = _varray(calc.find("varray[@name='stress']"))
     if stress is not None:
-        step.stress = vasp_kbar_to_ase(stress.reshape(9)[[0, 4, 8, 5, 2, 1]])
+        # VASP's tensor is symmetric up to its print rounding: keep the symmetric part, as every reader does
+        step.stress = vasp_kbar_to_ase(symmetric_voigt(stress.reshape(3, 3))[0])
     volume = abs(float(np.linalg.det(basis))) if basis is not None else 0.0
     e = _energies(calc, volume, float(header.params.get("PSTRESS", 0.0) or 0.0))
     step.free_energy = e.get("free_energy")

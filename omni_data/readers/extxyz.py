@@ -32,7 +32,7 @@ from omni_data.readers._common import open_binary, scalar_metadata, source_label
 from omni_data.readers._xyz_atoms import atom_block, numbers
 from omni_data.readers._xyz_frames import RawFrame, iter_frames, scan_offsets
 from omni_data.readers._xyz_header import HeaderError, parse_header, parse_properties
-from omni_data.schema import Record, Rejected, problem
+from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, problem, symmetric_voigt
 
 ENERGY_KEYS = ("REF_energy", "energy", "Energy", "dft_energy", "DFT_energy", "total_energy", "free_energy")
 FREE_ENERGY_KEYS = ("free_energy", "REF_free_energy")
@@ -216,14 +216,15 @@ def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, me
     if key is None and vkey is None:
         return None
     raw = np.asarray(info[key or vkey], dtype=np.float64).reshape(-1)  # type: ignore[index]
-    if raw.size == 9:  # column-major 3x3 (ASE writes stress.T.ravel()): m[i, j] = r[i + 3 j]
-        r = raw.tolist()
-        voigt = np.array([r[0], r[4], r[8], (r[7] + r[5]) / 2, (r[6] + r[2]) / 2, (r[3] + r[1]) / 2])
-    elif raw.size == 6:
-        voigt = raw
-    else:
+    if raw.size not in (6, 9):
         raise ValueError(f"{key or vkey} has {raw.size} values, expected 6 or 9")
+    # A 3x3 is column-major (ASE writes stress.T.ravel()): m[i, j] = r[i + 3 j]. Its symmetric part
+    # is kept and its asymmetry, in eV/Å³, noted for the ingest's sanity check (docs/harmonize.md).
+    matrix = raw.reshape(3, 3).T if raw.size == 9 else raw
     if key is not None:
+        voigt, asym = symmetric_voigt(matrix, units.stress_factor(opts.stress_unit))
+        if asym > 0:
+            meta[STRESS_ASYMMETRY_KEY] = asym
         meta["stress_source_key"] = key
         return voigt
     if cell is None:
@@ -231,8 +232,11 @@ def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, me
     volume = abs(float(np.linalg.det(cell)))
     # virial is an energy: stress = -virial / V, brought to eV/Å³ here; convert() then applies
     # the declared stress unit and sign, which we divide out so they are not applied twice.
-    scale = units.energy_factor(opts.energy_unit) / units.length_factor(opts.length_unit) ** 3
-    scale /= units.stress_factor(opts.stress_unit) * opts.stress_sign
+    to_ev_a3 = units.energy_factor(opts.energy_unit) / units.length_factor(opts.length_unit) ** 3
+    voigt, asym = symmetric_voigt(matrix, to_ev_a3 / volume)
+    if asym > 0:
+        meta[STRESS_ASYMMETRY_KEY] = asym
+    scale = to_ev_a3 / (units.stress_factor(opts.stress_unit) * opts.stress_sign)
     meta["stress_source_key"] = f"{vkey} (stress = -virial/volume)"
     return -voigt / volume * scale
 

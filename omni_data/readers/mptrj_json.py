@@ -26,7 +26,7 @@ from omni_data.readers._common import open_binary
 from omni_data.readers._finish import finish, reject
 from omni_data.readers._json_scan import decode_entry, key_of, read_range, scan_object, split_entries
 from omni_data.readers._pmg import structure_arrays
-from omni_data.schema import Record, Rejected, stress_to_voigt
+from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, symmetric_voigt
 from omni_data.units import vasp_kbar_to_ase
 
 DEFAULT_ENERGY = "uncorrected_total_energy"
@@ -95,12 +95,23 @@ def frame_record(frame: dict[str, Any], mp_id: str, frame_id: str, opts: ReadOpt
         energy=None if energy is None else float(energy),
         energy_kind="corrected" if e_key == "corrected_total_energy" else opts.energy_kind,
         forces=None if forces is None else np.asarray(forces, dtype=np.float64),
-        stress=None if stress is None else stress_to_voigt(vasp_kbar_to_ase(np.asarray(stress, dtype=np.float64).reshape(3, 3))),
+        stress=_stress(stress, meta),
         magmoms=None if magmoms is None else np.asarray(magmoms, dtype=np.float64),
         source_file=path,
         source_index=index,
         metadata=meta,
     )
+
+
+def _stress(stress: Any, meta: dict[str, Any]) -> np.ndarray | None:
+    """VASP's 3x3 kBar stress as ASE-sign Voigt eV/Å³ of its symmetric part; the asymmetry, if any,
+    goes to metadata for the ingest's sanity check (it was the upper triangle, silently, before)."""
+    if stress is None:
+        return None
+    voigt, asym = symmetric_voigt(vasp_kbar_to_ase(np.asarray(stress, dtype=np.float64).reshape(3, 3)))
+    if asym > 0:
+        meta[STRESS_ASYMMETRY_KEY] = asym
+    return voigt
 
 
 ENTRY_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError)

@@ -198,7 +198,9 @@ def check_extxyz(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
 
 
 def _voigt(m3: np.ndarray) -> np.ndarray:
+    """Voigt of the symmetric part (σ+σᵀ)/2: what Omni stores for a 3x3 stress."""
     m3 = np.asarray(m3, dtype=float)
+    m3 = (m3 + m3.T) / 2
     return np.array([m3[0, 0], m3[1, 1], m3[2, 2], m3[1, 2], m3[0, 2], m3[0, 1]])
 
 

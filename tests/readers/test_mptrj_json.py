@@ -24,6 +24,10 @@ from omni_data.testing import check_reader
 KBAR_TO_EVA3 = 0.1 * 0.006241509125883258  # 1 kBar = 0.1 GPa; 1 GPa = 0.00624150912588 eV/Å³
 
 
+def _symmetric(m: np.ndarray) -> np.ndarray:
+    return (m + m.T) / 2
+
+
 def _frame(rng: np.random.Generator, mp_id: str, n_cells: int, magmom: bool) -> dict:
     lattice = Lattice(np.diag([4.0, 4.2, 4.4]) + rng.normal(scale=0.05, size=(3, 3)))
     species = ["Fe", "O"] * n_cells
@@ -40,7 +44,8 @@ def _frame(rng: np.random.Generator, mp_id: str, n_cells: int, magmom: bool) -> 
         "e_per_atom_relaxed": e / n - 0.1,
         "ef_per_atom_relaxed": -1.1,
         "force": rng.normal(size=(n, 3)).tolist(),
-        "stress": (rng.normal(size=(3, 3)) * 10).tolist(),
+        # a symmetric VASP stress plus a rounding-size asymmetry (0.01 kBar), as written files carry
+        "stress": (_symmetric(rng.normal(size=(3, 3)) * 10) + rng.normal(size=(3, 3)) * 0.01).tolist(),
         "magmom": rng.uniform(0, 4, n).tolist() if magmom else None,
         "bandgap": 0.5,
         "mp_id": mp_id,
@@ -87,8 +92,12 @@ def test_values_against_json_and_pymatgen(tmp_path: Path, indent: int | None) ->
             assert rec.energy == ref["uncorrected_total_energy"] and rec.energy_kind == "total"
             assert np.array_equal(rec.forces, np.asarray(ref["force"]))
             s = np.asarray(ref["stress"])
-            by_hand = -KBAR_TO_EVA3 * np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            # the symmetric part (σ+σᵀ)/2, its asymmetry noted in eV/Å³ for the sanity check
+            sym = (s + s.T) / 2
+            by_hand = -KBAR_TO_EVA3 * np.array([sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]])
             assert np.allclose(rec.stress, by_hand, rtol=1e-14, atol=0)
+            asym = KBAR_TO_EVA3 * np.abs(s - s.T).max() / 2
+            assert rec.metadata.get("stress_asymmetry", 0.0) == pytest.approx(asym, rel=1e-12)
             assert (rec.magmoms is None) == (ref["magmom"] is None)
             assert rec.metadata["mp_id"] == mp_id
             assert rec.metadata["corrected_total_energy"] == ref["corrected_total_energy"]
