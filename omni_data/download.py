@@ -1,74 +1,140 @@
-"""Fetch a manifest's files over HTTP(S) with resume and sha256 check.
+"""Fetch a manifest's release files over HTTP(S): resume, size and md5/sha256 check.
 
 A partial download lives at ``<name>.part`` and is resumed with an HTTP ``Range`` request; the
-file only takes its final name after its size and sha256 (where the manifest knows them) match.
+file only takes its final name after its size and checksum (md5 or sha256, whichever the
+manifest gives; both when it gives both) match. A file whose checksum does not match is removed
+and named in one line. ``--split`` / ``--subset`` pick files through ``Manifest.select_files``.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePosixPath
 
 from omni_data.manifest import Manifest, SourceFile
 
+__all__ = ["DownloadError", "Fetched", "describe_plan", "digest_of", "fetch_file", "fetch_manifest",
+           "human_bytes", "where_to_put"]
+
 CHUNK = 1 << 20
+Progress = Callable[[int], None]
 
 
 class DownloadError(RuntimeError):
-    """A file that could not be fetched or failed its check; the message names file and URL."""
+    """A file that could not be fetched or failed its check; the message names the file and URL."""
 
 
 @dataclass
 class Fetched:
+    """One file on disk after ``fetch_file``: its checksum (``algorithm``: md5 or sha256) and how."""
+
     name: str
     path: Path
     bytes: int
-    sha256: str
+    digest: str
+    algorithm: str
     resumed_from: int
     skipped: bool
 
+    @property
+    def sha256(self) -> str:
+        """The sha256 when that is what was checked (kept for callers of the first API)."""
+        return self.digest if self.algorithm == "sha256" else ""
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+
+def human_bytes(n: int | None) -> str:
+    """``1.5 GB`` (powers of 1000, as publishers list sizes); ``size unknown`` for None."""
+    if n is None:
+        return "size unknown"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def digest_of(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """Hex digests of ``path`` for each of ``algorithms`` (md5, sha256), in one read."""
+    digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            for d in digests.values():
+                d.update(block)
+    return {name: d.hexdigest() for name, d in digests.items()}
 
 
-def _check(entry: SourceFile, path: Path) -> str:
+def _expected(entry: SourceFile) -> dict[str, str]:
+    """The checksums the manifest gives for ``entry`` (lower-case hex), md5 and/or sha256."""
+    return {name: value.lower() for name, value in (("md5", entry.md5), ("sha256", entry.sha256)) if value}
+
+
+def _check(entry: SourceFile, path: Path, name: str) -> tuple[str, str]:
+    """(algorithm, digest) of ``path`` after checking its size and checksums; DownloadError on a mismatch."""
     size = path.stat().st_size
     if entry.size_bytes is not None and size != entry.size_bytes:
-        raise DownloadError(f"{path}: size {size} does not match the manifest's {entry.size_bytes} ({entry.url})")
-    digest = sha256_of(path)
-    if entry.sha256 and digest != entry.sha256.lower():
-        raise DownloadError(f"{path}: sha256 {digest} does not match the manifest's {entry.sha256} ({entry.url})")
-    return digest
+        raise DownloadError(f"{name}: size {size} B does not match the manifest's {entry.size_bytes} B ({entry.url})")
+    wanted = _expected(entry)
+    got = digest_of(path, tuple(wanted) or ("sha256",))
+    for algorithm, value in wanted.items():
+        if got[algorithm] != value:
+            raise DownloadError(f"{name}: {algorithm} {got[algorithm]} does not match the manifest's {value} ({entry.url})")
+    algorithm = "sha256" if "sha256" in got else "md5"
+    return algorithm, got[algorithm]
 
 
-def fetch_file(
-    entry: SourceFile, dest_dir: Path, progress: Callable[[int], None] | None = None, timeout: float = 60.0
-) -> Fetched:
-    """Download one file into ``dest_dir``, resuming a ``.part`` file; verify size and sha256."""
+def _target(entry: SourceFile, dest_dir: Path) -> Path:
+    """Where ``entry`` goes under ``dest_dir``; a name that would leave it (absolute, ``..``) is refused."""
+    name = PurePosixPath(entry.name)
+    if name.is_absolute() or ".." in name.parts or not name.parts:
+        raise DownloadError(f"{entry.name}: a release file name must be a relative path inside the download folder")
+    return Path(dest_dir, *name.parts)
+
+
+def fetch_file(entry: SourceFile, dest_dir: Path, progress: Progress | None = None, timeout: float = 60.0) -> Fetched:
+    """Download one file into ``dest_dir``, resuming a ``.part`` file; verify size and md5/sha256.
+
+    ``progress(n)`` is told of every ``n`` bytes on disk, including those already there."""
     if not entry.url:
         raise DownloadError(f"{entry.name}: the manifest gives no URL; fetch it by hand into {dest_dir}")
-    target = dest_dir / entry.name
+    target = _target(entry, Path(dest_dir))
     if target.is_file():
-        return Fetched(entry.name, target, target.stat().st_size, _check(entry, target), 0, True)
+        algorithm, digest = _check(entry, target, str(target))
+        if progress:
+            progress(target.stat().st_size)
+        return Fetched(entry.name, target, target.stat().st_size, digest, algorithm, 0, True)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    start = _download(entry, part, progress, timeout)
+    try:
+        algorithm, digest = _check(entry, part, entry.name)
+    except DownloadError as exc:
+        part.unlink()
+        raise DownloadError(f"{exc}; removed the bad download, run again to fetch it afresh") from None
+    os.replace(part, target)
+    return Fetched(entry.name, target, target.stat().st_size, digest, algorithm, start, False)
+
+
+def _download(entry: SourceFile, part: Path, progress: Progress | None, timeout: float) -> int:
+    """Append the rest of ``entry`` to ``part`` (a Range request when some is there); the offset resumed from."""
     start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(entry.url)
+    if start and entry.size_bytes is not None and start >= entry.size_bytes:
+        return start  # all there: an interrupted run stopped between download and check
+    if progress and start:
+        progress(start)
+    request = urllib.request.Request(entry.url, headers={"User-Agent": "omni-data"})
     if start:
         request.add_header("Range", f"bytes={start}-")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = getattr(response, "status", 200)
-            if start and status != 206:
-                start = 0  # server ignored the range: start again
+            if start and getattr(response, "status", 200) != 206:
+                if progress:
+                    progress(-start)
+                start = 0  # the server ignored the range: start again
             with open(part, "ab" if start else "wb") as out:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)
@@ -76,15 +142,62 @@ def fetch_file(
                         progress(len(block))
                 out.flush()
                 os.fsync(out.fileno())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:  # nothing left to send: the part is complete
+            return start
+        raise DownloadError(f"{entry.name}: download from {entry.url} failed: HTTP {exc.code} {exc.reason}") from exc
     except OSError as exc:
-        raise DownloadError(f"{entry.name}: download from {entry.url} failed after {part.stat().st_size if part.exists() else 0} bytes ({exc}); run again to resume") from exc
-    digest = _check(entry, part)
-    os.replace(part, target)
-    return Fetched(entry.name, target, target.stat().st_size, digest, start, False)
+        have = part.stat().st_size if part.exists() else 0
+        raise DownloadError(f"{entry.name}: download from {entry.url} failed after {have} bytes ({exc}); "
+                            f"run again to resume") from exc
+    return start
 
 
-def fetch_manifest(manifest: Manifest, dest_dir: Path, progress: Callable[[int], None] | None = None) -> list[Fetched]:
-    """Fetch every file a manifest lists; raises on the first failure, keeping partial files."""
+def fetch_manifest(manifest: Manifest, dest_dir: Path, progress: Progress | None = None,
+                   splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[Fetched]:
+    """Fetch the manifest's files of ``splits``/``subsets`` (all when empty); stops at the first
+    failure, keeping finished and partial files so a re-run resumes."""
+    return [fetch_file(entry, Path(dest_dir), progress) for entry in plan(manifest, splits, subsets)]
+
+
+def plan(manifest: Manifest, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
+    """The files a download would fetch; DownloadError when the manifest lists none to fetch."""
     if not manifest.files:
-        raise DownloadError(f"{manifest.path}: manifest {manifest.name!r} lists no files; see {manifest.url or 'its citation'}")
-    return [fetch_file(entry, Path(dest_dir), progress) for entry in manifest.files]
+        raise DownloadError(f"{manifest.path}: manifest {manifest.name!r} lists no release files; "
+                            f"fetch them from {manifest.url or 'the publisher (see its citation)'}")
+    return manifest.select_files(tuple(splits), tuple(subsets))
+
+
+def describe_plan(files: list[SourceFile], dest_dir: Path | None = None) -> list[str]:
+    """One aligned line per file (name, split, subset, size, checksum, URL, present) and a total line."""
+    rows = []
+    for f in files:
+        check = "+".join(a for a, v in (("md5", f.md5), ("sha256", f.sha256)) if v) or "no checksum"
+        present = "present" if dest_dir is not None and _target(f, dest_dir).is_file() else ""
+        rows.append([f.name, f.split, f.subset or "-", human_bytes(f.size_bytes), check, f.url or "NO URL: fetch by hand", present])
+    widths = [max(len(r[i]) for r in rows) for i in range(6)] if rows else []
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + (f"  ({r[6]})" if r[6] else "") for r in rows]
+    known = [f.size_bytes for f in files if f.size_bytes is not None]
+    unknown = len(files) - len(known)
+    tail = f" (+ {unknown} file{'s' if unknown != 1 else ''} of unknown size)" if unknown else ""
+    lines.append(f"total: {len(files)} file{'s' if len(files) != 1 else ''}, {human_bytes(sum(known))}{tail}")
+    return lines
+
+
+def default_folder(manifest: Manifest) -> str:
+    """Where a dataset's release files are looked for without ``--source``: ``$OMNI_DATA_ROOT/NAME``
+    when that is set (``omni_data.sources``), else ``./NAME`` as a suggestion."""
+    root = os.environ.get("OMNI_DATA_ROOT")
+    return str(Path(root) / manifest.name) if root else f"./{manifest.name}"
+
+
+def where_to_put(manifest: Manifest) -> str:
+    """The one-line hint for ``omni-data ingest NAME`` with no local copy: where to put the files
+    and the ``download`` command that fetches them (or the page to fetch them from)."""
+    name, folder = manifest.name, default_folder(manifest)
+    then = f"then `omni-data ingest {name} --source {folder}`"
+    if any(f.url for f in manifest.files):
+        return (f"no local copy of {name}: put the release files under {folder} or run "
+                f"`omni-data download {name} --out {folder}`, {then}")
+    page = manifest.url or "the publisher's page (see the manifest's citation)"
+    return f"no local copy of {name}: fetch its release files from {page} into {folder}, {then}"

@@ -2,20 +2,34 @@
 
 A manifest says what a database's numbers mean: task, level of theory, where it is published,
 source format and key map, units, energy convention, filters and the group key for splits.
+It is read through ``omni_data.typedconfig``: every problem is reported at once, naming the file
+and each key, including ``key_map`` keys (the schema's fields), ``reader_options`` (those the
+reader declares), ``level_of_theory`` keys and ``units`` values (``omni_data.units``). A name
+that is no manifest suggests the closest (``UnknownDataset``). Keys: docs/manifests.md.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from importlib import resources
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from omni_data.readers import READERS, ReadOptions
-from omni_data.schema import ENERGY_KINDS, Record
-from omni_data.tasks import TaskRule, assign_task
 from omni_data import units
+from omni_data.readers import READERS, ReadOptions
+from omni_data.schema import ENERGY_KINDS, FIELDS, Record
+from omni_data.tasks import TaskRule, assign_task
+from omni_data.typedconfig import (
+    Check,
+    KeyProblem,
+    did_you_mean,
+    from_mapping,
+    internal,
+)
 from omni_data.yamlfile import load_yaml
 
 # Package data: ``omni_data/manifests`` is a symlink to the checkout's top-level ``manifests/`` (the
@@ -27,6 +41,80 @@ class ManifestError(ValueError):
     """A manifest that does not validate; the message names the file and the key."""
 
 
+# --- what a manifest's nested keys may say -------------------------------------------------------
+LEVEL_OF_THEORY_KEYS: tuple[str, ...] = (
+    "code", "version", "method", "functional", "basis", "pseudopotentials", "cutoff_eV", "kpoints",
+    "smearing", "hubbard_u", "dispersion", "spin", "solvation", "kind", "notes")
+"""Keys of ``level_of_theory`` (what was computed, in words); anything else is a typo."""
+KEY_MAP_KEYS: tuple[str, ...] = (*FIELDS, "virial", "id", "group")
+"""Keys of ``key_map``: the schema's field names plus ``virial`` (read as stress), ``id``, ``group``."""
+UNIT_KEYS: tuple[str, ...] = ("energy", "length", "stress", "stress_sign")
+ENERGY_KEYS: tuple[str, ...] = ("key", "kind", "note", "restorable_total")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "all")
+
+
+def _known_keys(known: tuple[str, ...], what: str) -> Callable[[dict[str, Any]], None]:
+    def check(value: dict[str, Any]) -> None:
+        for key in value:
+            if key not in known:
+                raise KeyProblem(str(key), f"unknown {what} key ({did_you_mean(key, known)}known: {', '.join(known)})")
+    return check
+
+
+_check_key_map = _known_keys(KEY_MAP_KEYS, "key_map")
+
+
+def _check_level_of_theory(value: dict[str, Any]) -> None:
+    _known_keys(LEVEL_OF_THEORY_KEYS, "level_of_theory")(value)
+    if not any(value.get(k) not in (None, "") for k in ("code", "method", "functional")):
+        raise ValueError("must name at least one of code, method, functional")
+
+
+def _check_units(value: dict[str, Any]) -> None:
+    _known_keys(UNIT_KEYS, "units")(value)
+    factors = {"energy": units.energy_factor, "length": units.length_factor, "stress": units.stress_factor}
+    for key, unit in value.items():
+        if key == "stress_sign":
+            if unit not in (1, -1) or isinstance(unit, bool):
+                raise KeyProblem(key, f"must be 1 or -1, got {unit!r}")
+            continue
+        try:
+            factors[key](unit)
+        except ValueError as exc:
+            raise KeyProblem(key, str(exc)) from None
+
+
+def _check_energy(value: dict[str, Any]) -> None:
+    _known_keys(ENERGY_KEYS, "energy")(value)
+    if value.get("kind", "total") not in ENERGY_KINDS:
+        raise KeyProblem("kind", f"{value.get('kind')!r} not in {ENERGY_KINDS}")
+
+
+def _check_format(value: str) -> None:
+    if value not in READERS:
+        raise ValueError(f"{value!r} is not a registered reader ({', '.join(READERS)})")
+
+
+def _positive(value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+
+
+def _window(value: tuple[float, float] | None) -> None:
+    if value is not None and not value[0] < value[1]:
+        raise ValueError("must be [low, high] with low < high")
+
+
+def _non_negative(value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"must be a number >= 0, got {value!r}")
+
+
+def _check_split(value: str) -> None:
+    if value not in SPLITS:
+        raise ValueError(f"must be one of {', '.join(SPLITS)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One release file as the publisher lists it: direct URL, size, checksum and split."""
@@ -36,7 +124,7 @@ class SourceFile:
     size_bytes: int | None = None
     sha256: str | None = None
     md5: str | None = None
-    split: str = "all"  # train | val | test | all, as published
+    split: Annotated[str, Check(_check_split)] = "all"  # train | val | test | all, as published
     subset: str = ""  # the publisher's subdataset name (e.g. OMat24 "rattled-300"), if any
 
 
@@ -44,37 +132,39 @@ class SourceFile:
 class Filters:
     """Declared quality filters; ``None`` disables one."""
 
-    max_force: float | None = None  # eV/Å, max per-atom |F|
-    energy_per_atom: tuple[float, float] | None = None  # eV/atom window [lo, hi]
-    min_distance: float | None = None  # Å, minimum interatomic distance
-    max_stress: float | None = None  # eV/Å³, max |stress component|
+    max_force: Annotated[float | None, Check(_positive)] = None  # eV/Å, max per-atom |F|
+    energy_per_atom: Annotated[tuple[float, float] | None, Check(_window)] = None  # eV/atom window [lo, hi]
+    min_distance: Annotated[float | None, Check(_positive)] = None  # Å, minimum interatomic distance
+    max_stress: Annotated[float | None, Check(_positive)] = None  # eV/Å³, max |stress component|
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """One dataset's manifest; built by :func:`parse_manifest` (``omni_data.typedconfig``)."""
+
     name: str
-    dataset: str
     task: str
     description: str
-    format: str
-    level_of_theory: dict[str, Any]
+    format: Annotated[str, Check(_check_format)]
+    level_of_theory: Annotated[dict[str, Any], Check(_check_level_of_theory)]
     licence: str
     citation: str
+    dataset: str = ""  # default: name
     url: str = ""
     files: tuple[SourceFile, ...] = ()
     globs: tuple[str, ...] = ()
     size: dict[str, Any] = field(default_factory=dict)
-    key_map: dict[str, str] = field(default_factory=dict)
-    units: dict[str, Any] = field(default_factory=dict)
-    energy: dict[str, Any] = field(default_factory=dict)
+    key_map: Annotated[dict[str, str], Check(_check_key_map)] = field(default_factory=dict)
+    units: Annotated[dict[str, Any], Check(_check_units)] = field(default_factory=dict)
+    energy: Annotated[dict[str, Any], Check(_check_energy)] = field(default_factory=dict)
     filters: Filters = Filters()
     group_key: str = "id"
     reader_options: dict[str, Any] = field(default_factory=dict)
-    weight: float = 1.0
+    weight: Annotated[float, Check(_non_negative)] = 1.0
     notes: str = ""
     aliases: tuple[str, ...] = ()
     task_rules: tuple[TaskRule, ...] = ()
-    path: str = ""
+    path: str = internal()
 
     def assign_task(self, record: Record) -> Record:
         """Set ``record.task`` from the first matching ``task_rules`` entry (else keep ``task``)."""
@@ -101,97 +191,44 @@ class Manifest:
             task_rules=self.task_rules,
         )
 
+    def select_files(self, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
+        """The release files of the given splits and subsets (all when none is given); a split or
+        subset no file has raises ``ManifestError`` naming the known ones."""
+        for wanted, have, what in ((splits, {f.split for f in self.files}, "split"),
+                                   (subsets, {f.subset for f in self.files if f.subset}, "subset")):
+            unknown = [w for w in wanted if w not in have]
+            if unknown:
+                raise ManifestError(f"{self.path}: no {what} {', '.join(map(repr, unknown))} in manifest "
+                                    f"{self.name!r} (its {what}s: {', '.join(sorted(have)) or 'none'})")
+        return [f for f in self.files
+                if (not splits or f.split in splits) and (not subsets or f.subset in subsets)]
 
-_REQUIRED = ("name", "task", "description", "format", "level_of_theory", "licence", "citation")
-_UNIT_KEYS = {"energy", "length", "stress", "stress_sign"}
-_ENERGY_KEYS = {"key", "kind", "note", "restorable_total"}
+    @property
+    def download_bytes(self) -> int | None:
+        """Total size of the listed release files; None when a file's size is not known."""
+        sizes = [f.size_bytes for f in self.files]
+        return None if not sizes or None in sizes else sum(typing.cast(list[int], sizes))
 
 
-def _fail(where: str, key: str, reason: str) -> ManifestError:
-    return ManifestError(f"{where}: key {key!r}: {reason}")
+def _reader_option_problems(data: dict[str, Any]) -> list[str]:
+    """Problems with ``reader_options``: each must be an option the manifest's reader declares."""
+    fmt = data.get("format")
+    spec = READERS.get(fmt) if isinstance(fmt, str) else None
+    options = data.get("reader_options")
+    if spec is None or not isinstance(options, dict):
+        return []
+    return [f"key 'reader_options.{key}': the {spec.name} reader has no such option "
+            f"(its options: {', '.join(spec.option_names)})" for key in options if key not in spec.option_names]
 
 
 def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
-    """Validate a manifest mapping and build the typed ``Manifest``; errors name ``where`` and the key."""
+    """Validate a manifest mapping and build the typed ``Manifest``; every problem is reported at
+    once, each naming ``where`` and the key."""
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise ManifestError(f"{where}:1: a manifest must be a mapping of keys (name, task, ...), got {got}")
-    known = {f.name for f in dataclasses.fields(Manifest)} - {"path"}
-    for key in data:
-        if key not in known:
-            raise _fail(where, key, f"unknown key (known: {', '.join(sorted(known))})")
-    for key in _REQUIRED:
-        if key not in data or data[key] in (None, ""):
-            raise _fail(where, key, "required")
-    if data["format"] not in READERS:
-        raise _fail(where, "format", f"{data['format']!r} is not a registered reader ({', '.join(READERS)})")
-    unit_map = data.get("units") or {}
-    for key, value in unit_map.items():
-        if key not in _UNIT_KEYS:
-            raise _fail(where, f"units.{key}", f"unknown (known: {', '.join(sorted(_UNIT_KEYS))})")
-        try:
-            if key == "energy":
-                units.energy_factor(value)
-            elif key == "length":
-                units.length_factor(value)
-            elif key == "stress":
-                units.stress_factor(value)
-            elif value not in (1, -1):
-                raise ValueError("stress_sign must be 1 or -1")
-        except ValueError as exc:
-            raise _fail(where, f"units.{key}", str(exc)) from None
-    energy = data.get("energy") or {}
-    for key in energy:
-        if key not in _ENERGY_KEYS:
-            raise _fail(where, f"energy.{key}", f"unknown (known: {', '.join(sorted(_ENERGY_KEYS))})")
-    if energy.get("kind", "total") not in ENERGY_KINDS:
-        raise _fail(where, "energy.kind", f"{energy.get('kind')!r} not in {ENERGY_KINDS}")
-    filters_raw = data.get("filters") or {}
-    filter_names = {f.name for f in dataclasses.fields(Filters)}
-    for key, value in filters_raw.items():
-        if key not in filter_names:
-            raise _fail(where, f"filters.{key}", f"unknown (known: {', '.join(sorted(filter_names))})")
-        if key == "energy_per_atom":
-            if not (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] < value[1]):
-                raise _fail(where, "filters.energy_per_atom", "must be [low, high] with low < high")
-        elif value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise _fail(where, f"filters.{key}", f"must be a positive number, got {value!r}")
-    filters = Filters(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in filters_raw.items()})
-    files = []
-    for i, entry in enumerate(data.get("files") or []):
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise _fail(where, f"files[{i}]", "each file needs at least a name")
-        extra = set(entry) - {"name", "url", "size_bytes", "sha256", "md5", "split", "subset"}
-        if extra:
-            raise _fail(where, f"files[{i}].{sorted(extra)[0]}", "unknown key")
-        files.append(SourceFile(**entry))
-    rules = []
-    for i, entry in enumerate(data.get("task_rules") or []):
-        if not isinstance(entry, dict) or not {"field", "task"} <= set(entry):
-            raise _fail(where, f"task_rules[{i}]", "each rule needs field and task (and min and/or max)")
-        extra = set(entry) - {"field", "task", "min", "max"}
-        if extra:
-            raise _fail(where, f"task_rules[{i}].{sorted(extra)[0]}", "unknown key")
-        rules.append(TaskRule(**entry))
-    weight = data.get("weight", 1.0)
-    if not (isinstance(weight, (int, float)) and weight >= 0):
-        raise _fail(where, "weight", f"must be a number >= 0, got {weight!r}")
-    kwargs = dict(data)
-    kwargs.update(
-        dataset=data.get("dataset", data["name"]),
-        files=tuple(files),
-        globs=tuple(data.get("globs") or ()),
-        filters=filters,
-        key_map=dict(data.get("key_map") or {}),
-        units=dict(unit_map),
-        energy=dict(energy),
-        size=dict(data.get("size") or {}),
-        reader_options=dict(data.get("reader_options") or {}),
-        aliases=tuple(data.get("aliases") or ()),
-        task_rules=tuple(rules),
-        path=where,
-    )
-    return Manifest(**kwargs)
+    m = from_mapping(Manifest, data, where, ManifestError, extra=_reader_option_problems(data))
+    return dataclasses.replace(m, dataset=m.dataset or m.name, path=where)
 
 
 def manifest_dir() -> Path:
@@ -199,23 +236,68 @@ def manifest_dir() -> Path:
     return Path(os.environ.get("OMNI_MANIFESTS", MANIFEST_DIR))
 
 
+class UnknownDataset(ManifestError):
+    """A bare name that is no manifest, no alias and (where checked) no file or folder either."""
+
+
+def unknown_dataset_message(name: str) -> str:
+    """``unknown dataset 'mpttrj' (did you mean 'mptrj'?): no such manifest; known: ...; no such file either``."""
+    known = list_manifests()
+    aliases = {alias: stem for stem, data in _manifest_data() for alias in data.get("aliases") or []}
+    close = difflib.get_close_matches(name, [*known, *aliases], n=3, cutoff=0.6)
+    names = list(dict.fromkeys(aliases.get(c, c) for c in close))  # an alias suggests its manifest
+    hint = f" (did you mean {' or '.join(map(repr, names))}?)" if names else ""
+    tail = "no such file either" if not Path(name).exists() else f"{name} is a data path, not a manifest"
+    return (f"unknown dataset {name!r}{hint}: no such manifest in {manifest_dir()}; "
+            f"known: {', '.join(known) or 'none'}; {tail}")
+
+
 def load_manifest(name_or_path: str | Path) -> Manifest:
-    """Load ``manifests/<name>.yaml`` or a YAML file path, validated."""
+    """Load ``manifests/<name>.yaml`` (a name or alias) or a YAML file path, validated; an unknown
+    name raises ``UnknownDataset`` with the known names and the closest match."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = manifest_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            path = _by_alias(str(name_or_path)) or path
+        by_name = manifest_dir() / f"{name_or_path}.yaml"
+        found = by_name if by_name.is_file() else _by_alias(str(name_or_path))
+        if found is None:
+            raise UnknownDataset(unknown_dataset_message(str(name_or_path)))
+        path = found
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest (known: {', '.join(list_manifests())})")
+        raise ManifestError(f"{path}: no such manifest file (known datasets: {', '.join(list_manifests())})")
     return parse_manifest(load_yaml(path, ManifestError), str(path))
 
 
-def _by_alias(alias: str) -> Path | None:
+def resolve_target(target: str, allow_plain: bool = False) -> Manifest | None:
+    """What ``omni-data ingest TARGET`` names: a manifest (by ``.yaml`` path, name or alias), or
+    None for a data path (an existing file or folder; with ``allow_plain``, any name that is no
+    manifest). A bare name that is neither raises ``UnknownDataset`` ("unknown dataset 'mpttrj'
+    (did you mean 'mptrj'?) ...; no such file either"); a broken manifest raises ``ManifestError``."""
+    if target.endswith((".yaml", ".yml")):
+        return load_manifest(target)
+    path = Path(target)
+    if path.exists() or path.suffix:
+        return None  # a data path (the caller says so if it does not exist)
+    try:
+        return load_manifest(target)
+    except UnknownDataset:
+        if allow_plain:
+            return None
+        raise
+
+
+def _manifest_data() -> list[tuple[str, dict[str, Any]]]:
+    """(stem, YAML mapping) of every manifest in ``manifest_dir()``; a broken file raises ManifestError."""
+    out = []
     for candidate in sorted(manifest_dir().glob("*.yaml")):
         data = load_yaml(candidate, ManifestError)
-        if isinstance(data, dict) and alias in (data.get("aliases") or []):
-            return candidate
+        out.append((candidate.stem, data if isinstance(data, dict) else {}))
+    return out
+
+
+def _by_alias(alias: str) -> Path | None:
+    for stem, data in _manifest_data():
+        if alias in (data.get("aliases") or []):
+            return manifest_dir() / f"{stem}.yaml"
     return None
 
 

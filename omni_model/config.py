@@ -1,16 +1,15 @@
 """omni-train's configuration: typed dataclasses, validated once at the edge.
 
 Every key and its default lives here and only here; docs/train-config.md documents them.
-``load_config(path)`` reads YAML, rejects unknown keys and wrong types with a ``ValueError``
-naming the key and the file, and returns a ``Config``.
+``load_config(path)`` reads YAML through ``omni_data.typedconfig`` (the one typed-YAML helper),
+rejects unknown keys and wrong types with one ``ValueError`` naming the file and every bad key,
+and returns a ``Config``.
 """
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,68 +147,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
-    """Check/convert ``value`` against annotation ``tp``; ValueError names key and file."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    fail = ValueError(f"{source}: key '{where}' must be {getattr(tp, '__name__', tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise fail
-        return from_dict(tp, value, source, where)
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{source}: key '{where}' must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, where, source)
-            except ValueError:
-                continue
-        raise fail
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise fail
-        return [_convert(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise fail
-        return {str(k): _convert(v, args[1], f"{where}.{k}", source) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise fail
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise fail
-        return str(value)
-    return value
-
-
 def from_dict(cls: type, data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ValueError."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in (data or {}).items():
-        where = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ValueError(f"{source}: unknown key '{where}' (allowed: {', '.join(sorted(names))})")
-        kwargs[key] = _convert(value, hints[key], where, source)
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from ``data`` (``omni_data.typedconfig``); every unknown key and bad
+    value is reported in one ValueError naming the file and the keys."""
+    from omni_data.typedconfig import from_mapping
+
+    return from_mapping(cls, data or {}, source, ValueError, prefix)
 
 
 def validate(cfg: Config, source: str = "<config>") -> Config:
@@ -232,12 +175,11 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     checks.append((isinstance(cfg.data.store, str) or (bool(stores) and all(stores)), "data.store",
                    "must be a store path or a non-empty list of non-empty paths"))
     checks.append((len(set(stores)) == len(stores), "data.store", "lists one store twice"))
-    for ok, key, msg in checks:
-        if not ok:
-            raise ValueError(f"{source}: key '{key}' {msg}")
-    for i, st in enumerate(cfg.stages):
-        if (st.epochs > 0) == (st.steps > 0):
-            raise ValueError(f"{source}: key 'stages[{i}]' needs exactly one of epochs or steps > 0")
+    checks += [((st.epochs > 0) != (st.steps > 0), f"stages[{i}]", "needs exactly one of epochs or steps > 0")
+               for i, st in enumerate(cfg.stages)]
+    problems = [f"key '{key}' {msg}" for ok, key, msg in checks if not ok]
+    if problems:  # every cross-field problem at once, like the per-key ones
+        raise ValueError(f"{source}: " + "; ".join(problems))
     return cfg
 
 

@@ -9,26 +9,30 @@ The batch scripts never parse YAML in bash; they ask this script one question at
     python pipelines/corpus.py train-config --out train.yaml   # omni-train YAML with the curriculum
 
 ``$OMNI_CORPUS`` picks the YAML (default: config/corpus.yaml beside this file); ``$OMNI_DATA_ROOT``
-and ``$OMNI_WORK`` override ``data_root`` and ``work_dir``. Unknown keys are errors naming the key.
+and ``$OMNI_WORK`` override ``data_root`` and ``work_dir``. The file is read through
+``omni_data.typedconfig``: unknown or missing keys and wrong types are one error naming the file
+and every key.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
+from omni_data.typedconfig import Check, from_mapping
+from omni_data.yamlfile import load_yaml
+
 DEFAULT = Path(__file__).resolve().parent / "config" / "corpus.yaml"
-_TOP = {"data_root", "work_dir", "store", "ingest", "datasets", "bridge", "train"}
-_DATASET = {"name", "source", "tasks", "weight", "recomputed"}
-_INGEST = {"shard_size", "jobs", "cores_per_job", "processes_per_job", "memory", "walltime", "max_parallel_datasets"}
-_BRIDGE = {"fraction", "min_per_task", "descriptor", "protocol", "jobs_per_array_task", "array_parallel"}
-_TRAIN = {"preset", "nodes", "gpus_per_node", "task_l2", "stages"}
-_STAGE = {"name", "datasets", "epochs", "steps"}
+
+
+def _non_negative(value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"must be a number >= 0, got {value!r}")
 
 
 @dataclass
@@ -36,8 +40,63 @@ class Dataset:
     name: str
     source: str
     tasks: list[str]
-    weight: float
+    weight: Annotated[float, Check(_non_negative)]
     recomputed: bool = False
+
+
+@dataclass
+class IngestSettings:
+    """Dask-jobqueue settings of the ingest array (every key required)."""
+
+    shard_size: int
+    jobs: int
+    cores_per_job: int
+    processes_per_job: int
+    memory: str
+    walltime: str
+    max_parallel_datasets: int
+
+
+@dataclass
+class BridgeSettings:
+    """How the bridge set is selected and recomputed (every key required)."""
+
+    fraction: float
+    min_per_task: int
+    descriptor: str
+    protocol: str
+    jobs_per_array_task: int
+    array_parallel: int
+
+
+@dataclass
+class StageSettings:
+    name: str
+    datasets: list[str]
+    epochs: int = 0
+    steps: int = 0
+
+
+@dataclass
+class TrainSettings:
+    preset: str
+    nodes: int
+    gpus_per_node: int
+    task_l2: float
+    stages: list[StageSettings]
+
+
+@dataclass
+class CorpusFile:
+    """The corpus YAML as written (``omni_data.typedconfig`` checks keys and types)."""
+
+    data_root: str
+    work_dir: str
+    store: str
+    ingest: IngestSettings
+    datasets: list[Dataset]
+    bridge: BridgeSettings
+    train: TrainSettings
 
 
 @dataclass
@@ -63,50 +122,38 @@ class Corpus:
         return self.resolve(self.work_dir, self.store)
 
 
-def _check(where: str, data: Any, allowed: set[str], required: set[str]) -> dict:
+def _cross_problems(data: Any) -> list[str]:
+    """Problems across keys: repeated dataset names, stages naming unknown datasets, epochs xor steps."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: must be a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            raise ValueError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-    for key in required:
-        if key not in data:
-            raise ValueError(f"{where}: key {key!r} is required")
-    return data
+        return []
+    names = [d.get("name") for d in data.get("datasets") or [] if isinstance(d, dict)]
+    problems = [f"key 'datasets': dataset names repeat: {names}"] if len(set(names)) != len(names) else []
+    stages = (data.get("train") or {}).get("stages") if isinstance(data.get("train"), dict) else None
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        if not isinstance(stage, dict):
+            continue
+        unknown = set(stage.get("datasets") or []) - set(names)
+        if unknown:
+            problems.append(f"key 'train.stages[{i}].datasets': unknown {sorted(unknown)}")
+        if bool(stage.get("epochs")) == bool(stage.get("steps")):
+            problems.append(f"key 'train.stages[{i}]' needs exactly one of epochs or steps")
+    return problems
 
 
 def load_corpus(path: str | Path | None = None) -> Corpus:
     """Parse and validate the corpus YAML; environment overrides for data_root and work_dir."""
     path = Path(path or os.environ.get("OMNI_CORPUS") or DEFAULT)
-    data = _check(str(path), yaml.safe_load(path.read_text(encoding="utf-8")), _TOP, _TOP)
-    datasets = []
-    for i, raw in enumerate(data["datasets"]):
-        d = _check(f"{path}: datasets[{i}]", raw, _DATASET, {"name", "source", "tasks", "weight"})
-        if not (isinstance(d["weight"], (int, float)) and d["weight"] >= 0):
-            raise ValueError(f"{path}: datasets[{i}].weight must be a number >= 0")
-        datasets.append(Dataset(d["name"], d["source"], list(d["tasks"]), float(d["weight"]), bool(d.get("recomputed"))))
-    names = [d.name for d in datasets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: dataset names repeat: {names}")
-    _check(f"{path}: ingest", data["ingest"], _INGEST, _INGEST)
-    _check(f"{path}: bridge", data["bridge"], _BRIDGE, _BRIDGE)
-    train = _check(f"{path}: train", data["train"], _TRAIN, _TRAIN)
-    for i, stage in enumerate(train["stages"]):
-        _check(f"{path}: train.stages[{i}]", stage, _STAGE, {"name", "datasets"})
-        unknown = set(stage["datasets"]) - set(names)
-        if unknown:
-            raise ValueError(f"{path}: train.stages[{i}].datasets: unknown {sorted(unknown)}")
-        if bool(stage.get("epochs")) == bool(stage.get("steps")):
-            raise ValueError(f"{path}: train.stages[{i}] needs exactly one of epochs or steps")
+    data = load_yaml(path, ValueError)
+    parsed = from_mapping(CorpusFile, data, str(path), ValueError, extra=_cross_problems(data))
     return Corpus(
         path=str(path),
-        data_root=os.environ.get("OMNI_DATA_ROOT") or data["data_root"],
-        work_dir=os.environ.get("OMNI_WORK") or data["work_dir"],
-        store=data["store"],
-        ingest=data["ingest"],
-        datasets=datasets,
-        bridge=data["bridge"],
-        train=train,
+        data_root=os.environ.get("OMNI_DATA_ROOT") or parsed.data_root,
+        work_dir=os.environ.get("OMNI_WORK") or parsed.work_dir,
+        store=parsed.store,
+        ingest=asdict(parsed.ingest),
+        datasets=parsed.datasets,
+        bridge=asdict(parsed.bridge),
+        train=asdict(parsed.train),
     )
 
 
@@ -183,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--run-dir", default=None, help="omni-train run.out_dir (default WORK/train)")
     args = parser.parse_args(argv)
-    corpus = load_corpus(args.corpus)
+    try:
+        corpus = load_corpus(args.corpus)
+    except (ValueError, OSError) as exc:  # one line naming the file and keys, no traceback
+        print(f"corpus.py: error: {exc}", file=sys.stderr)
+        return 2
     if args.cmd in ("count", "names"):
         chosen = corpus.ingest_datasets() if args.ingest else corpus.datasets
         print(len(chosen) if args.cmd == "count" else "\n".join(d.name for d in chosen))

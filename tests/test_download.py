@@ -1,4 +1,5 @@
-"""omni-data download against an HTTP server on loopback: sha256 check, resume with Range."""
+"""omni-data download against an HTTP server on loopback: md5 and sha256 checks, resume with Range,
+split/subset selection, the dry run and the one-line mismatch error."""
 from __future__ import annotations
 
 import hashlib
@@ -8,9 +9,17 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import yaml
 
-from omni_data.download import DownloadError, fetch_file
-from omni_data.manifest import SourceFile
+from omni_data.cli.main import main
+from omni_data.download import (
+    DownloadError,
+    describe_plan,
+    fetch_file,
+    fetch_manifest,
+    where_to_put,
+)
+from omni_data.manifest import ManifestError, SourceFile, load_manifest, parse_manifest
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -88,3 +97,122 @@ def test_download_names_missing_url(tmp_path):
 def test_download_404_names_file(server, tmp_path):
     with pytest.raises(DownloadError, match="missing.bin: download from .* failed"):
         fetch_file(SourceFile(name="missing.bin", url=f"{server}/missing.bin"), tmp_path)
+
+
+# --- md5 or sha256, split/subset selection, the CLI and its dry run (issue 21, items 2 and 4) -----
+
+SMALL = bytes(range(251)) * 1000  # 251,000 bytes
+
+
+def test_download_checks_md5(server, tmp_path):
+    digest = hashlib.md5(PAYLOAD).hexdigest()
+    entry = SourceFile(name="data.bin", url=f"{server}/data.bin", size_bytes=len(PAYLOAD), md5=digest.upper())
+    got = fetch_file(entry, tmp_path)
+    assert (got.algorithm, got.digest) == ("md5", digest)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+
+
+def test_md5_mismatch_is_one_line_naming_the_file_and_removes_the_bad_copy(server, tmp_path):
+    entry = SourceFile(name="data.bin", url=f"{server}/data.bin", md5="0" * 32)
+    with pytest.raises(DownloadError) as info:
+        fetch_file(entry, tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"data.bin: md5 {hashlib.md5(PAYLOAD).hexdigest()} does not match the manifest's {'0' * 32}")
+    assert "run again to fetch it afresh" in message
+    assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.bin.part").exists()
+
+
+def test_a_release_name_outside_the_folder_is_refused(server, tmp_path):
+    with pytest.raises(DownloadError, match="relative path inside the download folder"):
+        fetch_file(SourceFile(name="../evil.bin", url=f"{server}/data.bin"), tmp_path / "dl")
+    assert not (tmp_path / "evil.bin").exists()
+
+
+def _release(tmp_path: Path, server: str) -> Path:
+    """A manifest whose three release files live on the loopback server (md5, sha256, size only)."""
+    srv = tmp_path / "srv"
+    files = {"train/rattled-300.tar.gz": SMALL, "train/rattled-500.tar.gz": SMALL[::-1], "val/rattled-300.tar.gz": SMALL[:1000]}
+    for name, data in files.items():
+        (srv / name).parent.mkdir(parents=True, exist_ok=True)
+        (srv / name).write_bytes(data)
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data.update(name="toyrel", dataset="toyrel", files=[
+        {"name": "train/rattled-300.tar.gz", "url": f"{server}/train/rattled-300.tar.gz", "size_bytes": len(SMALL),
+         "md5": hashlib.md5(SMALL).hexdigest(), "split": "train", "subset": "rattled-300"},
+        {"name": "train/rattled-500.tar.gz", "url": f"{server}/train/rattled-500.tar.gz", "size_bytes": len(SMALL),
+         "sha256": hashlib.sha256(SMALL[::-1]).hexdigest(), "split": "train", "subset": "rattled-500"},
+        {"name": "val/rattled-300.tar.gz", "url": f"{server}/val/rattled-300.tar.gz", "size_bytes": 1000,
+         "split": "val", "subset": "rattled-300"},
+    ])
+    path = tmp_path / "toyrel.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_split_and_subset_pick_exactly_those_files(server, tmp_path):
+    m = load_manifest(_release(tmp_path, server))
+    dest = tmp_path / "out"
+    got = fetch_manifest(m, dest, splits=("train",), subsets=("rattled-300",))
+    assert [f.name for f in got] == ["train/rattled-300.tar.gz"] and got[0].algorithm == "md5"
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == ["train/rattled-300.tar.gz"]
+    got = fetch_manifest(m, dest, splits=("train",))
+    assert [(f.name, f.skipped, f.algorithm) for f in got] == [
+        ("train/rattled-300.tar.gz", True, "md5"), ("train/rattled-500.tar.gz", False, "sha256")]
+    assert (dest / "train/rattled-500.tar.gz").read_bytes() == SMALL[::-1]
+    assert [f.name for f in m.select_files(subsets=("rattled-300",))] == ["train/rattled-300.tar.gz", "val/rattled-300.tar.gz"]
+    with pytest.raises(ManifestError, match=r"no split 'test' in manifest 'toyrel' \(its splits: train, val\)"):
+        m.select_files(splits=("test",))
+    with pytest.raises(ManifestError, match=r"no subset 'rattled-1000' .* \(its subsets: rattled-300, rattled-500\)"):
+        m.select_files(subsets=("rattled-1000",))
+
+
+def test_cli_download_dry_run_lists_files_and_total_then_fetches(server, tmp_path, capsys):
+    path = _release(tmp_path, server)
+    dest = tmp_path / "out"
+    assert main(["download", str(path), "--split", "train", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[:2]] == [["train/rattled-300.tar.gz", "train", "rattled-300"],
+                                                        ["train/rattled-500.tar.gz", "train", "rattled-500"]]
+    assert "251.0 kB" in lines[0] and "md5" in lines[0] and "sha256" in lines[1]
+    assert lines[2] == "total: 2 files, 502.0 kB"
+    assert not dest.exists()
+    assert main(["download", str(path), "--subset", "rattled-300", "--split", "val", "--out", str(dest), "--no-progress"]) == 0
+    assert (dest / "val/rattled-300.tar.gz").read_bytes() == SMALL[:1000]
+    assert not (dest / "train").exists()
+    capsys.readouterr()
+    assert main(["download", str(path), "--split", "val", "--dry-run", "--out", str(dest)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("(present)")
+
+
+def test_cli_download_mismatch_is_one_line_exit_1(server, tmp_path, capsys):
+    path = _release(tmp_path, server)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["files"][0]["md5"] = "f" * 32
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert main(["download", str(path), "--subset", "rattled-300", "--split", "train", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("omni-data download: error: train/rattled-300.tar.gz: md5 ")
+
+
+def test_describe_plan_counts_unknown_sizes():
+    files = [SourceFile(name="a", url="u", size_bytes=1_500_000_000, sha256="x"), SourceFile(name="b", url="v")]
+    lines = describe_plan(files)
+    assert lines[-1] == "total: 2 files, 1.5 GB (+ 1 file of unknown size)"
+    assert "no checksum" in lines[1] and "size unknown" in lines[1]
+
+
+def test_where_to_put_names_folder_and_download_command(tmp_path, monkeypatch):
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data["files"] = [{"name": "mad.xyz", "url": "https://example.org/mad.xyz"}]
+    m = parse_manifest(data, "mad.yaml")
+    monkeypatch.setenv("OMNI_DATA_ROOT", str(tmp_path))
+    assert where_to_put(m) == (f"no local copy of mad: put the release files under {tmp_path / 'mad'} or run "
+                               f"`omni-data download mad --out {tmp_path / 'mad'}`, then "
+                               f"`omni-data ingest mad --source {tmp_path / 'mad'}`")
+    monkeypatch.delenv("OMNI_DATA_ROOT")
+    data.update(files=[], url="https://example.org/mad")
+    m = parse_manifest(data, "mad.yaml")
+    assert where_to_put(m) == ("no local copy of mad: fetch its release files from https://example.org/mad "
+                               "into ./mad, then `omni-data ingest mad --source ./mad`")

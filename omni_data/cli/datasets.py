@@ -1,9 +1,11 @@
-"""``omni-data datasets``: every manifest with task, level of theory, size, format, licence, local copy."""
+"""``omni-data datasets``: every manifest with task, level of theory, size, download size, format,
+licence and local copy."""
 from __future__ import annotations
 
 import argparse
 import json
 
+from omni_data.download import human_bytes
 from omni_data.manifest import list_manifests, load_manifest, manifest_dir
 from omni_data.sources import local_source
 
@@ -34,6 +36,10 @@ def rows() -> list[dict]:
                 "task": ",".join(m.tasks),
                 "level_of_theory": _theory(m.level_of_theory),
                 "structures": m.size.get("structures"),
+                "files": len(m.files),
+                "download_bytes": m.download_bytes,
+                "download_known": sum(f.size_bytes is not None for f in m.files),
+                "download_known_bytes": sum(f.size_bytes or 0 for f in m.files),
                 "format": m.format,
                 "licence": m.licence,
                 "local": str(local) if local else "",
@@ -42,13 +48,33 @@ def rows() -> list[dict]:
     return out
 
 
+def download_cell(row: dict) -> str:
+    """``12.3 GB`` (all sizes known), ``>= 1.2 GB (3/5 sizes)``, ``? (2 files)`` or ``-`` (no files listed)."""
+    if not row["files"]:
+        return "-"
+    if row["download_bytes"] is not None:
+        return human_bytes(row["download_bytes"])
+    n = row["files"]
+    if not row["download_known"]:
+        return f"? ({n} file{'s' if n != 1 else ''})"
+    return f">= {human_bytes(row['download_known_bytes'])} ({row['download_known']}/{n} sizes)"
+
+
+def _cell(row: dict, header: str) -> str:
+    if header == "download":
+        return download_cell(row)
+    if header == "structures" and row[header]:
+        return f"{row[header]:,}"
+    return str(row[header] or "-")
+
+
 def run(args: argparse.Namespace) -> int:
     table = rows()
     if args.json:
         print(json.dumps(table, indent=2))
         return 0
-    header = ["name", "task", "level_of_theory", "structures", "format", "licence", "local"]
-    cells = [[("{:,}".format(r[h]) if h == "structures" and r[h] else str(r[h] or "-")) for h in header] for r in table]
+    header = ["name", "task", "level_of_theory", "structures", "download", "format", "licence", "local"]
+    cells = [[_cell(r, h) for h in header] for r in table]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for c in cells:

@@ -1,26 +1,39 @@
-"""``omni-data download NAME --out DIR``: fetch a manifest's files with sha256 check and resume."""
+"""``omni-data download NAME [--split S ...] [--subset X ...] --out DIR [--dry-run]``: fetch a
+dataset's release files with progress, resume and md5/sha256 check (``omni_data.download``)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from omni_data.download import fetch_manifest
+from omni_data.download import describe_plan, fetch_manifest, human_bytes, plan
 from omni_data.manifest import load_manifest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="manifest name (see omni-data datasets) or manifest YAML path")
-    parser.add_argument("--out", required=True, type=Path, help="directory to download into")
+    parser.add_argument("name", help="dataset name (see omni-data datasets) or manifest YAML path")
+    parser.add_argument("--split", action="extend", nargs="+", default=[], metavar="SPLIT",
+                        help="only files of these splits (train, val, test, all as the publisher lists them)")
+    parser.add_argument("--subset", action="extend", nargs="+", default=[], metavar="SUBSET",
+                        help="only files of these subsets (e.g. OMat24 rattled-300)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="folder to download into (required unless --dry-run)")
+    parser.add_argument("--dry-run", action="store_true", help="print the files and their total size; fetch nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.name)
+    files = plan(manifest, tuple(args.split), tuple(args.subset))  # an unknown split/subset: exit 2
+    if args.dry_run:
+        print("\n".join(describe_plan(files, args.out)))
+        return 0
+    if args.out is None:
+        raise ValueError("--out DIR is required (or --dry-run to see what would be fetched)")
     from tqdm import tqdm
 
-    manifest = load_manifest(args.name)
-    total = sum(f.size_bytes or 0 for f in manifest.files) or None
-    with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name) as bar:
-        fetched = fetch_manifest(manifest, args.out, progress=bar.update)  # DownloadError: exit 1
-    for f in fetched:
+    total = sum(f.size_bytes or 0 for f in files) or None
+    with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name, disable=args.no_progress) as bar:
+        fetched = fetch_manifest(manifest, args.out, bar.update, tuple(args.split), tuple(args.subset))
+    for f in fetched:  # a DownloadError above ends the command with one line, exit 1
         state = "already present" if f.skipped else (f"resumed at {f.resumed_from} B" if f.resumed_from else "downloaded")
-        print(f"{f.path}  {f.bytes} B  sha256 {f.sha256}  ({state})")
+        print(f"{f.path}  {human_bytes(f.bytes)}  {f.algorithm} {f.digest}  ({state})")
     return 0

@@ -17,8 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("omni_data.cli.export", "write a store as extxyz or aselmdb for other trainers"),
     "verify": ("omni_data.cli.verify", "check every shard's sha256 and record counts"),
     "index": ("omni_data.cli.index", "index the store's ids so store.get(id) is one lookup"),
-    "datasets": ("omni_data.cli.datasets", "list the dataset manifests"),
-    "download": ("omni_data.cli.download", "fetch a manifest's files with sha256 check and resume"),
+    "datasets": ("omni_data.cli.datasets", "list known datasets: size, download size, licence, local copy"),
+    "download": ("omni_data.cli.download", "fetch a dataset's release files (resume, checksums, --dry-run)"),
+    "manifest": ("omni_data.cli.manifest", "draft a manifest from your own file, or check one"),
     "references": ("omni_data.cli.references", "fit per-task elemental reference energies"),
     "filter": ("omni_data.cli.filter", "apply manifest filters to a store (drops go to quarantine)"),
     "dedup": ("omni_data.cli.dedup", "find duplicate frames within and across datasets"),
@@ -35,8 +36,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DESCRIPTION = """\
+Gather atomistic datasets (public ones and your own files) into one store of
+energies, forces and stresses, pick a bridging set to recompute, and export it
+for training."""
+EPILOG = """first steps:
+  omni-data datasets                                  what is known, and what is on this machine
+  omni-data download NAME --out DIR                   fetch a dataset's release files
+  omni-data ingest NAME --source DIR --out STORE      read them into a store
+  omni-data manifest draft FILE --out my.yaml         describe your own file, then ingest my.yaml
+  omni-data info STORE                                what the store holds
+
+`omni-data COMMAND --help` explains each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="omni-data", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="omni-data", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="omni 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():

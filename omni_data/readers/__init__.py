@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -124,34 +125,60 @@ class ReaderModule(Protocol):
     def read(self, part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]: ...
 
 
+COMMON_OPTIONS: dict[str, str] = {
+    "root": "folder the ids' file part is relative to (set by ingest to the --source folder)",
+}
+"""``ReadOptions.options`` every reader understands (``_common.source_label``)."""
+
+
 @dataclass(frozen=True)
 class ReaderSpec:
-    """One row of the formats table."""
+    """One row of the formats table. ``options``: the manifest ``reader_options`` this reader reads
+    (name -> what it does), besides ``COMMON_OPTIONS``; any other option is a manifest error."""
 
     name: str
     module: str
     globs: tuple[str, ...]
     description: str
     magic: bytes | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """Every option name a manifest may give this reader (its own and ``COMMON_OPTIONS``)."""
+        return tuple(sorted({name for name, _ in self.options} | set(COMMON_OPTIONS)))
 
 
-def _spec(name: str, globs: tuple[str, ...], description: str, magic: bytes | None = None) -> ReaderSpec:
-    return ReaderSpec(name, f"omni_data.readers.{name}", globs, description, magic)
+def _spec(name: str, globs: tuple[str, ...], description: str, magic: bytes | None = None,
+          options: dict[str, str] | None = None) -> ReaderSpec:
+    return ReaderSpec(name, f"omni_data.readers.{name}", globs, description, magic, tuple((options or {}).items()))
 
 
 READERS: dict[str, ReaderSpec] = {
     s.name: s
     for s in [
-        _spec("extxyz", ("*.extxyz", "*.xyz", "*.extxyz.xz", "*.xyz.xz", "*.extxyz.gz"), "extended XYZ (ASE/MACE/OC20 S2EF)"),
+        _spec("extxyz", ("*.extxyz", "*.xyz", "*.extxyz.xz", "*.xyz.xz", "*.extxyz.gz"), "extended XYZ (ASE/MACE/OC20 S2EF)",
+              options={"sidecar_txt": "true: read each frame's OC20 system id/frame/reference energy from <stem>.txt",
+                       "plain_xyz": "'sgdml': plain XYZ whose comment line is a bare energy and columns 5-7 forces"}),
         _spec("asedb", ("*.db",), "ASE database (sqlite)", b"SQLite format 3\x00"),
         _spec("aselmdb", ("*.aselmdb",), "fairchem ASE-on-LMDB (OMat24, sAlex, OMol25, ODAC)"),
-        _spec("vasp", ("vasprun.xml", "*vasprun.xml", "*vasprun.xml.gz", "OUTCAR", "*OUTCAR", "OUTCAR.gz"), "VASP vasprun.xml / OUTCAR, one record per ionic step"),
+        _spec("vasp", ("vasprun.xml", "*vasprun.xml", "*vasprun.xml.gz", "OUTCAR", "*OUTCAR", "OUTCAR.gz"), "VASP vasprun.xml / OUTCAR, one record per ionic step",
+              options={"keep_unconverged": "true: keep ionic steps whose electronic loop did not converge",
+                       "job_json": "true: link each result to the job.json beside it (omni-data emit-jobs folders)"}),
         _spec("mptrj_json", ("MPtrj*.json", "*mptrj*.json"), "MPtrj nested JSON (mp-id -> frame-id -> record), streamed"),
         _spec("matpes_json", ("MatPES*.json.gz", "*matpes*.json.gz", "*matpes*.json", "MatPES*.jsonl", "MatPES*.jsonl.gz", "*matpes*.jsonl"), "MatPES gzipped JSON list or JSON lines"),
         _spec("pyg_lmdb", ("*.lmdb",), "LMDB of pickled torch_geometric Data / dicts (OC20, OC22, ODAC23)"),
-        _spec("spice_hdf5", ("SPICE*.hdf5", "*SPICE*.hdf5", "*spice*.hdf5"), "SPICE HDF5 (atomic units, gradients)"),
-        _spec("ani_hdf5", ("ani*.h5", "ANI*.h5", "*ani*.hdf5", "*ani*.h5", "*ANI*.hdf5", "*transition1x*.h5", "Transition1x*.h5"), "ANI-1x/ANI-2x/Transition1x HDF5"),
-        _spec("qcml", ("*.tfrecord", "*.tfrecord.gz", "*.tfrecord-*"), "QCML TFRecord shards"),
+        _spec("spice_hdf5", ("SPICE*.hdf5", "*SPICE*.hdf5", "*spice*.hdf5"), "SPICE HDF5 (atomic units, gradients)",
+              options={"energy": "HDF5 dataset holding the energy (default dft_total_energy)",
+                       "gradient": "HDF5 dataset holding the gradient (default dft_total_gradient)",
+                       "subsets": "list of SPICE subset names to keep (default all)"}),
+        _spec("ani_hdf5", ("ani*.h5", "ANI*.h5", "*ani*.hdf5", "*ani*.h5", "*ANI*.hdf5", "*transition1x*.h5", "Transition1x*.h5"), "ANI-1x/ANI-2x/Transition1x HDF5",
+              options={"level": "level of theory to read (default wb97x_dz; Transition1x: its own)",
+                       "energy": "HDF5 dataset holding energies (default energies)",
+                       "forces": "HDF5 dataset holding forces (default forces)"}),
+        _spec("qcml", ("*.tfrecord", "*.tfrecord.gz", "*.tfrecord-*"), "QCML TFRecord shards",
+              options={"force_unit": "unit of the force arrays when not energy/length, e.g. hartree/bohr",
+                       "verify_crc": "false: skip the TFRecord CRC checks (default true)"}),
     ]
 }
 

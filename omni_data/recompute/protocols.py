@@ -4,30 +4,35 @@ A protocol says how a selected structure is recomputed: by VASP through one of p
 sets (plus INCAR overrides), or locally by tblite / PySCF. Like pymatgen's set YAMLs, a file may
 name a ``PARENT`` protocol whose keys it deep-merges over (an INCAR value of ``null`` removes that
 tag from the pymatgen set's INCAR, as pymatgen's ``user_incar_settings`` does).
-Validation happens once here: unknown keys raise ``ProtocolError`` naming the file and the key.
+Validation happens once here, through ``omni_data.typedconfig``: each file's keys and types are
+checked before merging (so an error names the file that holds the typo), the merged mapping is
+then built into ``Protocol``; every problem raises one ``ProtocolError`` naming the file and keys.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 
 from omni_data.manifest import manifest_dir
+from omni_data.typedconfig import Check, check_partial, from_mapping, internal
 from omni_data.yamlfile import load_yaml
 
 Engine = Literal["vasp", "tblite", "pyscf"]
-ENGINES: tuple[str, ...] = ("vasp", "tblite", "pyscf")
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 # pymatgen input sets a protocol may build on (a table, not getattr on user text).
-INPUT_SETS: tuple[str, ...] = ("MPStaticSet", "MPRelaxSet", "MPScanStaticSet", "MatPESStaticSet")
+InputSet = Literal["MPStaticSet", "MPRelaxSet", "MPScanStaticSet", "MatPESStaticSet"]
+INPUT_SETS: tuple[str, ...] = get_args(InputSet)
 
-_TOP_KEYS = {"PARENT", "engine", "description", "task", "vasp", "molecule", "method"}
-_VASP_KEYS = {"input_set", "set_kwargs", "incar", "kpoints", "potcar_spec_without_psp_dir", "use_record_magmoms"}
-_MOLECULE_KEYS = {"policy", "vacuum", "cubic", "charged", "incar"}
-_METHOD_KEYS = {"name", "options"}
+
+def _positive_angstrom(value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"must be > 0 Å, got {value}")
 
 
 class ProtocolError(ValueError):
@@ -45,7 +50,7 @@ class MoleculePolicy:
     """
 
     policy: Literal["box", "refuse"] = "box"
-    vacuum: float = 10.0
+    vacuum: Annotated[float, Check(_positive_angstrom)] = 10.0
     cubic: bool = True
     charged: Literal["refuse", "nelect"] = "refuse"
     incar: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +60,7 @@ class MoleculePolicy:
 class VaspSettings:
     """Which pymatgen input set, its keyword arguments and our INCAR/KPOINTS overrides."""
 
-    input_set: str
+    input_set: InputSet
     set_kwargs: dict[str, Any] = field(default_factory=dict)
     incar: dict[str, Any] = field(default_factory=dict)
     kpoints: dict[str, Any] | None = None
@@ -78,11 +83,11 @@ class Protocol:
     ``task`` names the existing task whose level of theory the protocol reproduces (e.g. ``mpa``
     for mp-pbe-static); the collected records themselves go to the bridge task."""
 
-    name: str
-    engine: str
-    description: str
-    task: str
-    path: str
+    engine: Engine
+    description: str = ""
+    task: str = "bridge"
+    name: str = internal()
+    path: str = internal()
     vasp: VaspSettings | None = None
     molecule: MoleculePolicy = field(default_factory=MoleculePolicy)
     method: Method | None = None
@@ -136,23 +141,14 @@ def load_raw(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dic
     data = load_yaml(path, ProtocolError) or {}
     if not isinstance(data, dict):
         raise ProtocolError(f"{path}: top level must be a mapping")
-    _check_keys(data, _TOP_KEYS, path, "")
-    for section, allowed in (("vasp", _VASP_KEYS), ("molecule", _MOLECULE_KEYS), ("method", _METHOD_KEYS)):
-        if data.get(section) is not None:
-            if not isinstance(data[section], dict):
-                raise ProtocolError(f"{path}: '{section}' must be a mapping")
-            _check_keys(data[section], allowed, path, section + ".")
     parent = data.pop("PARENT", None)
+    if parent is not None and not isinstance(parent, str):
+        raise ProtocolError(f"{path}: key 'PARENT' must be a protocol name, got {parent!r}")
+    check_partial(Protocol, data, str(path), ProtocolError)  # this file's own keys, before merging
     if parent is None:
         return data, path
     merged_parent, _ = load_raw(str(parent), _seen + (str(path.resolve()),))
     return _deep_merge(merged_parent, data), path
-
-
-def _check_keys(data: dict[str, Any], allowed: set[str], path: Path, prefix: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ProtocolError(f"{path}: unknown key '{prefix}{key}' (allowed: {', '.join(sorted(allowed))})")
 
 
 def load_protocol(name_or_path: str | Path) -> Protocol:
@@ -162,63 +158,20 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
 
 
 def parse_protocol(data: dict[str, Any], path: Path) -> Protocol:
-    """Validate a merged mapping into a ``Protocol``; errors name ``path`` and the key."""
+    """Validate a merged mapping into a ``Protocol``; errors name ``path`` and the keys."""
     engine = data.get("engine")
-    if engine not in ENGINES:
-        raise ProtocolError(f"{path}: key 'engine' must be one of {', '.join(ENGINES)}, got {engine!r}")
-    vasp = None
-    method = None
-    if engine == "vasp":
-        raw = data.get("vasp") or {}
-        input_set = raw.get("input_set")
-        if input_set not in INPUT_SETS:
-            raise ProtocolError(f"{path}: key 'vasp.input_set' must be one of {', '.join(INPUT_SETS)}, got {input_set!r}")
-        for key in ("set_kwargs", "incar"):
-            if not isinstance(raw.get(key) or {}, dict):
-                raise ProtocolError(f"{path}: key 'vasp.{key}' must be a mapping")
-        vasp = VaspSettings(
-            input_set=input_set,
-            set_kwargs=dict(raw.get("set_kwargs") or {}),
-            incar={str(k).upper(): v for k, v in (raw.get("incar") or {}).items()},
-            kpoints=raw.get("kpoints"),
-            potcar_spec_without_psp_dir=bool(raw.get("potcar_spec_without_psp_dir", True)),
-            use_record_magmoms=bool(raw.get("use_record_magmoms", False)),
-        )
-    else:
-        raw = data.get("method") or {}
-        if not raw.get("name"):
-            raise ProtocolError(f"{path}: key 'method.name' is required for engine {engine}")
-        method = Method(name=str(raw["name"]), options=dict(raw.get("options") or {}))
-    mol = data.get("molecule") or {}
-    policy = mol.get("policy", "box")
-    if policy not in ("box", "refuse"):
-        raise ProtocolError(f"{path}: key 'molecule.policy' must be box or refuse, got {policy!r}")
-    charged = mol.get("charged", "refuse")
-    if charged not in ("refuse", "nelect"):
-        raise ProtocolError(f"{path}: key 'molecule.charged' must be refuse or nelect, got {charged!r}")
-    try:
-        vacuum = float(mol.get("vacuum", 10.0))
-    except (TypeError, ValueError):
-        raise ProtocolError(f"{path}: key 'molecule.vacuum' must be a number (Å)") from None
-    if not vacuum > 0:
-        raise ProtocolError(f"{path}: key 'molecule.vacuum' must be > 0 Å, got {vacuum}")
-    molecule = MoleculePolicy(
-        policy=policy,
-        vacuum=vacuum,
-        cubic=bool(mol.get("cubic", True)),
-        charged=charged,
-        incar={str(k).upper(): v for k, v in (mol.get("incar") or {}).items()},
-    )
-    return Protocol(
-        name=path.stem,
-        engine=engine,
-        description=str(data.get("description", "")),
-        task=str(data.get("task", "bridge")),
-        path=str(path),
-        vasp=vasp,
-        molecule=molecule,
-        method=method,
-    )
+    extra = []
+    if engine == "vasp" and data.get("vasp") is None:  # a vasp mapping without input_set: from_mapping says so
+        extra.append(f"key 'vasp.input_set' is required for engine vasp (one of {', '.join(INPUT_SETS)})")
+    if engine in ENGINES and engine != "vasp" and data.get("method") is None:
+        extra.append(f"key 'method.name' is required for engine {engine}")
+    p = from_mapping(Protocol, data, str(path), ProtocolError, extra=extra)
+    vasp = p.vasp if p.engine == "vasp" else None
+    if vasp is not None:
+        vasp = dataclasses.replace(vasp, incar={str(k).upper(): v for k, v in vasp.incar.items()})
+    molecule = dataclasses.replace(p.molecule, incar={str(k).upper(): v for k, v in p.molecule.incar.items()})
+    return dataclasses.replace(p, name=path.stem, path=str(path), vasp=vasp, molecule=molecule,
+                               method=p.method if p.engine != "vasp" else None)
 
 
 # --- level-of-theory verification at collect time (used by ``recompute.verify``) ----------------

@@ -66,3 +66,26 @@ def test_main_prints_manifest_error_as_one_error_line(tmp_path, monkeypatch, cap
     assert main(["datasets"]) == 2
     err = capsys.readouterr().err
     assert err == f"omni-data datasets: error: {path}:3: not valid YAML: key 'a' given twice (first on line 1) (column 1)\n"
+
+
+def test_manifest_key_map_typo_ends_ingest_with_one_line_naming_file_and_key(tmp_path, monkeypatch, capsys):
+    """``key_map: {enrgy: ...}`` used to load and leave the reader guessing; now it stops the command."""
+    import yaml
+
+    from omni_data.cli.main import main
+
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data["key_map"] = {"enrgy": "REF_energy", "forces": "REF_forces"}
+    data["reader_options"] = {"sidecar": True}
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "mad.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("OMNI_MANIFESTS", str(manifests))
+    monkeypatch.setenv("OMNI_SOURCES", str(tmp_path / "none.yaml"))
+    assert main(["ingest", "mad", "--source", str(tmp_path), "--out", str(tmp_path / "st"), "--no-cluster"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"omni-data ingest: error: {manifests / 'mad.yaml'}: key 'key_map.enrgy': unknown key_map key "
+                          "(did you mean 'energy'?")
+    assert "key 'reader_options.sidecar': the extxyz reader has no such option" in err
+    assert not (tmp_path / "st").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from omni_data.cli.main import main
 
@@ -24,3 +25,58 @@ def test_datasets_table_prints(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:2] == ["name", "task"]
     assert "matpes_r2scan" in out
+
+
+def _manifest_dir(tmp_path, files):
+    """A manifests folder holding one manifest: mad's, with ``files``."""
+    import yaml
+
+    from omni_data.manifest import load_manifest
+
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data["files"] = files
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "mad.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def test_datasets_shows_total_download_size(tmp_path, monkeypatch, capsys):
+    files = [{"name": "a.xyz", "url": "https://example.org/a", "size_bytes": 1_200_000_000, "md5": "0" * 32},
+             {"name": "b.xyz", "url": "https://example.org/b", "size_bytes": 300_000_000, "sha256": "0" * 64}]
+    monkeypatch.setenv("OMNI_MANIFESTS", str(_manifest_dir(tmp_path, files)))
+    monkeypatch.setenv("OMNI_SOURCES", str(tmp_path / "none.yaml"))
+    assert main(["datasets", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["files"], row["download_bytes"]) == (2, 1_500_000_000)
+    assert main(["datasets"]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split()[3:5] == ["structures", "download"]
+    start = header.index("download")
+    assert line[start:].split()[:2] == ["1.5", "GB"]
+
+
+def test_datasets_download_cell_when_sizes_are_missing():
+    from omni_data.cli.datasets import download_cell
+
+    assert download_cell({"files": 0, "download_bytes": None, "download_known": 0, "download_known_bytes": 0}) == "-"
+    assert download_cell({"files": 1, "download_bytes": None, "download_known": 0, "download_known_bytes": 0}) == "? (1 file)"
+    assert download_cell({"files": 5, "download_bytes": None, "download_known": 2,
+                          "download_known_bytes": 2_500_000}) == ">= 2.5 MB (2/5 sizes)"
+
+
+def test_misspelt_dataset_name_suggests_the_known_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["download", "mpttrj", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("omni-data download: error: unknown dataset 'mpttrj' (did you mean 'mptrj'?): ")
+    assert "known: bridge, mad," in err and err.endswith("; no such file either\n")
+
+
+def test_help_opens_with_a_sentence_for_users(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    opening = out.split("\n\n")[1]
+    assert opening.startswith("Gather atomistic datasets (public ones and your own files) into one store")
+    assert "omni-data download NAME --out DIR" in out and "omni-data manifest draft FILE" in out
+    assert "module" not in opening and "add_arguments" not in out
