@@ -4,18 +4,23 @@ extxyz (``ase.io.write``) is what SevenNet and MACE read; ``.aselmdb`` (ase-db-b
 ``LMDBDatabase`` via ``ase.db.connect``) is what fairchem's ``AseDBDataset`` reads. Labels travel
 on a SinglePointCalculator (energy, forces, stress in ASE Voigt/sign, free_energy for
 ``energy_kind == "free"``); id, dataset, task, charge and spin travel in ``info`` / key-value pairs,
-and so does a bridge record's provenance (``recompute.collect.PROVENANCE_KEYS``).
-Both writers go to a temp name and are renamed into place only when complete.
+and so does a bridge record's provenance (``recompute.collect.PROVENANCE_KEYS``). The source's
+own info keys that the reader kept (``metadata["info"]``: ``config_type``, ``smiles``, ...,
+what MACE and wfl weight and filter by) travel too, under their own names; Omni's keys win a clash.
+Both writers go to a temp name in the output's folder and are renamed into place only when
+complete and not empty: a failed or empty export leaves no file behind.
 """
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from omni_data.schema import Record
 
-EXPORT_FORMATS = ("extxyz", "aselmdb")
+OMNI_INFO_KEYS = ("omni_id", "dataset", "task", "energy_kind", "weight", "charge", "spin")
 
 
 def _records(source: Any, task: str | None = None, dataset: str | None = None) -> Iterable[Record]:
@@ -29,8 +34,17 @@ def _atoms(records: Iterable[Record]) -> Iterator[Any]:
 
     for record in records:
         atoms = record_to_atoms(record)
+        atoms.info.update({k: v for k, v in source_info(record).items() if k not in atoms.info})
         atoms.info.update(provenance_info(record))
         yield atoms
+
+
+def source_info(record: Record) -> dict[str, Any]:
+    """The source file's info keys the reader kept (``metadata["info"]``), e.g. ``config_type``."""
+    info = (record.metadata or {}).get("info")
+    if not isinstance(info, dict):
+        return {}
+    return {str(k): v for k, v in info.items() if str(k) not in OMNI_INFO_KEYS and v is not None}
 
 
 def provenance_info(record: Record) -> dict[str, Any]:
@@ -52,7 +66,7 @@ def export_extxyz(source: Any, out: Path, task: str | None = None, dataset: str 
     """Write every record of ``source`` (a Store or view) to one extxyz file; returns the count."""
     from ase.io import write
 
-    out = Path(out)
+    out = _checked_out(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     n = 0
     try:
@@ -69,25 +83,67 @@ def export_extxyz(source: Any, out: Path, task: str | None = None, dataset: str 
                 n += len(batch)
             fh.flush()
             os.fsync(fh.fileno())
+        _nonempty(n, source, task, dataset)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return n
 
 
+def _checked_out(out: Path) -> Path:
+    """``out`` when its folder exists and it is not a folder; else an error naming the folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out}: folder {out.parent} does not exist (create it first)")
+    return out
+
+
+def _nonempty(n: int, source: Any, task: str | None, dataset: str | None) -> None:
+    """ValueError (nothing is written) when the export selected no records."""
+    if n:
+        return
+    where = getattr(source, "path", "export")
+    wanted = ", ".join(f"{k} {v!r}" for k, v in (("task", task), ("dataset", dataset)) if v is not None)
+    if not wanted:
+        raise ValueError(f"{where}: the store holds no records; nothing written")
+    known = _known_values(source)
+    hint = "; ".join(f"{k}s in this store: {', '.join(v) or '-'}" for k, v in known.items())
+    raise ValueError(f"{where}: no records with {wanted}; nothing written" + (f" ({hint})" if hint else ""))
+
+
+def _known_values(source: Any) -> dict[str, list[str]]:
+    """The store's tasks and datasets (its catalog counts) for an error message; {} if unknown."""
+    counts = getattr(getattr(source, "catalog", None), "counts", None)
+    if not isinstance(counts, dict):
+        return {}
+    return {key: sorted(map(str, counts.get(f"by_{key}") or {})) for key in ("task", "dataset")}
+
+
+# ase.db key-value pairs: identifiers that are not ase.db's own columns
+_DB_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def _key_values(atoms: Any) -> dict[str, Any]:
-    info = atoms.info
+    from ase.db.core import reserved_keys
+
     from omni_data.recompute.collect import PROVENANCE_KEYS
 
-    keys = ("omni_id", "dataset", "task", "energy_kind", "weight", "charge", "spin") + PROVENANCE_KEYS
-    return {k: info[k] for k in keys if k in info}
+    info = atoms.info
+    out = {k: info[k] for k in OMNI_INFO_KEYS + PROVENANCE_KEYS if k in info}
+    for key, value in info.items():  # the source's scalar info keys (config_type, ...)
+        if (key not in out and key not in reserved_keys and _DB_KEY.match(key)
+                and isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+            out[key] = value
+    return out
 
 
 def export_aselmdb(source: Any, out: Path, task: str | None = None, dataset: str | None = None) -> int:
     """Write every record of ``source`` to a fairchem-readable ``.aselmdb``; returns the count."""
     import ase.db
 
-    out = Path(out)
+    out = _checked_out(out)
     if out.suffix != ".aselmdb":
         raise ValueError(f"{out}: an aselmdb export must end in .aselmdb (ase.db picks the backend by suffix)")
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
@@ -100,6 +156,7 @@ def export_aselmdb(source: Any, out: Path, task: str | None = None, dataset: str
                 atoms.info.clear()
                 db.write(atoms, key_value_pairs=kv)
                 n += 1
+        _nonempty(n, source, task, dataset)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -108,10 +165,20 @@ def export_aselmdb(source: Any, out: Path, task: str | None = None, dataset: str
     return n
 
 
+Exporter = Callable[[Any, Path, "str | None", "str | None"], int]
+
+# --format name -> writer; ``omni-data export --format`` offers exactly these
+EXPORTERS: dict[str, Exporter] = {
+    "extxyz": export_extxyz,
+    "aselmdb": export_aselmdb,
+}
+EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORTERS)
+
+
 def export_store(source: Any, fmt: str, out: Path, task: str | None = None, dataset: str | None = None) -> int:
-    """Dispatch on ``fmt`` (one of ``EXPORT_FORMATS``)."""
-    if fmt == "extxyz":
-        return export_extxyz(source, out, task, dataset)
-    if fmt == "aselmdb":
-        return export_aselmdb(source, out, task, dataset)
-    raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    """Write ``source`` with the ``EXPORTERS`` entry ``fmt``; returns the number of records."""
+    try:
+        writer = EXPORTERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
+    return writer(source, out, task, dataset)

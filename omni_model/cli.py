@@ -6,17 +6,19 @@
     omni-train CONFIG.yaml ...        (shortcut for ``omni-train train CONFIG.yaml ...``)
 
 A table of commands like ``omni-data``'s; errors follow ``omni_data.cli.errors`` (one line
-``omni-train CMD: error: ...``, exit 2 for usage, 1 for runtime).
+``omni-train CMD: error: ...``, exit 2 for usage, 1 for runtime; Ctrl-C one line, exit 130).
+Training shows its progress (``omni_model.train.progress``): a bar on a terminal, else a line
+``step N/M (p%)  stage S  loss L  elapsed T  ETA T`` every ``run.log_every`` steps.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from omni_data.cli.argtypes import bounded
+from omni_data.cli.argtypes import bounded, out_dir
 from omni_data.cli.errors import OneLineParser, UsageError, run_guarded
 
 THREADS_HELP = ("torch CPU threads (default: $OMP_NUM_THREADS if set, else 1: torch's default of one "
@@ -33,7 +35,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML file (see docs/train-config.md) or a preset name")
     p.add_argument("--store", action="append", default=[],
                    help="override data.store; repeat to train on several stores read as one")
-    p.add_argument("--out", help="override run.out_dir")
+    p.add_argument("--out", type=out_dir, help="override run.out_dir (a new or existing folder)")
     add_threads_argument(p)
 
 
@@ -50,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
         store = args.store[0] if len(args.store) == 1 else list(args.store)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=store))
     if args.out:
-        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=args.out))
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(args.out)))
     validate(cfg, args.config)
     trainer = train(cfg)
     if trainer.dist.is_main:
@@ -121,6 +123,10 @@ def _preset(args: argparse.Namespace) -> int:
 
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 
+# what Ctrl-C prints, per command (``omni-train CMD: ...``)
+INTERRUPTED = {"train": "interrupted; the same command resumes from the last checkpoint-last.pt, if one was "
+                        "written (every run.checkpoint_every steps)"}
+
 # name -> (add_arguments, run, one-line help), like omni_data.cli.main.COMMANDS
 COMMANDS: dict[str, Command] = {
     "train": (_train_arguments, _train, "train an Omni potential from a YAML config (or a preset name)"),
@@ -159,7 +165,7 @@ def _not_a_command(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors follow ``omni_data.cli.errors`` (one line, exit 2 usage / 1 runtime)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     if argv and is_config_shortcut(argv[0]):
         argv = ["train", *argv]
     if not argv:
@@ -175,7 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         add_arguments(parser)
         return run(parser.parse_args(argv[1:]))
 
-    return run_guarded(f"omni-train {name}", command)
+    return run_guarded(f"omni-train {name}", command, interrupted=INTERRUPTED.get(name, "interrupted"))
+
+
+def configure_logging() -> None:
+    """Omni's own messages at INFO on stderr; other libraries' only from WARNING (torch logs its
+    FakeTensor cache statistics at INFO when the process exits)."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("omni_model", "omni_data"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

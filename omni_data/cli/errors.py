@@ -10,7 +10,8 @@ into one line ``PROG CMD: error: MESSAGE`` on stderr and an exit status:
       download, recompute or demo failure (``RuntimeError`` subclasses defined by Omni), a
       missing optional dependency (``ModuleNotFoundError``); a ``ValueError`` inside
       :func:`runtime_phase` (bad data met while working: a refused archive, a damaged shard)
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C), also when a library turned the ``KeyboardInterrupt`` into an error
+      of its own (``caused_by_interrupt``)
 ====  =========================================================================================
 
 Anything else (``TypeError``, ``KeyError``, a plain ``RuntimeError`` from torch, ...) is a bug:
@@ -21,8 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import NoReturn
 
 USAGE, RUNTIME, INTERRUPTED = 2, 1, 130
 OMNI_PACKAGES = ("omni_data", "omni_model")
@@ -93,6 +95,19 @@ def exit_status(exc: BaseException) -> int | None:
     return None
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while handling Ctrl-C (a library turned the
+    ``KeyboardInterrupt`` into its own error, e.g. torch's ``RuntimeError``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line (its type name when the message is empty)."""
     text = " ".join(line for line in str(exc).splitlines() if line.strip())
@@ -113,6 +128,9 @@ def run_guarded(prog: str, command: Callable[[], int | None],
         print(f"{prog}: error: {exc.code}", file=sys.stderr)
         return RUNTIME
     except Exception as exc:
+        if caused_by_interrupt(exc):
+            print(f"{prog}: {interrupted}", file=sys.stderr)
+            return INTERRUPTED
         status = exit_status(exc)
         if status is None:
             raise

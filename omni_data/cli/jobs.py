@@ -1,4 +1,7 @@
-"""``omni-data jobs DIR``: state of recompute jobs (pending/running/done/failed with reasons).
+"""``omni-data jobs DIR``: state of recompute jobs (pending/running/stale/done/failed with reasons).
+
+A job left RUNNING by a local run whose process is gone reads ``stale stale:pid N on HOST is no
+longer running ...`` (``omni_data.recompute.jobs.stale_reason``); ``run-local`` runs it again.
 
 Running jobs and SIGTERM failures are checked against Slurm (``omni_data.recompute.queue``):
 a time limit reads ``failed timeout:...``, an scancel ``failed cancelled:...``, a batch job that
@@ -86,7 +89,7 @@ def reemit_failed(root: Path) -> list[dict]:
     return rows
 
 
-def job_summary(state: "JobState") -> dict:
+def job_summary(state: JobState) -> dict:
     """One job's state with its provenance and history (the ``--json`` line)."""
     job = state.job or {}
     path = state.path
@@ -99,7 +102,7 @@ def job_summary(state: "JobState") -> dict:
             "history": job.get("history") or [], "collected": (path / "COLLECTED").is_file()}
 
 
-def job_line(state: "JobState") -> str:
+def job_line(state: JobState) -> str:
     """``state  job  [reason]  protocol@sha12  [N earlier attempts]  [warnings]`` for the text listing."""
     d = job_summary(state)
     parts = [f"{d['state']:8s} {d['job']}"]

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -135,7 +139,7 @@ def dask_client(config: ClusterConfig) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if config.mode == "scheduler":
-        with Client(config.scheduler) as client:
+        with Client(config.scheduler) as client, _quiet_on_interrupt(client, workers=False):
             yield client
         return
     if config.mode == "slurm":
@@ -143,15 +147,57 @@ def dask_client(config: ClusterConfig) -> Iterator[Any]:
         cluster.scale(jobs=config.slurm.jobs)
     else:
         memory = load_defaults()["local"].get("memory_limit", "auto")
-        cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
-                               processes=True, memory_limit=memory, dashboard_address=":0",
-                               env=worker_thread_env(config.threads_per_worker))
+        with workers_ignore_sigint():
+            cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
+                                   processes=True, memory_limit=memory, dashboard_address=":0",
+                                   env=worker_thread_env(config.threads_per_worker))
     try:
-        with Client(cluster) as client:
+        with Client(cluster) as client, _quiet_on_interrupt(client, workers=True):
             client.register_plugin(_preload_plugin())
             yield client
     finally:
         cluster.close()
+
+
+# loggers that print a shutdown cut short by Ctrl-C: "Task exception was never retrieved ...
+# AllExit", "Worker process still alive after 4.0 seconds, killing", closed-stream errors
+DASK_LOGGERS = ("distributed", "asyncio", "tornado", "bokeh")
+
+
+@contextlib.contextmanager
+def workers_ignore_sigint() -> Iterator[None]:
+    """Worker processes started inside inherit an ignored SIGINT (a disposition kept across
+    ``exec``), so Ctrl-C in a terminal, which signals the whole process group, reaches only the
+    client: it stops the cluster, and the workers print no tracebacks of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _quiet_on_interrupt(client: Any, workers: bool) -> Iterator[None]:
+    """On Ctrl-C, silence Dask's loggers here (and in this cluster's ``workers``) before the
+    client and cluster close, so the caller's one line is all that is printed."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        quiet_dask_logging()
+        if workers:  # their cancelled tasks would log "... ended with CancelledError"
+            with contextlib.suppress(Exception):
+                client.run(quiet_dask_logging)
+        raise
+
+
+def quiet_dask_logging() -> None:
+    """Silence Dask's, asyncio's and tornado's loggers for the rest of the process: after Ctrl-C
+    they report the cluster's cut-short shutdown, some of it only when the process exits."""
+    for name in DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 PRELOAD = ("numpy", "pyarrow", "lmdb", "msgpack", "omni_data.pipeline.ingest", "omni_data.store.writer",

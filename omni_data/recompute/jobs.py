@@ -14,24 +14,37 @@ One directory per structure under a jobs root. Files a job dir may hold:
 State is read from the markers (the Slurm script writes them from bash): FAILED > DONE >
 RUNNING > pending. A VASP job without markers whose vasprun.xml is complete counts as done.
 ``summarize`` then checks RUNNING and SIGTERM failures against Slurm (``queue.py``): a time
-limit reads ``timeout:``, an scancel ``cancelled:``, a job that vanished ``lost:``.
+limit reads ``timeout:``, an scancel ``cancelled:``, a job that vanished ``lost:``. A RUNNING
+marker of no batch job is checked against its process (``with_liveness``): written on this host
+by a pid that is no longer alive, or on another host and not refreshed (the runner's heartbeat
+touches it every ``HEARTBEAT_S``) for ``LEASE_S``, the job is ``stale``, and ``run-local`` runs
+it again.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from omni_data.schema import Record
 
-STATES: tuple[str, ...] = ("pending", "running", "done", "failed")
+STATES: tuple[str, ...] = ("pending", "running", "stale", "done", "failed")
+# a runner refreshes its RUNNING marker's mtime this often; another host's marker older than
+# LEASE_S is taken as left behind by a run that died
+HEARTBEAT_S = 60.0
+LEASE_S = 600.0
+_MARKER = re.compile(r"^(?P<host>\S+)(?: job (?P<batch>\S+))? pid (?P<pid>\d+)(?: since (?P<since>\S+))?")
 JOB_FILE = "job.json"
 RECORD_FILE = "record.json"
 TABLE_NAME = "jobs.parquet"
@@ -167,6 +180,87 @@ def mark_running(job_dir: Path) -> None:
                       f"{socket.gethostname()}{where} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
 
 
+@dataclass(frozen=True)
+class Marker:
+    """What a RUNNING marker says: the host and pid of the run, and its batch job id if any."""
+
+    host: str
+    pid: int
+    batch: str | None
+    since: str
+
+
+def parse_marker(text: str) -> Marker | None:
+    """The fields of a RUNNING marker (``host [job N] pid P since T``), None if it is not one."""
+    match = _MARKER.match(text.strip())
+    if not match:
+        return None
+    return Marker(match["host"], int(match["pid"]), match["batch"], match["since"] or "")
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_reason(job_dir: Path, marker_text: str, now: float | None = None) -> str | None:
+    """Why a RUNNING marker was left behind by a run that is gone, or None while it may live.
+
+    A marker naming a batch job is left to the scheduler checks (``with_queue_states``)."""
+    marker = parse_marker(marker_text)
+    if marker is None or marker.batch:
+        return None
+    if marker.host == socket.gethostname():
+        if pid_alive(marker.pid):
+            return None
+        return (f"stale:pid {marker.pid} on {marker.host} is no longer running (started {marker.since}); "
+                "run-local runs this job again")
+    try:
+        age = (time.time() if now is None else now) - (Path(job_dir) / "RUNNING").stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age <= LEASE_S:
+        return None
+    return (f"stale:no heartbeat from pid {marker.pid} on {marker.host} for {age / 60:.0f} min "
+            f"(started {marker.since}); run-local runs this job again")
+
+
+def with_liveness(states: list[JobState]) -> list[JobState]:
+    """Running jobs whose process is gone (``stale_reason``) become ``stale``."""
+    out = []
+    for s in states:
+        why = stale_reason(s.path, s.reason) if s.state == "running" else None
+        out.append(JobState(s.path, "stale", why, s.job) if why else s)
+    return out
+
+
+@contextlib.contextmanager
+def heartbeat(job_dir: Path, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """Touch ``job_dir/RUNNING`` every ``every`` seconds while the body runs (a daemon thread),
+    so another host can tell a long run from one that died (``stale_reason``)."""
+    stop = threading.Event()
+    marker = Path(job_dir) / "RUNNING"
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(marker)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{Path(job_dir).name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def mark_done(job_dir: Path) -> None:
     write_text_atomic(Path(job_dir) / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
     (Path(job_dir) / "RUNNING").unlink(missing_ok=True)
@@ -204,9 +298,9 @@ def replace_dir_atomic(tmp_dir: Path, final_dir: Path) -> None:
 
 
 def summarize(root: Path, ask_queue: bool = True) -> list[JobState]:
-    """State of every job under ``root``; with ``ask_queue``, checked against the batch system
-    (see ``with_queue_states``)."""
-    states = [job_state(d) for d in iter_job_dirs(root)]
+    """State of every job under ``root``, a running one whose process is gone as ``stale``
+    (``with_liveness``); with ``ask_queue``, checked against the batch system (``with_queue_states``)."""
+    states = with_liveness([job_state(d) for d in iter_job_dirs(root)])
     return with_queue_states(root, states) if ask_queue else states
 
 

@@ -12,6 +12,7 @@ import platform
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from omni_data.recompute import jobs
 from omni_data.recompute.molecules import Refused
+from omni_data.recompute.progress import Counts
 from omni_data.recompute.protocols import Protocol, load_protocol
 from omni_data.recompute.runners import get_runner
 from omni_data.recompute.runners.result import RunFailed, write_arrays
@@ -53,14 +55,16 @@ def _protocol(name: str) -> Protocol:
 
 
 def _remember_failure(job_dir: Path) -> None:
-    """Before a failed job is re-run in place, add its failure to job.json's ``history``."""
-    state = jobs.job_state(job_dir)
-    if state.state != "failed":
+    """Before a failed or stale job is re-run in place, add that attempt to job.json's ``history``
+    (a stale one: its RUNNING marker names a process that is gone, see ``jobs.stale_reason``)."""
+    (state,) = jobs.with_liveness([jobs.job_state(job_dir)])
+    if state.state not in ("failed", "stale"):
         return
+    marker = job_dir / ("FAILED" if state.state == "failed" else "RUNNING")
     job = state.job or jobs.read_job(job_dir)
     history = list(job.get("history") or [])
-    history.append({"attempt": len(history) + 1, "state": "failed", "reason": state.reason,
-                    "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime((job_dir / "FAILED").stat().st_mtime)),
+    history.append({"attempt": len(history) + 1, "state": state.state, "reason": state.reason,
+                    "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(marker.stat().st_mtime)),
                     "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": None,
                     "protocol": job.get("protocol"), "protocol_sha256": job.get("protocol_sha256")})
     job["history"] = history
@@ -92,7 +96,8 @@ def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
         jobs.clear_markers(job_dir)
         jobs.mark_running(job_dir)
         start = time.perf_counter()
-        result = runner.run(record, protocol.method)
+        with jobs.heartbeat(job_dir):
+            result = runner.run(record, protocol.method)
         wall = time.perf_counter() - start
         _write_results(job_dir, job, protocol, record, result, wall, runner.versions())
         jobs.mark_done(job_dir)
@@ -157,17 +162,48 @@ def _note_in_job(job_dir: Path, result: Any) -> None:
     jobs.write_json_atomic(job_dir / jobs.JOB_FILE, job)
 
 
+ProgressCallback = Callable[[Counts, "dict[str, Any] | None"], None]
+RUN_STATES: tuple[str, ...] = ("pending", "stale", "failed")
+
+
+def jobs_to_run(root: Path, states: tuple[str, ...] = RUN_STATES) -> list[Path]:
+    """Job dirs under ``root`` in ``states`` (default: not done and not running; a ``stale``
+    job, left RUNNING by a process that is gone, is run again)."""
+    return [s.path for s in jobs.summarize(root) if s.state in states]
+
+
 def run_jobs(root: Path, protocol_name: str | None = None, client: Any = None,
-             states: tuple[str, ...] = ("pending", "failed"), threads: int | None = None) -> list[dict[str, Any]]:
-    """Run every job under ``root`` in ``states`` (default: not done) as Dask tasks.
+             states: tuple[str, ...] = RUN_STATES, threads: int | None = None,
+             progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
+    """Run every job under ``root`` in ``states`` (default: not done, not running) as Dask tasks;
+    returns their summaries in job order.
 
     ``client`` is a ``distributed.Client`` (from ``omni_data.pipeline.cluster.dask_client``), or
-    None to run them in this process with Dask's synchronous scheduler. ``threads``: see run_job."""
-    import dask
-
-    todo = [str(s.path) for s in jobs.summarize(root) if s.state in states]
+    None to run them one after another in this process. ``threads``: see run_job. ``progress``
+    (e.g. ``progress.JobProgress()``) is called with the counts once at the start and after each
+    job ends."""
+    todo = [str(d) for d in jobs_to_run(root, states)]
+    slots = sum(client.nthreads().values()) if client is not None else 1
+    counts = Counts(total=len(todo), slots=max(1, slots))
+    report = progress or (lambda counts, summary: None)
+    report(counts, None)
     if client is None:
-        tasks = [dask.delayed(run_job, pure=False)(d, protocol_name, threads) for d in todo]
-        return list(dask.compute(*tasks, scheduler="synchronous"))
+        return [_counted(run_job(d, protocol_name, threads), counts, report) for d in todo]
+    from distributed import as_completed
+
     futures = client.map(run_job, todo, [protocol_name] * len(todo), [threads] * len(todo), pure=False)
-    return client.gather(futures)
+    order = {f.key: i for i, f in enumerate(futures)}
+    results: list[dict[str, Any]] = [{}] * len(todo)
+    for future in as_completed(futures):
+        results[order[future.key]] = _counted(future.result(), counts, report)
+    return results
+
+
+def _counted(summary: dict[str, Any], counts: Counts, report: ProgressCallback) -> dict[str, Any]:
+    """Add a finished job to ``counts`` and report it; returns ``summary``."""
+    if summary["state"] == "done":
+        counts.done += 1
+    else:
+        counts.failed += 1
+    report(counts, summary)
+    return summary

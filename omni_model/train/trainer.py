@@ -22,6 +22,7 @@ from .ddp import DistInfo, all_reduce_sum, init_distributed, sum_gradients
 from .ema import EMA
 from .loss import compute_loss, label_counts, task_weight_table
 from .optim import LRSchedule
+from .progress import ConsoleProgress, ProgressFn, TrainProgress, progress_at
 from .regularization import optimizer_groups, task_l2
 from .setup import Prepared, log, model_dtype, prepare
 from .validate import evaluate, format_errors
@@ -62,7 +63,11 @@ def resolve_stages(cfg: Config, prep: Prepared, world_size: int) -> list[Stage]:
 class Trainer:
     """Holds model, optimizer, schedule, EMA and sampler; ``run()`` trains to the end."""
 
-    def __init__(self, cfg: Config, dist: DistInfo | None = None, init_checkpoint: dict | None = None) -> None:
+    def __init__(self, cfg: Config, dist: DistInfo | None = None, init_checkpoint: dict | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        """``progress``: called with a ``TrainProgress`` every ``run.log_every`` steps and at the
+        last step, on the main rank (besides the console display that ``run.progress`` turns on)."""
+        self.progress = progress
         self.dist = dist or init_distributed()
         torch.manual_seed(cfg.run.seed)
         np.random.seed(cfg.run.seed)
@@ -216,15 +221,18 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.maybe_resume()
-        bar = _progress(self.cfg.run.progress and self.dist.is_main, self.total_steps, self.step)
+        console = ConsoleProgress(self.total_steps, self.step) if self.cfg.run.progress and self.dist.is_main else None
         errors: dict[str, dict[str, float]] = {}
         pending: list[dict[str, Any]] = []
         t0 = time.perf_counter()
+        first_step = self.step
         while self.stage_index < len(self.stages):
             st = self.stages[self.stage_index]
             while self.stage_step < st.steps:
                 if max_steps is not None and self.step >= max_steps:
                     self._append_csv("train.csv", TRAIN_COLUMNS, pending)
+                    if console is not None:
+                        console.close()
                     return errors
                 ks = self.sampler.next_batch(self.dist.rank)
                 rec = self.train_step(self.prep.train.graphs(ks))
@@ -233,9 +241,8 @@ class Trainer:
                            seconds=time.perf_counter() - t0)
                 self.history.append(rec)
                 pending.append(rec)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{rec['loss']:.4g}", stage=st.name)
+                self._report(progress_at(self.step, first_step, self.total_steps, st.name, rec["loss"],
+                                         rec["seconds"]), console)
                 if len(pending) >= self.cfg.run.log_every:
                     self._append_csv("train.csv", TRAIN_COLUMNS, pending)
                     pending = []
@@ -250,11 +257,21 @@ class Trainer:
             if self.stage_index < len(self.stages):
                 self.sampler = self._sampler(self.stage_index)
         self._append_csv("train.csv", TRAIN_COLUMNS, pending)
-        if bar is not None:
-            bar.close()
+        if console is not None:
+            console.close()
         self.save()
         self.save("final.pt")
         return errors
+
+    def _report(self, report: TrainProgress, console: ConsoleProgress | None) -> None:
+        """Show ``report`` on the console and pass it to the ``progress`` callback (main rank)."""
+        if not self.dist.is_main:
+            return
+        every = self.cfg.run.log_every
+        if console is not None:
+            console.step(report, every)
+        if self.progress is not None and (report.step % max(every, 1) == 0 or report.step >= report.total):
+            self.progress(report)
 
     def _end_of_epoch(self, st: Stage) -> dict[str, dict[str, float]]:
         errors = self.validate()
@@ -277,16 +294,9 @@ class _null:
         return False
 
 
-def _progress(enabled: bool, total: int, initial: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-
-def train(cfg: Config) -> Trainer:
-    """Build a Trainer from ``cfg``, run it, and return it (history, model, errors)."""
-    trainer = Trainer(cfg)
+def train(cfg: Config, progress: ProgressFn | None = None) -> Trainer:
+    """Build a Trainer from ``cfg``, run it, and return it (history, model, errors); ``progress``
+    gets a ``TrainProgress`` every ``run.log_every`` steps (see ``Trainer``)."""
+    trainer = Trainer(cfg, progress=progress)
     trainer.run()
     return trainer

@@ -13,8 +13,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -140,6 +140,7 @@ BAD_VALUE: dict[tuple[str, str], tuple[list[str], int, str]] = {
     ("omni-data", "collect-bridge"): (["{file.txt}", "--out", "{out}"], RUNTIME, "file.txt: jobs directory is not a folder"),
     ("omni-data", "jobs"): (["{file.txt}"], RUNTIME, "file.txt: jobs directory is not a folder"),
     ("omni-data", "demo"): (["--workers", "0", "--out", "{out}"], USAGE, "--workers: must be a number >= 1"),
+    ("omni-data", "manifest"): (["draft", "{file.txt}", "--records", "0"], USAGE, "--records must be >= 1"),
     ("omni-train", "train"): (["{bad.yaml}"], USAGE, "optim.learning_rate"),
     ("omni-train", "evaluate"): (["{store}", "{store}", "--threads", "0"], USAGE, "--threads: must be a number >= 1"),
     ("omni-train", "preset"): (["no-such-preset"], USAGE, "unknown preset 'no-such-preset'"),
@@ -178,6 +179,8 @@ def test_missing_path(tool, name, tmp_path, capsys, monkeypatch):
         argv = ["demo", "--out", str(tmp_path / "plain" / "demo"), "--size", "ci"]
     if name == "preset":
         argv = ["preset", "no-such-preset"]
+    if name == "manifest":  # its first positional is the action, then the path
+        argv = ["manifest", "draft", str(tmp_path / "missing" / "file")]
     status, err = run_in_process(tool, argv, capsys)
     line = assert_one_line(tool, name, err)
     assert status == MISSING_STATUS.get((tool, name), RUNTIME), line
@@ -232,7 +235,7 @@ def test_a_file_named_evaluate_is_not_a_config(tmp_path):
 
 
 def test_interrupt_is_one_line_and_130(capsys, monkeypatch):
-    import omni_data.cli.datasets as datasets
+    from omni_data.cli import datasets
 
     def interrupted() -> list[dict]:
         raise KeyboardInterrupt
@@ -244,7 +247,7 @@ def test_interrupt_is_one_line_and_130(capsys, monkeypatch):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """A TypeError or a plain third-party RuntimeError is not a user error: it propagates."""
-    import omni_data.cli.datasets as datasets
+    from omni_data.cli import datasets
 
     def broken() -> list[dict]:
         return None + 1  # type: ignore[operator]
@@ -254,3 +257,18 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
         data_cli.main(["datasets"])
     assert exit_status(RuntimeError("from torch")) is None
     assert exit_status(ValueError("from numpy")) is None  # raised outside Omni code
+
+
+def test_an_interrupt_wrapped_by_a_library_is_still_130(capsys, monkeypatch):
+    """torch (and others) may turn Ctrl-C into an error of their own: still one line, exit 130."""
+    from omni_data.cli import datasets
+
+    def interrupted_inside_a_library() -> list[dict]:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("DataLoader worker (pid 123) exited unexpectedly") from None
+
+    monkeypatch.setattr(datasets, "rows", interrupted_inside_a_library)
+    assert data_cli.main(["datasets"]) == 130
+    assert capsys.readouterr().err == "omni-data datasets: interrupted; re-run the same command to resume\n"

@@ -1,6 +1,8 @@
 """The local runners table: engine name -> module with ``run(record, method)`` and ``versions()``.
 
-Modules are imported on use, so ``import omni_data`` never loads tblite or PySCF.
+Modules are imported on use, so ``import omni_data`` never loads tblite or PySCF. The methods
+``omni-data run-local --method`` offers are derived, not listed: every protocol file
+(``manifests/protocols/*.yaml``, or ``$OMNI_PROTOCOLS``) whose engine has a row here.
 """
 from __future__ import annotations
 
@@ -12,8 +14,13 @@ RUNNERS: dict[str, str] = {
     "pyscf": "omni_data.recompute.runners.pyscf",
 }
 
-# --method values of `omni-data run-local` (each is a protocol in manifests/protocols/)
-LOCAL_METHODS: tuple[str, ...] = ("gfn2-xtb", "gfn1-xtb", "pyscf-pbe-def2svp")
+
+def local_methods() -> dict[str, str]:
+    """Protocol name -> engine for every protocol a local runner can run (``run-local --method``)."""
+    from omni_data.recompute.protocols import list_protocols, load_raw
+
+    found = {name: str(load_raw(name)[0].get("engine")) for name in list_protocols()}
+    return {name: engine for name, engine in found.items() if engine in RUNNERS}
 
 
 def get_runner(engine: str) -> ModuleType:
