@@ -1,6 +1,7 @@
 """``omni-data manifest draft FILE``: a manifest written from what a user's own file holds.
 
-The file's reader is sniffed (``omni_data.readers.sniff``, or given), its first records are read,
+The file's reader is sniffed (``omni_data.readers.sniff``; for a folder, the format most of its
+files have, ``omni_data.pipeline.resolve.sniff_source``), or given; its first records are read,
 and the draft lists the labels found and the source key each came from (``key_map``), the other
 keys seen, and guessed units. Lines the user must write are ``""  # FILL IN: ...``; guesses to
 check end in ``# review: ...``. Until the FILL IN lines are written, loading the draft reports
@@ -8,6 +9,7 @@ every missing key at once (``omni_data.typedconfig``); once they are, it validat
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from omni_data.readers import READERS, ReadOptions, get_reader, sniff
+from omni_data.readers import (
+    READERS,
+    ReaderError,
+    ReadOptions,
+    find_sources,
+    get_reader,
+)
 from omni_data.schema import Record, Rejected
 from omni_data.units import ENERGY_UNITS, HARTREE_EV
 
@@ -105,19 +113,55 @@ def _source_key(reader: str, where: Any) -> str | None:
     return where if _PLAIN_KEY.match(where) else None
 
 
-def _read_some(path: Path, reader: str, n: int) -> tuple[list[Record], list[str]]:
+def _named_like(path: Path, reader: str) -> bool:
+    """True when ``path``'s own name fits ``reader``'s globs (``x.lmdb/``, an LMDB environment)."""
+    return any(fnmatch.fnmatch(path.name, g) for g in READERS[reader].globs)
+
+
+def sniff_draft_source(source: Path) -> str:
+    """The reader for a file, or for a folder the format most of its files have
+    (``pipeline.resolve.sniff_source``), else the reader its own name fits (``x.lmdb/``);
+    ValueError naming the file or the folder when none fits."""
+    from omni_data.pipeline.resolve import sniff_source
+
+    source = Path(source)
+    try:
+        return sniff_source(source)
+    except ValueError:
+        named = [name for name in READERS if source.is_dir() and _named_like(source, name)]
+        if named:
+            return named[0]
+        raise
+
+
+def _draft_files(source: Path, reader: str) -> list[Path]:
+    """The files to draft from: a file itself; a folder's files the reader's globs match, or the
+    folder as one source when none does and its name fits the reader (``x.lmdb/``)."""
+    if not source.is_dir():
+        return [source]
+    try:
+        return find_sources(source, reader)
+    except ReaderError:
+        if _named_like(source, reader):
+            return [source]
+        raise  # names the folder and the globs looked for
+
+
+def _read_some(paths: list[Path], reader: str, n: int) -> tuple[list[Record], list[str]]:
+    """Up to ``n`` records from ``paths`` in turn, and the reasons of those the reader refused."""
     module = get_reader(reader)
     opts = ReadOptions(dataset="draft", task="draft")
     records: list[Record] = []
     rejected: list[str] = []
-    for part in module.partitions(path, max(n, 1)):
-        for item in islice(module.read(part, opts), n - len(records)):
-            if isinstance(item, Rejected):
-                rejected.append(f"#{item.source_index}: {item.reason}")
-            else:
-                records.append(item)
-        if len(records) >= n:
-            break
+    for path in paths:
+        for part in module.partitions(path, max(n, 1)):
+            for item in islice(module.read(part, opts), n - len(records)):
+                if isinstance(item, Rejected):
+                    rejected.append(f"#{item.source_index}: {item.reason}")
+                else:
+                    records.append(item)
+            if len(records) >= n:
+                return records, rejected
     return records, rejected
 
 
@@ -126,10 +170,10 @@ def draft_manifest(source: Path, reader: str | None = None, n_records: int = 5, 
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
-    reader = reader or sniff(source)
+    reader = reader or sniff_draft_source(source)
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
-    records, rejected = _read_some(source, reader, n_records)
+    records, rejected = _read_some(_draft_files(source, reader), reader, n_records)
     if not records:
         why = f" (rejected: {rejected[0]})" if rejected else ""
         raise ValueError(f"{source}: the {reader} reader found no record to draft from{why}")

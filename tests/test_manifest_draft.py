@@ -97,3 +97,54 @@ def test_cli_draft_then_check(shared_data, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{out}: valid manifest 'sevennet_hfo2': extxyz reader")
     assert main(["manifest", "draft", str(tmp_path / "nothing.xyz")]) == 1
     assert "nothing.xyz: data file does not exist" in capsys.readouterr().err
+
+
+def test_cli_draft_of_a_folder_no_reader_knows_calls_it_a_folder(tmp_path, capsys):
+    """Before: ``src: no reader recognises this file`` for a folder; now the folder is looked into
+    (``pipeline.resolve.sniff_source``) and named as a folder."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.txt").write_text("nothing to read\n")
+    assert main(["manifest", "draft", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"omni-data manifest: error: {src}: no file in this folder (1 looked at) is recognised by a "
+                   "reader; pass --format (one of extxyz, asedb, aselmdb, vasp, mptrj_json, matpes_json, "
+                   "pyg_lmdb, spice_hdf5, ani_hdf5, qcml)\n")
+    assert "this file" not in err
+
+
+def test_draft_of_a_folder_reads_its_files(tmp_path):
+    """A folder of extxyz files drafts from its files in name order (before: no reader for the
+    folder; with --format, IsADirectoryError)."""
+    from omni_data.store.testing import emt_records, write_extxyz
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    write_extxyz(emt_records(2, seed=3), src / "a.extxyz")
+    write_extxyz(emt_records(4, seed=4), src / "b.extxyz")
+    (src / "README").write_text("two files\n")
+    draft = draft_manifest(src, n_records=5)
+    assert draft.reader == "extxyz" and len(draft.records) == 5
+    assert [r.source_file.rsplit("/", 1)[-1] for r in draft.records] == ["a.extxyz"] * 2 + ["b.extxyz"] * 3
+    assert draft.found["energy"] == 5 and 'name: "frames"' in draft.text
+
+
+def test_draft_of_an_lmdb_environment_folder_reads_it_as_one_source(tmp_path):
+    """A folder whose own name fits a reader (``frames.lmdb/`` holding data.mdb) is still read as
+    one LMDB environment, as before folders were looked into."""
+    import pickle
+
+    import lmdb
+
+    env_dir = tmp_path / "frames.lmdb"
+    env = lmdb.open(str(env_dir), subdir=True, map_size=1 << 24, meminit=False)
+    with env.begin(write=True) as txn:
+        for i in range(3):
+            frame = {"pos": np.array([[0.0, 0, 0], [0, 0, 0.74 + 0.01 * i]]), "atomic_numbers": np.array([1, 1]),
+                     "natoms": 2, "force": np.zeros((2, 3)), "y": -31.0 - i}
+            txn.put(str(i).encode("ascii"), pickle.dumps(frame, protocol=4))
+        txn.put(b"length", pickle.dumps(3, protocol=4))
+    env.close()
+    draft = draft_manifest(env_dir, n_records=5)
+    assert draft.reader == "pyg_lmdb" and len(draft.records) == 3
+    assert [float(r.energy) for r in draft.records] == [-31.0, -32.0, -33.0]

@@ -14,10 +14,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from omni_data.cli.argtypes import out_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, metavar="DIR", help="jobs directory")
-    parser.add_argument("--out", type=Path, required=True, metavar="STORE", help="store to add the bridge shard to")
+    parser.add_argument("--out", type=out_dir, required=True, metavar="STORE", help="store to add the bridge shard to")
     parser.add_argument("--task", default="bridge", help="task name of the records (default bridge)")
     parser.add_argument("--dataset", default="bridge", help="dataset name of the records (default bridge)")
     parser.add_argument("--shard", help="shard name (default bridge-<jobsdir>-<time>)")

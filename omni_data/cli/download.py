@@ -3,10 +3,13 @@ dataset's release files with progress, resume and md5/sha256 check (``omni_data.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from omni_data.cli.argtypes import out_dir
 from omni_data.download import describe_plan, fetch_manifest, human_bytes, plan
 from omni_data.manifest import load_manifest
+
+INTERRUPTED = "interrupted; re-run the same command to resume"
+"""Ctrl-C's line (``omni_data.cli.main``): a partly fetched file continues where it stopped."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only files of these splits (train, val, test, all as the publisher lists them)")
     parser.add_argument("--subset", action="extend", nargs="+", default=[], metavar="SUBSET",
                         help="only files of these subsets (e.g. OMat24 rattled-300)")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="folder to download into (required unless --dry-run)")
+    parser.add_argument("--out", type=out_dir, metavar="DIR", help="folder to download into (required unless --dry-run)")
     parser.add_argument("--dry-run", action="store_true", help="print the files and their total size; fetch nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

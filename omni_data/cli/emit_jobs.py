@@ -13,23 +13,26 @@ import argparse
 import sys
 from pathlib import Path
 
+from omni_data.cli.argtypes import out_dir
 from omni_data.cli.jobs import add_batch_arguments, write_script_from_args
+
+INTERRUPTED = "interrupted; re-run the same command to write the remaining job dirs"
+"""Ctrl-C's line (``omni_data.cli.main``): each job dir is written whole or not at all."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("selection", type=Path, metavar="SELECTION", help="selection.parquet")
     parser.add_argument("--protocol", required=True, help="protocol name (manifests/protocols/NAME.yaml) or a YAML path")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="jobs directory (created if new)")
+    parser.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="jobs directory (created if new)")
     parser.add_argument("--force", action="store_true", help="re-write finished jobs too")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any structure was refused")
     add_batch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from omni_data.cli.errors import must_exist
     from omni_data.recompute.emit import emit_selection
     from omni_data.recompute.protocols import load_protocol
-
-    from omni_data.cli.errors import must_exist
 
     protocol = load_protocol(args.protocol)
     must_exist(args.selection, "selection file")

@@ -11,15 +11,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from omni_data.cli.argtypes import out_dir
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 from omni_data.store.writer import FORMATS
 from omni_data.units import STRESS_UNITS
+
+INTERRUPTED = "interrupted; re-run the same command to resume"
+"""Ctrl-C's line (``omni_data.cli.main``): finished shards are kept and skipped on the re-run."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="NAME|PATH", help="manifest name, manifest .yaml, or a data file/folder")
     parser.add_argument("--source", type=Path, help="where the source files are (file or folder); default: PATH")
-    parser.add_argument("--out", type=Path, required=True, metavar="STORE", help="store directory (created if new)")
+    parser.add_argument("--out", type=out_dir, required=True, metavar="STORE", help="store directory (created if new)")
     parser.add_argument("--format", help="reader name (default: the manifest's, else sniffed from the file)")
     parser.add_argument("--dataset", help="dataset name (plain PATH mode; overrides the manifest)")
     parser.add_argument("--task", help="task name, e.g. the level of theory (plain PATH mode; overrides the manifest)")

@@ -1,14 +1,21 @@
-"""``omni-data``: a table of commands, one module each (``add_arguments(parser)``, ``run(args)``).
+"""``omni-data``: a table of commands, one module each (``add_arguments(parser)``, ``run(args)``,
+and optionally ``INTERRUPTED``, the line printed after ``omni-data NAME: `` on Ctrl-C).
 
 A command module is imported only when its command runs, so ``omni-data --help`` stays fast.
+Ctrl-C prints ``INTERRUPTED`` of the module (default ``interrupted``): only a command whose
+re-run really resumes (ingest, download, run-local, ...) says so.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from omni_data.cli.errors import OneLineParser, run_guarded
+
+DEFAULT_INTERRUPTED = "interrupted"
+"""Ctrl-C's line for a command whose module defines no ``INTERRUPTED`` (it leaves nothing to resume)."""
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,14 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         return run_guarded("omni-data", lambda: build_parser().parse_args(argv) and 2)
     name = argv[0]
+    prog = f"omni-data {name}"
+    loaded: list[ModuleType] = []
+    status = run_guarded(prog, lambda: loaded.append(importlib.import_module(COMMANDS[name][0])))
+    if not loaded:  # a missing dependency or Ctrl-C while importing: one line already printed
+        return status
+    module = loaded[0]
 
     def command() -> int | None:
-        module = importlib.import_module(COMMANDS[name][0])
-        cmd_parser = OneLineParser(prog=f"omni-data {name}", description=COMMANDS[name][1])
+        cmd_parser = OneLineParser(prog=prog, description=COMMANDS[name][1])
         module.add_arguments(cmd_parser)
         return module.run(cmd_parser.parse_args(argv[1:]))
 
-    return run_guarded(f"omni-data {name}", command, interrupted="interrupted; re-run the same command to resume")
+    return run_guarded(prog, command, interrupted=interrupted_message(module))
+
+
+def interrupted_message(module: ModuleType) -> str:
+    """What Ctrl-C prints for a command: its module's ``INTERRUPTED``, else ``interrupted``."""
+    text = getattr(module, "INTERRUPTED", DEFAULT_INTERRUPTED)
+    return text if isinstance(text, str) and text.strip() else DEFAULT_INTERRUPTED
 
 
 if __name__ == "__main__":

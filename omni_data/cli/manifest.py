@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from omni_data.cli.argtypes import out_file
 from omni_data.readers import READERS
 
 ACTIONS = ("draft", "check")
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS,
                         help="draft: write a manifest from FILE; check: validate the manifest FILE")
     parser.add_argument("file", type=Path, metavar="FILE", help="data file or folder (draft), manifest YAML (check)")
-    parser.add_argument("--out", type=Path, metavar="X.yaml", help="draft: write here (default: print it)")
+    parser.add_argument("--out", type=out_file, metavar="X.yaml", help="draft: write here (default: print it)")
     parser.add_argument("--format", choices=sorted(READERS), help="draft: reader name (default: sniffed from FILE)")
     parser.add_argument("--records", type=int, default=5, metavar="N", help="draft: records to look at (default 5)")
     parser.add_argument("--name", help="draft: dataset name (default: from the file name)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from omni_data.cli.argtypes import out_dir
 from omni_data.pipeline.cluster import (
     add_cluster_arguments,
     config_from_args,
@@ -12,7 +13,7 @@ from omni_data.pipeline.cluster import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="store directories")
-    parser.add_argument("--out", required=True, help="output folder (report.html and *.png)")
+    parser.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="output folder (report.html and *.png)")
     add_cluster_arguments(parser)
 
 

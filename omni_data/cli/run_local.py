@@ -18,6 +18,9 @@ from pathlib import Path
 from omni_data.cli.argtypes import bounded
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 
+INTERRUPTED = "interrupted; re-run the same command to resume"
+"""Ctrl-C's line (``omni_data.cli.main``): finished jobs are kept, the interrupted one is stale and runs again."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.recompute.runners import local_methods

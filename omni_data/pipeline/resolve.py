@@ -24,20 +24,18 @@ SNIFF_LIMIT = 2000
 
 
 def is_manifest(target: str) -> bool:
-    """A manifest path, name or alias (``omat`` -> ``omat24``) that is not also an existing data path."""
-    from omni_data.manifest import ManifestError, list_manifests, load_manifest
+    """A manifest path, name or alias (``omat`` -> ``omat24``) that is not also an existing data path
+    (``omni_data.manifest.resolve_target``); a broken manifest raises ``ManifestError``, it is
+    named, not mistaken for a data path."""
+    return manifest_of(target) is not None
 
-    if target.endswith((".yaml", ".yml")) or (not Path(target).exists() and target in list_manifests()):
-        return True
-    if Path(target).exists() or Path(target).suffix:
-        return False
-    try:
-        load_manifest(target)  # resolves aliases
-    except ManifestError as exc:
-        if "no such manifest" in str(exc):
-            return False
-        raise  # a broken manifest is named, not mistaken for a data path
-    return True
+
+def manifest_of(target: str) -> Manifest | None:
+    """The manifest ``target`` names, or None for a data path or a name that is no manifest (the
+    caller then explains a missing path); ``ManifestError`` for a broken or missing ``.yaml``."""
+    from omni_data.manifest import resolve_target
+
+    return resolve_target(target, allow_plain=True)  # UnknownDataset is caught there, by type
 
 
 def missing_source_message(m: Manifest) -> str:
@@ -149,10 +147,8 @@ def build_spec(request: IngestRequest) -> IngestSpec:
     check_units(request.energy_unit, request.stress_unit)
     command = list(request.command) if request.command is not None else ["omni-data", "ingest", *sys.argv[2:]]
     bounds = SanityBounds() if request.sanity else None
-    if is_manifest(request.target):
-        from omni_data.manifest import load_manifest
-
-        m = load_manifest(request.target)
+    m = manifest_of(request.target)
+    if m is not None:
         source = Path(request.source) if request.source is not None else default_source(m)
         opts = m.read_options()
         opts.dataset = request.dataset or opts.dataset

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from omni_data.select.progress import _clock
+from omni_data.progress_clock import format_clock
 
 
 @dataclass
@@ -60,13 +60,13 @@ class JobProgress:
         if summary is None:
             return f"{self.label}: {counts.total} job(s) to run, {counts.slots} at a time  {tally}"
         left = counts.total - counts.finished
-        eta = "ETA " + _clock(elapsed / counts.finished * left) if left else "finished"
+        eta = "ETA " + format_clock(elapsed / counts.finished * left) if left else "finished"
         wall = f" ({summary['wall_time_s']:.1f} s)" if summary.get("wall_time_s") is not None else ""
         what = f"{summary['state']} {summary['job']}{wall}"
         if summary["state"] != "done" and summary.get("reason"):
             what += f": {summary['reason']}"
         return (f"{self.label}: [{counts.finished}/{counts.total}] {what}  {tally}"
-                f"  elapsed {_clock(elapsed)}  {eta}")
+                f"  elapsed {format_clock(elapsed)}  {eta}")
 
     def __call__(self, counts: Counts, summary: dict[str, Any] | None) -> None:
         print(self.line(counts, summary), file=self.stream or sys.stdout, flush=True)

@@ -22,6 +22,9 @@ from pathlib import Path
 from omni_data.recompute import jobs
 
 SCHEDULERS: tuple[str, ...] = ("slurm", "pbs")
+BATCH_STATES: tuple[str, ...] = ("pending", "failed", "stale")
+"""Job states a batch script runs: not started, failed, and left behind by a run that is gone
+(a RUNNING marker whose local pid is dead, ``jobs.with_liveness``)."""
 _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.:,@%=+/-]+$")
 
 
@@ -203,14 +206,16 @@ def joblist_of(script: Path) -> Path:
     raise ValueError(f"{script}: no JOBLIST= line; not a rendered recompute script")
 
 
-def write_batch(root: Path, opts: BatchOptions, scheduler: str = "slurm", states: tuple[str, ...] = ("pending", "failed")) -> tuple[Path, int]:
+def write_batch(root: Path, opts: BatchOptions, scheduler: str = "slurm",
+                states: tuple[str, ...] = BATCH_STATES) -> tuple[Path, int]:
     """Write a job list (dirs in ``states``) and ``submit.<scheduler>`` under ``root``.
 
     The list is ``joblists/<time>-<pid>.txt``, a new file per script, so re-writing the script
     while an earlier array still runs cannot shift that array's chunks.
 
     Returns (script path, number of job dirs listed). Finished and running jobs are left out, so
-    re-writing after a partial run submits only what is left."""
+    re-writing after a partial run submits only what is left; a stale job (its run was
+    interrupted, ``BATCH_STATES``) is listed again."""
     root = Path(root).resolve()
     dirs = [s.path.resolve() for s in jobs.summarize(root) if s.state in states]
     for d in dirs:
@@ -259,7 +264,7 @@ def local_run_command() -> str:
     return f"{shlex.quote(sys.executable)} -m omni_data.recompute.slurm run-job ."
 
 
-def default_command(root: Path, states: tuple[str, ...] = ("pending", "failed")) -> str:
+def default_command(root: Path, states: tuple[str, ...] = BATCH_STATES) -> str:
     """The command for a batch script over ``root`` when the user gave none.
 
     Jobs of local engines (tblite, PySCF) get ``local_run_command()``; VASP jobs need the site's

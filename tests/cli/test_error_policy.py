@@ -129,7 +129,8 @@ BAD_VALUE: dict[tuple[str, str], tuple[list[str], int, str]] = {
     ("omni-data", "split"): (["{store}", "--fractions", "0.5", "0.5", "0.5", "--no-cluster"], USAGE,
                              "fractions must be three numbers"),
     ("omni-data", "pairs"): (["{store}", "--ridge", "-1"], USAGE, "--ridge: must be a number >= 0"),
-    ("omni-data", "report"): (["{store}", "--out", "{file.txt}", "--no-cluster"], RUNTIME, "file.txt"),
+    ("omni-data", "report"): (["{store}", "--out", "{file.txt}", "--no-cluster"], USAGE,
+                              "file.txt is a file, not a folder"),
     ("omni-data", "describe"): (["{store}", "--cutoff", "-1", "--no-cluster"], USAGE, "--cutoff: must be a number > 0"),
     ("omni-data", "select-bridge"): (["{store}", "--fraction", "2", "--out", "{out}"], USAGE,
                                      "fraction must be in (0, 1], got 2.0"),
@@ -242,7 +243,7 @@ def test_interrupt_is_one_line_and_130(capsys, monkeypatch):
 
     monkeypatch.setattr(datasets, "rows", interrupted)
     assert data_cli.main(["datasets"]) == 130
-    assert capsys.readouterr().err == "omni-data datasets: interrupted; re-run the same command to resume\n"
+    assert capsys.readouterr().err == "omni-data datasets: interrupted\n"  # it leaves nothing to resume
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
@@ -271,4 +272,32 @@ def test_an_interrupt_wrapped_by_a_library_is_still_130(capsys, monkeypatch):
 
     monkeypatch.setattr(datasets, "rows", interrupted_inside_a_library)
     assert data_cli.main(["datasets"]) == 130
-    assert capsys.readouterr().err == "omni-data datasets: interrupted; re-run the same command to resume\n"
+    assert capsys.readouterr().err == "omni-data datasets: interrupted\n"  # it leaves nothing to resume
+
+
+RESUMES = "interrupted; re-run the same command to resume"
+
+
+@pytest.mark.parametrize(("command", "argv", "target", "line"), [
+    ("ingest", ["{src}", "--out", "{tmp}/st", "--dataset", "d", "--task", "t", "--no-cluster"],
+     "omni_data.pipeline.ingest.run_ingest", RESUMES),
+    ("download", ["mptrj", "--out", "{tmp}/dl", "--no-progress"], "omni_data.cli.download.fetch_manifest", RESUMES),
+    ("dedup", ["{store}", "--no-cluster"], "omni_data.harmonize.dedup.hash_stores",
+     "interrupted; if --out was given, remove that incomplete store before re-running"),
+    ("report", ["{store}", "--out", "{tmp}/rep", "--no-cluster"], "omni_data.report.html.build_report", "interrupted"),
+    ("datasets", [], "omni_data.cli.datasets.rows", "interrupted"),
+])
+def test_ctrl_c_says_resume_only_where_a_rerun_resumes(command, argv, target, line, tmp_path, capsys, monkeypatch):
+    """Before: every command said "re-run the same command to resume", true only of some."""
+    from omni_data.store.testing import write_extxyz
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    store = tmp_path / "store"
+    write_shard(store, "s0", emt_records(2, seed=5))
+    src = write_extxyz(emt_records(2, seed=6), tmp_path / "src.extxyz")
+    args = [a.format(tmp=tmp_path, store=store, src=src) for a in argv]
+    assert data_cli.main([command, *args]) == 130
+    assert capsys.readouterr().err == f"omni-data {command}: {line}\n"

@@ -188,3 +188,32 @@ def test_sigterm_marks_the_running_dir_failed(shared_data: Path, tmp_path: Path)
     states = [jobs.job_state(d) for d in dirs]
     assert [s.state for s in states] == ["failed", "pending", "pending"]
     assert "SIGTERM" in states[0].reason and not (dirs[0] / "RUNNING").exists()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_batch_script_reruns_a_locally_interrupted_job(shared_data: Path, tmp_path: Path) -> None:
+    """A job whose RUNNING marker names a dead local pid (run-local killed) is ``stale``: the batch
+    script lists it again, a live run's job is left alone (before: only pending and failed)."""
+    import socket
+
+    root = tmp_path / "jobs"
+    dirs = _emit_three(shared_data, root)
+    host = socket.gethostname()
+    (dirs[0] / "RUNNING").write_text(f"{host} pid {_dead_pid()} since 2026-01-01T00:00:00\n")
+    (dirs[1] / "RUNNING").write_text(f"{host} pid {os.getpid()} since 2026-01-01T00:00:00\n")
+    jobs.mark_done(dirs[2])
+    assert [s.state for s in jobs.summarize(root)] == ["stale", "running", "done"]
+    fake = f"cp {shared_data / COMPLETE} vasprun.xml"
+    script, n = write_batch(root, BatchOptions(vasp_cmd=fake))
+    assert n == 1 and joblist_of(script).read_text().splitlines() == [str(dirs[0].resolve())]
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0"}
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert [s.state for s in jobs.summarize(root)] == ["done", "running", "done"]
+    assert not (dirs[0] / "RUNNING").exists() and (dirs[0] / "vasprun.xml").is_file()
