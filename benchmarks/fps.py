@@ -155,6 +155,7 @@ def distributed_part(args: argparse.Namespace) -> None:
     n, size = args.dist_n, args.shard
     gen = (args.d, args.clusters, args.intrinsic, args.noise)
     folder = args.workdir or tempfile.mkdtemp(prefix="fps_bench_")
+    os.makedirs(folder, exist_ok=True)
     (files, gw, _) = timed(write_shards, folder, n, size, gen)
     print(f"  generated {len(files)} shard files in {folder} ({gw:.1f} s)")
     sources = [ShardSource(functools.partial(_load, f), lo, hi - lo, os.path.basename(f))
@@ -162,15 +163,19 @@ def distributed_part(args: argparse.Namespace) -> None:
     print(f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, oversample {args.oversample}, "
           f"{args.workers} worker processes, load={os.getloadavg()[0]:.1f}")
     res, dw, dc = timed(distributed_fps, sources, args.k, start=args.start, oversample=args.oversample,
-                        scheduler="processes", num_workers=args.workers)
-    print(f"  distributed  wall {dw:8.2f} s  (client cpu {dc:.2f} s)  candidates {res.n_candidates}")
+                        scheduler="processes", num_workers=args.workers, refine=args.refine,
+                        log=lambda line: print(f"    {line}"))
+    core = res.task_cpu_seconds + dc
+    print(f"  distributed  wall {dw:8.2f} s  core-seconds {core:.1f} (tasks {res.task_cpu_seconds:.1f} "
+          f"+ client {dc:.1f})  candidates {res.n_candidates:,}  refinement checked {res.checked:,} points")
     x = np.concatenate([s.load() for s in sources])
     exact, ew, ec = timed(fps, x, args.k, args.start, threads=args.threads)
-    print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s")
+    print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s (threads={args.threads})")
     r_exact, r_dist = radius_of(x, exact.indices), radius_of(x, res.indices)
-    print(f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}")
-    rate = n / (dw * args.workers)
-    print(f"  distributed: {rate:.3g} points per worker-second (k={args.k}, incl. loading shards)")
+    print(f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}"
+          f"   core-seconds distributed / exact {core / ec:.2f}")
+    print(f"| {n:,} | {args.k:,} | {len(sources)} x {size:,} | {args.refine} | {ew:.1f} s / {ec:.1f} s "
+          f"| {dw:.1f} s / {core:.1f} | {r_dist / r_exact:.3f} | {core / ec:.2f} | {os.getloadavg()[0]:.1f} |")
 
 
 def main() -> None:
@@ -191,6 +196,7 @@ def main() -> None:
     p.add_argument("--shard", type=int, default=500_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--oversample", type=float, default=3.0)
+    p.add_argument("--refine", type=int, default=0, help="distributed: refinement rounds at most")
     p.add_argument("--workdir", help="folder for the generated shard files (default: a new temp dir)")
     args = p.parse_args()
     if args.n and args.k_sweep:

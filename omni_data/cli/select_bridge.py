@@ -12,7 +12,9 @@ import json
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.pipeline.cluster import add_cluster_arguments
-    from omni_data.select.strategies import STRATEGIES
+    from omni_data.select.descriptors import DESCRIPTORS
+    from omni_data.select.selection import DEVICES, DTYPES, ENGINES, MODES
+    from omni_data.select.strategies import STRATEGIES, describe_strategies
 
     parser.add_argument("stores", nargs="+", help="store directories (described with omni-data describe)")
     size = parser.add_mutually_exclusive_group(required=True)
@@ -22,32 +24,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-per-task", type=int, default=0, metavar="N",
                         help="every task gets at least N picks (within the same total)")
     parser.add_argument("--seed", type=int, default=0, help="start-point seed (fpsample's rule)")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="fps")
+    parser.add_argument("--strategy", choices=list(STRATEGIES), default="fps", help=describe_strategies())
     parser.add_argument("--model", help="omni_model checkpoint (strategies error and hybrid)")
     parser.add_argument("--pool", type=float, default=4.0, help="hybrid: FPS among pool x k largest errors")
-    parser.add_argument("--kind", choices=("rdf", "soap"), default="rdf", help="descriptor kind")
-    parser.add_argument("--mode", choices=("exact", "distributed"), default="exact",
+    parser.add_argument("--kind", choices=list(DESCRIPTORS), default="rdf", help="descriptor kind")
+    parser.add_argument("--mode", choices=MODES, default="exact",
                         help="exact FPS in this process, or per-shard + global FPS on Dask")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="exact FPS on the CPU (numba kernel) or on a GPU (torch engine)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="torch engine: descriptors stored as this on the device "
+                             "(float16/bfloat16 halve GPU memory; picks are exact for the rounded values)")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="FPS engine (auto: numba on cpu/float32, torch for cuda or a half dtype)")
     parser.add_argument("--oversample", type=float, default=3.0,
                         help="distributed: candidates per shard / its share of k")
+    parser.add_argument("--refine", type=int, default=0, metavar="ROUNDS",
+                        help="distributed: refinement rounds at most (shards send points still beyond "
+                             "the global radius; 0: none)")
     parser.add_argument("--exclude", "--seed-from", dest="exclude", nargs="+", default=[],
                         metavar="SELECTION.parquet",
                         help="earlier selections: never picked again, and FPS continues from them")
     parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between progress lines (picks, radius, ETA) on stderr; 0: none")
     parser.add_argument("--out", required=True, help="output folder (selection.parquet, coverage.json/.txt)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (for scripts)")
     add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from omni_data.pipeline.cluster import config_from_args, dask_client
-    from omni_data.select.selection import SelectConfig, select_bridge
+    from omni_data.select.selection import SelectConfig, select_bridge, summary_text
+    from omni_data.select.strategies import SCORED
 
     cfg = SelectConfig(stores=list(args.stores), out=args.out, fraction=args.fraction, count=args.count,
                        tasks=args.tasks, min_per_task=args.min_per_task, seed=args.seed,
                        strategy=args.strategy, kind=args.kind, mode=args.mode, exclude=list(args.exclude),
-                       pool=args.pool, oversample=args.oversample, progress_every=args.progress_every)
-    if args.strategy != "fps" and not args.model:
+                       pool=args.pool, oversample=args.oversample, progress_every=args.progress_every,
+                       device=args.device, dtype=args.dtype, engine=args.engine, refine=args.refine)
+    if args.strategy in SCORED and not args.model:
         raise ValueError(f"strategy {args.strategy!r} needs --model CKPT")
     scorer = _model_scorer(args.model) if args.model else None
     if cfg.mode == "distributed":
@@ -55,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             summary = select_bridge(cfg, scorer, client)
     else:
         summary = select_bridge(cfg, scorer)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return 0
 
 

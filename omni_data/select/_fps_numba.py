@@ -198,7 +198,8 @@ def fps_blocks(
     final: bool,  # also apply the last pick, so r ends as every row's distance to the selection
 ):
     """Exact FPS; returns (picked indices, squared distance at pick, point-pick distances done,
-    pick-pick distances done, r per row in block order).
+    pick-pick distances done, r per row in block order, owner per row: the pick number that
+    gave its ``r``).
 
     Per pick the work is the super-block tests (O(ns d)) plus the blocks that can change;
     nothing loops over earlier picks.
@@ -283,7 +284,7 @@ def fps_blocks(
             sarg[sb] = si
             work[sb] = cnt
         computed += work.sum()
-    return picked, picked_d, computed, int(cval[:, -1].sum()), r
+    return picked, picked_d, computed, int(cval[:, -1].sum()), r, owner
 
 
 @njit(parallel=True, cache=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from omni_data.schema import Record
 
 N_COMPOSITION = 16
 N_PAIRS = 6  # (H,H) (H,X) (H,M) (X,X) (X,M) (M,M)
-KINDS = ("rdf", "soap")
 _NONMETALS = {2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32, 33, 34, 35, 36, 51, 52, 53, 54, 85, 86}
 _PAIR = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]], dtype=np.int64)
 
@@ -142,17 +141,44 @@ def describe_record(record: Record, spec: RDFSpec = RDFSpec()) -> np.ndarray:
     return np.concatenate([comp, rad]).astype(np.float32)
 
 
+def rdf_descriptors(records: Sequence[Record], spec: RDFSpec = RDFSpec(),
+                    species: Sequence[int] | None = None) -> np.ndarray:
+    """(n, spec.dim) float32 ``rdf`` descriptors (``species`` unused: the classes are fixed)."""
+    if not records:
+        return np.zeros((0, spec.dim), dtype=np.float32)
+    return np.stack([describe_record(r, spec) for r in records])
+
+
+def _soap(records: Sequence[Record], spec: RDFSpec = RDFSpec(),
+          species: Sequence[int] | None = None) -> np.ndarray:
+    return soap_descriptors(records, species=species, cutoff=spec.cutoff)
+
+
+@dataclass(frozen=True)
+class DescriptorKind:
+    """One registered descriptor: ``compute(records, spec, species)`` -> (n, dim) float32."""
+
+    compute: Callable[..., np.ndarray]
+    help: str
+    needs_species: bool = False  # True: the store's element list must be passed (fixed width)
+
+
+DESCRIPTORS: dict[str, DescriptorKind] = {
+    "rdf": DescriptorKind(rdf_descriptors, "composition + element-class radial features "
+                                           "(default, 64 numbers)"),
+    "soap": DescriptorKind(_soap, "structure-averaged SOAP (needs dscribe: pip install 'omni[soap]')",
+                           needs_species=True),
+}
+"""The one table of descriptor kinds: name -> DescriptorKind (CLI choices come from it)."""
+
+
+
 def describe_records(records: Iterable[Record], kind: str = "rdf",
                      spec: RDFSpec = RDFSpec(), species: Sequence[int] | None = None) -> np.ndarray:
-    """(n, dim) float32 descriptors of ``records``; ``kind`` is "rdf" or "soap"."""
-    records = list(records)
-    if kind == "rdf":
-        if not records:
-            return np.zeros((0, spec.dim), dtype=np.float32)
-        return np.stack([describe_record(r, spec) for r in records])
-    if kind == "soap":
-        return soap_descriptors(records, species=species, cutoff=spec.cutoff)
-    raise ValueError(f"unknown descriptor kind {kind!r}; choose one of {KINDS}")
+    """(n, dim) float32 descriptors of ``records`` with the registered ``kind``."""
+    if kind not in DESCRIPTORS:
+        raise ValueError(f"unknown descriptor kind {kind!r}; choose one of {tuple(DESCRIPTORS)}")
+    return DESCRIPTORS[kind].compute(list(records), spec, species)
 
 
 def soap_descriptors(records: Sequence[Record], species: Sequence[int] | None = None,

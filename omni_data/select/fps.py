@@ -40,6 +40,7 @@ class FPSResult:
     distances_computed: int  # point-center distances evaluated (the plain loop does N*k)
     pick_distances: int = 0  # pick-to-pick distances evaluated by the numba kernel (not k^2/2)
     mind: np.ndarray | None = None  # with return_mind: each point's squared distance to the picks
+    owner: np.ndarray | None = None  # numba with return_mind: pick number (0..k-1) giving mind
 
     @property
     def distances(self) -> np.ndarray:
@@ -208,22 +209,24 @@ def _fps_numba(
     sstart, scen, srad = _super_blocks(cen, rad, np.diff(bstart))
     state = np.zeros(2 if progress is not None else 0, dtype=np.float64)
 
-    def run() -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray]:
+    def run() -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray, np.ndarray]:
         with _numba_threads(threads) as most:
             return fps_blocks(xs, order, pos, bstart, cen, rad, a, sstart, scen, srad, k,
                               np.asarray(starts, dtype=np.int64), last, _SLACK, state, most,
                               final)
 
     if progress is None:
-        picked, picked_d, computed, pairs, r = run()
+        picked, picked_d, computed, pairs, r, own = run()
     else:
-        picked, picked_d, computed, pairs, r = _watched(run, state, progress, every)
+        picked, picked_d, computed, pairs, r, own = _watched(run, state, progress, every)
         progress(k, float(picked_d[-1]))
-    mind = None
+    mind = owner = None
     if final:
         mind = np.empty_like(r)
         mind[order] = r
-    return FPSResult(picked, picked_d, int(computed), int(pairs), mind)
+        owner = np.empty_like(own)
+        owner[order] = own
+    return FPSResult(picked, picked_d, int(computed), int(pairs), mind, owner)
 
 
 class _numba_threads:

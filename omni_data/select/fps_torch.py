@@ -45,8 +45,7 @@ def fps_torch(
 
     if storage not in _STORAGE:
         raise ValueError(f"storage must be one of {_STORAGE}, got {storage!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device")
+    check_device(device)
     n, d = x.shape
     dt = getattr(torch, storage)
     rows = np.ascontiguousarray(x[::-1].T if last else x.T)  # (d, n); reversed for ties=last
@@ -90,6 +89,18 @@ def fps_torch(
         out = mind.cpu().numpy()
         out = np.ascontiguousarray(out[::-1]) if last else out
     return FPSResult(picked, picked_d, n * (k if final else k - 1), 0, out)
+
+
+def check_device(device: str) -> None:
+    """ValueError (one line) unless torch can use ``device``; ModuleNotFoundError without torch."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ModuleNotFoundError(f"device {device!r} needs torch: pip install 'omni[model]'") from exc
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device "
+                         f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+                         "use --device cpu")
 
 
 def rounded(x: np.ndarray, storage: str) -> np.ndarray:

@@ -23,7 +23,12 @@ import numpy as np
 
 from omni_data.select.coverage import CoverageReport, coverage_report
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
-from omni_data.select.strategies import STRATEGIES, Picks, Scorer, pick_error, pick_hybrid
+from omni_data.select.strategies import SCORED, STRATEGIES, Picks, PickRequest, Scorer
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float16", "bfloat16")
+ENGINES = ("auto", "numba", "numpy", "torch")
+MODES = ("exact", "distributed")
 
 COLUMNS = ("id", "task", "dataset", "store", "rank", "distance", "reason", "score")
 
@@ -45,13 +50,18 @@ class SelectConfig:
     exclude: list[str] = field(default_factory=list)
     pool: float = 4.0  # hybrid: FPS among the pool * k largest errors
     oversample: float = 3.0
+    refine: int = 0  # distributed: refinement rounds at most (0: local + global FPS only)
     progress_every: float = 5.0  # seconds between progress lines on stderr (0: none)
+    device: str = "cpu"  # exact FPS: "cuda" runs the torch engine on the GPU
+    dtype: str = "float32"  # torch engine storage: float32, float16 or bfloat16
+    engine: str = "auto"  # auto: numba on cpu/float32, torch for cuda or a half dtype
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}")
-        if self.mode not in ("exact", "distributed"):
+        if self.mode not in MODES:
             raise ValueError(f"mode must be 'exact' or 'distributed', got {self.mode!r}")
+        self._check_device()
         if (self.fraction is None) == (self.count is None):
             raise ValueError("give exactly one of fraction or count")
         if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
@@ -62,6 +72,30 @@ class SelectConfig:
             raise ValueError(f"progress_every must be >= 0 seconds, got {self.progress_every}")
         if self.min_per_task < 0:
             raise ValueError(f"min_per_task must be >= 0, got {self.min_per_task}")
+        if self.refine < 0:
+            raise ValueError(f"refine must be >= 0 rounds, got {self.refine}")
+
+    def _check_device(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        torch_needed = self.device != "cpu" or self.dtype != "float32"
+        if torch_needed and self.engine not in ("auto", "torch"):
+            raise ValueError(f"device {self.device!r} / dtype {self.dtype!r} need engine 'torch', "
+                             f"not {self.engine!r}")
+        if (torch_needed or self.engine == "torch") and self.mode != "exact":
+            raise ValueError("device/dtype/engine torch apply to --mode exact only "
+                             "(distributed shards run the CPU kernel on their workers)")
+
+    @property
+    def fps_engine(self) -> str:
+        """The FPS engine this run uses (``fps.fps``'s ``engine``)."""
+        if self.engine != "auto":
+            return self.engine
+        return "torch" if self.device != "cpu" or self.dtype != "float32" else "auto"
 
 
 def start_row(seed: int, n: int) -> int:
@@ -105,10 +139,12 @@ def seed_vectors(ds: DescriptorSet, ids: np.ndarray, where: dict[str, str]) -> t
 
 
 def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int, progress_every: float = 0.0,
-             label: str = "select-bridge") -> Picks:
+             label: str = "select-bridge", engine: str = "auto", device: str = "cpu",
+             dtype: str = "float32") -> Picks:
     """Exact FPS over ``x`` seeded with ``seeds`` (or started at ``start``).
 
     ``progress_every > 0``: a progress line (picks, radius, ETA) on stderr that often.
+    ``engine``/``device``/``dtype``: ``fps.fps``'s engine, device and storage (torch engine).
     """
     from omni_data.select.fps import fps
     from omni_data.select.progress import PickProgress
@@ -117,29 +153,14 @@ def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int, progress_ever
     both = np.concatenate([seeds, x]) if m else x
     watch = PickProgress(k, seeds=m, label=label) if progress_every > 0 else None
     res = fps(both, m + k, start_idx=list(range(m)) if m else start, progress=watch,
-              progress_every=progress_every or 5.0)
+              progress_every=progress_every or 5.0, engine=engine, device=device, storage=dtype)
     return Picks(res.indices[m:] - m, np.sqrt(res.sqdist[m:].astype(np.float64)))
 
 
 def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: np.ndarray,
          scorer: Scorer | None, client: Any = None) -> tuple[Picks, np.ndarray | None]:
-    """Apply the strategy over candidate rows ``cand``; returns picks (global rows) and scores."""
-    start = start_row(cfg.seed, len(cand))
-    scores = None
-    if cfg.strategy in ("error", "hybrid"):
-        if scorer is None:
-            raise ValueError(f"strategy {cfg.strategy!r} needs a model (--model CKPT)")
-        scores = score_rows(ds, cand, scorer)
-        if cfg.strategy == "error":
-            p = pick_error(scores, k)
-        else:
-            p = pick_hybrid(ds.vectors(cand), scores, k, cfg.pool, seeds,
-                            lambda sub: start_row(cfg.seed, len(sub)))
-        return Picks(cand[p.rows], p.distance, p.score), scores
-    if cfg.mode == "exact":
-        p = fps_rows(ds.vectors(cand), k, seeds, start, cfg.progress_every)
-        return Picks(cand[p.rows], p.distance), None
-    return distributed_pick(cfg, ds, cand, k, seeds, int(cand[start]), client), None
+    """Apply the strategy (``strategies.STRATEGIES``) over candidate rows ``cand``."""
+    return STRATEGIES[cfg.strategy](PickRequest(cfg, ds, cand, k, seeds, scorer, client))
 
 
 def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int,
@@ -161,7 +182,8 @@ def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: 
         def log(line: str) -> None:
             print(f"select-bridge: {line}", file=sys.stderr, flush=True)
     res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
-                          oversample=cfg.oversample, scheduler=client or "sync", log=log)
+                          oversample=cfg.oversample, scheduler=client or "sync", log=log,
+                          refine=cfg.refine)
     return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
 
 
@@ -281,6 +303,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any = None) -> dict[str, Any]:
     """Run one selection; returns a summary (also what the CLI prints)."""
     t0 = time.perf_counter()
+    if cfg.fps_engine == "torch" and cfg.strategy == "fps":
+        from omni_data.select.fps_torch import check_device
+
+        check_device(cfg.device)  # before any descriptor is read
     ds = load_descriptor_set(cfg.stores, cfg.kind, with_vectors=cfg.mode == "exact")
     ex_ids, where = excluded_ids(cfg.exclude)
     ex_rows, seeds = seed_vectors(ds, ex_ids, where)
@@ -310,7 +336,8 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
     path = write_selection(out, ds, picks, reason)
     settings = {"strategy": cfg.strategy, "mode": cfg.mode, "kind": cfg.kind, "seed": cfg.seed,
                 "k": k, "min_per_task": cfg.min_per_task, "stores": cfg.stores,
-                "exclude": cfg.exclude, "seconds": round(time.perf_counter() - t0, 3)}
+                "exclude": cfg.exclude, "device": cfg.device, "dtype": cfg.dtype,
+                "engine": cfg.fps_engine, "seconds": round(time.perf_counter() - t0, 3)}
     if cfg.mode == "distributed":
         report = distributed_coverage(ds, cand, picks.rows, seeds, settings, client)
     else:
@@ -318,7 +345,25 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
                                  seeds if len(seeds) else None, settings)
     write_text_atomic(out / "coverage.json", report.to_json())
     write_text_atomic(out / "coverage.txt", report.to_text())
-    return {"selection": str(path), "picked": len(picks.rows), "candidates": len(cand),
+    return {"selection": str(path), "coverage": [str(out / "coverage.json"), str(out / "coverage.txt")],
+            "picked": len(picks.rows), "candidates": len(cand), "seeds": len(seeds),
+            "strategy": cfg.strategy, "mode": cfg.mode, "seconds": settings["seconds"],
             "covering_radius": report.covering_radius,
             "per_task": {t: c.picks for t, c in report.tasks.items()},
             "covering_radius_per_task": {t: c.covering_radius for t, c in report.tasks.items()}}
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The run for a person: counts, picks and covering radius per task, files written."""
+    seeds = f", continuing {summary['seeds']:,} earlier picks" if summary.get("seeds") else ""
+    lines = [f"select-bridge: picked {summary['picked']:,} of {summary['candidates']:,} candidates "
+             f"(strategy {summary['strategy']}, {summary['mode']}{seeds}) in {summary['seconds']:.1f} s",
+             f"covering radius {summary['covering_radius']:.6g} "
+             "(no candidate is farther than this from a pick, in descriptor units)"]
+    radius = summary["covering_radius_per_task"]
+    width = max([len("task")] + [len(t) for t in radius])
+    lines.append(f"  {'task':<{width}}  {'picks':>7}  covering radius")
+    for task, picks in summary["per_task"].items():
+        lines.append(f"  {task:<{width}}  {picks:>7,}  {radius[task]:.6g}")
+    lines.append("wrote " + ", ".join([summary["selection"], *summary["coverage"]]))
+    return "\n".join(lines)

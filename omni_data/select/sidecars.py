@@ -15,12 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from omni_data.select.descriptors import KINDS, RDFSpec, describe_records
+from omni_data.select.descriptors import DESCRIPTORS, RDFSpec, describe_records
 
 
 def sidecar_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown descriptor kind {kind!r}; choose one of {KINDS}")
+    if kind not in DESCRIPTORS:
+        raise ValueError(f"unknown descriptor kind {kind!r}; choose one of {tuple(DESCRIPTORS)}")
     return f"descriptors-{kind}"
 
 
@@ -104,7 +104,7 @@ def describe_store(store_dir: str | Path, kind: str = "rdf", spec: RDFSpec = RDF
     store_dir = str(store_dir)
     store = Store(store_dir)
     species = None
-    if kind == "soap":
+    if kind in DESCRIPTORS and DESCRIPTORS[kind].needs_species:
         from ase.data import atomic_numbers
 
         species = sorted(atomic_numbers[e] for e in store.catalog.counts.get("by_element", {}))

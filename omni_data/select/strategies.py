@@ -21,11 +21,22 @@ from omni_data.schema import Record
 Scorer = Callable[[Sequence[Record]], np.ndarray]
 """Per-record error (higher = worse), same order as the records."""
 
-STRATEGIES: dict[str, str] = {
-    "fps": "farthest-point sampling on descriptors (coverage of the space)",
-    "error": "largest model error against the stored labels (needs --model)",
-    "hybrid": "farthest-point sampling among the largest-error structures (needs --model)",
-}
+
+@dataclass(frozen=True)
+class PickRequest:
+    """What a strategy gets: candidate rows of the descriptor set, how many, seeds, settings.
+
+    ``cfg`` is the run's ``selection.SelectConfig`` and ``ds`` its ``DescriptorSet`` (typed
+    loosely here: selection.py imports this module)."""
+
+    cfg: Any
+    ds: Any
+    cand: np.ndarray
+    k: int
+    seeds: np.ndarray
+    scorer: "Scorer | None" = None
+    client: Any = None
+
 
 
 @dataclass
@@ -114,3 +125,61 @@ def pick_hybrid(x: np.ndarray, scores: np.ndarray, k: int, pool: float, seeds: n
     res = fps(both, m + k, start_idx=list(range(m)) if m else start_rule(cand))
     rows = cand[res.indices[m:] - m]
     return Picks(rows, np.sqrt(res.sqdist[m:].astype(np.float64)), scores[rows])
+
+
+Strategy = Callable[[PickRequest], "tuple[Picks, np.ndarray | None]"]
+"""A strategy: request -> (picks as global rows, per-candidate scores or None)."""
+
+
+def _scores(req: PickRequest) -> np.ndarray:
+    from omni_data.select.selection import score_rows
+
+    if req.scorer is None:
+        raise ValueError(f"strategy {req.cfg.strategy!r} needs a model (--model CKPT)")
+    return score_rows(req.ds, req.cand, req.scorer)
+
+
+def strategy_fps(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+    """farthest-point sampling on descriptors (coverage of the space)"""
+    from omni_data.select.selection import distributed_pick, fps_rows, start_row
+
+    cfg, cand = req.cfg, req.cand
+    start = start_row(cfg.seed, len(cand))
+    if cfg.mode == "exact":
+        p = fps_rows(req.ds.vectors(cand), req.k, req.seeds, start, cfg.progress_every,
+                     engine=cfg.fps_engine, device=cfg.device, dtype=cfg.dtype)
+        return Picks(cand[p.rows], p.distance), None
+    return distributed_pick(cfg, req.ds, cand, req.k, req.seeds, int(cand[start]), req.client), None
+
+
+def strategy_error(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+    """largest model error against the stored labels (needs --model)"""
+    scores = _scores(req)
+    p = pick_error(scores, req.k)
+    return Picks(req.cand[p.rows], p.distance, p.score), scores
+
+
+def strategy_hybrid(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+    """farthest-point sampling among the largest-error structures (needs --model)"""
+    from omni_data.select.selection import start_row
+
+    scores = _scores(req)
+    p = pick_hybrid(req.ds.vectors(req.cand), scores, req.k, req.cfg.pool, req.seeds,
+                    lambda sub: start_row(req.cfg.seed, len(sub)))
+    return Picks(req.cand[p.rows], p.distance, p.score), scores
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "fps": strategy_fps,
+    "error": strategy_error,
+    "hybrid": strategy_hybrid,
+}
+"""The one strategy table: name -> function (its docstring is the CLI help)."""
+
+SCORED = frozenset({"error", "hybrid"})
+"""Strategies that need a model scorer (--model)."""
+
+
+def describe_strategies() -> str:
+    """One line per strategy for ``--help``."""
+    return "; ".join(f"{name}: {(fn.__doc__ or '').strip()}" for name, fn in STRATEGIES.items())

@@ -78,12 +78,46 @@ def test_stage_lines_report_candidates_and_radius(points_200k):
     path, x = points_200k
     n = 40_000
     lines: list[str] = []
-    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append)
+    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append,
+                          refine=1)
     assert lines[0].startswith("distributed FPS: local round on 4 shards: ")
     assert lines[1].startswith("distributed FPS: global FPS: 60 picks, radius ")
     assert all("elapsed" in line for line in lines)
     assert any(line.startswith("distributed FPS: refinement 1: ") for line in lines[2:])
     # the last radius reported is the covering radius of the picks over the final candidates
-    reported = float(lines[-1].split("radius ")[1].split()[0].rstrip(";"))
+    reported = float(lines[-1].split("radius ")[1].split()[0].rstrip(";,"))
     assert reported <= np.sqrt(nearest_sqdist(x[:n], x[res.indices]).max()) * (1 + 1e-5)
     assert f"{res.n_candidates:,} candidates" in "".join(lines) or "done" in lines[-1]
+
+
+def test_refinement_checks_only_points_in_doubt_and_sends_what_a_full_fps_sends():
+    """``outliers`` bounds each point by its local pick's distance to the selection and runs the
+    seeded FPS only over the rest; the rows sent equal those of the seeded FPS over the whole
+    shard (the previous refinement), checked with the independent plain loop."""
+    from omni_data.select._fps_reference import fps_reference
+    from omni_data.select.distributed import _local_fps, outliers
+
+    rng = np.random.default_rng(11)
+    centres = rng.uniform(0, 10, (40, 5))
+    label = rng.integers(0, 40, 6000)
+    x = (centres[label] + 0.4 * rng.standard_normal((6000, 5))).astype(np.float32)
+    source = ShardSource(functools.partial(np.array, x), 1000, len(x), "s")
+    seeds = x[[17]]
+    chosen = np.concatenate([seeds, x[rng.choice(len(x), 60, replace=False)]])
+    quota = 150
+    local = _local_fps(x, quota, seeds, threads=1)
+    picks = np.concatenate([seeds, x[local.indices[1:] - 1]])
+    pick_dist = np.sqrt(nearest_sqdist(picks, chosen))
+    full = np.sqrt(nearest_sqdist(x, chosen))
+    radius = float(np.quantile(full, 0.97))
+    rows, vecs, checked = outliers(source, quota, seeds, 50, chosen, pick_dist, radius)
+    assert 0 < checked < len(x) // 2  # most points were certified without a distance
+    both = np.concatenate([chosen, x])
+    ref_i, ref_d = fps_reference(both, len(chosen) + 50, list(range(len(chosen))))
+    far = ref_d[len(chosen):].astype(np.float64) > radius * radius
+    want = ref_i[len(chosen):][far] - len(chosen)
+    assert len(want) >= 4
+    np.testing.assert_array_equal(rows, 1000 + want)
+    np.testing.assert_array_equal(vecs, x[want])
+    capped, _, _ = outliers(source, quota, seeds, 3, chosen, pick_dist, radius)
+    np.testing.assert_array_equal(capped, 1000 + want[:3])

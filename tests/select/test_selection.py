@@ -46,7 +46,7 @@ def test_describe_writes_aligned_sidecars_and_resumes(stores, capsys):
         assert z["ids"].tolist() == store.table(["id"], shard="nboc").column("id").to_pylist()
     assert store.catalog.reload().sections["descriptors"]["rdf"]["dim"] == 64
     capsys.readouterr()
-    assert main(["describe", stores[0], "--no-cluster"]) == 0
+    assert main(["describe", stores[0], "--no-cluster", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped_shards"] == 3
     # the CLI error policy (omni_data/cli/errors.py): one line on stderr, exit 2 for a bad value
     assert main(["describe", stores[0], "--no-cluster", "--cutoff", "4"]) == 2
