@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omni_data.cli.argtypes import bounded
 
+INTERRUPTED = "interrupted; re-run the same command to resume (shards already described are skipped)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.pipeline.cluster import add_cluster_arguments

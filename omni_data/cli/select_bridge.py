@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="earlier selections: never picked again, and FPS continues from them")
     parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between progress lines (picks, radius, ETA) on stderr; 0: none")
-    parser.add_argument("--out", required=True, help="output folder (selection.parquet, coverage.json/.txt)")
+    from omni_data.cli.argtypes import out_dir
+
+    parser.add_argument("--out", required=True, type=out_dir, help="output folder (selection.parquet, coverage.json/.txt)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (for scripts)")
     add_cluster_arguments(parser)
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from omni_data.select.selection import SelectConfig, select_bridge, summary_text
     from omni_data.select.strategies import SCORED
 
-    cfg = SelectConfig(stores=list(args.stores), out=args.out, fraction=args.fraction, count=args.count,
+    cfg = SelectConfig(stores=list(args.stores), out=str(args.out), fraction=args.fraction, count=args.count,
                        tasks=args.tasks, min_per_task=args.min_per_task, seed=args.seed,
                        strategy=args.strategy, kind=args.kind, mode=args.mode, exclude=list(args.exclude),
                        pool=args.pool, oversample=args.oversample, progress_every=args.progress_every,

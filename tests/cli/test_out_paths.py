@@ -50,6 +50,7 @@ FOLDER_OUTS: dict[str, list[str]] = {
     "filter": ["{store}", "--manifest", "mptrj", "--no-cluster"],
     "ingest": ["{tmp}", "--dataset", "d", "--task", "t", "--no-cluster"],
     "report": ["{store}", "--no-cluster"],
+    "select-bridge": ["{store}", "--count", "1", "--no-cluster"],
 }
 
 
