@@ -30,7 +30,7 @@ def sqdist_to(points_t: np.ndarray, center: np.ndarray) -> np.ndarray:
 
 def starts_list(start_idx: int | Sequence[int], n: int) -> list[int]:
     """Normalise ``start_idx`` (an index or a list of indices) and check the range."""
-    starts = [int(start_idx)] if np.isscalar(start_idx) else [int(s) for s in start_idx]
+    starts = [int(start_idx)] if isinstance(start_idx, (int, np.integer)) else [int(s) for s in start_idx]
     if not starts:
         raise ValueError("start_idx must name at least one point")
     bad = [s for s in starts if not 0 <= s < n]

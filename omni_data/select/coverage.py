@@ -92,6 +92,7 @@ def covering_distances(x: np.ndarray, centres: np.ndarray, threads: int | None =
     m = len(c)
     res = fps(np.concatenate([c, x]), m, start_idx=list(range(m)), threads=threads,
               return_mind=True)
+    assert res.mind is not None  # asked for with return_mind
     return np.sqrt(res.mind[m:].astype(np.float64))
 
 

@@ -206,6 +206,7 @@ def _global(idx: np.ndarray, vec: np.ndarray, first: np.ndarray, seeds: np.ndarr
     rows = res.indices[m:] - m
     picked = np.concatenate([first, idx[rows]]).astype(np.int64)
     sq = np.concatenate([np.full(len(first), np.inf, np.float32), res.sqdist[m:]])
+    assert res.mind is not None  # asked for with return_mind
     mind = res.mind[m:]
     radius = float(np.sqrt(mind.max())) if len(mind) else 0.0
     return _Global(picked, sq, vec[rows], mind, radius), idx, vec

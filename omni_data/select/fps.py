@@ -236,14 +236,14 @@ class _numba_threads:
         import numba
 
         self.numba = numba
-        self.want = max(1, min(threads or numba.config.NUMBA_NUM_THREADS,
-                               numba.config.NUMBA_NUM_THREADS))
+        most = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # set at numba's import, not in its stubs
+        self.want = max(1, min(threads or most, most))
 
     def __enter__(self) -> int:
         """Returns the most threads numba may ever run (bound on its thread ids)."""
         self.previous = self.numba.get_num_threads()
         self.numba.set_num_threads(self.want)
-        return int(self.numba.config.NUMBA_NUM_THREADS)
+        return int(getattr(self.numba.config, "NUMBA_NUM_THREADS"))
 
     def __exit__(self, *exc: object) -> None:
         self.numba.set_num_threads(self.previous)

@@ -230,11 +230,10 @@ def score_rows(ds: DescriptorSet, rows: np.ndarray, scorer: Scorer) -> np.ndarra
 def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: Picks,
                  seeds: np.ndarray, k: int, scores: np.ndarray | None) -> tuple[Picks, np.ndarray]:
     """Trim the pick order and top up short tasks so every task gets ``cfg.min_per_task``."""
-    reason = np.full(len(picks.rows), "strategy", dtype=object)
+    if cfg.min_per_task == 0:
+        return picks, np.full(len(picks.rows), "strategy", dtype=object)
     need_all = {t: min(cfg.min_per_task, int((ds.tasks[cand] == t).sum()))
                 for t in np.unique(ds.tasks[cand])}
-    if cfg.min_per_task == 0:
-        return picks, reason
     m = len(picks.rows)
     while True:
         have = {t: int((ds.tasks[picks.rows[:m]] == t).sum()) for t in need_all}
@@ -251,6 +250,7 @@ def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: 
             continue
         pool = cand[(ds.tasks[cand] == t) & ~np.isin(cand, rows)]
         if cfg.strategy == "error":
+            assert scores is not None  # the error strategy scored every candidate
             sub = pool[np.lexsort((pool, -scores[np.searchsorted(cand, pool)]))][:short]
             d = np.full(len(sub), np.nan)
         else:
@@ -263,7 +263,7 @@ def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: 
         rows += list(sub)
         dist += list(d)
         reason += ["min-per-task"] * len(sub)
-        if score is not None:
+        if score is not None and scores is not None:
             score += list(scores[np.searchsorted(cand, sub)])
     out = Picks(np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64),
                 None if score is None else np.asarray(score))
@@ -319,7 +319,8 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
     cand = np.flatnonzero(allowed)
     if len(cand) == 0:
         raise ValueError("no candidate structures left after --tasks and --exclude")
-    k = cfg.count if cfg.count is not None else max(1, int(round(cfg.fraction * len(cand))))
+    fraction = cfg.fraction if cfg.fraction is not None else 0.0  # SelectConfig sets count or fraction
+    k = cfg.count if cfg.count is not None else max(1, int(round(fraction * len(cand))))
     if k > len(cand):
         raise ValueError(f"asked for {k} picks but only {len(cand)} candidates")
     if cfg.min_per_task * len(np.unique(ds.tasks[cand])) > k:

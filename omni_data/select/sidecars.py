@@ -34,7 +34,7 @@ def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to a temporary name in the same folder, then rename over ``path``."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     try:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as its allow_pickle
         os.replace(tmp, path)
     finally:
         if tmp.exists():
