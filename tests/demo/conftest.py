@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from omni_data.demo.layout import DemoLayout
+from omni_model.demo.layout import DemoLayout
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, optional) -> tuple[DemoLa
     import argparse
 
     from omni_data.cli import demo as demo_cli
-    from omni_data.demo.run import run_demo
+    from omni_model.demo.run import run_demo
 
     out = tmp_path_factory.mktemp("omni-demo")
     parser = argparse.ArgumentParser()

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from omni_data.demo import generate as gen
-from omni_data.demo.layout import COMMON_TASK, RUNS
+from omni_model.demo import generate as gen
+from omni_model.demo.layout import COMMON_TASK, RUNS
 
 FAMILIES = ("metals", "crystals", "molecules")
 
@@ -58,8 +58,9 @@ def test_stores_exist_and_counts_reconcile(demo_run) -> None:
 
 
 def test_bridging_set_recomputed_and_collected(demo_run) -> None:
-    from omni_data.store import Store
     from tblite.ase import TBLite
+
+    from omni_data.store import Store
 
     lay, _ = demo_run
     out = _stage(demo_run, "recompute")["outputs"]
@@ -156,10 +157,25 @@ def test_size_table_is_what_the_cli_offers() -> None:
 
 
 def test_refuses_to_clear_a_folder_it_did_not_make(tmp_path) -> None:
-    from omni_data.demo.run import run_demo
+    from omni_model.demo.run import run_demo
 
     (tmp_path / "sources").mkdir()
     (tmp_path / "sources" / "precious.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not a demo directory"):
         run_demo(tmp_path, size="ci")
     assert (tmp_path / "sources" / "precious.txt").read_text() == "keep me"
+
+
+def test_the_same_command_again_reuses_every_finished_stage(demo_run) -> None:
+    """Issue 22, item 4: re-running the demo into its folder resumes it; after a complete run
+    nothing runs again, no store is touched and the numbers are the same (from ledger.json)."""
+    from omni_model.demo.run import run_demo
+
+    lay, first = demo_run
+    stores = {p: p.stat().st_mtime_ns for p in (lay.root / "stores").rglob("*") if p.is_file()}
+    metrics = json.loads(lay.metrics_json.read_text())
+    again = run_demo(lay.root, size="ci", workers=1, seed=0)
+    assert again.keys() == first.keys()
+    assert {k: r["detail"] for k, r in again.items() if not (r["status"] == "ok" and r["reused"])} == {}
+    assert {p: p.stat().st_mtime_ns for p in stores} == stores
+    assert json.loads(lay.metrics_json.read_text()) == metrics

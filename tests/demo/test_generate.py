@@ -12,8 +12,8 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from omni_data.demo import generate as gen
 from omni_data.manifest import load_manifest
+from omni_model.demo import generate as gen
 
 HARTREE = 27.211386024367243  # eV, CODATA 2014 as in ase.units
 BOHR = 0.5291772105638411  # Å
@@ -106,7 +106,7 @@ def test_unknown_size_is_an_error(tmp_path) -> None:
 def test_parallel_labelling_gives_the_same_structures_and_labels() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
-    from omni_data.demo import systems
+    from omni_model.demo import systems
 
     def draw(pool):
         rng = np.random.default_rng(7)
@@ -128,7 +128,7 @@ def test_parallel_labelling_gives_the_same_structures_and_labels() -> None:
 
 
 def test_a_failed_label_is_recorded_and_redrawn() -> None:
-    from omni_data.demo import systems
+    from omni_model.demo import systems
 
     calls: list[int] = []
 

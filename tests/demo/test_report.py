@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from omni_data.demo import report
+from omni_model.demo import report
 
 
 def _row(e: float, off: float | None, f: float, kind: str = "cross-domain") -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from omni_data.demo.ablation import default_variants
-from omni_data.demo.layout import DemoLayout
-from omni_data.demo.run import TASK_L2, run_demo, train_config
+from omni_model.demo.ablation import default_variants
+from omni_model.demo.layout import DemoLayout
+from omni_model.demo.run import TASK_L2, run_demo, train_config
 
 
 def test_each_seed_gets_its_own_folder_and_training_seed(tmp_path):
@@ -36,8 +36,8 @@ def test_seeds_must_be_positive(tmp_path):
 
 
 def test_ablation_table_has_mean_and_spread_per_variant():
-    from omni_data.demo import report
-    from omni_data.demo.ablation import format_ablation
+    from omni_model.demo import report
+    from omni_model.demo.ablation import format_ablation
 
     def row(off: float) -> dict:
         return {"kind": "cross-domain", "head": "crystals", "data": "molecules test (GFN1-xTB)", "n": 130,

@@ -1,15 +1,18 @@
 """The demo's stage runner: a missing part is reported as unavailable (never faked), what needs it
-is skipped with the reason, failures keep their traceback in the stage log, and a logger bound to
-stderr during one stage keeps working after that stage's log file is closed."""
+is skipped with the reason, failures keep their traceback in the stage log, a logger bound to
+stderr during one stage keeps working after that stage's log file is closed, and the ledger makes
+a re-run reuse what finished on the same inputs (issue 22, item 4)."""
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
-from omni_data.demo.stages import StageFailed, StageRunner, omni_data_cli, require
+from omni_model.demo.ledger import StageLedger
+from omni_model.demo.stages import StageRunner, require
 
 
 def test_unavailable_failed_and_skipped_are_reported(tmp_path) -> None:
@@ -58,7 +61,119 @@ def test_a_handler_bound_in_one_stage_writes_to_the_next_stage_log(tmp_path) -> 
     assert runner.results["two"].status == "ok"
 
 
-def test_cli_status_is_checked(tmp_path) -> None:
-    with pytest.raises(StageFailed, match="omni-data verify .* exited with status 1"):
-        omni_data_cli(["verify", tmp_path / "not-a-store"])
-    assert omni_data_cli(["verify", tmp_path / "not-a-store"], ok_codes=(0, 1)) == 1
+def test_a_finished_stage_is_reused_and_what_reads_it_too(tmp_path) -> None:
+    calls: list[str] = []
+
+    def stage(name: str, out: Path | None = None):
+        def fn() -> dict:
+            calls.append(name)
+            if out is not None:
+                out.write_text(name)
+            return {"n": len(calls)}
+        return fn
+
+    def demo(opt: int) -> StageRunner:
+        runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=lambda _: None)
+        runner.run("a", stage("a", tmp_path / "a.txt"), options={"opt": opt}, owns=[tmp_path / "a.txt"])
+        runner.run("b", stage("b"), needs=["a"])
+        runner.run("c", stage("c"))  # reads nothing: reused whatever a does
+        return runner
+
+    first = demo(1)
+    assert calls == ["a", "b", "c"] and not any(r.reused for r in first.results.values())
+    again = demo(1)
+    assert calls == ["a", "b", "c"]  # nothing ran again
+    assert all(r.reused and r.status == "ok" for r in again.results.values())
+    assert again.results["b"].outputs == {"n": 2}  # the outputs of the run that made them
+    demo(2)  # a's option changed: a and what reads it run again, c does not
+    assert calls == ["a", "b", "c", "a", "b"]
+    (tmp_path / "a.txt").unlink()  # an output gone: a runs again (same options), and so does b
+    demo(2)
+    assert calls == ["a", "b", "c", "a", "b", "a", "b"]
+    assert json.loads((tmp_path / "ledger.json").read_text())["stages"]["a"]["state"] == "done"
+
+
+def test_an_interrupted_stage_runs_again_and_only_a_resumable_one_keeps_its_outputs(tmp_path) -> None:
+    owned = {"plain": tmp_path / "plain", "resumable": tmp_path / "resumable"}
+    seen: dict[str, bool] = {}
+
+    def fn(name: str, interrupt: bool):
+        def run() -> None:
+            seen[name] = (owned[name] / "partial").exists()
+            owned[name].mkdir(exist_ok=True)
+            (owned[name] / "partial").write_text("half done")
+            if interrupt:
+                raise KeyboardInterrupt
+        return run
+
+    for interrupt in (True, False):
+        runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=lambda _: None)
+        for name, path in owned.items():
+            try:
+                runner.run(name, fn(name, interrupt), owns=[path], resumable=name == "resumable")
+            except KeyboardInterrupt:
+                pass
+        ledger = StageLedger(tmp_path / "ledger.json")
+        states = {name: ledger.get(name).state for name in owned}
+        assert states == ({"plain": "running", "resumable": "running"} if interrupt else
+                          {"plain": "done", "resumable": "done"})
+    # the re-run: the plain stage started from nothing, the resumable one found its partial work
+    assert seen == {"plain": False, "resumable": True}
+
+
+def test_a_failed_stage_is_recorded_and_runs_again(tmp_path) -> None:
+    attempts: list[int] = []
+
+    def flaky() -> dict:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return {"ok": True}
+
+    for expected in ("failed", "ok"):
+        runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=lambda _: None)
+        assert runner.run("flaky", flaky).status == expected
+        assert runner.run("after", lambda: None, needs=["flaky"]).status == ("skipped" if expected == "failed" else "ok")
+    assert len(attempts) == 2
+    assert StageLedger(tmp_path / "ledger.json").get("flaky").state == "done"
+
+
+def test_a_damaged_ledger_is_named_with_the_way_out(tmp_path) -> None:
+    (tmp_path / "ledger.json").write_text('{"version": 1, "stages": {"a": {"state": "running"')
+    with pytest.raises(ValueError, match=r"ledger.json: unreadable demo ledger .* --fresh"):
+        StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=lambda _: None)
+    (tmp_path / "ledger.json").write_text('{"version": 1, "stages": {"a": {"state": "half"}}}')
+    with pytest.raises(ValueError, match="stage 'a': malformed ledger entry"):
+        StageLedger(tmp_path / "ledger.json")
+
+
+def test_the_ledger_is_replaced_atomically(tmp_path, monkeypatch) -> None:
+    """A crash while writing leaves the previous ledger, never a half-written one."""
+    import os
+
+    ledger = StageLedger(tmp_path / "ledger.json")
+    ledger.mark("a", "f1", "done", {"x": 1}, 1.0, "t1")
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ledger.mark("b", "f2", "running")
+    monkeypatch.undo()
+    again = StageLedger(tmp_path / "ledger.json")
+    assert list(again.entries) == ["a"] and again.is_done("a", "f1") and again.get("a").token == "t1"
+
+
+def test_say_reaches_the_console_and_the_stage_log(tmp_path) -> None:
+    """Training progress lines: on the console while the stage's output goes to its log, and in the log."""
+    echoed: list[str] = []
+    runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=echoed.append)
+
+    def stage() -> None:
+        print("chatter")
+        runner.say("[demo] train_plain step 5/10")
+
+    runner.run("train_plain", stage)
+    assert echoed[0] == "[demo] train_plain step 5/10" and "chatter" not in "".join(echoed)
+    assert (tmp_path / "logs" / "train_plain.log").read_text() == "chatter\n[demo] train_plain step 5/10\n"

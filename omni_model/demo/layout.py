@@ -50,6 +50,11 @@ class DemoLayout:
         return self.root / "stages.json"
 
     @property
+    def ledger_json(self) -> Path:
+        """Which stages finished on which inputs (``omni_model.demo.ledger``): what a re-run reuses."""
+        return self.root / "ledger.json"
+
+    @property
     def metrics_json(self) -> Path:
         return self.root / "metrics.json"
 

@@ -1,7 +1,7 @@
 """A small measured ablation on an existing demo folder: plain vs bridge vs bridge + selective
 regularization (and any λ), several training seeds each, scored like the demo's cross-domain rows.
 
-    python -m omni_data.demo.ablation DEMO_DIR [--seeds 3] [--steps 200] [--l2 1e-4 ...] [--only V ...]
+    python -m omni_model.demo.ablation DEMO_DIR [--seeds 3] [--steps 200] [--l2 1e-4 ...] [--only V ...]
 
 It reuses the folder's stores (``train``, ``train_bridge``, ``test``, ``test_truth`` with its
 calibration/test split) and trains only the variants, into ``DEMO_DIR/runs/ablation-<variant>[-seed<k>]``.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omni_data.demo import report
-from omni_data.demo.layout import DemoLayout
+from omni_model.demo import report
+from omni_model.demo.layout import DemoLayout
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def default_variants(l2s: list[float]) -> list[Variant]:
 def run_ablation(demo_dir: Path, variants: list[Variant], seeds: int, steps: int, size: str = "ci",
                  seed: int = 0, name: str = "ablation") -> dict[str, Any]:
     """Train and evaluate every (variant, seed); returns {variant: {"seeds": {...}, "rows": mean ± std}}."""
-    from omni_data.demo.run import stage_evaluate, stage_train
+    from omni_model.demo.training import stage_evaluate, stage_train
 
     lay = DemoLayout(Path(demo_dir).resolve())
     out: dict[str, Any] = {}
@@ -73,7 +73,7 @@ def format_ablation(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omni_data.demo.ablation", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m omni_model.demo.ablation", description=__doc__.splitlines()[0])
     p.add_argument("demo_dir", type=Path)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=200)

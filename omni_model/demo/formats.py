@@ -12,9 +12,9 @@ units="bohr"), ``dft_total_energy`` (float64, m, attr units="hartree"), ``dft_to
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms

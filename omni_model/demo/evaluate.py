@@ -14,8 +14,9 @@ this module only groups structures and averages absolute errors:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class _Acc:
             self.s.extend(np.abs(stress - record.stress).ravel().tolist())
 
     def row(self, kind: str, head: str, data: str) -> dict[str, Any]:
-        mean = lambda xs: float(np.mean(np.abs(xs))) if len(xs) else None  # noqa: E731
+        mean = lambda xs: float(np.mean(np.abs(xs))) if len(xs) else None
         e = np.asarray(self.e)
         return {"kind": kind, "head": head, "data": data, "n": self.n, "energy_mae": mean(e),
                 "energy_mae_shifted": mean(e - e.mean()) if len(e) else None,

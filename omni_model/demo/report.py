@@ -1,6 +1,6 @@
 """The demo's result table (text + Markdown) and figure (PNG) for its three training runs.
 
-Input is the ``metrics`` mapping that ``omni_data.demo.run`` writes to ``metrics.json``::
+Input is the ``metrics`` mapping that ``omni_model.demo.run`` writes to ``metrics.json``::
 
     {run: {"rows": [{"kind": "same-domain"|"cross-domain", "head": task, "data": name, "n": int,
                      "energy_mae": eV/atom, "forces_mae": eV/Å, "stress_mae": eV/Å³|None,
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 RUN_TITLES: dict[str, str] = {
     "plain": "1. plain multi-task",
