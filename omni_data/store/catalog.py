@@ -20,7 +20,13 @@ from omni_data.schema import SCHEMA_VERSION
 
 CATALOG_NAME = "catalog.json"
 LOCK_NAME = ".catalog.lock"
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+"""2: each record once in LMDB (checksummed values), scalar columns in Parquet (docs/store.md).
+1: Arrow + LMDB copies of every record; read only by ``omni-data convert-store``."""
+
+
+class OldStoreFormat(ValueError):
+    """A store written in an older store format (the message says how to convert it)."""
 TMP_MARK = ".tmp-"
 """Every temporary file a store writer makes is ``.<final name>.tmp-<pid>``: ``verify`` lists any left."""
 
@@ -104,6 +110,12 @@ def read_catalog(store_dir: Path, reader: bool = False) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"), object_hook=_reader_entry if reader else None)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: catalog is not valid JSON ({exc})") from None
+    fmt = data.get("store_format", 1)
+    if fmt != STORE_FORMAT:
+        if isinstance(fmt, int) and fmt < STORE_FORMAT:
+            raise OldStoreFormat(f"{Path(store_dir)}: store format {fmt} (Omni before store v2); convert it with "
+                                 f"`omni-data convert-store {Path(store_dir)} NEW_STORE`")
+        raise ValueError(f"{path}: store format {fmt!r}, this Omni reads {STORE_FORMAT} (written by a newer Omni?)")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
     return data
