@@ -90,22 +90,27 @@ def write_lmdb(path: Path, shard: str, values: Sequence[bytes], strings: Sequenc
     payload = sum(len(v) for v in values)
     index = {"n": len(values), "codec": CODEC_VERSION, "format": 2, "shard": shard, "strings": list(strings),
              "max_value": max((len(v) for v in values), default=0)}
-    # B-tree pages, node headers and overflow-page rounding: generous headroom, sparse on disk.
-    map_size = max(1 << 20, 2 * payload + 4096 * (len(values) + 64))
     try:
-        # meminit=True zero-fills unused page space: the same records give byte-identical files.
-        env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, metasync=True,
-                        sync=True, readahead=False, meminit=True)
-        try:
-            with env.begin(write=True) as txn:
-                txn.put(INDEX_KEY, pack_index(index), append=True)  # "__index__" < "r..." bytewise
-                for row, value in enumerate(values):
-                    txn.put(row_key(row), value, append=True)
-            env.sync(True)
-        finally:
-            env.close()
+        _write_lmdb(path, values, index, payload)
     except lmdb.Error as exc:
         raise write_error(exc, path, payload) from exc
+
+
+def _write_lmdb(path: Path, values: Sequence[bytes], index: dict[str, Any], payload: int) -> None:
+    """The body of ``write_lmdb``."""
+    # B-tree pages, node headers and overflow-page rounding: generous headroom, sparse on disk.
+    map_size = max(1 << 20, 2 * payload + 4096 * (len(values) + 64))
+    # meminit=True zero-fills unused page space: the same records give byte-identical files.
+    env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, metasync=True,
+                    sync=True, readahead=False, meminit=True)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(INDEX_KEY, pack_index(index), append=True)  # "__index__" < "r..." bytewise
+            for row, value in enumerate(values):
+                txn.put(row_key(row), value, append=True)
+        env.sync(True)
+    finally:
+        env.close()
 
 
 def head_crc32(path: Path) -> int:
