@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("omni_data.cli.export", "write a store as extxyz or aselmdb for other trainers"),
     "verify": ("omni_data.cli.verify", "check every shard's sha256 and record counts"),
     "index": ("omni_data.cli.index", "index the store's ids so store.get(id) is one lookup"),
+    "convert-store": ("omni_data.cli.convert_store", "rewrite a store of an older store format in the current one"),
     "datasets": ("omni_data.cli.datasets", "list the dataset manifests"),
     "download": ("omni_data.cli.download", "fetch a manifest's files with sha256 check and resume"),
     "references": ("omni_data.cli.references", "fit per-task elemental reference energies"),
