@@ -315,11 +315,19 @@ class LmdbShard(LmdbFile):
     def _where(self, row: int) -> str:
         return f"{self.path}: row {row}"
 
-    def raw(self, row: int) -> bytes:
-        """The encoded value at ``row`` (a copy), after its length is checked."""
+    def raw(self, row: int) -> memoryview:
+        """The encoded value at ``row`` (a view of the map, valid while this thread's read
+        transaction lives), after its length is checked against the shard's largest value."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        value = self._get(_ROW_KEY.pack(b"r", row))
+        state = getattr(self._local, "state", None)
+        try:
+            if state is None or state[1] != _FORK[0]:
+                value = self._txn().get(_ROW_KEY.pack(b"r", row))
+            else:
+                value = state[0].get(_ROW_KEY.pack(b"r", row))
+        except lmdb.Error as exc:
+            raise ShardError(f"{self._where(row)}: LMDB error ({exc}): damaged file") from None
         if value is None:
             raise ShardError(f"{self._where(row)}: missing although the shard holds {self.n} rows (damaged file)")
         if len(value) > self.max_value:

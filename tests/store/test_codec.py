@@ -1,7 +1,7 @@
-"""LMDB value codec 3: crc32 + (zstd) msgpack + raw little-endian numpy buffers, no pickle."""
+"""LMDB value codec 3: crc32c + (lz4) msgpack + raw little-endian numpy buffers, no pickle."""
 from __future__ import annotations
 
-import zlib
+from crc32c import crc32c
 from dataclasses import fields
 
 import msgpack
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from omni_data.schema import Record
-from omni_data.store.codec import RAW, ZSTD, CorruptValue, check_value, decode_header, decode_record, encode_record
+from omni_data.store.codec import RAW, LZ4, CorruptValue, check_value, decode_header, decode_record, encode_record
 from omni_data.store.testing import assert_same_records, bare_record, emt_records
 
 
@@ -33,7 +33,7 @@ def test_missing_labels_stay_none():
 def test_value_layout_is_crc_kind_and_msgpack_with_little_endian_buffers():
     record = emt_records(1)[0]
     value = encode_record(record, row=7, compress=False)
-    assert int.from_bytes(value[:4], "little") == zlib.crc32(value[4:]) and value[4] == RAW
+    assert int.from_bytes(value[:4], "little") == crc32c(value[4:]) and value[4] == RAW
     doc = msgpack.unpackb(value[5:], raw=False)
     assert doc[0] == 7 and doc[1] == record.id and doc[7] == record.energy
     n = record.n_atoms
@@ -52,10 +52,10 @@ def test_compression_only_where_it_pays():
     big = emt_records(1, seed=1)[0]
     big.numbers = np.full(len(big.numbers), 29)  # int64 numbers: mostly zero bytes, they compress
     value = encode_record(big)
-    assert value[4] == ZSTD and len(value) < len(encode_record(big, compress=False))
+    assert value[4] == LZ4 and len(value) < len(encode_record(big, compress=False))
     assert_same_records([big], [decode_record(value)])
     small = bare_record()
-    assert encode_record(small)[4] in (RAW, ZSTD)
+    assert encode_record(small)[4] in (RAW, LZ4)
 
 
 def test_decoded_arrays_are_writable_and_independent():
@@ -94,7 +94,7 @@ def test_truncated_value_and_wrong_row_are_errors():
 def test_unknown_kind_is_an_error():
     value = bytearray(encode_record(bare_record()))
     value[4] = 0x7F
-    value[:4] = zlib.crc32(bytes(value[4:])).to_bytes(4, "little")
+    value[:4] = crc32c(bytes(value[4:])).to_bytes(4, "little")
     with pytest.raises(CorruptValue, match="kind 0x7f"):
         check_value(bytes(value))
 
