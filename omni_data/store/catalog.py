@@ -108,8 +108,10 @@ def read_catalog(store_dir: Path, reader: bool = False) -> dict[str, Any]:
         return empty_catalog()
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_hook=_reader_entry if reader else None)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: catalog is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shards", []), list):
+        raise ValueError(f"{path}: catalog is not a JSON object with a list of shards")
     fmt = data.get("store_format", 1)
     if fmt != STORE_FORMAT:
         if isinstance(fmt, int) and fmt < STORE_FORMAT:

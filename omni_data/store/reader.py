@@ -119,7 +119,11 @@ class Store(_Base):
             raise FileNotFoundError(f"{self.path}: not a store (no catalog.json)")
         self.backend = backend
         self.store = self
-        self._set_catalog(Catalog(self.path, reader=True))
+        catalog = Catalog(self.path, reader=True)
+        try:
+            self._set_catalog(catalog)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self.path / 'catalog.json'}: malformed catalog ({type(exc).__name__}: {exc})") from None
 
     # -- catalog and handles -------------------------------------------------------------
     def _set_catalog(self, catalog: Catalog) -> None:
