@@ -19,8 +19,18 @@ def run(args: argparse.Namespace) -> int:
     from omni_data.cli.errors import runtime_phase
     from omni_data.store.convert import convert_store
 
+    import json
+
+    from omni_data.store.catalog import STORE_FORMAT
+
     if not (args.old / "catalog.json").is_file():
         raise FileNotFoundError(f"{args.old}: not a store (no catalog.json)")
+    try:
+        fmt = json.loads((args.old / "catalog.json").read_text(encoding="utf-8")).get("store_format", 1)
+    except (ValueError, AttributeError):
+        fmt = None  # convert_store says what is wrong
+    if fmt == STORE_FORMAT:
+        raise ValueError(f"{args.old}: already store format {STORE_FORMAT}; nothing to convert")
     with runtime_phase():
         summary = convert_store(args.old, args.new, progress=not args.no_progress)
     print(f"{args.new}: {summary['records']:,} records in {summary['shards']} shards, "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
-from omni_data.store.writer import FORMATS
+from omni_data.store.writer import FORMATS, LEGACY_FORMATS
 
 if TYPE_CHECKING:
     from omni_data.pipeline.ingest import IngestSummary
@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name, e.g. the level of theory (plain PATH mode; overrides the manifest)")
     parser.add_argument("--energy-unit", default=None, help="source energy unit in plain PATH mode (default eV)")
     parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
-    parser.add_argument("--shard-formats", default=",".join(FORMATS), help="comma list of arrow,lmdb (default both)")
+    parser.add_argument("--shard-formats", default=",".join(FORMATS),
+                        help="kept for scripts of store format 1 (arrow,lmdb): every shard is now written as "
+                             "LMDB records + Parquet columns")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-id-index", action="store_true",
                         help="skip indexing the new shards' ids at the end (store.get(id) then asks each new "
@@ -69,7 +71,7 @@ def build_spec(args: argparse.Namespace):
     from omni_data.readers import ReadOptions, sniff
 
     formats = tuple(f.strip() for f in args.shard_formats.split(",") if f.strip())
-    if not formats or set(formats) - set(FORMATS):
+    if not formats or set(formats) - set(FORMATS) - set(LEGACY_FORMATS):
         raise ValueError(f"--shard-formats must list some of {', '.join(FORMATS)}, got {args.shard_formats!r}")
     if args.shard_size < 1:
         raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")

@@ -45,6 +45,9 @@ def row_key(row: int) -> bytes:
 class ShardError(ValueError):
     """A damaged or mismatched shard file (the message names the file and, if any, the row)."""
 
+    runtime = True
+    """The CLI exits 1 (a runtime failure, ``cli/errors.py``), not 2 (a rejected argument)."""
+
 
 _STRERROR = {os.strerror(code): code for code in errno.errorcode}
 WRITE_SLACK = 4 << 20
