@@ -53,6 +53,6 @@ def test_convert_store_carries_every_record_quarantine_and_section(tmp_path, cap
     # OLD is only read
     assert sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file()) == before
     # a second conversion into the same folder is refused, as is converting a format-2 store
-    assert main(["convert-store", str(old), str(tmp_path / "new")]) == 1
-    assert main(["convert-store", str(tmp_path / "new"), str(tmp_path / "newer")]) == 1
+    assert main(["convert-store", str(old), str(tmp_path / "new")]) == 1  # NEW exists
+    assert main(["convert-store", str(tmp_path / "new"), str(tmp_path / "newer")]) == 2
     assert "already store format 2" in capsys.readouterr().err
