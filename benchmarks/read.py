@@ -23,6 +23,10 @@ Paths (like for like, each makes what its name says and drops it):
 
     python benchmarks/read.py                         # 20,000 records of ~20 atoms (~3 min)
     python benchmarks/read.py --records 200000 --reads 50000
+    # + store format 1's pure-Python reader on the same records, in a subprocess right after
+    #   (a yardstick for a busy machine: it read 233k records/s on a quiet one, docs/benchmarks/store.md)
+    git archive 1080cc2 omni_data | tar -x -C /tmp/omni_v1
+    python benchmarks/read.py --format1-tree /tmp/omni_v1
 """
 from __future__ import annotations
 
@@ -101,6 +105,44 @@ def fairchem_get_atoms(db, ids: list[int]) -> Callable[[int], object]:
     return get_atoms
 
 
+FORMAT1 = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[2])
+import tempfile
+from pathlib import Path
+import numpy as np
+import omni_data
+assert omni_data.__file__.startswith(sys.argv[1]), omni_data.__file__
+from read import make_records
+from omni_data.store import Store, write_shard
+n, atoms, reads, rounds, shard = (int(x) for x in sys.argv[3:8])
+with tempfile.TemporaryDirectory() as tmp:
+    recs = make_records(n, atoms)
+    for k in range(0, n, shard):
+        write_shard(Path(tmp) / "s", f"bench-{k // shard:05d}", recs[k:k + shard], formats=("lmdb",))
+    store = Store(Path(tmp) / "s")
+    idx = np.random.default_rng(1).integers(0, n, reads).tolist()
+    best = 0.0
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for i in idx:
+            store[i]
+        best = max(best, len(idx) / (time.process_time() - t0))
+    print(best)
+"""
+
+
+def format1_rate(tree: Path, args: argparse.Namespace) -> float:
+    import subprocess
+
+    env = {**os.environ, "OMNI_PURE_PYTHON_CODEC": "1"}
+    out = subprocess.run([sys.executable, "-c", FORMAT1, str(tree), str(Path(__file__).parent), str(args.records),
+                          str(args.atoms), str(args.reads), str(args.rounds), str(args.shard_size)],
+                         capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def loader_rate(get: Callable[[int], object], graph_of: Callable[[object], object], idx: np.ndarray,
                 batch: int = 32) -> float:
     from omni_model.data.graph import collate
@@ -121,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aselmdb-records", type=int, default=5000,
                     help="records also written to .aselmdb (its export runs at ~150 records/s)")
     ap.add_argument("--loader-reads", type=int, default=2000)
+    ap.add_argument("--format1-tree", type=Path, default=None,
+                    help="a checkout of omni_data before store v2: time its pure-Python store[i] too")
     args = ap.parse_args(argv)
 
     from ase_db_backends.aselmdb import LMDBDatabase
@@ -180,15 +224,26 @@ def main(argv: list[str] | None = None) -> int:
         from omni_model.data.dataset import record_graph
         from omni_model.data.graph import graph_from_atoms, species_table
 
+        from omni_model.data.graph import collate
+
         table = species_table(list(range(1, 84)))
         li = small[: args.loader_reads]
-        omni_loader = loader_rate(store.__getitem__, lambda r: record_graph(r, 5.0, table, {"pbe": 0}), li)
-        ase_loader = loader_rate(fairchem_get_atoms(db, ids), lambda a: graph_from_atoms(a, 5.0, table), li)
+        collate([record_graph(store[0], 5.0, table, {"pbe": 0})])  # import torch before timing
+        omni_loader = ase_loader = 0.0
+        for _ in range(args.rounds):
+            omni_loader = max(omni_loader, loader_rate(store.__getitem__,
+                                                       lambda r: record_graph(r, 5.0, table, {"pbe": 0}), li))
+            ase_loader = max(ase_loader, loader_rate(fairchem_get_atoms(db, ids),
+                                                     lambda a: graph_from_atoms(a, 5.0, table), li))
         print(f"\nloader (read -> vesin graph, cutoff 5 A -> collate 32), structures/s of CPU time:\n"
               f"  omni store      {omni_loader:>10,.0f}\n  aselmdb (fairchem get_atoms) {ase_loader:>10,.0f}\n"
               f"  ratio {omni_loader / ase_loader:.2f}x")
         store.close()
         db.close()
+    if args.format1_tree is not None:
+        old = format1_rate(args.format1_tree, args)
+        print(f"\nstore format 1, pure-Python store[i] on the same records, just after: {old:,.0f} records/s "
+              f"(233,521 on a quiet machine, 2026-11-25); this run's store[i] / format 1's: {full / old:.2f}")
     print(f"load average after: {tuple(round(x, 1) for x in os.getloadavg())}")
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,15 +68,25 @@ RECORD_SCHEMA = pa.schema(
 )
 
 
+_FORMULAS: dict[bytes, str] = {}
+
+
 def formula(numbers: np.ndarray) -> str:
     """Hill formula of atomic numbers (C, H first when carbon is present, then alphabetical)."""
-    from ase.data import chemical_symbols
+    zs, counts = np.unique(np.asarray(numbers, dtype=np.int64), return_counts=True)
+    key = zs.tobytes() + b"|" + counts.tobytes()
+    text = _FORMULAS.get(key)
+    if text is None:
+        from ase.data import chemical_symbols
 
-    counts = Counter(chemical_symbols[int(z)] for z in numbers)
-    order = sorted(counts)
-    if "C" in counts:
-        order = ["C"] + (["H"] if "H" in counts else []) + [s for s in order if s not in ("C", "H")]
-    return "".join(s + (str(counts[s]) if counts[s] > 1 else "") for s in order)
+        amount = {chemical_symbols[int(z)]: int(c) for z, c in zip(zs, counts)}
+        order = sorted(amount)
+        if "C" in amount:
+            order = ["C"] + (["H"] if "H" in amount else []) + [e for e in order if e not in ("C", "H")]
+        text = "".join(e + (str(amount[e]) if amount[e] > 1 else "") for e in order)
+        if len(_FORMULAS) < 100_000:
+            _FORMULAS[key] = text
+    return text
 
 
 def columns_table(records: Sequence[Record]) -> pa.Table:

@@ -104,7 +104,7 @@ def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None =
         raise ValueError(f"record {record.id!r}: metadata cannot be stored ({exc}); use plain JSON types") from None
     kind = RAW
     if compress:
-        packed = _COMPRESS(body, mode="high_compression", compression=9, store_size=True)
+        packed = _COMPRESS(body, mode="high_compression", compression=3, store_size=True)
         if len(packed) + MIN_SAVING <= len(body):
             body, kind = packed, LZ4
     tail = bytes((kind,)) + body
