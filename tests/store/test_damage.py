@@ -54,9 +54,11 @@ ATTACK = textwrap.dedent('''
         root = work / f"t{trial}"
         shutil.copytree(good_dir, root)
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".catalog.lock")
-        for path in files if mode == "flip" else [rng.choice([p for p in files if p.suffix == ".lmdb"])]:
+        if mode == "flip-data":  # every file but catalog.json (whose checksum line refuses it whole)
+            files = [p for p in files if p.name != "catalog.json"]
+        for path in files if mode.startswith("flip") else [rng.choice([p for p in files if p.suffix == ".lmdb"])]:
             data = bytearray(path.read_bytes())
-            if mode == "flip":
+            if mode.startswith("flip"):
                 for _ in range(rng.randint(1, 4)):
                     at = rng.randrange(len(data))
                     data[at] ^= 1 << rng.randrange(8)
@@ -112,10 +114,18 @@ def _attack(store: Path, work: Path, seed: int, mode: str, trials: int) -> dict:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_flips_in_every_file_give_the_right_record_or_a_named_error(small_store, tmp_path, seed):
-    stats = _attack(small_store, tmp_path / "work", seed, "flip", 12)
+    """Flips in every file but the catalog: many reads still succeed, none is wrong."""
+    stats = _attack(small_store, tmp_path / "work", seed, "flip-data", 12)
     assert stats["wrong"] == [], stats["wrong"][:5]
     assert stats["unnamed"] == [], stats["unnamed"][:5]
     assert stats["errors"] > 0 and stats["right"] > 0
+
+
+def test_random_flips_in_every_file_and_the_catalog_are_named_errors(small_store, tmp_path):
+    """Flips in every file including catalog.json: its checksum line refuses the store whole."""
+    stats = _attack(small_store, tmp_path / "work", 4, "flip", 8)
+    assert stats["wrong"] == [] and stats["unnamed"] == []
+    assert stats["errors"] > 0
 
 
 def test_truncated_shards_are_errors_not_sigbus(small_store, tmp_path):

@@ -60,7 +60,9 @@ def test_a_damaged_value_is_named_with_its_row(tmp_path):
     entry = next(s for s in catalog["shards"] if s["name"] == "s-b")
     entry["files"]["lmdb"].update(sha256=sha256_file(lmdb_file), bytes=lmdb_file.stat().st_size)
     entry["files"]["lmdb"].pop("head_crc32")
-    (root / "catalog.json").write_text(json.dumps(catalog))
+    from omni_data.store.catalog import write_catalog
+
+    write_catalog(root, catalog)
     report = verify_store(root)
     assert report.problems == ["shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row 2: "
                                "checksum mismatch (damaged value))"]
