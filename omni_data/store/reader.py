@@ -247,13 +247,17 @@ class Store(_Base):
             return []
         ks = np.searchsorted(self._ends, glob, side="right")
         rows = (glob - self._starts[ks]).tolist()
-        out: list[Record] = []
-        append = out.append
+        ks_list = ks.tolist()
+        shards = set(ks_list)
+        if len(shards) <= self.max_open:  # every shard of the batch open at once: one lookup each
+            readers = {k: self._handle(k).record for k in shards}
+            return [readers[k](row) for k, row in zip(ks_list, rows)]
+        out: list[Record] = []  # more shards than may be open: shard by shard, through the LRU
         last, handle = -1, None
-        for k, row in zip(ks.tolist(), rows):
+        for k, row in zip(ks_list, rows):
             if k != last:
                 handle, last = self._handle(k), k
-            append(handle.record(row))
+            out.append(handle.record(row))
         return out
 
     def index_of(self, record_id: str) -> int:
