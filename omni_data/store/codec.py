@@ -16,8 +16,9 @@ source_file, source_index, metadata, B]``
 * ``dataset``, ``task``, ``energy_kind``, ``source_file`` are a string, or an int indexing the
   shard's string table (``strings``, stored once in the shard's ``__index__``): a shard usually
   holds one dataset, one task and one source file.
-* ``metadata`` is msgpack bytes (or nil when empty), unpacked when ``record.metadata`` is first
-  read (``schema.PackedMetadata``): training never reads it.
+* ``metadata`` is msgpack bytes (JSON text when it holds an integer beyond 64 bits; nil when
+  empty), unpacked when ``record.metadata`` is first read (``schema.PackedMetadata``): training
+  never reads it.
 * ``B`` is one little-endian buffer holding, in this order and only where ``flags`` says so:
   positions (3n), cell (9), forces (3n), stress (6), magmoms (n) as float64; tags (n) and
   numbers (n) as int64; fixed (n) as bytes 0/1. Every 8-byte field comes first, so each array
@@ -35,7 +36,7 @@ import msgpack
 import numpy as np
 from crc32c import crc32c
 
-from omni_data.schema import PackedMetadata, Record
+from omni_data.schema import PackedJsonMetadata, PackedMetadata, Record
 
 CODEC_VERSION = 3
 RAW, LZ4 = 0x30, 0x32
@@ -90,7 +91,7 @@ def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None =
         flags |= FIXED
         parts.append(_bytes(np.reshape(record.fixed, n), _BOOL))
     try:
-        metadata = msgpack.packb(record.metadata, use_bin_type=True) if record.metadata else None
+        metadata = _pack_metadata(record.metadata) if record.metadata else None
         body = msgpack.packb([
             row, record.id, _string(record.dataset, strings), _string(record.task, strings), n, flags,
             int(p0) | int(p1) << 1 | int(p2) << 2,
@@ -109,6 +110,17 @@ def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None =
             body, kind = packed, LZ4
     tail = bytes((kind,)) + body
     return _CRC(tail).to_bytes(4, "little") + tail
+
+
+def _pack_metadata(metadata: dict[str, Any]) -> bytes | str:
+    """msgpack bytes of ``metadata``; JSON text when it holds an integer beyond 64 bits (msgpack
+    cannot hold one; the reader unpacks either, ``schema.PackedJsonMetadata``)."""
+    try:
+        return msgpack.packb(metadata, use_bin_type=True)
+    except OverflowError:
+        import json
+
+        return json.dumps(metadata, sort_keys=True)
 
 
 def check_value(value: bytes | memoryview) -> bytes | memoryview:
@@ -192,7 +204,8 @@ def _record(d: list, strings: Sequence[str]) -> Record:
         "forces": forces, "stress": stress, "magmoms": magmoms, "charge": charge, "spin": spin,
         "fixed": fixed, "tags": tags, "weight": weight,
         "source_file": source if type(source) is str else strings[source],
-        "source_index": index, "metadata": PackedMetadata(meta) if meta else {},
+        "source_index": index,
+        "metadata": (PackedMetadata(meta) if type(meta) is bytes else PackedJsonMetadata(meta.encode())) if meta else {},
     }
     return record
 

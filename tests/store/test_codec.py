@@ -116,3 +116,10 @@ def test_strided_views_encode_like_contiguous_copies():
     assert not view.positions.flags.c_contiguous
     assert encode_record(view) == encode_record(rec)
     assert_same_records([decode_record(encode_record(view))], [rec])
+
+
+def test_metadata_with_an_integer_beyond_64_bits_round_trips():
+    record = emt_records(1)[0]
+    record.metadata = {"big": 10**30, "neg": -(2**70), "x": [1, "a"]}
+    back = decode_record(encode_record(record))
+    assert back.metadata == record.metadata
