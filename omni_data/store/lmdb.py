@@ -28,6 +28,7 @@ import msgpack
 
 from omni_data.schema import Record
 from omni_data.store.codec import CODEC_VERSION, CorruptValue, check_value, decode_record
+from omni_data.store.reader import Evicted
 
 INDEX_KEY = b"__index__"
 HEAD_BYTES = 8192
@@ -272,13 +273,20 @@ class LmdbFile:
 
 
 class LmdbShard(LmdbFile):
-    """Read-only access to one LMDB shard of records (``record(row)``, ``records(rows)``)."""
+    """Read-only access to one LMDB shard of records (``record(row)``, ``records(rows)``).
+
+    ``lock``: held while a value is fetched and copied out of the map, and by whoever closes
+    the handle (a ``Store``'s LRU passes its own), so no thread reads a map being unmapped.
+    """
 
     kind = "LMDB shard file"
 
-    def __init__(self, path: Path, meta: dict[str, Any] | None = None, name: str | None = None):
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None, name: str | None = None,
+                 lock: Any = None):
         super().__init__(path, meta)
         self.name = name
+        self.lock = lock if lock is not None else threading.Lock()
+        self.evicted = False
         self._index_loaded = False
         self.n = 0
         self.strings: list[str] = []
@@ -318,25 +326,28 @@ class LmdbShard(LmdbFile):
     def _where(self, row: int) -> str:
         return f"{self.path}: row {row}"
 
-    def raw(self, row: int) -> memoryview:
-        """The encoded value at ``row`` (a view of the map, valid while this thread's read
-        transaction lives), after its length is checked against the shard's largest value."""
+    def raw(self, row: int) -> bytes:
+        """The encoded value at ``row``, copied out of the map after its length is checked
+        against the shard's largest value (a damaged length is refused before it is touched)."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        state = getattr(self._local, "state", None)
-        try:
-            if state is None or state[1] != _FORK[0]:
-                value = self._txn().get(_ROW_KEY.pack(b"r", row))
-            else:
-                value = state[0].get(_ROW_KEY.pack(b"r", row))
-        except lmdb.Error as exc:
-            raise ShardError(f"{self._where(row)}: LMDB error ({exc}): damaged file") from None
-        if value is None:
-            raise ShardError(f"{self._where(row)}: missing although the shard holds {self.n} rows (damaged file)")
-        if len(value) > self.max_value:
-            raise ShardError(f"{self._where(row)}: value of {len(value)} bytes, above the shard's largest "
-                             f"({self.max_value}): damaged file")
-        return value
+        with self.lock:
+            if self.evicted:
+                raise Evicted()
+            state = getattr(self._local, "state", None)
+            try:
+                if state is None or state[1] != _FORK[0]:
+                    value = self._txn().get(_ROW_KEY.pack(b"r", row))
+                else:
+                    value = state[0].get(_ROW_KEY.pack(b"r", row))
+            except lmdb.Error as exc:
+                raise ShardError(f"{self._where(row)}: LMDB error ({exc}): damaged file") from None
+            if value is None:
+                raise ShardError(f"{self._where(row)}: missing although the shard holds {self.n} rows (damaged file)")
+            if len(value) > self.max_value:
+                raise ShardError(f"{self._where(row)}: value of {len(value)} bytes, above the shard's largest "
+                                 f"({self.max_value}): damaged file")
+            return bytes(value)
 
     def record(self, row: int) -> Record:
         """The decoded, checked record at ``row``."""
@@ -353,7 +364,16 @@ class LmdbShard(LmdbFile):
     def iter_records(self) -> Iterator[Record]:
         """Every record in row order (one cursor scan, each value checked)."""
         row = 0
-        for key, value in self.scan(b"r"):
+        steps = self.scan(b"r")
+        while True:
+            with self.lock:
+                if self.evicted:
+                    raise ShardError(f"{self.path}: closed while iterated (more shards read at once than "
+                                     "the Store's max_open)")
+                item = next(steps, None)
+            if item is None:
+                break
+            key, value = item
             if key != row_key(row):
                 raise ShardError(f"{self._where(row)}: row key missing or out of order (damaged file)")
             try:
@@ -391,3 +411,4 @@ class LmdbShard(LmdbFile):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.name, self.n, self.strings, self.max_value = state["name"], state["n"], state["strings"], state["max_value"]
+        self.lock, self.evicted = threading.Lock(), False

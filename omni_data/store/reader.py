@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import operator
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -25,6 +26,11 @@ from omni_data.store.catalog import Catalog
 if TYPE_CHECKING:
     import pyarrow as pa
     from ase import Atoms
+
+class Evicted(Exception):
+    """An LMDB shard handle closed by its Store's LRU after a thread took it (another thread
+    opened one shard too many): the Store opens the shard again and retries."""
+
 
 BACKENDS = ("lmdb", "arrow")
 MAX_OPEN = 64
@@ -136,6 +142,7 @@ class Store(_Base):
         self._starts_list: list[int] = self._starts.tolist()
         self._n = int(self._ends[-1]) if len(self._ends) else 0
         self._open: OrderedDict[int, Any] = OrderedDict()  # shard number -> open LmdbShard, LRU order
+        self._lock = threading.RLock()  # opening, evicting, and each value's fetch (LmdbShard.raw)
         self._pid, self._fork = os.getpid(), _FORK[0]
         self._ids, self._ids_pid = None, -1  # the id index (idindex.IdIndex), opened on first get(id)
         self._shard_ids: OrderedDict[int, dict[str, int]] = OrderedDict()  # ids of uncovered shards
@@ -182,24 +189,28 @@ class Store(_Base):
             # a forked child or a new process: the parent's handles are not ours to use or close
             self._open, self._pid, self._fork = OrderedDict(), os.getpid(), _FORK[0]
             self._ids, self._ids_pid = None, -1
-        handle = self._open.get(k)
-        if handle is not None:
-            self._open.move_to_end(k)
-            return handle
-        from omni_data.store.lmdb import LmdbShard, ShardError
+            self._lock = threading.RLock()  # the parent's may have been held at the fork
+        with self._lock:  # an RLock: LmdbShard.raw takes it too
+            handle = self._open.get(k)
+            if handle is not None:
+                self._open.move_to_end(k)
+                return handle
+            from omni_data.store.lmdb import LmdbShard, ShardError
 
-        entry = self.catalog.shards[k]
-        meta = entry["files"].get("lmdb")
-        if meta is None:
-            raise ShardError(f"{self.path}: shard {entry['name']!r} has no LMDB file in the catalog")
-        while len(self._open) >= self.max_open:
-            self._open.popitem(last=False)[1].close()
-        handle = LmdbShard(self.path / meta["file"], meta, entry["name"])
-        if len(handle) != entry["records"]:
-            handle.close()
-            raise ShardError(f"{handle.path}: holds {len(handle)} records, the catalog says {entry['records']}")
-        self._open[k] = handle
-        return handle
+            entry = self.catalog.shards[k]
+            meta = entry["files"].get("lmdb")
+            if meta is None:
+                raise ShardError(f"{self.path}: shard {entry['name']!r} has no LMDB file in the catalog")
+            while len(self._open) >= self.max_open:
+                old = self._open.popitem(last=False)[1]
+                old.evicted = True  # under the lock: no thread is inside old.raw() now
+                old.close()
+            handle = LmdbShard(self.path / meta["file"], meta, entry["name"], self._lock)
+            if len(handle) != entry["records"]:
+                handle.close()
+                raise ShardError(f"{handle.path}: holds {len(handle)} records, the catalog says {entry['records']}")
+            self._open[k] = handle
+            return handle
 
     # -- access ----------------------------------------------------------------------------
     @property
@@ -238,8 +249,14 @@ class Store(_Base):
         if handle is None or self._fork != _FORK[0]:
             handle = self._handle(k)
         else:
-            self._open.move_to_end(k)
-        return handle.record(i - self._starts_list[k])
+            try:
+                self._open.move_to_end(k)
+            except KeyError:  # another thread closed it meanwhile
+                handle = self._handle(k)
+        try:
+            return handle.record(i - self._starts_list[k])
+        except Evicted:  # closed by another thread's open after we took it: open it again
+            return self._handle(k).record(i - self._starts_list[k])
 
     def _records(self, glob: np.ndarray) -> list[Record]:
         """Records at global indices ``glob`` (already in range), in that order."""
@@ -248,16 +265,16 @@ class Store(_Base):
         ks = np.searchsorted(self._ends, glob, side="right")
         rows = (glob - self._starts[ks]).tolist()
         ks_list = ks.tolist()
-        shards = set(ks_list)
-        if len(shards) <= self.max_open:  # every shard of the batch open at once: one lookup each
-            readers = {k: self._handle(k).record for k in shards}
-            return [readers[k](row) for k, row in zip(ks_list, rows)]
-        out: list[Record] = []  # more shards than may be open: shard by shard, through the LRU
+        out: list[Record] = []
         last, handle = -1, None
         for k, row in zip(ks_list, rows):
             if k != last:
                 handle, last = self._handle(k), k
-            out.append(handle.record(row))
+            try:
+                out.append(handle.record(row))
+            except Evicted:  # another thread's open closed it: open it again
+                handle = self._handle(k)
+                out.append(handle.record(row))
         return out
 
     def index_of(self, record_id: str) -> int:

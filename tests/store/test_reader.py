@@ -199,3 +199,16 @@ def test_open_shards_are_bounded_by_max_open(tmp_path):
     assert len(list(both)) == 24
     with pytest.raises(ValueError, match="max_open"):
         Store(tmp_path / "a", max_open=0)
+
+
+def test_threads_reading_more_shards_than_max_open(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for k in range(6):
+        write_shard(tmp_path, f"s{k}", emt_records(3, seed=k))
+    store = Store(tmp_path, max_open=2)
+    expected = [r.id for k in range(6) for r in emt_records(3, seed=k)]
+    idx = np.random.default_rng(0).integers(0, 18, 400).tolist()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: store[i].id, idx))
+    assert got == [expected[i] for i in idx]
