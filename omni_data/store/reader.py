@@ -256,7 +256,15 @@ class Store(_Base):
         try:
             return handle.record(i - self._starts_list[k])
         except Evicted:  # closed by another thread's open after we took it: open it again
-            return self._handle(k).record(i - self._starts_list[k])
+            return self._retry(k, i - self._starts_list[k])
+
+    def _retry(self, k: int, row: int) -> Record:
+        """Read ``row`` of shard ``k`` again after its handle was evicted by another thread."""
+        while True:
+            try:
+                return self._handle(k).record(row)
+            except Evicted:
+                continue
 
     def _records(self, glob: np.ndarray) -> list[Record]:
         """Records at global indices ``glob`` (already in range), in that order."""
@@ -273,8 +281,8 @@ class Store(_Base):
             try:
                 out.append(handle.record(row))
             except Evicted:  # another thread's open closed it: open it again
-                handle = self._handle(k)
-                out.append(handle.record(row))
+                out.append(self._retry(k, row))
+                last = -1
         return out
 
     def index_of(self, record_id: str) -> int:
