@@ -97,8 +97,7 @@ class PackedMetadata(bytes):
 
 
 class PackedJsonMetadata(bytes):
-    """A record's metadata still in its stored JSON form (an Arrow shard's ``metadata`` column,
-    as ``_fastcodec.arrow_row`` leaves it)."""
+    """A record's metadata still in its stored JSON form."""
 
     __slots__ = ()
 
@@ -106,9 +105,9 @@ class PackedJsonMetadata(bytes):
 class _Metadata:
     """``Record.metadata``: a dict, unpacked from its stored msgpack or JSON bytes on first access.
 
-    The store's C decoder (``store/_fastcodec.c``) leaves a record's metadata packed: it puts a
-    ``PackedMetadata`` (LMDB values) or ``PackedJsonMetadata`` (Arrow shards) under
-    ``__dict__["metadata"]`` and this descriptor unpacks it when the attribute is first read
+    The store's decoder (``store/codec.py``) leaves a record's metadata packed: it passes a
+    ``PackedMetadata`` (msgpack bytes of the LMDB value) as ``metadata`` and this descriptor
+    unpacks it when the attribute is first read
     (training never reads it; unpacking it was 60% of the decode time of a real OMol25 row). Everything else sees a plain attribute: equality, ``repr``,
     pickling, ``dataclasses.replace`` and ``Record(**vars(r))`` all work. A dataclass field
     whose default is a descriptor calls ``__set__`` from ``__init__``; the default arrives as

@@ -88,6 +88,8 @@ def exit_status(exc: BaseException) -> int | None:
         return RUNTIME
     if isinstance(exc, ModuleNotFoundError):
         return RUNTIME
+    if isinstance(exc, ValueError) and getattr(exc, "runtime", False):
+        return RUNTIME  # e.g. store.lmdb.ShardError: a damaged file met while working
     if isinstance(exc, ValueError) and _raised_by_omni(exc):
         return USAGE
     if isinstance(exc, RuntimeError) and not isinstance(exc, (NotImplementedError, RecursionError)):

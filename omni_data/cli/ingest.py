@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sanity-bounds", action="store_true",
                         help="store values outside the default sanity bounds (see docs/harmonize.md)")
     parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
-    parser.add_argument("--shard-formats", default=",".join(FORMATS), help="comma list of arrow,lmdb (default both)")
+    parser.add_argument("--shard-formats", default=",".join(FORMATS),
+                        help="kept for scripts of store format 1 (arrow,lmdb): every shard is now written as "
+                             "LMDB records + Parquet columns")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-id-index", action="store_true",
                         help="skip indexing the new shards' ids at the end (store.get(id) then asks each new "

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datasets": ("omni_data.cli.datasets", "list known datasets: size, download size, licence, local copy"),
     "download": ("omni_data.cli.download", "fetch a dataset's release files (resume, checksums, --dry-run)"),
     "manifest": ("omni_data.cli.manifest", "draft a manifest from your own file, or check one"),
+    "convert-store": ("omni_data.cli.convert_store", "rewrite a store of an older store format in the current one"),
     "references": ("omni_data.cli.references", "fit per-task elemental reference energies"),
     "filter": ("omni_data.cli.filter", "apply manifest filters to a store (drops go to quarantine)"),
     "dedup": ("omni_data.cli.dedup", "find duplicate frames within and across datasets"),

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omni_data.store.writer import FORMATS
+from omni_data.store.writer import FORMATS, LEGACY_FORMATS
 
 if TYPE_CHECKING:
     from omni_data.manifest import Manifest
@@ -129,7 +129,7 @@ def check_units(energy_unit: str | None, stress_unit: str | None) -> None:
 
 def _check_layout(request: IngestRequest) -> tuple[str, ...]:
     formats = tuple(f.strip() for f in request.formats if f.strip())
-    if not formats or set(formats) - set(FORMATS):
+    if not formats or set(formats) - set(FORMATS) - set(LEGACY_FORMATS):
         raise ValueError(f"--shard-formats must list some of {', '.join(FORMATS)}, got {','.join(request.formats)!r}")
     if request.shard_size < 1:
         raise ValueError(f"--shard-size must be >= 1, got {request.shard_size}")

@@ -20,7 +20,13 @@ from omni_data.schema import SCHEMA_VERSION
 
 CATALOG_NAME = "catalog.json"
 LOCK_NAME = ".catalog.lock"
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+"""2: each record once in LMDB (checksummed values), scalar columns in Parquet (docs/store.md).
+1: Arrow + LMDB copies of every record; read only by ``omni-data convert-store``."""
+
+
+class OldStoreFormat(ValueError):
+    """A store written in an older store format (the message says how to convert it)."""
 TMP_MARK = ".tmp-"
 """Every temporary file a store writer makes is ``.<final name>.tmp-<pid>``: ``verify`` lists any left."""
 
@@ -100,13 +106,53 @@ def read_catalog(store_dir: Path, reader: bool = False) -> dict[str, Any]:
     path = Path(store_dir) / CATALOG_NAME
     if not path.is_file():
         return empty_catalog()
+    raw = path.read_bytes()
+    checked = _check_sum(path, raw)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_hook=_reader_entry if reader else None)
-    except json.JSONDecodeError as exc:
+        data = json.loads(raw.decode("utf-8"), object_hook=_reader_entry if reader else None)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: catalog is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shards", []), list):
+        raise ValueError(f"{path}: catalog is not a JSON object with a list of shards")
+    fmt = data.get("store_format", 1)
+    if fmt != STORE_FORMAT:
+        if isinstance(fmt, int) and fmt < STORE_FORMAT:
+            raise OldStoreFormat(f"{Path(store_dir)}: store format {fmt} (Omni before store v2); convert it with "
+                                 f"`omni-data convert-store {Path(store_dir)} NEW_STORE`")
+        raise ValueError(f"{path}: store format {fmt!r}, this Omni reads {STORE_FORMAT} (written by a newer Omni?)")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
+    if not checked:
+        raise ValueError(f"{path}: no checksum line (damaged, or edited by hand: rewrite it with "
+                         "omni_data.store.catalog.write_catalog)")
+    data.pop(CHECKSUM_KEY, None)
     return data
+
+
+def _check_sum(path: Path, raw: bytes) -> bool:
+    """True when ``raw`` starts with a checksum line that matches the rest; False when it has
+    none; ``ValueError`` naming ``path`` when it does not match."""
+    from crc32c import crc32c
+
+    end = raw.find(b"\n")
+    first = raw[:end]
+    if end < 0 or not first.startswith(_CHECKSUM_LINE) or len(first) != len(_CHECKSUM_LINE) + 10:
+        return False
+    try:
+        expected = int(first[len(_CHECKSUM_LINE):len(_CHECKSUM_LINE) + 8], 16)
+    except ValueError:
+        return False
+    if crc32c(raw[end + 1:]) != expected:
+        raise ValueError(f"{path}: checksum mismatch (damaged catalog, or edited by hand)")
+    return True
+
+
+def write_catalog(store_dir: Path, data: dict[str, Any]) -> None:
+    """Replace ``store_dir``'s catalog with ``data`` (counts recomputed), with its checksum line:
+    for tools and tests that edit a catalog outside ``update_catalog``."""
+    data = dict(data)
+    data["counts"] = summarize(data["shards"])
+    atomic_write_bytes(Path(store_dir) / CATALOG_NAME, dump_catalog(data).encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -132,21 +178,32 @@ def update_catalog(store_dir: Path, change: Callable[[dict[str, Any]], None]) ->
     return data
 
 
+CHECKSUM_KEY = "crc32c"
+_CHECKSUM_LINE = b'{"crc32c": "'
+
+
 def dump_catalog(data: dict[str, Any]) -> str:
-    """The catalog as JSON text: each shard entry on one line, everything else indented.
+    """The catalog as JSON text: a first line ``{"crc32c": "<8 hex>",`` holding the CRC-32C of
+    every byte after it (a damaged or hand-edited catalog is an error, ``read_catalog``), then
+    each shard entry on one line and everything else indented.
 
     A store of 242M structures has about 24,000 shards; indenting every entry made each
     catalog write 47 MB and 1.6 s of ``json.dumps``, one line per shard is 0.45 s (and still one
     ``grep`` away from any shard).
     """
+    from crc32c import crc32c
+
     parts = []
     for key, value in data.items():
+        if key == CHECKSUM_KEY:
+            continue
         if key == "shards" and value:
             lines = ",\n".join("  " + json.dumps(entry, separators=(", ", ": ")) for entry in value)
             parts.append(f' "shards": [\n{lines}\n ]')
         else:  # JSON strings never hold a raw newline: indenting every line is safe
             parts.append(f" {json.dumps(key)}: " + json.dumps(value, indent=1).replace("\n", "\n "))
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+    rest = ",\n".join(parts) + "\n}\n"
+    return f'{_CHECKSUM_LINE.decode()}{crc32c(rest.encode("utf-8")):08x}",\n' + rest
 
 
 def add_shards(store_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:

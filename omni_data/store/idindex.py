@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import msgpack
 
 from omni_data.store.catalog import Catalog, fsync_dir, update_catalog
-from omni_data.store.lmdb import LmdbFile, LmdbShard
+from omni_data.store.lmdb import LmdbFile
 
 SECTION = "id_index"
 FOLDER = "index"
@@ -45,19 +45,23 @@ class IdSegment(LmdbFile):
 
     kind = "id index segment"
 
-    def __init__(self, path: Path, shards: list[str]):
-        super().__init__(path)
+    def __init__(self, path: Path, shards: list[str], meta: dict[str, Any] | None = None):
+        super().__init__(path, meta)
         self.shards = shards
 
     def find(self, record_id: str) -> tuple[str, int] | None:
-        value = self._txn().get(b"i" + record_id.encode("utf-8"))
+        value = self._get(b"i" + record_id.encode("utf-8"))
         if value is None:
             return None
+        if len(value) != _SLOT_ROW.size:
+            raise ValueError(f"{self.path}: id {record_id!r}: value of {len(value)} bytes (damaged segment)")
         slot, row = _SLOT_ROW.unpack(value)
+        if slot >= len(self.shards):
+            raise ValueError(f"{self.path}: id {record_id!r}: shard slot {slot} of {len(self.shards)} (damaged segment)")
         return self.shards[slot], row
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "shards": self.shards}
+        return {**super().__getstate__(), "shards": self.shards}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -67,13 +71,15 @@ class IdSegment(LmdbFile):
 class IdIndex:
     """The segments a catalog lists, opened lazily; what ``Store.index_of`` asks first."""
 
-    def __init__(self, store_dir: Path, catalog: Catalog):
+    def __init__(self, store_dir: Path, catalog: Catalog, known: Any = None):
         section = catalog.sections.get(SECTION) or {}
-        known = {s["name"] for s in catalog.shards}
+        known = {s["name"] for s in catalog.shards} if known is None else set(known)
         self.segments: list[tuple[frozenset[str], IdSegment]] = []
         self.covered: set[str] = set()
         for seg in section.get("segments", []):
-            self.segments.append((frozenset(seg.get("datasets", [])), IdSegment(Path(store_dir) / seg["file"], seg["shards"])))
+            meta = {k: seg[k] for k in ("bytes", "head_crc32") if k in seg}
+            self.segments.append((frozenset(seg.get("datasets", [])),
+                                  IdSegment(Path(store_dir) / seg["file"], seg["shards"], meta)))
             self.covered.update(name for name in seg["shards"] if name in known)
 
     def find(self, record_id: str) -> tuple[str, int] | None:
@@ -109,20 +115,16 @@ class IdIndexReport:
 
 
 def _shard_ids(store_dir: Path, entry: dict[str, Any]) -> Iterator[tuple[bytes, int]]:
-    """(id bytes, row) of one shard in byte order: the LMDB id keys, else the Arrow id column."""
-    files = entry["files"]
-    if "lmdb" in files:
-        shard = LmdbShard(store_dir / files["lmdb"]["file"])
-        try:
-            yield from shard.iter_ids()
-        finally:
-            shard.close()
-        return
-    from omni_data.store.arrow import read_table
+    """(id bytes, row) of one shard in byte order, from its Parquet ``id`` column (checked)."""
+    from omni_data.store.arrow import read_columns
 
-    ids = read_table(store_dir / files["arrow"]["file"], columns=["id"]).column("id").to_pylist()
+    meta = entry["files"]["columns"]
+    ids = read_columns(store_dir / meta["file"], meta, ["id"]).column("id").to_pylist()
     yield from sorted((i.encode("utf-8"), row) for row, i in enumerate(ids))
 
+
+RETIRE_GRACE_S = 24 * 3600.0
+"""A segment replaced by ``--rebuild`` is deleted only by a build this long after (seconds)."""
 
 FAN_IN = 128
 """Sorted streams merged at once: each open shard or run holds a file descriptor and a map."""
@@ -284,18 +286,31 @@ def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: li
     os.replace(tmp, final)
     fsync_dir(folder)
     datasets = sorted({d for e in entries for d in (e.get("by_dataset") or {})})
+    from omni_data.store.lmdb import head_crc32
+
     segment = {"file": f"{FOLDER}/{final.name}", "sha256": sha256_file(final), "bytes": final.stat().st_size,
-               "shards": names, "datasets": datasets, "ids": count}
+               "head_crc32": head_crc32(final), "shards": names, "datasets": datasets, "ids": count}
+    now = time.time()
+    expired: list[str] = []
 
     def change(data: dict[str, Any]) -> None:
         current = data.setdefault("sections", {}).get(SECTION) or {"version": 1, "segments": []}
+        retired = list(current.get("retired", []))
+        expired.clear()
+        expired.extend(r["file"] for r in retired if now - r["since"] >= RETIRE_GRACE_S)
+        retired = [r for r in retired if r["file"] not in expired]
         if rebuild:
+            retired += [{"file": seg["file"], "since": now} for seg in current["segments"] if seg["file"] != segment["file"]]
             current = {"version": 1, "segments": [segment]}
         else:
             taken = {name for seg in current["segments"] for name in seg["shards"]}
             if taken & set(names):  # another build indexed some of these meanwhile: keep its segment
                 raise _Overlap()
             current["segments"].append(segment)
+        if retired:
+            current["retired"] = retired
+        else:
+            current.pop("retired", None)
         data["sections"][SECTION] = current
 
     try:
@@ -303,12 +318,13 @@ def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: li
     except _Overlap:
         final.unlink(missing_ok=True)
         return report
-    if rebuild:  # the old segments are no longer referenced (open readers keep their mapping)
-        for rel in old_files:
-            if rel == segment["file"]:
-                continue
-            (store_dir / rel).unlink(missing_ok=True)
-            report.removed.append(rel)
+    # Replaced segments are not deleted now: a Store opened before this build may open them
+    # later (lazily, or in a DataLoader worker). They are listed under "retired" and deleted
+    # by a build at least RETIRE_GRACE_S later; a reader that still finds one missing reloads
+    # the catalog's segments (Store.index_of).
+    for rel in expired:
+        (store_dir / rel).unlink(missing_ok=True)
+        report.removed.append(rel)
     report.segment, report.shards, report.ids = segment["file"], len(names), count
     report.seconds = time.perf_counter() - t0
     return report

@@ -1,14 +1,17 @@
-"""LMDB shards: one single-file LMDB per shard, one msgpack value per record.
+"""LMDB shards: one single-file LMDB per shard, one checksummed value per record (``codec.py``).
 
-Keys: ``b"r" + uint64 big-endian row`` -> record (``codec.encode_record``); ``b"i" + id`` ->
-uint64 row (the id index); ``b"__index__"`` -> msgpack ``{"n", "codec", "shard"}``; ``b"~rows"``
--> the row table (below). Big-endian row keys sort in row order, so the whole shard is written
-with ``append=True`` in one transaction. Readers open read-only, ``lock=False`` (files are
-immutable once in the catalog) and ``readahead=False`` (random access), once per process.
+Keys: ``b"r" + uint32 big-endian row`` -> record value; ``b"__index__"`` -> crc32 + msgpack
+``{"n", "codec", "shard", "strings", "max_value"}``. Big-endian row keys sort in row order, so a
+shard is written with ``append=True`` in one transaction. The ids live in the shard's Parquet
+columns (``columns.py``) and the store's id index, not in the LMDB file.
 
-The row table (``rowtable.py``) lets the C reader go straight from a row to its bytes in the
-mapped file, without the B-tree descent or py-lmdb's ``get``; a shard without it (written before
-it existed, or on a machine whose LMDB layout the C reader does not read) reads through LMDB.
+Only py-lmdb's public API is used. Readers open read-only, ``lock=False`` (files never change
+once catalogued), ``readahead=False`` (random access), lazily, once per process, and check first
+that the file has the size the catalog recorded (a truncated map would be SIGBUS on first touch)
+and that its two meta pages hash to the catalog's ``head_crc32``. Each read takes the value as
+a view of the map (``buffers=True``), refuses a length above the shard's largest value before
+touching it, then checks the value's crc32 and row (``codec.decode_record``). Every failure is a
+``ValueError`` naming the file and row.
 """
 from __future__ import annotations
 
@@ -16,22 +19,22 @@ import errno
 import os
 import struct
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import lmdb
 import msgpack
 
-from omni_data.store import codec, rowtable
-from omni_data.store.codec import CODEC_VERSION, READABLE_VERSIONS, decode_record_py
 from omni_data.schema import Record
+from omni_data.store.codec import CODEC_VERSION, CorruptValue, check_value, decode_record
+from omni_data.store.reader import Evicted
 
 INDEX_KEY = b"__index__"
-_ROW = struct.Struct(">Q")
-_ROW_KEY = struct.Struct(">cQ")  # b"r" + row in one pack call (hot path)
+HEAD_BYTES = 8192
+"""Bytes hashed into ``head_crc32``: LMDB's two meta pages (4 KiB pages)."""
+_ROW_KEY = struct.Struct(">cI")
 
-# Bumped in a forked child: per-thread transactions check it instead of calling os.getpid()
-# (a system call) on every read.
 _FORK = [0]
 os.register_at_fork(after_in_child=lambda: _FORK.__setitem__(0, _FORK[0] + 1))
 
@@ -40,18 +43,18 @@ def row_key(row: int) -> bytes:
     return _ROW_KEY.pack(b"r", row)
 
 
-def id_key(record_id: str) -> bytes:
-    return b"i" + record_id.encode("utf-8")
+class ShardError(ValueError):
+    """A damaged or mismatched shard file (the message names the file and, if any, the row)."""
+
+    runtime = True
+    """The CLI exits 1 (a runtime failure, ``cli/errors.py``), not 2 (a rejected argument)."""
 
 
 _STRERROR = {os.strerror(code): code for code in errno.errorcode}
 WRITE_SLACK = 4 << 20
-"""Free bytes below which a short write counts as a full disk even if the estimate says the
-file needed less: LMDB flushes up to 64 pages per write, plus B-tree pages the estimate omits."""
 
 
 def _free_bytes(folder: Path) -> int | None:
-    """Bytes an unprivileged writer may still use on the filesystem of ``folder`` (None if unknown)."""
     try:
         st = os.statvfs(folder)
     except OSError:
@@ -59,22 +62,9 @@ def _free_bytes(folder: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-def _allocated(path: Path) -> int:
-    try:
-        return os.stat(path).st_blocks * 512
-    except OSError:
-        return 0
-
-
 def write_error(exc: Exception, path: Path, needed: int) -> OSError:
-    """An ``OSError`` naming ``path`` for an LMDB write that failed with ``exc`` (an ``lmdb.Error``).
-
-    LMDB reports ENOSPC as ``DiskError``, but a disk that fills in the middle of one of its
-    writes gives a short write, which LMDB reports as EIO ("Input/output error"): when the
-    filesystem then has less room than the ``needed`` bytes the file was still to get (plus
-    ``WRITE_SLACK``), it was a full disk and the error says ENOSPC. ``MDB_MAP_FULL`` is not a
-    disk condition (the map size Omni chose was too small) and is named as such.
-    """
+    """An ``OSError`` naming ``path`` for an LMDB write that failed with ``exc``: a full disk
+    (LMDB reports a short write as EIO) says ENOSPC; MDB_MAP_FULL is named as an Omni bug."""
     text = str(exc)
     if isinstance(exc, lmdb.MapFullError):
         return OSError(f"{path}: LMDB map size too small for this file (MDB_MAP_FULL: {text}); "
@@ -82,96 +72,126 @@ def write_error(exc: Exception, path: Path, needed: int) -> OSError:
     code = _STRERROR.get(text.rsplit(": ", 1)[-1]) or (errno.ENOSPC if isinstance(exc, lmdb.DiskError) else None)
     if code in (errno.EIO, None):
         free = _free_bytes(path.parent)
-        if free is not None and free < max(needed - _allocated(path), 0) + WRITE_SLACK:
+        try:
+            have = os.stat(path).st_blocks * 512
+        except OSError:
+            have = 0
+        if free is not None and free < max(needed - have, 0) + WRITE_SLACK:
             code = errno.ENOSPC
     if code is None:
         return OSError(f"{path}: LMDB write failed: {text}")
     return OSError(code, f"{path}: {os.strerror(code)}" + ("" if code == errno.ENOSPC else f" ({text})"))
 
 
-def write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes]) -> None:
-    """Write encoded records to a new single-file LMDB at ``path`` in one transaction, then sync;
-    a failed write (a full disk above all) raises ``OSError`` naming ``path`` (``write_error``)."""
+def pack_index(index: dict[str, Any]) -> bytes:
+    body = msgpack.packb(index, use_bin_type=True)
+    return zlib.crc32(body).to_bytes(4, "little") + body
+
+
+def write_lmdb(path: Path, shard: str, values: Sequence[bytes], strings: Sequence[str]) -> None:
+    """Write encoded records (row order) to a new single-file LMDB at ``path``, then sync."""
     path = Path(path)
-    table = rowtable.table_size(len(values))
-    payload = sum(len(v) for v in values) + sum(len(i) for i in ids) + table
+    payload = sum(len(v) for v in values)
+    index = {"n": len(values), "codec": CODEC_VERSION, "format": 2, "shard": shard, "strings": list(strings),
+             "max_value": max((len(v) for v in values), default=0)}
     try:
-        _write_lmdb(path, shard, ids, values, payload, table)
+        _write_lmdb(path, values, index, payload)
     except lmdb.Error as exc:
         raise write_error(exc, path, payload) from exc
 
 
-def _write_lmdb(path: Path, shard: str, ids: Sequence[str], values: Sequence[bytes], payload: int,
-                table: int) -> None:
+def _write_lmdb(path: Path, values: Sequence[bytes], index: dict[str, Any], payload: int) -> None:
     """The body of ``write_lmdb``."""
-    # B-tree pages, key overhead and overflow-page rounding: generous headroom, sparse on disk.
-    map_size = max(1 << 20, 4 * payload + 4096 * (2 * len(values) + 64))
+    # B-tree pages, node headers and overflow-page rounding: generous headroom, sparse on disk.
+    map_size = max(1 << 20, 2 * payload + 4096 * (len(values) + 64))
     # meminit=True zero-fills unused page space: the same records give byte-identical files.
     env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, metasync=True,
                     sync=True, readahead=False, meminit=True)
     try:
         with env.begin(write=True) as txn:
-            # append=True needs ascending keys: "__index__" < "i..." < "r..." < "~rows" (bytewise).
-            index = {"n": len(values), "codec": CODEC_VERSION, "shard": shard}
-            txn.put(INDEX_KEY, msgpack.packb(index), append=True)
-            for row, record_id in sorted(enumerate(ids), key=lambda t: t[1].encode("utf-8")):
-                txn.put(id_key(record_id), _ROW.pack(row), append=True)
+            txn.put(INDEX_KEY, pack_index(index), append=True)  # "__index__" < "r..." bytewise
             for row, value in enumerate(values):
                 txn.put(row_key(row), value, append=True)
-            if table:  # reserved now, filled below: nothing is written after it, so no page moves
-                txn.put(rowtable.ROWS_KEY, bytes(table), append=True)
         env.sync(True)
     finally:
         env.close()
-    if table:
-        rowtable.fill_row_table(path, [len(v) for v in values])  # False: left empty, read through LMDB
 
 
-# One environment per file per process: py-lmdb refuses to open the same file twice in a
-# process, and two Store objects on one store must both work. Keyed by (device, inode) so a
-# replaced file gets a fresh environment.
+def head_crc32(path: Path) -> int:
+    """crc32 of the first ``HEAD_BYTES`` of ``path`` (LMDB's meta pages)."""
+    with open(path, "rb") as fh:
+        return zlib.crc32(fh.read(HEAD_BYTES))
+
+
+def check_file(path: Path, meta: dict[str, Any] | None) -> None:
+    """``ShardError`` unless ``path`` exists with the catalog's size and head checksum."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ShardError(f"{path}: file is missing") from None
+    if meta is None:
+        return
+    if "bytes" in meta and size != meta["bytes"]:
+        raise ShardError(f"{path}: {size} bytes on disk, the catalog says {meta['bytes']} (truncated or replaced)")
+    if "head_crc32" in meta and head_crc32(path) != meta["head_crc32"]:
+        raise ShardError(f"{path}: LMDB meta pages do not match the catalog's checksum (damaged file)")
+
+
+# One environment per file per process: py-lmdb refuses to open a file twice in a process, and
+# two Stores (or a Store and an id index build) on one store must both work. Keyed by (device,
+# inode) so that a replaced file gets a fresh environment; closed when its last user closes.
 _ENVS: dict[tuple[int, int], list] = {}
+_ENVS_LOCK = threading.Lock()
 
 
 def _acquire(path: Path) -> tuple[tuple[int, int], lmdb.Environment]:
     st = os.stat(path)
     key = (st.st_dev, st.st_ino)
-    slot = _ENVS.get(key)
-    if slot is not None and slot[0] != os.getpid():
-        # Inherited through fork: py-lmdb still lists it as open here. Closing the child's copy
-        # only unmaps it in this process (read-only, no lock file), then we open our own.
-        slot[1].close()
-        slot = None
-    if slot is None:
-        env = lmdb.open(str(path), subdir=False, readonly=True, lock=False,
-                        readahead=False, meminit=False, max_readers=2048)
-        slot = _ENVS[key] = [os.getpid(), env, 0]
-    slot[2] += 1
-    return key, slot[1]
+    with _ENVS_LOCK:
+        slot = _ENVS.get(key)
+        if slot is not None and slot[0] != os.getpid():
+            # inherited through fork: py-lmdb still lists it as open here. Closing the child's copy
+            # only unmaps it in this process (read-only, no lock file); then we open our own.
+            del _ENVS[key]
+            slot[1].close()
+            slot = None
+        if slot is None:
+            # map_size=1: LMDB maps exactly the pages its meta page says the file holds
+            env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False,
+                            meminit=False, max_readers=2048, map_size=1)
+            slot = _ENVS[key] = [os.getpid(), env, 0]
+        slot[2] += 1
+        return key, slot[1]
 
 
 def _release(key: tuple[int, int]) -> None:
-    slot = _ENVS.get(key)
-    if slot is None or slot[0] != os.getpid():
-        return
-    slot[2] -= 1
-    if slot[2] <= 0:
-        del _ENVS[key]
-        slot[1].close()
+    with _ENVS_LOCK:
+        slot = _ENVS.get(key)
+        if slot is None or slot[0] != os.getpid():
+            return
+        slot[2] -= 1
+        if slot[2] <= 0:
+            del _ENVS[key]
+            slot[1].close()
+
+
+def open_environments() -> int:
+    """How many LMDB environments this process holds open through the store (for tests)."""
+    return sum(1 for slot in _ENVS.values() if slot[0] == os.getpid())
 
 
 class LmdbFile:
     """A read-only LMDB file that never changes once catalogued, opened lazily per process.
 
-    Each thread keeps its own read transaction, so one object can serve several threads (e.g. a
-    threaded Dask worker); nothing open survives pickling or a fork. ``LmdbShard`` (records) and
-    ``idindex.IdSegment`` (the store's id index) are built on it.
+    One environment per object; each thread keeps its own read transaction; nothing open
+    survives pickling or a fork. ``close()`` releases the file descriptor and the map.
     """
 
     kind = "LMDB file"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None):
         self.path = Path(path)
+        self.meta = meta
         self._env: lmdb.Environment | None = None
         self._key: tuple[int, int] | None = None
         self._pid = -1
@@ -179,196 +199,216 @@ class LmdbFile:
 
     def _open(self) -> lmdb.Environment:
         if self._env is None or self._pid != os.getpid():
-            if not self.path.is_file():
-                raise FileNotFoundError(f"{self.path}: {self.kind} is missing")
-            self._key, self._env = _acquire(self.path)
-            self._pid = os.getpid()
+            check_file(self.path, self.meta)
+            try:
+                self._key, self._env = _acquire(self.path)
+                self._pid = os.getpid()
+                info = self._env.info()
+                psize = self._env.stat()["psize"]
+            except lmdb.Error as exc:
+                self._drop()
+                raise ShardError(f"{self.path}: not a readable {self.kind} ({exc})") from None
+            if (info["last_pgno"] + 1) * psize > os.stat(self.path).st_size:
+                self._drop()
+                raise ShardError(f"{self.path}: LMDB says {info['last_pgno'] + 1} pages, the file is shorter")
+            self._local = threading.local()
         return self._env
 
-    def _state(self) -> tuple[lmdb.Transaction, int, Any]:
-        """This thread's (long-lived read transaction, fork counter, its ``get``); the file never
-        changes once catalogued, so one transaction serves every read of this thread."""
-        state = getattr(self._local, "state", None)
-        if state is not None and state[1] == _FORK[0] and self._env is not None:
-            return state
-        # buffers=True: get() returns a view of the mapped page, not a copy; every caller decodes
-        # or copies it at once (the view is valid while this read transaction lives).
-        txn = self._open().begin(buffers=True)
-        state = self._local.state = (txn, _FORK[0], txn.get)
-        return state
-
     def _txn(self) -> lmdb.Transaction:
-        """This thread's long-lived read transaction."""
-        return self._state()[0]
+        """This thread's long-lived read transaction (buffers=True: values are views of the map)."""
+        state = getattr(self._local, "state", None)
+        if state is not None and state[1] == _FORK[0] and self._env is not None and self._pid == os.getpid():
+            return state[0]
+        txn = self._open().begin(buffers=True)
+        self._local.state = (txn, _FORK[0])
+        return txn
 
-    def _get(self, key: bytes) -> bytes | None:
-        value = self._txn().get(key)
-        return None if value is None else bytes(value)
+    def _get(self, key: bytes) -> memoryview | None:
+        try:
+            return self._txn().get(key)
+        except lmdb.Error as exc:
+            raise ShardError(f"{self.path}: LMDB error reading key {key[:40]!r} ({exc})") from None
 
-    def scan(self, prefix: bytes = b"", values: bool = True) -> Iterator[tuple[bytes, bytes | None]]:
-        """(key, value) of every key starting with ``prefix``, in key order: one cursor pass in
-        its own short read transaction (value None with ``values=False``)."""
-        with self._open().begin(buffers=False) as txn:
-            cursor = txn.cursor()
-            if not cursor.set_range(prefix):
-                return
-            if not values:
-                for key in cursor.iternext(keys=True, values=False):
+    def scan(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every key starting with ``prefix``, in key order (copies)."""
+        try:
+            with self._open().begin(buffers=False) as txn:
+                cursor = txn.cursor()
+                if not cursor.set_range(prefix):
+                    return
+                for key, value in cursor:
                     if not key.startswith(prefix):
                         break
-                    yield key, None
-                return
-            for key, value in cursor:
-                if not key.startswith(prefix):
-                    break
-                yield key, value
+                    yield key, value
+        except lmdb.Error as exc:
+            raise ShardError(f"{self.path}: LMDB error while scanning ({exc})") from None
 
-    def close(self) -> None:
-        state = getattr(self._local, "state", None)
-        if state is not None and state[1] == _FORK[0] and self._pid == os.getpid():
-            state[0].abort()
-        self._local = threading.local()
+    @property
+    def is_open(self) -> bool:
+        return self._env is not None and self._pid == os.getpid()
+
+    def _drop(self) -> None:
         if self._key is not None and self._pid == os.getpid():
             _release(self._key)
         self._env, self._key, self._pid = None, None, -1
+        self._local = threading.local()
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            state = getattr(self._local, "state", None)
+            if state is not None and state[1] == _FORK[0]:
+                try:
+                    state[0].abort()
+                except lmdb.Error:
+                    pass
+        self._drop()
 
     def __getstate__(self) -> dict:
-        return {"path": self.path}
+        return {"path": self.path, "meta": self.meta}
 
     def __setstate__(self, state: dict) -> None:
-        self.path = state["path"]
+        self.path, self.meta = state["path"], state["meta"]
         self._env, self._key, self._pid = None, None, -1
         self._local = threading.local()
 
 
 class LmdbShard(LmdbFile):
-    """Read-only access to one LMDB shard of records."""
+    """Read-only access to one LMDB shard of records (``record(row)``, ``records(rows)``).
+
+    ``lock``: held while a value is fetched and copied out of the map, and by whoever closes
+    the handle (a ``Store``'s LRU passes its own), so no thread reads a map being unmapped.
+    """
 
     kind = "LMDB shard file"
 
-    def __init__(self, path: Path):
-        super().__init__(path)
-        try:
-            index = self._index()
-        except ValueError:
-            self.close()
-            raise
-        if index.get("codec", 1) not in READABLE_VERSIONS:
-            self.close()
-            raise ValueError(f"{self.path}: record codec {index.get('codec')!r} is not one of {READABLE_VERSIONS} "
-                             "(written by a newer Omni?)")
-        self.n = int(index["n"])
-        self._fast: Any = None  # _fastcodec.LmdbRows over the row table, built by rows()
-        self._fast_built = False
-        if self.rows() is not None:
-            # rows are read from the table's mapping: the LMDB environment (a second mapping of
-            # the file) is opened again only by a read that needs it (find, scan, a fallback)
-            LmdbFile.close(self)
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None, name: str | None = None,
+                 lock: Any = None):
+        super().__init__(path, meta)
+        self.name = name
+        self.lock = lock if lock is not None else threading.Lock()
+        self.evicted = False
+        self._index_loaded = False
+        self.n = 0
+        self.strings: list[str] = []
+        self.max_value = 0
+        self._load_index()
 
-    def rows(self) -> Any:
-        """The C reader's ``LmdbRows`` over this file's row table (built once per open), or None
-        (``rowtable.open_row_table``)."""
-        if not self._fast_built:
-            self._fast_built = True
-            if codec.ACCELERATED and self.n:
-                self._fast = rowtable.open_row_table(self.path, self._txn().get(rowtable.ROWS_KEY), self.n)
-        return self._fast
-
-    def row_table_problem(self) -> str | None:
-        """What is wrong with this file's row table, or None (``omni-data verify``)."""
-        return rowtable.row_table_problem(self.path, self._txn().get(rowtable.ROWS_KEY), self.n)
-
-    def _index(self) -> dict:
+    def _load_index(self) -> None:
         raw = self._get(INDEX_KEY)
         if raw is None:
-            raise ValueError(f"{self.path}: not an Omni LMDB shard (no {INDEX_KEY!r} key)")
-        return msgpack.unpackb(raw)
+            self.close()
+            raise ShardError(f"{self.path}: not an Omni LMDB shard (no {INDEX_KEY!r} key)")
+        raw = bytes(raw)
+        if len(raw) < 5 or zlib.crc32(raw[4:]) != int.from_bytes(raw[:4], "little"):
+            self.close()
+            try:
+                old = msgpack.unpackb(raw)
+            except Exception:
+                old = None
+            if isinstance(old, dict) and old.get("codec", 1) in (1, 2):
+                raise ShardError(f"{self.path}: an LMDB shard of store format 1; convert the store with "
+                                 "`omni-data convert-store OLD NEW`")
+            raise ShardError(f"{self.path}: shard index key is damaged (checksum mismatch)")
+        try:
+            index = msgpack.unpackb(raw[4:])
+            n, codec, strings, max_value = int(index["n"]), index["codec"], list(index["strings"]), int(index["max_value"])
+        except Exception as exc:
+            self.close()
+            raise ShardError(f"{self.path}: shard index key is undecodable ({exc})") from None
+        if codec != CODEC_VERSION:
+            self.close()
+            raise ShardError(f"{self.path}: record codec {codec!r}, this Omni reads {CODEC_VERSION}")
+        self.n, self.strings, self.max_value = n, strings, max_value
 
     def __len__(self) -> int:
         return self.n
 
+    def _where(self, row: int) -> str:
+        return f"{self.path}: row {row}"
+
     def raw(self, row: int) -> bytes:
-        """The encoded value at ``row``."""
+        """The encoded value at ``row``, copied out of the map after its length is checked
+        against the shard's largest value (a damaged length is refused before it is touched)."""
         if not 0 <= row < self.n:
             raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        value = self._get(row_key(row))
-        if value is None:
-            raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
-        return value
+        with self.lock:
+            if self.evicted:
+                raise Evicted()
+            state = getattr(self._local, "state", None)
+            try:
+                if state is None or state[1] != _FORK[0]:
+                    value = self._txn().get(_ROW_KEY.pack(b"r", row))
+                else:
+                    value = state[0].get(_ROW_KEY.pack(b"r", row))
+            except lmdb.Error as exc:
+                raise ShardError(f"{self._where(row)}: LMDB error ({exc}): damaged file") from None
+            if value is None:
+                raise ShardError(f"{self._where(row)}: missing although the shard holds {self.n} rows (damaged file)")
+            if len(value) > self.max_value:
+                raise ShardError(f"{self._where(row)}: value of {len(value)} bytes, above the shard's largest "
+                                 f"({self.max_value}): damaged file")
+            return bytes(value)
 
     def record(self, row: int) -> Record:
-        """The decoded record at ``row``: one get, one decode (``Store[i]`` does the same in C,
-        ``_fastcodec.StoreIndex``, once the shard is open)."""
-        if not 0 <= row < self.n:
-            raise IndexError(f"{self.path}: row {row} out of range 0..{self.n - 1}")
-        read_row = codec.read_row_c
-        if read_row is not None:
-            fast = self.rows()
-            if fast is not None:  # C: the row table, the node, the value, decoded
-                record = codec._fastcodec.lmdb_row(fast, row)
-                if record is not NotImplemented:
-                    return record
-            record = read_row(self.getter(), row)  # C: key, lookup through LMDB and decode
-            if record is not None and record is not NotImplemented:
-                return record
-        value = self.getter()(_ROW_KEY.pack(b"r", row))
-        if value is None:
-            raise KeyError(f"{self.path}: row {row} missing although the index says {self.n} rows")
+        """The decoded, checked record at ``row``."""
         try:
-            return decode_record_py(value)
-        except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
-            raise ValueError(f"{self.path}: row {row}: undecodable record value ({exc})") from None
-
-    def getter(self) -> Any:
-        """This thread's ``txn.get`` (for ``codec.read_rows_c`` over rows of several shards)."""
-        return self._state()[2]
-
-    def reader(self) -> Any:
-        """What ``codec.read_rows_c`` reads this shard's rows with: its ``LmdbRows``, else the
-        ``txn.get`` of this thread."""
-        fast = self.rows()
-        return self.getter() if fast is None else fast
-
-    def close(self) -> None:
-        super().close()
-        self._fast, self._fast_built = None, False  # the mapping goes when no reader holds it
+            return decode_record(self.raw(row), row, self.strings)
+        except CorruptValue as exc:
+            raise ShardError(f"{self._where(row)}: {exc}") from None
 
     def records(self, rows: Sequence[int]) -> list[Record]:
-        """The decoded records at ``rows`` (a list of ints), in that order: ``Store.get_many``."""
-        if rows and not (0 <= min(rows) and max(rows) < self.n):
-            bad = next(r for r in rows if not 0 <= r < self.n)
-            raise IndexError(f"{self.path}: row {bad} out of range 0..{self.n - 1}")
-        read_rows = codec.read_rows_c
-        if read_rows is None:
-            return [self.record(row) for row in rows]
-        out = read_rows(self.reader(), rows)
-        for k, record in enumerate(out):
-            if record is None or record is NotImplemented:  # missing or unusual: the Python path says why
-                out[k] = self.record(rows[k])
-        return out
+        """The decoded records at ``rows``, in that order (``Store.get_many``)."""
+        record = self.record
+        return [record(row) for row in rows]
 
-    def iter_raw(self) -> Iterator[bytes]:
-        """Every encoded record in row order (one cursor scan, no per-key lookups)."""
-        for _, value in self.scan(b"r"):
-            yield value
+    def iter_records(self) -> Iterator[Record]:
+        """Every record in row order (one cursor scan, each value checked)."""
+        row = 0
+        steps = self.scan(b"r")
+        while True:
+            with self.lock:
+                if self.evicted:
+                    raise ShardError(f"{self.path}: closed while iterated (more shards read at once than "
+                                     "the Store's max_open)")
+                item = next(steps, None)
+            if item is None:
+                break
+            key, value = item
+            if key != row_key(row):
+                raise ShardError(f"{self._where(row)}: row key missing or out of order (damaged file)")
+            try:
+                yield decode_record(value, row, self.strings)
+            except CorruptValue as exc:
+                raise ShardError(f"{self._where(row)}: {exc}") from None
+            row += 1
+        if row != self.n:
+            raise ShardError(f"{self.path}: {row} rows found, the shard index says {self.n} (damaged file)")
 
-    def row_keys(self) -> int:
-        """How many row keys the file really holds (a full key scan, for verify)."""
-        return sum(1 for _ in self.scan(b"r", values=False))
-
-    def find(self, record_id: str) -> int | None:
-        value = self._txn().get(id_key(record_id))  # a view of the page: unpacked at once
-        return None if value is None else _ROW.unpack(value)[0]
-
-    def iter_ids(self) -> Iterator[tuple[bytes, int]]:
-        """Every (id as UTF-8 bytes, row) of the shard's id keys, in byte order of the id."""
-        for key, value in self.scan(b"i"):
-            yield key[1:], _ROW.unpack(value)[0]
+    def check_values(self) -> list[str]:
+        """Problems of every value (checksum, row, key order) for ``verify``: empty when sound."""
+        problems: list[str] = []
+        row = 0
+        try:
+            for key, value in self.scan(b"r"):
+                if key != row_key(row):
+                    problems.append(f"row {row}: key {key!r} out of order")
+                    break
+                try:
+                    check_value(value)
+                except CorruptValue as exc:
+                    problems.append(f"row {row}: {exc}")
+                row += 1
+        except ShardError as exc:
+            problems.append(str(exc))
+        if row != self.n and not problems:
+            problems.append(f"{row} rows found, the shard index says {self.n}")
+        return problems
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "n": self.n}
+        return {**super().__getstate__(), "name": self.name, "n": self.n, "strings": self.strings,
+                "max_value": self.max_value}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        self.n = state["n"]
-        self._fast, self._fast_built = None, False  # mapped again on first read
+        self.name, self.n, self.strings, self.max_value = state["name"], state["n"], state["strings"], state["max_value"]
+        self.lock, self.evicted = threading.Lock(), False

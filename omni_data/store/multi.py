@@ -108,7 +108,9 @@ class MultiCatalog:
 class StoreSet(_Base):
     """Several stores read as one: global index over the members in the order given."""
 
-    def __init__(self, paths: Sequence[str | Path], backend: str = "lmdb"):
+    def __init__(self, paths: Sequence[str | Path], backend: str = "lmdb", max_open: int | None = None):
+        """``max_open``: LMDB shards open at once over all members (default ``reader.MAX_OPEN``
+        or ``OMNI_STORE_MAX_OPEN``), shared out evenly, at least one per member."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
         paths = [Path(p) for p in paths]
@@ -120,7 +122,14 @@ class StoreSet(_Base):
             if real in seen:
                 raise ValueError(f"store {p} is given twice (also as {seen[real]})")
             seen[real] = p
-        self.stores: tuple[Store, ...] = tuple(Store(p, backend=backend) for p in paths)
+        if max_open is None:
+            import os
+
+            from omni_data.store.reader import MAX_OPEN
+
+            max_open = int(os.environ.get("OMNI_STORE_MAX_OPEN", MAX_OPEN))
+        each = max(1, max_open // len(paths))
+        self.stores: tuple[Store, ...] = tuple(Store(p, backend=backend, max_open=each) for p in paths)
         self.path = tuple(paths)
         self.store = self
         self._refresh_offsets()
@@ -295,7 +304,8 @@ def check_unique_ids(stores: Sequence[Store]) -> None:
                                  "(each record may come from one member only; see `omni-data dedup`)")
 
 
-def open_stores(path_or_paths: str | Path | Sequence[str | Path], backend: str = "lmdb") -> Store | StoreSet:
+def open_stores(path_or_paths: str | Path | Sequence[str | Path], backend: str = "lmdb",
+                max_open: int | None = None) -> Store | StoreSet:
     """A ``Store`` for one path (or a one-element list), a ``StoreSet`` for several.
 
     Every path must be a store directory: ``FileNotFoundError`` names the first that is not.
@@ -308,4 +318,6 @@ def open_stores(path_or_paths: str | Path | Sequence[str | Path], backend: str =
             raise ValueError(f"store path must be a non-empty string, got {p!r}")
         if not (Path(p) / "catalog.json").is_file():
             raise FileNotFoundError(f"{p}: not an Omni store (no catalog.json)")
-    return Store(paths[0], backend=backend) if len(paths) == 1 else StoreSet(paths, backend=backend)
+    if len(paths) == 1:
+        return Store(paths[0], backend=backend, max_open=max_open)
+    return StoreSet(paths, backend=backend, max_open=max_open)

@@ -3,15 +3,18 @@
 Only shards in ``catalog.json`` are visible; ``refresh()`` picks up shards added since (an ingest
 may be running). Shard handles open lazily, once per process (a fork is detected through
 ``os.register_at_fork``, a new process by its pid) and are dropped when pickled, so a Store can
-be handed to DataLoader or Dask workers. ``store[i]`` is the hot path of training: shard lookup
-by ``bisect`` on a cached list, the shard's per-thread read transaction, one decode;
-``get_many(indices)`` reads a batch (indices checked first, one vectorised shard lookup).
+be handed to DataLoader or Dask workers. At most ``max_open`` LMDB shards are open at once
+(least recently used closed first), so file descriptors and maps stay bounded however many
+shards a store has. ``store[i]``: ``bisect`` on the shard ends, the shard's read transaction,
+one checked decode (``codec.py``).
 """
 from __future__ import annotations
 
 import bisect
 import operator
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -24,7 +27,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from ase import Atoms
 
+class Evicted(Exception):
+    """An LMDB shard handle closed by its Store's LRU after a thread took it (another thread
+    opened one shard too many): the Store opens the shard again and retries."""
+
+
 BACKENDS = ("lmdb", "arrow")
+MAX_OPEN = 64
+"""Default bound on LMDB shards open at once per Store (each holds one file descriptor and a map)."""
 _bisect_right = bisect.bisect_right
 
 # Bumped in a forked child, so the hot path compares an int instead of calling os.getpid().
@@ -95,35 +105,31 @@ class _Base:
         raise NotImplementedError
 
 
-def _fast_bases() -> tuple[type, ...]:
-    """``(_fastcodec.StoreIndex,)`` when the C decoder is in use: ``store[i]`` then runs in C
-    for the common case and calls ``Store._getitem`` for everything else; else ``()``."""
-    from omni_data.store import codec
+class Store(_Base):
+    """A store directory opened for reading.
 
-    if not codec.ACCELERATED:
-        return ()
-    from omni_data.store import arrow as arrow_shards
-    from omni_data.store import lmdb as lmdb_shards
+    ``max_open``: how many LMDB shards may be open at once (default ``MAX_OPEN``, or the
+    ``OMNI_STORE_MAX_OPEN`` environment variable). ``backend`` is kept for callers of store
+    format 1: records are always read from LMDB."""
 
-    codec._fastcodec.configure_store(_FORK, lmdb_shards._FORK, lmdb_shards.LmdbShard, arrow_shards.ArrowShard)
-    return (codec._fastcodec.StoreIndex,)
-
-
-_FAST_BASES = _fast_bases()
-
-
-class Store(_Base, *_FAST_BASES):
-    """A store directory opened for reading; ``backend`` picks LMDB (default) or Arrow for rows."""
-
-    def __init__(self, path: str | Path, backend: str = "lmdb"):
+    def __init__(self, path: str | Path, backend: str = "lmdb", max_open: int | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if max_open is None:
+            max_open = int(os.environ.get("OMNI_STORE_MAX_OPEN", MAX_OPEN))
+        if max_open < 1:
+            raise ValueError(f"max_open must be at least 1, got {max_open}")
+        self.max_open = max_open
         self.path = Path(path)
         if not (self.path / "catalog.json").is_file():
             raise FileNotFoundError(f"{self.path}: not a store (no catalog.json)")
         self.backend = backend
         self.store = self
-        self._set_catalog(Catalog(self.path, reader=True))
+        catalog = Catalog(self.path, reader=True)
+        try:
+            self._set_catalog(catalog)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self.path / 'catalog.json'}: malformed catalog ({type(exc).__name__}: {exc})") from None
 
     # -- catalog and handles -------------------------------------------------------------
     def _set_catalog(self, catalog: Catalog) -> None:
@@ -135,11 +141,11 @@ class Store(_Base, *_FAST_BASES):
         self._ends_list: list[int] = self._ends.tolist()
         self._starts_list: list[int] = self._starts.tolist()
         self._n = int(self._ends[-1]) if len(self._ends) else 0
-        self._handles: dict[tuple[str, str], Any] = {}
-        self._rows: list[Any] = [None] * len(catalog.shards)  # default-backend handle per shard
+        self._open: OrderedDict[int, Any] = OrderedDict()  # shard number -> open LmdbShard, LRU order
+        self._lock = threading.RLock()  # opening, evicting, and each value's fetch (LmdbShard.raw)
         self._pid, self._fork = os.getpid(), _FORK[0]
         self._ids, self._ids_pid = None, -1  # the id index (idindex.IdIndex), opened on first get(id)
-        self._fast_reset()  # StoreIndex's cached shard ends and read transactions
+        self._shard_ids: OrderedDict[int, dict[str, int]] = OrderedDict()  # ids of uncovered shards
 
     def refresh(self) -> "Store":
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
@@ -149,53 +155,62 @@ class Store(_Base, *_FAST_BASES):
 
     def _close_handles(self) -> None:
         if getattr(self, "_pid", None) == os.getpid() and getattr(self, "_fork", None) == _FORK[0]:
-            for handle in getattr(self, "_handles", {}).values():
-                if hasattr(handle, "close"):
-                    handle.close()
+            for handle in getattr(self, "_open", {}).values():
+                handle.close()
             if getattr(self, "_ids", None) is not None and self._ids_pid == os.getpid():
                 self._ids.close()
         self._ids, self._ids_pid = None, -1
-        self._fast_reset()
-        self._handles = {}
-        self._rows = [None] * len(self.catalog.shards) if hasattr(self, "catalog") else []
+        self._open = OrderedDict()
 
     def close(self) -> None:
+        """Close every open shard (reading again reopens them)."""
         self._close_handles()
 
+    @property
+    def open_shards(self) -> int:
+        """How many LMDB shards this Store holds open in this process (at most ``max_open``)."""
+        return len(self._open) if self._pid == os.getpid() and self._fork == _FORK[0] else 0
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "backend": self.backend, "catalog": self.catalog.data}
+        return {"path": str(self.path), "backend": self.backend, "catalog": self.catalog.data,
+                "max_open": self.max_open}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = Path(state["path"])
         self.backend = state["backend"]
+        self.max_open = state.get("max_open", MAX_OPEN)
         self.store = self
         self._set_catalog(Catalog(self.path, state["catalog"], reader=True))
 
-    def _handle(self, k: int, backend: str | None = None) -> Any:
-        """The open shard ``k`` for ``backend`` in this process (opened on first use)."""
+    def _handle(self, k: int) -> Any:
+        """The open LMDB shard ``k`` in this process: opened on first use, most recently used
+        last; opening one beyond ``max_open`` closes the least recently used."""
         if self._pid != os.getpid() or self._fork != _FORK[0]:
-            self._handles, self._pid, self._fork = {}, os.getpid(), _FORK[0]
-            self._rows = [None] * len(self.catalog.shards)
-            self._fast_reset()
-        entry = self.catalog.shards[k]
-        files = entry["files"]
-        backend = backend or (self.backend if self.backend in files else next(iter(files)))
-        key = (entry["name"], backend)
-        handle = self._handles.get(key)
-        if handle is None:
-            path = self.path / files[backend]["file"]
-            if backend == "lmdb":
-                from omni_data.store.lmdb import LmdbShard
+            # a forked child or a new process: the parent's handles are not ours to use or close
+            self._open, self._pid, self._fork = OrderedDict(), os.getpid(), _FORK[0]
+            self._ids, self._ids_pid = None, -1
+            self._lock = threading.RLock()  # the parent's may have been held at the fork
+        with self._lock:  # an RLock: LmdbShard.raw takes it too
+            handle = self._open.get(k)
+            if handle is not None:
+                self._open.move_to_end(k)
+                return handle
+            from omni_data.store.lmdb import LmdbShard, ShardError
 
-                handle = LmdbShard(path)
-            else:
-                from omni_data.store.arrow import ArrowShard
-
-                handle = ArrowShard(path)
+            entry = self.catalog.shards[k]
+            meta = entry["files"].get("lmdb")
+            if meta is None:
+                raise ShardError(f"{self.path}: shard {entry['name']!r} has no LMDB file in the catalog")
+            while len(self._open) >= self.max_open:
+                old = self._open.popitem(last=False)[1]
+                old.evicted = True  # under the lock: no thread is inside old.raw() now
+                old.close()
+            handle = LmdbShard(self.path / meta["file"], meta, entry["name"], self._lock)
             if len(handle) != entry["records"]:
-                raise ValueError(f"{path}: holds {len(handle)} records, catalog says {entry['records']}")
-            self._handles[key] = handle
-        return handle
+                handle.close()
+                raise ShardError(f"{handle.path}: holds {len(handle)} records, the catalog says {entry['records']}")
+            self._open[k] = handle
+            return handle
 
     # -- access ----------------------------------------------------------------------------
     @property
@@ -205,28 +220,14 @@ class Store(_Base, *_FAST_BASES):
     def __len__(self) -> int:
         return self._n
 
-    def _getitem(self, i: int) -> Record:
-        """``store[i]`` in Python: the whole contract (the C ``StoreIndex`` calls it for every
-        case it does not take itself). Same as _Base.__getitem__ with the indirections inlined."""
+    def __getitem__(self, i: int) -> Record:
         if type(i) is not int:
             i = operator.index(i)  # a numpy integer; a float is a TypeError, never truncated
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(f"{self.path}: index {i} out of range for {self._n} records")
-        k = _bisect_right(self._ends_list, i)
-        handle = self._rows[k]
-        if handle is None or self._fork != _FORK[0]:
-            handle = self._handle(k)  # may reset self._rows (new process): assign after
-            self._rows[k] = handle
-        return handle.record(i - self._starts_list[k])
-
-    # store[i]: C (StoreIndex) when built, else the Python method
-    __getitem__ = _FAST_BASES[0].__getitem__ if _FAST_BASES else _getitem
-
-    if not _FAST_BASES:
-        def _fast_reset(self) -> None:
-            """Nothing is cached without the C StoreIndex."""
+        return self._record(i)
 
     def _global(self, i: int) -> int:
         return i
@@ -243,64 +244,100 @@ class Store(_Base, *_FAST_BASES):
         return self.catalog.shards[k]["name"], int(i - self._starts[k])
 
     def _record(self, i: int) -> Record:
-        k = bisect.bisect_right(self._ends_list, i)
-        handle = self._rows[k]
+        k = _bisect_right(self._ends_list, i)
+        handle = self._open.get(k)
         if handle is None or self._fork != _FORK[0]:
-            handle = self._handle(k)  # may reset self._rows (new process): assign after
-            self._rows[k] = handle
-        return handle.record(i - self._starts_list[k])
+            handle = self._handle(k)
+        else:
+            try:
+                self._open.move_to_end(k)
+            except KeyError:  # another thread closed it meanwhile
+                handle = self._handle(k)
+        try:
+            return handle.record(i - self._starts_list[k])
+        except Evicted:  # closed by another thread's open after we took it: open it again
+            return self._retry(k, i - self._starts_list[k])
+
+    def _retry(self, k: int, row: int) -> Record:
+        """Read ``row`` of shard ``k`` again after its handle was evicted by another thread."""
+        while True:
+            try:
+                return self._handle(k).record(row)
+            except Evicted:
+                continue
 
     def _records(self, glob: np.ndarray) -> list[Record]:
         """Records at global indices ``glob`` (already in range), in that order."""
         if not len(glob):
             return []
         ks = np.searchsorted(self._ends, glob, side="right")
-        rows = glob - self._starts[ks]
-        shards = np.unique(ks)
-        if len(shards) == 1:
-            return self._handle(int(shards[0])).records(rows.tolist())
-        from omni_data.store import codec
-
-        handles = {k: self._handle(k) for k in shards.tolist()}
-        readers = {k: h.reader() for k, h in handles.items()} if codec.read_rows_c is not None else {}
-        if readers and all(r is not None for r in readers.values()):
-            # rows of several shards in one C call: each row with its shard's reader (an LMDB
-            # row table or transaction get, an ArrowRows)
-            ks_list, rows_list = ks.tolist(), rows.tolist()
-            got = codec.read_rows_c([readers[k] for k in ks_list], rows_list)
-            for p, record in enumerate(got):
-                if record is None or record is NotImplemented:  # the Python path says why
-                    got[p] = handles[ks_list[p]].record(rows_list[p])
-            return got
-        out: list[Record | None] = [None] * len(glob)
-        for k in shards.tolist():  # one call per shard, results put back in the order asked
-            pos = np.flatnonzero(ks == k)
-            for p, record in zip(pos.tolist(), self._handle(k).records(rows[pos].tolist())):
-                out[p] = record
-        return out  # type: ignore[return-value]
+        rows = (glob - self._starts[ks]).tolist()
+        ks_list = ks.tolist()
+        out: list[Record] = []
+        last, handle = -1, None
+        for k, row in zip(ks_list, rows):
+            if k != last:
+                handle, last = self._handle(k), k
+            try:
+                out.append(handle.record(row))
+            except Evicted:  # another thread's open closed it: open it again
+                out.append(self._retry(k, row))
+                last = -1
+        return out
 
     def index_of(self, record_id: str) -> int:
         """Global index of ``record_id``; KeyError if it is not in the store.
 
         One lookup in the store's id index (``idindex.py``) for the shards it covers; shards
         added since the index was last built are asked one by one."""
+        from omni_data.store.lmdb import ShardError
+
         ids = self._id_index()
-        hit = ids.find(record_id)
+        try:
+            hit = ids.find(record_id)
+        except ShardError as exc:
+            if "file is missing" not in str(exc):
+                raise
+            # a segment retired by `index --rebuild` and since deleted: ask the catalog's current ones
+            ids.close()
+            self._ids, self._ids_pid = None, -1
+            from omni_data.store.idindex import IdIndex
+
+            ids = IdIndex(self.path, Catalog(self.path, reader=True), known=self._by_name)
+            self._ids, self._ids_pid = ids, os.getpid()
+            hit = ids.find(record_id)
         if hit is not None and hit[0] in self._by_name:
             return int(self._starts[self._by_name[hit[0]]] + hit[1])
         dataset = record_id.split(":", 1)[0]  # ids are "<dataset>:<source id>": skip other datasets' shards
         for k, entry in enumerate(self.catalog.shards):
             if entry["name"] in ids.covered or (entry["by_dataset"] and dataset not in entry["by_dataset"]):
                 continue
-            # LMDB has an id index (one B-tree lookup); Arrow builds a dict on first use.
-            row = self._handle(k, "lmdb" if "lmdb" in entry["files"] else "arrow").find(record_id)
+            row = self._ids_of(k).get(record_id)
             if row is not None:
                 return int(self._starts[k] + row)
         raise KeyError(f"{self.path}: no record with id {record_id!r}")
 
+    def _ids_of(self, k: int) -> dict[str, int]:
+        """id -> row of shard ``k`` from its Parquet ``id`` column (a few cached, LRU)."""
+        ids = self._shard_ids.get(k)
+        if ids is None:
+            column = self._shard_table(k, ["id"]).column("id").to_pylist()
+            ids = {record_id: row for row, record_id in enumerate(column)}
+            while len(self._shard_ids) >= self.max_open:
+                self._shard_ids.popitem(last=False)
+            self._shard_ids[k] = ids
+        return ids
+
     def get(self, record_id: str) -> Record:
-        """The record with ``record_id`` (KeyError if absent)."""
-        return self._record(self.index_of(record_id))
+        """The record with ``record_id`` (KeyError if absent; ``ValueError`` naming the shard and
+        row if the index leads to a record with another id: a damaged index)."""
+        i = self.index_of(record_id)
+        record = self._record(i)
+        if record.id != record_id:
+            name, row = self.locate(i)
+            raise ValueError(f"{self.path}: the id index sends {record_id!r} to shard {name!r} row {row}, "
+                             f"which holds {record.id!r} (damaged id index: run `omni-data index --rebuild`)")
+        return record
 
     def _id_index(self) -> Any:
         """The catalog's id index segments, opened on first use in this process."""
@@ -311,20 +348,12 @@ class Store(_Base, *_FAST_BASES):
         return self._ids
 
     def iter_shard(self, name: str) -> Iterator[Record]:
-        """Every record of shard ``name`` in row order."""
+        """Every record of shard ``name`` in row order (one cursor scan, each value checked)."""
         try:
             k = self._by_name[name]
         except KeyError:
             raise KeyError(f"{self.path}: no shard {name!r} in the catalog") from None
-        handle = self._handle(k)
-        if hasattr(handle, "iter_raw"):
-            from omni_data.store.codec import decode_record
-
-            for raw in handle.iter_raw():
-                yield decode_record(raw)
-        else:
-            for row in range(len(handle)):
-                yield handle.record(row)
+        yield from self._handle(k).iter_records()
 
     def __iter__(self) -> Iterator[Record]:
         for name in self.shard_names:
@@ -332,43 +361,61 @@ class Store(_Base, *_FAST_BASES):
 
     # -- columns ---------------------------------------------------------------------------
     def _shard_table(self, k: int, columns: Sequence[str] | None) -> "pa.Table":
+        """Columns of shard ``k``: those of its Parquet file read from it (checked), others
+        (``numbers``, ``forces``, ``metadata``, ...) built from its decoded records."""
         import pyarrow as pa
 
-        from omni_data.store.arrow import SCALAR_COLUMNS, SCHEMA, read_table
+        from omni_data.store.arrow import COLUMNS, RECORD_SCHEMA, read_columns, records_to_table
 
         entry = self.catalog.shards[k]
-        if "arrow" in entry["files"]:
-            return read_table(self.path / entry["files"]["arrow"]["file"], columns)
-        wanted = list(columns) if columns is not None else list(SCALAR_COLUMNS)
-        if any(c not in SCALAR_COLUMNS or c == "metadata" for c in wanted):
-            from omni_data.store.arrow import records_to_table
+        wanted = list(columns) if columns is not None else list(COLUMNS)
+        unknown = [c for c in wanted if c not in COLUMNS and c not in RECORD_SCHEMA.names]
+        if unknown:
+            raise KeyError(f"{self.path}: no column {unknown[0]!r} (columns: {list(COLUMNS)} and "
+                           f"{[c for c in RECORD_SCHEMA.names if c not in COLUMNS]})")
+        meta = entry["files"].get("columns")
+        if meta is None:
+            raise ValueError(f"{self.path}: shard {entry['name']!r} has no Parquet columns in the catalog")
+        mine = [c for c in wanted if c in COLUMNS]
+        table = read_columns(self.path / meta["file"], meta, mine)
+        if table.num_rows != entry["records"]:
+            raise ValueError(f"{self.path / meta['file']}: holds {table.num_rows} rows, the catalog says {entry['records']}")
+        rest = [c for c in wanted if c not in COLUMNS]
+        if not rest:
+            return table
+        decoded = records_to_table(list(self.iter_shard(entry["name"]))).select(rest)
+        return pa.table({c: (table if c in COLUMNS else decoded).column(c) for c in wanted})
 
-            return records_to_table(list(self.iter_shard(entry["name"]))).select(wanted)
-        from omni_data.store.codec import decode_header
-
-        rows = [decode_header(raw) for raw in self._handle(k, "lmdb").iter_raw()]
-        return pa.table({c: pa.array([r[c] for r in rows], SCHEMA.field(c).type) for c in wanted})
-
-    def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> "pa.Table":
-        """A pyarrow Table of ``columns`` (default all) over the whole store or one shard."""
+    def _schema(self, columns: Sequence[str] | None) -> "pa.Schema":
         import pyarrow as pa
 
-        from omni_data.store.arrow import SCHEMA
+        from omni_data.store.arrow import COLUMNS, RECORD_SCHEMA, SCHEMA
+
+        if columns is None:
+            return SCHEMA
+        return pa.schema([SCHEMA.field(c) if c in COLUMNS else RECORD_SCHEMA.field(c) for c in columns])
+
+    def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> "pa.Table":
+        """A pyarrow Table of ``columns`` (default: the Parquet columns) over the whole store or
+        one shard."""
+        import pyarrow as pa
 
         if shard is not None:
+            if shard not in self._by_name:
+                raise KeyError(f"{self.path}: no shard {shard!r} in the catalog")
             return self._shard_table(self._by_name[shard], columns)
         parts = [self._shard_table(k, columns) for k in range(len(self.catalog.shards))]
         if not parts:
-            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
-            return schema.empty_table()
+            return self._schema(columns).empty_table()
         return pa.concat_tables(parts)
 
     def quarantine(self) -> "pa.Table":
         """Every quarantined input of catalogued shards (source_file, source_index, reason, ...)."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        parts = [pq.read_table(str(self.path / s["quarantine"]["file"]))
+        from omni_data.store.quarantine import read_quarantine
+
+        parts = [read_quarantine(self.path / s["quarantine"]["file"], s["quarantine"])
                  for s in self.catalog.shards if s.get("quarantine")]
         if parts:
             return pa.concat_tables(parts)
@@ -445,3 +492,8 @@ class StoreView(_Base):
 
     def table(self, columns: Sequence[str] | None = None) -> "pa.Table":
         return self.store.table(columns).take(self.indices)
+
+    def to_atoms(self, i: int) -> "Atoms":
+        from omni_data.store.atoms import record_to_atoms
+
+        return record_to_atoms(self[i])

@@ -107,25 +107,3 @@ def write_extxyz(records: Sequence[Record], path: Path) -> Path:
         frames.append(atoms)
     write(str(path), frames, format="extxyz")
     return Path(path)
-
-
-def swap_row_table_entries(path: Path, a: int, b: int) -> None:
-    """Swap rows ``a`` and ``b``'s entries in the row table of the LMDB shard file at ``path``
-    (in place): a table that leads two rows to each other's record, for the tests of the checks."""
-    import struct
-
-    import lmdb
-
-    from omni_data.store.rowtable import ROWS_KEY
-
-    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            raw = txn.get(ROWS_KEY)
-    finally:
-        env.close()
-    at = struct.unpack_from("<8sQQQ", raw)[3] + 32
-    data = bytearray(Path(path).read_bytes())
-    ea, eb = at + 8 * a, at + 8 * b
-    data[ea:ea + 8], data[eb:eb + 8] = data[eb:eb + 8], data[ea:ea + 8]
-    Path(path).write_bytes(bytes(data))

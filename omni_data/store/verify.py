@@ -87,24 +87,19 @@ def _note_temporaries(root: Path, report: VerifyReport) -> None:
 
 
 def _count_rows(fmt: str, path: Path) -> int:
-    if fmt == "arrow":
-        import pyarrow as pa
+    if fmt == "columns":
+        from omni_data.store.arrow import read_columns
 
-        with pa.memory_map(str(path), "r") as source:
-            reader = pa.ipc.open_file(source)
-            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        return read_columns(path, None).num_rows
     if fmt == "lmdb":
         from omni_data.store.lmdb import LmdbShard
 
         shard = LmdbShard(path)
         try:
-            rows = shard.row_keys()
-            if rows != shard.n:
-                raise ValueError(f"index key says {shard.n} rows but {rows} row keys are present")
-            problem = shard.row_table_problem()
-            if problem is not None:
-                raise ValueError(problem)
-            return rows
+            problems = shard.check_values()
+            if problems:
+                raise ValueError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+            return shard.n
         finally:
             shard.close()
     if fmt == "quarantine":
@@ -168,12 +163,21 @@ def verify_store(store_dir: Path) -> VerifyReport:
         for fmt, meta in entry["files"].items():
             referenced.add((root / meta["file"]).resolve())
             _check_file(root, entry["name"], fmt, meta, entry["records"], report)
+        if "lmdb" not in entry["files"] or "columns" not in entry["files"]:
+            report.problems.append(f"shard {entry['name']!r}: the catalog lists {sorted(entry['files'])}, "
+                                   "store format 2 needs lmdb and columns")
         if entry.get("quarantine"):
             meta = entry["quarantine"]
             referenced.add((root / meta["file"]).resolve())
             _check_file(root, entry["name"], "quarantine", meta, entry["quarantined"], report)
     known = {entry["name"]: entry for entry in catalog.shards}
-    for seg in (catalog.sections.get("id_index") or {}).get("segments", []):
+    section = catalog.sections.get("id_index") or {}
+    for old in section.get("retired", []):
+        referenced.add((root / old["file"]).resolve())
+        if (root / old["file"]).exists():
+            report.notes.append(f"{old['file']}: id index segment retired by a rebuild, kept for open readers "
+                                "(the next `omni-data index` at least a day later deletes it)")
+    for seg in section.get("segments", []):
         referenced.add((root / seg["file"]).resolve())
         _check_file(root, "id index", "id_index", seg, int(seg["ids"]), report)
         missing = [name for name in seg["shards"] if name not in known]

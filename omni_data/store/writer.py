@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +22,11 @@ import numpy as np
 from omni_data.schema import Record, Rejected, problem
 from omni_data.store import catalog as cat
 
-FORMATS = ("arrow", "lmdb")
-SUFFIX = {"arrow": ".arrow", "lmdb": ".lmdb"}
+FORMATS = ("lmdb", "columns")
+"""A shard is always both files (store format 2): the LMDB records and the Parquet columns."""
+SUFFIX = {"lmdb": ".lmdb", "columns": ".parquet"}
+LEGACY_FORMATS = ("arrow", "lmdb")
+"""What ``formats`` meant in store format 1; accepted (any non-empty subset) and ignored."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -139,37 +143,45 @@ def write_shard_files(
     ``validate=False`` skips ``normalized()``/``problem()`` for callers that already did both
     (the ingest pipeline); duplicate ids are always checked.
     """
-    from omni_data.store.arrow import records_to_table, write_table
+    from omni_data.store.arrow import columns_table, write_columns
     from omni_data.store.codec import encode_record
-    from omni_data.store.lmdb import write_lmdb
+    from omni_data.store.lmdb import HEAD_BYTES, write_lmdb
 
     store_dir = Path(store_dir)
     if not _NAME.match(name):
         raise ValueError(f"{store_dir}: bad shard name {name!r} (letters, digits, . _ -)")
-    unknown = set(formats) - set(FORMATS)
-    if unknown or not formats:
+    known = set(FORMATS) | set(LEGACY_FORMATS)
+    if not formats or set(formats) - known:
         raise ValueError(f"{store_dir}: shard formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
     records = list(records)
     rejected = list(rejected)
     _check(store_dir, name, records, validate)
     shard_dir = store_dir / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(store_dir)
     tmp_tag = f".tmp-{os.getpid()}"
     staged: list[tuple[Path, Path]] = []
     files: dict[str, dict[str, Any]] = {}
     final = shard_dir / name
     try:
-        for fmt in formats:
+        for fmt in FORMATS:
             final = shard_dir / f"{name}{SUFFIX[fmt]}"
             tmp = shard_dir / f".{name}{SUFFIX[fmt]}{tmp_tag}"
-            if fmt == "arrow":
-                write_table(records_to_table(records), tmp)
+            if fmt == "columns":
+                write_columns(columns_table(records), tmp)
             else:
-                write_lmdb(tmp, name, [r.id for r in records], [encode_record(r) for r in records])
+                strings: dict[str, int] = {}
+                values = [encode_record(r, row, strings) for row, r in enumerate(records)]
+                write_lmdb(tmp, name, values, list(strings))
             _fsync_file(tmp)
             staged.append((tmp, final))
-            files[fmt] = {"file": str(final.relative_to(store_dir)), "sha256": sha256_file(tmp),
-                          "bytes": tmp.stat().st_size}
+            data = tmp.read_bytes()
+            files[fmt] = {"file": str(final.relative_to(store_dir)), "sha256": hashlib.sha256(data).hexdigest(),
+                          "bytes": len(data)}
+            if fmt == "columns":
+                files[fmt]["crc32"] = zlib.crc32(data)
+            else:
+                files[fmt]["head_crc32"] = zlib.crc32(data[:HEAD_BYTES])
         quarantine = None
         if rejected:
             qdir = store_dir / "quarantine"
@@ -179,14 +191,15 @@ def write_shard_files(
             staged.append((tmp, final))
             _write_quarantine(tmp, name, rejected)
             _fsync_file(tmp)
-            quarantine = {"file": str(final.relative_to(store_dir)), "sha256": sha256_file(tmp),
-                          "bytes": tmp.stat().st_size, "records": len(rejected)}
+            data = tmp.read_bytes()
+            quarantine = {"file": str(final.relative_to(store_dir)), "sha256": hashlib.sha256(data).hexdigest(),
+                          "bytes": len(data), "crc32": zlib.crc32(data), "records": len(rejected)}
         for tmp, final in staged:
             os.replace(tmp, final)
     except BaseException as exc:
         for tmp, _final in staged:
             tmp.unlink(missing_ok=True)
-        for fmt in formats:
+        for fmt in FORMATS:
             (shard_dir / f".{name}{SUFFIX[fmt]}{tmp_tag}").unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise staging_error(exc, final) from exc
@@ -206,6 +219,65 @@ def write_shard_files(
         partition=partition,
         partition_hash=partition_hash,
     )
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+LEFTOVER_GRACE_S = 3600.0
+"""A temporary file is a leftover only when untouched this long (a writer on another node of a
+shared filesystem has a pid this host cannot see) and its pid is not running here."""
+
+
+def dead_leftovers(store_dir: Path, grace_s: float = LEFTOVER_GRACE_S) -> list[Path]:
+    """Temporary files (``.<name>.tmp-<pid>``) and id-index build folders (``.build-<pid>``) in
+    the store untouched for ``grace_s`` whose writing process is not running on this host."""
+    import time
+
+    store_dir = Path(store_dir)
+    now = time.time()
+    out: list[Path] = []
+    for folder in (store_dir, store_dir / "shards", store_dir / "quarantine", store_dir / "index"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if not path.name.startswith("."):
+                continue
+            tag = cat.TMP_MARK if cat.TMP_MARK in path.name else ".build-" if path.name.startswith(".build-") else None
+            if tag is None:
+                continue
+            pid = path.name.rsplit(tag, 1)[-1]
+            try:
+                age = now - path.stat().st_mtime
+            except OSError:
+                continue
+            if pid.isdigit() and int(pid) != os.getpid() and age >= grace_s and not _pid_running(int(pid)):
+                out.append(path)
+    return out
+
+
+def clean_leftovers(store_dir: Path) -> list[Path]:
+    """Remove ``dead_leftovers`` (what a killed writer left); returns what was removed."""
+    import shutil
+
+    removed = []
+    for path in dead_leftovers(store_dir):
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def register_shard(store_dir: Path, *infos: ShardInfo | dict[str, Any]) -> None:

@@ -121,6 +121,7 @@ BAD_VALUE: dict[tuple[str, str], tuple[list[str], int, str]] = {
     ("omni-data", "export"): (["{store}", "--format", "aselmdb", "--out", "{out}.txt"], USAGE, "must end in .aselmdb"),
     ("omni-data", "verify"): (["{file.txt}"], RUNTIME, "not a store"),
     ("omni-data", "index"): (["{damaged}", "--no-progress"], RUNTIME, "catalog is not valid JSON"),
+    ("omni-data", "convert-store"): (["{store}", "{out}"], USAGE, "already store format 2"),
     ("omni-data", "datasets"): (["--json"], USAGE, "not valid YAML"),  # with $OMNI_SOURCES = sources.yaml
     ("omni-data", "download"): (["no-such-dataset", "--out", "{out}"], USAGE, "no such manifest"),
     ("omni-data", "references"): (["{store}", "--ridge", "-1", "--no-cluster"], USAGE, "ridge must be >= 0"),

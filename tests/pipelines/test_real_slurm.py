@@ -229,7 +229,7 @@ def _store_snapshot(store: Path) -> tuple[list, list]:
     from omni_data.store.catalog import Catalog
 
     records = sorted((r.id, r.energy, r.positions.tobytes()) for r in Store(store))
-    shards = sorted((e["name"], e["records"], e["files"]["lmdb"]["sha256"], e["files"]["arrow"]["sha256"])
+    shards = sorted((e["name"], e["records"], e["files"]["lmdb"]["sha256"], e["files"]["columns"]["sha256"])
                     for e in Catalog(store).shards)
     return records, shards
 

@@ -22,15 +22,3 @@ def emt_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     write_shard(root, "b-000", b)
     write_shard(root, "c-000", mixed, rejected=[Rejected("x.extxyz", 7, "nonfinite:forces", "d1", "x:7")])
     return root, a + b + mixed
-
-
-@pytest.fixture(params=["row table", "B-tree"])
-def lmdb_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """LMDB shards written in this test carry their row table (the default: the C reader goes
-    straight to each row) or do not (``B-tree``: as shards written before it existed, read
-    through py-lmdb's ``get``), so a test that takes it covers both read paths."""
-    if request.param == "B-tree":
-        from omni_data.store import rowtable
-
-        monkeypatch.setattr(rowtable, "fill_row_table", lambda path, sizes: False)
-    return request.param

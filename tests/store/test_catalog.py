@@ -43,8 +43,11 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 def test_unknown_schema_version_is_refused(tmp_path):
     add_shards(tmp_path, [_entry("a", 1)])
     data = json.loads((tmp_path / "catalog.json").read_text())
+    data = json.loads((tmp_path / "catalog.json").read_text())
     data["schema_version"] = 99
-    (tmp_path / "catalog.json").write_text(json.dumps(data))
+    from omni_data.store.catalog import write_catalog
+
+    write_catalog(tmp_path, data)
     with pytest.raises(ValueError, match="schema_version 99"):
         Catalog(tmp_path)
 
@@ -60,7 +63,8 @@ def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
     update_catalog(tmp_path, lambda d: d["sections"].update({"id_index": {"segments": [{"file": "a", "ids": 3}]}}))
     text = (tmp_path / "catalog.json").read_text(encoding="utf-8")
     data = json.loads(text)
-    assert data == read_catalog(tmp_path) and json.loads(dump_catalog(data)) == data
+    assert data.pop("crc32c") and data == read_catalog(tmp_path)
+    assert json.loads(dump_catalog(data)) == {"crc32c": text.split('"')[3], **data}
     assert [s["name"] for s in data["shards"]] == [f"s{i:02d}" for i in range(5)]
     lines = text.splitlines()
     shard_lines = [line for line in lines if line.startswith('  {"name": ')]
@@ -68,7 +72,7 @@ def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
                                          for i, line in enumerate(shard_lines))
     assert ' "counts": {' in lines and '  "records": 15,' in lines  # everything else indented
     empty = {"schema_version": 1, "shards": [], "sections": {}}
-    assert json.loads(dump_catalog(empty)) == empty
+    assert {k: v for k, v in json.loads(dump_catalog(empty)).items() if k != "crc32c"} == empty
 
 
 def test_reader_view_leaves_out_per_shard_detail_only(tmp_path):
@@ -126,3 +130,17 @@ def test_full_disk_leaves_no_catalog_temp_and_the_old_catalog(tmp_path, leave):
         assert str(info.value) == f"[Errno 28] {store / 'catalog.json'}: No space left on device"
         assert (store / "catalog.json").read_bytes() == before
         assert sorted(p.name for p in store.iterdir()) == [".catalog.lock", "catalog.json"]
+
+
+def test_catalog_checksum_line_catches_damage_and_hand_edits(tmp_path):
+    add_shards(tmp_path, [_entry("a", 1), _entry("b", 2)])
+    path = tmp_path / "catalog.json"
+    text = path.read_text()
+    assert text.startswith('{"crc32c": "') and json.loads(text)["crc32c"]
+    assert "crc32c" not in Catalog(tmp_path).data
+    path.write_text(text.replace('"records": 2', '"records": 3'))  # still valid JSON
+    with pytest.raises(ValueError, match="catalog.json: checksum mismatch"):
+        Catalog(tmp_path)
+    path.write_text(json.dumps(json.loads(text)).replace('"crc32c"', '"note"'))
+    with pytest.raises(ValueError, match="catalog.json: no checksum line"):
+        Catalog(tmp_path)

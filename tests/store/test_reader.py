@@ -178,3 +178,37 @@ def test_threads_share_one_store(emt_store):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda i: store[i], idx))
     assert_same_records([records[i] for i in idx], got)
+
+
+def test_open_shards_are_bounded_by_max_open(tmp_path):
+    from omni_data.store import StoreSet
+    from omni_data.store.lmdb import open_environments
+
+    for k in range(6):
+        write_shard(tmp_path / "a", f"s{k}", emt_records(2, seed=k, dataset="a"))
+        write_shard(tmp_path / "b", f"s{k}", emt_records(2, seed=k, dataset="b"))
+    store = Store(tmp_path / "a", max_open=2)
+    before = open_environments()
+    assert [store[i].id for i in range(12)] == [r.id for k in range(6) for r in emt_records(2, seed=k, dataset="a")]
+    assert store.open_shards == 2 and open_environments() - before <= 2
+    assert len(store.get_many(list(range(12))[::-1])) == 12 and store.open_shards == 2  # more shards than max_open
+    store.close()
+    assert store.open_shards == 0
+    both = StoreSet([tmp_path / "a", tmp_path / "b"], max_open=4)
+    assert [s.max_open for s in both.stores] == [2, 2]
+    assert len(list(both)) == 24
+    with pytest.raises(ValueError, match="max_open"):
+        Store(tmp_path / "a", max_open=0)
+
+
+def test_threads_reading_more_shards_than_max_open(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for k in range(6):
+        write_shard(tmp_path, f"s{k}", emt_records(3, seed=k))
+    store = Store(tmp_path, max_open=2)
+    expected = [r.id for k in range(6) for r in emt_records(3, seed=k)]
+    idx = np.random.default_rng(0).integers(0, 18, 400).tolist()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: store[i].id, idx))
+    assert got == [expected[i] for i in idx]

@@ -20,43 +20,52 @@ def test_clean_store_verifies(tmp_path):
 
 def test_corrupted_and_missing_shards_are_named(tmp_path):
     root = _store(tmp_path)
-    arrow = root / "shards" / "s-a.arrow"
-    data = bytearray(arrow.read_bytes())
+    columns = root / "shards" / "s-a.parquet"
+    data = bytearray(columns.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    arrow.write_bytes(bytes(data))
+    columns.write_bytes(bytes(data))
     (root / "shards" / "s-b.lmdb").unlink()
     report = verify_store(root)
     assert not report.ok
-    assert any("'s-a' arrow file shards/s-a.arrow: sha256" in p for p in report.problems)
+    assert any("'s-a' columns file shards/s-a.parquet: sha256" in p for p in report.problems)
     assert any("'s-b' lmdb file shards/s-b.lmdb: missing" in p for p in report.problems)
     assert len(report.problems) == 2
 
 
 def test_orphan_files_are_notes_not_problems(tmp_path):
     root = _store(tmp_path)
-    shutil.copy(root / "shards" / "s-a.arrow", root / "shards" / "leftover.arrow")
+    shutil.copy(root / "shards" / "s-a.parquet", root / "shards" / "leftover.parquet")
     report = verify_store(root)
-    assert report.ok and report.notes == ["shards/leftover.arrow: not in the catalog (leftover of an interrupted write)"]
+    assert report.ok and report.notes == ["shards/leftover.parquet: not in the catalog (leftover of an interrupted write)"]
 
 
-def test_a_row_table_that_misleads_is_named(tmp_path):
-    """A row table written wrong (the catalog's sha256 recorded after it, so only the table check
-    can see it) is a problem naming the shard, file and first bad row."""
+def test_a_damaged_value_is_named_with_its_row(tmp_path):
+    """A value whose bytes changed after the catalog's sha256 was taken (so only the per-record
+    checksum sees it) is a problem naming the shard, file and row."""
     import json
 
+    from omni_data.store.codec import encode_record
+    from omni_data.store.lmdb import write_lmdb
     from omni_data.store.writer import sha256_file
-    from omni_data.store.testing import swap_row_table_entries
 
     root = _store(tmp_path)
     lmdb_file = root / "shards" / "s-b.lmdb"
-    swap_row_table_entries(lmdb_file, 0, 2)
+    records = emt_records(4, seed=2)
+    strings: dict[str, int] = {}
+    values = [encode_record(r, row, strings) for row, r in enumerate(records)]
+    values[2] = values[2][:-1] + bytes([values[2][-1] ^ 1])
+    lmdb_file.unlink()
+    write_lmdb(lmdb_file, "s-b", values, list(strings))
     catalog = json.loads((root / "catalog.json").read_text())
     entry = next(s for s in catalog["shards"] if s["name"] == "s-b")
-    entry["files"]["lmdb"]["sha256"] = sha256_file(lmdb_file)
-    (root / "catalog.json").write_text(json.dumps(catalog))
+    entry["files"]["lmdb"].update(sha256=sha256_file(lmdb_file), bytes=lmdb_file.stat().st_size)
+    entry["files"]["lmdb"].pop("head_crc32")
+    from omni_data.store.catalog import write_catalog
+
+    write_catalog(root, catalog)
     report = verify_store(root)
-    assert report.problems == ["shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row table: "
-                               "2 of 4 rows do not lead to their record (first: row 0))"]
+    assert report.problems == ["shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row 2: "
+                               "checksum mismatch (damaged value))"]
 
 
 def _dead_pid() -> int:

@@ -24,10 +24,11 @@ def test_catalog_entry_counts_and_checksums(tmp_path):
             sym = {13: "Al", 28: "Ni", 29: "Cu"}[z]
             expect[sym] = expect.get(sym, 0) + 1
     assert cat["counts"]["by_element"] == expect
-    for fmt in ("arrow", "lmdb"):
+    for fmt in ("columns", "lmdb"):
         meta = info.files[fmt]
         assert sha256_file(tmp_path / meta["file"]) == meta["sha256"]
-    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["d-1.arrow", "d-1.lmdb"]
+        assert meta["bytes"] == (tmp_path / meta["file"]).stat().st_size
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["d-1.lmdb", "d-1.parquet"]
 
 
 def test_failed_write_leaves_nothing_visible(tmp_path, monkeypatch):
@@ -39,7 +40,7 @@ def test_failed_write_leaves_nothing_visible(tmp_path, monkeypatch):
     monkeypatch.setattr(lm, "write_lmdb", boom)
     with pytest.raises(OSError, match="disk full"):
         write_shard(tmp_path, "x", emt_records(2))
-    assert list((tmp_path / "shards").iterdir()) == []  # temp arrow file cleaned up too
+    assert list((tmp_path / "shards").iterdir()) == []  # no temp file left
     assert Catalog(tmp_path).shards == []
 
 
@@ -58,16 +59,39 @@ def test_bad_input_is_refused_with_the_record_named(tmp_path):
         write_shard(tmp_path, "../evil", emt_records(1))
 
 
-def test_single_format_and_sections(tmp_path):
-    write_shard(tmp_path, "only-arrow", emt_records(2), formats=("arrow",))
+def test_formats_and_sections(tmp_path):
+    """Store format 2 always writes both files; the format-1 names are accepted and ignored."""
+    write_shard(tmp_path, "old-names", emt_records(2), formats=("arrow",))
     cat = Catalog(tmp_path)
-    assert list(cat.shard("only-arrow")["files"]) == ["arrow"]
+    assert sorted(cat.shard("old-names")["files"]) == ["columns", "lmdb"]
+    with pytest.raises(ValueError, match="shard formats must be"):
+        write_shard(tmp_path, "x", emt_records(2), formats=("hdf5",))
     cat.update_section("references", {"pbe": {"H": -1.0}})
     assert Catalog(tmp_path).sections == {"references": {"pbe": {"H": -1.0}}}
-    assert sidecar_path(tmp_path, "descriptors", "only-arrow", ".npy").parent.is_dir()
+    assert sidecar_path(tmp_path, "descriptors", "old-names", ".npy").parent.is_dir()
     from omni_data.store import Store
 
-    assert Store(tmp_path)[1].id == "emt:0-1"  # falls back to Arrow when no LMDB file
+    assert Store(tmp_path)[1].id == "emt:0-1"
+
+
+def test_leftovers_of_dead_writers_are_cleaned_by_the_next_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    write_shard(tmp_path, "a", emt_records(2, seed=1))
+    dead = [tmp_path / "shards" / f".b.lmdb.tmp-{proc.pid}", tmp_path / f".catalog.json.tmp-{proc.pid}",
+            tmp_path / "shards" / f".c.parquet.tmp-{os.getpid()}"]
+    young = tmp_path / "shards" / f".d.lmdb.tmp-{proc.pid}"
+    for path in dead + [young]:
+        path.write_bytes(b"x")
+    for path in dead:
+        os.utime(path, (0, 0))  # older than the grace period
+    write_shard(tmp_path, "b", emt_records(2, seed=2))
+    # this process's own temp file and a recent one (perhaps a writer on another node) stay
+    assert [p.exists() for p in dead] == [False, False, True] and young.exists()
 
 
 def test_empty_shard_and_unserialisable_metadata(tmp_path):
@@ -79,7 +103,7 @@ def test_empty_shard_and_unserialisable_metadata(tmp_path):
     write_shard(tmp_path, "c", emt_records(2, seed=2))
     store = Store(tmp_path)
     assert len(store) == 4 and store[2].id == "emt:2-0" and store.locate(2) == ("c", 0)
-    assert len(Store(tmp_path, backend="arrow").table(["id"])) == 4
+    assert len(Store(tmp_path).table(["id"])) == 4
     assert verify_store(tmp_path).ok
     bad = emt_records(1)
     bad[0].metadata = {"x": np.float32(1.0)}
@@ -95,7 +119,7 @@ def two_hundred():
     return emt_records(200, seed=1)
 
 
-@pytest.mark.parametrize("fmt", ["lmdb", "arrow"])
+@pytest.mark.parametrize("fmt", ["lmdb"])
 @pytest.mark.parametrize("leave", [0, 8192, 40960], ids=["0B", "8KiB", "40KiB"])
 def test_full_disk_says_no_space_and_names_the_shard(tmp_path, fmt, leave, two_hundred):
     """On a real full tmpfs: LMDB's short write (which it reports as EIO, as with 40 KiB left) and
@@ -114,7 +138,7 @@ def test_full_disk_says_no_space_and_names_the_shard(tmp_path, fmt, leave, two_h
             write_shard(store, "s1", records, formats=(fmt,))
         assert info.value.errno == errno.ENOSPC
         assert str(info.value) == f"[Errno 28] {store / 'shards' / ('s1.' + fmt)}: No space left on device"
-        assert sorted(p.name for p in (store / "shards").iterdir()) == [f"s0.{fmt}"]
+        assert sorted(p.name for p in (store / "shards").iterdir()) == ["s0.lmdb", "s0.parquet"]
         assert [s["name"] for s in Catalog(store).shards] == ["s0"]
         assert not [p for p in store.iterdir() if ".tmp-" in p.name]
 
@@ -127,15 +151,16 @@ def test_full_disk_while_writing_the_quarantine_leaves_no_temp_file(tmp_path):
     rejected = [Rejected("x.extxyz", i, "nonfinite:forces " + "x" * 2000, "emt", f"x:{i}") for i in range(400)]
     with small_filesystem(tmp_path / "fs") as fs:
         store = fs / "st"
-        write_shard(store, "s0", records[:1], formats=("arrow",))
-        probe = write_shard_files(store, "probe", records[1:], formats=("arrow",))
+        write_shard(store, "s0", records[:1])
+        probe = write_shard_files(store, "probe", records[1:])
         for path in (store / "shards").glob("probe.*"):
             path.unlink()
-        fill(fs, probe.files["arrow"]["bytes"] + 8192)  # room for the shard, not for its quarantine
+        # room for the shard, not for its quarantine
+        fill(fs, sum(meta["bytes"] for meta in probe.files.values()) + 2 * 8192)
         with pytest.raises(OSError, match=r"quarantine/s1\.parquet: No space left on device"):
-            write_shard(store, "s1", records[1:], rejected=rejected, formats=("arrow",))
+            write_shard(store, "s1", records[1:], rejected=rejected)
         assert list((store / "quarantine").iterdir()) == []
-        assert sorted(p.name for p in (store / "shards").iterdir()) == ["s0.arrow"]
+        assert sorted(p.name for p in (store / "shards").iterdir()) == ["s0.lmdb", "s0.parquet"]
 
 
 def test_lmdb_short_write_is_enospc_only_when_the_disk_is_full(tmp_path, monkeypatch):
