@@ -8,6 +8,7 @@ Prints seconds, rows/s and the ratio baseline/ours (higher is better for us).
     python benchmarks/aselmdb_read.py                 # 5,000 rows of 24 atoms, 3 rounds
     python benchmarks/aselmdb_read.py --rows 50000 --atoms 64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,12 @@ def make_db(path: Path, rows: int, atoms: int) -> None:
     db = LMDBDatabase(path)
     with db:
         for k in range(rows):
-            a = Atoms(numbers=rng.integers(1, 84, atoms), positions=rng.random((atoms, 3)) * 8,
-                      cell=np.eye(3) * 8, pbc=True)
-            a.calc = SinglePointCalculator(a, energy=-float(k), forces=rng.normal(size=(atoms, 3)),
-                                           stress=rng.normal(size=6) * 1e-3)
+            a = Atoms(
+                numbers=rng.integers(1, 84, atoms), positions=rng.random((atoms, 3)) * 8, cell=np.eye(3) * 8, pbc=True
+            )
+            a.calc = SinglePointCalculator(
+                a, energy=-float(k), forces=rng.normal(size=(atoms, 3)), stress=rng.normal(size=6) * 1e-3
+            )
             db.write(a, data={"sid": f"s{k}", "charge": 0, "spin": 1})
 
 

@@ -10,6 +10,7 @@ and the time of one catalog rewrite.
     python benchmarks/catalog.py                  # 24,200 shards, ~30 s
     python benchmarks/catalog.py --shards 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,29 @@ def make_catalog(root: Path, shards: int, seed: int = 0) -> None:
     for k in range(shards):
         name = f"omat-{k:06d}"
         elements = sorted(rng.sample(chemical_symbols[1:95], rng.randint(40, 89)))
-        entries.append({
-            "name": name, "records": 10_000, "atoms": 200_000,
-            "files": {fmt: {"file": f"shards/{name}.{fmt}", "sha256": f"{rng.getrandbits(256):064x}",
-                            "bytes": rng.randint(10**7, 10**8)} for fmt in ("arrow", "lmdb")},
-            "by_task": {"omat": 10_000}, "by_dataset": {"omat": 10_000},
-            "by_element": {e: rng.randint(300, 9000) for e in elements},
-            "quarantined": 0, "quarantined_by_reason": {}, "quarantine": None,
-            "partition": f"omat/part-{k}", "partition_hash": f"{rng.getrandbits(160):040x}",
-        })
+        entries.append(
+            {
+                "name": name,
+                "records": 10_000,
+                "atoms": 200_000,
+                "files": {
+                    fmt: {
+                        "file": f"shards/{name}.{fmt}",
+                        "sha256": f"{rng.getrandbits(256):064x}",
+                        "bytes": rng.randint(10**7, 10**8),
+                    }
+                    for fmt in ("arrow", "lmdb")
+                },
+                "by_task": {"omat": 10_000},
+                "by_dataset": {"omat": 10_000},
+                "by_element": {e: rng.randint(300, 9000) for e in elements},
+                "quarantined": 0,
+                "quarantined_by_reason": {},
+                "quarantine": None,
+                "partition": f"omat/part-{k}",
+                "partition_hash": f"{rng.getrandbits(160):040x}",
+            }
+        )
     data = empty_catalog()
     data["shards"], data["counts"] = entries, summarize(entries)
     root.mkdir(parents=True, exist_ok=True)
@@ -89,19 +104,25 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         make_catalog(root, args.shards)
         size = (root / "catalog.json").stat().st_size
-        print(f"catalog of {args.shards:,} shards: {size / 2**20:.1f} MiB of JSON (load average {os.getloadavg()[0]:.2f})")
+        print(
+            f"catalog of {args.shards:,} shards: {size / 2**20:.1f} MiB of JSON (load average {os.getloadavg()[0]:.2f})"
+        )
         full_kept, full_peak = held(lambda: Catalog(root))
         slim_kept, slim_peak = held(lambda: Catalog(root, reader=True))
         print(f"  full catalog, Catalog(path):               {full_kept:7.1f} MiB kept, {full_peak:7.1f} MiB peak")
-        print(f"  reader's view, Catalog(path, reader=True): {slim_kept:7.1f} MiB kept, {slim_peak:7.1f} MiB peak"
-              f"   ({full_kept / slim_kept:.1f}x less kept)")
+        print(
+            f"  reader's view, Catalog(path, reader=True): {slim_kept:7.1f} MiB kept, {slim_peak:7.1f} MiB peak"
+            f"   ({full_kept / slim_kept:.1f}x less kept)"
+        )
         t0 = time.perf_counter()
         store = Store(root)
         print(f"  Store(path): {time.perf_counter() - t0:.2f} s, {len(store):,} records")
         full_pickle = len(pickle.dumps({"path": str(root), "backend": "lmdb", "catalog": Catalog(root).data}))
         store_pickle = len(pickle.dumps(store))
-        print(f"  pickled Store: {store_pickle / 2**20:.1f} MiB (with the full catalog it would be "
-              f"{full_pickle / 2**20:.1f} MiB, {full_pickle / store_pickle:.1f}x)")
+        print(
+            f"  pickled Store: {store_pickle / 2**20:.1f} MiB (with the full catalog it would be "
+            f"{full_pickle / 2**20:.1f} MiB, {full_pickle / store_pickle:.1f}x)"
+        )
         t0 = time.perf_counter()
         pickle.loads(pickle.dumps(store))
         print(f"  pickle + unpickle a Store (a spawned worker's start): {time.perf_counter() - t0:.2f} s")

@@ -11,6 +11,7 @@ Prints seconds, frames/s and the ratio ASE/ours (higher is better for us).
     python benchmarks/extxyz_read.py --repeat 10      # 20,000 frames
     python benchmarks/extxyz_read.py --atoms 200 --frames 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,12 @@ def make_input(tmp: Path, repeat: int, atoms: int, frames: int) -> Path:
     rng = np.random.default_rng(0)
     images = []
     for k in range(frames):
-        a = Atoms(numbers=rng.integers(1, 84, atoms), positions=rng.random((atoms, 3)) * 12,
-                  cell=np.eye(3) * 12, pbc=True)
-        a.calc = SinglePointCalculator(a, energy=-float(k), forces=rng.normal(size=(atoms, 3)),
-                                       stress=rng.normal(size=6) * 1e-3)
+        a = Atoms(
+            numbers=rng.integers(1, 84, atoms), positions=rng.random((atoms, 3)) * 12, cell=np.eye(3) * 12, pbc=True
+        )
+        a.calc = SinglePointCalculator(
+            a, energy=-float(k), forces=rng.normal(size=(atoms, 3)), stress=rng.normal(size=6) * 1e-3
+        )
         images.append(a)
     ase.io.write(path, images, format="extxyz")
     return path
@@ -57,7 +60,7 @@ def run_ours(path: Path) -> int:
     opts = ReadOptions(dataset="bench", task="t")
     n = 0
     for part in reader.partitions(path, 5000):
-        for rec in reader.read(part, opts):
+        for _rec in reader.read(part, opts):
             n += 1
     return n
 
@@ -110,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         size = path.stat().st_size / 1e6
         print(f"input: {path.name} {size:.1f} MB, {ours_n} frames")
-        for label, t in (("omni extxyz reader", ours_t), ("ase.io.iread", read_t), ("ase.io.iread + ase.db write", db_t)):
+        for label, t in (
+            ("omni extxyz reader", ours_t),
+            ("ase.io.iread", read_t),
+            ("ase.io.iread + ase.db write", db_t),
+        ):
             print(f"{label:30s} {t:8.3f} s  {ours_n / t:10.0f} frames/s")
         print(f"ratio ase.io.iread / ours              = {read_t / ours_t:.1f}x")
         print(f"ratio (ase read + db write) / ours     = {db_t / ours_t:.1f}x  (target >= 5x)")

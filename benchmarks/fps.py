@@ -16,6 +16,7 @@ points generated shard by shard; covering radius against exact fast FPS on the s
     python benchmarks/fps.py --n 0 --dist-n 10000000  # distributed on 10M points
     python benchmarks/fps.py --n 1000000 --k-sweep 1000,10000,100000 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ from omni_data.select.fps import fps
 print = functools.partial(builtins.print, flush=True)  # progress shows up when piped to a file
 
 
-def clustered(n: int, d: int = 64, clusters: int = 100, intrinsic: int = 5, noise: float = 0.05,
-              seed: int = 0, lo: int = 0) -> np.ndarray:
+def clustered(
+    n: int, d: int = 64, clusters: int = 100, intrinsic: int = 5, noise: float = 0.05, seed: int = 0, lo: int = 0
+) -> np.ndarray:
     """Rows lo..lo+n of a fixed mixture: each cluster a random ``intrinsic``-dimensional
     Gaussian patch (scale 0.5-2) around a uniform centre in [0, 10]^d, plus isotropic noise.
 
@@ -66,8 +68,10 @@ def exact_part(args: argparse.Namespace) -> None:
 
     x = clustered(args.n, args.d, args.clusters, args.intrinsic, args.noise)
     fps(x[:2000], 10, 0, threads=args.threads)  # compile / load the numba cache first
-    print(f"exact FPS: N={args.n} d={args.d} k={args.k} clusters={args.clusters} "
-          f"intrinsic={args.intrinsic} threads={args.threads} load={os.getloadavg()[0]:.1f}")
+    print(
+        f"exact FPS: N={args.n} d={args.d} k={args.k} clusters={args.clusters} "
+        f"intrinsic={args.intrinsic} threads={args.threads} load={os.getloadavg()[0]:.1f}"
+    )
     fast, fw, fc = timed(fps, x, args.k, args.start, threads=args.threads)
     base, bw, bc = timed(fpsample.fps_sampling, x, args.k, start_idx=args.start)
     same = bool(np.array_equal(fast.indices, base.astype(np.int64)))
@@ -95,16 +99,19 @@ def sweep_part(args: argparse.Namespace) -> None:
     fps(x[:2000], 10, 0, threads=args.threads)
     ks = [int(v) for v in args.k_sweep.split(",")]
     print(f"time vs k: N={args.n} d={args.d} threads={args.threads} load={os.getloadavg()[0]:.1f}")
-    print("| k | omni wall / cpu | distances / (N k) | fpsample wall / cpu | numpy loop wall / cpu "
-          "| identical | load |")
+    print(
+        "| k | omni wall / cpu | distances / (N k) | fpsample wall / cpu | numpy loop wall / cpu | identical | load |"
+    )
     print("|---:|---:|---:|---:|---:|:---:|---:|")
     rate: dict[str, float] = {}  # baseline cpu seconds per N*k, for the extrapolated rows
     prev = None
     for k in ks:
         fast, fw, fc = timed(fps, x, k, args.start, threads=args.threads)
         cells, same, compared = [], True, False
-        for name, fn in (("fpsample", lambda: fpsample.fps_sampling(x, k, start_idx=args.start)),
-                         ("numpy", lambda: fps_reference(x, k, args.start)[0])):
+        for name, fn in (
+            ("fpsample", lambda: fpsample.fps_sampling(x, k, start_idx=args.start)),
+            ("numpy", lambda: fps_reference(x, k, args.start)[0]),
+        ):
             if args.n * k <= args.baseline_max_nk:
                 got, bw, bc = timed(fn)
                 same = same and bool(np.array_equal(np.asarray(got, np.int64), fast.indices))
@@ -118,8 +125,10 @@ def sweep_part(args: argparse.Namespace) -> None:
         share = fast.distances_computed / (args.n * k)
         growth = f" (×{fc / prev:.1f} cpu)" if prev else ""
         prev = fc
-        print(f"| {k:,} | {fw:.1f} s / {fc:.1f} s{growth} | {share:.4f} | {cells[0]} | {cells[1]} "
-              f"| {('yes' if same else 'NO') if compared else '-'} | {os.getloadavg()[0]:.1f} |")
+        print(
+            f"| {k:,} | {fw:.1f} s / {fc:.1f} s{growth} | {share:.4f} | {cells[0]} | {cells[1]} "
+            f"| {('yes' if same else 'NO') if compared else '-'} | {os.getloadavg()[0]:.1f} |"
+        )
         if not same:
             raise SystemExit(f"picks differ from a baseline at k={k}")
 
@@ -148,9 +157,9 @@ def radius_of(x: np.ndarray, picks: np.ndarray) -> float:
 
 
 def distributed_part(args: argparse.Namespace) -> None:
-    from omni_data.select.distributed import ShardSource, distributed_fps
-
     import tempfile
+
+    from omni_data.select.distributed import ShardSource, distributed_fps
 
     n, size = args.dist_n, args.shard
     gen = (args.d, args.clusters, args.intrinsic, args.noise)
@@ -158,24 +167,39 @@ def distributed_part(args: argparse.Namespace) -> None:
     os.makedirs(folder, exist_ok=True)
     (files, gw, _) = timed(write_shards, folder, n, size, gen)
     print(f"  generated {len(files)} shard files in {folder} ({gw:.1f} s)")
-    sources = [ShardSource(functools.partial(_load, f), lo, hi - lo, os.path.basename(f))
-               for f, lo, hi in files]
-    print(f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, oversample {args.oversample}, "
-          f"{args.workers} worker processes, load={os.getloadavg()[0]:.1f}")
-    res, dw, dc = timed(distributed_fps, sources, args.k, start=args.start, oversample=args.oversample,
-                        scheduler="processes", num_workers=args.workers, refine=args.refine,
-                        log=lambda line: print(f"    {line}"))
+    sources = [ShardSource(functools.partial(_load, f), lo, hi - lo, os.path.basename(f)) for f, lo, hi in files]
+    print(
+        f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, oversample {args.oversample}, "
+        f"{args.workers} worker processes, load={os.getloadavg()[0]:.1f}"
+    )
+    res, dw, dc = timed(
+        distributed_fps,
+        sources,
+        args.k,
+        start=args.start,
+        oversample=args.oversample,
+        scheduler="processes",
+        num_workers=args.workers,
+        refine=args.refine,
+        log=lambda line: print(f"    {line}"),
+    )
     core = res.task_cpu_seconds + dc
-    print(f"  distributed  wall {dw:8.2f} s  core-seconds {core:.1f} (tasks {res.task_cpu_seconds:.1f} "
-          f"+ client {dc:.1f})  candidates {res.n_candidates:,}  refinement checked {res.checked:,} points")
+    print(
+        f"  distributed  wall {dw:8.2f} s  core-seconds {core:.1f} (tasks {res.task_cpu_seconds:.1f} "
+        f"+ client {dc:.1f})  candidates {res.n_candidates:,}  refinement checked {res.checked:,} points"
+    )
     x = np.concatenate([s.load() for s in sources])
     exact, ew, ec = timed(fps, x, args.k, args.start, threads=args.threads)
     print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s (threads={args.threads})")
     r_exact, r_dist = radius_of(x, exact.indices), radius_of(x, res.indices)
-    print(f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}"
-          f"   core-seconds distributed / exact {core / ec:.2f}")
-    print(f"| {n:,} | {args.k:,} | {len(sources)} x {size:,} | {args.refine} | {ew:.1f} s / {ec:.1f} s "
-          f"| {dw:.1f} s / {core:.1f} | {r_dist / r_exact:.3f} | {core / ec:.2f} | {os.getloadavg()[0]:.1f} |")
+    print(
+        f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}"
+        f"   core-seconds distributed / exact {core / ec:.2f}"
+    )
+    print(
+        f"| {n:,} | {args.k:,} | {len(sources)} x {size:,} | {args.refine} | {ew:.1f} s / {ec:.1f} s "
+        f"| {dw:.1f} s / {core:.1f} | {r_dist / r_exact:.3f} | {core / ec:.2f} | {os.getloadavg()[0]:.1f} |"
+    )
 
 
 def main() -> None:
@@ -190,8 +214,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--numpy-loop", action="store_true", help="also time the plain numpy loop")
     p.add_argument("--k-sweep", default="", help="comma-separated k values: time vs k at --n")
-    p.add_argument("--baseline-max-nk", type=float, default=1e9,
-                   help="run fpsample / the numpy loop only where N*k is at most this")
+    p.add_argument(
+        "--baseline-max-nk",
+        type=float,
+        default=1e9,
+        help="run fpsample / the numpy loop only where N*k is at most this",
+    )
     p.add_argument("--dist-n", type=int, default=0, help="points for the distributed run (0: skip)")
     p.add_argument("--shard", type=int, default=500_000)
     p.add_argument("--workers", type=int, default=2)

@@ -14,6 +14,7 @@ baselines only where N*k <= ``--baseline-max-nk``), asserting identical picks.
 
     python benchmarks/fps_realistic.py --n 200000 --seconds 150 --cache /tmp/realistic.npz
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,17 @@ def sample_records(root: Path) -> list:
             import ase.io
 
             atoms = ase.io.read(path)
-            out.append(Record(numbers=atoms.numbers, positions=atoms.positions, id=path.stem,
-                              dataset=path.stem, task="structures", cell=np.array(atoms.cell),
-                              pbc=atoms.pbc).normalized())
+            out.append(
+                Record(
+                    numbers=atoms.numbers,
+                    positions=atoms.positions,
+                    id=path.stem,
+                    dataset=path.stem,
+                    task="structures",
+                    cell=np.array(atoms.cell),
+                    pbc=atoms.pbc,
+                ).normalized()
+            )
             print(f"  {path.relative_to(root)}: 1 structure ({len(atoms)} atoms, ASE)")
             continue
         try:
@@ -93,8 +102,15 @@ def perturbed(rec, rng: np.random.Generator):
     else:
         sigma = rng.uniform(0.01, 0.15)
     pos = pos + rng.normal(0, sigma, pos.shape)
-    return Record(numbers=numbers, positions=pos, id="g", dataset=rec.dataset, task=rec.task,
-                  cell=cell if periodic else None, pbc=rec.pbc if periodic else np.zeros(3, bool))
+    return Record(
+        numbers=numbers,
+        positions=pos,
+        id="g",
+        dataset=rec.dataset,
+        task=rec.task,
+        cell=cell if periodic else None,
+        pbc=rec.pbc if periodic else np.zeros(3, bool),
+    )
 
 
 def generate(bases: list, n: int, seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +151,10 @@ def compare(x: np.ndarray, ks: list[int], label: str, max_nk: float, threads: in
 
     fps(x[:2000], 10, 0, threads=threads)
     n = len(x)
-    print(f"| set | N | k | omni wall / cpu | distances / (N k) | fpsample wall / cpu | "
-          f"numpy loop wall / cpu | identical | load |")
+    print(
+        "| set | N | k | omni wall / cpu | distances / (N k) | fpsample wall / cpu | "
+        "numpy loop wall / cpu | identical | load |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|:---:|---:|")
     for k in ks:
         fast, fw, fc = timed(fps, x, k, 0, threads=threads)
@@ -144,15 +162,16 @@ def compare(x: np.ndarray, ks: list[int], label: str, max_nk: float, threads: in
         if n * k <= max_nk:
             base, bw, bc = timed(fpsample.fps_sampling, x, k, start_idx=0)
             (ref, _), rw, rc = timed(fps_reference, x, k, 0)
-            same = bool(np.array_equal(base.astype(np.int64), fast.indices)
-                        and np.array_equal(ref, fast.indices))
+            same = bool(np.array_equal(base.astype(np.int64), fast.indices) and np.array_equal(ref, fast.indices))
             cells = [f"{bw:.1f} s / {bc:.1f} s ({bc / fc:.1f}x)", f"{rw:.1f} s / {rc:.1f} s"]
         else:
             cells = ["not run", "not run"]
         share = fast.distances_computed / (n * k)
-        print(f"| {label} | {n:,} | {k:,} | {fw:.2f} s / {fc:.2f} s | {share:.4f} | {cells[0]} | "
-              f"{cells[1]} | {'-' if same is None else ('yes' if same else 'NO')} | "
-              f"{os.getloadavg()[0]:.1f} |")
+        print(
+            f"| {label} | {n:,} | {k:,} | {fw:.2f} s / {fc:.2f} s | {share:.4f} | {cells[0]} | "
+            f"{cells[1]} | {'-' if same is None else ('yes' if same else 'NO')} | "
+            f"{os.getloadavg()[0]:.1f} |"
+        )
         if same is False:
             raise SystemExit(f"picks differ at k={k}")
 
@@ -184,8 +203,13 @@ def main() -> None:
             np.savez(args.cache, x=xg, domain=dom)
     print(f"domains: {dict(zip(*np.unique(dom, return_counts=True)))}")
     fr = [float(v) for v in args.fractions.split(",")]
-    compare(xs, sorted({max(2, int(f * len(xs))) for f in fr} | {min(len(xs) // 2, 500)}),
-            "samples", args.baseline_max_nk, args.threads)
+    compare(
+        xs,
+        sorted({max(2, int(f * len(xs))) for f in fr} | {min(len(xs) // 2, 500)}),
+        "samples",
+        args.baseline_max_nk,
+        args.threads,
+    )
     compare(xg, [max(2, int(f * len(xg))) for f in fr], "generated", args.baseline_max_nk, args.threads)
 
 

@@ -7,6 +7,7 @@ file in this process; cluster start-up is timed separately and excluded from the
     python benchmarks/ingest.py                        # 100,000 structures (a few minutes)
     python benchmarks/ingest.py --frames 20000 --ase-frames 5000   # quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,12 @@ def generate_extxyz(path: Path, frames: int, seed: int = 0) -> None:
             stress = rng.normal(0, 0.01, 6)
             s = stress
             fh.write(f"{n}\n")
-            fh.write(f'Lattice="{a:.6f} 0.0 0.0 0.0 {a:.6f} 0.0 0.0 0.0 {a:.6f}" '
-                     f"Properties=species:S:1:pos:R:3:forces:R:3 energy={rng.normal(-4 * n, 1):.8f} "
-                     f'stress="{s[0]:.8f} {s[5]:.8f} {s[4]:.8f} {s[5]:.8f} {s[1]:.8f} {s[3]:.8f} {s[4]:.8f} {s[3]:.8f} {s[2]:.8f}" '
-                     f'config_id={i} pbc="T T T"\n')
+            fh.write(
+                f'Lattice="{a:.6f} 0.0 0.0 0.0 {a:.6f} 0.0 0.0 0.0 {a:.6f}" '
+                f"Properties=species:S:1:pos:R:3:forces:R:3 energy={rng.normal(-4 * n, 1):.8f} "
+                f'stress="{s[0]:.8f} {s[5]:.8f} {s[4]:.8f} {s[5]:.8f} {s[1]:.8f} {s[3]:.8f} {s[4]:.8f} {s[3]:.8f} {s[2]:.8f}" '
+                f'config_id={i} pbc="T T T"\n'
+            )
             el = symbols[rng.integers(0, len(symbols), n)]
             fh.write("\n".join(line % (el[k], *pos[k], *forces[k]) for k in range(n)))
             fh.write("\n")
@@ -62,8 +65,14 @@ def omni_run(src: Path, store: Path, workers: int, shard_size: int) -> tuple[int
     from omni_data.pipeline.ingest import IngestSpec, ingest
     from omni_data.readers import ReadOptions
 
-    spec = IngestSpec(store=store, reader="extxyz", source=src, options=ReadOptions(dataset="bench", task="pbe"),
-                      shard_size=shard_size, command=["benchmarks/ingest.py"])
+    spec = IngestSpec(
+        store=store,
+        reader="extxyz",
+        source=src,
+        options=ReadOptions(dataset="bench", task="pbe"),
+        shard_size=shard_size,
+        command=["benchmarks/ingest.py"],
+    )
     t0 = time.perf_counter()
     config = ClusterConfig(mode="sync") if workers == 0 else ClusterConfig(mode="local", workers=workers)
     with dask_client(config) as client:
@@ -90,14 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     src = work / "bench.extxyz"
     t0 = time.perf_counter()
     generate_extxyz(src, args.frames)
-    print(f"generated {args.frames:,} frames ({src.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"generated {args.frames:,} frames ({src.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     rates: dict[str, float] = {}
     for label, workers in (("omni in-process", 0), ("omni 1 worker", 1), ("omni 2 workers", 2)):
         n, sec, startup = omni_run(src, work / f"store-{workers}", workers, args.shard_size)
         rates[label] = n / sec
-        print(f"{label:16s} {n:,} records in {sec:6.1f} s = {rates[label]:9,.0f} structures/s"
-              f"  (cluster start {startup:.1f} s, not counted)")
+        print(
+            f"{label:16s} {n:,} records in {sec:6.1f} s = {rates[label]:9,.0f} structures/s"
+            f"  (cluster start {startup:.1f} s, not counted)"
+        )
     n, sec = ase_path(src, work / "ase.db", args.ase_frames)
     rates["ase"] = n / sec
     print(f"{'ase read+db':16s} {n:,} records in {sec:6.1f} s = {rates['ase']:9,.0f} structures/s")

@@ -28,6 +28,7 @@ Paths (like for like, each makes what its name says and drops it):
     git archive 1080cc2 omni_data | tar -x -C /tmp/omni_v1
     python benchmarks/read.py --format1-tree /tmp/omni_v1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,11 +49,23 @@ def make_records(n: int, atoms: int, seed: int = 0) -> list:
     out = []
     for k in range(n):
         m = int(rng.integers(max(1, atoms // 2), atoms * 3 // 2 + 1))
-        out.append(Record(numbers=rng.integers(1, 84, m), positions=rng.random((m, 3)) * 8.0, id=f"bench:{k}",
-                          dataset="bench", task="pbe", cell=np.eye(3) * 8.0, pbc=np.ones(3, bool),
-                          energy=float(rng.normal() * 50), forces=rng.normal(size=(m, 3)),
-                          stress=rng.normal(size=6) * 1e-3, source_file="bench.extxyz", source_index=k,
-                          metadata={"sid": k}).normalized())
+        out.append(
+            Record(
+                numbers=rng.integers(1, 84, m),
+                positions=rng.random((m, 3)) * 8.0,
+                id=f"bench:{k}",
+                dataset="bench",
+                task="pbe",
+                cell=np.eye(3) * 8.0,
+                pbc=np.ones(3, bool),
+                energy=float(rng.normal() * 50),
+                forces=rng.normal(size=(m, 3)),
+                stress=rng.normal(size=6) * 1e-3,
+                source_file="bench.extxyz",
+                source_index=k,
+                metadata={"sid": k},
+            ).normalized()
+        )
     return out
 
 
@@ -60,6 +73,7 @@ def each(fn: Callable[[int], object]) -> Callable[[np.ndarray], None]:
     def run(idx: np.ndarray) -> None:
         for i in idx.tolist():
             fn(i)
+
     return run
 
 
@@ -91,17 +105,20 @@ def unchecked_reader(store) -> Callable[[int], object]:
         value = shard._txn().get(row_key(i - starts[k]))
         body = codec._DECOMPRESS(value[5:]) if value[4] == codec.LZ4 else value[5:]
         return codec._record(msgpack.unpackb(body), shard.strings)
+
     return read
 
 
 def fairchem_get_atoms(db, ids: list[int]) -> Callable[[int], object]:
     """fairchem ``AseDBDataset.get_atoms(idx)`` on one db: ``_get_row``, ``toatoms``, info from data."""
+
     def get_atoms(i: int) -> object:
         row = db._get_row(ids[i])
         atoms = row.toatoms()
         if isinstance(row.data, dict):
             atoms.info.update(row.data)
         return atoms
+
     return get_atoms
 
 
@@ -137,19 +154,35 @@ def format1_rate(tree: Path, args: argparse.Namespace) -> float:
     import subprocess
 
     env = {**os.environ, "OMNI_PURE_PYTHON_CODEC": "1"}
-    out = subprocess.run([sys.executable, "-c", FORMAT1, str(tree), str(Path(__file__).parent), str(args.records),
-                          str(args.atoms), str(args.reads), str(args.rounds), str(args.shard_size)],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FORMAT1,
+            str(tree),
+            str(Path(__file__).parent),
+            str(args.records),
+            str(args.atoms),
+            str(args.reads),
+            str(args.rounds),
+            str(args.shard_size),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def loader_rate(get: Callable[[int], object], graph_of: Callable[[object], object], idx: np.ndarray,
-                batch: int = 32) -> float:
+def loader_rate(
+    get: Callable[[int], object], graph_of: Callable[[object], object], idx: np.ndarray, batch: int = 32
+) -> float:
     from omni_model.data.graph import collate
 
     t0 = time.process_time()
     for k in range(0, len(idx), batch):
-        collate([graph_of(get(i)) for i in idx[k:k + batch].tolist()])
+        collate([graph_of(get(i)) for i in idx[k : k + batch].tolist()])
     return len(idx) / max(time.process_time() - t0, 1e-9)
 
 
@@ -160,11 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reads", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--shard-size", type=int, default=10000)
-    ap.add_argument("--aselmdb-records", type=int, default=5000,
-                    help="records also written to .aselmdb (its export runs at ~150 records/s)")
+    ap.add_argument(
+        "--aselmdb-records",
+        type=int,
+        default=5000,
+        help="records also written to .aselmdb (its export runs at ~150 records/s)",
+    )
     ap.add_argument("--loader-reads", type=int, default=2000)
-    ap.add_argument("--format1-tree", type=Path, default=None,
-                    help="a checkout of omni_data before store v2: time its pure-Python store[i] too")
+    ap.add_argument(
+        "--format1-tree",
+        type=Path,
+        default=None,
+        help="a checkout of omni_data before store v2: time its pure-Python store[i] too",
+    )
     args = ap.parse_args(argv)
 
     from ase_db_backends.aselmdb import LMDBDatabase
@@ -172,30 +213,34 @@ def main(argv: list[str] | None = None) -> int:
     from omni_data.export import export_aselmdb
     from omni_data.store import Store, StoreView, build_id_index, write_shard
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; load average "
-          f"{tuple(round(x, 1) for x in os.getloadavg())}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; load average "
+        f"{tuple(round(x, 1) for x in os.getloadavg())}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         records = make_records(args.records, args.atoms)
         t0 = time.perf_counter()
         for k in range(0, len(records), args.shard_size):
-            write_shard(work / "store", f"bench-{k // args.shard_size:05d}", records[k:k + args.shard_size])
+            write_shard(work / "store", f"bench-{k // args.shard_size:05d}", records[k : k + args.shard_size])
         build_id_index(work / "store")
         t_write = time.perf_counter() - t0
         store = Store(work / "store")
         m = min(args.aselmdb_records, len(records))
         t0 = time.perf_counter()
         export_aselmdb(StoreView(store, np.arange(m, dtype=np.int64)), work / "bench.aselmdb")
-        print(f"{len(records):,} records, {np.mean([r.n_atoms for r in records]):.1f} atoms each on average; "
-              f"store written in {t_write:.1f} s ({len(records) / t_write:,.0f} records/s incl. the id index); "
-              f"{m:,} exported to .aselmdb in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"{len(records):,} records, {np.mean([r.n_atoms for r in records]):.1f} atoms each on average; "
+            f"store written in {t_write:.1f} s ({len(records) / t_write:,.0f} records/s incl. the id index); "
+            f"{m:,} exported to .aselmdb in {time.perf_counter() - t0:.1f} s"
+        )
         del records
         db = LMDBDatabase(work / "bench.aselmdb", readonly=True)
         ids = list(db.ids)
         rng = np.random.default_rng(1)
         idx = rng.integers(0, len(store), args.reads)
         small = rng.integers(0, m, min(args.reads, 5000))  # indices both hold (same records)
-        batches = [idx[k:k + 256] for k in range(0, len(idx), 256)]
+        batches = [idx[k : k + 256] for k in range(0, len(idx), 256)]
         unchecked = unchecked_reader(store)
 
         def many(_idx: np.ndarray) -> None:
@@ -216,34 +261,40 @@ def main(argv: list[str] | None = None) -> int:
         for name, rate in rates.items():
             print(f"  {name:<{width}}  {rate:>12,.0f}")
         full, raw = rates["omni store[i] -> Record"], rates["omni store[i] unchecked (no crc32/length/row checks)"]
-        print(f"\ncost of the checks: {1e6 / full - 1e6 / raw:.2f} us per record "
-              f"({(raw / full - 1) * 100:.0f}% of an unchecked read)")
+        print(
+            f"\ncost of the checks: {1e6 / full - 1e6 / raw:.2f} us per record "
+            f"({(raw / full - 1) * 100:.0f}% of an unchecked read)"
+        )
         fair = rates["aselmdb fairchem get_atoms -> Atoms"]
         print(f"to_atoms vs fairchem get_atoms: {rates['omni to_atoms(i) -> Atoms'] / fair:.2f}x")
 
         from omni_model.data.dataset import record_graph
-        from omni_model.data.graph import graph_from_atoms, species_table
-
-        from omni_model.data.graph import collate
+        from omni_model.data.graph import collate, graph_from_atoms, species_table
 
         table = species_table(list(range(1, 84)))
         li = small[: args.loader_reads]
         collate([record_graph(store[0], 5.0, table, {"pbe": 0})])  # import torch before timing
         omni_loader = ase_loader = 0.0
         for _ in range(args.rounds):
-            omni_loader = max(omni_loader, loader_rate(store.__getitem__,
-                                                       lambda r: record_graph(r, 5.0, table, {"pbe": 0}), li))
-            ase_loader = max(ase_loader, loader_rate(fairchem_get_atoms(db, ids),
-                                                     lambda a: graph_from_atoms(a, 5.0, table), li))
-        print(f"\nloader (read -> vesin graph, cutoff 5 A -> collate 32), structures/s of CPU time:\n"
-              f"  omni store      {omni_loader:>10,.0f}\n  aselmdb (fairchem get_atoms) {ase_loader:>10,.0f}\n"
-              f"  ratio {omni_loader / ase_loader:.2f}x")
+            omni_loader = max(
+                omni_loader, loader_rate(store.__getitem__, lambda r: record_graph(r, 5.0, table, {"pbe": 0}), li)
+            )
+            ase_loader = max(
+                ase_loader, loader_rate(fairchem_get_atoms(db, ids), lambda a: graph_from_atoms(a, 5.0, table), li)
+            )
+        print(
+            f"\nloader (read -> vesin graph, cutoff 5 A -> collate 32), structures/s of CPU time:\n"
+            f"  omni store      {omni_loader:>10,.0f}\n  aselmdb (fairchem get_atoms) {ase_loader:>10,.0f}\n"
+            f"  ratio {omni_loader / ase_loader:.2f}x"
+        )
         store.close()
         db.close()
     if args.format1_tree is not None:
         old = format1_rate(args.format1_tree, args)
-        print(f"\nstore format 1, pure-Python store[i] on the same records, just after: {old:,.0f} records/s "
-              f"(233,521 on a quiet machine, 2026-11-25); this run's store[i] / format 1's: {full / old:.2f}")
+        print(
+            f"\nstore format 1, pure-Python store[i] on the same records, just after: {old:,.0f} records/s "
+            f"(233,521 on a quiet machine, 2026-11-25); this run's store[i] / format 1's: {full / old:.2f}"
+        )
     print(f"load average after: {tuple(round(x, 1) for x in os.getloadavg())}")
     return 0
 

@@ -11,6 +11,7 @@ Prints seconds and the ratio new/baseline for each (lower is better). Both run i
     python benchmarks/readers_stream.py              # ~40 MB JSON, 200 LMDB values x 5 (~1 min)
     python benchmarks/readers_stream.py --mb 1000    # closer to the 12 GB MPtrj per-GB rate
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,13 @@ def make_mptrj(path: Path, megabytes: float, seed: int = 0) -> int:
                         "@class": "Structure",
                         "lattice": {"matrix": (np.eye(3) * 5).tolist(), "pbc": [True, True, True]},
                         "sites": [
-                            {"species": [{"element": "O", "occu": 1}], "abc": p.tolist(), "xyz": (p * 5).tolist(),
-                             "label": "O", "properties": {"magmom": 0.0}}
+                            {
+                                "species": [{"element": "O", "occu": 1}],
+                                "abc": p.tolist(),
+                                "xyz": (p * 5).tolist(),
+                                "label": "O",
+                                "properties": {"magmom": 0.0},
+                            }
                             for p in rng.uniform(size=(n, 3))
                         ],
                     },
@@ -84,10 +90,13 @@ def bench_scan(megabytes: float) -> None:
                 n_base += len(value)
         t_base = time.perf_counter() - t0
         assert sum(index.children) == n_base == frames, (sum(index.children), n_base, frames)
-        print(f"[mptrj index] {mb:.0f} MB, {len(index.offsets)} mp-ids, {frames} frames "
-              f"(ijson backend {ijson.backend})")
-        print(f"  scan_object {t_scan:.2f} s ({mb / t_scan:.0f} MB/s)  |  ijson full parse {t_base:.2f} s "
-              f"({mb / t_base:.0f} MB/s)  |  ratio scan/ijson = {t_scan / t_base:.3f}")
+        print(
+            f"[mptrj index] {mb:.0f} MB, {len(index.offsets)} mp-ids, {frames} frames (ijson backend {ijson.backend})"
+        )
+        print(
+            f"  scan_object {t_scan:.2f} s ({mb / t_scan:.0f} MB/s)  |  ijson full parse {t_base:.2f} s "
+            f"({mb / t_base:.0f} MB/s)  |  ratio scan/ijson = {t_scan / t_base:.3f}"
+        )
 
 
 def bench_unpickle(lmdb_path: Path, repeats: int) -> None:
@@ -114,15 +123,19 @@ def bench_unpickle(lmdb_path: Path, repeats: int) -> None:
         t_plain = time.perf_counter() - t0
     n = repeats * len(values)
     print(f"[unpickle] {len(values)} LiPS values x {repeats}")
-    print(f"  restricted (numpy) {1e6 * t_safe / n:.0f} us/value  |  pickle.loads+torch {1e6 * t_plain / n:.0f} us/value"
-          f"  |  ratio restricted/plain = {t_safe / t_plain:.2f}")
+    print(
+        f"  restricted (numpy) {1e6 * t_safe / n:.0f} us/value  |  pickle.loads+torch {1e6 * t_plain / n:.0f} us/value"
+        f"  |  ratio restricted/plain = {t_safe / t_plain:.2f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=40.0, help="size of the generated MPtrj JSON (MB)")
     ap.add_argument("--repeats", type=int, default=5, help="passes over the LiPS LMDB values")
-    default_lmdb = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lmdb" / "matsciml_lips_devset_200.lmdb"
+    default_lmdb = (
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lmdb" / "matsciml_lips_devset_200.lmdb"
+    )
     ap.add_argument("--lmdb", type=Path, default=default_lmdb)
     args = ap.parse_args()
     bench_scan(args.mb)

@@ -13,6 +13,7 @@ Structures: the real MD17 ethanol frames (molecules) and the SiC POSCAR (periodi
     python benchmarks/recompute.py            # 8 structures, after a 2-structure warm-up (~15 s)
     python benchmarks/recompute.py --n 200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,30 @@ def structures(n: int) -> list:
     out = []
     for i in range(n):
         if i % 2:
-            out.append(Record(numbers=sic.numbers, positions=sic.positions + 0.001 * i, cell=sic.cell.array,
-                              pbc=sic.pbc, id=f"mpa:SiC-{i}", dataset="mpa", task="mpa"))
+            out.append(
+                Record(
+                    numbers=sic.numbers,
+                    positions=sic.positions + 0.001 * i,
+                    cell=sic.cell.array,
+                    pbc=sic.pbc,
+                    id=f"mpa:SiC-{i}",
+                    dataset="mpa",
+                    task="mpa",
+                )
+            )
         else:
             a = eth[i % len(eth)]
-            out.append(Record(numbers=a.numbers, positions=a.positions, id=f"md17:{i}", dataset="md17", task="md17",
-                              charge=0.0, spin=1))
+            out.append(
+                Record(
+                    numbers=a.numbers,
+                    positions=a.positions,
+                    id=f"md17:{i}",
+                    dataset="md17",
+                    task="md17",
+                    charge=0.0,
+                    spin=1,
+                )
+            )
     return out
 
 
@@ -99,11 +118,15 @@ def main() -> None:
         bench_run(records[:2], Path(tmp) / "warm-run")
         base, ours = bench_emit(records, Path(tmp))
         n_periodic = sum(r.cell is not None for r in records)
-        print(f"emit      {n_periodic} VASP dirs: pymatgen write_input {base:.3f} s, emit_records {ours:.3f} s, "
-              f"ratio ours/baseline {ours / base:.2f}")
+        print(
+            f"emit      {n_periodic} VASP dirs: pymatgen write_input {base:.3f} s, emit_records {ours:.3f} s, "
+            f"ratio ours/baseline {ours / base:.2f}"
+        )
         base, ours = bench_run(records, Path(tmp))
-        print(f"run-local {len(records)} GFN2-xTB jobs: bare tblite loop {base:.3f} s, run_jobs {ours:.3f} s, "
-              f"ratio ours/baseline {ours / base:.2f}")
+        print(
+            f"run-local {len(records)} GFN2-xTB jobs: bare tblite loop {base:.3f} s, run_jobs {ours:.3f} s, "
+            f"ratio ours/baseline {ours / base:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ ratios streamed/dense and the largest |Δμ| between the two.
     python benchmarks/references.py                   # 200,000 frames (default, ~1-2 min)
     python benchmarks/references.py --records 1000000 # the full-size run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,19 @@ def generate(path: Path, records: int, shard_size: int, seed: int = 0) -> None:
         for i, n in enumerate(sizes):
             idx = rng.integers(0, len(ELEMENTS), n)
             e = float(MU[task][idx].sum() + rng.normal(0.0, 0.05 * np.sqrt(n)))
-            recs.append(Record(numbers=ELEMENTS[idx], positions=rng.random((n, 3)) * 6.0,
-                               id=f"bench:{start + i}", dataset="bench", task=task,
-                               cell=np.eye(3) * 6.0, pbc=np.ones(3, bool), energy=e,
-                               forces=rng.normal(0.0, 0.5, (n, 3))))
+            recs.append(
+                Record(
+                    numbers=ELEMENTS[idx],
+                    positions=rng.random((n, 3)) * 6.0,
+                    id=f"bench:{start + i}",
+                    dataset="bench",
+                    task=task,
+                    cell=np.eye(3) * 6.0,
+                    pbc=np.ones(3, bool),
+                    energy=e,
+                    forces=rng.normal(0.0, 0.5, (n, 3)),
+                )
+            )
         write_shard(path, f"shard-{k:05d}", recs, formats=("arrow",))
 
 
@@ -78,9 +88,12 @@ def child_streamed(store: str, workers: int, n_shards: int | None) -> dict:
     if client is not None:
         client.close()
         cluster.close()
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(),
-            "mu": {t: {str(z): v for z, v in f.mu.items()} for t, f in fits.items()},
-            "frames": sum(f.n_frames for f in fits.values())}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "mu": {t: {str(z): v for z, v in f.mu.items()} for t, f in fits.items()},
+        "frames": sum(f.n_frames for f in fits.values()),
+    }
 
 
 def child_dense(store: str, n_shards: int | None) -> dict:
@@ -103,8 +116,7 @@ def child_dense(store: str, n_shards: int | None) -> dict:
         cols = np.flatnonzero(a[rows].any(axis=0))
         sol, *_ = np.linalg.lstsq(a[rows][:, cols].astype(float), energy[rows], rcond=None)
         mu[str(task)] = {str(z): float(v) for z, v in zip(cols, sol)}
-    return {"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(), "mu": mu,
-            "frames": int(len(energy))}
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(), "mu": mu, "frames": int(len(energy))}
 
 
 def run_child(args: list[str]) -> dict:
@@ -122,8 +134,11 @@ def main() -> None:
     p.add_argument("--shards", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        result = (child_dense(args.child, args.shards or None) if args.workers == 0
-                  else child_streamed(args.child, args.workers, args.shards or None))
+        result = (
+            child_dense(args.child, args.shards or None)
+            if args.workers == 0
+            else child_streamed(args.child, args.workers, args.shards or None)
+        )
         print(json.dumps(result))
         return
     tmp = None if args.store else tempfile.mkdtemp(prefix="omni-bench-refs-")
@@ -141,24 +156,32 @@ def main() -> None:
         print(f"store: {n_shards} shards, {size_mb:.0f} MiB on disk")
         print(f"{'fit':<38} {'frames':>9} {'time (s)':>9} {'peak RSS (MiB)':>15}")
         results = {}
-        for label, workers, shards in [("streamed, 1 worker, 1/4", 1, quarter),
-                                       ("streamed, 1 worker", 1, 0), ("streamed, 2 workers", 2, 0),
-                                       ("streamed, started cluster, 1 worker", -1, 0),
-                                       ("streamed, started cluster, 2 workers", -2, 0),
-                                       ("dense baseline, 1/4", 0, quarter), ("dense baseline", 0, 0)]:
+        for label, workers, shards in [
+            ("streamed, 1 worker, 1/4", 1, quarter),
+            ("streamed, 1 worker", 1, 0),
+            ("streamed, 2 workers", 2, 0),
+            ("streamed, started cluster, 1 worker", -1, 0),
+            ("streamed, started cluster, 2 workers", -2, 0),
+            ("dense baseline, 1/4", 0, quarter),
+            ("dense baseline", 0, 0),
+        ]:
             r = run_child(["--child", str(store), "--workers", str(workers), "--shards", str(shards)])
             results[label] = r
             print(f"{label:<38} {r['frames']:>9} {r['seconds']:>9.2f} {r['peak_rss_mb']:>15.0f}")
         s1, s2, d = (results[k] for k in ("streamed, 1 worker", "streamed, 2 workers", "dense baseline"))
         dmu = max(abs(s1["mu"][t][z] - d["mu"][t][z]) for t in d["mu"] for z in d["mu"][t])
-        print(f"ratio streamed/dense: time {s1['seconds'] / d['seconds']:.2f}, "
-              f"peak RSS {s1['peak_rss_mb'] / d['peak_rss_mb']:.2f}")
+        print(
+            f"ratio streamed/dense: time {s1['seconds'] / d['seconds']:.2f}, "
+            f"peak RSS {s1['peak_rss_mb'] / d['peak_rss_mb']:.2f}"
+        )
         print(f"speed-up 2 workers vs 1: {s1['seconds'] / s2['seconds']:.2f}x (process pool started inside the timing)")
         c1, c2 = results["streamed, started cluster, 1 worker"], results["streamed, started cluster, 2 workers"]
         print(f"speed-up 2 workers vs 1 on a started LocalCluster: {c1['seconds'] / c2['seconds']:.2f}x")
         q1, qd = results["streamed, 1 worker, 1/4"], results["dense baseline, 1/4"]
-        print(f"peak RSS growth 1/4 -> full store: streamed {s1['peak_rss_mb'] / q1['peak_rss_mb']:.2f}x, "
-              f"dense {d['peak_rss_mb'] / qd['peak_rss_mb']:.2f}x")
+        print(
+            f"peak RSS growth 1/4 -> full store: streamed {s1['peak_rss_mb'] / q1['peak_rss_mb']:.2f}x, "
+            f"dense {d['peak_rss_mb'] / qd['peak_rss_mb']:.2f}x"
+        )
         print(f"max |Δμ| streamed vs dense: {dmu:.2e} eV")
     finally:
         if tmp:

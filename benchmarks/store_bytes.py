@@ -12,6 +12,7 @@ Baseline = ``omni_data.export.export_aselmdb`` of the very records in the store 
 Generated records: 4-64 atoms (uniform), periodic, forces and stress, energy; positions and
 forces as full float64 (no decimal rounding), the hardest case for both formats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def compare(name: str, records: list, work: Path, shard_size: int = 10000, sampl
     store = work / f"{name}-store"
     t0 = time.perf_counter()
     for k in range(0, len(records), shard_size):
-        write_shard(store, f"{name}-{k // shard_size:06d}", records[k:k + shard_size])
+        write_shard(store, f"{name}-{k // shard_size:06d}", records[k : k + shard_size])
     build_id_index(store)
     t_write = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -65,12 +66,18 @@ def compare(name: str, records: list, work: Path, shard_size: int = 10000, sampl
     shards = sizes["lmdb"] + sizes["parquet"]
     n = len(records)
     atoms = sum(r.n_atoms for r in records)
-    print(f"\n{name}: {n:,} records, {atoms / n:.1f} atoms/record (write {t_write:.1f} s, aselmdb export {t_export:.1f} s)")
+    print(
+        f"\n{name}: {n:,} records, {atoms / n:.1f} atoms/record (write {t_write:.1f} s, aselmdb export {t_export:.1f} s)"
+    )
     print(f"  .aselmdb                       {ase:>12,.0f} bytes  {ase / n:8.1f} B/record")
-    print(f"  Omni shard files (lmdb+parquet) {shards:>11,} bytes  {shards / n:8.1f} B/record   "
-          f"ratio Omni/aselmdb = {shards / ase:.3f}")
-    print(f"    lmdb {sizes['lmdb']:,}  parquet {sizes['parquet']:,}  (+ catalog.json {sizes['catalog']:,}, "
-          f"id index {sizes['index']:,})")
+    print(
+        f"  Omni shard files (lmdb+parquet) {shards:>11,} bytes  {shards / n:8.1f} B/record   "
+        f"ratio Omni/aselmdb = {shards / ase:.3f}"
+    )
+    print(
+        f"    lmdb {sizes['lmdb']:,}  parquet {sizes['parquet']:,}  (+ catalog.json {sizes['catalog']:,}, "
+        f"id index {sizes['index']:,})"
+    )
     whole = shards + sizes["catalog"] + sizes["index"]
     print(f"  Omni with catalog and id index {whole:>11,} bytes  {whole / n:8.1f} B/record   ratio = {whole / ase:.3f}")
     return {"records": n, "aselmdb": ase, "omni": shards, "omni_all": whole}
@@ -82,8 +89,12 @@ def oxides() -> list:
     reader = get_reader("asedb")
     path = SHARED / "asedb" / "fairchem_oxides.db"
     opts = ReadOptions(dataset="oxides", task="pbe")
-    return [r.normalized() for part in reader.partitions(path, 100000) for r in reader.read(part, opts)
-            if not hasattr(r, "reason")]
+    return [
+        r.normalized()
+        for part in reader.partitions(path, 100000)
+        for r in reader.read(part, opts)
+        if not hasattr(r, "reason")
+    ]
 
 
 def aselmdb_rows(folder: Path) -> list:
@@ -108,10 +119,22 @@ def generated(n: int, seed: int = 0) -> list:
     out = []
     for k in range(n):
         m = int(rng.integers(4, 65))
-        out.append(Record(numbers=rng.integers(1, 84, m), positions=rng.random((m, 3)) * 10.0, id=f"gen:{k}",
-                          dataset="gen", task="pbe", cell=np.eye(3) * 10.0, pbc=np.ones(3, bool),
-                          energy=float(rng.normal() * 100), forces=rng.normal(size=(m, 3)),
-                          stress=rng.normal(size=6) * 1e-3, source_file="gen.extxyz", source_index=k).normalized())
+        out.append(
+            Record(
+                numbers=rng.integers(1, 84, m),
+                positions=rng.random((m, 3)) * 10.0,
+                id=f"gen:{k}",
+                dataset="gen",
+                task="pbe",
+                cell=np.eye(3) * 10.0,
+                pbc=np.ones(3, bool),
+                energy=float(rng.normal() * 100),
+                forces=rng.normal(size=(m, 3)),
+                stress=rng.normal(size=6) * 1e-3,
+                source_file="gen.extxyz",
+                source_index=k,
+            ).normalized()
+        )
     return out
 
 
@@ -120,10 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=None, help="a folder of .aselmdb files to add")
     ap.add_argument("--generated", type=int, default=0, help="records of the generated store (0: none)")
     ap.add_argument("--shard-size", type=int, default=10000)
-    ap.add_argument("--aselmdb-sample", type=int, default=0,
-                    help="export only this many generated records to .aselmdb and scale (0: all)")
+    ap.add_argument(
+        "--aselmdb-sample",
+        type=int,
+        default=0,
+        help="export only this many generated records to .aselmdb and scale (0: all)",
+    )
     args = ap.parse_args(argv)
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {tuple(round(x, 1) for x in __import__('os').getloadavg())}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {tuple(round(x, 1) for x in __import__('os').getloadavg())}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = {"oxides": compare("oxides", oxides(), work, args.shard_size)}

@@ -14,6 +14,7 @@ Prints structures/s of each, the ratio, and the validation MAEs after the same n
 
 Needs the [bench] extra (sevenn, torch_geometric, matscipy, braceexpand, xxhash).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,11 +59,22 @@ def write_store(path: Path, atoms_list, task: str = "emt") -> None:
 
     recs = []
     for i, a in enumerate(atoms_list):
-        recs.append(Record(numbers=a.numbers, positions=a.positions, id=f"emt:{i}", dataset="emt", task=task,
-                           cell=a.cell.array if a.pbc.any() else None, pbc=a.pbc,
-                           energy=a.get_potential_energy(), forces=a.get_forces(),
-                           stress=a.get_stress() if a.pbc.all() else None, source_file="bench",
-                           source_index=i).normalized())
+        recs.append(
+            Record(
+                numbers=a.numbers,
+                positions=a.positions,
+                id=f"emt:{i}",
+                dataset="emt",
+                task=task,
+                cell=a.cell.array if a.pbc.any() else None,
+                pbc=a.pbc,
+                energy=a.get_potential_energy(),
+                forces=a.get_forces(),
+                stress=a.get_stress() if a.pbc.all() else None,
+                source_file="bench",
+                source_index=i,
+            ).normalized()
+        )
     write_shard(path, "part-0", recs)
 
 
@@ -87,22 +99,39 @@ def run_omni(args, train, valid, refs, scale, avg_neigh, tmp: Path) -> dict:
 
     write_store(tmp / "train", train)
     write_store(tmp / "valid", valid)
-    cfg = config_from_dict({
-        "model": {"channels": args.channels, "lmax": args.lmax, "num_layers": args.layers, "cutoff": args.cutoff,
-                  "parity": True, "halve_channels": False, "radial_hidden": [64, 64], "num_basis": 8,
-                  "elements": ["Cu", "Pt", "Au"], "avg_num_neighbors": avg_neigh,
-                  "train_shift_scale": False},  # SevenNet default: fixed shift/scale
-        "data": {"store": str(tmp / "train"), "batch_size": args.batch, "valid_fraction": 0.0},
-        "loss": {"kind": "mse", "energy_weight": 1.0, "forces_weight": 1.0, "stress_weight": args.stress_weight},
-        "optim": {"lr": args.lr, "scheduler": "none", "grad_clip": 0.0},
-        "run": {"out_dir": str(tmp / "omni-run"), "progress": False, "seed": args.seed, "checkpoint_every": 0,
-                "log_every": 10 ** 9},
-        "stages": [{"name": "bench", "steps": args.steps}],
-    })
+    cfg = config_from_dict(
+        {
+            "model": {
+                "channels": args.channels,
+                "lmax": args.lmax,
+                "num_layers": args.layers,
+                "cutoff": args.cutoff,
+                "parity": True,
+                "halve_channels": False,
+                "radial_hidden": [64, 64],
+                "num_basis": 8,
+                "elements": ["Cu", "Pt", "Au"],
+                "avg_num_neighbors": avg_neigh,
+                "train_shift_scale": False,
+            },  # SevenNet default: fixed shift/scale
+            "data": {"store": str(tmp / "train"), "batch_size": args.batch, "valid_fraction": 0.0},
+            "loss": {"kind": "mse", "energy_weight": 1.0, "forces_weight": 1.0, "stress_weight": args.stress_weight},
+            "optim": {"lr": args.lr, "scheduler": "none", "grad_clip": 0.0},
+            "run": {
+                "out_dir": str(tmp / "omni-run"),
+                "progress": False,
+                "seed": args.seed,
+                "checkpoint_every": 0,
+                "log_every": 10**9,
+            },
+            "stages": [{"name": "bench", "steps": args.steps}],
+        }
+    )
     tr = Trainer(cfg)
     with torch.no_grad():  # identical references and scale for both codes
-        tr.model.shift_scale.set_reference(torch.tensor([list(refs)], dtype=torch.float32),
-                                           torch.tensor([scale], dtype=torch.float32))
+        tr.model.shift_scale.set_reference(
+            torch.tensor([list(refs)], dtype=torch.float32), torch.tensor([scale], dtype=torch.float32)
+        )
     tr.prep.train.graphs(range(len(tr.prep.train)))  # build every neighbour list before timing
     n_params = sum(p.numel() for p in tr.model.parameters())
 
@@ -113,8 +142,14 @@ def run_omni(args, train, valid, refs, scale, avg_neigh, tmp: Path) -> dict:
         from omni_data.store import Store
 
         vstore = Store(tmp / "valid")
-        vds = GraphDataset(vstore, np.arange(len(vstore)), args.cutoff, tr.model.elements, tr.model.tasks,
-                           store_columns(vstore)["task"])
+        vds = GraphDataset(
+            vstore,
+            np.arange(len(vstore)),
+            args.cutoff,
+            tr.model.elements,
+            tr.model.tasks,
+            store_columns(vstore)["task"],
+        )
         return evaluate(tr.model, vds, tr.model.tasks, 16)["emt"]
 
     return {"step": step, "errors": errors, "params": n_params}
@@ -134,24 +169,36 @@ def run_sevenn(args, train, valid, refs, scale, avg_neigh) -> dict:
     torch.manual_seed(args.seed)
     zs = [29, 78, 79]
     cfg = dict(model_defaults({}))
-    cfg.update({
-        KEY.CUTOFF: args.cutoff, KEY.NODE_FEATURE_MULTIPLICITY: args.channels, KEY.LMAX: args.lmax,
-        KEY.IS_PARITY: True, KEY.NUM_CONVOLUTION: args.layers,
-        KEY.CONVOLUTION_WEIGHT_NN_HIDDEN_NEURONS: [64, 64],
-        KEY.RADIAL_BASIS: {KEY.RADIAL_BASIS_NAME: "bessel", KEY.BESSEL_BASIS_NUM: 8},
-        KEY.CUTOFF_FUNCTION: {KEY.CUTOFF_FUNCTION_NAME: "poly_cut", KEY.POLY_CUT_P: 6},
-        KEY.SELF_CONNECTION_TYPE: "linear", KEY.CONV_DENOMINATOR: float(avg_neigh),
-        KEY.NUM_SPECIES: len(zs), KEY.TYPE_MAP: {z: i for i, z in enumerate(zs)},
-        KEY.CHEMICAL_SPECIES: ["Cu", "Pt", "Au"],
-        KEY.SHIFT: [float(r) for r in refs], KEY.SCALE: float(scale), KEY.TRAIN_SHIFT_SCALE: False,
-        KEY.USE_MODAL_WISE_SHIFT: False, KEY.USE_MODAL_WISE_SCALE: False,
-    })
+    cfg.update(
+        {
+            KEY.CUTOFF: args.cutoff,
+            KEY.NODE_FEATURE_MULTIPLICITY: args.channels,
+            KEY.LMAX: args.lmax,
+            KEY.IS_PARITY: True,
+            KEY.NUM_CONVOLUTION: args.layers,
+            KEY.CONVOLUTION_WEIGHT_NN_HIDDEN_NEURONS: [64, 64],
+            KEY.RADIAL_BASIS: {KEY.RADIAL_BASIS_NAME: "bessel", KEY.BESSEL_BASIS_NUM: 8},
+            KEY.CUTOFF_FUNCTION: {KEY.CUTOFF_FUNCTION_NAME: "poly_cut", KEY.POLY_CUT_P: 6},
+            KEY.SELF_CONNECTION_TYPE: "linear",
+            KEY.CONV_DENOMINATOR: float(avg_neigh),
+            KEY.NUM_SPECIES: len(zs),
+            KEY.TYPE_MAP: {z: i for i, z in enumerate(zs)},
+            KEY.CHEMICAL_SPECIES: ["Cu", "Pt", "Au"],
+            KEY.SHIFT: [float(r) for r in refs],
+            KEY.SCALE: float(scale),
+            KEY.TRAIN_SHIFT_SCALE: False,
+            KEY.USE_MODAL_WISE_SHIFT: False,
+            KEY.USE_MODAL_WISE_SCALE: False,
+        }
+    )
     model = build_E3_equivariant_model(cfg)
     model.train()
 
     def graphs(atoms_list):
-        return [AtomGraphData.from_numpy_dict(atoms_to_graph(a, args.cutoff, transfer_info=False, y_from_calc=True))
-                for a in atoms_list]
+        return [
+            AtomGraphData.from_numpy_dict(atoms_to_graph(a, args.cutoff, transfer_info=False, y_from_calc=True))
+            for a in atoms_list
+        ]
 
     gtrain, gvalid = graphs(train), graphs(valid)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -185,9 +232,11 @@ def run_sevenn(args, train, valid, refs, scale, avg_neigh) -> dict:
             s, ps = batch[KEY.STRESS].reshape(-1, 6), out[KEY.PRED_STRESS].reshape(-1, 6)
             ok = torch.isfinite(s).all(dim=1)
             s_err.append((ps[ok] - s[ok]).abs().detach().numpy().ravel())
-        return {"energy_mae_per_atom": float(np.mean(np.concatenate(e_err))),
-                "forces_mae": float(np.mean(np.concatenate(f_err))),
-                "stress_mae": float(np.mean(np.concatenate(s_err)))}
+        return {
+            "energy_mae_per_atom": float(np.mean(np.concatenate(e_err))),
+            "forces_mae": float(np.mean(np.concatenate(f_err))),
+            "stress_mae": float(np.mean(np.concatenate(s_err))),
+        }
 
     return {"step": step, "errors": errors, "params": n_params}
 
@@ -212,25 +261,29 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     data = make_data(args.n_train + args.n_valid, args.seed)
-    train, valid = data[: args.n_train], data[args.n_train:]
+    train, valid = data[: args.n_train], data[args.n_train :]
     zs = [29, 78, 79]
     refs, scale = fit_refs(train, zs), force_rms(train)
     from omni_model.data.graph import graph_from_atoms, species_table
 
     table = species_table(zs)
     avg = float(np.mean([len(graph_from_atoms(a, args.cutoff, table).src) / len(a) for a in train]))
-    print(f"data: {len(train)} train / {len(valid)} valid EMT structures, avg {avg:.1f} neighbours, "
-          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, {args.threads} torch thread(s)")
+    print(
+        f"data: {len(train)} train / {len(valid)} valid EMT structures, avg {avg:.1f} neighbours, "
+        f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, {args.threads} torch thread(s)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        res = {"sevenn": run_sevenn(args, train, valid, refs, scale, avg),
-               "omni": run_omni(args, train, valid, refs, scale, avg, Path(tmp))}
+        res = {
+            "sevenn": run_sevenn(args, train, valid, refs, scale, avg),
+            "omni": run_omni(args, train, valid, refs, scale, avg, Path(tmp)),
+        }
         # identical batches in identical order (shuffled epochs), and the two codes' steps
         # interleaved so both see the same machine load
         rng = np.random.default_rng(args.seed)
         order = np.concatenate([rng.permutation(len(train)) for _ in range(args.steps * args.batch // len(train) + 1)])
         times: dict[str, list[float]] = {k: [] for k in res}
         for i in range(args.steps):
-            ks = order[i * args.batch:(i + 1) * args.batch].tolist()
+            ks = order[i * args.batch : (i + 1) * args.batch].tolist()
             for name, r in res.items():
                 t0 = time.perf_counter()
                 r["step"](ks)
@@ -239,12 +292,16 @@ def main(argv: list[str] | None = None) -> int:
             r.update(r["errors"](), times=times[name])
     print(f"{'code':<8}{'params':>9}{'structures/s':>14}{'E meV/atom':>12}{'F meV/Å':>10}{'S meV/Å³':>10}")
     for name, r in res.items():
-        t = np.array(r["times"][args.warmup:])
+        t = np.array(r["times"][args.warmup :])
         r["rate"] = args.batch * len(t) / t.sum()
-        print(f"{name:<8}{r['params']:>9}{r['rate']:>14.1f}{1000 * r['energy_mae_per_atom']:>12.2f}"
-              f"{1000 * r['forces_mae']:>10.1f}{1000 * r['stress_mae']:>10.2f}")
-    print(f"throughput ratio omni/sevenn: {res['omni']['rate'] / res['sevenn']['rate']:.2f}x "
-          f"after {args.steps} steps of batch {args.batch}")
+        print(
+            f"{name:<8}{r['params']:>9}{r['rate']:>14.1f}{1000 * r['energy_mae_per_atom']:>12.2f}"
+            f"{1000 * r['forces_mae']:>10.1f}{1000 * r['stress_mae']:>10.2f}"
+        )
+    print(
+        f"throughput ratio omni/sevenn: {res['omni']['rate'] / res['sevenn']['rate']:.2f}x "
+        f"after {args.steps} steps of batch {args.batch}"
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Importing this package is cheap: no torch, e3nn or dask.distributed is imported here.
 """
+
 from omni_data.schema import SCHEMA_VERSION, Record, Rejected
 
 __all__ = ["SCHEMA_VERSION", "Record", "Rejected"]

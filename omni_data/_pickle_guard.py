@@ -12,14 +12,16 @@ any object, any itemsize), so a pickle never gets a real dtype or array to ``BUI
 ``__setstate__`` checks the state and builds the real dtype/array from plain descriptions;
 ``finalize`` swaps the stand-ins for what they built once the load ends.
 """
+
 from __future__ import annotations
 
 import contextvars
 import os
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +84,8 @@ class Budget:
             already = f" ({self.used:,} already granted)" if self.used else ""
             raise UnsafePickleError(
                 f"{self.what}: pickle asks for {asked} = {n:,} bytes{already}, over the limit of "
-                f"{self.limits.describe(self.n_bytes)}")
+                f"{self.limits.describe(self.n_bytes)}"
+            )
         self.used += n
 
 
@@ -167,8 +170,10 @@ def _structured(names: Any, fields: Any, elsize: int, align: bool) -> np.dtype:
         formats.append(_sub_dtype(spec[0]))
         offsets.append(spec[1])
         titles.append(title)
-    return np.dtype({"names": list(names), "formats": formats, "offsets": offsets, "titles": titles,
-                     "itemsize": elsize}, align=align)
+    return np.dtype(
+        {"names": list(names), "formats": formats, "offsets": offsets, "titles": titles, "itemsize": elsize},
+        align=align,
+    )
 
 
 def build_dtype(obj: str, align: bool, state: tuple | None) -> np.dtype:
@@ -226,7 +231,9 @@ class DtypeSpec:
         if isinstance(obj, bytes):
             obj = obj.decode("ascii", "replace")
         if not isinstance(obj, str) or not _DTYPE_STR.match(obj) or rest:
-            raise UnsafePickleError(f"numpy dtype {obj!r:.40} is not allowed (object dtypes and dtype expressions are refused)")
+            raise UnsafePickleError(
+                f"numpy dtype {obj!r:.40} is not allowed (object dtypes and dtype expressions are refused)"
+            )
         self.obj, self.align = obj, bool(align)
         self.dtype = build_dtype(obj, self.align, None)
         if self.dtype.itemsize > hard_cap():
@@ -265,7 +272,9 @@ class ArraySpec:
         if isinstance(state, tuple) and len(state) == 5:
             state = state[1:]
         if not (isinstance(state, tuple) and len(state) == 4):
-            raise UnsafePickleError(f"numpy array state must be (version, shape, dtype, fortran, data), got {type(state).__name__}")
+            raise UnsafePickleError(
+                f"numpy array state must be (version, shape, dtype, fortran, data), got {type(state).__name__}"
+            )
         shape, dtype, fortran, raw = state
         shape = _shape(shape, "numpy array state")
         dtype = as_dtype(dtype, "numpy array state")
@@ -275,7 +284,9 @@ class ArraySpec:
             raise UnsafePickleError(f"numpy array state: data must be bytes, got {type(raw).__name__}")
         size = nbytes(shape, dtype.itemsize)
         if dtype.itemsize and size != len(raw) or not dtype.itemsize and len(raw):
-            raise UnsafePickleError(f"numpy array state: {len(raw):,} data bytes for shape {shape} of {dtype} ({size:,} bytes)")
+            raise UnsafePickleError(
+                f"numpy array state: {len(raw):,} data bytes for shape {shape} of {dtype} ({size:,} bytes)"
+            )
         charge(size, f"numpy array {shape} of {dtype}")
         if not len(raw):
             self.array = np.zeros(shape, dtype)

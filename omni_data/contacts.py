@@ -20,11 +20,12 @@ the manifest ``min_distance`` filter, so the common cases are cheap:
 vesin's neighbour list was measured here at 4-20 ms per small structure for a 0.1 Å cutoff (its
 cell list bins the whole box at the cutoff's size); this module takes microseconds.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,8 +39,9 @@ more only when its shortest vector is far under the cutoff; that vector is then 
 Pair = tuple[float, int, int]
 
 
-def closest_pair(positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool] | np.ndarray,
-                 cutoff: float) -> Pair | None:
+def closest_pair(
+    positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool] | np.ndarray, cutoff: float
+) -> Pair | None:
     """``(distance, i, j)`` of the closest pair nearer than ``cutoff`` Å (``i <= j``; ``i == j``
     is an atom and its own periodic image), or None when no pair is that close.
 
@@ -51,8 +53,9 @@ def closest_pair(positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[b
         return _closest_pair(positions, cell, pbc, cutoff)
 
 
-def _closest_pair(positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool] | np.ndarray,
-                  cutoff: float) -> Pair | None:
+def _closest_pair(
+    positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool] | np.ndarray, cutoff: float
+) -> Pair | None:
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     periodic = [bool(p) for p in np.asarray(pbc).reshape(-1)[:3]]
     if cell is None or not any(periodic):
@@ -75,8 +78,9 @@ BATCH_ELEMENTS = 3_000_000
 """Most float64 values in one batched pair computation (24 MB): bounds ``closest_pairs``' memory."""
 
 
-def closest_pairs(structures: Sequence[tuple[np.ndarray, np.ndarray | None, Sequence[bool] | np.ndarray]],
-                  cutoff: float) -> list[Pair | None]:
+def closest_pairs(
+    structures: Sequence[tuple[np.ndarray, np.ndarray | None, Sequence[bool] | np.ndarray]], cutoff: float
+) -> list[Pair | None]:
     """``closest_pair`` of each ``(positions, cell, pbc)``, computed in batches.
 
     Structures of up to ``BRUTE_FORCE_MAX`` atoms are grouped by atom count (molecules apart
@@ -89,8 +93,9 @@ def closest_pairs(structures: Sequence[tuple[np.ndarray, np.ndarray | None, Sequ
         return _closest_pairs(structures, cutoff)
 
 
-def _closest_pairs(structures: Sequence[tuple[np.ndarray, np.ndarray | None, Sequence[bool] | np.ndarray]],
-                   cutoff: float) -> list[Pair | None]:
+def _closest_pairs(
+    structures: Sequence[tuple[np.ndarray, np.ndarray | None, Sequence[bool] | np.ndarray]], cutoff: float
+) -> list[Pair | None]:
     out: list[Pair | None] = [None] * len(structures)
     groups: dict[tuple[int, bool], list[int]] = {}
     for k, (pos, cell, pbc) in enumerate(structures):
@@ -104,7 +109,7 @@ def _closest_pairs(structures: Sequence[tuple[np.ndarray, np.ndarray | None, Seq
     for (n, periodic), members in groups.items():
         step = max(1, BATCH_ELEMENTS // (3 * n * n))
         for start in range(0, len(members), step):
-            chunk = members[start:start + step]
+            chunk = members[start : start + step]
             positions = np.stack([np.asarray(structures[k][0], dtype=np.float64).reshape(n, 3) for k in chunk])
             if periodic:
                 cells = np.stack([np.asarray(structures[k][1], dtype=np.float64).reshape(3, 3) for k in chunk])
@@ -181,9 +186,11 @@ def _geometry(lattice: np.ndarray) -> tuple[list[float], np.ndarray]:
     (columns: reciprocal vectors), from the cross products in Python floats (no numpy calls on
     3-vectors, which cost more than the arithmetic)."""
     (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
-    crosses = [(b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),   # b x c
-               (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),   # c x a
-               (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1)]   # a x b
+    crosses = [
+        (b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),  # b x c
+        (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),  # c x a
+        (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1),
+    ]  # a x b
     volume = a1 * crosses[0][0] + a2 * crosses[0][1] + a3 * crosses[0][2]
     heights = []
     for x, y, z in crosses:
@@ -239,8 +246,9 @@ def _exact_duplicate(points: np.ndarray) -> tuple[int, int] | None:
     return int(order[k]), int(order[k + 1])
 
 
-def _minimum_image_brute(pos: np.ndarray, lattice: np.ndarray, inverse: np.ndarray, periodic: list[bool],
-                         cutoff: float) -> Pair | None:
+def _minimum_image_brute(
+    pos: np.ndarray, lattice: np.ndarray, inverse: np.ndarray, periodic: list[bool], cutoff: float
+) -> Pair | None:
     """Every pair under the minimum-image convention (exact while plane spacings >= 2 cutoff:
     a vector shorter than ``cutoff`` then has fractional components inside (-1/2, 1/2))."""
     n = len(pos)
@@ -259,8 +267,15 @@ def _minimum_image_brute(pos: np.ndarray, lattice: np.ndarray, inverse: np.ndarr
     return (d, min(i, j), max(i, j)) if d < cutoff else None
 
 
-def _with_ghosts(pos: np.ndarray, lattice: np.ndarray, inverse: np.ndarray, periodic: list[bool],
-                 heights: list[float], cutoff: float, reach: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _with_ghosts(
+    pos: np.ndarray,
+    lattice: np.ndarray,
+    inverse: np.ndarray,
+    periodic: list[bool],
+    heights: list[float],
+    cutoff: float,
+    reach: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
     """Atoms wrapped into the cell plus their periodic copies that lie within ``cutoff`` of it
     (at most ``reach[k]`` lattice translations along periodic vector ``k``), and each point's
     atom index. Any pair nearer than ``cutoff`` is then a pair among these points: its fractional

@@ -5,6 +5,7 @@ file only takes its final name after its size and checksum (md5 or sha256, which
 manifest gives; both when it gives both) match. A file whose checksum does not match is removed
 and named in one line. ``--split`` / ``--subset`` pick files through ``Manifest.select_files``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,16 @@ from pathlib import Path, PurePosixPath
 
 from omni_data.manifest import Manifest, SourceFile
 
-__all__ = ["DownloadError", "Fetched", "describe_plan", "digest_of", "fetch_file", "fetch_manifest",
-           "human_bytes", "where_to_put"]
+__all__ = [
+    "DownloadError",
+    "Fetched",
+    "describe_plan",
+    "digest_of",
+    "fetch_file",
+    "fetch_manifest",
+    "human_bytes",
+    "where_to_put",
+]
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]
@@ -82,7 +91,9 @@ def _check(entry: SourceFile, path: Path, name: str) -> tuple[str, str]:
     got = digest_of(path, tuple(wanted) or ("sha256",))
     for algorithm, value in wanted.items():
         if got[algorithm] != value:
-            raise DownloadError(f"{name}: {algorithm} {got[algorithm]} does not match the manifest's {value} ({entry.url})")
+            raise DownloadError(
+                f"{name}: {algorithm} {got[algorithm]} does not match the manifest's {value} ({entry.url})"
+            )
     algorithm = "sha256" if "sha256" in got else "md5"
     return algorithm, got[algorithm]
 
@@ -148,13 +159,19 @@ def _download(entry: SourceFile, part: Path, progress: Progress | None, timeout:
         raise DownloadError(f"{entry.name}: download from {entry.url} failed: HTTP {exc.code} {exc.reason}") from exc
     except OSError as exc:
         have = part.stat().st_size if part.exists() else 0
-        raise DownloadError(f"{entry.name}: download from {entry.url} failed after {have} bytes ({exc}); "
-                            f"run again to resume") from exc
+        raise DownloadError(
+            f"{entry.name}: download from {entry.url} failed after {have} bytes ({exc}); run again to resume"
+        ) from exc
     return start
 
 
-def fetch_manifest(manifest: Manifest, dest_dir: Path, progress: Progress | None = None,
-                   splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[Fetched]:
+def fetch_manifest(
+    manifest: Manifest,
+    dest_dir: Path,
+    progress: Progress | None = None,
+    splits: tuple[str, ...] = (),
+    subsets: tuple[str, ...] = (),
+) -> list[Fetched]:
     """Fetch the manifest's files of ``splits``/``subsets`` (all when empty); stops at the first
     failure, keeping finished and partial files so a re-run resumes."""
     return [fetch_file(entry, Path(dest_dir), progress) for entry in plan(manifest, splits, subsets)]
@@ -163,8 +180,10 @@ def fetch_manifest(manifest: Manifest, dest_dir: Path, progress: Progress | None
 def plan(manifest: Manifest, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
     """The files a download would fetch; DownloadError when the manifest lists none to fetch."""
     if not manifest.files:
-        raise DownloadError(f"{manifest.path}: manifest {manifest.name!r} lists no release files; "
-                            f"fetch them from {manifest.url or 'the publisher (see its citation)'}")
+        raise DownloadError(
+            f"{manifest.path}: manifest {manifest.name!r} lists no release files; "
+            f"fetch them from {manifest.url or 'the publisher (see its citation)'}"
+        )
     return manifest.select_files(tuple(splits), tuple(subsets))
 
 
@@ -174,7 +193,17 @@ def describe_plan(files: list[SourceFile], dest_dir: Path | None = None) -> list
     for f in files:
         check = "+".join(a for a, v in (("md5", f.md5), ("sha256", f.sha256)) if v) or "no checksum"
         present = "present" if dest_dir is not None and _target(f, dest_dir).is_file() else ""
-        rows.append([f.name, f.split, f.subset or "-", human_bytes(f.size_bytes), check, f.url or "NO URL: fetch by hand", present])
+        rows.append(
+            [
+                f.name,
+                f.split,
+                f.subset or "-",
+                human_bytes(f.size_bytes),
+                check,
+                f.url or "NO URL: fetch by hand",
+                present,
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(6)] if rows else []
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + (f"  ({r[6]})" if r[6] else "") for r in rows]
     known = [f.size_bytes for f in files if f.size_bytes is not None]
@@ -197,7 +226,9 @@ def where_to_put(manifest: Manifest) -> str:
     name, folder = manifest.name, default_folder(manifest)
     then = f"then `omni-data ingest {name} --source {folder}`"
     if any(f.url for f in manifest.files):
-        return (f"no local copy of {name}: put the release files under {folder} or run "
-                f"`omni-data download {name} --out {folder}`, {then}")
+        return (
+            f"no local copy of {name}: put the release files under {folder} or run "
+            f"`omni-data download {name} --out {folder}`, {then}"
+        )
     page = manifest.url or "the publisher's page (see the manifest's citation)"
     return f"no local copy of {name}: fetch its release files from {page} into {folder}, {then}"

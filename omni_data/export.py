@@ -10,6 +10,7 @@ what MACE and wfl weight and filter by) travel too, under their own names; Omni'
 Both writers go to a temp name in the output's folder and are renamed into place only when
 complete and not empty: a failed or empty export leaves no file behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,9 @@ def provenance_info(record: Record) -> dict[str, Any]:
     return out
 
 
-def export_extxyz(source: Any, out: Path, task: str | None = None, dataset: str | None = None,
-                  chunk: int = 2000) -> int:
+def export_extxyz(
+    source: Any, out: Path, task: str | None = None, dataset: str | None = None, chunk: int = 2000
+) -> int:
     """Write every record of ``source`` (a Store or view) to one extxyz file; returns the count."""
     from ase.io import write
 
@@ -133,8 +135,13 @@ def _key_values(atoms: Any) -> dict[str, Any]:
     info = atoms.info
     out = {k: info[k] for k in OMNI_INFO_KEYS + PROVENANCE_KEYS if k in info}
     for key, value in info.items():  # the source's scalar info keys (config_type, ...)
-        if (key not in out and key not in reserved_keys and _DB_KEY.match(key)
-                and isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+        if (
+            key not in out
+            and key not in reserved_keys
+            and _DB_KEY.match(key)
+            and isinstance(value, (str, int, float))
+            and not isinstance(value, bool)
+        ):
             out[key] = value
     return out
 

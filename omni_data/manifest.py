@@ -7,6 +7,7 @@ and each key, including ``key_map`` keys (the schema's fields), ``reader_options
 reader declares), ``level_of_theory`` keys and ``units`` values (``omni_data.units``). A name
 that is no manifest suggests the closest (``UnknownDataset``). Keys: docs/manifests.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,22 @@ class ManifestError(ValueError):
 
 # --- what a manifest's nested keys may say -------------------------------------------------------
 LEVEL_OF_THEORY_KEYS: tuple[str, ...] = (
-    "code", "version", "method", "functional", "basis", "pseudopotentials", "cutoff_eV", "kpoints",
-    "smearing", "hubbard_u", "dispersion", "spin", "solvation", "kind", "notes")
+    "code",
+    "version",
+    "method",
+    "functional",
+    "basis",
+    "pseudopotentials",
+    "cutoff_eV",
+    "kpoints",
+    "smearing",
+    "hubbard_u",
+    "dispersion",
+    "spin",
+    "solvation",
+    "kind",
+    "notes",
+)
 """Keys of ``level_of_theory`` (what was computed, in words); anything else is a typo."""
 KEY_MAP_KEYS: tuple[str, ...] = (*FIELDS, "virial", "id", "group")
 """Keys of ``key_map``: the schema's field names plus ``virial`` (read as stress), ``id``, ``group``."""
@@ -58,6 +73,7 @@ def _known_keys(known: tuple[str, ...], what: str) -> Callable[[dict[str, Any]],
         for key in value:
             if key not in known:
                 raise KeyProblem(str(key), f"unknown {what} key ({did_you_mean(key, known)}known: {', '.join(known)})")
+
     return check
 
 
@@ -194,14 +210,17 @@ class Manifest:
     def select_files(self, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
         """The release files of the given splits and subsets (all when none is given); a split or
         subset no file has raises ``ManifestError`` naming the known ones."""
-        for wanted, have, what in ((splits, {f.split for f in self.files}, "split"),
-                                   (subsets, {f.subset for f in self.files if f.subset}, "subset")):
+        for wanted, have, what in (
+            (splits, {f.split for f in self.files}, "split"),
+            (subsets, {f.subset for f in self.files if f.subset}, "subset"),
+        ):
             unknown = [w for w in wanted if w not in have]
             if unknown:
-                raise ManifestError(f"{self.path}: no {what} {', '.join(map(repr, unknown))} in manifest "
-                                    f"{self.name!r} (its {what}s: {', '.join(sorted(have)) or 'none'})")
-        return [f for f in self.files
-                if (not splits or f.split in splits) and (not subsets or f.subset in subsets)]
+                raise ManifestError(
+                    f"{self.path}: no {what} {', '.join(map(repr, unknown))} in manifest "
+                    f"{self.name!r} (its {what}s: {', '.join(sorted(have)) or 'none'})"
+                )
+        return [f for f in self.files if (not splits or f.split in splits) and (not subsets or f.subset in subsets)]
 
     @property
     def download_bytes(self) -> int | None:
@@ -217,8 +236,12 @@ def _reader_option_problems(data: dict[str, Any]) -> list[str]:
     options = data.get("reader_options")
     if spec is None or not isinstance(options, dict):
         return []
-    return [f"key 'reader_options.{key}': the {spec.name} reader has no such option "
-            f"(its options: {', '.join(spec.option_names)})" for key in options if key not in spec.option_names]
+    return [
+        f"key 'reader_options.{key}': the {spec.name} reader has no such option "
+        f"(its options: {', '.join(spec.option_names)})"
+        for key in options
+        if key not in spec.option_names
+    ]
 
 
 def parse_manifest(data: Any, where: str = "<manifest>") -> Manifest:
@@ -248,8 +271,10 @@ def unknown_dataset_message(name: str) -> str:
     names = list(dict.fromkeys(aliases.get(c, c) for c in close))  # an alias suggests its manifest
     hint = f" (did you mean {' or '.join(map(repr, names))}?)" if names else ""
     tail = "no such file either" if not Path(name).exists() else f"{name} is a data path, not a manifest"
-    return (f"unknown dataset {name!r}{hint}: no such manifest in {manifest_dir()}; "
-            f"known: {', '.join(known) or 'none'}; {tail}")
+    return (
+        f"unknown dataset {name!r}{hint}: no such manifest in {manifest_dir()}; "
+        f"known: {', '.join(known) or 'none'}; {tail}"
+    )
 
 
 def load_manifest(name_or_path: str | Path) -> Manifest:

@@ -7,6 +7,7 @@ keys seen, and guessed units. Lines the user must write are ``""  # FILL IN: ...
 check end in ``# review: ...``. Until the FILL IN lines are written, loading the draft reports
 every missing key at once (``omni_data.typedconfig``); once they are, it validates as it is.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -37,9 +38,24 @@ REVIEW = "# review"
 # Approximate all-electron atomic energies (hartree, Hartree-Fock limit), H..Ar: a molecule's total
 # energy is close to their sum, so the ratio of a stored energy to it tells hartree, eV, kcal/mol.
 ATOM_HARTREE: dict[int, float] = {
-    1: -0.500, 2: -2.862, 3: -7.433, 4: -14.573, 5: -24.529, 6: -37.689, 7: -54.401, 8: -74.809,
-    9: -99.409, 10: -128.547, 11: -161.859, 12: -199.615, 13: -241.877, 14: -288.854, 15: -340.719,
-    16: -397.505, 17: -459.482, 18: -526.817,
+    1: -0.500,
+    2: -2.862,
+    3: -7.433,
+    4: -14.573,
+    5: -24.529,
+    6: -37.689,
+    7: -54.401,
+    8: -74.809,
+    9: -99.409,
+    10: -128.547,
+    11: -161.859,
+    12: -199.615,
+    13: -241.877,
+    14: -288.854,
+    15: -340.719,
+    16: -397.505,
+    17: -459.482,
+    18: -526.817,
 }
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][\w\-.]*$")
 _ASE_PREFIXES = ("key_value_pairs.", "data.", "calc.", "calculator.")
@@ -73,8 +89,7 @@ def guess_energy_unit(records: list[Record]) -> tuple[str, str]:
         for unit in ("hartree", "eV", "kcal/mol", "kJ/mol"):
             ratio = energy / (reference * HARTREE_EV / ENERGY_UNITS[unit])
             if 0.95 <= ratio <= 1.1:
-                return unit, (f"energy {energy:.6g} is {ratio:.3f} x the all-electron atomic energies "
-                              f"in {unit}")
+                return unit, (f"energy {energy:.6g} is {ratio:.3f} x the all-electron atomic energies in {unit}")
     if abs(per_atom) < 100:
         return "eV", f"energy per atom {per_atom:.4g}: the size of pseudopotential energies in eV"
     return "eV", f"energy per atom {per_atom:.4g} fits no unit guessed here; find the unit in the source"
@@ -239,8 +254,9 @@ def _render(d: Draft, name: str) -> str:
 
 
 def _key_map_lines(d: Draft, n: int) -> list[str]:
-    lines = [f"# labels found in the first {n} records: "
-             + (", ".join(f"{k} {c}/{n}" for k, c in d.found.items()) or "none")]
+    lines = [
+        f"# labels found in the first {n} records: " + (", ".join(f"{k} {c}/{n}" for k, c in d.found.items()) or "none")
+    ]
     if "energy" not in d.found:
         lines.append(f"# NO ENERGY found: map the file's energy key below (key_map: {{energy: KEY}}) {REVIEW}")
     if d.other_keys:
@@ -248,7 +264,9 @@ def _key_map_lines(d: Draft, n: int) -> list[str]:
     if not d.key_map:
         return lines + ["key_map: {}  # the reader's own keys were used"]
     lines.append("key_map:")
-    lines += [f"  {label}: {_q(key)}  {REVIEW}: found in {d.found[label]}/{n} records" for label, key in d.key_map.items()]
+    lines += [
+        f"  {label}: {_q(key)}  {REVIEW}: found in {d.found[label]}/{n} records" for label, key in d.key_map.items()
+    ]
     return lines
 
 

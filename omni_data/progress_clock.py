@@ -3,6 +3,7 @@
 One formatter for every progress line (``omni_data.recompute.progress``; ``omni_data.select.progress``
 keeps a private copy until it imports this one). Standard library only, so any module may use it.
 """
+
 from __future__ import annotations
 
 __all__ = ["format_clock"]

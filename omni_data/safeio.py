@@ -9,6 +9,7 @@ own length (``_pickle_guard``). Archives (tar/zip) may hold links whose chains l
 extraction folder; ``safe_extract`` refuses every link member and writes nothing through a link.
 ``safe_name`` turns any source id into a string usable as a file name and inside a shell script.
 """
+
 from __future__ import annotations
 
 import _compat_pickle
@@ -24,8 +25,9 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from omni_data import _pickle_guard as _guard
 from omni_data._pickle_guard import PickleLimits, UnsafePickleError
@@ -145,7 +147,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise UnsafePickleError(f"{self._what}: refusing to load global {module}.{name} (not on the allow-list)") from None
+            raise UnsafePickleError(
+                f"{self._what}: refusing to load global {module}.{name} (not on the allow-list)"
+            ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
@@ -192,7 +196,9 @@ def _member_rel(name: str, archive: Path) -> Path:
 
 
 def _link_error(archive: Path, name: str, kind: str, target: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"{archive}: member {name!r} is a {kind} to {target!r}; archives holding links are refused")
+    return UnsafeArchiveError(
+        f"{archive}: member {name!r} is a {kind} to {target!r}; archives holding links are refused"
+    )
 
 
 def _tar_plan(tf: tarfile.TarFile, archive: Path, tmp: Path) -> list[tuple[tarfile.TarInfo, Path]]:
@@ -254,8 +260,9 @@ def _make_dir(real_tmp: str, rel: Path, archive: Path, name: str) -> None:
         raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside the extraction folder")
 
 
-def _write_members(opener: Callable[[Any], Any], plan: list, is_dir: Callable[[Any], bool],
-                   real_tmp: str, archive: Path) -> list[Path]:
+def _write_members(
+    opener: Callable[[Any], Any], plan: list, is_dir: Callable[[Any], bool], real_tmp: str, archive: Path
+) -> list[Path]:
     written: list[Path] = []
     for member, rel in plan:
         name = getattr(member, "name", None) or member.filename
@@ -271,12 +278,14 @@ def _write_members(opener: Callable[[Any], Any], plan: list, is_dir: Callable[[A
 
 def _move_into(real_tmp: str, real_root: str, archive: Path) -> None:
     """Move the extracted tree into the root, refusing to pass through any link already there."""
-    for dirpath, dirnames, filenames in os.walk(real_tmp):
+    for dirpath, _dirnames, filenames in os.walk(real_tmp):
         rel = os.path.relpath(dirpath, real_tmp)
         target_dir = os.path.normpath(os.path.join(real_root, rel))
         os.makedirs(target_dir, exist_ok=True)
         if not _inside(real_root, os.path.realpath(target_dir)):
-            raise UnsafeArchiveError(f"{archive}: {target_dir} is a link leading outside {real_root}; not extracting there")
+            raise UnsafeArchiveError(
+                f"{archive}: {target_dir} is a link leading outside {real_root}; not extracting there"
+            )
         for f in filenames:
             dest = os.path.join(target_dir, f)
             if os.path.isdir(dest) and not os.path.islink(dest):

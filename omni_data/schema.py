@@ -16,6 +16,7 @@ Conventions
 * fixed: per-atom bool (True = constrained); tags: per-atom int (OC20: 0 bulk, 1 surface, 2 adsorbate).
 * id: ``"<dataset>:<source id>"``, stable and unique within a store.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,8 @@ FIELDS: dict[str, FieldSpec] = {
 LABELS: tuple[str, ...] = ("energy", "forces", "stress")
 
 OPTIONAL_LABELS: tuple[str, ...] = tuple(
-    name for name, spec in FIELDS.items() if not spec.required and name != "cell" and name not in LABELS)
+    name for name, spec in FIELDS.items() if not spec.required and name != "cell" and name not in LABELS
+)
 """Labels a structure is still worth storing without: ``magmoms``, ``charge``, ``spin``, ``fixed``,
 ``tags``. An invalid value of one of these (a SchNetPack ``spin_multiplicity`` of 0.0 meaning
 "not set", a NaN charge, magmoms of the wrong length) is dropped to None ("unknown") by
@@ -169,7 +171,7 @@ class Record:
     def n_atoms(self) -> int:
         return int(len(self.numbers))
 
-    def normalized(self) -> "Record":
+    def normalized(self) -> Record:
         """Return self with every array cast to its schema dtype and shape (copies only if needed).
 
         Arrays that already have the schema dtype and shape are kept as they are (no new view)."""
@@ -252,7 +254,7 @@ def _cell_volume_problem(cell: np.ndarray) -> str | None:
             return f"bad_value:periodic cell volume overflows (entries up to {scale:.3g} Å)"
         return _ZERO_VOLUME if abs(volume) < 1e-6 else None
     det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-    if abs(det) > 1e-4 * scale ** 3:
+    if abs(det) > 1e-4 * scale**3:
         return None
     return _ZERO_VOLUME if abs(np.linalg.det(cell.reshape(3, 3))) < 1e-6 else None
 

@@ -3,6 +3,7 @@
 Lets ``omni-data ingest NAME`` run without ``--source`` on a machine where the data is configured,
 and lets ``omni-data datasets`` say which databases are present.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ def configured_sources() -> dict[str, Path]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ManifestError(f"{path}:1: expected a mapping of dataset name to path "
-                            f"(e.g. 'omat24: /data/omat24'), got a {type(data).__name__}")
+        raise ManifestError(
+            f"{path}:1: expected a mapping of dataset name to path "
+            f"(e.g. 'omat24: /data/omat24'), got a {type(data).__name__}"
+        )
     for name, value in data.items():
         if not isinstance(value, str) or not value:
             raise ManifestError(f"{path}: key {str(name)!r}: expected a path, got {value!r}")

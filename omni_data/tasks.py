@@ -3,10 +3,11 @@
 SevenNet-Omni splits OMol25 by spin state (``omol25_low`` for multiplicity <= 2, ``omol25_high``
 above); ``TaskRule`` expresses that as data so no reader or pipeline special-cases a dataset.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from omni_data.schema import Record
 

@@ -13,14 +13,15 @@ rule, the file and the record when the reader breaks the contract in ``readers/_
   positions, ids and counts as reading the whole source as one partition (counts reconcile);
 * reading is deterministic: a partition read twice yields the same ids.
 """
+
 from __future__ import annotations
 
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -190,7 +191,9 @@ def check_reader(
     if sorted(ids) != sorted(r.id for r in w_records):
         raise _fail("coverage", f"{path}: ids differ between partitioned and whole reads")
     if len(records) != len(w_records) or len(rejected) != len(w_rejected):
-        raise _fail("counts", f"{path}: {len(records)}+{len(rejected)} partitioned vs {len(w_records)}+{len(w_rejected)} whole")
+        raise _fail(
+            "counts", f"{path}: {len(records)}+{len(rejected)} partitioned vs {len(w_records)}+{len(w_rejected)} whole"
+        )
     if expected_records is not None and len(records) != expected_records:
         raise _fail("counts", f"{path}: {len(records)} records, expected {expected_records}")
     if expected_rejected is not None and len(rejected) != expected_rejected:

@@ -14,6 +14,7 @@ unions, nested dataclasses) and the value checks an annotation declares with :cl
 A field is required when it has no default. ``None`` (an empty YAML value) for a field with a
 default means "use the default"; for a required field it counts as missing, as does ``""``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from omni_data.yamlfile import load_yaml
 
-__all__ = ["Check", "KeyProblem", "check_partial", "did_you_mean", "from_mapping", "internal", "load_typed", "type_name"]
+__all__ = [
+    "Check",
+    "KeyProblem",
+    "check_partial",
+    "did_you_mean",
+    "from_mapping",
+    "internal",
+    "load_typed",
+    "type_name",
+]
 
 T = TypeVar("T")
 _BAD = object()  # a value that failed its check (the problem is already recorded)
@@ -78,8 +88,14 @@ def check_partial(cls: type, data: Any, where: str, error: type[Exception] = Val
         raise error(f"{where}: " + "; ".join(problems))
 
 
-def from_mapping(cls: type[T], data: Any, where: str, error: type[Exception] = ValueError, prefix: str = "",
-                 extra: list[str] | tuple[str, ...] = ()) -> T:
+def from_mapping(
+    cls: type[T],
+    data: Any,
+    where: str,
+    error: type[Exception] = ValueError,
+    prefix: str = "",
+    extra: list[str] | tuple[str, ...] = (),
+) -> T:
     """Build dataclass ``cls`` from ``data``; all problems raise one ``error``: ``WHERE: problem; problem``.
 
     ``extra``: problems the caller found across fields (reported with the rest)."""
@@ -113,7 +129,7 @@ def _build(cls: type, data: dict[Any, Any], prefix: str, problems: list[str]) ->
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get(INTERNAL)}
     start = len(problems)
-    path = (lambda key: f"{prefix}.{key}" if prefix else str(key))
+    path = lambda key: f"{prefix}.{key}" if prefix else str(key)
     partial = getattr(problems, "partial", False)
     missing = [] if partial else [name for name, f in fields.items() if _required(f) and _absent(data.get(name))]
     if missing:
@@ -121,7 +137,9 @@ def _build(cls: type, data: dict[Any, Any], prefix: str, problems: list[str]) ->
         problems.append(f"{'keys' if len(missing) > 1 else 'key'} {keys}: required")
     for key in data:
         if key not in fields:
-            problems.append(f"unknown key '{path(key)}' ({did_you_mean(key, fields)}allowed: {', '.join(sorted(fields))})")
+            problems.append(
+                f"unknown key '{path(key)}' ({did_you_mean(key, fields)}allowed: {', '.join(sorted(fields))})"
+            )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name not in data or (data[name] is None and not _required(f) and not _admits_none(hints[name])):
@@ -243,8 +261,12 @@ def _scalar(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
         except ValueError:
             return _fail(value, tp, where, problems)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number,
-          str: number or isinstance(value, str)}.get(tp, True)
+    ok = {
+        bool: isinstance(value, bool),
+        int: number and isinstance(value, int),
+        float: number,
+        str: number or isinstance(value, str),
+    }.get(tp, True)
     if not ok:
         return _fail(value, tp, where, problems)
     return float(value) if tp is float else (str(value) if tp is str else value)

@@ -2,6 +2,7 @@
 
 Constants are CODATA 2014 as used by ASE (``ase.units``), so numbers agree with ASE readers.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ Only plain YAML is read (``SafeLoader``: a ``!!python/...`` tag is refused, neve
 given twice in one mapping is refused rather than silently overwritten, and every failure
 becomes one line naming the file and the 1-based line: ``sources.yaml:3: not valid YAML: ...``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,8 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
                 break
             if first != key_node.start_mark.line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first on line {first + 1})", key_node.start_mark)
+                    None, None, f"key {key!r} given twice (first on line {first + 1})", key_node.start_mark
+                )
         return super().construct_mapping(node, deep=deep)
 
 

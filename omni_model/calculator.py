@@ -1,4 +1,5 @@
 """ASE calculator for an Omni checkpoint: ``OmniCalculator("final.pt", task="mpa", dtype="float64")``."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,10 @@ def check_keywords(kwargs: dict[str, Any]) -> None:
     """TypeError naming every keyword argument that is neither Omni's nor ASE's own."""
     unknown = sorted(set(kwargs) - set(ASE_KEYWORDS))
     if unknown:
-        raise TypeError(f"OmniCalculator got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
-                        f"it takes checkpoint, task, device, dtype and ASE's {', '.join(ASE_KEYWORDS)}")
+        raise TypeError(
+            f"OmniCalculator got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes checkpoint, task, device, dtype and ASE's {', '.join(ASE_KEYWORDS)}"
+        )
 
 
 class OmniCalculator(Calculator):
@@ -45,8 +48,9 @@ class OmniCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
-    def __init__(self, checkpoint: str, task: str | None = None, device: str = "cpu", dtype: Any = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, checkpoint: str, task: str | None = None, device: str = "cpu", dtype: Any = None, **kwargs: Any
+    ) -> None:
         check_keywords(kwargs)
         want = None if dtype is None else torch_dtype(dtype)
         super().__init__(**kwargs)

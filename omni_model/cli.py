@@ -10,6 +10,7 @@ A table of commands like ``omni-data``'s; errors follow ``omni_data.cli.errors``
 Training shows its progress (``omni_model.train.progress``): a bar on a terminal, else a line
 ``step N/M (p%)  stage S  loss L  elapsed T  ETA T`` every ``run.log_every`` steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,11 @@ from pathlib import Path
 from omni_data.cli.argtypes import bounded, out_dir
 from omni_data.cli.errors import OneLineParser, UsageError, run_guarded
 
-THREADS_HELP = ("torch CPU threads (default: $OMP_NUM_THREADS if set, else 1: torch's default of one "
-                "spinning thread per core made training 15-20x slower on a 2-core machine with one other "
-                "busy process)")
+THREADS_HELP = (
+    "torch CPU threads (default: $OMP_NUM_THREADS if set, else 1: torch's default of one "
+    "spinning thread per core made training 15-20x slower on a 2-core machine with one other "
+    "busy process)"
+)
 
 
 def add_threads_argument(p: argparse.ArgumentParser) -> None:
@@ -33,8 +36,12 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML file (see docs/train-config.md) or a preset name")
-    p.add_argument("--store", action="append", default=[],
-                   help="override data.store; repeat to train on several stores read as one")
+    p.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        help="override data.store; repeat to train on several stores read as one",
+    )
     p.add_argument("--out", type=out_dir, help="override run.out_dir (a new or existing folder)")
     add_threads_argument(p)
 
@@ -67,8 +74,12 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="", help="only records of this split (train/val/test) when the store has splits")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-ema", action="store_true")
-    p.add_argument("--calibration-split", default="", help="fit per-element energy offsets on this split "
-                   "(disjoint from --split) and also report the energy errors that remain after them")
+    p.add_argument(
+        "--calibration-split",
+        default="",
+        help="fit per-element energy offsets on this split "
+        "(disjoint from --split) and also report the energy errors that remain after them",
+    )
     p.add_argument("--head", help="predict every record with this task's head (default: each record's own)")
     add_threads_argument(p)
 
@@ -100,8 +111,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.transfer import evaluate_checkpoint, format_evaluation
 
     print()  # raw and offset-aligned energy errors and forces per (head, data domain)
-    print(format_evaluation(evaluate_checkpoint(args.checkpoint, args.store, args.task, args.split,
-                                                args.calibration_split, args.head, args.batch_size, not args.no_ema)))
+    print(
+        format_evaluation(
+            evaluate_checkpoint(
+                args.checkpoint,
+                args.store,
+                args.task,
+                args.split,
+                args.calibration_split,
+                args.head,
+                args.batch_size,
+                not args.no_ema,
+            )
+        )
+    )
     return 0
 
 
@@ -124,8 +147,10 @@ def _preset(args: argparse.Namespace) -> int:
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 
 # what Ctrl-C prints, per command (``omni-train CMD: ...``)
-INTERRUPTED = {"train": "interrupted; the same command resumes from the last checkpoint-last.pt, if one was "
-                        "written (every run.checkpoint_every steps)"}
+INTERRUPTED = {
+    "train": "interrupted; the same command resumes from the last checkpoint-last.pt, if one was "
+    "written (every run.checkpoint_every steps)"
+}
 
 # name -> (add_arguments, run, one-line help), like omni_data.cli.main.COMMANDS
 COMMANDS: dict[str, Command] = {
@@ -137,8 +162,11 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: its help lists the commands."""
-    parser = OneLineParser(prog="omni-train", description="Train an Omni potential, evaluate a checkpoint, print a preset.",
-                           epilog="omni-train CONFIG.yaml ... is short for omni-train train CONFIG.yaml ...")
+    parser = OneLineParser(
+        prog="omni-train",
+        description="Train an Omni potential, evaluate a checkpoint, print a preset.",
+        epilog="omni-train CONFIG.yaml ... is short for omni-train train CONFIG.yaml ...",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_add, _run, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -156,8 +184,9 @@ def _not_a_command(argv: list[str]) -> int:
     if first.endswith((".yaml", ".yml")):
         raise FileNotFoundError(f"{first}: no such config file")
     if not first.startswith("-"):
-        raise UsageError(f"unknown command {first!r}; commands: {', '.join(COMMANDS)} "
-                         f"(a preset trains with: omni-train train NAME)")
+        raise UsageError(
+            f"unknown command {first!r}; commands: {', '.join(COMMANDS)} (a preset trains with: omni-train train NAME)"
+        )
     build_parser().parse_args(argv)
     return 2
 

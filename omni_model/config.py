@@ -5,6 +5,7 @@ Every key and its default lives here and only here; docs/train-config.md documen
 rejects unknown keys and wrong types with one ``ValueError`` naming the file and every bad key,
 and returns a ``Config``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -172,11 +173,18 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
         (len(o.betas) == 2, "optim.betas", "must have two values"),
     ]
     stores = [cfg.data.store] if isinstance(cfg.data.store, str) else list(cfg.data.store)
-    checks.append((isinstance(cfg.data.store, str) or (bool(stores) and all(stores)), "data.store",
-                   "must be a store path or a non-empty list of non-empty paths"))
+    checks.append(
+        (
+            isinstance(cfg.data.store, str) or (bool(stores) and all(stores)),
+            "data.store",
+            "must be a store path or a non-empty list of non-empty paths",
+        )
+    )
     checks.append((len(set(stores)) == len(stores), "data.store", "lists one store twice"))
-    checks += [((st.epochs > 0) != (st.steps > 0), f"stages[{i}]", "needs exactly one of epochs or steps > 0")
-               for i, st in enumerate(cfg.stages)]
+    checks += [
+        ((st.epochs > 0) != (st.steps > 0), f"stages[{i}]", "needs exactly one of epochs or steps > 0")
+        for i, st in enumerate(cfg.stages)
+    ]
     problems = [f"key '{key}' {msg}" for ok, key, msg in checks if not ok]
     if problems:  # every cross-field problem at once, like the per-key ones
         raise ValueError(f"{source}: " + "; ".join(problems))

@@ -4,6 +4,7 @@ task-specific (θ_T) and which are shared (θ_C).
 Energy = Σ_i [scale_T · e_i + shift_T(Z_i)]; forces = -dE/dx and stress = (1/V) dE/dε by
 autograd of the edge vectors (virial = Σ r ⊗ dE/dr; ASE sign convention).
 """
+
 from __future__ import annotations
 
 import torch
@@ -59,8 +60,7 @@ def layer_targets(hidden: o3.Irreps, channels: int, num_layers: int, irreps_sh: 
     needed = {o3.Irrep("0e")}
     for k in range(num_layers - 1, 0, -1):
         prev = targets[k - 1]
-        keep = {ir for _, ir in prev
-                if ir in needed or any(o in needed for _, b in irreps_sh for o in ir * b)}
+        keep = {ir for _, ir in prev if ir in needed or any(o in needed for _, b in irreps_sh for o in ir * b)}
         targets[k - 1] = o3.Irreps([(mul, ir) for mul, ir in prev if ir in keep])
         needed = keep
     return targets
@@ -87,8 +87,17 @@ class OmniModel(nn.Module):
         hidden = hidden_irreps(c, cfg.lmax, cfg.parity, cfg.halve_channels)
         layers = []
         for target in layer_targets(hidden, c, cfg.num_layers, self.sh.irreps):
-            block = Interaction(irreps, target, self.sh.irreps, cfg.num_basis, list(cfg.radial_hidden),
-                                cfg.avg_num_neighbors, n_tasks, cfg.task_intro, cfg.task_outro)
+            block = Interaction(
+                irreps,
+                target,
+                self.sh.irreps,
+                cfg.num_basis,
+                list(cfg.radial_hidden),
+                cfg.avg_num_neighbors,
+                n_tasks,
+                cfg.task_intro,
+                cfg.task_outro,
+            )
             layers.append(block)
             irreps = block.irreps_out
         self.layers = nn.ModuleList(layers)

@@ -3,6 +3,7 @@
 Why here: ``omni_data`` never imports ``omni_model`` (data flows to the model, never back), so the
 model-based scorer is built on the model side and passed in by the face (the CLI).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@ forces and stress, forces and stress against finite differences. Tests reuse the
 anyone who changes a layer. Each returns the largest error found and raises AssertionError
 beyond ``atol``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,7 @@ def _check(name: str, err: float, atol: float) -> float:
     return err
 
 
-def assert_rotation_equivariant(model, atoms, rotation: np.ndarray, task: int = 0, atol: float = 1e-8
-                                ) -> float:
+def assert_rotation_equivariant(model, atoms, rotation: np.ndarray, task: int = 0, atol: float = 1e-8) -> float:
     """E(Rx) = E(x), F(Rx) = R F(x), σ(Rx) = R σ(x) Rᵀ for a proper or improper ``rotation``."""
     ref = predict(model, atoms, task)
     rot = atoms.copy()
@@ -72,8 +72,9 @@ def assert_permutation_equivariant(model, atoms, perm: np.ndarray, task: int = 0
     return _check("permutation equivariance", float(max(errs)), atol)
 
 
-def assert_forces_match_fd(model, atoms, task: int = 0, eps: float = 1e-5, atol: float = 1e-6,
-                           n_checks: int = 6, seed: int = 0) -> float:
+def assert_forces_match_fd(
+    model, atoms, task: int = 0, eps: float = 1e-5, atol: float = 1e-6, n_checks: int = 6, seed: int = 0
+) -> float:
     """F = -dE/dx by central differences on ``n_checks`` random coordinates (use float64)."""
     rng = np.random.default_rng(seed)
     forces = predict(model, atoms, task)["forces"]
@@ -129,10 +130,15 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, batches: list,
         losses = []
         for ks in batches:
             per = len(ks) // world
-            losses.append(tr.train_step(tr.prep.train.graphs(ks[rank * per:(rank + 1) * per]))["loss"])
+            losses.append(tr.train_step(tr.prep.train.graphs(ks[rank * per : (rank + 1) * per]))["loss"])
         if rank == 0:
-            torch.save({"params": {k: v.detach() for k, v in tr.model.state_dict().items()},
-                        "losses": torch.tensor(losses, dtype=torch.float64)}, os.path.join(out, "ddp.pt"))
+            torch.save(
+                {
+                    "params": {k: v.detach() for k, v in tr.model.state_dict().items()},
+                    "losses": torch.tensor(losses, dtype=torch.float64),
+                },
+                os.path.join(out, "ddp.pt"),
+            )
     finally:
         dist.destroy_process_group()
 
@@ -153,8 +159,9 @@ def run_ddp_steps(cfg, batches: list[list[int]], out_dir: str, world: int = 2) -
     return torch.load(f"{out_dir}/ddp.pt", weights_only=True)
 
 
-def assert_smooth_at_cutoff(model, z: tuple[int, int] | None = None, task: int = 0, delta: float = 1e-3,
-                            atol: float = 1e-6) -> float:
+def assert_smooth_at_cutoff(
+    model, z: tuple[int, int] | None = None, task: int = 0, delta: float = 1e-3, atol: float = 1e-6
+) -> float:
     """A dimer just inside and just outside the cutoff has the same energy and ~zero force:
     the polynomial envelope makes E and F continuous as a neighbour crosses r_c."""
     from ase import Atoms

@@ -5,6 +5,7 @@ torch's default is one intra-op thread per core, and those threads spin while th
 (40 steps: 89 s with two threads, 6 s with one). So Omni uses ``$OMP_NUM_THREADS`` when it is
 set (torchrun and Slurm set it) and one thread otherwise; ``omni-train --threads N`` overrides.
 """
+
 from __future__ import annotations
 
 import logging

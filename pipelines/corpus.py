@@ -13,6 +13,7 @@ and ``$OMNI_WORK`` override ``data_root`` and ``work_dir``. The file is read thr
 ``omni_data.typedconfig``: unknown or missing keys and wrong types are one error naming the file
 and every key.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -188,8 +189,7 @@ def train_config(corpus: Corpus, out_dir: str) -> dict[str, Any]:
     cfg = dict(preset)
     cfg["model"] = {**preset.get("model", {}), "tasks": list(tasks)}
     cfg["data"] = {**preset.get("data", {}), "store": corpus.store_path, "tasks": list(tasks)}
-    cfg["sampling"] = {**preset.get("sampling", {}), "mode": "weights",
-                       "weights": stage_configs(corpus)[-1]["weights"]}
+    cfg["sampling"] = {**preset.get("sampling", {}), "mode": "weights", "weights": stage_configs(corpus)[-1]["weights"]}
     cfg["loss"] = {**preset.get("loss", {}), "task_l2": float(corpus.train["task_l2"])}
     cfg["run"] = {**preset.get("run", {}), "out_dir": out_dir, "resume": True}
     cfg["stages"] = stage_configs(corpus)
@@ -203,8 +203,14 @@ def train_config(corpus: Corpus, out_dir: str) -> dict[str, Any]:
 
 def _get(corpus: Corpus, dotted: str) -> Any:
     head, _, rest = dotted.partition(".")
-    value: Any = {"data_root": corpus.data_root, "work_dir": corpus.work_dir, "store": corpus.store_path,
-                  "ingest": corpus.ingest, "bridge": corpus.bridge, "train": corpus.train}.get(head)
+    value: Any = {
+        "data_root": corpus.data_root,
+        "work_dir": corpus.work_dir,
+        "store": corpus.store_path,
+        "ingest": corpus.ingest,
+        "bridge": corpus.bridge,
+        "train": corpus.train,
+    }.get(head)
     for part in rest.split(".") if rest else []:
         if not isinstance(value, dict) or part not in value:
             raise KeyError(dotted)

@@ -1,11 +1,12 @@
 """Shared fixtures: where the real sample data lives (``../shared/data`` beside the checkout)."""
+
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import pytest
 

@@ -7,6 +7,7 @@ and named for that module in the extras table of docs/packaging.md. The other wa
 base dependency is imported by some package module, every [test] dependency by the tests and every
 [bench] dependency by the benchmarks (a short list of tools that are used but never imported aside).
 """
+
 from __future__ import annotations
 
 import ast
@@ -170,11 +171,15 @@ def test_every_package_import_is_declared() -> None:
         if not extras:
             problems.append(f"{use.module} imports {use.name}: {dist} is not declared in pyproject.toml")
         elif use.at_import and use.module.startswith("omni_data"):
-            problems.append(f"{use.module} imports {use.name} (extra {extras}) at module level; import it "
-                            "inside the function that needs it, or make it a base dependency")
+            problems.append(
+                f"{use.module} imports {use.name} (extra {extras}) at module level; import it "
+                "inside the function that needs it, or make it a base dependency"
+            )
         elif not any(_documents(rows.get(e, ""), use.module) for e in extras):
-            problems.append(f"{use.module} imports {use.name} (extra {extras}) but docs/packaging.md's row "
-                            f"for {extras} does not name `{use.module}` or a parent package")
+            problems.append(
+                f"{use.module} imports {use.name} (extra {extras}) but docs/packaging.md's row "
+                f"for {extras} does not name `{use.module}` or a parent package"
+            )
     assert not problems, "\n".join(problems)
 
 

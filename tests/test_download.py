@@ -1,5 +1,6 @@
 """omni-data download against an HTTP server on loopback: md5 and sha256 checks, resume with Range,
 split/subset selection, the dry run and the one-line mismatch error."""
+
 from __future__ import annotations
 
 import hashlib
@@ -118,7 +119,9 @@ def test_md5_mismatch_is_one_line_naming_the_file_and_removes_the_bad_copy(serve
         fetch_file(entry, tmp_path)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"data.bin: md5 {hashlib.md5(PAYLOAD).hexdigest()} does not match the manifest's {'0' * 32}")
+    assert message.startswith(
+        f"data.bin: md5 {hashlib.md5(PAYLOAD).hexdigest()} does not match the manifest's {'0' * 32}"
+    )
     assert "run again to fetch it afresh" in message
     assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.bin.part").exists()
 
@@ -132,19 +135,44 @@ def test_a_release_name_outside_the_folder_is_refused(server, tmp_path):
 def _release(tmp_path: Path, server: str) -> Path:
     """A manifest whose three release files live on the loopback server (md5, sha256, size only)."""
     srv = tmp_path / "srv"
-    files = {"train/rattled-300.tar.gz": SMALL, "train/rattled-500.tar.gz": SMALL[::-1], "val/rattled-300.tar.gz": SMALL[:1000]}
+    files = {
+        "train/rattled-300.tar.gz": SMALL,
+        "train/rattled-500.tar.gz": SMALL[::-1],
+        "val/rattled-300.tar.gz": SMALL[:1000],
+    }
     for name, data in files.items():
         (srv / name).parent.mkdir(parents=True, exist_ok=True)
         (srv / name).write_bytes(data)
     data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
-    data.update(name="toyrel", dataset="toyrel", files=[
-        {"name": "train/rattled-300.tar.gz", "url": f"{server}/train/rattled-300.tar.gz", "size_bytes": len(SMALL),
-         "md5": hashlib.md5(SMALL).hexdigest(), "split": "train", "subset": "rattled-300"},
-        {"name": "train/rattled-500.tar.gz", "url": f"{server}/train/rattled-500.tar.gz", "size_bytes": len(SMALL),
-         "sha256": hashlib.sha256(SMALL[::-1]).hexdigest(), "split": "train", "subset": "rattled-500"},
-        {"name": "val/rattled-300.tar.gz", "url": f"{server}/val/rattled-300.tar.gz", "size_bytes": 1000,
-         "split": "val", "subset": "rattled-300"},
-    ])
+    data.update(
+        name="toyrel",
+        dataset="toyrel",
+        files=[
+            {
+                "name": "train/rattled-300.tar.gz",
+                "url": f"{server}/train/rattled-300.tar.gz",
+                "size_bytes": len(SMALL),
+                "md5": hashlib.md5(SMALL).hexdigest(),
+                "split": "train",
+                "subset": "rattled-300",
+            },
+            {
+                "name": "train/rattled-500.tar.gz",
+                "url": f"{server}/train/rattled-500.tar.gz",
+                "size_bytes": len(SMALL),
+                "sha256": hashlib.sha256(SMALL[::-1]).hexdigest(),
+                "split": "train",
+                "subset": "rattled-500",
+            },
+            {
+                "name": "val/rattled-300.tar.gz",
+                "url": f"{server}/val/rattled-300.tar.gz",
+                "size_bytes": 1000,
+                "split": "val",
+                "subset": "rattled-300",
+            },
+        ],
+    )
     path = tmp_path / "toyrel.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -158,9 +186,14 @@ def test_split_and_subset_pick_exactly_those_files(server, tmp_path):
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == ["train/rattled-300.tar.gz"]
     got = fetch_manifest(m, dest, splits=("train",))
     assert [(f.name, f.skipped, f.algorithm) for f in got] == [
-        ("train/rattled-300.tar.gz", True, "md5"), ("train/rattled-500.tar.gz", False, "sha256")]
+        ("train/rattled-300.tar.gz", True, "md5"),
+        ("train/rattled-500.tar.gz", False, "sha256"),
+    ]
     assert (dest / "train/rattled-500.tar.gz").read_bytes() == SMALL[::-1]
-    assert [f.name for f in m.select_files(subsets=("rattled-300",))] == ["train/rattled-300.tar.gz", "val/rattled-300.tar.gz"]
+    assert [f.name for f in m.select_files(subsets=("rattled-300",))] == [
+        "train/rattled-300.tar.gz",
+        "val/rattled-300.tar.gz",
+    ]
     with pytest.raises(ManifestError, match=r"no split 'test' in manifest 'toyrel' \(its splits: train, val\)"):
         m.select_files(splits=("test",))
     with pytest.raises(ManifestError, match=r"no subset 'rattled-1000' .* \(its subsets: rattled-300, rattled-500\)"):
@@ -172,12 +205,17 @@ def test_cli_download_dry_run_lists_files_and_total_then_fetches(server, tmp_pat
     dest = tmp_path / "out"
     assert main(["download", str(path), "--split", "train", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in lines[:2]] == [["train/rattled-300.tar.gz", "train", "rattled-300"],
-                                                        ["train/rattled-500.tar.gz", "train", "rattled-500"]]
+    assert [line.split()[:3] for line in lines[:2]] == [
+        ["train/rattled-300.tar.gz", "train", "rattled-300"],
+        ["train/rattled-500.tar.gz", "train", "rattled-500"],
+    ]
     assert "251.0 kB" in lines[0] and "md5" in lines[0] and "sha256" in lines[1]
     assert lines[2] == "total: 2 files, 502.0 kB"
     assert not dest.exists()
-    assert main(["download", str(path), "--subset", "rattled-300", "--split", "val", "--out", str(dest), "--no-progress"]) == 0
+    assert (
+        main(["download", str(path), "--subset", "rattled-300", "--split", "val", "--out", str(dest), "--no-progress"])
+        == 0
+    )
     assert (dest / "val/rattled-300.tar.gz").read_bytes() == SMALL[:1000]
     assert not (dest / "train").exists()
     capsys.readouterr()
@@ -190,8 +228,22 @@ def test_cli_download_mismatch_is_one_line_exit_1(server, tmp_path, capsys):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["files"][0]["md5"] = "f" * 32
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    assert main(["download", str(path), "--subset", "rattled-300", "--split", "train", "--out", str(tmp_path / "o"),
-                 "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "download",
+                str(path),
+                "--subset",
+                "rattled-300",
+                "--split",
+                "train",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("omni-data download: error: train/rattled-300.tar.gz: md5 ")
 
@@ -208,11 +260,15 @@ def test_where_to_put_names_folder_and_download_command(tmp_path, monkeypatch):
     data["files"] = [{"name": "mad.xyz", "url": "https://example.org/mad.xyz"}]
     m = parse_manifest(data, "mad.yaml")
     monkeypatch.setenv("OMNI_DATA_ROOT", str(tmp_path))
-    assert where_to_put(m) == (f"no local copy of mad: put the release files under {tmp_path / 'mad'} or run "
-                               f"`omni-data download mad --out {tmp_path / 'mad'}`, then "
-                               f"`omni-data ingest mad --source {tmp_path / 'mad'}`")
+    assert where_to_put(m) == (
+        f"no local copy of mad: put the release files under {tmp_path / 'mad'} or run "
+        f"`omni-data download mad --out {tmp_path / 'mad'}`, then "
+        f"`omni-data ingest mad --source {tmp_path / 'mad'}`"
+    )
     monkeypatch.delenv("OMNI_DATA_ROOT")
     data.update(files=[], url="https://example.org/mad")
     m = parse_manifest(data, "mad.yaml")
-    assert where_to_put(m) == ("no local copy of mad: fetch its release files from https://example.org/mad "
-                               "into ./mad, then `omni-data ingest mad --source ./mad`")
+    assert where_to_put(m) == (
+        "no local copy of mad: fetch its release files from https://example.org/mad "
+        "into ./mad, then `omni-data ingest mad --source ./mad`"
+    )

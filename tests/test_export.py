@@ -1,4 +1,5 @@
 """Export: extxyz read back by ase.io.read, .aselmdb read back by ase-db-backends' LMDBDatabase."""
+
 from __future__ import annotations
 
 import re
@@ -116,8 +117,11 @@ def test_export_into_a_missing_folder_names_the_folder(store, tmp_path):
 
 def test_an_empty_or_failed_export_leaves_no_file(store, tmp_path, monkeypatch):
     out = tmp_path / "x.extxyz"
-    with pytest.raises(ValueError, match=r"no records with dataset 'typo'; nothing written \(tasks in this store: "
-                                         r"pbe, r2scan; datasets in this store: emt, other\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"no records with dataset 'typo'; nothing written \(tasks in this store: "
+        r"pbe, r2scan; datasets in this store: emt, other\)",
+    ):
         export_extxyz(store, out, dataset="typo")
     with pytest.raises(ValueError, match="nothing written"):
         export_aselmdb(store, tmp_path / "x.aselmdb", task="typo")
@@ -150,11 +154,15 @@ def test_export_cli_errors_are_one_line(store, tmp_path, capsys):
     from omni_data.cli.main import main
 
     assert main(["export", str(store.path), "--format", "extxyz", "--out", str(tmp_path / "nope" / "a.xyz")]) == 1
-    assert capsys.readouterr().err == (f"omni-data export: error: {tmp_path / 'nope' / 'a.xyz'}: folder "
-                                       f"{tmp_path / 'nope'} does not exist (create it first)\n")
+    assert capsys.readouterr().err == (
+        f"omni-data export: error: {tmp_path / 'nope' / 'a.xyz'}: folder "
+        f"{tmp_path / 'nope'} does not exist (create it first)\n"
+    )
     assert main(["export", str(store.path), "--format", "extxyz", "--out", str(tmp_path)]) == 2
     assert f"{tmp_path} is a folder; name the file to write" in capsys.readouterr().err
-    assert main(["export", str(store.path), "--format", "extxyz", "--out", str(tmp_path / "a.xyz"),
-                 "--dataset", "typo"]) == 2
+    assert (
+        main(["export", str(store.path), "--format", "extxyz", "--out", str(tmp_path / "a.xyz"), "--dataset", "typo"])
+        == 2
+    )
     assert "no records with dataset 'typo'; nothing written" in capsys.readouterr().err
     assert not (tmp_path / "a.xyz").exists()

@@ -1,4 +1,5 @@
 """Manifests: all fifteen databases validate; bad manifests fail naming the key."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,21 @@ from omni_data.schema import Record
 from omni_data.units import KBAR_EVA3
 
 FIFTEEN = {
-    "mptrj": "mpa", "salex": "mpa", "omat24": "omat24", "matpes_pbe": "matpes_pbe",
-    "matpes_r2scan": "matpes_r2scan", "mp_aloe": "matpes_r2scan", "mp_r2scan": "mp_r2scan",
-    "oc20": "oc20", "oc22": "oc22", "odac23": "odac23", "omol25": "omol25_low", "spice": "spice",
-    "qcml": "qcml", "mad": "pet_mad", "bridge": "bridge",
+    "mptrj": "mpa",
+    "salex": "mpa",
+    "omat24": "omat24",
+    "matpes_pbe": "matpes_pbe",
+    "matpes_r2scan": "matpes_r2scan",
+    "mp_aloe": "matpes_r2scan",
+    "mp_r2scan": "mp_r2scan",
+    "oc20": "oc20",
+    "oc22": "oc22",
+    "odac23": "odac23",
+    "omol25": "omol25_low",
+    "spice": "spice",
+    "qcml": "qcml",
+    "mad": "pet_mad",
+    "bridge": "bridge",
 }
 
 
@@ -51,9 +63,15 @@ def test_mptrj_manifest_and_reader_give_ase_stress(tmp_path):
     from omni_data.readers import get_reader
 
     struct = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])
-    frame = {"structure": struct.as_dict(), "uncorrected_total_energy": -5.0, "corrected_total_energy": -5.5,
-             "force": [[0.0, 0.0, 0.0]], "stress": [[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]], "magmom": None,
-             "mp_id": "mp-149"}
+    frame = {
+        "structure": struct.as_dict(),
+        "uncorrected_total_energy": -5.0,
+        "corrected_total_energy": -5.5,
+        "force": [[0.0, 0.0, 0.0]],
+        "stress": [[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]],
+        "magmom": None,
+        "mp_id": "mp-149",
+    }
     path = tmp_path / "MPtrj_tiny.json"
     path.write_text(json.dumps({"mp-149": {"mp-149-0-0": frame}}))
     opts = load_manifest("mptrj").read_options()
@@ -91,8 +109,9 @@ def test_unknown_top_level_key_names_file_key_and_near_miss():
     data["licnece"] = data.pop("licence")
     with pytest.raises(ManifestError) as info:
         parse_manifest(data, "bad.yaml")
-    assert str(info.value).startswith("bad.yaml: key 'licence': required; unknown key 'licnece' "
-                                      "(did you mean 'licence'? allowed: aliases, citation,")
+    assert str(info.value).startswith(
+        "bad.yaml: key 'licence': required; unknown key 'licnece' (did you mean 'licence'? allowed: aliases, citation,"
+    )
 
 
 def test_missing_required_key():
@@ -118,7 +137,7 @@ def test_manifest_bad_syntax_names_file_and_line(tmp_path):
         load_manifest(path)
     message = str(info.value)
     assert message.startswith(f"{path}:") and "not valid YAML" in message
-    line = int(message[len(str(path)) + 1:].split(":", 1)[0])
+    line = int(message[len(str(path)) + 1 :].split(":", 1)[0])
     assert 4 <= line <= 5  # the unclosed line or the next one, where the parser gives up
     assert "\n" not in message
 
@@ -126,15 +145,17 @@ def test_manifest_bad_syntax_names_file_and_line(tmp_path):
 def test_manifest_python_tag_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.yaml"
-    path.write_text("name: evil\ntask: pbe\ndescription: !!python/object/apply:os.system "
-                    f"['touch {marker}']\n", encoding="utf-8")
+    path.write_text(
+        f"name: evil\ntask: pbe\ndescription: !!python/object/apply:os.system ['touch {marker}']\n", encoding="utf-8"
+    )
     with pytest.raises(ManifestError, match=rf"^{path}:3: not valid YAML: .*'!!python/object/apply:os\.system'"):
         load_manifest(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("text, got", [("- name: a\n- name: b\n", "a list"), ("just text\n", "a str"),
-                                       ("", "an empty file")])
+@pytest.mark.parametrize(
+    "text, got", [("- name: a\n- name: b\n", "a list"), ("just text\n", "a str"), ("", "an empty file")]
+)
 def test_manifest_top_level_must_be_a_mapping(tmp_path, text, got):
     path = tmp_path / "listy.yaml"
     path.write_text(text, encoding="utf-8")
@@ -166,11 +187,14 @@ def test_broken_manifest_in_the_folder_is_named_by_alias_lookup(tmp_path, monkey
         load_manifest("some_alias")
 
 
-@pytest.mark.parametrize("text, line, what", [
-    ("omat24: /data/omat\nspice: [/a,\n", 3, "not valid YAML"),
-    ("omat24: !!python/object/apply:os.system ['true']\n", 1, "!!python/object/apply:os.system"),
-    ("- /data/omat\n", 1, "expected a mapping of dataset name to path"),
-])
+@pytest.mark.parametrize(
+    "text, line, what",
+    [
+        ("omat24: /data/omat\nspice: [/a,\n", 3, "not valid YAML"),
+        ("omat24: !!python/object/apply:os.system ['true']\n", 1, "!!python/object/apply:os.system"),
+        ("- /data/omat\n", 1, "expected a mapping of dataset name to path"),
+    ],
+)
 def test_sources_yaml_errors_are_manifest_errors(tmp_path, monkeypatch, text, line, what):
     from omni_data.sources import configured_sources
 
@@ -214,13 +238,17 @@ def _problem(change: dict, drop: tuple[str, ...] = ()) -> str:
 
 def test_key_map_typo_names_file_key_and_near_miss():
     message = _problem({"key_map": {"enrgy": "REF_energy"}})
-    assert message.startswith("bad.yaml: key 'key_map.enrgy': unknown key_map key (did you mean 'energy'? known: numbers,")
+    assert message.startswith(
+        "bad.yaml: key 'key_map.enrgy': unknown key_map key (did you mean 'energy'? known: numbers,"
+    )
 
 
 def test_reader_options_must_be_declared_by_the_reader():
     message = _problem({"reader_options": {"sidecar": True}})
-    assert message == ("bad.yaml: key 'reader_options.sidecar': the extxyz reader has no such option "
-                       "(its options: plain_xyz, root, sidecar_txt)")
+    assert message == (
+        "bad.yaml: key 'reader_options.sidecar': the extxyz reader has no such option "
+        "(its options: plain_xyz, root, sidecar_txt)"
+    )
     data = _base()
     data["reader_options"] = {"sidecar_txt": True}
     assert parse_manifest(data, "ok.yaml").read_options().options == {"sidecar_txt": True}
@@ -228,20 +256,27 @@ def test_reader_options_must_be_declared_by_the_reader():
 
 def test_level_of_theory_keys_and_content_are_checked():
     assert _problem({"level_of_theory": {"funtional": "PBE"}}).startswith(
-        "bad.yaml: key 'level_of_theory.funtional': unknown level_of_theory key (did you mean 'functional'?")
+        "bad.yaml: key 'level_of_theory.funtional': unknown level_of_theory key (did you mean 'functional'?"
+    )
     data = _base()
     data["level_of_theory"] = {"basis": "def2-SVP", "code": ""}
-    with pytest.raises(ManifestError, match=r"^bad\.yaml: key 'level_of_theory': must name at least one of code, "
-                                            r"method, functional$"):
+    with pytest.raises(
+        ManifestError,
+        match=r"^bad\.yaml: key 'level_of_theory': must name at least one of code, "
+        r"method, functional$",
+    ):
         parse_manifest(data, "bad.yaml")
 
 
-@pytest.mark.parametrize("units, key, words", [
-    ({"energy": "eV", "stress": "Pa"}, "units.stress", "unknown stress unit 'Pa'"),
-    ({"length": "furlong"}, "units.length", "unknown length unit 'furlong'"),
-    ({"stress_sign": 2}, "units.stress_sign", "must be 1 or -1, got 2"),
-    ({"temperature": "K"}, "units.temperature", "unknown units key"),
-])
+@pytest.mark.parametrize(
+    "units, key, words",
+    [
+        ({"energy": "eV", "stress": "Pa"}, "units.stress", "unknown stress unit 'Pa'"),
+        ({"length": "furlong"}, "units.length", "unknown length unit 'furlong'"),
+        ({"stress_sign": 2}, "units.stress_sign", "must be 1 or -1, got 2"),
+        ({"temperature": "K"}, "units.temperature", "unknown units key"),
+    ],
+)
 def test_units_values_are_known_units(units, key, words):
     data = _base()
     data["units"] = units
@@ -250,8 +285,10 @@ def test_units_values_are_known_units(units, key, words):
 
 
 def test_every_missing_key_and_every_problem_in_one_error():
-    message = _problem({"weight": "heavy", "files": [{"name": "a.xyz", "split": "training"}]},
-                       drop=("description", "level_of_theory", "licence", "citation"))
+    message = _problem(
+        {"weight": "heavy", "files": [{"name": "a.xyz", "split": "training"}]},
+        drop=("description", "level_of_theory", "licence", "citation"),
+    )
     assert message.startswith("bad.yaml: keys 'description', 'level_of_theory', 'licence', 'citation': required; ")
     assert "key 'files[0].split': must be one of train, val, test, all, got 'training'" in message
     assert "key 'weight' must be a number, got 'heavy'" in message

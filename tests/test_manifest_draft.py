@@ -1,6 +1,7 @@
 """``omni-data manifest draft FILE`` (issue 22, item 7): a manifest drafted from a real file lists
 what it holds, reports every missing key at once until the FILL IN lines are written, and then
 validates and reads the file exactly as ASE does."""
+
 from __future__ import annotations
 
 import re
@@ -14,14 +15,22 @@ from omni_data.manifest_draft import draft_manifest
 from omni_data.readers import get_reader
 from omni_data.units import KCAL_MOL_EV
 
-FILLED = {"description": "HfO2 test frames", "code": "VASP", "functional": "SCAN", "basis": "plane waves",
-          "licence": "MIT", "citation": "SevenNet test data"}
+FILLED = {
+    "description": "HfO2 test frames",
+    "code": "VASP",
+    "functional": "SCAN",
+    "basis": "plane waves",
+    "licence": "MIT",
+    "citation": "SevenNet test data",
+}
 
 
 def fill(text: str) -> str:
     """What the user does: write a value on every ``# FILL IN`` line."""
+
     def value(match: re.Match) -> str:
         return f'{match.group(1)}: "{FILLED[match.group(1).strip()]}"'
+
     return re.sub(r'^(\s*\w+): ""  # FILL IN.*$', value, text, flags=re.MULTILINE)
 
 
@@ -46,11 +55,17 @@ def test_draft_of_a_real_extxyz_validates_once_filled_and_reads_like_ase(shared_
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ManifestError) as info:
         load_manifest(path)
-    assert str(info.value) == (f"{path}: keys 'description', 'licence', 'citation': required; key 'level_of_theory': "
-                               "must name at least one of code, method, functional")
+    assert str(info.value) == (
+        f"{path}: keys 'description', 'licence', 'citation': required; key 'level_of_theory': "
+        "must name at least one of code, method, functional"
+    )
     path.write_text(fill(text), encoding="utf-8")
     m = load_manifest(path)
-    assert (m.name, m.format, m.units) == ("sevennet_hfo2", "extxyz", {"energy": "eV", "length": "Å", "stress": "eV/Å^3"})
+    assert (m.name, m.format, m.units) == (
+        "sevennet_hfo2",
+        "extxyz",
+        {"energy": "eV", "length": "Å", "stress": "eV/Å^3"},
+    )
     records = _records(m, source)
     frames = read(source, index=":")
     assert len(records) == len(frames) == 2
@@ -107,9 +122,11 @@ def test_cli_draft_of_a_folder_no_reader_knows_calls_it_a_folder(tmp_path, capsy
     (src / "notes.txt").write_text("nothing to read\n")
     assert main(["manifest", "draft", str(src)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"omni-data manifest: error: {src}: no file in this folder (1 looked at) is recognised by a "
-                   "reader; pass --format (one of extxyz, asedb, aselmdb, vasp, mptrj_json, matpes_json, "
-                   "pyg_lmdb, spice_hdf5, ani_hdf5, qcml)\n")
+    assert err == (
+        f"omni-data manifest: error: {src}: no file in this folder (1 looked at) is recognised by a "
+        "reader; pass --format (one of extxyz, asedb, aselmdb, vasp, mptrj_json, matpes_json, "
+        "pyg_lmdb, spice_hdf5, ani_hdf5, qcml)\n"
+    )
     assert "this file" not in err
 
 
@@ -140,8 +157,13 @@ def test_draft_of_an_lmdb_environment_folder_reads_it_as_one_source(tmp_path):
     env = lmdb.open(str(env_dir), subdir=True, map_size=1 << 24, meminit=False)
     with env.begin(write=True) as txn:
         for i in range(3):
-            frame = {"pos": np.array([[0.0, 0, 0], [0, 0, 0.74 + 0.01 * i]]), "atomic_numbers": np.array([1, 1]),
-                     "natoms": 2, "force": np.zeros((2, 3)), "y": -31.0 - i}
+            frame = {
+                "pos": np.array([[0.0, 0, 0], [0, 0, 0.74 + 0.01 * i]]),
+                "atomic_numbers": np.array([1, 1]),
+                "natoms": 2,
+                "force": np.zeros((2, 3)),
+                "y": -31.0 - i,
+            }
             txn.put(str(i).encode("ascii"), pickle.dumps(frame, protocol=4))
         txn.put(b"length", pickle.dumps(3, protocol=4))
     env.close()

@@ -3,6 +3,7 @@
 The values themselves come from the publishers' pages (each manifest names its source in a comment);
 these tests hold the shape of every entry and the notes that must explain what is missing.
 """
+
 from __future__ import annotations
 
 import re
@@ -79,7 +80,11 @@ def test_published_values_read_from_the_publishers():
     spice = load_manifest("spice").files[0]
     assert (spice.size_bytes, spice.md5) == (37479271148, "bfba2224b6540e1390a579569b475510")
     aloe = load_manifest("mp_aloe").files[0]
-    assert (aloe.name, aloe.size_bytes, aloe.md5) == ("MP_ALOE_data.jsonl.gz", 675635633, "0cac41b76cdc936848d360a14bdc9bf2")
+    assert (aloe.name, aloe.size_bytes, aloe.md5) == (
+        "MP_ALOE_data.jsonl.gz",
+        675635633,
+        "0cac41b76cdc936848d360a14bdc9bf2",
+    )
     oc20 = {f.subset: f for f in load_manifest("oc20").files}
     assert oc20["s2ef_200k"].md5 == "f8d0909c2623a393148435dede7d3a46" and oc20["s2ef_200k"].split == "train"
     assert {f.split for f in oc20.values()} == {"train", "val"}
@@ -110,10 +115,22 @@ def test_mp_aloe_json_lines_layout_ingests_through_the_manifest(tmp_path):
     lines = []
     for i, parent in enumerate(["mp-149", None]):
         struct = Structure(Lattice.cubic(5.4 + 0.1 * i), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
-        lines.append({"mp_aloe_id": f"aloe-{i}", "structure": struct.as_dict(), "energy": -10.5 - i,
-                      "forces": [[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]], "stress": [10.0, 10.0, 10.0, 0.0, 0.0, 0.0],
-                      "magmoms": None, "elements": ["Si"], "formula_pretty": "Si", "functional": "r2SCAN",
-                      "prototype_number": 3, "ionic_step_number": i, "provenance": {"original_mp_id": parent}})
+        lines.append(
+            {
+                "mp_aloe_id": f"aloe-{i}",
+                "structure": struct.as_dict(),
+                "energy": -10.5 - i,
+                "forces": [[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]],
+                "stress": [10.0, 10.0, 10.0, 0.0, 0.0, 0.0],
+                "magmoms": None,
+                "elements": ["Si"],
+                "formula_pretty": "Si",
+                "functional": "r2SCAN",
+                "prototype_number": 3,
+                "ionic_step_number": i,
+                "provenance": {"original_mp_id": parent},
+            }
+        )
     path = tmp_path / "MP_ALOE_data.jsonl.gz"
     path.write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
     m = load_manifest("mp_aloe")

@@ -2,6 +2,7 @@
 CLIs under omni_data/cli) may know both; the demo, which needs both, is ``omni_model.demo``
 (../shared/ARCHITECTURE.md, issue 20 item 4). Every omni_data library module imports with torch
 unavailable."""
+
 from __future__ import annotations
 
 import ast
@@ -58,22 +59,27 @@ def _names_of_omni_model(path: Path) -> set[str]:
 
 
 def test_omni_data_library_never_names_omni_model() -> None:
-    offenders = [f"{p.relative_to(REPO).as_posix()}: {', '.join(sorted(bad))}"
-                 for p in _library_files() if (bad := _names_of_omni_model(p))]
+    offenders = [
+        f"{p.relative_to(REPO).as_posix()}: {', '.join(sorted(bad))}"
+        for p in _library_files()
+        if (bad := _names_of_omni_model(p))
+    ]
     assert not offenders, f"omni_data library modules import or name omni_model: {offenders}"
 
 
 def test_the_check_sees_imports_and_lazy_names(tmp_path) -> None:
     """The scanner itself: module-level, lazy and string-named imports count; a docstring does not."""
     src = tmp_path / "m.py"
-    src.write_text(textwrap.dedent('''\
+    src.write_text(
+        textwrap.dedent('''\
         """Uses omni_model.scorer (a docstring: allowed)."""
         import importlib
 
         def f():
             from omni_model.calculator import OmniCalculator
             return importlib.import_module("omni_model.scorer")
-        '''))
+        ''')
+    )
     assert _names_of_omni_model(src) == {"omni_model.calculator", "omni_model.scorer"}
 
 
@@ -111,7 +117,9 @@ def test_every_omni_data_module_imports_without_torch() -> None:
     assert "omni_data.select.strategies" in modules and "omni_data.store" in modules
     assert not [m for m in modules if m.startswith("omni_data.cli")]
     code = _IMPORT_ALL.format(blocked=BLOCKED, modules=modules)
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["failures"] == {}, f"omni_data modules that fail to import without torch: {result['failures']}"
@@ -125,6 +133,7 @@ def test_the_demo_lives_with_the_model_and_the_cli_is_its_face() -> None:
     assert (REPO / "omni_model" / "demo" / "run.py").is_file()
     tree = ast.parse((PACKAGE / "cli" / "demo.py").read_text(encoding="utf-8"))
     top_level = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)} | {
-        a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
+    }
     assert not {m for m in top_level if m and m.startswith("omni_model")}
     assert "omni_model.demo.run" in _names_of_omni_model(PACKAGE / "cli" / "demo.py")

@@ -5,6 +5,7 @@ a symlink to it, and the wheel holds real copies (docs/packaging.md). These test
 from a copy of the checkout, compare its data files byte for byte with the checkout's, and run the
 lookups from the wheel installed into a folder outside the repository.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 def data_files() -> dict[str, Path]:
     """{path inside the wheel: file in the checkout} for every manifest, protocol, preset and
     packaged YAML default."""
-    out = {f"omni_data/manifests/{p.relative_to(REPO / 'manifests').as_posix()}": p
-           for p in sorted((REPO / "manifests").rglob("*.yaml"))}
+    out = {
+        f"omni_data/manifests/{p.relative_to(REPO / 'manifests').as_posix()}": p
+        for p in sorted((REPO / "manifests").rglob("*.yaml"))
+    }
     out.update({f"omni_model/presets/{p.name}": p for p in sorted((REPO / "omni_model" / "presets").glob("*.yaml"))})
     out.update({f"omni_data/pipeline/{p.name}": p for p in sorted((REPO / "omni_data" / "pipeline").glob("*.yaml"))})
     return out
@@ -32,8 +35,16 @@ def data_files() -> dict[str, Path]:
 
 def _copy_checkout(dest: Path) -> None:
     """The files git would commit (tracked, and untracked unless ignored), symlinks kept as links."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src, dst = REPO / rel, dest / rel
         if not src.is_symlink() and not src.is_file():
@@ -50,8 +61,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from a copy of the checkout (a build in place would write build/ into it)."""
     root = tmp_path_factory.mktemp("wheel")
     _copy_checkout(root / "src")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-           str(root / "dist"), str(root / "src")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(root / "dist"),
+        str(root / "src"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     (built,) = (root / "dist").glob("omni-*.whl")
@@ -76,8 +97,12 @@ def test_packaged_manifests_are_the_top_level_folder() -> None:
 @pytest.mark.slow
 def test_wheel_holds_every_manifest_protocol_and_preset(wheel: Path) -> None:
     expected = data_files()
-    assert {"omni_data/manifests/mptrj.yaml", "omni_data/manifests/protocols/mp-pbe-static.yaml",
-            "omni_model/presets/small.yaml", "omni_data/pipeline/cluster.yaml"} <= set(expected)
+    assert {
+        "omni_data/manifests/mptrj.yaml",
+        "omni_data/manifests/protocols/mp-pbe-static.yaml",
+        "omni_model/presets/small.yaml",
+        "omni_data/pipeline/cluster.yaml",
+    } <= set(expected)
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         missing = sorted(set(expected) - names)
@@ -111,8 +136,22 @@ def test_installed_wheel_finds_its_files_outside_the_checkout(wheel: Path, tmp_p
     manifest, protocol and preset is found, and ``omni-data datasets`` lists them all (it crashed
     with ``TypeError: 'int' object is not iterable`` when the folder was missing)."""
     target = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-                           "--target", str(target), str(wheel)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("OMNI_MANIFESTS", "OMNI_PROTOCOLS")}
     env["PYTHONPATH"] = str(target)
@@ -132,5 +171,7 @@ def test_installed_wheel_finds_its_files_outside_the_checkout(wheel: Path, tmp_p
     assert found["mptrj_format"] == "mptrj_json"  # manifests/mptrj.yaml
     assert found["mp_pbe_engine"] == "vasp"  # inherited from vasp-base.yaml through PARENT
     assert found["small_cutoff"] == 4.5  # omni_model/presets/small.yaml
-    listed = json.loads(run("-c", "import sys; from omni_data.cli.main import main; sys.exit(main(['datasets', '--json']))"))
+    listed = json.loads(
+        run("-c", "import sys; from omni_data.cli.main import main; sys.exit(main(['datasets', '--json']))")
+    )
     assert sorted(row["name"] for row in listed) == found["manifests"]

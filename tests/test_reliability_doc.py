@@ -2,6 +2,7 @@
 
 A row may name ``tests/path.py::test_name`` or, after such a reference in the same cell,
 ``::test_name`` for another test of the same file. Parametrized ids (``[...]``) are ignored."""
+
 from __future__ import annotations
 
 import ast

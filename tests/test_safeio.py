@@ -1,4 +1,5 @@
 """safeio: restricted unpickling, safe archive extraction, safe names."""
+
 from __future__ import annotations
 
 import collections
@@ -137,15 +138,30 @@ def test_many_small_allocations_share_one_budget() -> None:
 
 def test_bytes_and_numpy_bombs_refused() -> None:
     dtype_u1 = _g("numpy", "dtype") + b"X\x02\x00\x00\x00u1\x85R"
-    bytes_bomb = b"\x80\x02" + _g("numpy.core.numeric", "_frombuffer") + b"(" + _long(1 << 30) + dtype_u1 + _long(1 << 30) + b"\x85X\x01\x00\x00\x00CtR."
+    bytes_bomb = (
+        b"\x80\x02"
+        + _g("numpy.core.numeric", "_frombuffer")
+        + b"("
+        + _long(1 << 30)
+        + dtype_u1
+        + _long(1 << 30)
+        + b"\x85X\x01\x00\x00\x00CtR."
+    )
     _refused_cheaply(bytes_bomb, "_frombuffer needs a bytes buffer, got int")
-    _refused_cheaply(b"\x80\x02" + _g("__builtin__", "bytes") + _long(1 << 30) + b"\x85R.", r"bytes\(1073741824\) = 1,073,741,824 bytes")
+    _refused_cheaply(
+        b"\x80\x02" + _g("__builtin__", "bytes") + _long(1 << 30) + b"\x85R.",
+        r"bytes\(1073741824\) = 1,073,741,824 bytes",
+    )
     shape = _long(1 << 40) + b"\x85"
-    reconstruct = b"\x80\x02" + _g("numpy.core.multiarray", "_reconstruct") + _g("numpy", "ndarray") + shape + b"C\x01b\x87R."
+    reconstruct = (
+        b"\x80\x02" + _g("numpy.core.multiarray", "_reconstruct") + _g("numpy", "ndarray") + shape + b"C\x01b\x87R."
+    )
     _refused_cheaply(reconstruct, r"numpy array \(1099511627776,\) of int8 = 1,099,511,627,776 bytes, over the limit")
     call = b"\x80\x02" + _g("numpy", "ndarray") + shape + b"\x85R."
     _refused_cheaply(call, r"numpy\.ndarray\(\.\.\.\) may not be called")
-    with pytest.raises(pickle.UnpicklingError, match="bomb.lmdb key b'7': cannot unpickle.*NEWOBJ class argument must be a type"):
+    with pytest.raises(
+        pickle.UnpicklingError, match="bomb.lmdb key b'7': cannot unpickle.*NEWOBJ class argument must be a type"
+    ):
         restricted_loads(b"\x80\x02" + _g("numpy", "ndarray") + shape + b"\x85\x81.", "bomb.lmdb key b'7'")
 
 
@@ -154,8 +170,14 @@ def _legacy_storage(values: np.ndarray) -> bytes:
     out = io.BytesIO()
     for obj in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
         pickle.dump(obj, out, protocol=2)
-    out.write(b"\x80\x02(X\x07\x00\x00\x00storage" + _g("torch", "FloatStorage") + b"X\x01\x00\x00\x000"
-              + b"X\x03\x00\x00\x00cpu" + _long(values.size) + b"NtQ.")
+    out.write(
+        b"\x80\x02(X\x07\x00\x00\x00storage"
+        + _g("torch", "FloatStorage")
+        + b"X\x01\x00\x00\x000"
+        + b"X\x03\x00\x00\x00cpu"
+        + _long(values.size)
+        + b"NtQ."
+    )
     pickle.dump(["0"], out, protocol=2)
     out.write(np.int64(values.size).tobytes() + values.astype("<f4").tobytes())
     return out.getvalue()
@@ -164,9 +186,22 @@ def _legacy_storage(values: np.ndarray) -> bytes:
 def _tensor_pickle(values: np.ndarray, size: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
     payload = _legacy_storage(values)
     tup = lambda xs: b"(" + b"".join(_long(x) if x else b"K\x00" for x in xs) + b"t"  # noqa: E731
-    return (b"\x80\x02" + _g("torch._utils", "_rebuild_tensor_v2") + b"("
-            + _g("torch.storage", "_load_from_bytes") + b"C" + bytes([len(payload)]) + payload + b"\x85R"
-            + b"K\x00" + tup(size) + tup(stride) + b"\x89" + _g("collections", "OrderedDict") + b")RtR.")
+    return (
+        b"\x80\x02"
+        + _g("torch._utils", "_rebuild_tensor_v2")
+        + b"("
+        + _g("torch.storage", "_load_from_bytes")
+        + b"C"
+        + bytes([len(payload)])
+        + payload
+        + b"\x85R"
+        + b"K\x00"
+        + tup(size)
+        + tup(stride)
+        + b"\x89"
+        + _g("collections", "OrderedDict")
+        + b")RtR."
+    )
 
 
 def test_tensor_stride_zero_bomb_refused_and_real_tensor_kept() -> None:
@@ -182,7 +217,10 @@ def test_hard_cap_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     value = {"a": np.arange(3 * 2**17, dtype=np.float64)}  # 3 MiB of real data
     blob = pickle.dumps(value, protocol=2)
     assert np.array_equal(restricted_loads(blob, "w")["a"], value["a"])
-    with pytest.raises(UnsafePickleError, match=r"w: pickle asks for numpy array \(393216,\) of float64 = 3,145,728 bytes, over the limit of 1,048,576"):
+    with pytest.raises(
+        UnsafePickleError,
+        match=r"w: pickle asks for numpy array \(393216,\) of float64 = 3,145,728 bytes, over the limit of 1,048,576",
+    ):
         restricted_loads(blob, "w", limits=PickleLimits(hard_cap=1 << 20))
     monkeypatch.setenv("OMNI_PICKLE_MAX_BYTES", str(1 << 20))
     with pytest.raises(UnsafePickleError, match=r"at most 1,048,576\)"):
@@ -330,7 +368,9 @@ def test_safe_extract_refuses_zip_slip(tmp_path: Path) -> None:
 
 # chained relative symlinks: each link's text stays inside the root, the chain leads out of it
 def _chain(n: int) -> list[tuple[str, int, str]]:
-    return [("sub/l1", tarfile.SYMTYPE, "..")] + [(f"sub/l{k}", tarfile.SYMTYPE, f"l{k - 1}/..") for k in range(2, n + 1)]
+    return [("sub/l1", tarfile.SYMTYPE, "..")] + [
+        (f"sub/l{k}", tarfile.SYMTYPE, f"l{k - 1}/..") for k in range(2, n + 1)
+    ]
 
 
 def _tar_typed(path: Path, members: list[tuple[str, int, str | bytes]]) -> Path:
@@ -396,8 +436,10 @@ def _zip_with(path: Path, entries: list[tuple[str, int, bytes]]) -> Path:
 
 def test_zip_symlink_chain_refused(tmp_path: Path) -> None:
     link = stat.S_IFLNK | 0o777
-    arc = _zip_with(tmp_path / "chain.zip", [("sub/l1", link, b".."), ("sub/l2", link, b"l1/.."),
-                                             ("sub/l2/escaped.xyz", stat.S_IFREG | 0o644, b"pwned")])
+    arc = _zip_with(
+        tmp_path / "chain.zip",
+        [("sub/l1", link, b".."), ("sub/l2", link, b"l1/.."), ("sub/l2/escaped.xyz", stat.S_IFREG | 0o644, b"pwned")],
+    )
     root = tmp_path / "store" / "root"
     with pytest.raises(UnsafeArchiveError, match=r"chain\.zip: member 'sub/l1' is a symbolic link to '\.\.'"):
         safe_extract(arc, root)

@@ -1,17 +1,33 @@
 """Record validation (``problem``, invalid optional labels, atoms under the 0.1 Å floor) and
 ``normalized``: the fast paths give numpy's (or ASE's) answers."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from omni_data.schema import (MIN_INTERATOMIC_DISTANCE, OPTIONAL_LABELS, Record, _zero_volume, close_contact,
-                               close_contacts, drop_invalid_optional, problem)
+from omni_data.schema import (
+    MIN_INTERATOMIC_DISTANCE,
+    OPTIONAL_LABELS,
+    Record,
+    _zero_volume,
+    close_contact,
+    close_contacts,
+    drop_invalid_optional,
+    problem,
+)
 
 
 def _rec(**kw) -> Record:
-    base = dict(numbers=np.array([1, 8]), positions=np.zeros((2, 3)), id="d:1", dataset="d", task="t",
-                cell=np.eye(3) * 5.0, pbc=np.array([True, True, True]))
+    base = dict(
+        numbers=np.array([1, 8]),
+        positions=np.zeros((2, 3)),
+        id="d:1",
+        dataset="d",
+        task="t",
+        cell=np.eye(3) * 5.0,
+        pbc=np.array([True, True, True]),
+    )
     base.update(kw)
     return Record(**base)
 
@@ -62,18 +78,21 @@ def test_optional_labels_are_those_a_structure_is_stored_without() -> None:
     assert OPTIONAL_LABELS == ("magmoms", "charge", "spin", "fixed", "tags")
 
 
-@pytest.mark.parametrize("label, value, why", [
-    ("spin", 0.0, "spin multiplicity 0 < 1"),  # SchNetPack's "not set"
-    ("spin", -1, "spin multiplicity -1 < 1"),
-    ("spin", 2.5, "spin multiplicity 2.5 is not an integer"),
-    ("spin", float("nan"), "spin nan is not finite"),
-    ("charge", float("inf"), "charge inf is not finite"),
-    ("charge", "n/a", "charge 'n/a' is not a number"),
-    ("magmoms", [0.0, np.nan], "magmoms has non-finite values"),
-    ("magmoms", [1.0, 2.0, 3.0], "magmoms shape (3,), expected (2,)"),
-    ("tags", [0.5, 1.0], "tags are not integers"),
-    ("fixed", [0, 2], "fixed has values other than 0/1"),
-])
+@pytest.mark.parametrize(
+    "label, value, why",
+    [
+        ("spin", 0.0, "spin multiplicity 0 < 1"),  # SchNetPack's "not set"
+        ("spin", -1, "spin multiplicity -1 < 1"),
+        ("spin", 2.5, "spin multiplicity 2.5 is not an integer"),
+        ("spin", float("nan"), "spin nan is not finite"),
+        ("charge", float("inf"), "charge inf is not finite"),
+        ("charge", "n/a", "charge 'n/a' is not a number"),
+        ("magmoms", [0.0, np.nan], "magmoms has non-finite values"),
+        ("magmoms", [1.0, 2.0, 3.0], "magmoms shape (3,), expected (2,)"),
+        ("tags", [0.5, 1.0], "tags are not integers"),
+        ("fixed", [0, 2], "fixed has values other than 0/1"),
+    ],
+)
 def test_invalid_optional_label_is_dropped_and_noted_record_kept(label, value, why) -> None:
     rec = _rec(energy=-1.5, forces=np.ones((2, 3)), **{label: value})
     assert problem(rec) is None  # not a reason to quarantine: the structure and its labels stay
@@ -112,7 +131,9 @@ def _pair(distance: float, **kw) -> Record:
 def test_close_contact_names_the_pair_under_the_floor() -> None:
     assert MIN_INTERATOMIC_DISTANCE == 0.1
     assert close_contact(_pair(0.0)) == "bad_value:atoms 0 and 1 are 0.000 Å apart (< 0.1 Å)"
-    assert close_contact(_pair(0.05, cell=None, pbc=[False] * 3)) == "bad_value:atoms 0 and 1 are 0.050 Å apart (< 0.1 Å)"
+    assert (
+        close_contact(_pair(0.05, cell=None, pbc=[False] * 3)) == "bad_value:atoms 0 and 1 are 0.050 Å apart (< 0.1 Å)"
+    )
     assert close_contact(_pair(0.0999)) == "bad_value:atoms 0 and 1 are 0.100 Å apart (< 0.1 Å)"
     assert close_contact(_pair(0.1)) is None  # the floor itself is allowed
     assert close_contact(_pair(0.74)) is None  # H2
@@ -133,17 +154,22 @@ def test_close_contact_across_the_periodic_boundary_only() -> None:
 
 def test_close_contact_one_atom_in_a_tiny_cell_meets_its_own_image() -> None:
     one = dict(numbers=np.array([29]), positions=np.zeros((1, 3)))
-    assert close_contact(_rec(cell=np.eye(3) * 0.05, **one)) == \
-        "bad_value:atom 0 and its own periodic image are 0.050 Å apart (< 0.1 Å)"
+    assert (
+        close_contact(_rec(cell=np.eye(3) * 0.05, **one))
+        == "bad_value:atom 0 and its own periodic image are 0.050 Å apart (< 0.1 Å)"
+    )
     assert close_contact(_rec(cell=np.eye(3) * 2.5, **one)) is None  # a real simple-cubic-sized cell
     # a 0.05 Å vector along a non-periodic direction makes no image
     assert close_contact(_rec(cell=np.diag([3.0, 3.0, 0.05]), pbc=[True, True, False], **one)) is None
     # a very skewed description of a sensible lattice (plane spacing 0.05 Å) has no short image
     skewed = np.array([[2.5, 0.0, 0.0], [0.0, 2.5, 0.0], [125.0, 0.0, 2.5]])
     assert close_contact(_rec(cell=skewed, **one)) is None
-    assert close_contact(_rec(cell=skewed, numbers=np.array([29, 29]),
-                              positions=np.array([[0.0, 0.0, 0.0], [125.06, 0.0, 2.5]]))) == \
-        "bad_value:atoms 0 and 1 are 0.060 Å apart (< 0.1 Å)"
+    assert (
+        close_contact(
+            _rec(cell=skewed, numbers=np.array([29, 29]), positions=np.array([[0.0, 0.0, 0.0], [125.06, 0.0, 2.5]]))
+        )
+        == "bad_value:atoms 0 and 1 are 0.060 Å apart (< 0.1 Å)"
+    )
 
 
 @pytest.mark.parametrize("periodic", [False, True])
@@ -194,6 +220,5 @@ def test_close_contacts_batched_give_the_single_answers() -> None:
 
 def test_close_contact_crowded_atoms_stay_linear_in_memory() -> None:
     """20,000 atoms on one spot (a hostile file) would be 2e8 pairs; the answer comes from one sort."""
-    crowd = _rec(numbers=np.ones(20_000, dtype=np.int64), positions=np.zeros((20_000, 3)), cell=None,
-                 pbc=[False] * 3)
+    crowd = _rec(numbers=np.ones(20_000, dtype=np.int64), positions=np.zeros((20_000, 3)), cell=None, pbc=[False] * 3)
     assert close_contact(crowd) == "bad_value:atoms 0 and 1 are 0.000 Å apart (< 0.1 Å)"

@@ -1,5 +1,6 @@
 """Source-level guards: YAML only through safe_load, pickle only through omni_data.safeio, torch
 checkpoints only with weights_only=True, and no shell=True subprocess calls."""
+
 from __future__ import annotations
 
 import ast
@@ -39,7 +40,9 @@ def test_no_unsafe_deserialisation_or_shell(path):
             assert ok, f"{where}: torch.load must pass weights_only=True"
         if name in {"run", "Popen", "call", "check_call", "check_output"} and owner == "subprocess":
             for k in node.keywords:
-                assert not (k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value), f"{where}: shell=True"
+                assert not (k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value), (
+                    f"{where}: shell=True"
+                )
         if owner == "os" and name == "system":
             raise AssertionError(f"{where}: os.system")
 
@@ -54,19 +57,34 @@ def test_pickle_allow_list_is_the_reviewed_one():
     from omni_data.safeio import BASIC_GLOBALS, NUMPY_GLOBALS
 
     reviewed = {
-        ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
-        ("builtins", "bytearray"), ("builtins", "bytes"), ("builtins", "slice"), ("_codecs", "encode"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        *((f"{core}.{mod}", name) for core in ("numpy.core", "numpy._core")
-          for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
+        ("collections", "OrderedDict"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "bytearray"),
+        ("builtins", "bytes"),
+        ("builtins", "slice"),
+        ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        *(
+            (f"{core}.{mod}", name)
+            for core in ("numpy.core", "numpy._core")
+            for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+        ),
     }
     assert set(BASIC_GLOBALS) | set(NUMPY_GLOBALS) == reviewed
     table = tensor_globals("w")
     assert not any(v in (np.ndarray, np.dtype, bytes, bytearray, list, tuple) for v in table.values())
     assert set(table) - reviewed == {
-        ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"), ("torch.storage", "_load_from_bytes"),
-        ("copyreg", "_reconstructor"), ("builtins", "object"),
-        ("torch_geometric.data.data", "Data"), ("torch_geometric.data.data", "DataEdgeAttr"),
-        ("torch_geometric.data.data", "DataTensorAttr"), ("torch_geometric.data.storage", "GlobalStorage"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch.storage", "_load_from_bytes"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+        ("torch_geometric.data.data", "Data"),
+        ("torch_geometric.data.data", "DataEdgeAttr"),
+        ("torch_geometric.data.data", "DataTensorAttr"),
+        ("torch_geometric.data.storage", "GlobalStorage"),
         ("torch_geometric.data.storage", "BaseStorage"),
     }

@@ -1,6 +1,7 @@
 """``omni_data.typedconfig``: the one way YAML becomes typed config (issue 20, item 5). Manifests,
 protocols, omni-train configs and the pipelines' corpus file all report every problem at once,
 naming the file and each key."""
+
 from __future__ import annotations
 
 import enum
@@ -45,8 +46,19 @@ class Outer:
 
 
 def test_builds_and_converts():
-    got = from_mapping(Outer, {"name": "a", "mode": "fast", "colour": "blue", "inner": {"size": 2, "shape": [3, 4]},
-                               "tags": ["x"], "limits": {"e": 1}, "count": None}, "f.yaml")
+    got = from_mapping(
+        Outer,
+        {
+            "name": "a",
+            "mode": "fast",
+            "colour": "blue",
+            "inner": {"size": 2, "shape": [3, 4]},
+            "tags": ["x"],
+            "limits": {"e": 1},
+            "count": None,
+        },
+        "f.yaml",
+    )
     assert got == Outer("a", "fast", Colour.BLUE, Inner(2.0, (3, 4)), ("x",), {"e": 1.0}, None)
     assert isinstance(got.inner.size, float) and isinstance(got.limits["e"], float)
 
@@ -57,14 +69,25 @@ def test_empty_value_means_default():
 
 def test_every_problem_is_reported_once_with_file_and_key():
     with pytest.raises(ValueError) as info:
-        from_mapping(Outer, {"mode": "medium", "colour": "green", "inner": {"size": -1, "shape": [1, 2, 3], "sise": 2},
-                             "tags": "x", "count": 1.5, "extra": 1}, "f.yaml")
+        from_mapping(
+            Outer,
+            {
+                "mode": "medium",
+                "colour": "green",
+                "inner": {"size": -1, "shape": [1, 2, 3], "sise": 2},
+                "tags": "x",
+                "count": 1.5,
+                "extra": 1,
+            },
+            "f.yaml",
+        )
     assert str(info.value) == (
         "f.yaml: key 'name': required; unknown key 'extra' (allowed: colour, count, inner, limits, mode, name, tags); "
         "key 'mode' must be one of 'fast', 'slow', got 'medium'; key 'colour' must be one of 'red', 'blue', got 'green'; "
         "unknown key 'inner.sise' (did you mean 'size'? allowed: shape, size); key 'inner.size': must be > 0, got -1.0; "
         "key 'inner.shape' must be a list of 2 values, got [1, 2, 3]; key 'tags' must be a list, got 'x'; "
-        "key 'count' must be an integer, got 1.5")
+        "key 'count' must be an integer, got 1.5"
+    )
 
 
 def test_bool_is_not_a_number_and_a_number_is_not_a_bool():
@@ -91,15 +114,19 @@ def test_protocol_reports_every_problem_of_a_file_at_once(tmp_path):
     from omni_data.recompute.protocols import ProtocolError, load_protocol
 
     path = tmp_path / "p.yaml"
-    path.write_text("engine: tblite\nmethod: {name: GFN2-xTB, optoins: {}}\nmolecule: {vacuum: -1, policy: pack}\n",
-                    encoding="utf-8")
+    path.write_text(
+        "engine: tblite\nmethod: {name: GFN2-xTB, optoins: {}}\nmolecule: {vacuum: -1, policy: pack}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ProtocolError) as info:
         load_protocol(path)
     message = str(info.value)
     assert message.startswith(f"{path}: ")
-    for words in ("unknown key 'method.optoins' (did you mean 'options'?",
-                  "key 'molecule.policy' must be one of 'box', 'refuse', got 'pack'",
-                  "key 'molecule.vacuum': must be > 0 Å, got -1.0"):
+    for words in (
+        "unknown key 'method.optoins' (did you mean 'options'?",
+        "key 'molecule.policy' must be one of 'box', 'refuse', got 'pack'",
+        "key 'molecule.vacuum': must be > 0 Å, got -1.0",
+    ):
         assert words in message
 
 
@@ -149,9 +176,12 @@ def test_corpus_file_types_and_missing_keys(tmp_path):
     with pytest.raises(ValueError) as info:
         corpus.load_corpus(path)
     message = str(info.value)
-    for words in ("key 'ingest.memory': required", "key 'bridge.protocol': required",
-                  "key 'bridge.fraction' must be a number, got 'a tenth'",
-                  "key 'datasets[0].weight': must be a number >= 0, got -1.0"):
+    for words in (
+        "key 'ingest.memory': required",
+        "key 'bridge.protocol': required",
+        "key 'bridge.fraction' must be a number, got 'a tenth'",
+        "key 'datasets[0].weight': must be a number >= 0, got -1.0",
+    ):
         assert words in message
     assert corpus.main(["--corpus", str(path), "count"]) == 2
 
@@ -160,9 +190,12 @@ def test_train_config_cross_field_checks_are_reported_together(tmp_path):
     from omni_model.config import load_config
 
     path = tmp_path / "train.yaml"
-    path.write_text("data:\n  batch_size: 0\noptim:\n  lr: -1\nstages:\n  - {name: s, epochs: 1, steps: 3}\n",
-                    encoding="utf-8")
+    path.write_text(
+        "data:\n  batch_size: 0\noptim:\n  lr: -1\nstages:\n  - {name: s, epochs: 1, steps: 3}\n", encoding="utf-8"
+    )
     with pytest.raises(ValueError) as info:
         load_config(path)
-    assert str(info.value) == (f"{path}: key 'data.batch_size' must be >= 1; key 'optim.lr' must be > 0; "
-                               "key 'stages[0]' needs exactly one of epochs or steps > 0")
+    assert str(info.value) == (
+        f"{path}: key 'data.batch_size' must be >= 1; key 'optim.lr' must be > 0; "
+        "key 'stages[0]' needs exactly one of epochs or steps > 0"
+    )

@@ -1,5 +1,6 @@
 """Every YAML file a user hands Omni (manifest, $OMNI_SOURCES, protocol, training config) is read by
 ``omni_data.yamlfile.load_yaml``: plain YAML only, and errors are one line naming the file and line."""
+
 from __future__ import annotations
 
 import pytest

@@ -6,6 +6,7 @@ names a folder (an existing file there is refused before any work, not met later
 ``[Errno 17] File exists``); ``out_file`` of every ``--out`` that names one file (a folder
 there is refused).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ not collected before. Exit code 0 when the shard was written (quarantined jobs a
 outcome for some VASP runs and are listed); 1 with ``--strict`` when any job was quarantined
 or when DIR is missing; 2 on bad input (``omni_data.cli.errors``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for rej in found.rejected:
         print(f"rejected {rej.source_id}: {rej.reason}", file=sys.stderr)
     waiting = Counter(found.not_ready.values())
-    print(f"{args.root}: {len(found.records)} record(s) -> {args.out} shard {shard or '(none)'}, "
-          f"{len(found.rejected)} quarantined, not ready: {dict(waiting) or 0}")
+    print(
+        f"{args.root}: {len(found.records)} record(s) -> {args.out} shard {shard or '(none)'}, "
+        f"{len(found.rejected)} quarantined, not ready: {dict(waiting) or 0}"
+    )
     return 1 if found.rejected and args.strict else 0

@@ -3,6 +3,7 @@
 Every record, quarantine file, section, run and sidecar is carried over; OLD is only read
 (``omni_data/store/convert.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_data.cli.errors import runtime_phase
-    from omni_data.store.convert import convert_store
-
     import json
 
+    from omni_data.cli.errors import runtime_phase
     from omni_data.store.catalog import STORE_FORMAT
+    from omni_data.store.convert import convert_store
 
     if not (args.old / "catalog.json").is_file():
         raise FileNotFoundError(f"{args.old}: not a store (no catalog.json)")
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.old}: already store format {STORE_FORMAT}; nothing to convert")
     with runtime_phase():
         summary = convert_store(args.old, args.new, progress=not args.no_progress)
-    print(f"{args.new}: {summary['records']:,} records in {summary['shards']} shards, "
-          f"{summary['new_bytes']:,} bytes of shard files (store format 1: {summary['old_bytes']:,})")
+    print(
+        f"{args.new}: {summary['records']:,} records in {summary['shards']} shards, "
+        f"{summary['new_bytes']:,} bytes of shard files (store format 1: {summary['old_bytes']:,})"
+    )
     return 0

@@ -1,5 +1,6 @@
 """``omni-data datasets``: every manifest with task, level of theory, size, download size, format,
 licence and local copy."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``omni-data dedup STORE [STORE...] [--drop-within-task --out NEWSTORE]``: duplicate frames."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,12 @@ INTERRUPTED = "interrupted; if --out was given, remove that incomplete store bef
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="store directories (duplicates are found across all)")
-    parser.add_argument("--tol", type=bounded(float, 0.0, strict=True), default=None, help="position tolerance in Å (default 1e-4)")
-    parser.add_argument("--drop-within-task", action="store_true",
-                        help="write a store keeping the first frame of each (task, hash)")
+    parser.add_argument(
+        "--tol", type=bounded(float, 0.0, strict=True), default=None, help="position tolerance in Å (default 1e-4)"
+    )
+    parser.add_argument(
+        "--drop-within-task", action="store_true", help="write a store keeping the first frame of each (task, hash)"
+    )
     parser.add_argument("--out", type=out_dir, metavar="NEWSTORE", help="the new store for --drop-within-task")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (for machines)")
     add_cluster_arguments(parser)

@@ -1,5 +1,6 @@
 """``omni-data download NAME [--split S ...] [--subset X ...] --out DIR [--dry-run]``: fetch a
 dataset's release files with progress, resume and md5/sha256 check (``omni_data.download``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,11 +15,25 @@ INTERRUPTED = "interrupted; re-run the same command to resume"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="dataset name (see omni-data datasets) or manifest YAML path")
-    parser.add_argument("--split", action="extend", nargs="+", default=[], metavar="SPLIT",
-                        help="only files of these splits (train, val, test, all as the publisher lists them)")
-    parser.add_argument("--subset", action="extend", nargs="+", default=[], metavar="SUBSET",
-                        help="only files of these subsets (e.g. OMat24 rattled-300)")
-    parser.add_argument("--out", type=out_dir, metavar="DIR", help="folder to download into (required unless --dry-run)")
+    parser.add_argument(
+        "--split",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SPLIT",
+        help="only files of these splits (train, val, test, all as the publisher lists them)",
+    )
+    parser.add_argument(
+        "--subset",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SUBSET",
+        help="only files of these subsets (e.g. OMat24 rattled-300)",
+    )
+    parser.add_argument(
+        "--out", type=out_dir, metavar="DIR", help="folder to download into (required unless --dry-run)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the files and their total size; fetch nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -37,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name, disable=args.no_progress) as bar:
         fetched = fetch_manifest(manifest, args.out, bar.update, tuple(args.split), tuple(args.subset))
     for f in fetched:  # a DownloadError above ends the command with one line, exit 1
-        state = "already present" if f.skipped else (f"resumed at {f.resumed_from} B" if f.resumed_from else "downloaded")
+        state = (
+            "already present" if f.skipped else (f"resumed at {f.resumed_from} B" if f.resumed_from else "downloaded")
+        )
         print(f"{f.path}  {human_bytes(f.bytes)}  {f.algorithm} {f.digest}  ({state})")
     return 0

@@ -7,6 +7,7 @@ Exit code 0 when the jobs were written (refusals are an expected outcome, e.g. c
 under a VASP protocol, and are listed); 1 with ``--strict`` when any was refused or when SELECTION is
 missing; 2 on bad input (``omni_data.cli.errors``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ INTERRUPTED = "interrupted; re-run the same command to write the remaining job d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("selection", type=Path, metavar="SELECTION", help="selection.parquet")
-    parser.add_argument("--protocol", required=True, help="protocol name (manifests/protocols/NAME.yaml) or a YAML path")
+    parser.add_argument(
+        "--protocol", required=True, help="protocol name (manifests/protocols/NAME.yaml) or a YAML path"
+    )
     parser.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="jobs directory (created if new)")
     parser.add_argument("--force", action="store_true", help="re-write finished jobs too")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any structure was refused")
@@ -41,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     for r in refused:
         print(f"refused {r['record_id']}: {r['reason']}", file=sys.stderr)
     kept = sum(r["status"] in ("done", "running") for r in rows)
-    print(f"{args.out}: {len(rows) - len(refused) - kept} job dir(s) written, {kept} kept (finished/running), "
-          f"{len(refused)} refused; table {args.out / 'jobs.parquet'}")
+    print(
+        f"{args.out}: {len(rows) - len(refused) - kept} job dir(s) written, {kept} kept (finished/running), "
+        f"{len(refused)} refused; table {args.out / 'jobs.parquet'}"
+    )
     rc = write_script_from_args(args.out, args)
     return rc or (1 if refused and args.strict else 0)

@@ -17,6 +17,7 @@ into one line ``PROG CMD: error: MESSAGE`` on stderr and an exit status:
 Anything else (``TypeError``, ``KeyError``, a plain ``RuntimeError`` from torch, ...) is a bug:
 its traceback is kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,8 +117,7 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def run_guarded(prog: str, command: Callable[[], int | None],
-                interrupted: str = "interrupted") -> int:
+def run_guarded(prog: str, command: Callable[[], int | None], interrupted: str = "interrupted") -> int:
     """Run ``command`` and return its status; a user-facing error is printed as one line."""
     try:
         return int(command() or 0)

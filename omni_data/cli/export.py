@@ -4,6 +4,7 @@
 temp name beside it and renamed into place only when complete: a failed or empty export leaves
 no file. ``--out`` must be a file in an existing folder (refused while parsing otherwise).
 """
+
 from __future__ import annotations
 
 import argparse

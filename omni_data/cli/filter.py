@@ -1,4 +1,5 @@
 """``omni-data filter STORE --manifest NAME [--out NEWSTORE]``: apply a manifest's filters."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,16 @@ INTERRUPTED = "interrupted; if --out was given, remove that incomplete store bef
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="store directory")
     parser.add_argument("--manifest", required=True, help="manifest name or YAML path whose filters apply")
-    parser.add_argument("--all-datasets", action="store_true",
-                        help="filter every record, not only those of the manifest's dataset")
-    parser.add_argument("--out", type=out_dir, metavar="NEWSTORE",
-                        help="write kept records to this new store (drops -> its quarantine); "
-                             "without it only the per-shard masks (sidecars/filter) are written")
+    parser.add_argument(
+        "--all-datasets", action="store_true", help="filter every record, not only those of the manifest's dataset"
+    )
+    parser.add_argument(
+        "--out",
+        type=out_dir,
+        metavar="NEWSTORE",
+        help="write kept records to this new store (drops -> its quarantine); "
+        "without it only the per-shard masks (sidecars/filter) are written",
+    )
     add_cluster_arguments(parser)
 
 
@@ -32,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     dataset = None if args.all_datasets else manifest.dataset
     with dask_client(config_from_args(args)) as client:
-        section = filter_store(args.store, manifest.filters, dataset,
-                               None if args.out is None else str(args.out), client=client)
+        section = filter_store(
+            args.store, manifest.filters, dataset, None if args.out is None else str(args.out), client=client
+        )
     scope = "all datasets" if dataset is None else f"dataset {dataset!r}"
     print(f"filters of {manifest.name} on {scope}: {section['dropped']} of {section['records']} dropped")
     for reason, n in sorted(section["by_reason"].items()):

@@ -3,6 +3,7 @@
 ``omni-data ingest`` does this at the end of a run; run it by hand after ``--no-id-index`` or
 ``--rebuild`` to merge all segments into one (``omni_data/store/idindex.py``).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``omni-data info STORE``: records, atoms, tasks, datasets, elements, quarantine and bytes."""
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     for dataset, counts in info["labels"].items():
         print(f"  labels {line(dataset, counts)}")
     if info["labels_uncounted_shards"]:
-        print(f"  labels: {info['labels_uncounted_shards']} shard(s) carry no label counts (written before "
-              f"Omni counted them, or by another command)")
+        print(
+            f"  labels: {info['labels_uncounted_shards']} shard(s) carry no label counts (written before "
+            f"Omni counted them, or by another command)"
+        )
     print(f"  elements ({len(info['by_element'])}): " + " ".join(f"{k}:{v}" for k, v in info["by_element"].items()))
     reasons = ", ".join(f"{k} {v:,}" for k, v in info["quarantined_by_reason"].items())
     print(f"  quarantined: {info['quarantined']:,}" + (f" ({reasons})" if reasons else ""))
@@ -88,11 +91,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"  id index: {ids['segments']} segment(s), covers {ids['shards_covered']} of {ids['shards']} shards{hint}")
     protocols = info["bridge_provenance"]
     for g in protocols:
-        print(f"  bridge: {g['records']:,} records by {g['protocol']}@{g['protocol_sha256'][:12]}"
-              f" ({g['engine']} {g['code_version']})".rstrip())
+        print(
+            f"  bridge: {g['records']:,} records by {g['protocol']}@{g['protocol_sha256'][:12]}"
+            f" ({g['engine']} {g['code_version']})".rstrip()
+        )
     if len({(g["protocol"], g["protocol_sha256"]) for g in protocols}) > 1:
-        print("  WARNING: the bridge records come from more than one protocol version:"
-              " they are not one level of theory")
+        print(
+            "  WARNING: the bridge records come from more than one protocol version: they are not one level of theory"
+        )
     if info["sections"]:
         print(f"  sections: {', '.join(info['sections'])}")
     return 0

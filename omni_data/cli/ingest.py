@@ -5,6 +5,7 @@ works too with ``--format`` (or a sniffed format) and ``--dataset``/``--task``. 
 parses: ``omni_data.pipeline.ingest.run_ingest`` does the work (the demo and ``pipelines/`` call
 it too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,20 +29,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="dataset name (plain PATH mode; overrides the manifest)")
     parser.add_argument("--task", help="task name, e.g. the level of theory (plain PATH mode; overrides the manifest)")
     parser.add_argument("--energy-unit", default=None, help="source energy unit (default: the manifest's, else eV)")
-    parser.add_argument("--stress-unit", default=None, choices=sorted(STRESS_UNITS),
-                        help="source stress unit, ASE sign (default: the manifest's, else eV/Å^3)")
-    parser.add_argument("--key-map", action="append", default=[], metavar="FIELD=KEY",
-                        help="read FIELD from the source key KEY, e.g. energy=potential-energy (repeatable)")
-    parser.add_argument("--no-sanity-bounds", action="store_true",
-                        help="store values outside the default sanity bounds (see docs/harmonize.md)")
+    parser.add_argument(
+        "--stress-unit",
+        default=None,
+        choices=sorted(STRESS_UNITS),
+        help="source stress unit, ASE sign (default: the manifest's, else eV/Å^3)",
+    )
+    parser.add_argument(
+        "--key-map",
+        action="append",
+        default=[],
+        metavar="FIELD=KEY",
+        help="read FIELD from the source key KEY, e.g. energy=potential-energy (repeatable)",
+    )
+    parser.add_argument(
+        "--no-sanity-bounds",
+        action="store_true",
+        help="store values outside the default sanity bounds (see docs/harmonize.md)",
+    )
     parser.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="records per shard (default 10000)")
-    parser.add_argument("--shard-formats", default=",".join(FORMATS),
-                        help="kept for scripts of store format 1 (arrow,lmdb): every shard is now written as "
-                             "LMDB records + Parquet columns")
+    parser.add_argument(
+        "--shard-formats",
+        default=",".join(FORMATS),
+        help="kept for scripts of store format 1 (arrow,lmdb): every shard is now written as "
+        "LMDB records + Parquet columns",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--no-id-index", action="store_true",
-                        help="skip indexing the new shards' ids at the end (store.get(id) then asks each new "
-                             "shard; run `omni-data index STORE` later)")
+    parser.add_argument(
+        "--no-id-index",
+        action="store_true",
+        help="skip indexing the new shards' ids at the end (store.get(id) then asks each new "
+        "shard; run `omni-data index STORE` later)",
+    )
     add_cluster_arguments(parser)
 
 
@@ -50,11 +69,23 @@ def request_from_args(args: argparse.Namespace):
     from omni_data.pipeline.ingest import IngestRequest
 
     return IngestRequest(
-        target=args.target, out=args.out, source=args.source, format=args.format, dataset=args.dataset,
-        task=args.task, energy_unit=args.energy_unit, stress_unit=args.stress_unit, key_map=list(args.key_map),
-        shard_size=args.shard_size, formats=tuple(args.shard_formats.split(",")), id_index=not args.no_id_index,
-        progress=not args.no_progress, sanity=not args.no_sanity_bounds, cluster=config_from_args(args),
-        command=["omni-data", "ingest", *sys.argv[2:]])
+        target=args.target,
+        out=args.out,
+        source=args.source,
+        format=args.format,
+        dataset=args.dataset,
+        task=args.task,
+        energy_unit=args.energy_unit,
+        stress_unit=args.stress_unit,
+        key_map=list(args.key_map),
+        shard_size=args.shard_size,
+        formats=tuple(args.shard_formats.split(",")),
+        id_index=not args.no_id_index,
+        progress=not args.no_progress,
+        sanity=not args.no_sanity_bounds,
+        cluster=config_from_args(args),
+        command=["omni-data", "ingest", *sys.argv[2:]],
+    )
 
 
 def build_spec(args: argparse.Namespace):
@@ -71,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if summary.all_quarantined:
-        print(f"omni-data ingest: error: {all_quarantined_message(args.source or Path(args.target), summary)}",
-              file=sys.stderr)
+        print(
+            f"omni-data ingest: error: {all_quarantined_message(args.source or Path(args.target), summary)}",
+            file=sys.stderr,
+        )
         return 1
     return 0 if summary.ok else 1

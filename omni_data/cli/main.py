@@ -5,6 +5,7 @@ A command module is imported only when its command runs, so ``omni-data --help``
 Ctrl-C prints ``INTERRUPTED`` of the module (default ``interrupted``): only a command whose
 re-run really resumes (ingest, download, run-local, ...) says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ EPILOG = """first steps:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="omni-data", description=DESCRIPTION, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="omni-data", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version="omni 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():

@@ -5,6 +5,7 @@ the labels and the keys they came from, guessed units marked ``# review``, and `
 lines for what only the user knows. ``check`` validates a manifest and reports every problem
 at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ ACTIONS = ("draft", "check")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=ACTIONS,
-                        help="draft: write a manifest from FILE; check: validate the manifest FILE")
+    parser.add_argument(
+        "action", choices=ACTIONS, help="draft: write a manifest from FILE; check: validate the manifest FILE"
+    )
     parser.add_argument("file", type=Path, metavar="FILE", help="data file or folder (draft), manifest YAML (check)")
     parser.add_argument("--out", type=out_file, metavar="X.yaml", help="draft: write here (default: print it)")
     parser.add_argument("--format", choices=sorted(READERS), help="draft: reader name (default: sniffed from FILE)")
@@ -37,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
         from omni_data.manifest import load_manifest
 
         m = load_manifest(str(args.file))  # a name or a path; every problem at once, one line (exit 2)
-        print(f"{args.file}: valid manifest {m.name!r}: {m.format} reader, task {', '.join(m.tasks)}, "
-              f"keys mapped: {', '.join(f'{k}<-{v}' for k, v in m.key_map.items()) or 'reader defaults'}")
+        print(
+            f"{args.file}: valid manifest {m.name!r}: {m.format} reader, task {', '.join(m.tasks)}, "
+            f"keys mapped: {', '.join(f'{k}<-{v}' for k, v in m.key_map.items()) or 'reader defaults'}"
+        )
         return 0
     from omni_data.manifest_draft import FILL_IN, draft_manifest, write_draft
 
@@ -49,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     write_draft(draft, args.out, overwrite=args.force)
     todo = sum(f'""  {FILL_IN}' in line for line in draft.text.splitlines())
-    print(f"wrote {args.out}: {len(draft.records)} records of {args.file} read with the {draft.reader} reader; "
-          f"fill the {todo} '# FILL IN' lines and check the '# review' ones, then "
-          f"`omni-data manifest check {args.out}`", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(draft.records)} records of {args.file} read with the {draft.reader} reader; "
+        f"fill the {todo} '# FILL IN' lines and check the '# review' ones, then "
+        f"`omni-data manifest check {args.out}`",
+        file=sys.stderr,
+    )
     return 0

@@ -1,4 +1,5 @@
 """``omni-data pairs STORE [STORE...] [--ridge L]``: per-element shifts between two tasks."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{'source -> task':<28} {'pairs':>6} {'RMS/atom before':>16} {'after (eV/atom)':>16}")
     for f in fits:
-        print(f"{f.source_task + ' -> ' + f.task:<28} {f.n_pairs:>6} {f.rms_per_atom_before:>16.4g} "
-              f"{f.rms_per_atom_after:>16.4g}" + ("  underdetermined" if f.underdetermined else ""))
+        print(
+            f"{f.source_task + ' -> ' + f.task:<28} {f.n_pairs:>6} {f.rms_per_atom_before:>16.4g} "
+            f"{f.rms_per_atom_after:>16.4g}" + ("  underdetermined" if f.underdetermined else "")
+        )
         shifts = ", ".join(f"{chemical_symbols[z]}={v:+.4f}" for z, v in sorted(f.delta.items()))
         print(f"    δ (eV/atom): {shifts}")
         if f.underdetermined:
-            print("    note: some elements always occur in the same proportions in these pairs, so only "
-                  "their combined shift is fitted; the single δ values are not to be read on their own")
+            print(
+                "    note: some elements always occur in the same proportions in these pairs, so only "
+                "their combined shift is fitted; the single δ values are not to be read on their own"
+            )
     print(f"written to {stores[0].path}/catalog.json [{SECTION}]")
     return 0

@@ -1,10 +1,12 @@
 """``omni-data references STORE [--ridge L] [--split S] [--json]``: fit, store and print the
 per-element reference energies of every task."""
+
 from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args, dask_client
 
@@ -16,11 +18,11 @@ __all__ = ["add_arguments", "format_table", "format_task", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="store directory")
-    parser.add_argument("--ridge", type=float, default=0.0,
-                        help="ridge λ: minimise ‖Aμ−b‖² + λ‖μ‖² (default 0)")
+    parser.add_argument("--ridge", type=float, default=0.0, help="ridge λ: minimise ‖Aμ−b‖² + λ‖μ‖² (default 0)")
     parser.add_argument("--split", help="fit on this split only (e.g. train; needs `omni-data split` first)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the stored fits as JSON (for machines) instead of the tables")
+    parser.add_argument(
+        "--json", action="store_true", help="print the stored fits as JSON (for machines) instead of the tables"
+    )
     add_cluster_arguments(parser)
 
 
@@ -28,15 +30,17 @@ def _num(v: float | None, fmt: str = ".4g") -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def format_task(f: "TaskReferences") -> str:
+def format_task(f: TaskReferences) -> str:
     """One task: a summary line, then element, μ (eV), structures containing it and a flag."""
     from omni_data.harmonize.references import element_rows
 
-    head = (f"task {f.task}: {f.n_frames} structures with energy"
-            + (f" ({f.n_no_energy} without)" if f.n_no_energy else "")
-            + f", energy std per atom {_num(f.e_per_atom_std_before)} -> "
-            f"{_num(f.e_per_atom_std_after)} eV/atom after references"
-            f", force RMS {_num(f.force_rms)} eV/Å")
+    head = (
+        f"task {f.task}: {f.n_frames} structures with energy"
+        + (f" ({f.n_no_energy} without)" if f.n_no_energy else "")
+        + f", energy std per atom {_num(f.e_per_atom_std_before)} -> "
+        f"{_num(f.e_per_atom_std_after)} eV/atom after references"
+        f", force RMS {_num(f.force_rms)} eV/Å"
+    )
     rows = [r for r in element_rows(f) if r.mu is not None]
     absent = [r.symbol for r in element_rows(f) if r.mu is None]
     lines = [head]
@@ -56,7 +60,7 @@ def format_task(f: "TaskReferences") -> str:
     return "\n".join(lines)
 
 
-def format_table(fits: Mapping[str, "TaskReferences"]) -> str:
+def format_table(fits: Mapping[str, TaskReferences]) -> str:
     """Every task's per-element table, one block per task."""
     return "\n\n".join(format_task(f) for f in fits.values())
 

@@ -1,4 +1,5 @@
 """``omni-data report STORE [STORE...] --out DIR``: an HTML page with PNG figures beside it."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,9 @@ from omni_data.pipeline.cluster import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="store directories")
-    parser.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="output folder (report.html and *.png)")
+    parser.add_argument(
+        "--out", type=out_dir, required=True, metavar="DIR", help="output folder (report.html and *.png)"
+    )
     add_cluster_arguments(parser)
 
 

@@ -8,6 +8,7 @@ killed (its process is gone, see ``recompute.jobs.stale_reason``), so re-running
 resumes the batch. One progress line per finished job goes to stderr (counts, elapsed, ETA).
 Exit code 1 when any job failed (reasons are printed and kept in each job's FAILED file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.recompute.runners import local_methods
 
     parser.add_argument("root", type=Path, metavar="DIR", help="jobs directory written by emit-jobs")
-    parser.add_argument("--method", choices=sorted(local_methods()),
-                        help="local protocol to run (default: each job's protocol)")
-    parser.add_argument("--rerun-failed", action="store_true",
-                        help="also run jobs marked failed (default: pending and stale jobs only)")
-    parser.add_argument("--threads-per-job", type=bounded(int, 1), default=None, metavar="N",
-                        help="OpenMP/BLAS threads per job (default: --threads-per-worker, i.e. 1)")
+    parser.add_argument(
+        "--method", choices=sorted(local_methods()), help="local protocol to run (default: each job's protocol)"
+    )
+    parser.add_argument(
+        "--rerun-failed", action="store_true", help="also run jobs marked failed (default: pending and stale jobs only)"
+    )
+    parser.add_argument(
+        "--threads-per-job",
+        type=bounded(int, 1),
+        default=None,
+        metavar="N",
+        help="OpenMP/BLAS threads per job (default: --threads-per-worker, i.e. 1)",
+    )
     add_cluster_arguments(parser)
 
 
@@ -43,7 +51,9 @@ def nothing_to_run(root: Path, rerun_failed: bool) -> str:
     if not counts:
         return f"{root}: no job directories (write them with omni-data emit-jobs)"
     tally = ", ".join(f"{counts[k]} {k}" for k in jobs.STATES if counts.get(k))
-    hint = "; run again with --rerun-failed to retry the failed ones" if counts.get("failed") and not rerun_failed else ""
+    hint = (
+        "; run again with --rerun-failed to retry the failed ones" if counts.get("failed") and not rerun_failed else ""
+    )
     hint += "; running jobs belong to a live process (see omni-data jobs)" if counts.get("running") else ""
     return f"{root}: nothing to run ({tally}){hint}"
 
@@ -61,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with dask_client(config_from_args(args)) as client:
         threads = args.threads_per_job or args.threads_per_worker
-        results = run_jobs(args.root, args.method, client=client, states=states, threads=threads,
-                           progress=JobProgress("run-local"))
+        results = run_jobs(
+            args.root, args.method, client=client, states=states, threads=threads, progress=JobProgress("run-local")
+        )
     failed = [r for r in results if r["state"] != "done"]
     for r in failed:
         print(f"failed {r['job']}: {r['reason']}", file=sys.stderr)

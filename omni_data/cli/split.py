@@ -1,4 +1,5 @@
 """``omni-data split STORE [--fractions 0.8 0.1 0.1] [--seed S] [--group-key KEY] [--json]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,16 +13,26 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="store directory")
-    parser.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
-                        metavar=("TRAIN", "VAL", "TEST"), help="split fractions (default 0.8 0.1 0.1)")
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.8, 0.1, 0.1),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions (default 0.8 0.1 0.1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="hash seed (default 0)")
     from omni_data.harmonize.grouping import NATURAL_KEYS
     from omni_data.harmonize.splits import DERIVED_KEYS, RECORD_FIELDS
 
-    parser.add_argument("--group-key", help=(
-        f"group key for every dataset: a record field ({', '.join(RECORD_FIELDS)}), metadata.NAME, "
-        f"or a derived key ({', '.join(DERIVED_KEYS)}). Default: each dataset's manifest group_key, "
-        f"else a group its records carry (metadata {', '.join(NATURAL_KEYS)}), else 'id'"))
+    parser.add_argument(
+        "--group-key",
+        help=(
+            f"group key for every dataset: a record field ({', '.join(RECORD_FIELDS)}), metadata.NAME, "
+            f"or a derived key ({', '.join(DERIVED_KEYS)}). Default: each dataset's manifest group_key, "
+            f"else a group its records carry (metadata {', '.join(NATURAL_KEYS)}), else 'id'"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the catalog section as JSON")
     add_cluster_arguments(parser)
 
@@ -35,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     store = Store(args.store)
     plan = plan_groups(store, args.group_key)
     with dask_client(config_from_args(args)) as client:
-        section = split_store(store.path, args.fractions, args.seed, plan.keys, "id", client=client,
-                              warnings=plan.warnings())
+        section = split_store(
+            store.path, args.fractions, args.seed, plan.keys, "id", client=client, warnings=plan.warnings()
+        )
     if args.json:
         print(json.dumps(section, indent=1, sort_keys=True))
     else:

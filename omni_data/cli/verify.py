@@ -1,4 +1,5 @@
 """``omni-data verify STORE``: recompute every shard's sha256 and record count against the catalog."""
+
 from __future__ import annotations
 
 import argparse

@@ -20,17 +20,27 @@ Canonical form
 Mirror images hash equal for periodic frames (fractional coordinates and the metric do not see
 handedness); they have equal DFT labels, so this is harmless for dedup.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "DEFAULT_TOL", "SECTION", "SIDECAR", "drop_within_task", "hash_stores", "lattice_automorphisms",
-    "record_hash", "shard_hashes", "structure_hash", "summarize",
+    "DEFAULT_TOL",
+    "SECTION",
+    "SIDECAR",
+    "drop_within_task",
+    "hash_stores",
+    "lattice_automorphisms",
+    "record_hash",
+    "shard_hashes",
+    "structure_hash",
+    "summarize",
 ]
 
 DEFAULT_TOL = 1e-4  # Å
@@ -92,8 +102,7 @@ def _origins(numbers: np.ndarray) -> np.ndarray:
     return np.flatnonzero(numbers == rare)
 
 
-def _narrow_origins(pos: np.ndarray, origins: np.ndarray, cell: np.ndarray | None,
-                    tol: float) -> np.ndarray:
+def _narrow_origins(pos: np.ndarray, origins: np.ndarray, cell: np.ndarray | None, tol: float) -> np.ndarray:
     """Origin candidates whose environment key is smallest; the key (sum of minimum-image
     distances to all atoms, quantised to ``tol``) does not depend on order, translation or basis,
     so copies keep the same candidates. Perfect crystals keep them all (every key ties); a
@@ -122,8 +131,9 @@ def _narrow_origins(pos: np.ndarray, origins: np.ndarray, cell: np.ndarray | Non
     return origins[key == key.min()]
 
 
-def _best(numbers: np.ndarray, coords: np.ndarray, origins: np.ndarray,
-          periodic: np.ndarray, grid: np.ndarray) -> bytes:
+def _best(
+    numbers: np.ndarray, coords: np.ndarray, origins: np.ndarray, periodic: np.ndarray, grid: np.ndarray
+) -> bytes:
     """Smallest canonical byte string over origin choices, for coordinates in one basis.
 
     ``coords`` are fractional along periodic axes (grid = points per axis) and scaled so that
@@ -143,8 +153,9 @@ def _best(numbers: np.ndarray, coords: np.ndarray, origins: np.ndarray,
     return best
 
 
-def structure_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
-                   pbc: np.ndarray, tol: float = DEFAULT_TOL) -> str:
+def structure_hash(
+    numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray, tol: float = DEFAULT_TOL
+) -> str:
     """Hex sha256 (32 chars) of the canonical form described in the module docstring."""
     numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -198,7 +209,7 @@ SECTION = "dedup"
 SIDECAR = "dedup"
 
 
-def shard_hashes(store_path: str, shard: str, tol: float = DEFAULT_TOL) -> "Any":
+def shard_hashes(store_path: str, shard: str, tol: float = DEFAULT_TOL) -> Any:
     """Dask task: (id, dataset, task, hash) of one shard, also written as its sidecar."""
     import os
 
@@ -221,8 +232,7 @@ def shard_hashes(store_path: str, shard: str, tol: float = DEFAULT_TOL) -> "Any"
     return table
 
 
-def hash_stores(store_paths: Sequence[str], tol: float = DEFAULT_TOL, workers: int = 1,
-                client: Any = None) -> "Any":
+def hash_stores(store_paths: Sequence[str], tol: float = DEFAULT_TOL, workers: int = 1, client: Any = None) -> Any:
     """One table (store, shard, id, dataset, task, hash) over every shard of every store, in order."""
     from functools import partial
 
@@ -236,15 +246,17 @@ def hash_stores(store_paths: Sequence[str], tol: float = DEFAULT_TOL, workers: i
         names = Store(path).shard_names
         tables = map_shards(path, partial(shard_hashes, tol=tol), names, workers, client)
         for name, t in zip(names, tables):
-            parts.append(t.append_column("store", pa.array([str(path)] * len(t), pa.string()))
-                          .append_column("shard", pa.array([name] * len(t), pa.string())))
+            parts.append(
+                t.append_column("store", pa.array([str(path)] * len(t), pa.string())).append_column(
+                    "shard", pa.array([name] * len(t), pa.string())
+                )
+            )
     if not parts:
-        return pa.table({k: pa.array([], pa.string())
-                         for k in ("id", "dataset", "task", "hash", "store", "shard")})
+        return pa.table({k: pa.array([], pa.string()) for k in ("id", "dataset", "task", "hash", "store", "shard")})
     return pa.concat_tables(parts)
 
 
-def summarize(table: "Any", tol: float, examples: int = 20) -> dict[str, Any]:
+def summarize(table: Any, tol: float, examples: int = 20) -> dict[str, Any]:
     """Duplicate counts within each task and dataset, and hashes shared across datasets.
 
     ``within_task[t]`` counts the extra copies (a group of k equal frames counts k - 1).
@@ -271,7 +283,7 @@ def summarize(table: "Any", tol: float, examples: int = 20) -> dict[str, Any]:
     return out
 
 
-def drop_within_task(table: "Any", store_paths: Sequence[str], out: str) -> dict[str, int]:
+def drop_within_task(table: Any, store_paths: Sequence[str], out: str) -> dict[str, int]:
     """Write a new store at ``out`` keeping the first frame of each (task, hash) in store order.
 
     Dropped frames join the shard's existing quarantine as ``duplicate:of <kept id>``.
@@ -283,8 +295,9 @@ def drop_within_task(table: "Any", store_paths: Sequence[str], out: str) -> dict
 
     first: dict[tuple[str, str], str] = {}
     keep: dict[str, str | None] = {}  # row key -> None (keep) or kept id
-    for store, shard, rid, task, h in zip(*(table.column(c).to_pylist()
-                                            for c in ("store", "shard", "id", "task", "hash"))):
+    for store, shard, rid, task, h in zip(
+        *(table.column(c).to_pylist() for c in ("store", "shard", "id", "task", "hash"))
+    ):
         kept = first.setdefault((task, h), rid)
         keep[f"{store}\x00{shard}\x00{rid}"] = None if kept == rid else kept
     counts = {"kept": 0, "dropped": 0}
@@ -298,8 +311,16 @@ def drop_within_task(table: "Any", store_paths: Sequence[str], out: str) -> dict
                 if kept is None:
                     records.append(rec)
                 else:
-                    rejected.append(Rejected(rec.source_file, rec.source_index, f"duplicate:of {kept}",
-                                             rec.dataset, rec.id, {"task": rec.task}))
+                    rejected.append(
+                        Rejected(
+                            rec.source_file,
+                            rec.source_index,
+                            f"duplicate:of {kept}",
+                            rec.dataset,
+                            rec.id,
+                            {"task": rec.task},
+                        )
+                    )
             name = shard if len(store_paths) == 1 else f"s{k}-{shard}"
             write_shard(out, name, records, rejected)
             counts["kept"] += len(records)

@@ -7,6 +7,7 @@ periodicity (``omni_data.contacts``), so a short contact across the cell boundar
 image, including an atom's own image in a small cell) counts. Atoms under 0.1 Å apart never get
 here: ingest quarantines them first (``schema.MIN_INTERATOMIC_DISTANCE``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,8 +48,7 @@ def apply_filters(record: Record, filters: Filters) -> str | None:
     if filters.max_force is not None:
         found = max_force(record)
         if found is not None and found[0] > filters.max_force:
-            return (f"filter:max_force |F|={found[0]:.4g} eV/Å on atom {found[1]} "
-                    f"> {filters.max_force:g}")
+            return f"filter:max_force |F|={found[0]:.4g} eV/Å on atom {found[1]} > {filters.max_force:g}"
     if filters.energy_per_atom is not None and record.energy is not None:
         lo, hi = filters.energy_per_atom
         epa = float(record.energy) / record.n_atoms
@@ -58,14 +58,12 @@ def apply_filters(record: Record, filters: Filters) -> str | None:
         found = min_distance(record, filters.min_distance)
         if found is not None:
             d, i, j = found
-            return (f"filter:min_distance {d:.4g} Å between atoms {i} and {j} "
-                    f"< {filters.min_distance:g}")
+            return f"filter:min_distance {d:.4g} Å between atoms {i} and {j} < {filters.min_distance:g}"
     if filters.max_stress is not None and record.stress is not None:
         s = np.abs(np.asarray(record.stress, dtype=float).reshape(-1))
         k = int(np.argmax(s))
         if s[k] > filters.max_stress:
-            return (f"filter:max_stress |σ|={s[k]:.4g} eV/Å³ (component {k}) "
-                    f"> {filters.max_stress:g}")
+            return f"filter:max_stress |σ|={s[k]:.4g} eV/Å³ (component {k}) > {filters.max_stress:g}"
     return None
 
 
@@ -75,7 +73,7 @@ SIDECAR = "filter"
 SECTION = "filter"
 
 
-def shard_mask(store_path: str, shard: str, filters: Filters, dataset: str | None) -> "Any":
+def shard_mask(store_path: str, shard: str, filters: Filters, dataset: str | None) -> Any:
     """Dask task: (id, keep, reason) for one shard, written as its ``filter`` sidecar.
 
     Only records of ``dataset`` are filtered (None: every record); others are kept.
@@ -93,8 +91,9 @@ def shard_mask(store_path: str, shard: str, filters: Filters, dataset: str | Non
         ids.append(rec.id)
         keep.append(why is None)
         reasons.append(why)
-    table = pa.table({"id": pa.array(ids, pa.string()), "keep": pa.array(keep, pa.bool_()),
-                      "reason": pa.array(reasons, pa.string())})
+    table = pa.table(
+        {"id": pa.array(ids, pa.string()), "keep": pa.array(keep, pa.bool_()), "reason": pa.array(reasons, pa.string())}
+    )
     final = sidecar_path(store_path, SIDECAR, shard, ".parquet")
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     pq.write_table(table, str(tmp))
@@ -102,8 +101,14 @@ def shard_mask(store_path: str, shard: str, filters: Filters, dataset: str | Non
     return table
 
 
-def filter_store(store_path: str, filters: Filters, dataset: str | None = None,
-                 out: str | None = None, workers: int = 1, client: Any = None) -> dict[str, Any]:
+def filter_store(
+    store_path: str,
+    filters: Filters,
+    dataset: str | None = None,
+    out: str | None = None,
+    workers: int = 1,
+    client: Any = None,
+) -> dict[str, Any]:
     """Apply ``filters`` to a store: masks as sidecars, a catalog section, optionally a new store.
 
     With ``out``, kept records are written to a new store with the same shard names; the dropped
@@ -119,12 +124,16 @@ def filter_store(store_path: str, filters: Filters, dataset: str | None = None,
 
     store = Store(store_path)
     names = store.shard_names
-    masks = map_shards(store.path, partial(shard_mask, filters=filters, dataset=dataset), names,
-                       workers, client)
+    masks = map_shards(store.path, partial(shard_mask, filters=filters, dataset=dataset), names, workers, client)
     reasons = Counter(r.split(" ", 1)[0] for t in masks for r in t.column("reason").to_pylist() if r)
-    section = {"filters": dataclasses.asdict(filters), "dataset": dataset,
-               "records": int(sum(len(t) for t in masks)), "dropped": int(sum(reasons.values())),
-               "by_reason": dict(reasons), "out": out}
+    section = {
+        "filters": dataclasses.asdict(filters),
+        "dataset": dataset,
+        "records": int(sum(len(t) for t in masks)),
+        "dropped": int(sum(reasons.values())),
+        "by_reason": dict(reasons),
+        "out": out,
+    }
     store.catalog.update_section(SECTION, section)
     if out is not None:
         for name, mask in zip(names, masks):
@@ -134,7 +143,10 @@ def filter_store(store_path: str, filters: Filters, dataset: str | None = None,
                 if why[rec.id] is None:
                     kept.append(rec)
                 else:
-                    dropped.append(Rejected(rec.source_file, rec.source_index, why[rec.id],
-                                            rec.dataset, rec.id, {"task": rec.task}))
+                    dropped.append(
+                        Rejected(
+                            rec.source_file, rec.source_index, why[rec.id], rec.dataset, rec.id, {"task": rec.task}
+                        )
+                    )
             write_shard(out, name, kept, dropped)
     return section

@@ -11,11 +11,13 @@ order) and the same source file (or, without one, the same id prefix before a fr
 When the key puts most of them in different groups, the plan carries a warning that names a
 better key, scored on the same sample (:func:`score_key`).
 """
+
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +25,16 @@ from omni_data.harmonize.splits import group_value
 from omni_data.schema import Record
 
 __all__ = [
-    "CANDIDATE_KEYS", "NATURAL_KEYS", "DatasetGrouping", "GroupPlan", "KeyScore",
-    "manifest_group_keys", "neighbour_pairs", "plan_groups", "sample_records", "score_key",
+    "CANDIDATE_KEYS",
+    "NATURAL_KEYS",
+    "DatasetGrouping",
+    "GroupPlan",
+    "KeyScore",
+    "manifest_group_keys",
+    "neighbour_pairs",
+    "plan_groups",
+    "sample_records",
+    "score_key",
 ]
 
 # metadata entries that name a natural group of frames (a trajectory, a material, a system)
@@ -50,8 +60,9 @@ class KeyScore:
     @property
     def usable(self) -> bool:
         """Keeps neighbours together and still leaves enough groups to split."""
-        return (self.split_pairs <= LEAK_OK * self.pairs and self.groups >= MIN_GROUPS
-                and self.largest_share <= MAX_SHARE)
+        return (
+            self.split_pairs <= LEAK_OK * self.pairs and self.groups >= MIN_GROUPS and self.largest_share <= MAX_SHARE
+        )
 
 
 @dataclass
@@ -89,11 +100,15 @@ class GroupPlan:
         out = []
         for d, g in sorted(self.datasets.items()):
             if g.origin == "metadata":
-                out.append(f"dataset {d!r} has no manifest; grouping by the {g.key!r} its records "
-                           f"carry ({g.score.groups if g.score else '?'} groups in a sample of {g.sampled})")
+                out.append(
+                    f"dataset {d!r} has no manifest; grouping by the {g.key!r} its records "
+                    f"carry ({g.score.groups if g.score else '?'} groups in a sample of {g.sampled})"
+                )
             elif g.origin == "default":
-                out.append(f"dataset {d!r} has no manifest and its records carry no group "
-                           f"({', '.join(NATURAL_KEYS)}); grouping by 'id'")
+                out.append(
+                    f"dataset {d!r} has no manifest and its records carry no group "
+                    f"({', '.join(NATURAL_KEYS)}); grouping by 'id'"
+                )
         return out
 
     def warnings(self) -> list[str]:
@@ -103,18 +118,24 @@ class GroupPlan:
             if not g.leaks or g.score is None:
                 continue
             s = g.score
-            text = (f"dataset {d!r} is grouped by {g.key!r}, but {s.split_pairs} of {s.pairs} "
-                    f"neighbouring frames in a sample of {g.sampled} (same atoms, same source, one "
-                    "after the other: trajectory or reaction-path frames) fall in different groups, "
-                    "so near-identical frames can land in train and in val/test")
+            text = (
+                f"dataset {d!r} is grouped by {g.key!r}, but {s.split_pairs} of {s.pairs} "
+                f"neighbouring frames in a sample of {g.sampled} (same atoms, same source, one "
+                "after the other: trajectory or reaction-path frames) fall in different groups, "
+                "so near-identical frames can land in train and in val/test"
+            )
             if g.suggestion is not None:
                 b = g.suggestion
-                text += (f"; re-run with --group-key {b.key} ({b.groups} groups in the sample, "
-                         f"{b.split_pairs} neighbouring pairs split)")
+                text += (
+                    f"; re-run with --group-key {b.key} ({b.groups} groups in the sample, "
+                    f"{b.split_pairs} neighbouring pairs split)"
+                )
             else:
-                text += ("; no key tried (" + ", ".join(CANDIDATE_KEYS) + ") keeps them together "
-                         f"with {MIN_GROUPS}+ groups: pass --group-key with a field that names the "
-                         "trajectory (metadata.NAME), or ingest with a manifest that sets group_key")
+                text += (
+                    "; no key tried (" + ", ".join(CANDIDATE_KEYS) + ") keeps them together "
+                    f"with {MIN_GROUPS}+ groups: pass --group-key with a field that names the "
+                    "trajectory (metadata.NAME), or ingest with a manifest that sets group_key"
+                )
             out.append(text)
         return out
 
@@ -140,8 +161,11 @@ def _same_source(a: Record, b: Record) -> bool:
 
 def neighbour_pairs(run: Sequence[Record]) -> list[tuple[Record, Record]]:
     """Consecutive records of one dataset with the same atoms and the same source."""
-    return [(a, b) for a, b in zip(run, run[1:])
-            if a.dataset == b.dataset and np.array_equal(a.numbers, b.numbers) and _same_source(a, b)]
+    return [
+        (a, b)
+        for a, b in zip(run, run[1:])
+        if a.dataset == b.dataset and np.array_equal(a.numbers, b.numbers) and _same_source(a, b)
+    ]
 
 
 def _values(records: Sequence[Record], key: str) -> list[str] | None:
@@ -187,8 +211,10 @@ def _check_key(records: Sequence[Record], key: str, dataset: str, origin: str) -
         try:
             group_value(rec, key)
         except KeyError as exc:
-            raise ValueError(f"dataset {dataset!r}: group key {key!r} ({origin}) does not apply: "
-                             f"{exc.args[0]}; pass --group-key with a key its records have") from None
+            raise ValueError(
+                f"dataset {dataset!r}: group key {key!r} ({origin}) does not apply: "
+                f"{exc.args[0]}; pass --group-key with a key its records have"
+            ) from None
 
 
 def manifest_group_keys(datasets: Sequence[str]) -> dict[str, str]:
@@ -202,8 +228,9 @@ def manifest_group_keys(datasets: Sequence[str]) -> dict[str, str]:
     return {d: known[d] for d in datasets if d in known}
 
 
-def plan_groups(store: Any, group_key: str | None = None,
-                manifest_keys: Mapping[str, str] | None = None, sample: int = 400) -> GroupPlan:
+def plan_groups(
+    store: Any, group_key: str | None = None, manifest_keys: Mapping[str, str] | None = None, sample: int = 400
+) -> GroupPlan:
     """Each dataset's group key (``group_key`` for all, else ``manifest_keys``, else a natural
     metadata group, else ``id``), checked on a sample of up to ``sample`` records per shard."""
     datasets = sorted(store.catalog.counts.get("by_dataset", {}))

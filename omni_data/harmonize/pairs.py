@@ -6,11 +6,13 @@ per-element shift ``E_bridge − E_source ≈ Σ_el n_el·δ_el`` by least squar
 per-atom difference before and after the shift: what a linear (reference-energy) correction can
 explain, and what is left for the model's task-specific parameters.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +42,14 @@ class PairFit:
         return d
 
 
-def fit_shift(source_task: str, task: str, numbers: Sequence[np.ndarray],
-              e_source: Sequence[float], e_task: Sequence[float], ridge: float = 0.0) -> PairFit:
+def fit_shift(
+    source_task: str,
+    task: str,
+    numbers: Sequence[np.ndarray],
+    e_source: Sequence[float],
+    e_task: Sequence[float],
+    ridge: float = 0.0,
+) -> PairFit:
     """Least-squares per-element shift between two tasks' energies of the same structures."""
     if not numbers:
         raise ValueError(f"no pairs between {source_task!r} and {task!r}")
@@ -54,7 +62,9 @@ def fit_shift(source_task: str, task: str, numbers: Sequence[np.ndarray],
     delta, *_ = np.linalg.lstsq(m, a.T @ d_e, rcond=None)
     resid = (d_e - a @ delta) / n
     return PairFit(
-        source_task=source_task, task=task, n_pairs=int(len(d_e)),
+        source_task=source_task,
+        task=task,
+        n_pairs=int(len(d_e)),
         delta={int(z): float(v) for z, v in zip(cols, delta)},
         rms_per_atom_before=math.sqrt(float(np.mean((d_e / n) ** 2))),
         rms_per_atom_after=math.sqrt(float(np.mean(resid**2))),
@@ -79,8 +89,9 @@ def find_pairs(stores: Iterable[Any]) -> dict[tuple[str, str], tuple[list, list,
             src = _lookup(stores, sid, rec.id)
             declared = rec.metadata.get("source_task", src.task)
             if src.task != declared:
-                raise ValueError(f"bridge {rec.id!r}: source {sid!r} is in task {src.task!r}, "
-                                 f"metadata says {declared!r}")
+                raise ValueError(
+                    f"bridge {rec.id!r}: source {sid!r} is in task {src.task!r}, metadata says {declared!r}"
+                )
             if sorted(src.numbers.tolist()) != sorted(rec.numbers.tolist()):
                 raise ValueError(f"bridge {rec.id!r} and its source {sid!r} differ in composition")
             if src.energy is None:

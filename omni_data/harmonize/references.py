@@ -14,11 +14,13 @@ under ``absent`` (relative to the elements of the whole store) and the trainer u
 it (see :func:`reference_energy`). A reference is never borrowed from another task, because
 tasks have different energy zeros (pseudopotential vs all-electron totals differ by keV/atom).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +107,7 @@ class RefAccumulator:
         self.force_sq += float((f * f).sum())
         self.force_n += int(f.size)
 
-    def merge(self, other: "RefAccumulator") -> "RefAccumulator":
+    def merge(self, other: RefAccumulator) -> RefAccumulator:
         """Sum of two accumulators (in place on self, which is returned)."""
         for name in ("ata", "atb", "pa_ata", "pa_atb", "pa_a", "element_frames"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -189,7 +191,7 @@ class TaskReferences:
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "TaskReferences":
+    def from_json(cls, d: Mapping[str, Any]) -> TaskReferences:
         """The fit from its catalog JSON; sections written before per-element status load too."""
         d = dict(d)
         d["mu"] = {int(z): float(v) for z, v in d["mu"].items()}
@@ -226,8 +228,7 @@ def element_status(ata: np.ndarray, present: np.ndarray) -> tuple[dict[int, str]
     return status, sets
 
 
-def solve(task: str, acc: RefAccumulator, ridge: float = 0.0,
-          store_elements: Iterable[int] = ()) -> TaskReferences:
+def solve(task: str, acc: RefAccumulator, ridge: float = 0.0, store_elements: Iterable[int] = ()) -> TaskReferences:
     """Solve ``min ‖Aμ − b‖² + ridge‖μ‖²`` over the elements present in the task.
 
     A rank-deficient system (elements that always occur in a fixed ratio, e.g. only water) gets
@@ -239,8 +240,9 @@ def solve(task: str, acc: RefAccumulator, ridge: float = 0.0,
     absent = sorted(int(z) for z in set(store_elements) if int(z) not in set(present.tolist()))
     force_rms = math.sqrt(acc.force_sq / acc.force_n) if acc.force_n else None
     if acc.n_frames == 0 or present.size == 0:
-        return TaskReferences(task, {}, absent, False, 0, 0, 0, acc.n_no_energy, force_rms,
-                              None, None, None, None, ridge)
+        return TaskReferences(
+            task, {}, absent, False, 0, 0, 0, acc.n_no_energy, force_rms, None, None, None, None, ridge
+        )
     m = acc.ata[np.ix_(present, present)] + ridge * np.eye(present.size)
     rank = int(np.linalg.matrix_rank(m))
     # rcond 1e-12: exactly collinear counts give the minimum-norm solution, not rounding noise
@@ -312,11 +314,15 @@ def _flag(status: str, z: int, fit: TaskReferences) -> str:
     partners = sorted({p for c in fit.collinear if z in c for p in c})
     names = ", ".join(chemical_symbols[p] for p in partners) or chemical_symbols[z]
     if status == UNDETERMINED:
-        why = (f"underdetermined: {names} always occur in the same proportions (rank {fit.rank} "
-               f"< {len(fit.mu)}), so only their combined energy is fitted, not each μ")
+        why = (
+            f"underdetermined: {names} always occur in the same proportions (rank {fit.rank} "
+            f"< {len(fit.mu)}), so only their combined energy is fitted, not each μ"
+        )
     elif status == ILL_CONDITIONED:
-        why = (f"ill-conditioned: {names} almost always occur in the same proportions, so each "
-               "μ is poorly determined (only their combined energy is reliable)")
+        why = (
+            f"ill-conditioned: {names} almost always occur in the same proportions, so each "
+            "μ is poorly determined (only their combined energy is reliable)"
+        )
     else:  # a section written before per-element status: the task-level flag only
         why = f"underdetermined fit (rank {fit.rank} < {len(fit.mu)}): μ is not determined on its own"
     return why + (f"; the value shown is set by ridge λ={fit.ridge:g}" if fit.ridge > 0 else "")
@@ -330,8 +336,7 @@ def element_rows(fit: TaskReferences) -> list[ElementRow]:
     for z, mu in sorted(fit.mu.items()):
         status = fit.element_status.get(z, "underdetermined-task" if fit.underdetermined else FITTED)
         shown = UNDETERMINED if status == "underdetermined-task" else status
-        rows.append(ElementRow(z, chemical_symbols[z], mu, fit.element_frames.get(z), shown,
-                               _flag(status, z, fit)))
+        rows.append(ElementRow(z, chemical_symbols[z], mu, fit.element_frames.get(z), shown, _flag(status, z, fit)))
     for z in fit.absent:
         rows.append(ElementRow(z, chemical_symbols[z], None, 0, "absent", _flag("absent", z, fit)))
     return rows
@@ -349,8 +354,11 @@ def reference_energy(refs: Mapping[int, float], numbers: np.ndarray) -> float:
 def _list_parts(column: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offsets, flat values, null mask) of an Arrow list column."""
     chunk = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    return (chunk.offsets.to_numpy(), chunk.values.to_numpy(zero_copy_only=False),
-            chunk.is_null().to_numpy(zero_copy_only=False))
+    return (
+        chunk.offsets.to_numpy(),
+        chunk.values.to_numpy(zero_copy_only=False),
+        chunk.is_null().to_numpy(zero_copy_only=False),
+    )
 
 
 def accumulate_table(table: Any, batch: int = 8192) -> dict[str, RefAccumulator]:
@@ -367,9 +375,9 @@ def accumulate_table(table: Any, batch: int = 8192) -> dict[str, RefAccumulator]
         z_off, z_val, _ = _list_parts(part.column("numbers"))
         f_off, f_val, f_null = _list_parts(part.column("forces"))
         rows = np.repeat(np.arange(part.num_rows), np.diff(z_off))
-        flat = rows * N_Z + z_val[z_off[0]:z_off[-1]].astype(np.int64)
+        flat = rows * N_Z + z_val[z_off[0] : z_off[-1]].astype(np.int64)
         counts = np.bincount(flat, minlength=part.num_rows * N_Z).reshape(part.num_rows, N_Z)
-        f_sq = np.square(f_val[f_off[0]:f_off[-1]])
+        f_sq = np.square(f_val[f_off[0] : f_off[-1]])
         f_rows = np.repeat(np.arange(part.num_rows), np.diff(f_off))
         row_f_sq = np.bincount(f_rows, weights=f_sq, minlength=part.num_rows)
         row_f_n = np.diff(f_off) * ~f_null
@@ -402,8 +410,7 @@ def shard_accumulators(store_path: str, shard: str, split: str | None = None) ->
 
         path = sidecar_path(store.path, "splits", shard, ".parquet")
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no split labels for shard {shard!r}; "
-                                    "run `omni-data split STORE` first")
+            raise FileNotFoundError(f"{path}: no split labels for shard {shard!r}; run `omni-data split STORE` first")
         labels = pq.read_table(str(path), columns=["id", "split"]).to_pydict()
         keep = {i for i, s in zip(labels["id"], labels["split"]) if s == split}
     table = store.table(["id", "task", "energy", "numbers", "forces"], shard=shard)
@@ -415,8 +422,14 @@ def shard_accumulators(store_path: str, shard: str, split: str | None = None) ->
     return accumulate_table(table)
 
 
-def fit_store(store_path: str, ridge: float = 0.0, workers: int = 1, client: Any = None,
-              shards: Sequence[str] | None = None, split: str | None = None) -> dict[str, TaskReferences]:
+def fit_store(
+    store_path: str,
+    ridge: float = 0.0,
+    workers: int = 1,
+    client: Any = None,
+    shards: Sequence[str] | None = None,
+    split: str | None = None,
+) -> dict[str, TaskReferences]:
     """Fit references for every task of a store (or of ``shards``; only ``split`` records if
     given): map over shards, sum, solve."""
     from functools import partial
@@ -440,8 +453,10 @@ def read_references(store: Any) -> dict[str, TaskReferences]:
     """The fits stored in the catalog; a clear error if ``omni-data references`` never ran."""
     section = (store.catalog.sections or {}).get(SECTION)
     if section is None:
-        raise KeyError(f"{getattr(store, 'path', store)}: no 'references' section in the catalog; "
-                       "run `omni-data references STORE` first")
+        raise KeyError(
+            f"{getattr(store, 'path', store)}: no 'references' section in the catalog; "
+            "run `omni-data references STORE` first"
+        )
     return {t: TaskReferences.from_json(d) for t, d in section.items()}
 
 

@@ -25,6 +25,7 @@ so that real high-energy data (rattled OMat24 frames, compressed cells) pass:
 A manifest filter that allows more (``filters.max_stress``, ``max_force``) widens the matching
 bound for that dataset (``SanityBounds.widened``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -35,8 +36,15 @@ import numpy as np
 from omni_data.schema import STRESS_ASYMMETRY_KEY as ASYMMETRY_KEY
 from omni_data.schema import Record, symmetric_voigt
 
-__all__ = ["ASYMMETRY_KEY", "KIND", "SanityBounds", "energy_floor", "sanity_problem", "symmetric_voigt",
-           "was_symmetrised"]
+__all__ = [
+    "ASYMMETRY_KEY",
+    "KIND",
+    "SanityBounds",
+    "energy_floor",
+    "sanity_problem",
+    "symmetric_voigt",
+    "was_symmetrised",
+]
 
 HARTREE_EV = 27.211386245988
 GPA_PER_EVA3 = 160.21766208
@@ -82,15 +90,19 @@ def energy_floor(numbers: np.ndarray) -> float:
 def _stress_problem(record: Record, bounds: SanityBounds) -> str | None:
     asym = record.metadata.get(ASYMMETRY_KEY) if record.metadata else None
     if asym is not None and float(asym) > bounds.stress_asymmetry_tol:
-        return (f"{KIND}:stress not symmetric: max |σij-σji|/2 = {float(asym):.4g} eV/Å³ "
-                f"> {bounds.stress_asymmetry_tol:g} (a non-symmetric stress is not a stress tensor)")
+        return (
+            f"{KIND}:stress not symmetric: max |σij-σji|/2 = {float(asym):.4g} eV/Å³ "
+            f"> {bounds.stress_asymmetry_tol:g} (a non-symmetric stress is not a stress tensor)"
+        )
     values = [abs(v) for v in np.asarray(record.stress, dtype=np.float64).reshape(-1).tolist()]
     big = max(values)
     if big > bounds.max_stress:
         k = values.index(big)
-        return (f"{KIND}:stress |σ|={big:.4g} eV/Å³ ({big * GPA_PER_EVA3:.4g} GPa, component {k}) "
-                f"> {bounds.max_stress:g} eV/Å³ ({bounds.max_stress * GPA_PER_EVA3:.0f} GPa); if the source "
-                f"is in GPa or kBar, declare it (--stress-unit, or the manifest's units.stress)")
+        return (
+            f"{KIND}:stress |σ|={big:.4g} eV/Å³ ({big * GPA_PER_EVA3:.4g} GPa, component {k}) "
+            f"> {bounds.max_stress:g} eV/Å³ ({bounds.max_stress * GPA_PER_EVA3:.0f} GPa); if the source "
+            f"is in GPa or kBar, declare it (--stress-unit, or the manifest's units.stress)"
+        )
     return None
 
 
@@ -101,8 +113,10 @@ def _force_problem(record: Record, bounds: SanityBounds) -> str | None:
     norms = np.sqrt(np.einsum("ij,ij->i", f, f))
     i = int(np.argmax(norms))
     if norms[i] > bounds.max_force:
-        return (f"{KIND}:forces |F|={norms[i]:.4g} eV/Å on atom {i} > {bounds.max_force:g} eV/Å; "
-                f"check the source's force/energy unit")
+        return (
+            f"{KIND}:forces |F|={norms[i]:.4g} eV/Å on atom {i} > {bounds.max_force:g} eV/Å; "
+            f"check the source's force/energy unit"
+        )
     return None
 
 
@@ -112,19 +126,25 @@ def _energy_problem(record: Record, bounds: SanityBounds) -> str | None:
     limit = bounds.max_energy_per_atom
     if record.energy_kind == "referenced":
         if abs(epa) > limit:
-            return (f"{KIND}:energy {epa:.6g} eV/atom, a referenced energy beyond ±{limit:g} eV/atom; "
-                    f"check the source's energy unit and energy kind")
+            return (
+                f"{KIND}:energy {epa:.6g} eV/atom, a referenced energy beyond ±{limit:g} eV/atom; "
+                f"check the source's energy unit and energy kind"
+            )
         return None
     if epa > limit:
-        return (f"{KIND}:energy {epa:.6g} eV/atom > +{limit:g} eV/atom for a {record.energy_kind} energy; "
-                f"check the source's energy unit")
+        return (
+            f"{KIND}:energy {epa:.6g} eV/atom > +{limit:g} eV/atom for a {record.energy_kind} energy; "
+            f"check the source's energy unit"
+        )
     if epa >= -HARTREE_EV:  # every atom's floor is at least 1 Ha (Z >= 1): no sum needed
         return None
     floor = energy_floor(record.numbers)
     if energy < floor:
-        return (f"{KIND}:energy {energy:.8g} eV is below {floor:.8g} eV, lower than any all-electron total "
-                f"of these atoms (-sum Z^(7/3) Ha); an energy in kcal/mol, kJ/mol or meV read as eV? "
-                f"declare the unit (--energy-unit, or the manifest's units.energy)")
+        return (
+            f"{KIND}:energy {energy:.8g} eV is below {floor:.8g} eV, lower than any all-electron total "
+            f"of these atoms (-sum Z^(7/3) Ha); an energy in kcal/mol, kJ/mol or meV read as eV? "
+            f"declare the unit (--energy-unit, or the manifest's units.energy)"
+        )
     return None
 
 

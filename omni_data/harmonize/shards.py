@@ -4,15 +4,21 @@ Every harmonize step (references, dedup hashes, split labels, filter masks) is a
 shards followed by a small reduction. Tasks receive only ``(store_path, shard_name)`` -- never a
 store handle -- so each worker process opens its own read-only store (handles are never pickled).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
-def map_shards(store_path: str | Path, func: Callable[[str, str], Any],
-               shards: Sequence[str] | None = None, workers: int = 1,
-               client: Any = None) -> list[Any]:
+def map_shards(
+    store_path: str | Path,
+    func: Callable[[str, str], Any],
+    shards: Sequence[str] | None = None,
+    workers: int = 1,
+    client: Any = None,
+) -> list[Any]:
     """``[func(store_path, shard) for shard in shards]``, in shard order.
 
     ``workers == 1`` runs in this process (no Dask overhead, easiest to debug); ``workers > 1``
@@ -49,6 +55,14 @@ def carried_rejections(store: Any, shard: str) -> list:
     import pyarrow.parquet as pq
 
     rows = pq.read_table(str(Path(store.path) / entry["quarantine"]["file"])).to_pylist()
-    return [Rejected(r["source_file"], int(r["source_index"]), r["reason"], r.get("dataset", ""),
-                     r.get("source_id", ""), json.loads(r["detail"]) if r.get("detail") else {})
-            for r in rows]
+    return [
+        Rejected(
+            r["source_file"],
+            int(r["source_index"]),
+            r["reason"],
+            r.get("dataset", ""),
+            r.get("source_id", ""),
+            json.loads(r["detail"]) if r.get("detail") else {},
+        )
+        for r in rows
+    ]

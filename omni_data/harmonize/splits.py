@@ -6,13 +6,15 @@ the same split, so no group straddles two splits, and the answer depends only on
 Labels are written per shard to ``sidecars/splits/<shard>.parquet`` (id, group, split); the
 catalog section ``splits`` holds fractions, seed, group keys and counts.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +86,7 @@ def group_value(record: Record, key: str) -> str:
     """
     if key in RECORD_FIELDS:
         return str(getattr(record, key))
-    name = key[len("metadata."):] if key.startswith("metadata.") else key
+    name = key[len("metadata.") :] if key.startswith("metadata.") else key
     info = record.metadata.get("info")
     found = record.metadata if name in record.metadata else None
     if found is None and isinstance(info, dict) and name in info:
@@ -94,9 +96,11 @@ def group_value(record: Record, key: str) -> str:
         return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     if name in DERIVED_KEYS:
         return DERIVED_KEYS[name](record)
-    raise KeyError(f"record {record.id!r} ({record.source_file}): group key {key!r} is neither a "
-                   f"record field {RECORD_FIELDS}, a derived key {tuple(DERIVED_KEYS)} nor in its "
-                   f"metadata {sorted(record.metadata)}")
+    raise KeyError(
+        f"record {record.id!r} ({record.source_file}): group key {key!r} is neither a "
+        f"record field {RECORD_FIELDS}, a derived key {tuple(DERIVED_KEYS)} nor in its "
+        f"metadata {sorted(record.metadata)}"
+    )
 
 
 def bucket(group: str, seed: int) -> float:
@@ -124,8 +128,13 @@ def assign(group: str, fractions: Sequence[float], seed: int) -> str:
     return "test"
 
 
-def shard_split_table(records: Sequence[Record] | Any, group_keys: Mapping[str, str],
-                      fractions: Sequence[float], seed: int, default_key: str = "id") -> "Any":
+def shard_split_table(
+    records: Sequence[Record] | Any,
+    group_keys: Mapping[str, str],
+    fractions: Sequence[float],
+    seed: int,
+    default_key: str = "id",
+) -> Any:
     """A pyarrow Table (id, dataset, group, split) for one shard's records.
 
     ``group_keys`` maps dataset -> group key (from its manifest); others use ``default_key``.
@@ -139,12 +148,24 @@ def shard_split_table(records: Sequence[Record] | Any, group_keys: Mapping[str, 
         datasets.append(rec.dataset)
         groups.append(g.split("\x00", 1)[1])
         splits.append(assign(g, fractions, seed))
-    return pa.table({"id": pa.array(ids, pa.string()), "dataset": pa.array(datasets, pa.string()),
-                     "group": pa.array(groups, pa.string()), "split": pa.array(splits, pa.string())})
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "dataset": pa.array(datasets, pa.string()),
+            "group": pa.array(groups, pa.string()),
+            "split": pa.array(splits, pa.string()),
+        }
+    )
 
 
-def _write_shard_labels(store_path: str, shard: str, group_keys: dict[str, str],
-                        fractions: tuple[float, float, float], seed: int, default_key: str) -> dict[str, int]:
+def _write_shard_labels(
+    store_path: str,
+    shard: str,
+    group_keys: dict[str, str],
+    fractions: tuple[float, float, float],
+    seed: int,
+    default_key: str,
+) -> dict[str, int]:
     """Dask task: label one shard, write its sidecar atomically, return counts per split."""
     import os
 
@@ -162,9 +183,16 @@ def _write_shard_labels(store_path: str, shard: str, group_keys: dict[str, str],
     return {s: int((labels == s).sum()) for s in SPLITS}
 
 
-def split_store(store_path: str | Path, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                group_keys: Mapping[str, str] | None = None, default_key: str = "id",
-                workers: int = 1, client: Any = None, warnings: Sequence[str] = ()) -> dict[str, Any]:
+def split_store(
+    store_path: str | Path,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    group_keys: Mapping[str, str] | None = None,
+    default_key: str = "id",
+    workers: int = 1,
+    client: Any = None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
     """Label every shard (Dask map) and record the split in the catalog; returns the section.
 
     ``warnings`` (e.g. :meth:`omni_data.harmonize.grouping.GroupPlan.warnings`) are kept in the
@@ -176,20 +204,24 @@ def split_store(store_path: str | Path, fractions: Sequence[float] = (0.8, 0.1, 
 
     f = check_fractions(fractions)
     keys = dict(group_keys or {})
-    task = partial(_write_shard_labels, group_keys=keys, fractions=f, seed=int(seed),
-                   default_key=default_key)
+    task = partial(_write_shard_labels, group_keys=keys, fractions=f, seed=int(seed), default_key=default_key)
     store = Store(store_path)
     counts = map_shards(store.path, task, store.shard_names, workers=workers, client=client)
     total = {s: sum(c[s] for c in counts) for s in SPLITS}
-    section = {"fractions": dict(zip(SPLITS, f)), "seed": int(seed), "group_keys": keys,
-               "default_group_key": default_key, "counts": total,
-               "shards": {name: c for name, c in zip(store.shard_names, counts)},
-               "warnings": list(warnings)}
+    section = {
+        "fractions": dict(zip(SPLITS, f)),
+        "seed": int(seed),
+        "group_keys": keys,
+        "default_group_key": default_key,
+        "counts": total,
+        "shards": {name: c for name, c in zip(store.shard_names, counts)},
+        "warnings": list(warnings),
+    }
     store.catalog.update_section(SECTION, section)
     return section
 
 
-def split_labels(store: Any) -> "Any":
+def split_labels(store: Any) -> Any:
     """All split labels of a store as one pyarrow Table (id, dataset, group, split), shard order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -208,8 +240,10 @@ def split_labels(store: Any) -> "Any":
     for name in store.shard_names:
         path = sidecar_path(store.path, SIDECAR, name, ".parquet")
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: split labels missing for shard {name!r}; "
-                                    "re-run `omni-data split` (shards were added after the split)")
+            raise FileNotFoundError(
+                f"{path}: split labels missing for shard {name!r}; "
+                "re-run `omni-data split` (shards were added after the split)"
+            )
         parts.append(pq.read_table(str(path)))
     return pa.concat_tables(parts) if parts else pa.table({"id": [], "split": []})
 

@@ -7,6 +7,7 @@ leaves nothing half-extracted that a re-run would trust. Folder names come from 
 an archive called ``...tar`` cannot name a folder above ``.sources``; a refused archive leaves no
 temporary folder behind.
 """
+
 from __future__ import annotations
 
 import os

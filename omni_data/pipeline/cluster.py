@@ -3,6 +3,7 @@
 Defaults live in ``cluster.yaml`` beside this file; command-line options override them.
 ``dask.distributed`` and ``dask_jobqueue`` are imported only when a cluster is started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,13 @@ import yaml
 DEFAULTS_FILE = Path(__file__).with_name("cluster.yaml")
 MODES = ("sync", "local", "scheduler", "slurm")
 # OpenMP/BLAS pools a worker's torch, numpy and tblite size from the environment at import
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-              "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def load_defaults() -> dict[str, Any]:
@@ -88,7 +94,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     slurm = load_defaults()["slurm"]
     g = parser.add_argument_group("where to run (default: a local Dask cluster, one worker per core)")
     mode = g.add_mutually_exclusive_group()
-    mode.add_argument("--workers", type=int, default=0, metavar="N", help="local Dask worker processes (default: one per core)")
+    mode.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="local Dask worker processes (default: one per core)"
+    )
     mode.add_argument("--scheduler", metavar="ADDRESS", help="connect to a running Dask scheduler (tcp://host:8786)")
     mode.add_argument("--slurm", action="store_true", help="start Dask workers as SLURM batch jobs (dask-jobqueue)")
     mode.add_argument("--no-cluster", action="store_true", help="run in this process, one partition after another")
@@ -105,22 +113,39 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ClusterConfig:
     """A ``ClusterConfig`` from parsed ``add_cluster_arguments`` options."""
-    slurm = SlurmOptions(queue=args.queue, account=args.account, cores=args.cores, processes=args.processes,
-                         memory=args.memory, walltime=args.walltime, jobs=args.jobs,
-                         local_directory=args.local_directory,
-                         job_extra_directives=list(load_defaults()["slurm"].get("job_extra_directives") or []))
+    slurm = SlurmOptions(
+        queue=args.queue,
+        account=args.account,
+        cores=args.cores,
+        processes=args.processes,
+        memory=args.memory,
+        walltime=args.walltime,
+        jobs=args.jobs,
+        local_directory=args.local_directory,
+        job_extra_directives=list(load_defaults()["slurm"].get("job_extra_directives") or []),
+    )
     mode = "sync" if args.no_cluster else "scheduler" if args.scheduler else "slurm" if args.slurm else "local"
-    return ClusterConfig(mode=mode, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                         scheduler=args.scheduler, slurm=slurm)
+    return ClusterConfig(
+        mode=mode,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        scheduler=args.scheduler,
+        slurm=slurm,
+    )
 
 
 def slurm_cluster(opts: SlurmOptions) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` for ``opts`` (no jobs submitted until ``scale``)."""
     from dask_jobqueue import SLURMCluster
 
-    kwargs: dict[str, Any] = dict(cores=opts.cores, processes=opts.processes, memory=opts.memory,
-                                  walltime=opts.walltime, job_extra_directives=list(opts.job_extra_directives),
-                                  scheduler_options={"dashboard_address": ":0"})  # any free port; see client.dashboard_link
+    kwargs: dict[str, Any] = dict(
+        cores=opts.cores,
+        processes=opts.processes,
+        memory=opts.memory,
+        walltime=opts.walltime,
+        job_extra_directives=list(opts.job_extra_directives),
+        scheduler_options={"dashboard_address": ":0"},
+    )  # any free port; see client.dashboard_link
     if opts.queue:
         kwargs["queue"] = opts.queue
     if opts.account:
@@ -148,9 +173,14 @@ def dask_client(config: ClusterConfig) -> Iterator[Any]:
     else:
         memory = load_defaults()["local"].get("memory_limit", "auto")
         with workers_ignore_sigint():
-            cluster = LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
-                                   processes=True, memory_limit=memory, dashboard_address=":0",
-                                   env=worker_thread_env(config.threads_per_worker))
+            cluster = LocalCluster(
+                n_workers=config.n_workers,
+                threads_per_worker=config.threads_per_worker,
+                processes=True,
+                memory_limit=memory,
+                dashboard_address=":0",
+                env=worker_thread_env(config.threads_per_worker),
+            )
     try:
         with Client(cluster) as client, _quiet_on_interrupt(client, workers=True):
             client.register_plugin(_preload_plugin())
@@ -200,8 +230,17 @@ def quiet_dask_logging() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
-PRELOAD = ("numpy", "pyarrow", "lmdb", "msgpack", "omni_data.pipeline.ingest", "omni_data.store.writer",
-           "omni_data.store.arrow", "omni_data.store.codec", "omni_data.store.lmdb")
+PRELOAD = (
+    "numpy",
+    "pyarrow",
+    "lmdb",
+    "msgpack",
+    "omni_data.pipeline.ingest",
+    "omni_data.store.writer",
+    "omni_data.store.arrow",
+    "omni_data.store.codec",
+    "omni_data.store.lmdb",
+)
 
 
 def _preload_plugin() -> Any:

@@ -6,6 +6,7 @@ per partition (``count``), keeps the counts in each shard's catalog entry (``SHA
 ``omni-data info`` can sum them, prints them in its summary, and, for a dataset with no energy
 at all, names the source keys that look like one (``energy_candidates``) and how to map them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -82,22 +83,27 @@ def count_candidates(records: Iterable[Record]) -> dict[str, int]:
     return dict(seen)
 
 
-def missing_energy_warning(dataset: str, counts: Mapping[str, int], candidates: Mapping[str, int],
-                           manifest: bool) -> str | None:
+def missing_energy_warning(
+    dataset: str, counts: Mapping[str, int], candidates: Mapping[str, int], manifest: bool
+) -> str | None:
     """The warning for a dataset that stored records and not one energy; None otherwise."""
     n = counts.get("records", 0)
     if n == 0 or counts.get("energy", 0) > 0:
         return None
     how = "the manifest's key_map: {energy: KEY}" if manifest else "--key-map energy=KEY"
     if not candidates:
-        return (f"WARNING: {dataset}: none of the {n} records stored has an energy, and no source key looks "
-                f"like one; if the source names it, map it with {how}")
+        return (
+            f"WARNING: {dataset}: none of the {n} records stored has an energy, and no source key looks "
+            f"like one; if the source names it, map it with {how}"
+        )
     top = sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CANDIDATES]
     keys = ", ".join(f"{k} ({v})" for k, v in top)
     first = top[0][0]
     how = f"the manifest's key_map: {{energy: {first}}}" if manifest else f"--key-map energy={first}"
-    return (f"WARNING: {dataset}: none of the {n} records stored has an energy; source keys that look like "
-            f"one: {keys}; to read one as the energy, re-run into a new store with {how}")
+    return (
+        f"WARNING: {dataset}: none of the {n} records stored has an energy; source keys that look like "
+        f"one: {keys}; to read one as the energy, re-run into a new store with {how}"
+    )
 
 
 def store_coverage(shards: Iterable[Mapping[str, Any]]) -> tuple[Coverage, int]:

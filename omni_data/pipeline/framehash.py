@@ -9,6 +9,7 @@ example. The hash is exact and cheap (blake2b of the atomic numbers, positions a
 to 1e-6 Å, and pbc, in the order given): it finds copies, not rotated, translated or permuted
 frames (``omni-data dedup`` does that).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,9 +84,11 @@ class Repeats:
     def warning(self) -> str | None:
         if not self.count:
             return None
-        return (f"WARNING: {self.count} frames ingested now have the same geometry as frames already in the "
-                f"store (e.g. {self.example_new} = {self.example_old}); the same file under another name or "
-                f"dataset? `omni-data dedup` lists and drops them")
+        return (
+            f"WARNING: {self.count} frames ingested now have the same geometry as frames already in the "
+            f"store (e.g. {self.example_new} = {self.example_old}); the same file under another name or "
+            f"dataset? `omni-data dedup` lists and drops them"
+        )
 
 
 def find_repeats(store: Path, old_shards: Sequence[str], new_shards: Sequence[str]) -> Repeats:

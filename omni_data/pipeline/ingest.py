@@ -7,6 +7,7 @@ driver adds each finished shard to the catalog as its task completes, so an inte
 keeps every completed shard; re-running skips partitions whose shard is already catalogued
 (shard names derive from a hash of the partition's identity) and yields the same store.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -161,16 +162,23 @@ class IngestSummary:
             + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(self.quarantined.items()))})" if q else ""),
         ]
         if self.labels_dropped:
-            out.append("labels dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.labels_dropped.items()))
-                       + " (invalid optional labels stored as unknown; the structures were kept)")
+            out.append(
+                "labels dropped: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.labels_dropped.items()))
+                + " (invalid optional labels stored as unknown; the structures were kept)"
+            )
         for dataset, counts in sorted(self.coverage.items()):
             out.append("labels " + coverage.line(dataset, counts))
         if self.symmetrised:
-            out.append(f"stress symmetrised: {self.symmetrised} records had a non-symmetric 3x3 stress within "
-                       f"the tolerance; stored (σ + σᵀ)/2")
+            out.append(
+                f"stress symmetrised: {self.symmetrised} records had a non-symmetric 3x3 stress within "
+                f"the tolerance; stored (σ + σᵀ)/2"
+            )
         if "implausible" in self.quarantined:
-            out.append(f"implausible values quarantined: {self.quarantined['implausible']}, "
-                       f"e.g. {self.examples.get('implausible', '')}")
+            out.append(
+                f"implausible values quarantined: {self.quarantined['implausible']}, "
+                f"e.g. {self.examples.get('implausible', '')}"
+            )
         out += self.warnings
         out += self.notes
         out += [
@@ -201,8 +209,15 @@ def partition_hash(spec: IngestSpec, part: Partition) -> str:
         rel = str(Path(part.path).resolve().relative_to(root.resolve()))
     except ValueError:
         rel = str(Path(part.path).resolve())
-    ident = [spec.options.dataset, spec.options.task, spec.reader, rel, part.start, part.stop,
-             [[k, v] for k, v in part.extra]]
+    ident = [
+        spec.options.dataset,
+        spec.options.task,
+        spec.reader,
+        rel,
+        part.start,
+        part.stop,
+        [[k, v] for k, v in part.extra],
+    ]
     return hashlib.sha256(json.dumps(ident, default=str).encode("utf-8")).hexdigest()
 
 
@@ -267,8 +282,15 @@ def gc_paused() -> Any:
                 gc.enable()
 
 
-def run_partition(store: str, reader_name: str, job: Job, options: ReadOptions, filters: Any,
-                  formats: Sequence[str], bounds: SanityBounds | None = DEFAULT_BOUNDS) -> PartitionResult:
+def run_partition(
+    store: str,
+    reader_name: str,
+    job: Job,
+    options: ReadOptions,
+    filters: Any,
+    formats: Sequence[str],
+    bounds: SanityBounds | None = DEFAULT_BOUNDS,
+) -> PartitionResult:
     """Read, triage and write one partition (runs on a worker). Failures come back as ``error``."""
     t0 = time.perf_counter()
     result = PartitionResult(shard=job.shard, partition=job.partition.key)
@@ -282,8 +304,16 @@ def run_partition(store: str, reader_name: str, job: Job, options: ReadOptions, 
     return result
 
 
-def _run(store: str, reader_name: str, job: Job, options: ReadOptions, filters: Any, formats: Sequence[str],
-         result: PartitionResult, bounds: SanityBounds | None = DEFAULT_BOUNDS) -> None:
+def _run(
+    store: str,
+    reader_name: str,
+    job: Job,
+    options: ReadOptions,
+    filters: Any,
+    formats: Sequence[str],
+    result: PartitionResult,
+    bounds: SanityBounds | None = DEFAULT_BOUNDS,
+) -> None:
     """The body of ``run_partition``: fills ``result`` or raises. Writes the shard, its
     quarantine and its frame-hash sidecar (``pipeline.framehash``); the catalog entry carries
     the shard's label coverage (``coverage.SHARD_KEY``)."""
@@ -299,8 +329,16 @@ def _run(store: str, reader_name: str, job: Job, options: ReadOptions, filters: 
         if options.task_rules and not isinstance(item, Rejected):
             assign_task(item, options.task_rules)
         triage.add(item)
-    info = write_shard_files(Path(store), job.shard, triage.records, triage.rejected, formats,
-                             partition=job.partition.key, partition_hash=job.partition_hash, validate=False)
+    info = write_shard_files(
+        Path(store),
+        job.shard,
+        triage.records,
+        triage.rejected,
+        formats,
+        partition=job.partition.key,
+        partition_hash=job.partition_hash,
+        validate=False,
+    )
     reconcile(triage.read, info.records, info.quarantined, f"partition {job.partition.key}")
     write_hashes(Path(store), job.shard, triage.records)
     result.read, result.written = triage.read, info.records
@@ -359,8 +397,12 @@ def register_due(pending: int, since: float, last_cost: float) -> bool:
     return since >= REGISTER_OVERHEAD * last_cost and (pending >= REGISTER_BATCH or since >= REGISTER_SECONDS)
 
 
-def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
-           on_result: Callable[[PartitionResult], None] | None = None) -> IngestSummary:
+def ingest(
+    spec: IngestSpec,
+    client: Any = None,
+    progress: bool = True,
+    on_result: Callable[[PartitionResult], None] | None = None,
+) -> IngestSummary:
     """Run ``spec``: with a ``distributed.Client`` as Dask tasks, else in this process.
 
     Finished shards are registered in batches (``REGISTER_BATCH`` or every ``REGISTER_SECONDS``,
@@ -424,8 +466,20 @@ def ingest(spec: IngestSpec, client: Any = None, progress: bool = True,
         else:
             from distributed import as_completed
 
-            futures = [client.submit(run_partition, *args, job, spec.options, spec.filters, spec.formats,
-                                     spec.bounds, key=f"ingest-{job.shard}", pure=False) for job in todo]
+            futures = [
+                client.submit(
+                    run_partition,
+                    *args,
+                    job,
+                    spec.options,
+                    spec.filters,
+                    spec.formats,
+                    spec.bounds,
+                    key=f"ingest-{job.shard}",
+                    pure=False,
+                )
+                for job in todo
+            ]
             for future in as_completed(futures):
                 try:
                     result = future.result()
@@ -469,6 +523,7 @@ def _add_warnings(spec: IngestSpec, summary: IngestSummary, old_shards: list[str
 
 # --- what the CLI, the demo and pipelines/ call ---------------------------------------------------
 
+
 class IngestFailed(RuntimeError):
     """An ingest that could not run to the end (a refused archive, an unreadable source, a damaged
     shard met while working); the message names the file."""
@@ -508,8 +563,10 @@ def all_quarantined_message(source: Path, summary: IngestSummary) -> str:
     """One line for a run that stored nothing: the top quarantine reason and its count."""
     top = summary.top_reason()
     why = "" if top is None else f"; top reason {top[0]} ({top[1]} records), e.g. {top[2]!r}"
-    return (f"{source}: all {summary.read} records read were quarantined, none stored{why}; "
-            f"see the store's quarantine/ for every reason")
+    return (
+        f"{source}: all {summary.read} records read were quarantined, none stored{why}; "
+        f"see the store's quarantine/ for every reason"
+    )
 
 
 @contextlib.contextmanager
@@ -539,8 +596,7 @@ def _remove_if_empty(store: Path) -> bool:
     return not store.exists()
 
 
-def run_ingest(request: IngestRequest, client: Any = None,
-               echo: Callable[[str], None] | None = None) -> IngestSummary:
+def run_ingest(request: IngestRequest, client: Any = None, echo: Callable[[str], None] | None = None) -> IngestSummary:
     """Resolve ``request`` (manifest or path), stage archives, ingest, index the ids.
 
     ``client``: a ``distributed.Client`` to use (else ``request.cluster`` starts one, else the
@@ -573,9 +629,15 @@ def _run_spec(spec: IngestSpec, request: IngestRequest, client: Any, say: Callab
     from omni_data.pipeline.cluster import dask_client
 
     config = request.cluster
-    how = "in this process" if client is None and config is None else (
-        "on the given Dask client" if client is not None else
-        f"{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}")
+    how = (
+        "in this process"
+        if client is None and config is None
+        else (
+            "on the given Dask client"
+            if client is not None
+            else f"{config.mode}{'' if config.mode != 'local' else f', {config.n_workers} workers'}"
+        )
+    )
     say(f"ingest {spec.source} ({spec.reader}) as {spec.options.dataset}/{spec.options.task} -> {spec.store} [{how}]")
     with _phase("cannot extract"):
         staged = stage_source(spec.source, spec.store, spec.reader, spec.globs)

@@ -4,6 +4,7 @@ A partition's rejected inputs are written beside its shard (``STORE/quarantine/<
 by ``store.writer``); this module decides *why* (schema problem, manifest filter, duplicate id)
 and keeps the per-reason tallies that make ``records in = written + quarantined`` checkable.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,14 @@ def filters_active(filters: Any) -> bool:
 
 def reject_record(record: Record, reason: str) -> Rejected:
     """The quarantine entry for a parsed record that cannot be stored."""
-    return Rejected(record.source_file, record.source_index, reason, record.dataset, record.id,
-                    {"n_atoms": record.n_atoms, "task": record.task})
+    return Rejected(
+        record.source_file,
+        record.source_index,
+        reason,
+        record.dataset,
+        record.id,
+        {"n_atoms": record.n_atoms, "task": record.task},
+    )
 
 
 TRIAGE_BATCH = 1024

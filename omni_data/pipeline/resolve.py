@@ -6,6 +6,7 @@ sniffed from the file or the files in a folder), the key map and units of a plai
 Everything here raises ``ValueError`` naming the option or file for a request that cannot run,
 or ``FileNotFoundError`` for a source that does not exist.
 """
+
 from __future__ import annotations
 
 import sys
@@ -49,8 +50,10 @@ def missing_source_message(m: Manifest) -> str:
     root = os.environ.get("OMNI_DATA_ROOT")
     looked = f"{Path(root) / m.name} (does not exist)" if root else "$OMNI_DATA_ROOT (not set)"
     sources = os.environ.get("OMNI_SOURCES", str(DEFAULT_SOURCES))
-    return (f"manifest {m.name}: {where_to_put(m)}; looked at {looked} and {sources} (no '{m.name}:' entry; "
-            f"add '{m.name}: DIR' there to name a folder elsewhere)")
+    return (
+        f"manifest {m.name}: {where_to_put(m)}; looked at {looked} and {sources} (no '{m.name}:' entry; "
+        f"add '{m.name}: DIR' there to name a folder elsewhere)"
+    )
 
 
 def default_source(m: Manifest) -> Path:
@@ -87,8 +90,10 @@ def sniff_source(source: Path) -> str:
     if not seen:
         from omni_data.readers import READERS
 
-        raise ValueError(f"{source}: no file in this folder ({looked} looked at) is recognised by a reader; "
-                         f"pass --format (one of {', '.join(READERS)})")
+        raise ValueError(
+            f"{source}: no file in this folder ({looked} looked at) is recognised by a reader; "
+            f"pass --format (one of {', '.join(READERS)})"
+        )
     return seen.most_common(1)[0][0]
 
 
@@ -154,10 +159,19 @@ def build_spec(request: IngestRequest) -> IngestSpec:
         opts.dataset = request.dataset or opts.dataset
         opts.task = request.task or opts.task
         _override_units(opts, request, key_map)
-        return IngestSpec(store=Path(request.out), reader=request.format or m.format, source=source, options=opts,
-                          globs=m.globs or None, filters=m.filters, shard_size=request.shard_size, formats=formats,
-                          manifest={"name": m.name, "path": m.path}, command=command,
-                          bounds=None if bounds is None else bounds.widened(m.filters))
+        return IngestSpec(
+            store=Path(request.out),
+            reader=request.format or m.format,
+            source=source,
+            options=opts,
+            globs=m.globs or None,
+            filters=m.filters,
+            shard_size=request.shard_size,
+            formats=formats,
+            manifest={"name": m.name, "path": m.path},
+            command=command,
+            bounds=None if bounds is None else bounds.widened(m.filters),
+        )
     source = Path(request.source) if request.source is not None else Path(request.target)
     if not request.dataset or not request.task:
         raise ValueError(_not_a_manifest(request.target))
@@ -167,8 +181,16 @@ def build_spec(request: IngestRequest) -> IngestSpec:
     reader = request.format or sniff_source(source if source.exists() else Path(request.target))
     opts = ReadOptions(dataset=request.dataset, task=request.task, energy_unit=request.energy_unit or "eV")
     _override_units(opts, request, key_map)
-    return IngestSpec(store=Path(request.out), reader=reader, source=source, options=opts,
-                      shard_size=request.shard_size, formats=formats, command=command, bounds=bounds)
+    return IngestSpec(
+        store=Path(request.out),
+        reader=reader,
+        source=source,
+        options=opts,
+        shard_size=request.shard_size,
+        formats=formats,
+        command=command,
+        bounds=bounds,
+    )
 
 
 def _override_units(opts: Any, request: IngestRequest, key_map: dict[str, str]) -> None:
@@ -184,8 +206,10 @@ def _not_a_manifest(target: str) -> str:
     known manifests."""
     if Path(target).exists():
         return f"{target}: a data path, not a manifest, so pass --dataset and --task"
-    return (f"{target}: no such file or folder, and no manifest of that name (known: {_known()}); "
-            f"a data path also needs --dataset and --task")
+    return (
+        f"{target}: no such file or folder, and no manifest of that name (known: {_known()}); "
+        f"a data path also needs --dataset and --task"
+    )
 
 
 def _known() -> str:

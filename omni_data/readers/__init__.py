@@ -15,6 +15,7 @@ A reader module (``omni_data/readers/<name>.py``) exposes two plain functions:
 
 Adding a format touches one new module and one row of ``READERS``; nothing is imported until used.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -149,36 +150,84 @@ class ReaderSpec:
         return tuple(sorted({name for name, _ in self.options} | set(COMMON_OPTIONS)))
 
 
-def _spec(name: str, globs: tuple[str, ...], description: str, magic: bytes | None = None,
-          options: dict[str, str] | None = None) -> ReaderSpec:
+def _spec(
+    name: str,
+    globs: tuple[str, ...],
+    description: str,
+    magic: bytes | None = None,
+    options: dict[str, str] | None = None,
+) -> ReaderSpec:
     return ReaderSpec(name, f"omni_data.readers.{name}", globs, description, magic, tuple((options or {}).items()))
 
 
 READERS: dict[str, ReaderSpec] = {
     s.name: s
     for s in [
-        _spec("extxyz", ("*.extxyz", "*.xyz", "*.extxyz.xz", "*.xyz.xz", "*.extxyz.gz"), "extended XYZ (ASE/MACE/OC20 S2EF)",
-              options={"sidecar_txt": "true: read each frame's OC20 system id/frame/reference energy from <stem>.txt",
-                       "plain_xyz": "'sgdml': plain XYZ whose comment line is a bare energy and columns 5-7 forces"}),
+        _spec(
+            "extxyz",
+            ("*.extxyz", "*.xyz", "*.extxyz.xz", "*.xyz.xz", "*.extxyz.gz"),
+            "extended XYZ (ASE/MACE/OC20 S2EF)",
+            options={
+                "sidecar_txt": "true: read each frame's OC20 system id/frame/reference energy from <stem>.txt",
+                "plain_xyz": "'sgdml': plain XYZ whose comment line is a bare energy and columns 5-7 forces",
+            },
+        ),
         _spec("asedb", ("*.db",), "ASE database (sqlite)", b"SQLite format 3\x00"),
         _spec("aselmdb", ("*.aselmdb",), "fairchem ASE-on-LMDB (OMat24, sAlex, OMol25, ODAC)"),
-        _spec("vasp", ("vasprun.xml", "*vasprun.xml", "*vasprun.xml.gz", "OUTCAR", "*OUTCAR", "OUTCAR.gz"), "VASP vasprun.xml / OUTCAR, one record per ionic step",
-              options={"keep_unconverged": "true: keep ionic steps whose electronic loop did not converge",
-                       "job_json": "true: link each result to the job.json beside it (omni-data emit-jobs folders)"}),
-        _spec("mptrj_json", ("MPtrj*.json", "*mptrj*.json"), "MPtrj nested JSON (mp-id -> frame-id -> record), streamed"),
-        _spec("matpes_json", ("MatPES*.json.gz", "*matpes*.json.gz", "*matpes*.json", "MatPES*.jsonl", "MatPES*.jsonl.gz", "*matpes*.jsonl"), "MatPES gzipped JSON list or JSON lines"),
+        _spec(
+            "vasp",
+            ("vasprun.xml", "*vasprun.xml", "*vasprun.xml.gz", "OUTCAR", "*OUTCAR", "OUTCAR.gz"),
+            "VASP vasprun.xml / OUTCAR, one record per ionic step",
+            options={
+                "keep_unconverged": "true: keep ionic steps whose electronic loop did not converge",
+                "job_json": "true: link each result to the job.json beside it (omni-data emit-jobs folders)",
+            },
+        ),
+        _spec(
+            "mptrj_json", ("MPtrj*.json", "*mptrj*.json"), "MPtrj nested JSON (mp-id -> frame-id -> record), streamed"
+        ),
+        _spec(
+            "matpes_json",
+            (
+                "MatPES*.json.gz",
+                "*matpes*.json.gz",
+                "*matpes*.json",
+                "MatPES*.jsonl",
+                "MatPES*.jsonl.gz",
+                "*matpes*.jsonl",
+            ),
+            "MatPES gzipped JSON list or JSON lines",
+        ),
         _spec("pyg_lmdb", ("*.lmdb",), "LMDB of pickled torch_geometric Data / dicts (OC20, OC22, ODAC23)"),
-        _spec("spice_hdf5", ("SPICE*.hdf5", "*SPICE*.hdf5", "*spice*.hdf5"), "SPICE HDF5 (atomic units, gradients)",
-              options={"energy": "HDF5 dataset holding the energy (default dft_total_energy)",
-                       "gradient": "HDF5 dataset holding the gradient (default dft_total_gradient)",
-                       "subsets": "list of SPICE subset names to keep (default all)"}),
-        _spec("ani_hdf5", ("ani*.h5", "ANI*.h5", "*ani*.hdf5", "*ani*.h5", "*ANI*.hdf5", "*transition1x*.h5", "Transition1x*.h5"), "ANI-1x/ANI-2x/Transition1x HDF5",
-              options={"level": "level of theory to read (default wb97x_dz; Transition1x: its own)",
-                       "energy": "HDF5 dataset holding energies (default energies)",
-                       "forces": "HDF5 dataset holding forces (default forces)"}),
-        _spec("qcml", ("*.tfrecord", "*.tfrecord.gz", "*.tfrecord-*"), "QCML TFRecord shards",
-              options={"force_unit": "unit of the force arrays when not energy/length, e.g. hartree/bohr",
-                       "verify_crc": "false: skip the TFRecord CRC checks (default true)"}),
+        _spec(
+            "spice_hdf5",
+            ("SPICE*.hdf5", "*SPICE*.hdf5", "*spice*.hdf5"),
+            "SPICE HDF5 (atomic units, gradients)",
+            options={
+                "energy": "HDF5 dataset holding the energy (default dft_total_energy)",
+                "gradient": "HDF5 dataset holding the gradient (default dft_total_gradient)",
+                "subsets": "list of SPICE subset names to keep (default all)",
+            },
+        ),
+        _spec(
+            "ani_hdf5",
+            ("ani*.h5", "ANI*.h5", "*ani*.hdf5", "*ani*.h5", "*ANI*.hdf5", "*transition1x*.h5", "Transition1x*.h5"),
+            "ANI-1x/ANI-2x/Transition1x HDF5",
+            options={
+                "level": "level of theory to read (default wb97x_dz; Transition1x: its own)",
+                "energy": "HDF5 dataset holding energies (default energies)",
+                "forces": "HDF5 dataset holding forces (default forces)",
+            },
+        ),
+        _spec(
+            "qcml",
+            ("*.tfrecord", "*.tfrecord.gz", "*.tfrecord-*"),
+            "QCML TFRecord shards",
+            options={
+                "force_unit": "unit of the force arrays when not energy/length, e.g. hartree/bohr",
+                "verify_crc": "false: skip the TFRecord CRC checks (default true)",
+            },
+        ),
     ]
 }
 

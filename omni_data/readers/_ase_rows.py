@@ -15,10 +15,12 @@ SchNetPack's layout is read by default: its ``ASEAtomsData`` writes each propert
 Other declared properties (QM9's ``energy_U0``, ``free_energy`` = G) are never guessed.
 A 3x3 stress is stored as its symmetric part, the asymmetry noted (``schema.symmetric_voigt``).
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +30,15 @@ from omni_data.readers._common import scalar_metadata
 from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, symmetric_voigt
 
 # unit spellings found in ASE / SchNetPack database metadata -> Omni unit table names
-_ENERGY_ALIASES = {"ev": "eV", "mev": "meV", "ha": "Ha", "hartree": "Ha", "ry": "Ry",
-                   "kcal/mol": "kcal/mol", "kj/mol": "kJ/mol"}
+_ENERGY_ALIASES = {
+    "ev": "eV",
+    "mev": "meV",
+    "ha": "Ha",
+    "hartree": "Ha",
+    "ry": "Ry",
+    "kcal/mol": "kcal/mol",
+    "kj/mol": "kJ/mol",
+}
 _LENGTH_ALIASES = {"ang": "Å", "angstrom": "Å", "a": "Å", "å": "Å", "bohr": "bohr", "a0": "bohr", "nm": "nm"}
 _CALC_KEYS = ("energy", "free_energy", "forces", "stress", "magmoms")
 SCHNETPACK_LABELS = {"energy": "energy", "forces": "forces", "stress": "stress"}
@@ -80,8 +89,9 @@ def _stress_scale(unit: str) -> float:
     return units.energy_factor(energy_unit_name(energy)) / volume
 
 
-def _lookup(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], key: str,
-            calc_only: bool = False) -> tuple[Any, str] | None:
+def _lookup(
+    row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], key: str, calc_only: bool = False
+) -> tuple[Any, str] | None:
     if row.get(key) is not None and key in _CALC_KEYS:
         return row[key], key
     if calc_only:
@@ -93,9 +103,15 @@ def _lookup(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, A
     return None
 
 
-def _label(canonical: str, default_keys: tuple[str, ...], row: Mapping[str, Any], kvp: Mapping[str, Any],
-           data: Mapping[str, Any], opts: ReadOptions,
-           unit_dict: Mapping[str, Any] | None = None) -> tuple[Any, str, str] | None:
+def _label(
+    canonical: str,
+    default_keys: tuple[str, ...],
+    row: Mapping[str, Any],
+    kvp: Mapping[str, Any],
+    data: Mapping[str, Any],
+    opts: ReadOptions,
+    unit_dict: Mapping[str, Any] | None = None,
+) -> tuple[Any, str, str] | None:
     """(value, where, key) for one label: the key map's key if declared (searched in calculator results,
     key_value_pairs, data), else the defaults in order. Default keys of calculator labels are only taken
     from calculator results: a ``data.free_energy`` (e.g. QM9's thermodynamic G in Ha) is never guessed,
@@ -156,8 +172,15 @@ def _optional_array(value: Any) -> Any:
         return value
 
 
-def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], opts: ReadOptions,
-                 unit_dict: Mapping[str, str], n: int, meta: dict[str, Any]) -> tuple[Any, str, Any, Any, Any]:
+def _calc_labels(
+    row: Mapping[str, Any],
+    kvp: Mapping[str, Any],
+    data: Mapping[str, Any],
+    opts: ReadOptions,
+    unit_dict: Mapping[str, str],
+    n: int,
+    meta: dict[str, Any],
+) -> tuple[Any, str, Any, Any, Any]:
     """(energy, energy_kind, forces, stress, magmoms) of one row; sources recorded in ``meta``."""
     kind = opts.energy_kind
     energy = None
@@ -177,8 +200,9 @@ def _calc_labels(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[s
     found = _label("stress", ("stress",), row, kvp, data, opts, unit_dict)
     if found is not None:
         scale = _declared_scale(unit_dict.get(found[2]), "stress", opts)
-        stress, asym = symmetric_voigt(np.asarray(found[0], dtype=np.float64) * scale,
-                                       units.stress_factor(opts.stress_unit))
+        stress, asym = symmetric_voigt(
+            np.asarray(found[0], dtype=np.float64) * scale, units.stress_factor(opts.stress_unit)
+        )
         if asym > 0:
             meta[STRESS_ASYMMETRY_KEY] = asym
         meta["stress_source_key"] = found[1]
@@ -197,9 +221,18 @@ def _canon(key: str, opts: ReadOptions) -> str:
     return key
 
 
-def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mapping[str, Any], *,
-                    source_id: str, path: str, index: int, opts: ReadOptions,
-                    unit_dict: Mapping[str, str] | None = None, distance_unit: str | None = None) -> Record:
+def record_from_row(
+    row: Mapping[str, Any],
+    kvp: Mapping[str, Any],
+    data: Mapping[str, Any],
+    *,
+    source_id: str,
+    path: str,
+    index: int,
+    opts: ReadOptions,
+    unit_dict: Mapping[str, str] | None = None,
+    distance_unit: str | None = None,
+) -> Record:
     """One database row as a Record in Omni units (call ``problem()``, then ``normalized()``);
     ValueError on values that do not fit."""
     unit_dict = unit_dict or {}
@@ -207,16 +240,32 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
     n = len(numbers)
     positions = np.asarray(row["positions"], dtype=np.float64).reshape(n, 3)
     pbc = np.asarray(row.get("pbc", [False] * 3), dtype=bool).reshape(3)
-    cell = np.asarray(row["cell"], dtype=np.float64).reshape(3, 3) if row.get("cell") is not None and pbc.any() else None
+    cell = (
+        np.asarray(row["cell"], dtype=np.float64).reshape(3, 3) if row.get("cell") is not None and pbc.any() else None
+    )
     meta: dict[str, Any] = {}
     if distance_unit and length_unit_name(distance_unit) != "Å":
         scale = units.length_factor(length_unit_name(distance_unit)) / units.length_factor(opts.length_unit)
         positions = positions * scale
         cell = None if cell is None else cell * scale
     energy, kind, forces, stress, magmoms = _calc_labels(row, kvp, data, opts, unit_dict, n, meta)
-    rec = Record(numbers=numbers, positions=positions, id=opts.make_id(source_id), dataset=opts.dataset,
-                 task=opts.task, cell=cell, pbc=pbc, energy=energy, energy_kind=kind, forces=forces,
-                 stress=stress, magmoms=magmoms, source_file=path, source_index=index, metadata=meta)
+    rec = Record(
+        numbers=numbers,
+        positions=positions,
+        id=opts.make_id(source_id),
+        dataset=opts.dataset,
+        task=opts.task,
+        cell=cell,
+        pbc=pbc,
+        energy=energy,
+        energy_kind=kind,
+        forces=forces,
+        stress=stress,
+        magmoms=magmoms,
+        source_file=path,
+        source_index=index,
+        metadata=meta,
+    )
     # charge and spin are kept as found (a float spin stays a float): schema.drop_invalid_optional
     # drops a placeholder (SchNetPack's spin_multiplicity 0.0, "not set"), NaN or text to None
     found = _label("charge", ("charge", "total_charge"), row, kvp, data, opts)
@@ -243,12 +292,16 @@ def record_from_row(row: Mapping[str, Any], kvp: Mapping[str, Any], data: Mappin
         value = None if found is None else _scalar(found[0])
         if isinstance(value, (str, int)):
             meta[group] = value
-    used = set(opts.key_map.values()) | {key for c, key in SCHNETPACK_LABELS.items()
-                                         if meta.get(f"{c}_source_key") == f"data.{key}"}
+    used = set(opts.key_map.values()) | {
+        key for c, key in SCHNETPACK_LABELS.items() if meta.get(f"{c}_source_key") == f"data.{key}"
+    }
     kv_meta = scalar_metadata(dict(kvp), used)
     # data fields: scalars only (per-atom arrays such as OMol25's mulliken_charges stay in the source)
-    data_meta = {k: v for k, v in scalar_metadata({k: _scalar(v) for k, v in data.items()}, used).items()
-                 if not isinstance(v, list)}
+    data_meta = {
+        k: v
+        for k, v in scalar_metadata({k: _scalar(v) for k, v in data.items()}, used).items()
+        if not isinstance(v, list)
+    }
     if kv_meta:
         meta["key_value_pairs"] = kv_meta
     if data_meta:

@@ -3,6 +3,7 @@
 Why: every reader must build ids that are unique across a whole dataset (several files) and
 stable across runs, so the file part of an id is computed in one place.
 """
+
 from __future__ import annotations
 
 import bz2

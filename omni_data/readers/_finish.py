@@ -3,6 +3,7 @@
 Why: a reader yields either a valid, schema-typed ``Record`` or a ``Rejected`` with the reason from
 ``schema.problem``; doing that in one place keeps the readers to their format-specific parsing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,6 +31,8 @@ def finish(record: Record, opts: ReadOptions, convert: bool = True) -> Record | 
     return record
 
 
-def reject(opts: ReadOptions, source_file: str, index: int, reason: str, source_id: str = "", **detail: Any) -> Rejected:
+def reject(
+    opts: ReadOptions, source_file: str, index: int, reason: str, source_id: str = "", **detail: Any
+) -> Rejected:
     """A ``Rejected`` for a frame that could not even become a ``Record``."""
     return Rejected(source_file, index, reason, opts.dataset, source_id, dict(detail))

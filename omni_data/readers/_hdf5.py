@@ -5,11 +5,13 @@ range of *global* conformer indices (groups in sorted depth-first order, conform
 plus the group and in-group offset where it starts, so ``read`` slices only its own conformers
 (memory bounded by the partition) and ``source_index`` is that global index.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from omni_data.readers import Partition, ReaderError
 

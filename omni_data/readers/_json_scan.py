@@ -8,15 +8,17 @@ depth-2 keys (frames) each entry holds. A partition's reader then cuts its byte 
 places (``split_entries``/``split_values``) and decodes each entry alone (``decode_entry``/
 ``decode_value``), so memory is bounded by the range and a damaged entry fails only itself.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import lzma
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -118,8 +120,9 @@ def _nothing_after(fh: IO[bytes], rest: bytes, end: int, name: str, chunk: int =
     byte ``end`` (``rest``: the rest of its chunk): data there would be silently dropped."""
     while True:
         if rest.strip(b" \t\r\n"):
-            raise ValueError(f"{name}: data after the end of the top-level JSON value at byte {end} "
-                             "(a stray closing bracket?)")
+            raise ValueError(
+                f"{name}: data after the end of the top-level JSON value at byte {end} (a stray closing bracket?)"
+            )
         rest = fh.read(chunk)
         if not rest:
             return
@@ -146,7 +149,7 @@ def scan_object(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
                 children[-1] += 1
         if closes.size:
             end = c.base + int(closes[0])
-            _nothing_after(fh, c.data[int(closes[0]) + 1:], end, name)
+            _nothing_after(fh, c.data[int(closes[0]) + 1 :], end, name)
             break
     if end < 0:
         raise ValueError(f"{name}: JSON object is truncated (no closing brace)")
@@ -173,7 +176,7 @@ def scan_values(fh: IO[bytes], name: str, chunk: int = CHUNK) -> ObjectIndex:
         if closes.size:
             end = c.base + int(closes[0 if level == 2 else -1]) + (0 if level == 2 else 1)
             if level == 2:
-                _nothing_after(fh, c.data[int(closes[0]) + 1:], end, name)
+                _nothing_after(fh, c.data[int(closes[0]) + 1 :], end, name)
                 depth = 0
                 break
     if depth != 0 or (kind == ord("[") and end < 0):

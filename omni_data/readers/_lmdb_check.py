@@ -19,13 +19,15 @@ file "may be shorter if the freeDB lists the final pages"; such a file is refuse
 download can also end on free pages, and the user must learn the copy is incomplete. A compacting
 copy, ``mdb_copy -c`` or ``lmdb.Environment.copy(..., compact=True)``, rewrites it whole.)
 """
+
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from omni_data.readers import ReaderError
 
@@ -62,16 +64,18 @@ def _meta_at(fh: BinaryIO, offset: int, which: int, path: Path) -> LmdbMeta:
     fh.seek(offset)
     raw = fh.read(PAGEHDRSZ + _META.size)
     if len(raw) < PAGEHDRSZ + _META.size:
-        raise ReaderError(f"{path}: not an LMDB file (too short for meta page {which}: "
-                          f"{len(raw)} bytes at offset {offset})")
+        raise ReaderError(
+            f"{path}: not an LMDB file (too short for meta page {which}: {len(raw)} bytes at offset {offset})"
+        )
     _, _, flags, _, _ = _HEADER.unpack_from(raw)
     fields = _META.unpack_from(raw, PAGEHDRSZ)
     magic, version = fields[0], fields[1]
     if magic == struct.unpack(">I", struct.pack("<I", MAGIC))[0]:
         raise ReaderError(f"{path}: LMDB file written on a big-endian machine; it cannot be read here")
     if magic != MAGIC or not flags & P_META:
-        raise ReaderError(f"{path}: not an LMDB file (meta page {which} has magic {magic:#010x}, "
-                          f"expected {MAGIC:#010x})")
+        raise ReaderError(
+            f"{path}: not an LMDB file (meta page {which} has magic {magic:#010x}, expected {MAGIC:#010x})"
+        )
     if version != DATA_VERSION:
         raise ReaderError(f"{path}: LMDB data version {version} in meta page {which}, expected {DATA_VERSION}")
     psize = fields[4]
@@ -87,7 +91,8 @@ def _truncated(path: Path, size: int, meta: LmdbMeta) -> ReaderError:
     return ReaderError(
         f"{path}: truncated LMDB file (a partial download?): it has {size} bytes but its meta page "
         f"(txn {meta.txnid}) needs {meta.needed_bytes} bytes ({meta.last_page + 1} pages of "
-        f"{meta.page_size}); refusing to map it")
+        f"{meta.page_size}); refusing to map it"
+    )
 
 
 def read_meta(path: str | Path) -> LmdbMeta:

@@ -13,6 +13,7 @@ their state. Every array built here is charged to the load's allocation budget
 (``_pickle_guard.charge``): a tensor whose size/stride (stride 0 repeats one element) asks for
 more than the pickle's length allows is refused before it is copied.
 """
+
 from __future__ import annotations
 
 import io
@@ -165,7 +166,7 @@ def rebuild_tensor(storage: np.ndarray, offset: int, size: Any, stride: Any, *_r
     last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.size:
         raise UnsafePickleError(f"tensor view reaches element {last} of a storage of {storage.size}")
-    base = storage[int(offset):]
+    base = storage[int(offset) :]
     item = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(base, shape=size, strides=tuple(s * item for s in stride), writeable=False)
     return np.array(view, copy=True)
@@ -202,7 +203,9 @@ def loads_record(data: bytes, what: str) -> Any:
     """Unpickle one LMDB value (dict or PyG ``Data``) safely, tensors as numpy arrays."""
     limits = default_limits()  # a bad $OMNI_PICKLE_MAX_BYTES is a ValueError, not a bad record
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), tensor_globals(what), what, limits=limits, source_len=len(data)).load()
+        obj = RestrictedUnpickler(
+            io.BytesIO(data), tensor_globals(what), what, limits=limits, source_len=len(data)
+        ).load()
     except UnsafePickleError as exc:
         msg = str(exc)
         raise UnsafePickleError(msg if msg.startswith(what) else f"{what}: {msg}") from None

@@ -5,6 +5,7 @@ the plain dict (``lattice.matrix``, ``sites[].species/xyz/abc``) is much faster 
 ``Structure.from_dict`` and needs no pymatgen import in workers. Disordered sites (several
 species or partial occupancy) cannot be one atom and raise ``ValueError``.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,10 +8,12 @@ masked_crc32c(data)``, little-endian, with ``masked_crc = ((crc >> 15) | (crc <<
 ``Feature{oneof BytesList bytes_list=1 | FloatList float_list=2 | Int64List int64_list=3}``, each
 list ``repeated value=1`` (floats and ints packed or not).
 """
+
 from __future__ import annotations
 
 import struct
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -87,7 +89,9 @@ def record_offsets(fh: IO[bytes], name: str) -> list[int]:
         fh.seek(pos)
 
 
-def read_records(fh: IO[bytes], name: str, offset: int, count: int, verify: bool = True) -> Iterator[bytes | TFRecordError]:
+def read_records(
+    fh: IO[bytes], name: str, offset: int, count: int, verify: bool = True
+) -> Iterator[bytes | TFRecordError]:
     """Up to ``count`` record payloads from byte ``offset`` (fewer at a clean end of file); data
     CRCs checked when ``verify``. A record whose data CRC is wrong comes out as a ``TFRecordError``
     (its length is intact, so the next record is still found); damaged framing raises one."""
@@ -136,12 +140,12 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + length], pos + length
+            value, pos = buf[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise TFRecordError(f"unsupported protobuf wire type {wire}")
         if pos > n:

@@ -10,11 +10,13 @@ TOTAL-FORCE`` table, and the ``FREE ENERGIE OF THE ION-ELECTRON SYSTEM`` block w
 have vasprun's VASP 5.x ``e_0_energy`` bug. With ``NWRITE=0`` VASP prints positions and forces only
 for some steps; such steps come out with ``positions is None``.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -22,7 +24,9 @@ from omni_data.units import vasp_kbar_to_ase
 
 _ITER = re.compile(rb"Iteration\s+(\d+)\(\s*(\d+)\)")
 _FIRST_SCF = re.compile(rb"Iteration\s+\d+\(\s*1\)")
-_PARAM = re.compile(rb"^\s+(ENCUT|ISPIN|NELM|GGA|METAGGA|PSTRESS|IBRION|ISIF|NSW|NWRITE|IVDW|ISMEAR|SIGMA)\s*=\s*([^\s;]+)")
+_PARAM = re.compile(
+    rb"^\s+(ENCUT|ISPIN|NELM|GGA|METAGGA|PSTRESS|IBRION|ISIF|NSW|NWRITE|IVDW|ISMEAR|SIGMA)\s*=\s*([^\s;]+)"
+)
 _SYMBOL = re.compile(r"[A-Z][a-z]?")
 MAX_ATOMS = 1_000_000  # 'ions per type' adding up to more is a damaged header, not a structure
 
@@ -228,8 +232,10 @@ def _step_line(line: bytes, lines: Iterator[bytes], line_no: int, step: VaspStep
         rows, line_no = _table(lines, line_no, skip=1, stop=b"---")
         bad = next((k for k, r in enumerate(rows) if _NOT_NUMERIC.search(r)), None)
         if bad is not None:
-            raise ValueError(f"non-numeric text in the position/force table at line {first + bad}: "
-                             f"{rows[bad].strip()[:100].decode('ascii', 'replace')!r}")
+            raise ValueError(
+                f"non-numeric text in the position/force table at line {first + bad}: "
+                f"{rows[bad].strip()[:100].decode('ascii', 'replace')!r}"
+            )
         table = np.array([_floats(r, 0, 6) for r in rows], dtype=np.float64).reshape(len(rows), 6)
         step.positions, step.forces = table[:, :3], table[:, 3:6]
     elif line.startswith(b"  free  energy   TOTEN"):

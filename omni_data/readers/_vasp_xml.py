@@ -14,19 +14,38 @@ lacks the classical vdW correction (IVDW) that ``calculation/energy`` includes, 
 
 which is right for VASP 5 and 6 alike and never reads the broken field.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 import numpy as np
 
 from omni_data.readers._vasp_outcar import VaspHeader, VaspStep
-from omni_data.units import KBAR_EVA3, vasp_kbar_to_ase
 from omni_data.schema import symmetric_voigt
+from omni_data.units import KBAR_EVA3, vasp_kbar_to_ase
 
-ESSENTIALS = ("ENCUT", "ISPIN", "NELM", "GGA", "METAGGA", "LDAU", "LDAUU", "PSTRESS", "IBRION", "ISIF",
-              "NSW", "IVDW", "ISMEAR", "SIGMA", "ALGO", "LREAL", "PREC")
+ESSENTIALS = (
+    "ENCUT",
+    "ISPIN",
+    "NELM",
+    "GGA",
+    "METAGGA",
+    "LDAU",
+    "LDAUU",
+    "PSTRESS",
+    "IBRION",
+    "ISIF",
+    "NSW",
+    "IVDW",
+    "ISMEAR",
+    "SIGMA",
+    "ALGO",
+    "LREAL",
+    "PREC",
+)
 STEP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError)
 _FREE = ("eigenvalues", "dos", "projected", "eigenvalues_kpoints_opt", "dielectricfunction")
 
@@ -94,7 +113,7 @@ def _step(calc: ET.Element, index: int, header: VaspHeader) -> VaspStep:
     return step
 
 
-def iter_vasprun(fh: IO[bytes], scan: "VasprunScan | None" = None) -> Iterator[VaspHeader | VaspStep]:
+def iter_vasprun(fh: IO[bytes], scan: VasprunScan | None = None) -> Iterator[VaspHeader | VaspStep]:
     """Yield the header (before the first step), then one complete ``VaspStep`` per calculation.
 
     ``scan``: when given, also filled with the run's full settings (generator, every INCAR tag and

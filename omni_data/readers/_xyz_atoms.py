@@ -9,6 +9,7 @@ The ``species`` column (``S:1``) is returned as its list of byte tokens, not as 
 ``numbers()`` maps those straight to atomic numbers with one dict look-up per atom, and only
 when a token is not a known symbol does it build the text array and report the bad symbol.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,16 +100,16 @@ def atom_block(lines: list[bytes], props: Props, loose: bool) -> dict[str, Any]:
         numeric = list(tokens)
         width = ncol
         for name, kind, c0, count in layout.text:  # last column first, so earlier starts stay valid
-            out[name] = _text_column(name, kind, [tokens[c0 + j::ncol] for j in range(count)])
+            out[name] = _text_column(name, kind, [tokens[c0 + j :: ncol] for j in range(count)])
             for j in reversed(range(count)):  # drop the column from the row-major numeric list
-                del numeric[c0 + j::width]
+                del numeric[c0 + j :: width]
                 width -= 1
     try:
         values = np.array(numeric, dtype=np.float64).reshape(n, layout.width)
     except ValueError as exc:
         raise ValueError(f"non-numeric value in a numeric column: {exc}") from None
     for name, kind, col, count in layout.numeric:
-        block = values[:, col:col + count]
+        block = values[:, col : col + count]
         if kind == "I":
             if not np.array_equal(block, np.round(block)):
                 raise ValueError(f"column {name!r} (I) holds non-integers")

@@ -20,11 +20,13 @@ Memory is bounded per frame, never by the file: atom lines are read ``_CHUNK`` a
 read stops at the first count line, so a count far larger than the rest of the file reads no
 further than the next frame, and a count above ``MAX_ATOMS`` reads no atom block at all.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import IO, Iterator
+from typing import IO
 
 MAX_ATOMS = 10_000_000
 """Largest atom count a frame may declare; a larger one is quarantined, not read."""
@@ -174,26 +176,40 @@ def iter_frames(
             offset += nbytes
             line_no += nlines
             where = f"at line {start_line} (byte {start})"
-            error = (f"parse:bad count line {line[:40]!r} {where}" if n is None else
-                     f"parse:atom count {_shown(line)} {where} is above the limit of {MAX_ATOMS} atoms per frame")
+            error = (
+                f"parse:bad count line {line[:40]!r} {where}"
+                if n is None
+                else f"parse:atom count {_shown(line)} {where} is above the limit of {MAX_ATOMS} atoms per frame"
+            )
             yield RawFrame(index, start, start_line, 0, None, None, error)
             index += 1
             continue
         comment = src.next()
         if not comment:
-            yield RawFrame(index, start, start_line, n, None, None,
-                           f"parse:truncated frame at line {start_line} (byte {start}): file ends before the comment line")
+            yield RawFrame(
+                index,
+                start,
+                start_line,
+                n,
+                None,
+                None,
+                f"parse:truncated frame at line {start_line} (byte {start}): file ends before the comment line",
+            )
             return
         offset += len(comment)
         line_no += 1
         atoms, got, nbytes, stopped = _atom_lines(src, n, keep)
         error = None
         if stopped:
-            error = (f"parse:too few atom lines in frame at line {start_line} (byte {start}): "
-                     f"expected {n}, found {got} before the next count line")
+            error = (
+                f"parse:too few atom lines in frame at line {start_line} (byte {start}): "
+                f"expected {n}, found {got} before the next count line"
+            )
         elif got < n:
-            error = (f"parse:truncated frame at line {start_line} (byte {start}): "
-                     f"expected {n} atom lines, file ends after {got}")
+            error = (
+                f"parse:truncated frame at line {start_line} (byte {start}): "
+                f"expected {n} atom lines, file ends after {got}"
+            )
         offset += nbytes
         line_no += got
         yield RawFrame(index, start, start_line, n, comment if keep else None, atoms if keep else None, error)

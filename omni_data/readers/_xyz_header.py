@@ -5,6 +5,7 @@ Follows the extxyz specification (https://github.com/libAtoms/extxyz, and ASE's
 with ``\\"`` escapes, or ``{...}`` / ``[...]`` lists; a bare key without ``=`` means ``True``.
 Quoted or bracketed lists of numbers become numpy arrays; ``T``/``F`` become booleans.
 """
+
 from __future__ import annotations
 
 import re
@@ -132,7 +133,7 @@ def parse_header_general(line: str) -> dict[str, Any]:
         out[key] = True if raw is None else _cached_value(raw)
         pos = m.end()
     if pos < len(line) and line[pos:].strip():
-        raise HeaderError(f"cannot parse comment line at character {pos}: {line[pos:pos + 40]!r}")
+        raise HeaderError(f"cannot parse comment line at character {pos}: {line[pos : pos + 40]!r}")
     return out
 
 

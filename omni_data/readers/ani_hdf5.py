@@ -16,18 +16,20 @@
 All three contain neutral molecules only, so ``charge`` is 0. A non-finite energy at the chosen
 level is Rejected (``nonfinite:energy``), never stored as a label.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from omni_data.units import HARTREE_EV
 from omni_data.readers import Partition, ReaderError, ReadOptions
 from omni_data.readers._finish import finish, reject
 from omni_data.readers._hdf5 import H5_ERRORS, Slice, hdf5_partitions, open_h5, slices
 from omni_data.schema import Record, Rejected
+from omni_data.units import HARTREE_EV
 
 MARKERS = ("coordinates", "positions")
 T1X_LEVEL = "wB97x_6-31G(d)"
@@ -66,17 +68,25 @@ def _labels(h5: Any, sl: Slice, opts: ReadOptions) -> dict[str, Any]:
     if layout == "torchani":
         numbers = np.asarray(g["species"][a:b], dtype=np.int64)
         pos = g["coordinates"][a:b]
-        e_name, f_name, factor = opts.options.get("energy", "energies"), opts.options.get("forces", "forces"), HARTREE_EV
+        e_name, f_name, factor = (
+            opts.options.get("energy", "energies"),
+            opts.options.get("forces", "forces"),
+            HARTREE_EV,
+        )
     elif layout == "ani1x":
         level = opts.options.get("level", "wb97x_dz")
-        numbers = np.broadcast_to(np.asarray(g["atomic_numbers"][()], dtype=np.int64), (b - a, g["atomic_numbers"].shape[0]))
+        numbers = np.broadcast_to(
+            np.asarray(g["atomic_numbers"][()], dtype=np.int64), (b - a, g["atomic_numbers"].shape[0])
+        )
         pos = g["coordinates"][a:b]
         e_name, f_name, factor = f"{level}.energy", f"{level}.forces", HARTREE_EV
         meta["level"] = level
     else:
         parts = sl.path.split("/")
         z_group = g if "atomic_numbers" in g else h5[sl.path.rsplit("/", 1)[0]]
-        numbers = np.broadcast_to(np.asarray(z_group["atomic_numbers"][()], dtype=np.int64), (b - a, z_group["atomic_numbers"].shape[0]))
+        numbers = np.broadcast_to(
+            np.asarray(z_group["atomic_numbers"][()], dtype=np.int64), (b - a, z_group["atomic_numbers"].shape[0])
+        )
         pos = g["positions"][a:b]
         level = opts.options.get("level", T1X_LEVEL)
         e_name, f_name, factor = f"{level}.energy", f"{level}.forces", 1.0
@@ -87,7 +97,13 @@ def _labels(h5: Any, sl: Slice, opts: ReadOptions) -> dict[str, Any]:
         raise KeyError(f"dataset {e_name!r} missing in group {sl.path!r}")
     energy = np.asarray(g[e_name][a:b], dtype=np.float64) * factor
     forces = np.asarray(g[f_name][a:b], dtype=np.float64) * factor if f_name in g else None
-    return {"numbers": numbers, "positions": np.asarray(pos, dtype=np.float64), "energy": energy, "forces": forces, "meta": meta}
+    return {
+        "numbers": numbers,
+        "positions": np.asarray(pos, dtype=np.float64),
+        "energy": energy,
+        "forces": forces,
+        "meta": meta,
+    }
 
 
 def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:

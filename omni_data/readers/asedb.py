@@ -6,21 +6,36 @@ blob encoding) and converted by ``_ase_rows.record_from_row``. SchNetPack databa
 ``row.data`` with units in the database metadata ``_property_unit_dict``: declare which property is
 the energy with ``key_map: {energy: energy_U0}``; its unit (``Ha``) is then read from the metadata.
 """
+
 from __future__ import annotations
 
 import sqlite3
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._ase_rows import record_from_row
 from omni_data.readers._common import source_label
 from omni_data.schema import Record, Rejected, problem
 
-_ROW_KEYS = ("numbers", "positions", "cell", "pbc", "tags", "initial_charges", "initial_magmoms",
-             "energy", "free_energy", "forces", "stress", "magmoms", "unique_id")
+_ROW_KEYS = (
+    "numbers",
+    "positions",
+    "cell",
+    "pbc",
+    "tags",
+    "initial_charges",
+    "initial_magmoms",
+    "energy",
+    "free_energy",
+    "forces",
+    "stress",
+    "magmoms",
+    "unique_id",
+)
 
 
 def _row_ids(path: Path) -> list[int]:
@@ -39,8 +54,10 @@ def _row_ids(path: Path) -> list[int]:
 def partitions(path: Path, target: int) -> list[Partition]:
     """Chunks of about ``target`` rows, each an inclusive row-id range ``id_min..id_max``."""
     ids = _row_ids(path)
-    return [Partition(str(path), a, b, (("id_min", ids[a]), ("id_max", ids[b - 1])))
-            for a, b in frame_ranges(len(ids), target)]
+    return [
+        Partition(str(path), a, b, (("id_min", ids[a]), ("id_max", ids[b - 1])))
+        for a, b in frame_ranges(len(ids), target)
+    ]
 
 
 def _connect(path: str) -> Any:
@@ -63,22 +80,36 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
     distance_unit = meta.get("_distance_unit")
     lo, hi = part.get("id_min"), part.get("id_max")
     if lo is None:
-        ids = _row_ids(Path(part.path))[part.start:part.stop]
+        ids = _row_ids(Path(part.path))[part.start : part.stop]
         if not ids:
             return
         lo, hi = ids[0], ids[-1]
     for index, (row_id, row) in enumerate(_rows(db, part.path, int(lo), int(hi)), start=part.start):
         source_id = f"{label}:{row_id}"
         if isinstance(row, Exception):
-            yield Rejected(part.path, index, f"parse:row id {row_id} cannot be decoded by ase.db "
-                           f"({type(row).__name__}: {row})", opts.dataset, source_id, {"row_id": row_id})
+            yield Rejected(
+                part.path,
+                index,
+                f"parse:row id {row_id} cannot be decoded by ase.db ({type(row).__name__}: {row})",
+                opts.dataset,
+                source_id,
+                {"row_id": row_id},
+            )
             continue
         try:
             raw = {k: row.get(k) for k in _ROW_KEYS}
             raw["constraints"] = getattr(row, "_constraints", None)
-            rec = record_from_row(raw, row.get("key_value_pairs") or {}, row.get("data") or {},
-                                  source_id=source_id, path=part.path, index=index, opts=opts,
-                                  unit_dict=unit_dict, distance_unit=distance_unit)
+            rec = record_from_row(
+                raw,
+                row.get("key_value_pairs") or {},
+                row.get("data") or {},
+                source_id=source_id,
+                path=part.path,
+                index=index,
+                opts=opts,
+                unit_dict=unit_dict,
+                distance_unit=distance_unit,
+            )
         except _ROW_ERRORS as exc:
             yield Rejected(part.path, index, f"bad_value:{exc} (row id {row_id})", opts.dataset, source_id)
             continue
@@ -92,8 +123,17 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
 
 # what ase.db raises for a damaged row or page: sqlite errors, broken JSON/UTF-8 (ValueError),
 # blobs of the wrong size or type (TypeError, KeyError, IndexError, struct/zlib errors)
-_ROW_ERRORS = (sqlite3.Error, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-               struct.error, zlib.error)
+_ROW_ERRORS = (
+    sqlite3.Error,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
 
 
 def _rows(db: Any, path: str, lo: int, hi: int) -> Iterator[tuple[int, Any]]:

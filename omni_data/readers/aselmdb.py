@@ -10,12 +10,14 @@ the ids removed since, ``b"metadata"`` optional database metadata. Row ids are
 The file is checked against its meta pages before it is mapped (``_lmdb_check``): a truncated
 download is a ReaderError naming both sizes, not a SIGBUS.
 """
+
 from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +101,10 @@ def partitions(path: Path, target: int) -> list[Partition]:
             ids = _row_ids(txn, path)
     finally:
         env.close()
-    return [Partition(str(path), a, b, (("id_min", ids[a]), ("id_max", ids[b - 1])))
-            for a, b in frame_ranges(len(ids), target)]
+    return [
+        Partition(str(path), a, b, (("id_min", ids[a]), ("id_max", ids[b - 1])))
+        for a, b in frame_ranges(len(ids), target)
+    ]
 
 
 def _metadata(txn: Any, path: str | Path) -> dict[str, Any]:
@@ -128,38 +132,80 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
         with env.begin() as txn:
             lo, hi = part.get("id_min"), part.get("id_max")
             if lo is None:  # a hand-made partition: positions start..stop of all live ids
-                ids = _row_ids(txn, part.path)[part.start:part.stop]
+                ids = _row_ids(txn, part.path)[part.start : part.stop]
             else:
                 ids = _row_ids(txn, part.path, lo, hi)
             meta = _metadata(txn, part.path)
             unit_dict = meta.get("_property_unit_dict") or {}
             for index, row_id in enumerate(ids, start=part.start):
-                yield _row(txn.get(str(row_id).encode("ascii")), row_id, index, label, part.path, opts,
-                           unit_dict, meta.get("_distance_unit"))
+                yield _row(
+                    txn.get(str(row_id).encode("ascii")),
+                    row_id,
+                    index,
+                    label,
+                    part.path,
+                    opts,
+                    unit_dict,
+                    meta.get("_distance_unit"),
+                )
     except lmdb.Error as exc:  # a damaged page: the rest of this partition cannot be reached
         raise damaged(part.path, exc, f"at row id {row_id}" if row_id is not None else "") from exc
     finally:
         env.close()
 
 
-def _row(value: bytes | None, row_id: int, index: int, label: str, path: str, opts: ReadOptions,
-         unit_dict: dict[str, str], distance_unit: str | None) -> Record | Rejected:
+def _row(
+    value: bytes | None,
+    row_id: int,
+    index: int,
+    label: str,
+    path: str,
+    opts: ReadOptions,
+    unit_dict: dict[str, str],
+    distance_unit: str | None,
+) -> Record | Rejected:
     source_id = f"{label}:{row_id}"
     if value is None:
-        return Rejected(path, index, f"missing:row id {row_id} absent from the LMDB and not in deleted_ids",
-                        opts.dataset, source_id, {"row_id": row_id})
+        return Rejected(
+            path,
+            index,
+            f"missing:row id {row_id} absent from the LMDB and not in deleted_ids",
+            opts.dataset,
+            source_id,
+            {"row_id": row_id},
+        )
     try:
         row = decode(value)
     except (zlib.error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
-        return Rejected(path, index, f"parse:row id {row_id} is not zlib-compressed ASE JSON ({exc})",
-                        opts.dataset, source_id, {"row_id": row_id})
+        return Rejected(
+            path,
+            index,
+            f"parse:row id {row_id} is not zlib-compressed ASE JSON ({exc})",
+            opts.dataset,
+            source_id,
+            {"row_id": row_id},
+        )
     if not isinstance(row, dict):
-        return Rejected(path, index, f"parse:row id {row_id} holds a {type(row).__name__}, not a JSON object",
-                        opts.dataset, source_id, {"row_id": row_id})
+        return Rejected(
+            path,
+            index,
+            f"parse:row id {row_id} holds a {type(row).__name__}, not a JSON object",
+            opts.dataset,
+            source_id,
+            {"row_id": row_id},
+        )
     try:
-        rec = record_from_row(row, row.get("key_value_pairs") or {}, row.get("data") or {},
-                              source_id=source_id, path=path, index=index, opts=opts,
-                              unit_dict=unit_dict, distance_unit=distance_unit)
+        rec = record_from_row(
+            row,
+            row.get("key_value_pairs") or {},
+            row.get("data") or {},
+            source_id=source_id,
+            path=path,
+            index=index,
+            opts=opts,
+            unit_dict=unit_dict,
+            distance_unit=distance_unit,
+        )
     except (ValueError, KeyError, TypeError) as exc:
         return Rejected(path, index, f"bad_value:{exc} (row id {row_id})", opts.dataset, source_id, {"row_id": row_id})
     rec.metadata["row_id"] = row_id

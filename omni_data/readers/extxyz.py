@@ -18,11 +18,13 @@ file (``readers/oc20_txt.py``) adds ``sid``, ``fid`` and ``reference_energy`` to
 metadata; the energy stays the raw DFT total. A missing side file is a ``ReaderError``, a frame
 with no line a ``Rejected("sidecar:...")``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -99,19 +101,27 @@ def _sidecar(path: str) -> tuple[str, list[Any]]:
 
     txt = txt_for(path)
     if txt is None:
-        raise ReaderError(f"{path}: reader option sidecar_txt is set but no .txt or .txt.xz with the same stem is beside it")
+        raise ReaderError(
+            f"{path}: reader option sidecar_txt is set but no .txt or .txt.xz with the same stem is beside it"
+        )
     return str(txt), frame_metadata(txt)
 
 
-def _attach(item: Record | Rejected, sidecar: tuple[str, list[Any]], raw: RawFrame, label: str,
-            opts: ReadOptions) -> Record | Rejected:
+def _attach(
+    item: Record | Rejected, sidecar: tuple[str, list[Any]], raw: RawFrame, label: str, opts: ReadOptions
+) -> Record | Rejected:
     """Put line ``i`` of the side file (sid, fid, reference_energy) into frame ``i``'s metadata."""
     txt, infos = sidecar
     if isinstance(item, Rejected):
         return item
     if item.source_index >= len(infos):
-        return _reject(raw, item.source_file, label, opts,
-                       f"sidecar:{txt} has {len(infos)} lines, none for frame {item.source_index}")
+        return _reject(
+            raw,
+            item.source_file,
+            label,
+            opts,
+            f"sidecar:{txt} has {len(infos)} lines, none for frame {item.source_index}",
+        )
     item.metadata.update(infos[item.source_index].metadata())
     item.metadata["sidecar_file"] = Path(txt).name
     return item
@@ -125,10 +135,13 @@ class _Context:
     convert: bool  # False when opts.convert() would change nothing (eV, Å, eV/Å³, sign +1)
 
     @staticmethod
-    def of(opts: ReadOptions) -> "_Context":
+    def of(opts: ReadOptions) -> _Context:
         try:
-            identity = (units.energy_factor(opts.energy_unit) == 1.0 and units.length_factor(opts.length_unit) == 1.0
-                        and units.stress_factor(opts.stress_unit) * opts.stress_sign == 1.0)
+            identity = (
+                units.energy_factor(opts.energy_unit) == 1.0
+                and units.length_factor(opts.length_unit) == 1.0
+                and units.stress_factor(opts.stress_unit) * opts.stress_sign == 1.0
+            )
         except ValueError:
             identity = False  # an unknown unit: convert() raises it for every frame, as it should
         return _Context(frozenset(opts.key_map.values()) | _HEADER_KEYS, not identity)
@@ -149,8 +162,13 @@ def _frame(raw: RawFrame, path: str, label: str, opts: ReadOptions, ctx: _Contex
     try:
         comment = raw.comment.decode("utf-8").strip()  # type: ignore[union-attr]
     except UnicodeDecodeError as exc:
-        return _reject(raw, path, label, opts,
-                       f"parse:non-UTF-8 bytes in comment line of {_where(raw)} ({exc.reason} at {exc.start})")
+        return _reject(
+            raw,
+            path,
+            label,
+            opts,
+            f"parse:non-UTF-8 bytes in comment line of {_where(raw)} ({exc.reason} at {exc.start})",
+        )
     try:
         info = parse_header(comment)
         spec = info.get("Properties")
@@ -210,7 +228,9 @@ def _cell(info: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray]:
     return cell, pbc
 
 
-def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, meta: dict[str, Any]) -> np.ndarray | None:
+def _stress(
+    info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, meta: dict[str, Any]
+) -> np.ndarray | None:
     key = _pick(info, "stress", STRESS_KEYS, opts)
     vkey = None if key is not None else _pick(info, "virial", VIRIAL_KEYS, opts)
     if key is None and vkey is None:
@@ -241,8 +261,15 @@ def _stress(info: dict[str, Any], cell: np.ndarray | None, opts: ReadOptions, me
     return -voigt / volume * scale
 
 
-def _energy_forces(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, comment: str, raw: RawFrame,
-                   opts: ReadOptions, meta: dict[str, Any]) -> tuple[float | None, str, np.ndarray | None]:
+def _energy_forces(
+    info: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    plain: bool,
+    comment: str,
+    raw: RawFrame,
+    opts: ReadOptions,
+    meta: dict[str, Any],
+) -> tuple[float | None, str, np.ndarray | None]:
     """(energy, energy_kind, forces) from the declared or recognised keys, recorded in ``meta``."""
     if plain and opts.options.get("plain_xyz") == "sgdml":
         meta["energy_source_key"] = "comment line (sGDML xyz)"
@@ -265,8 +292,17 @@ def _energy_forces(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: b
     return energy, kind, forces
 
 
-def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, comment: str,
-           raw: RawFrame, path: str, label: str, opts: ReadOptions, ctx: _Context) -> Record:
+def _build(
+    info: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    plain: bool,
+    comment: str,
+    raw: RawFrame,
+    path: str,
+    label: str,
+    opts: ReadOptions,
+    ctx: _Context,
+) -> Record:
     """One frame as a Record in Omni units (not yet normalized)."""
     pos_key = opts.key("positions", "pos")
     if pos_key not in arrays:
@@ -274,10 +310,22 @@ def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, com
     cell, pbc = _cell(info)
     meta: dict[str, Any] = {}
     energy, kind, forces = _energy_forces(info, arrays, plain, comment, raw, opts, meta)
-    record = Record(numbers=numbers(arrays, _SYMBOLS), positions=arrays[pos_key], id=opts.make_id(f"{label}:{raw.index}"),
-                    dataset=opts.dataset, task=opts.task, cell=cell, pbc=pbc, energy=energy,
-                    energy_kind=kind, forces=forces, stress=_stress(info, cell, opts, meta), source_file=path,
-                    source_index=raw.index, metadata=meta)
+    record = Record(
+        numbers=numbers(arrays, _SYMBOLS),
+        positions=arrays[pos_key],
+        id=opts.make_id(f"{label}:{raw.index}"),
+        dataset=opts.dataset,
+        task=opts.task,
+        cell=cell,
+        pbc=pbc,
+        energy=energy,
+        energy_kind=kind,
+        forces=forces,
+        stress=_stress(info, cell, opts, meta),
+        source_file=path,
+        source_index=raw.index,
+        metadata=meta,
+    )
     _extras(record, info, arrays, opts, meta)
     id_key = opts.key_map.get("id")
     if id_key is not None:
@@ -291,8 +339,9 @@ def _build(info: dict[str, Any], arrays: dict[str, np.ndarray], plain: bool, com
     return opts.convert(record) if ctx.convert else record  # normalized by the caller once problem() has passed
 
 
-def _extras(record: Record, info: dict[str, Any], arrays: dict[str, np.ndarray], opts: ReadOptions,
-            meta: dict[str, Any]) -> None:
+def _extras(
+    record: Record, info: dict[str, Any], arrays: dict[str, np.ndarray], opts: ReadOptions, meta: dict[str, Any]
+) -> None:
     """Charge, spin, magmoms, tags and constraints (ASE's move_mask column) onto ``record``."""
     ckey = _pick(info, "charge", CHARGE_KEYS, opts)
     if ckey is not None:

@@ -8,12 +8,14 @@ positive), ``magmoms`` (μB or null), ``formation_energy_per_atom``, ``cohesive_
 ``_json_scan.scan_values``; ``read`` decompresses up to its range and decodes only its records, so
 memory is bounded by a partition. Group key: ``metadata["mp_id"]`` (the original MP parent).
 """
+
 from __future__ import annotations
 
 import lzma
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,14 @@ from omni_data.readers._pmg import structure_arrays
 from omni_data.schema import Record, Rejected
 from omni_data.units import vasp_kbar_to_ase
 
-META_KEYS = ("formation_energy_per_atom", "cohesive_energy_per_atom", "bandgap", "functional", "formula_pretty", "nsites")
+META_KEYS = (
+    "formation_energy_per_atom",
+    "cohesive_energy_per_atom",
+    "bandgap",
+    "functional",
+    "formula_pretty",
+    "nsites",
+)
 
 
 def partitions(path: Path, target: int) -> list[Partition]:

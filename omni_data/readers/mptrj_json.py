@@ -12,12 +12,14 @@ Energy: ``opts.key_map["energy"]`` or ``opts.energy_key`` (the ReadOptions defau
 means ``uncorrected_total_energy``, the raw DFT total the ``mpa`` task trains on); the
 ``corrected_total_energy`` gets ``energy_kind="corrected"``. Group key: ``metadata["mp_id"]``.
 """
+
 from __future__ import annotations
 
 import lzma
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +62,14 @@ def partitions(path: Path, target: int) -> list[Partition]:
         while j < len(index.offsets) and (size == 0 or size + index.children[j] <= target):
             size += index.children[j]
             j += 1
-        parts.append(Partition(str(path), frame, frame + size, (("offset", index.offsets[i]), ("end", bounds[j - 1]), ("mp_ids", j - i))))
+        parts.append(
+            Partition(
+                str(path),
+                frame,
+                frame + size,
+                (("offset", index.offsets[i]), ("end", bounds[j - 1]), ("mp_ids", j - i)),
+            )
+        )
         frame, i = frame + size, j
     return parts
 

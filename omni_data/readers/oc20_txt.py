@@ -6,6 +6,7 @@ frame ``i`` of the extxyz with the same stem, as ``random<sid>,frame<fid>,<refer
 adsorption-style target is ``energy - reference_energy``. This module registers no reader: the
 extxyz reader reads the frames and ingest attaches ``frame_metadata(...)[i]`` to record ``i``.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def txt_for(extxyz: str | Path) -> Path | None:
 
 def _prefixed_int(token: str, prefix: str) -> int | str:
     token = token.strip()
-    body = token[len(prefix):] if token.startswith(prefix) else token
+    body = token[len(prefix) :] if token.startswith(prefix) else token
     return int(body) if body.isdigit() else token
 
 

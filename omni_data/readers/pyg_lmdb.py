@@ -14,6 +14,7 @@ partition is still read. The file is checked against its meta pages before it is
 Key map (``opts.key_map``, canonical -> source key, dotted paths reach into nested dicts) overrides
 the declared candidates in ``CANDIDATES``. Units are the dataset's (``opts.convert``).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -61,7 +62,9 @@ def _open(path: str | Path) -> Any:
     p = Path(path)
     check_lmdb_file(p)
     try:
-        return lmdb.open(str(p), subdir=p.is_dir(), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
+        return lmdb.open(
+            str(p), subdir=p.is_dir(), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64
+        )
     except lmdb.Error as exc:
         raise ReaderError(f"{p}: cannot open as LMDB ({exc})") from exc
 
@@ -260,7 +263,7 @@ def _refusal(exc: BaseException, where: str, key: bytes) -> str:
     the restricted unpickler refused it (a global off the allow-list, a size cap), else
     ``parse:<key> ...`` (a corrupt or truncated stream)."""
     msg = str(exc)
-    msg = msg[len(where) + 2:] if msg.startswith(f"{where}: ") else msg
+    msg = msg[len(where) + 2 :] if msg.startswith(f"{where}: ") else msg
     cause = exc.__cause__
     refused = isinstance(exc, UnsafePickleError) and (cause is None or isinstance(cause, UnsafePickleError))
     if refused:
@@ -278,8 +281,9 @@ def _item(value: bytes, key: bytes, index: int, part: Partition, opts: ReadOptio
     except Exception as exc:  # any value that does not unpickle is that record's problem only
         return reject(opts, part.path, index, _refusal(exc, where, key), key.decode("latin1"))
     if not isinstance(data, dict):
-        return reject(opts, part.path, index, f"parse:value is {type(data).__name__}, not a dict or Data",
-                      key.decode("latin1"))
+        return reject(
+            opts, part.path, index, f"parse:value is {type(data).__name__}, not a dict or Data", key.decode("latin1")
+        )
     try:
         record = to_record(data, opts, part.path, index, f"{label}/{key.decode('latin1')}")
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:

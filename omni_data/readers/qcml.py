@@ -13,10 +13,12 @@ Option ``verify_crc`` (default True) checks every record's CRC-32C: a record who
 wrong is ``Rejected`` (``parse:... bad data CRC``) and the rest are read; damaged framing (a length
 whose CRC is wrong, or over 1 GiB) cannot be resynchronised and is a ``ReaderError``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +91,11 @@ def example_record(ex: dict[str, Any], opts: ReadOptions, path: str, index: int,
     positions = np.asarray(ex[key["positions"]], dtype=np.float64).reshape(-1, 3) * l_fac
     energy = _scalar(ex.get(key["energy"]))
     raw_forces = ex.get(key["forces"])
-    forces = None if raw_forces is None or len(raw_forces) == 0 else np.asarray(raw_forces, np.float64).reshape(-1, 3) * _force_factor(opts)
+    forces = (
+        None
+        if raw_forces is None or len(raw_forces) == 0
+        else np.asarray(raw_forces, np.float64).reshape(-1, 3) * _force_factor(opts)
+    )
     charge = _scalar(ex.get(key["charge"]))
     spin = _scalar(ex.get(key["spin"]))
     source_id = _text(ex.get(key["id"])) or fallback_id

@@ -11,11 +11,13 @@ default ``dft_total_energy``), ``gradient`` (default ``dft_total_gradient``; alw
 ``subsets`` (list of subset names to keep; others are Rejected
 ``filter:subset``).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +61,9 @@ def _unit(dataset: Any, default: str) -> str:
 
 
 def _energy_factor(unit: str) -> float:
-    return units.energy_factor({"hartree": "hartree", "kilojoule_per_mole": "kJ/mol", "kilocalorie_per_mole": "kcal/mol"}.get(unit, unit))
+    return units.energy_factor(
+        {"hartree": "hartree", "kilojoule_per_mole": "kJ/mol", "kilocalorie_per_mole": "kcal/mol"}.get(unit, unit)
+    )
 
 
 def _force_factor(unit: str) -> float:
@@ -86,7 +90,9 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 subset = text(g["subset"][()]) if "subset" in g else ""
             except H5_ERRORS as exc:
                 for j, sid in enumerate(ids):
-                    yield reject(opts, part.path, sl.first + j, f"parse:unreadable group {sl.path} ({exc})", sid, group=sl.path)
+                    yield reject(
+                        opts, part.path, sl.first + j, f"parse:unreadable group {sl.path} ({exc})", sid, group=sl.path
+                    )
                 continue
             if keep is not None and subset not in keep:
                 for j, sid in enumerate(ids):
@@ -96,29 +102,55 @@ def read(part: Partition, opts: ReadOptions) -> Iterator[Record | Rejected]:
                 charge = float(smiles_charge(smiles)) if smiles else None
                 numbers = np.asarray(g["atomic_numbers"][()], dtype=np.int64)
                 conf = g["conformations"]
-                pos = np.asarray(conf[sl.lo:sl.hi], dtype=np.float64) * units.length_factor(_unit(conf, "bohr"))
+                pos = np.asarray(conf[sl.lo : sl.hi], dtype=np.float64) * units.length_factor(_unit(conf, "bohr"))
                 e_ds = g.get(energy_name)
-                energy = None if e_ds is None else np.asarray(e_ds[sl.lo:sl.hi], np.float64) * _energy_factor(_unit(e_ds, "hartree"))
+                energy = (
+                    None
+                    if e_ds is None
+                    else np.asarray(e_ds[sl.lo : sl.hi], np.float64) * _energy_factor(_unit(e_ds, "hartree"))
+                )
                 g_ds = g.get(grad_name)
-                forces = None if g_ds is None else -np.asarray(g_ds[sl.lo:sl.hi], np.float64) * _force_factor(_unit(g_ds, "hartree/bohr"))
+                forces = (
+                    None
+                    if g_ds is None
+                    else -np.asarray(g_ds[sl.lo : sl.hi], np.float64) * _force_factor(_unit(g_ds, "hartree/bohr"))
+                )
                 f_ds = g.get("formation_energy")
-                formation = None if f_ds is None else np.asarray(f_ds[sl.lo:sl.hi], np.float64) * _energy_factor(_unit(f_ds, "hartree"))
+                formation = (
+                    None
+                    if f_ds is None
+                    else np.asarray(f_ds[sl.lo : sl.hi], np.float64) * _energy_factor(_unit(f_ds, "hartree"))
+                )
             except H5_ERRORS as exc:  # a missing or damaged dataset fails this group's conformers only
                 for j, sid in enumerate(ids):
                     yield reject(opts, part.path, sl.first + j, f"parse:{exc}", sid, group=sl.path)
                 continue
             for j, sid in enumerate(ids):
                 try:
-                    rec = _record(numbers, pos, energy, forces, formation, charge, j, sid, sl, smiles, subset, part, opts)
+                    rec = _record(
+                        numbers, pos, energy, forces, formation, charge, j, sid, sl, smiles, subset, part, opts
+                    )
                 except (IndexError, ValueError, TypeError) as exc:  # datasets of unequal lengths
                     yield reject(opts, part.path, sl.first + j, f"bad_shape:{exc} in group {sl.path}", sid)
                     continue
                 yield finish(rec, opts, convert=False)
 
 
-def _record(numbers: np.ndarray, pos: np.ndarray, energy: np.ndarray | None, forces: np.ndarray | None,
-            formation: np.ndarray | None, charge: float | None, j: int, sid: str, sl: Any, smiles: str, subset: str,
-            part: Partition, opts: ReadOptions) -> Record:
+def _record(
+    numbers: np.ndarray,
+    pos: np.ndarray,
+    energy: np.ndarray | None,
+    forces: np.ndarray | None,
+    formation: np.ndarray | None,
+    charge: float | None,
+    j: int,
+    sid: str,
+    sl: Any,
+    smiles: str,
+    subset: str,
+    part: Partition,
+    opts: ReadOptions,
+) -> Record:
     """Conformer ``j`` of slice ``sl`` as a Record (IndexError when the group's datasets disagree)."""
     meta: dict[str, Any] = {"group": sl.path, "conformer": sl.lo + j, "smiles": smiles, "subset": subset}
     if formation is not None and np.isfinite(formation[j]):

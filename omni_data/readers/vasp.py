@@ -19,10 +19,12 @@ NELM is flagged ``metadata["converged_electronic"] = False`` and, unless
 (``metadata["source_id"]``, ``["source_task"]``, ``["protocol"]``, as ``collect-bridge`` sets them);
 a folder without one is a ``ReaderError``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -42,7 +44,10 @@ ENERGY_CHOICES: dict[str, tuple[str, str]] = {
 _SOURCE_TEXT = {
     ("vasprun", "energy_sigma0"): "vasprun.xml e_fr_energy - PSTRESS*V + (e_0_energy - e_fr_energy) of the last scstep",
     ("vasprun", "free_energy"): "vasprun.xml calculation/energy e_fr_energy - PSTRESS*V",
-    ("vasprun", "energy_wo_entrp"): "vasprun.xml e_fr_energy - PSTRESS*V + (e_wo_entrp - e_fr_energy) of the last scstep",
+    (
+        "vasprun",
+        "energy_wo_entrp",
+    ): "vasprun.xml e_fr_energy - PSTRESS*V + (e_wo_entrp - e_fr_energy) of the last scstep",
     ("outcar", "energy_sigma0"): "OUTCAR energy(sigma->0)",
     ("outcar", "free_energy"): "OUTCAR free  energy   TOTEN",
     ("outcar", "energy_wo_entrp"): "OUTCAR energy  without entropy",
@@ -80,8 +85,10 @@ def partitions(path: Path, target: int) -> list[Partition]:
         n = len(offsets)
     if n == 0:
         raise ReaderError(f"{path}: no ionic step found (job died before the first step, or not a VASP output)")
-    return [Partition(str(path), a, b, (("offset", offsets[a]),) if offsets is not None and a > 0 else ())
-            for a, b in frame_ranges(n, target)]
+    return [
+        Partition(str(path), a, b, (("offset", offsets[a]),) if offsets is not None and a > 0 else ())
+        for a, b in frame_ranges(n, target)
+    ]
 
 
 def _outcar_items(fh: IO[bytes], part: Partition) -> Iterator[VaspHeader | VaspStep]:
@@ -142,8 +149,10 @@ def _job_link(path: str) -> dict[str, str]:
     try:
         data = json.loads(job.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ReaderError(f"{path}: reader option job_json is set but {job.name} is missing beside it "
-                          "(omni-data emit-jobs writes one per job folder)") from None
+        raise ReaderError(
+            f"{path}: reader option job_json is set but {job.name} is missing beside it "
+            "(omni-data emit-jobs writes one per job folder)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ReaderError(f"{job}: unreadable job file ({exc})") from exc
     if not isinstance(data, dict) or not data.get("record_id"):
@@ -155,23 +164,40 @@ def _job_link(path: str) -> dict[str, str]:
     return link
 
 
-def _reject(path: str, index: int, label: str, opts: ReadOptions, reason: str, detail: dict[str, Any] | None = None) -> Rejected:
+def _reject(
+    path: str, index: int, label: str, opts: ReadOptions, reason: str, detail: dict[str, Any] | None = None
+) -> Rejected:
     return Rejected(path, index, reason, opts.dataset, f"{label}:{index}", detail or {})
 
 
-def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str, opts: ReadOptions) -> Record | Rejected:
+def _to_item(
+    step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str, opts: ReadOptions
+) -> Record | Rejected:
     where = f"ionic step {step.index}"
     if step.error is not None:
         return _reject(path, step.index, label, opts, f"parse:damaged {fmt} {where}: {step.error}")
     if not step.complete:
-        return _reject(path, step.index, label, opts, f"parse:truncated {fmt}: {where} incomplete at end of file",
-                       {"line": step.line, "n_electronic": step.n_electronic})
+        return _reject(
+            path,
+            step.index,
+            label,
+            opts,
+            f"parse:truncated {fmt}: {where} incomplete at end of file",
+            {"line": step.line, "n_electronic": step.n_electronic},
+        )
     if step.positions is None or step.cell is None:
-        return _reject(path, step.index, label, opts,
-                       f"missing:positions not printed for {where} (NWRITE={header.params.get('NWRITE')})")
+        return _reject(
+            path,
+            step.index,
+            label,
+            opts,
+            f"missing:positions not printed for {where} (NWRITE={header.params.get('NWRITE')})",
+        )
     n = len(step.positions)
     if len(header.symbols) != n:
-        return _reject(path, step.index, label, opts, f"bad_shape:{len(header.symbols)} species for {n} positions in {where}")
+        return _reject(
+            path, step.index, label, opts, f"bad_shape:{len(header.symbols)} species for {n} positions in {where}"
+        )
     attr, kind = ENERGY_CHOICES[opts.energy_key]
     energy = getattr(step, attr)
     if energy is None:
@@ -189,8 +215,11 @@ def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str
         "n_electronic_steps": step.n_electronic,
         "converged_electronic": converged,
         "energy_source_key": _SOURCE_TEXT[(fmt, attr)],
-        "energies": {"free_energy": step.free_energy, "energy_sigma0": step.energy_sigma0,
-                     "energy_wo_entrp": step.energy_wo_entrp},
+        "energies": {
+            "free_energy": step.free_energy,
+            "energy_sigma0": step.energy_sigma0,
+            "energy_wo_entrp": step.energy_wo_entrp,
+        },
     }
     if step.notes:
         meta["notes"] = list(step.notes)
@@ -202,12 +231,21 @@ def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str
         return _reject(path, step.index, label, opts, f"bad_value:unknown element {unknown[0]!r} in POTCAR/atominfo")
     rec = Record(
         numbers=np.array([atomic_numbers[s] for s in header.symbols], dtype=np.int64),
-        positions=step.positions, id=opts.make_id(f"{label}:{step.index}"), dataset=opts.dataset,
-        task=opts.task, cell=step.cell, pbc=np.ones(3, dtype=bool), energy=float(energy),
-        energy_kind=kind if kind == "free" else opts.energy_kind, forces=step.forces, stress=step.stress,
+        positions=step.positions,
+        id=opts.make_id(f"{label}:{step.index}"),
+        dataset=opts.dataset,
+        task=opts.task,
+        cell=step.cell,
+        pbc=np.ones(3, dtype=bool),
+        energy=float(energy),
+        energy_kind=kind if kind == "free" else opts.energy_kind,
+        forces=step.forces,
+        stress=step.stress,
         magmoms=step.magmoms if step.magmoms is not None and len(step.magmoms) == n else None,
         fixed=np.array(fixed_list, dtype=bool) if len(fixed_list) == n else None,
-        source_file=path, source_index=step.index, metadata=meta,
+        source_file=path,
+        source_index=step.index,
+        metadata=meta,
     )
     try:
         reason = problem(rec)
@@ -218,9 +256,14 @@ def _to_item(step: VaspStep, header: VaspHeader, fmt: str, label: str, path: str
     if reason is not None:
         return _reject(path, step.index, label, opts, f"{reason} in {where}")
     if converged is False and not opts.options.get("keep_unconverged", False):
-        return _reject(path, step.index, label, opts,
-                       f"unconverged:electronic ({step.n_electronic} SCF steps reached NELM={nelm}) in {where}",
-                       {"n_electronic": step.n_electronic, "NELM": nelm})
+        return _reject(
+            path,
+            step.index,
+            label,
+            opts,
+            f"unconverged:electronic ({step.n_electronic} SCF steps reached NELM={nelm}) in {where}",
+            {"n_electronic": step.n_electronic, "NELM": nelm},
+        )
     return rec
 
 

@@ -16,6 +16,7 @@ quarantine, and the job gets a FAILED marker so ``omni-data jobs --reemit-failed
 Each stored record carries its provenance as flat metadata (``PROVENANCE_KEYS``): source record,
 task and dataset, protocol and the sha256 of its resolved YAML, code versions, job directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,23 @@ COLLECTED = "COLLECTED"
 # bridge-record metadata that says where a label came from; ``export`` writes these into each
 # frame's info / key-value pairs, ``omni-data jobs`` prints them
 PROVENANCE_KEYS: tuple[str, ...] = (
-    "source_id", "source_task", "source_dataset", "source_store", "protocol", "protocol_sha256", "engine",
-    "code_version", "code_build", "input_writer", "omni_version", "job", "job_dir", "job_attempts",
-    "spin_source", "warnings")
+    "source_id",
+    "source_task",
+    "source_dataset",
+    "source_store",
+    "protocol",
+    "protocol_sha256",
+    "engine",
+    "code_version",
+    "code_build",
+    "input_writer",
+    "omni_version",
+    "job",
+    "job_dir",
+    "job_attempts",
+    "spin_source",
+    "warnings",
+)
 RELAX_IBRION = (1, 2, 3)
 
 
@@ -71,8 +86,9 @@ def vasprun_verdict(path: Path) -> tuple[Any, str | None]:
     from omni_data.readers.vasp import read_vasprun_final
 
     try:
-        scan, final = read_vasprun_final(path, ReadOptions(dataset="bridge", task="bridge",
-                                                           options={"keep_unconverged": True}))
+        scan, final = read_vasprun_final(
+            path, ReadOptions(dataset="bridge", task="bridge", options={"keep_unconverged": True})
+        )
     except (OSError, ValueError) as exc:
         return None, f"parse:vasprun.xml unreadable ({type(exc).__name__}: {exc})"
     scan.final = final
@@ -127,8 +143,13 @@ def _expected_vasp(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
         kpoints["density"] = float(np.prod(kpoints["divisions"]) * abs(np.linalg.det(cell)))
     spec = job_dir / "POTCAR.spec"
     symbols = spec.read_text().split() if spec.is_file() else []
-    return {"incar": incar, "kpoints": kpoints, "species": list(poscar.site_symbols), "potcar_symbols": symbols,
-            "potcar_functional": "PBE"}
+    return {
+        "incar": incar,
+        "kpoints": kpoints,
+        "species": list(poscar.site_symbols),
+        "potcar_symbols": symbols,
+        "potcar_functional": "PBE",
+    }
 
 
 def _check_composition(symbols: list[str], source: Record, source_file: str) -> None:
@@ -171,7 +192,7 @@ def _add_outcar_magmoms(record: Record, job_dir: Path) -> None:
     outcar = job_dir / "OUTCAR"
     if record.magmoms is not None or not outcar.is_file():
         return
-    from omni_data.readers import ReadOptions, ReaderError, get_reader
+    from omni_data.readers import ReaderError, ReadOptions, get_reader
 
     reader = get_reader("vasp")
     try:
@@ -184,8 +205,7 @@ def _add_outcar_magmoms(record: Record, job_dir: Path) -> None:
     if not isinstance(last, Record) or last.magmoms is None:
         record.metadata["magmoms_source"] = "none: OUTCAR final step has no magnetization"
         return
-    same = (np.array_equal(last.numbers, record.numbers)
-            and np.allclose(last.positions, record.positions, atol=1e-3))
+    same = np.array_equal(last.numbers, record.numbers) and np.allclose(last.positions, record.positions, atol=1e-3)
     if not same:
         record.metadata["magmoms_source"] = "none: OUTCAR final step does not match vasprun.xml"
         return
@@ -217,19 +237,30 @@ def _local_record(job: dict[str, Any], job_dir: Path, source: Record) -> Record:
         raise JobReject(f"unconverged:{res.get('method')} reported converged=false", str(rpath))
     versions = res.get("versions") or {}
     engine = str(job.get("engine") or "")
-    meta = {"method": res.get("method"), "wall_time_s": res.get("wall_time_s"),
-            "code_version": f"{engine} {versions.get(engine, '?')}",
-            "spin_source": res.get("spin_source") or "", "warnings": "; ".join(res.get("warnings") or [])}
+    meta = {
+        "method": res.get("method"),
+        "wall_time_s": res.get("wall_time_s"),
+        "code_version": f"{engine} {versions.get(engine, '?')}",
+        "spin_source": res.get("spin_source") or "",
+        "warnings": "; ".join(res.get("warnings") or []),
+    }
     if engine == "pyscf":
         info = res.get("info") or {}
         meta.update(xc=str(info.get("xc", "")), basis=str(info.get("basis", "")))
     return Record(
-        numbers=arrays["numbers"], positions=arrays["positions"],
-        cell=arrays["cell"] if "cell" in arrays.files else None, pbc=arrays["pbc"],
-        energy=float(res["energy"]), energy_kind=res.get("energy_kind", "total"),
-        forces=arrays["forces"], stress=arrays["stress"] if "stress" in arrays.files else None,
-        charge=res.get("charge"), spin=res.get("multiplicity"),
-        id="", dataset="bridge", task="bridge",
+        numbers=arrays["numbers"],
+        positions=arrays["positions"],
+        cell=arrays["cell"] if "cell" in arrays.files else None,
+        pbc=arrays["pbc"],
+        energy=float(res["energy"]),
+        energy_kind=res.get("energy_kind", "total"),
+        forces=arrays["forces"],
+        stress=arrays["stress"] if "stress" in arrays.files else None,
+        charge=res.get("charge"),
+        spin=res.get("multiplicity"),
+        id="",
+        dataset="bridge",
+        task="bridge",
         metadata=meta,
     )
 
@@ -280,12 +311,20 @@ def provenance(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
             sha = protocol_sha256(str(job.get("protocol")))
         except ProtocolError:
             sha = "unknown"
-    out = {"source_id": job.get("record_id"), "source_task": job.get("source_task"),
-           "source_dataset": job.get("dataset"), "source_store": job.get("store") or "",
-           "protocol": job.get("protocol"), "protocol_sha256": sha, "engine": job.get("engine"),
-           "job": Path(job_dir).name, "job_dir": str(Path(job_dir).resolve()),
-           "omni_version": version("omni"), "input_writer": job.get("input_writer") or "",
-           "job_attempts": len(job.get("history") or []) + 1}
+    out = {
+        "source_id": job.get("record_id"),
+        "source_task": job.get("source_task"),
+        "source_dataset": job.get("dataset"),
+        "source_store": job.get("store") or "",
+        "protocol": job.get("protocol"),
+        "protocol_sha256": sha,
+        "engine": job.get("engine"),
+        "job": Path(job_dir).name,
+        "job_dir": str(Path(job_dir).resolve()),
+        "omni_version": version("omni"),
+        "input_writer": job.get("input_writer") or "",
+        "job_attempts": len(job.get("history") or []) + 1,
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -303,18 +342,29 @@ def collect(root: Path, task: str = "bridge", dataset: str = "bridge") -> Collec
         try:
             out.records.append(collect_job(job_dir, task, dataset))
         except JobReject as rej:
-            out.rejected.append(Rejected(source_file=rej.source_file, source_index=0, reason=rej.reason,
-                                         dataset=dataset, source_id=str(job.get("record_id", "")),
-                                         detail={"job": job_dir.name, "protocol": job.get("protocol"),
-                                                 "source_task": job.get("source_task")}))
+            out.rejected.append(
+                Rejected(
+                    source_file=rej.source_file,
+                    source_index=0,
+                    reason=rej.reason,
+                    dataset=dataset,
+                    source_id=str(job.get("record_id", "")),
+                    detail={
+                        "job": job_dir.name,
+                        "protocol": job.get("protocol"),
+                        "source_task": job.get("source_task"),
+                    },
+                )
+            )
             if state.state != "failed":
                 jobs.mark_failed(job_dir, rej.reason)
         out.jobs.append(job_dir)
     return out
 
 
-def collect_to_store(root: Path, store: Path, task: str = "bridge", dataset: str = "bridge",
-                     shard: str | None = None) -> tuple[Collected, str | None]:
+def collect_to_store(
+    root: Path, store: Path, task: str = "bridge", dataset: str = "bridge", shard: str | None = None
+) -> tuple[Collected, str | None]:
     """Collect ``root`` and write one new shard (records + quarantine) into ``store``.
 
     Returns (what was collected, shard name or None when nothing was ready). Collected jobs get a

@@ -6,15 +6,17 @@ POTCAR when ``PMG_VASP_PSP_DIR`` is configured, else POTCAR.spec); molecules are
 ``job.json`` and ``record.json``; the jobs root gets the jobs table. Directory names come from
 ``safeio.safe_name(record id)``, so they cannot escape the root nor inject shell.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -140,29 +142,32 @@ def emit_record(record: Record, protocol: Protocol, root: Path, source: Source, 
             writer = f"pymatgen {_version('pymatgen')}"
         history = _carry_history(final, tmp) if final.is_dir() else []
         jobs.write_json_atomic(tmp / jobs.RECORD_FILE, jobs.record_to_json(record))
-        jobs.write_json_atomic(tmp / jobs.JOB_FILE, {
-            "job": name,
-            "record_id": record.id,
-            "source_task": row["source_task"],
-            "dataset": row["dataset"],
-            "store": source.store,
-            "rank": source.rank,
-            "distance": source.distance,
-            "protocol": protocol.name,
-            "protocol_spec": protocol.as_dict(),
-            "protocol_sha256": protocol_sha256(protocol.path),
-            "expected": expected,
-            "input_writer": writer,
-            "omni_version": _version("omni"),
-            "history": history,
-            "matches_task": protocol.task,
-            "engine": protocol.engine,
-            "method": protocol.method.name if protocol.method else None,
-            "potcar": potcar,
-            "status": "pending",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "n_atoms": record.n_atoms,
-        })
+        jobs.write_json_atomic(
+            tmp / jobs.JOB_FILE,
+            {
+                "job": name,
+                "record_id": record.id,
+                "source_task": row["source_task"],
+                "dataset": row["dataset"],
+                "store": source.store,
+                "rank": source.rank,
+                "distance": source.distance,
+                "protocol": protocol.name,
+                "protocol_spec": protocol.as_dict(),
+                "protocol_sha256": protocol_sha256(protocol.path),
+                "expected": expected,
+                "input_writer": writer,
+                "omni_version": _version("omni"),
+                "history": history,
+                "matches_task": protocol.task,
+                "engine": protocol.engine,
+                "method": protocol.method.name if protocol.method else None,
+                "potcar": potcar,
+                "status": "pending",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "n_atoms": record.n_atoms,
+            },
+        )
         jobs.replace_dir_atomic(tmp, final)
     except Refused as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -217,9 +222,13 @@ def _carry_history(old: Path, new: Path) -> list[dict[str, Any]]:
         return history  # nothing ran: nothing to remember
     n = len(history) + 1
     entry: dict[str, Any] = {
-        "attempt": n, "state": state.state, "reason": state.reason,
-        "emitted": old_job.get("created"), "protocol": old_job.get("protocol"),
-        "protocol_sha256": old_job.get("protocol_sha256"), "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "attempt": n,
+        "state": state.state,
+        "reason": state.reason,
+        "emitted": old_job.get("created"),
+        "protocol": old_job.get("protocol"),
+        "protocol_sha256": old_job.get("protocol_sha256"),
+        "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "files": f"{HISTORY_DIR}/{n}" if produced else None,
     }
     failed = old / "FAILED"
@@ -239,7 +248,9 @@ def _carry_history(old: Path, new: Path) -> list[dict[str, Any]]:
     return history
 
 
-def emit_records(pairs: Iterable[tuple[Record, Source]], protocol: Protocol, root: Path, force: bool = False) -> list[dict[str, Any]]:
+def emit_records(
+    pairs: Iterable[tuple[Record, Source]], protocol: Protocol, root: Path, force: bool = False
+) -> list[dict[str, Any]]:
     """Emit every (record, source) pair and write the jobs table; returns the table rows."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -248,14 +259,19 @@ def emit_records(pairs: Iterable[tuple[Record, Source]], protocol: Protocol, roo
     for rec, src in pairs:
         name = job_name(rec.id)
         if name in seen:
-            raise ValueError(f"{root}: record {rec.id!r} is selected twice (or maps to the same job dir as {seen[name]!r})")
+            raise ValueError(
+                f"{root}: record {rec.id!r} is selected twice (or maps to the same job dir as {seen[name]!r})"
+            )
         seen[name] = rec.id
         rows.append(emit_record(rec, protocol, root, src, force=force))
     jobs.write_table(root, rows)
     if protocol.engine == "vasp" and potcar_dir() is None:
-        print(f"{root}: PMG_VASP_PSP_DIR is not configured, so POTCAR.spec (symbols only) was written "
-              "instead of POTCAR; run `pmg config --add PMG_VASP_PSP_DIR <dir>` and re-emit, or build "
-              "POTCARs from the spec on the cluster", file=sys.stderr)
+        print(
+            f"{root}: PMG_VASP_PSP_DIR is not configured, so POTCAR.spec (symbols only) was written "
+            "instead of POTCAR; run `pmg config --add PMG_VASP_PSP_DIR <dir>` and re-emit, or build "
+            "POTCARs from the spec on the cluster",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -272,8 +288,14 @@ def read_selection(path: Path) -> list[Source]:
     for name in ("task", "dataset", "rank", "distance"):
         cols.setdefault(name, [None] * n)
     return [
-        Source(record_id=str(cols["id"][i]), source_task=cols["task"][i] or "", dataset=cols["dataset"][i] or "",
-               store=str(cols["store"][i]), rank=cols["rank"][i], distance=cols["distance"][i])
+        Source(
+            record_id=str(cols["id"][i]),
+            source_task=cols["task"][i] or "",
+            dataset=cols["dataset"][i] or "",
+            store=str(cols["store"][i]),
+            rank=cols["rank"][i],
+            distance=cols["distance"][i],
+        )
         for i in range(n)
     ]
 

@@ -20,6 +20,7 @@ by a pid that is no longer alive, or on another host and not refreshed (the runn
 touches it every ``HEARTBEAT_S``) for ``LEASE_S``, the job is ``stale``, and ``run-local`` runs
 it again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -176,8 +177,10 @@ def mark_running(job_dir: Path) -> None:
     """Write RUNNING: host, pid, and the batch job id when inside one (``summarize`` asks Slurm about it)."""
     batch = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
     where = f" job {batch}" if batch else ""
-    write_text_atomic(Path(job_dir) / "RUNNING",
-                      f"{socket.gethostname()}{where} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    write_text_atomic(
+        Path(job_dir) / "RUNNING",
+        f"{socket.gethostname()}{where} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n",
+    )
 
 
 @dataclass(frozen=True)
@@ -219,16 +222,20 @@ def stale_reason(job_dir: Path, marker_text: str, now: float | None = None) -> s
     if marker.host == socket.gethostname():
         if pid_alive(marker.pid):
             return None
-        return (f"stale:pid {marker.pid} on {marker.host} is no longer running (started {marker.since}); "
-                "run-local runs this job again")
+        return (
+            f"stale:pid {marker.pid} on {marker.host} is no longer running (started {marker.since}); "
+            "run-local runs this job again"
+        )
     try:
         age = (time.time() if now is None else now) - (Path(job_dir) / "RUNNING").stat().st_mtime
     except FileNotFoundError:
         return None
     if age <= LEASE_S:
         return None
-    return (f"stale:no heartbeat from pid {marker.pid} on {marker.host} for {age / 60:.0f} min "
-            f"(started {marker.since}); run-local runs this job again")
+    return (
+        f"stale:no heartbeat from pid {marker.pid} on {marker.host} for {age / 60:.0f} min "
+        f"(started {marker.since}); run-local runs this job again"
+    )
 
 
 def with_liveness(states: list[JobState]) -> list[JobState]:
@@ -334,8 +341,13 @@ def with_queue_states(root: Path, states: list[JobState]) -> list[JobState]:
         elif job is not None and job.state in queue.ACTIVE_STATES:
             out[i] = JobState(s.path, "running", f"{s.reason} (Slurm: {job.state})", s.job)
         elif job is not None:
-            out[i] = JobState(s.path, "failed", f"lost:Slurm job {job_id} ended {job.state} without finishing this "
-                              f"job (its RUNNING marker was left behind: {s.reason})", s.job)
+            out[i] = JobState(
+                s.path,
+                "failed",
+                f"lost:Slurm job {job_id} ended {job.state} without finishing this "
+                f"job (its RUNNING marker was left behind: {s.reason})",
+                s.job,
+            )
     return out
 
 
@@ -346,7 +358,11 @@ def write_table(root: Path, rows: list[dict[str, Any]]) -> Path:
     import pyarrow.parquet as pq
 
     columns = ["job", "record_id", "source_task", "dataset", "protocol", "engine", "status", "reason", "n_atoms"]
-    table = pa.table({c: [r.get(c) for r in rows] for c in columns}) if rows else pa.table({c: pa.array([], pa.string()) for c in columns})
+    table = (
+        pa.table({c: [r.get(c) for r in rows] for c in columns})
+        if rows
+        else pa.table({c: pa.array([], pa.string()) for c in columns})
+    )
     root = Path(root)
     path = root / TABLE_NAME
     tmp = root / f".{TABLE_NAME}.tmp-{os.getpid()}"

@@ -5,6 +5,7 @@ Each task reads the job's ``record.json``, runs the protocol's engine, and write
 ``results.npz`` (numbers, positions, cell, pbc, forces, stress) atomically, then the DONE marker.
 Any failure is written to FAILED with its reason; nothing is skipped silently.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,10 +64,18 @@ def _remember_failure(job_dir: Path) -> None:
     marker = job_dir / ("FAILED" if state.state == "failed" else "RUNNING")
     job = state.job or jobs.read_job(job_dir)
     history = list(job.get("history") or [])
-    history.append({"attempt": len(history) + 1, "state": state.state, "reason": state.reason,
-                    "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(marker.stat().st_mtime)),
-                    "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": None,
-                    "protocol": job.get("protocol"), "protocol_sha256": job.get("protocol_sha256")})
+    history.append(
+        {
+            "attempt": len(history) + 1,
+            "state": state.state,
+            "reason": state.reason,
+            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(marker.stat().st_mtime)),
+            "replaced": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "files": None,
+            "protocol": job.get("protocol"),
+            "protocol_sha256": job.get("protocol_sha256"),
+        }
+    )
     job["history"] = history
     jobs.write_json_atomic(job_dir / jobs.JOB_FILE, job)
 
@@ -80,16 +89,26 @@ def _job_protocol(job: dict[str, Any]) -> str:
 def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
     job = jobs.read_job(job_dir)
     name = protocol_name or _job_protocol(job)
-    summary: dict[str, Any] = {"job": job_dir.name, "state": "failed", "reason": "", "energy": None, "wall_time_s": None}
+    summary: dict[str, Any] = {
+        "job": job_dir.name,
+        "state": "failed",
+        "reason": "",
+        "energy": None,
+        "wall_time_s": None,
+    }
     try:
         protocol = _protocol(name)
         emitted = str(job.get("protocol") or "")
         if protocol_name and emitted and protocol.name != emitted:
             # the bridge is one level of theory: collect would refuse a result of another method
-            raise Refused(f"refused:method {protocol.name} is not this job's protocol {emitted}; "
-                          f"re-emit the jobs with --protocol {protocol.name} or leave --method out")
+            raise Refused(
+                f"refused:method {protocol.name} is not this job's protocol {emitted}; "
+                f"re-emit the jobs with --protocol {protocol.name} or leave --method out"
+            )
         if protocol.engine == "vasp" or protocol.method is None:
-            raise Refused(f"refused:protocol {name} runs on {protocol.engine}, not a local engine; use the batch script")
+            raise Refused(
+                f"refused:protocol {name} runs on {protocol.engine}, not a local engine; use the batch script"
+            )
         record = jobs.read_record(job_dir)
         runner = get_runner(protocol.engine)
         _remember_failure(job_dir)
@@ -113,8 +132,15 @@ def _run_job(job_dir: Path, protocol_name: str | None) -> dict[str, Any]:
     return summary
 
 
-def _write_results(job_dir: Path, job: dict[str, Any], protocol: Protocol, record: Any, result: Any,
-                   wall: float, versions: dict[str, str]) -> None:
+def _write_results(
+    job_dir: Path,
+    job: dict[str, Any],
+    protocol: Protocol,
+    record: Any,
+    result: Any,
+    wall: float,
+    versions: dict[str, str],
+) -> None:
     arrays: dict[str, np.ndarray] = {
         "numbers": np.asarray(record.numbers, dtype=np.int64),
         "positions": np.asarray(record.positions, dtype=np.float64),
@@ -128,37 +154,44 @@ def _write_results(job_dir: Path, job: dict[str, Any], protocol: Protocol, recor
     write_arrays(job_dir / RESULTS_NPZ, arrays)
     from importlib.metadata import version
 
-    jobs.write_json_atomic(job_dir / RESULTS_JSON, {
-        "record_id": job.get("record_id"),
-        "protocol": protocol.name,
-        "engine": protocol.engine,
-        "method": protocol.method.name if protocol.method else None,
-        "options": dict(protocol.method.options) if protocol.method else {},
-        "energy": result.energy,
-        "energy_unit": "eV",
-        "energy_kind": "total",
-        "charge": result.charge,
-        "multiplicity": result.multiplicity,
-        "converged": bool(result.converged),
-        "n_scf": result.n_scf,
-        "wall_time_s": wall,
-        "versions": {**versions, "omni": version("omni"), "python": platform.python_version()},
-        "host": socket.gethostname(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "arrays": RESULTS_NPZ,
-        "has_stress": result.stress is not None,
-        "info": result.info,
-        "spin_source": result.spin_source,
-        "warnings": list(result.warnings),
-    })
+    jobs.write_json_atomic(
+        job_dir / RESULTS_JSON,
+        {
+            "record_id": job.get("record_id"),
+            "protocol": protocol.name,
+            "engine": protocol.engine,
+            "method": protocol.method.name if protocol.method else None,
+            "options": dict(protocol.method.options) if protocol.method else {},
+            "energy": result.energy,
+            "energy_unit": "eV",
+            "energy_kind": "total",
+            "charge": result.charge,
+            "multiplicity": result.multiplicity,
+            "converged": bool(result.converged),
+            "n_scf": result.n_scf,
+            "wall_time_s": wall,
+            "versions": {**versions, "omni": version("omni"), "python": platform.python_version()},
+            "host": socket.gethostname(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "arrays": RESULTS_NPZ,
+            "has_stress": result.stress is not None,
+            "info": result.info,
+            "spin_source": result.spin_source,
+            "warnings": list(result.warnings),
+        },
+    )
     _note_in_job(job_dir, result)
 
 
 def _note_in_job(job_dir: Path, result: Any) -> None:
     """Write where charge/spin came from, and any warning, into job.json (the job's own record)."""
     job = jobs.read_job(job_dir)
-    job.update(charge=result.charge, multiplicity=result.multiplicity, spin_source=result.spin_source,
-               warnings=list(result.warnings))
+    job.update(
+        charge=result.charge,
+        multiplicity=result.multiplicity,
+        spin_source=result.spin_source,
+        warnings=list(result.warnings),
+    )
     jobs.write_json_atomic(job_dir / jobs.JOB_FILE, job)
 
 
@@ -172,9 +205,14 @@ def jobs_to_run(root: Path, states: tuple[str, ...] = RUN_STATES) -> list[Path]:
     return [s.path for s in jobs.summarize(root) if s.state in states]
 
 
-def run_jobs(root: Path, protocol_name: str | None = None, client: Any = None,
-             states: tuple[str, ...] = RUN_STATES, threads: int | None = None,
-             progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
+def run_jobs(
+    root: Path,
+    protocol_name: str | None = None,
+    client: Any = None,
+    states: tuple[str, ...] = RUN_STATES,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[dict[str, Any]]:
     """Run every job under ``root`` in ``states`` (default: not done, not running) as Dask tasks;
     returns their summaries in job order.
 

@@ -8,6 +8,7 @@ a compensating background and a monopole/dipole correction, and NELECT needs the
 With ``charged: nelect`` and POTCARs available, NELECT comes from pymatgen (structure charge) and
 LDIPOL/IDIPOL=4 with DIPOL at the box centre switch on VASP's corrections.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,9 +50,13 @@ def box_molecule(record: Record, policy: MoleculePolicy, potcars_available: bool
     charge = float(record.charge or 0.0)
     if abs(charge) > 1e-8:
         if policy.charged == "refuse":
-            raise Refused(f"refused:charged molecule (charge {charge:+g}) needs NELECT and dipole corrections; protocol says charged: refuse")
+            raise Refused(
+                f"refused:charged molecule (charge {charge:+g}) needs NELECT and dipole corrections; protocol says charged: refuse"
+            )
         if not potcars_available:
-            raise Refused(f"refused:charged molecule (charge {charge:+g}) needs POTCAR valences for NELECT; set PMG_VASP_PSP_DIR")
+            raise Refused(
+                f"refused:charged molecule (charge {charge:+g}) needs POTCAR valences for NELECT; set PMG_VASP_PSP_DIR"
+            )
     pos = np.asarray(record.positions, dtype=np.float64).reshape(-1, 3)
     extent = pos.max(axis=0) - pos.min(axis=0)
     lengths = extent + 2.0 * policy.vacuum

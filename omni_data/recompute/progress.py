@@ -8,6 +8,7 @@ starts and once after each job ends (from the calling thread), on stdout, for ex
 The ETA is the elapsed wall time per finished job times the jobs left (parallel workers are
 in that rate already).
 """
+
 from __future__ import annotations
 
 import sys
@@ -45,8 +46,9 @@ class JobProgress:
     """Callback ``(counts, summary_or_None) -> None`` printing one line per call to ``stream``
     (stdout by default: the command's report; stderr stays for errors and Ctrl-C's one line)."""
 
-    def __init__(self, label: str = "run-local", stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, label: str = "run-local", stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.label = label
         self.stream = stream
         self.clock = clock
@@ -55,8 +57,7 @@ class JobProgress:
     def line(self, counts: Counts, summary: dict[str, Any] | None) -> str:
         """The text of one line: the job that just ended (if any), the counts, elapsed and ETA."""
         elapsed = self.clock() - self.t0
-        tally = (f"done {counts.done}, failed {counts.failed}, running {counts.running}, "
-                 f"pending {counts.pending}")
+        tally = f"done {counts.done}, failed {counts.failed}, running {counts.running}, pending {counts.pending}"
         if summary is None:
             return f"{self.label}: {counts.total} job(s) to run, {counts.slots} at a time  {tally}"
         left = counts.total - counts.finished
@@ -65,8 +66,9 @@ class JobProgress:
         what = f"{summary['state']} {summary['job']}{wall}"
         if summary["state"] != "done" and summary.get("reason"):
             what += f": {summary['reason']}"
-        return (f"{self.label}: [{counts.finished}/{counts.total}] {what}  {tally}"
-                f"  elapsed {format_clock(elapsed)}  {eta}")
+        return (
+            f"{self.label}: [{counts.finished}/{counts.total}] {what}  {tally}  elapsed {format_clock(elapsed)}  {eta}"
+        )
 
     def __call__(self, counts: Counts, summary: dict[str, Any] | None) -> None:
         print(self.line(counts, summary), file=self.stream or sys.stdout, flush=True)

@@ -8,6 +8,7 @@ Validation happens once here, through ``omni_data.typedconfig``: each file's key
 checked before merging (so an error names the file that holds the typo), the merged mapping is
 then built into ``Protocol``; every problem raises one ``ProtocolError`` naming the file and keys.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -170,8 +171,9 @@ def parse_protocol(data: dict[str, Any], path: Path) -> Protocol:
     if vasp is not None:
         vasp = dataclasses.replace(vasp, incar={str(k).upper(): v for k, v in vasp.incar.items()})
     molecule = dataclasses.replace(p.molecule, incar={str(k).upper(): v for k, v in p.molecule.incar.items()})
-    return dataclasses.replace(p, name=path.stem, path=str(path), vasp=vasp, molecule=molecule,
-                               method=p.method if p.engine != "vasp" else None)
+    return dataclasses.replace(
+        p, name=path.stem, path=str(path), vasp=vasp, molecule=molecule, method=p.method if p.engine != "vasp" else None
+    )
 
 
 # --- level-of-theory verification at collect time (used by ``recompute.verify``) ----------------
@@ -183,8 +185,16 @@ U_TOL_EV: float = 1e-3  # LDAUU per species, eV
 EDIFF_REL_TOL: float = 1e-6  # EDIFF_out <= EDIFF_protocol * (1 + tol): tighter SCF is accepted, looser is not
 KPOINT_DENSITY_REL_TOL: float = 0.10  # k-points per Å⁻³ of the output >= (1 - tol) x the protocol's; denser is accepted
 # VASP parameters compared exactly (after normalising case/spelling); defaults as VASP applies them.
-VASP_DEFAULTS: dict[str, Any] = {"ISPIN": 1, "PREC": "normal", "EDIFF": 1e-4, "NSW": 0, "IBRION": -1,
-                                 "LDAU": False, "IVDW": 0, "LHFCALC": False}
+VASP_DEFAULTS: dict[str, Any] = {
+    "ISPIN": 1,
+    "PREC": "normal",
+    "EDIFF": 1e-4,
+    "NSW": 0,
+    "IBRION": -1,
+    "LDAU": False,
+    "IVDW": 0,
+    "LHFCALC": False,
+}
 # local engines: what results.json must report, compared exactly (method/functional/basis
 # case-insensitively, charge within 1e-8 e, multiplicity exactly).
 CHARGE_TOL: float = 1e-8

@@ -14,6 +14,7 @@ limit from ``scancel``, nor can a RUNNING marker tell a live job from one killed
 
 Nothing here raises when Slurm is absent: no answer leaves the marker's state as it is.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Slurm job states in which the job's processes may still run.
-ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
-                           "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"})
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+    }
+)
 _JOB_ID = re.compile(r"\bjob (\d+)\b")
 _ARRAY = re.compile(r"\barray (\d+)_(\d+)\b")
 _TIMEOUT_S = 20
@@ -64,8 +77,9 @@ def parse_scontrol(text: str) -> dict[str, BatchJob]:
     for line in text.splitlines():
         fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
         if "JobId" in fields and "JobState" in fields:
-            found[fields["JobId"]] = BatchJob(fields["JobId"], fields["JobState"], fields.get("TimeLimit", ""),
-                                              fields.get("StdOut", ""), "scontrol")
+            found[fields["JobId"]] = BatchJob(
+                fields["JobId"], fields["JobState"], fields.get("TimeLimit", ""), fields.get("StdOut", ""), "scontrol"
+            )
     return found
 
 

@@ -8,6 +8,7 @@ failures file (TSV: dir, array task, exit code, reason). SIGTERM (Slurm's time l
 dir being run as failed. Every user-supplied value in the shell body goes through
 ``shlex.quote``; ``#SBATCH``/``#PBS`` directive values are checked against a safe alphabet.
 """
+
 from __future__ import annotations
 
 import math
@@ -189,12 +190,16 @@ def render(job_dirs: list[Path], joblist: Path, failures: Path, opts: BatchOptio
         raise ValueError("vasp_cmd is empty; pass the command that runs VASP, e.g. 'srun vasp_std'")
     n_tasks = max(1, math.ceil(len(job_dirs) / opts.per_task))
     header = (slurm_header if scheduler == "slurm" else pbs_header)(opts, n_tasks)
-    body = (_PRELUDE_RENDERED.replace("__JOBLIST__", shlex.quote(str(Path(joblist).resolve())))
-            .replace("__FAILURES__", shlex.quote(str(Path(failures).resolve())))
-            .replace("__VASP_CMD__", shlex.quote(opts.vasp_cmd))
-            .replace("__PER_TASK__", str(int(opts.per_task)))) + _LOOP
-    intro = [f"# omni recompute: {len(job_dirs)} job dirs, {opts.per_task} per array task, {n_tasks} tasks",
-             "# submit from the jobs directory (logs/ is relative to it)"]
+    body = (
+        _PRELUDE_RENDERED.replace("__JOBLIST__", shlex.quote(str(Path(joblist).resolve())))
+        .replace("__FAILURES__", shlex.quote(str(Path(failures).resolve())))
+        .replace("__VASP_CMD__", shlex.quote(opts.vasp_cmd))
+        .replace("__PER_TASK__", str(int(opts.per_task)))
+    ) + _LOOP
+    intro = [
+        f"# omni recompute: {len(job_dirs)} job dirs, {opts.per_task} per array task, {n_tasks} tasks",
+        "# submit from the jobs directory (logs/ is relative to it)",
+    ]
     return "\n".join(["#!/bin/bash", *header, *intro]) + "\n" + body
 
 
@@ -202,12 +207,13 @@ def joblist_of(script: Path) -> Path:
     """The job list a rendered script reads (its ``JOBLIST=`` line)."""
     for line in Path(script).read_text().splitlines():
         if line.startswith("JOBLIST="):
-            return Path(shlex.split(line[len("JOBLIST="):])[0])
+            return Path(shlex.split(line[len("JOBLIST=") :])[0])
     raise ValueError(f"{script}: no JOBLIST= line; not a rendered recompute script")
 
 
-def write_batch(root: Path, opts: BatchOptions, scheduler: str = "slurm",
-                states: tuple[str, ...] = BATCH_STATES) -> tuple[Path, int]:
+def write_batch(
+    root: Path, opts: BatchOptions, scheduler: str = "slurm", states: tuple[str, ...] = BATCH_STATES
+) -> tuple[Path, int]:
     """Write a job list (dirs in ``states``) and ``submit.<scheduler>`` under ``root``.
 
     The list is ``joblists/<time>-<pid>.txt``, a new file per script, so re-writing the script
@@ -274,8 +280,10 @@ def default_command(root: Path, states: tuple[str, ...] = BATCH_STATES) -> str:
     engines = {str((s.job or {}).get("engine")) for s in jobs.summarize(root) if s.state in states}
     other = sorted(engines - set(RUNNERS))
     if other:
-        raise ValueError(f"jobs of engine {', '.join(other)} need --vasp-cmd (the command that runs it in a job dir, "
-                         "e.g. 'srun vasp_std')")
+        raise ValueError(
+            f"jobs of engine {', '.join(other)} need --vasp-cmd (the command that runs it in a job dir, "
+            "e.g. 'srun vasp_std')"
+        )
     return local_run_command()
 
 

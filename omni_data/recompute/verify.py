@@ -7,6 +7,7 @@ to its VASP default is compared at that default), and ``check_local`` compares t
 results.json with the protocol and the charge/multiplicity the record implies. Each difference is a
 ``Mismatch`` naming the parameter and both values; tolerances live in ``protocols``.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,19 @@ from omni_data.recompute import protocols as P
 
 # the GGA tag's values and what a POTCAR title implies when GGA is not set (VASP uses LEXCH)
 _POTCAR_FAMILY = {"PAW_PBE": "PE", "PAW_GGA": "91", "PAW_LDA": "CA", "PAW": "CA", "US": "CA"}
-_PMG_FUNCTIONAL = {"PBE": "PE", "PBE_52": "PE", "PBE_54": "PE", "PBE_64": "PE", "PBE_52_W_HASH": "PE",
-                   "PBE_54_W_HASH": "PE", "PW91": "91", "LDA": "CA", "LDA_52": "CA", "LDA_54": "CA", "LDA_64": "CA"}
+_PMG_FUNCTIONAL = {
+    "PBE": "PE",
+    "PBE_52": "PE",
+    "PBE_54": "PE",
+    "PBE_64": "PE",
+    "PBE_52_W_HASH": "PE",
+    "PBE_54_W_HASH": "PE",
+    "PW91": "91",
+    "LDA": "CA",
+    "LDA_52": "CA",
+    "LDA_54": "CA",
+    "LDA_64": "CA",
+}
 _PREC = {"A": "Accurate", "N": "Normal", "H": "High", "L": "Low", "M": "Medium", "S": "Single"}
 RELAX_IBRION = (1, 2, 3)
 
@@ -66,8 +78,13 @@ def expected_vasp(vis: Any, cell: np.ndarray) -> dict[str, Any]:
         kpoints = {"style": "KSPACING", "divisions": divisions}
     if kpoints is not None:
         kpoints["density"] = float(np.prod(kpoints["divisions"]) * abs(np.linalg.det(cell)))
-    return {"incar": incar, "kpoints": kpoints, "species": list(vis.poscar.site_symbols),
-            "potcar_symbols": list(vis.potcar_symbols), "potcar_functional": str(vis.potcar_functional)}
+    return {
+        "incar": incar,
+        "kpoints": kpoints,
+        "species": list(vis.poscar.site_symbols),
+        "potcar_symbols": list(vis.potcar_symbols),
+        "potcar_functional": str(vis.potcar_functional),
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -159,8 +176,11 @@ def check_vasp(expected: dict[str, Any], scan: Any) -> list[Mismatch]:
     titles = [t[2] for t in scan.atomtypes]
     family = _POTCAR_FAMILY.get(titles[0].split()[0], "PE") if titles else "PE"
     o_meta, o_gga = _functional(scan.setting("METAGGA"), scan.setting("GGA"), family)
-    e_meta, e_gga = _functional(inc.get("METAGGA"), inc.get("GGA"),
-                                _PMG_FUNCTIONAL.get(str(expected.get("potcar_functional", "PBE")).upper(), "PE"))
+    e_meta, e_gga = _functional(
+        inc.get("METAGGA"),
+        inc.get("GGA"),
+        _PMG_FUNCTIONAL.get(str(expected.get("potcar_functional", "PBE")).upper(), "PE"),
+    )
     if o_meta != e_meta:
         if e_meta is None:
             out.append(Mismatch("METAGGA", o_meta, "protocol", f"none: {_describe(e_meta, e_gga)}"))
@@ -199,10 +219,17 @@ def _check_u(expected: dict[str, Any], inc: dict[str, Any], elements: list[str],
     o_u = _u_by_element(elements, o_ldau, scan.setting("LDAUU"))
     e_u = _u_by_element(list(expected.get("species", [])), e_ldau, inc.get("LDAUU"))
     if any(o_u.values()) != any(e_u.values()):
-        return [Mismatch("LDAU", any(o_u.values()), any(e_u.values()), "+U on where the protocol has none"
-                         if any(o_u.values()) else "no +U where the protocol has it")]
-    return [Mismatch(f"LDAUU {el}", o_u[el], e_u.get(el, 0.0)) for el in o_u
-            if abs(o_u[el] - e_u.get(el, 0.0)) > P.U_TOL_EV]
+        return [
+            Mismatch(
+                "LDAU",
+                any(o_u.values()),
+                any(e_u.values()),
+                "+U on where the protocol has none" if any(o_u.values()) else "no +U where the protocol has it",
+            )
+        ]
+    return [
+        Mismatch(f"LDAUU {el}", o_u[el], e_u.get(el, 0.0)) for el in o_u if abs(o_u[el] - e_u.get(el, 0.0)) > P.U_TOL_EV
+    ]
 
 
 def _check_numbers(inc: dict[str, Any], scan: Any) -> list[Mismatch]:
@@ -254,16 +281,23 @@ def _check_kpoints(expected: dict[str, Any], scan: Any) -> list[Mismatch]:
     got = output_kpoint_density(scan)
     o_div = scan.kpoints.get("divisions")
     if got is None:
-        return [Mismatch("KPOINTS", "unknown grid", "x".join(map(str, want["divisions"])), "output has no k-point grid")]
+        return [
+            Mismatch("KPOINTS", "unknown grid", "x".join(map(str, want["divisions"])), "output has no k-point grid")
+        ]
     if list(want["divisions"]) == [1, 1, 1]:  # Γ only (a boxed molecule): any box, but Γ only
         if o_div and list(o_div) != [1, 1, 1]:
             return [Mismatch("KPOINTS", "x".join(map(str, o_div)), "1x1x1", "protocol asks for Γ only")]
         return []
     if got < (1 - P.KPOINT_DENSITY_REL_TOL) * want["density"]:
         o_text = "x".join(map(str, o_div)) if o_div else "KSPACING grid"
-        return [Mismatch("KPOINTS", f"{o_text} ({got:.1f}/Å⁻³)",
-                         f"{'x'.join(map(str, want['divisions']))} ({want['density']:.1f}/Å⁻³)",
-                         "sparser k-point grid than the protocol")]
+        return [
+            Mismatch(
+                "KPOINTS",
+                f"{o_text} ({got:.1f}/Å⁻³)",
+                f"{'x'.join(map(str, want['divisions']))} ({want['density']:.1f}/Å⁻³)",
+                "sparser k-point grid than the protocol",
+            )
+        ]
     return []
 
 

@@ -4,11 +4,13 @@ Per task: frames containing each element, atoms per frame, energy per atom (raw,
 catalog's reference energies when ``omni-data references`` has run) and a capped random sample
 of per-atom force magnitudes (the count is exact; only the histogram is sampled).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ class TaskStats:
     force_atoms: int = 0
     datasets: dict[str, int] = field(default_factory=dict)
 
-    def merge(self, other: "TaskStats") -> "TaskStats":
+    def merge(self, other: TaskStats) -> TaskStats:
         self.frames += other.frames
         self.atoms += other.atoms
         self.element_frames = self.element_frames + other.element_frames
@@ -47,8 +49,9 @@ class TaskStats:
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def stats_of(records: Any, refs: Mapping[str, Mapping[int, float]] | None = None,
-             seed: int = 0) -> dict[str, TaskStats]:
+def stats_of(
+    records: Any, refs: Mapping[str, Mapping[int, float]] | None = None, seed: int = 0
+) -> dict[str, TaskStats]:
     """Per-task statistics of an iterable of records."""
     rng = np.random.default_rng(seed)
     cols: dict[str, dict[str, list]] = {}
@@ -121,8 +124,10 @@ def check_distinct(paths: Sequence[str]) -> None:
     for path in paths:
         key = os.path.realpath(path)
         if key in seen:
-            raise ValueError(f"store {key} given twice (as {seen[key]} and {path}); "
-                             f"its records would be counted twice: pass each store once")
+            raise ValueError(
+                f"store {key} given twice (as {seen[key]} and {path}); "
+                f"its records would be counted twice: pass each store once"
+            )
         seen[key] = str(path)
 
 
@@ -152,12 +157,20 @@ def summarize_stores(paths: Sequence[str], workers: int = 1, client: Any = None)
         if "splits" in sections:
             splits[str(path)] = sections["splits"]
         pairs.extend(sections.get("pairs") or [])
-        for part in map_shards(path, partial(_shard_stats, refs=refs or None), store.shard_names,
-                               workers=workers, client=client):
+        for part in map_shards(
+            path, partial(_shard_stats, refs=refs or None), store.shard_names, workers=workers, client=client
+        ):
             for task, st in part.items():
                 tasks[task] = tasks[task].merge(st) if task in tasks else st
         q = store.quarantine()
         if len(q):
             reasons.update(reason_group(r) for r in q.column("reason").to_pylist())
-    return StoreSummary(dict(sorted(tasks.items())), dict(reasons.most_common()), references,
-                        dedup, [str(p) for p in paths], splits, pairs)
+    return StoreSummary(
+        dict(sorted(tasks.items())),
+        dict(reasons.most_common()),
+        references,
+        dedup,
+        [str(p) for p in paths],
+        splits,
+        pairs,
+    )

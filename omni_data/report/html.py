@@ -1,11 +1,13 @@
 """``report.html``: one self-contained page (inline CSS, no scripts) with PNGs beside it."""
+
 from __future__ import annotations
 
 import html
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omni_data.report import plots
 from omni_data.report.collect import StoreSummary, summarize_stores
@@ -48,35 +50,62 @@ def render(summary: StoreSummary, out: Path) -> Path:
     tasks = summary.tasks
     parts = [f"<h1>Omni data report</h1><p>stores: {html.escape(', '.join(summary.stores))}</p>"]
     rows: list[tuple[Any, ...]] = [
-        (t, st.frames, st.atoms, int((st.element_frames > 0).sum()), st.force_atoms,
-         ", ".join(f"{d} ({n})" for d, n in sorted(st.datasets.items()))) for t, st in tasks.items()]
-    parts.append("<h2>Tasks</h2>" + _table(
-        ["task", "frames", "atoms", "elements", "atoms with forces", "datasets"], rows))
+        (
+            t,
+            st.frames,
+            st.atoms,
+            int((st.element_frames > 0).sum()),
+            st.force_atoms,
+            ", ".join(f"{d} ({n})" for d, n in sorted(st.datasets.items())),
+        )
+        for t, st in tasks.items()
+    ]
+    parts.append(
+        "<h2>Tasks</h2>" + _table(["task", "frames", "atoms", "elements", "atoms with forces", "datasets"], rows)
+    )
     parts.append("<h2>Element coverage</h2>")
     for t, st in tasks.items():
         parts.append(_img(plots.coverage(t, st, out / f"coverage_{_slug(t)}.png"), f"coverage {t}"))
     parts.append("<h2>Distributions</h2>")
     parts.append(_img(plots.energy_per_atom(tasks, out / "energy_per_atom.png"), "energy per atom"))
     if any(st.epa_ref for st in tasks.values()):
-        parts.append(_img(plots.energy_per_atom(tasks, out / "energy_per_atom_referenced.png", True),
-                          "energy per atom after references"))
+        parts.append(
+            _img(
+                plots.energy_per_atom(tasks, out / "energy_per_atom_referenced.png", True),
+                "energy per atom after references",
+            )
+        )
     parts.append(_img(plots.force_magnitude(tasks, out / "force_magnitude.png"), "force magnitudes"))
     parts.append(_img(plots.atoms_per_structure(tasks, out / "atoms_per_structure.png"), "sizes"))
     parts.append("<h2>Quarantine</h2>")
     parts.append(_img(plots.quarantine_reasons(summary.quarantine, out / "quarantine.png"), "quarantine"))
-    parts.append(_table(["reason", "records"], sorted(summary.quarantine.items(), key=lambda kv: -kv[1]))
-                 if summary.quarantine else "<p>nothing quarantined</p>")
+    parts.append(
+        _table(["reason", "records"], sorted(summary.quarantine.items(), key=lambda kv: -kv[1]))
+        if summary.quarantine
+        else "<p>nothing quarantined</p>"
+    )
     parts.append("<h2>Duplicates</h2>" + _duplicates(summary))
     parts.append("<h2>Reference energies</h2>" + _references(summary))
     parts.append("<h2>Splits</h2>" + _splits(summary))
     if summary.pairs:
-        rows = [(f"{p['source_task']} → {p['task']}", p["n_pairs"], p["rms_per_atom_before"],
-                 p["rms_per_atom_after"], "underdetermined" if p.get("underdetermined") else "ok")
-                for p in summary.pairs]
-        parts.append("<h2>Cross-task pairs</h2>" + _table(
-            ["source → task", "pairs", "RMS/atom before (eV)", "after shift (eV)", "fit"], rows))
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Omni data report</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+        rows = [
+            (
+                f"{p['source_task']} → {p['task']}",
+                p["n_pairs"],
+                p["rms_per_atom_before"],
+                p["rms_per_atom_after"],
+                "underdetermined" if p.get("underdetermined") else "ok",
+            )
+            for p in summary.pairs
+        ]
+        parts.append(
+            "<h2>Cross-task pairs</h2>"
+            + _table(["source → task", "pairs", "RMS/atom before (eV)", "after shift (eV)", "fit"], rows)
+        )
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Omni data report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
     path = out / "report.html"
     tmp = path.with_name(f".report.html.tmp-{os.getpid()}")
     tmp.write_text(page, encoding="utf-8")
@@ -90,12 +119,13 @@ def _duplicates(summary: StoreSummary) -> str:
     out = []
     for d in summary.dedup:
         rows = [(t, n) for t, n in sorted(d.get("within_task", {}).items())]
-        out.append(f"<p>{html.escape(d['store'])}: {d['records']} frames, {d['unique']} distinct "
-                   f"(tol {d['tol']:g} Å); hashes shared across datasets: {d['across_datasets']}</p>")
+        out.append(
+            f"<p>{html.escape(d['store'])}: {d['records']} frames, {d['unique']} distinct "
+            f"(tol {d['tol']:g} Å); hashes shared across datasets: {d['across_datasets']}</p>"
+        )
         out.append(_table(["task", "duplicate frames"], rows))
         if d.get("examples"):
-            out.append("<p>examples: " + "; ".join(html.escape(" = ".join(e)) for e in d["examples"][:5])
-                       + "</p>")
+            out.append("<p>examples: " + "; ".join(html.escape(" = ".join(e)) for e in d["examples"][:5]) + "</p>")
     return "".join(out)
 
 
@@ -105,9 +135,18 @@ def _references(summary: StoreSummary) -> str:
     from omni_data.harmonize.references import TaskReferences
 
     fits = {t: TaskReferences.from_json(d) for t, d in sorted(summary.references.items())}
-    rows = [(t, f.n_frames, f.e_per_atom_std_before, f.e_per_atom_std_after,
-             f.force_rms if f.force_rms is not None else "-", len(f.mu), _fit_word(f))
-            for t, f in fits.items()]
+    rows = [
+        (
+            t,
+            f.n_frames,
+            f.e_per_atom_std_before,
+            f.e_per_atom_std_after,
+            f.force_rms if f.force_rms is not None else "-",
+            len(f.mu),
+            _fit_word(f),
+        )
+        for t, f in fits.items()
+    ]
     out = [_table(["task", "frames", "std/atom before", "after", "force RMS", "elements", "fit"], rows)]
     for t, f in fits.items():
         out.append(f"<h3>{html.escape(t)}: reference per element</h3>" + _element_table(f))
@@ -139,17 +178,19 @@ def _element_table(fit: Any) -> str:
             mu = f"{r.mu:.6f}"
         else:
             mu = f"{r.mu:.6f} ({'not determined' if r.status == 'undetermined' else 'unreliable'})"
-        cells = [r.symbol, r.z, mu, "-" if r.structures is None else r.structures,
-                 "" if r.trusted else r.status]
-        row = "".join(f"<td{_LEFT if i in (0, 4) else ''}>{html.escape(str(v))}</td>"
-                      for i, v in enumerate(cells))
+        cells = [r.symbol, r.z, mu, "-" if r.structures is None else r.structures, "" if r.trusted else r.status]
+        row = "".join(f"<td{_LEFT if i in (0, 4) else ''}>{html.escape(str(v))}</td>" for i, v in enumerate(cells))
         body.append(f'<tr class="weak">{row}</tr>' if not r.trusted else f"<tr>{row}</tr>")
         if r.flag and r.flag not in notes:
             notes.append(r.flag)
-    head = "".join(f"<th{_LEFT if i in (0, 4) else ''}>{html.escape(h)}</th>"
-                   for i, h in enumerate(["element", "Z", "μ (eV)", "structures", "flag"]))
-    warn = "".join(f'<p class="warn">{html.escape(n)}. Greyed μ are not elemental energies: '
-                   "do not read them on their own.</p>" for n in notes)
+    head = "".join(
+        f"<th{_LEFT if i in (0, 4) else ''}>{html.escape(h)}</th>"
+        for i, h in enumerate(["element", "Z", "μ (eV)", "structures", "flag"])
+    )
+    warn = "".join(
+        f'<p class="warn">{html.escape(n)}. Greyed μ are not elemental energies: do not read them on their own.</p>'
+        for n in notes
+    )
     if absent:
         names = html.escape(", ".join(absent))
         warn += f"<p>absent from this task (no reference; μ = 0 is used): {names}</p>"
@@ -163,8 +204,11 @@ def _splits(summary: StoreSummary) -> str:
     for store, d in summary.splits.items():
         keys = ", ".join(f"{k}: {v}" for k, v in sorted(d.get("group_keys", {}).items())) or "id"
         rows.append((store, d["counts"]["train"], d["counts"]["val"], d["counts"]["test"], d["seed"], keys))
-    warn = "".join(f'<p class="warn">{html.escape(store)}: {html.escape(w)}</p>'
-                   for store, d in summary.splits.items() for w in d.get("warnings", []))
+    warn = "".join(
+        f'<p class="warn">{html.escape(store)}: {html.escape(w)}</p>'
+        for store, d in summary.splits.items()
+        for w in d.get("warnings", [])
+    )
     return _table(["store", "train", "val", "test", "seed", "group keys"], rows) + warn
 
 

@@ -1,7 +1,9 @@
 """Periodic-table heat map: where each element sits (row, column) and a matplotlib drawing."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -66,13 +68,10 @@ def draw(ax: Any, counts: Mapping[int, float], title: str, cmap: str = "viridis"
         else:
             text = (0.6, 0.6, 0.6)
         if v:  # symbol above, count below
-            ax.text(col + 0.47, y + 0.62, chemical_symbols[z], ha="center", va="center",
-                    fontsize=6.5, color=text)
-            ax.text(col + 0.47, y + 0.26, _short(v), ha="center", va="center", fontsize=4.8,
-                    color=text)
+            ax.text(col + 0.47, y + 0.62, chemical_symbols[z], ha="center", va="center", fontsize=6.5, color=text)
+            ax.text(col + 0.47, y + 0.26, _short(v), ha="center", va="center", fontsize=4.8, color=text)
         else:
-            ax.text(col + 0.47, y + 0.47, chemical_symbols[z], ha="center", va="center",
-                    fontsize=6.5, color=text)
+            ax.text(col + 0.47, y + 0.47, chemical_symbols[z], ha="center", va="center", fontsize=6.5, color=text)
     ax.set_xlim(-0.2, 18.1)
     ax.set_ylim(-8.5, 1.05)
     ax.set_aspect("equal")

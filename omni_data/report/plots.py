@@ -3,18 +3,19 @@
 Every function takes the collected statistics and a path, draws one figure, writes it atomically
 and returns the path. Empty inputs give a figure that says so rather than no file.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from omni_data.report.collect import TaskStats
 
-__all__ = ["DPI", "atoms_per_structure", "coverage", "energy_per_atom", "force_magnitude",
-           "quarantine_reasons"]
+__all__ = ["DPI", "atoms_per_structure", "coverage", "energy_per_atom", "force_magnitude", "quarantine_reasons"]
 
 DPI = 110
 
@@ -51,16 +52,25 @@ def coverage(task: str, st: TaskStats, path: Path) -> Path:
 
     fig, ax = _figure(7.5, 4.6)
     counts = {z: int(n) for z, n in enumerate(st.element_frames) if n}
-    mappable = periodic_table.draw(ax, counts, f"{task}: frames containing each element "
-                                               f"({st.frames} frames, {len(counts)} elements)")
+    mappable = periodic_table.draw(
+        ax, counts, f"{task}: frames containing each element ({st.frames} frames, {len(counts)} elements)"
+    )
     bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.05, pad=0.02, aspect=40)
     bar.set_label("frames (log scale)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     return _save(fig, path)
 
 
-def _hist_per_task(tasks: Mapping[str, TaskStats], field_name: str, xlabel: str, title: str,
-                   path: Path, log_y: bool = True, bins: int = 50, unit: str = "frames") -> Path:
+def _hist_per_task(
+    tasks: Mapping[str, TaskStats],
+    field_name: str,
+    xlabel: str,
+    title: str,
+    path: Path,
+    log_y: bool = True,
+    bins: int = 50,
+    unit: str = "frames",
+) -> Path:
     """One panel per task with its own x range: tasks differ by orders of magnitude (e.g.
     all-electron vs pseudopotential energies), so a shared axis would hide every shape."""
     import matplotlib.pyplot as plt
@@ -100,15 +110,15 @@ def _hist_per_task(tasks: Mapping[str, TaskStats], field_name: str, xlabel: str,
 def energy_per_atom(tasks: Mapping[str, TaskStats], path: Path, referenced: bool = False) -> Path:
     """Histogram of energy per atom per task (raw, or after subtracting the references)."""
     if referenced:
-        return _hist_per_task(tasks, "epa_ref", "(E − Σ n·μ) / N  (eV/atom)",
-                              "energy per atom after elemental references", path)
+        return _hist_per_task(
+            tasks, "epa_ref", "(E − Σ n·μ) / N  (eV/atom)", "energy per atom after elemental references", path
+        )
     return _hist_per_task(tasks, "epa", "E / N  (eV/atom)", "energy per atom", path)
 
 
 def force_magnitude(tasks: Mapping[str, TaskStats], path: Path) -> Path:
     """Histogram of per-atom |F| per task (a capped random sample per shard)."""
-    return _hist_per_task(tasks, "fmag", "|F| per atom (eV/Å)", "force magnitudes (sampled)", path,
-                          unit="atoms")
+    return _hist_per_task(tasks, "fmag", "|F| per atom (eV/Å)", "force magnitudes (sampled)", path, unit="atoms")
 
 
 def atoms_per_structure(tasks: Mapping[str, TaskStats], path: Path) -> Path:

@@ -16,6 +16,7 @@ the same way (a block is first tested through the free bound ``|d(c, m_sb) - d(m
 super-blocks run in parallel. With ``final`` the last pick is applied too, so ``r`` ends as
 every point's squared distance to the selection (the covering radius is its max).
 """
+
 from __future__ import annotations
 
 import os
@@ -82,8 +83,7 @@ def _owner_gap(x, prow, s, c, ckey, cpick, cval, tid, t) -> float:
 
 
 @njit(cache=True)
-def _visit_block(x, orig, lo, hi, a, r, owner, prow, ckey, cpick, cval, tid, c, dcb, t, last,
-                 lo_slack, bv, bi):
+def _visit_block(x, orig, lo, hi, a, r, owner, prow, ckey, cpick, cval, tid, c, dcb, t, last, lo_slack, bv, bi):
     """Update one block's points for the new pick ``c``; returns (max r, its index, distances).
 
     ``bv, bi``: the block's max r and its index before this pick, returned as they are when no
@@ -103,8 +103,7 @@ def _visit_block(x, orig, lo, hi, a, r, owner, prow, ckey, cpick, cval, tid, c, 
         g = dcb - a[p]
         if g * g * lo_slack < r64:
             s = owner[p]
-            if s < 0 or 4.0 * r64 > lo_slack * _owner_gap(x, prow, s, c, ckey, cpick, cval,
-                                                           tid, t):
+            if s < 0 or 4.0 * r64 > lo_slack * _owner_gap(x, prow, s, c, ckey, cpick, cval, tid, t):
                 buf[nc] = p
                 nc += 1
     changed = False
@@ -271,9 +270,27 @@ def fps_blocks(
                     dcb = _center_dist(bcen, b, c)
                     gap = dcb - brad[b]
                 if dcb >= 0.0 and not (gap > 0.0 and gap * gap * lo_slack >= bmax[b]):
-                    bv, bi, bc = _visit_block(x, orig, bstart[b], bstart[b + 1], a, r, owner,
-                                              prow, ckey, cpick, cval, tid, c, dcb, t, last,
-                                              lo_slack, bmax[b], barg[b])
+                    bv, bi, bc = _visit_block(
+                        x,
+                        orig,
+                        bstart[b],
+                        bstart[b + 1],
+                        a,
+                        r,
+                        owner,
+                        prow,
+                        ckey,
+                        cpick,
+                        cval,
+                        tid,
+                        c,
+                        dcb,
+                        t,
+                        last,
+                        lo_slack,
+                        bmax[b],
+                        barg[b],
+                    )
                     bmax[b] = bv
                     barg[b] = bi
                     cnt += bc

@@ -6,9 +6,10 @@ with a strict ``<``, argmax with ``>=`` so ties go to the *last* index, and ``st
 one index or a list of indices that are taken first, in order. ``ties="first"`` is offered for
 callers that want numpy's ``argmax`` rule instead. Kept deliberately simple; used by tests only.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

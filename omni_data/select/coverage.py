@@ -11,11 +11,13 @@ distributed mode each shard reduces its rows to per-task (count, max, sum) (``sh
 and the client only merges those (``report_from_stats``): client memory is the selection's
 vectors plus one line per task, never the candidates' vectors.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -69,19 +71,16 @@ class CoverageReport:
     def to_text(self) -> str:
         lines = [
             f"points {self.n_points}  picked {self.n_picked}  seeds {self.n_seeds}",
-            f"covering radius {self.covering_radius:.6g}  mean distance to selection "
-            f"{self.mean_distance:.6g}",
+            f"covering radius {self.covering_radius:.6g}  mean distance to selection {self.mean_distance:.6g}",
             f"{'task':<24}{'points':>10}{'picks':>8}{'radius':>12}{'mean':>12}",
         ]
         for name, t in sorted(self.tasks.items()):
-            lines.append(f"{name:<24}{t.n:>10}{t.picks:>8}{t.covering_radius:>12.6g}"
-                         f"{t.mean_distance:>12.6g}")
+            lines.append(f"{name:<24}{t.n:>10}{t.picks:>8}{t.covering_radius:>12.6g}{t.mean_distance:>12.6g}")
         lines += [f"{k}: {v}" for k, v in sorted(self.settings.items())]
         return "\n".join(lines) + "\n"
 
 
-def covering_distances(x: np.ndarray, centres: np.ndarray, threads: int | None = None
-                       ) -> np.ndarray:
+def covering_distances(x: np.ndarray, centres: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Euclidean distance (float64 of the float32 reference value) of each row to ``centres``."""
     from omni_data.select.fps import check_points, fps
 
@@ -90,8 +89,7 @@ def covering_distances(x: np.ndarray, centres: np.ndarray, threads: int | None =
         return np.full(len(x), np.inf)
     c = np.asarray(centres, dtype=np.float32).reshape(len(centres), x.shape[1])
     m = len(c)
-    res = fps(np.concatenate([c, x]), m, start_idx=list(range(m)), threads=threads,
-              return_mind=True)
+    res = fps(np.concatenate([c, x]), m, start_idx=list(range(m)), threads=threads, return_mind=True)
     assert res.mind is not None  # asked for with return_mind
     return np.sqrt(res.mind[m:].astype(np.float64))
 
@@ -99,18 +97,20 @@ def covering_distances(x: np.ndarray, centres: np.ndarray, threads: int | None =
 def task_stats(dist: np.ndarray, tasks: np.ndarray) -> TaskStats:
     """Per task: number of rows, max and sum of their distances to the selection."""
     tasks = np.asarray(tasks).astype(str)
-    return {str(t): (int((tasks == t).sum()), float(dist[tasks == t].max()),
-                     float(dist[tasks == t].sum())) for t in np.unique(tasks)}
+    return {
+        str(t): (int((tasks == t).sum()), float(dist[tasks == t].max()), float(dist[tasks == t].sum()))
+        for t in np.unique(tasks)
+    }
 
 
-def shard_stats(load: Callable[[], np.ndarray], tasks: np.ndarray, centres: np.ndarray,
-                threads: int = 1) -> TaskStats:
+def shard_stats(load: Callable[[], np.ndarray], tasks: np.ndarray, centres: np.ndarray, threads: int = 1) -> TaskStats:
     """``task_stats`` of one shard's rows (a Dask task: loads its own vectors)."""
     return task_stats(covering_distances(load(), centres, threads), tasks)
 
 
-def report_from_stats(parts: Iterable[TaskStats], picked_tasks: np.ndarray, n_seeds: int = 0,
-                      settings: dict[str, Any] | None = None) -> CoverageReport:
+def report_from_stats(
+    parts: Iterable[TaskStats], picked_tasks: np.ndarray, n_seeds: int = 0, settings: dict[str, Any] | None = None
+) -> CoverageReport:
     """Merge per-shard (or one) ``TaskStats`` into the report."""
     merged: dict[str, list[float]] = {}
     for part in parts:
@@ -120,20 +120,31 @@ def report_from_stats(parts: Iterable[TaskStats], picked_tasks: np.ndarray, n_se
             acc[1] = max(acc[1], big)
             acc[2] += total
     picked_tasks = np.asarray(picked_tasks).astype(str)
-    per_task = {name: TaskCoverage(n=int(n), picks=int((picked_tasks == name).sum()),
-                                   covering_radius=big, mean_distance=total / n)
-                for name, (n, big, total) in sorted(merged.items())}
+    per_task = {
+        name: TaskCoverage(
+            n=int(n), picks=int((picked_tasks == name).sum()), covering_radius=big, mean_distance=total / n
+        )
+        for name, (n, big, total) in sorted(merged.items())
+    }
     n_all = sum(t.n for t in per_task.values())
     return CoverageReport(
-        n_points=n_all, n_picked=len(picked_tasks), n_seeds=n_seeds,
+        n_points=n_all,
+        n_picked=len(picked_tasks),
+        n_seeds=n_seeds,
         covering_radius=max((t.covering_radius for t in per_task.values()), default=0.0),
         mean_distance=sum(merged[t][2] for t in merged) / n_all if n_all else 0.0,
-        tasks=per_task, settings=dict(settings or {}))
+        tasks=per_task,
+        settings=dict(settings or {}),
+    )
 
 
-def coverage_report(x: np.ndarray, tasks: np.ndarray, picked: np.ndarray,
-                    seeds: np.ndarray | None = None, settings: dict[str, Any] | None = None
-                    ) -> CoverageReport:
+def coverage_report(
+    x: np.ndarray,
+    tasks: np.ndarray,
+    picked: np.ndarray,
+    seeds: np.ndarray | None = None,
+    settings: dict[str, Any] | None = None,
+) -> CoverageReport:
     """Covering radius of ``picked`` rows (plus ``seeds`` vectors) over all rows and per task."""
     picked = np.asarray(picked, dtype=np.int64)
     centres = np.asarray(x[picked], dtype=np.float32)

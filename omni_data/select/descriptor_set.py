@@ -4,12 +4,13 @@ Rows are in store order, then shard order, then row order inside the shard: the 
 used by FPS. Vectors are loaded on demand (``vectors(rows)``), so distributed selection can
 keep only ids and tasks in memory and let each Dask task load its own shard.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -71,8 +72,7 @@ class DescriptorSet:
         return functools.partial(load_shard_rows, shard.store, self.kind, shard.shard, local_rows)
 
 
-def load_descriptor_set(stores: Sequence[str | Path], kind: str = "rdf",
-                        with_vectors: bool = True) -> DescriptorSet:
+def load_descriptor_set(stores: Sequence[str | Path], kind: str = "rdf", with_vectors: bool = True) -> DescriptorSet:
     """Read ids/tasks/datasets from the stores and check every shard's sidecar matches them."""
     from omni_data.store import Store
 
@@ -95,8 +95,10 @@ def load_descriptor_set(stores: Sequence[str | Path], kind: str = "rdf",
             else:
                 side_ids = load_shard_ids(Path(path), kind, shard)
             if not np.array_equal(side_ids, sid):
-                raise ValueError(f"{path}: shard {shard!r}: {kind} descriptors are stale (ids differ "
-                                 f"from the shard); delete the sidecar and run omni-data describe")
+                raise ValueError(
+                    f"{path}: shard {shard!r}: {kind} descriptors are stale (ids differ "
+                    f"from the shard); delete the sidecar and run omni-data describe"
+                )
             ids.append(sid)
             tasks.append(np.asarray(table.column("task").to_pylist(), dtype=str))
             datasets.append(np.asarray(table.column("dataset").to_pylist(), dtype=str))
@@ -113,5 +115,6 @@ def load_descriptor_set(stores: Sequence[str | Path], kind: str = "rdf",
     uniq, counts = np.unique(all_ids, return_counts=True)
     if (counts > 1).any():
         raise ValueError(f"record ids appear in more than one place, e.g. {uniq[counts > 1][:3].tolist()}")
-    return DescriptorSet(kind, all_ids, cat(tasks), cat(datasets), cat(store_of).astype(str),
-                         shards, cat(xs) if with_vectors else None)
+    return DescriptorSet(
+        kind, all_ids, cat(tasks), cat(datasets), cat(store_of).astype(str), shards, cat(xs) if with_vectors else None
+    )

@@ -15,12 +15,13 @@ supercell choice, and cheap enough for hundreds of millions of structures:
 
 ``soap`` (optional extra ``dscribe``): structure-averaged SOAP; errors clearly if missing.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -107,14 +108,18 @@ def _pairs(
     periodic = np.asarray(pbc, dtype=bool)
     box = np.zeros((3, 3)) if cell is None or not periodic.any() else np.asarray(cell, float)
     nl = NeighborList(cutoff=cutoff, full_list=False)
-    i, j, d = nl.compute(points=np.asarray(positions, float), box=box,
-                         periodic=[bool(p) for p in periodic] if box.any() else False,
-                         quantities="ijd")
+    i, j, d = nl.compute(
+        points=np.asarray(positions, float),
+        box=box,
+        periodic=[bool(p) for p in periodic] if box.any() else False,
+        quantities="ijd",
+    )
     return i, j, d
 
 
-def _radial(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
-            pbc: np.ndarray, spec: RDFSpec) -> np.ndarray:
+def _radial(
+    numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray, spec: RDFSpec
+) -> np.ndarray:
     _, _, classes = element_table()
     i, j, d = _pairs(positions, cell, pbc, spec.cutoff)
     hist = np.zeros((N_PAIRS, spec.n_gaussians))
@@ -141,16 +146,16 @@ def describe_record(record: Record, spec: RDFSpec = RDFSpec()) -> np.ndarray:
     return np.concatenate([comp, rad]).astype(np.float32)
 
 
-def rdf_descriptors(records: Sequence[Record], spec: RDFSpec = RDFSpec(),
-                    species: Sequence[int] | None = None) -> np.ndarray:
+def rdf_descriptors(
+    records: Sequence[Record], spec: RDFSpec = RDFSpec(), species: Sequence[int] | None = None
+) -> np.ndarray:
     """(n, spec.dim) float32 ``rdf`` descriptors (``species`` unused: the classes are fixed)."""
     if not records:
         return np.zeros((0, spec.dim), dtype=np.float32)
     return np.stack([describe_record(r, spec) for r in records])
 
 
-def _soap(records: Sequence[Record], spec: RDFSpec = RDFSpec(),
-          species: Sequence[int] | None = None) -> np.ndarray:
+def _soap(records: Sequence[Record], spec: RDFSpec = RDFSpec(), species: Sequence[int] | None = None) -> np.ndarray:
     return soap_descriptors(records, species=species, cutoff=spec.cutoff)
 
 
@@ -164,42 +169,50 @@ class DescriptorKind:
 
 
 DESCRIPTORS: dict[str, DescriptorKind] = {
-    "rdf": DescriptorKind(rdf_descriptors, "composition + element-class radial features "
-                                           "(default, 64 numbers)"),
-    "soap": DescriptorKind(_soap, "structure-averaged SOAP (needs dscribe: pip install 'omni[soap]')",
-                           needs_species=True),
+    "rdf": DescriptorKind(rdf_descriptors, "composition + element-class radial features (default, 64 numbers)"),
+    "soap": DescriptorKind(
+        _soap, "structure-averaged SOAP (needs dscribe: pip install 'omni[soap]')", needs_species=True
+    ),
 }
 """The one table of descriptor kinds: name -> DescriptorKind (CLI choices come from it)."""
 
 
-
-def describe_records(records: Iterable[Record], kind: str = "rdf",
-                     spec: RDFSpec = RDFSpec(), species: Sequence[int] | None = None) -> np.ndarray:
+def describe_records(
+    records: Iterable[Record], kind: str = "rdf", spec: RDFSpec = RDFSpec(), species: Sequence[int] | None = None
+) -> np.ndarray:
     """(n, dim) float32 descriptors of ``records`` with the registered ``kind``."""
     if kind not in DESCRIPTORS:
         raise ValueError(f"unknown descriptor kind {kind!r}; choose one of {tuple(DESCRIPTORS)}")
     return DESCRIPTORS[kind].compute(list(records), spec, species)
 
 
-def soap_descriptors(records: Sequence[Record], species: Sequence[int] | None = None,
-                     cutoff: float = 5.0, n_max: int = 4, l_max: int = 3) -> np.ndarray:
+def soap_descriptors(
+    records: Sequence[Record], species: Sequence[int] | None = None, cutoff: float = 5.0, n_max: int = 4, l_max: int = 3
+) -> np.ndarray:
     """Structure-averaged SOAP (dscribe), float32. ``species`` must cover the whole store."""
     try:
         from dscribe.descriptors import SOAP
     except ImportError as exc:  # an optional extra, never a silent fallback
-        raise ImportError("descriptor kind 'soap' needs dscribe: pip install 'omni[soap]' "
-                          "(or pip install dscribe)") from exc
+        raise ImportError(
+            "descriptor kind 'soap' needs dscribe: pip install 'omni[soap]' (or pip install dscribe)"
+        ) from exc
     from ase import Atoms
 
     if species is None:
         species = sorted({int(z) for r in records for z in r.numbers})
-    soaps = {p: SOAP(species=list(species), r_cut=cutoff, n_max=n_max, l_max=l_max,
-                     periodic=p, average="inner") for p in (False, True)}
+    soaps = {
+        p: SOAP(species=list(species), r_cut=cutoff, n_max=n_max, l_max=l_max, periodic=p, average="inner")
+        for p in (False, True)
+    }
     out = []
     for r in records:
         periodic = bool(np.any(r.pbc)) and r.cell is not None
-        atoms = Atoms(numbers=r.numbers, positions=r.positions,
-                      cell=r.cell if periodic else None, pbc=r.pbc if periodic else False)
+        atoms = Atoms(
+            numbers=r.numbers,
+            positions=r.positions,
+            cell=r.cell if periodic else None,
+            pbc=r.pbc if periodic else False,
+        )
         out.append(np.asarray(soaps[periodic].create(atoms), dtype=np.float32).ravel())
     width = soaps[False].get_number_of_features()
     return np.stack(out) if out else np.zeros((0, width), np.float32)

@@ -17,11 +17,13 @@ Client memory: the candidates' vectors (at most ``(1 + refine) * sum(quotas)`` r
 ``(1 + refine) * oversample * k`` rows of ``d`` float32) plus the picks; never the shards' points.
 ``omni-data select-bridge --mode distributed`` and ``benchmarks/fps.py --dist-n`` use it.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,12 +80,12 @@ def _local_fps(x: np.ndarray, quota: int, seeds: np.ndarray, threads: int):
     """FPS inside one shard seeded with ``seeds``, every pick applied (``mind``, ``owner`` set)."""
     m = len(seeds)
     both = np.concatenate([seeds.astype(np.float32), x]) if m else x
-    return fps(both, m + min(quota, len(x)), start_idx=list(range(m)) if m else 0,
-               threads=threads, return_mind=True)
+    return fps(both, m + min(quota, len(x)), start_idx=list(range(m)) if m else 0, threads=threads, return_mind=True)
 
 
-def local_candidates(source: ShardSource, quota: int, seeds: np.ndarray, threads: int = 1
-                     ) -> tuple[np.ndarray, np.ndarray, float]:
+def local_candidates(
+    source: ShardSource, quota: int, seeds: np.ndarray, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray, float]:
     """FPS inside one shard seeded with ``seeds`` (rows, not picked again).
 
     Returns global indices of the ``quota`` candidates, their vectors, and the local covering
@@ -144,8 +146,9 @@ def distributed_fps(
     else:
         first = np.zeros(0, dtype=np.int64)
     quotas = [local_quota(s.n, n_total, k, oversample, min_local) for s in sources]
-    timed = _compute([dask.delayed(_timed)(local_candidates, s, q, d_seeds)
-                      for s, q in zip(sources, quotas)], scheduler, num_workers)
+    timed = _compute(
+        [dask.delayed(_timed)(local_candidates, s, q, d_seeds) for s, q in zip(sources, quotas)], scheduler, num_workers
+    )
     cpu = sum(t[1] for t in timed)
     parts = [t[0] for t in timed]
     idx = np.concatenate([p[0] for p in parts])
@@ -162,10 +165,16 @@ def distributed_fps(
         # a shard point is within its local radius of a local pick, which is within D of the
         # selection: shards with local radius + max D <= r_glob cannot hold a point beyond it
         dists = [_pick_distances(res, idx, p[0], len(d_seeds)) for p in parts]
-        todo = [(s, q, dd) for s, q, p, dd in zip(sources, quotas, parts, dists)
-                if (p[2] + dd.max()) * (1.0 + 1e-3) > r_glob]
-        timed = _compute([dask.delayed(_timed)(outliers, s, q, d_seeds, q, chosen, dd, r_glob)
-                          for s, q, dd in todo], scheduler, num_workers)
+        todo = [
+            (s, q, dd)
+            for s, q, p, dd in zip(sources, quotas, parts, dists)
+            if (p[2] + dd.max()) * (1.0 + 1e-3) > r_glob
+        ]
+        timed = _compute(
+            [dask.delayed(_timed)(outliers, s, q, d_seeds, q, chosen, dd, r_glob) for s, q, dd in todo],
+            scheduler,
+            num_workers,
+        )
         round_cpu = sum(t[1] for t in timed)
         cpu += round_cpu
         extra = [t[0] for t in timed]
@@ -177,8 +186,10 @@ def distributed_fps(
         idx = np.concatenate([idx] + [e[0] for e in extra])
         vec = np.concatenate([vec] + [e[1] for e in extra])
         res, idx, vec = _global(idx, vec, first, d_seeds, k)
-        say(f"refinement {round_no}: {len(todo)} shards checked {sum(e[2] for e in extra):,} points, "
-            f"sent {sent:,}, {len(idx):,} candidates, radius {res.radius:.6g}, task cpu {round_cpu:.1f} s")
+        say(
+            f"refinement {round_no}: {len(todo)} shards checked {sum(e[2] for e in extra):,} points, "
+            f"sent {sent:,}, {len(idx):,} candidates, radius {res.radius:.6g}, task cpu {round_cpu:.1f} s"
+        )
     return DistributedResult(res.indices, res.sqdist, len(idx), radius, cpu, checked)
 
 
@@ -191,8 +202,9 @@ class _Global:
     radius: float  # covering radius of seeds + picks over the candidates
 
 
-def _global(idx: np.ndarray, vec: np.ndarray, first: np.ndarray, seeds: np.ndarray, k: int
-            ) -> tuple[_Global, np.ndarray, np.ndarray]:
+def _global(
+    idx: np.ndarray, vec: np.ndarray, first: np.ndarray, seeds: np.ndarray, k: int
+) -> tuple[_Global, np.ndarray, np.ndarray]:
     """Exact FPS over the candidate union, seeded like the local runs (all picks applied)."""
     idx, uniq = np.unique(idx, return_index=True)
     vec = vec[uniq]
@@ -222,8 +234,15 @@ def _pick_distances(res: _Global, idx: np.ndarray, local_rows: np.ndarray, n_see
     return np.concatenate([np.zeros(n_seeds), d])
 
 
-def outliers(source: ShardSource, quota: int, seeds: np.ndarray, cap: int, chosen: np.ndarray,
-             pick_dist: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
+def outliers(
+    source: ShardSource,
+    quota: int,
+    seeds: np.ndarray,
+    cap: int,
+    chosen: np.ndarray,
+    pick_dist: np.ndarray,
+    radius: float,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Up to ``cap`` shard points farther than ``radius`` from ``chosen``, farthest first.
 
     The local FPS (same seeds and quota as the local round, so the same picks) gives every

@@ -14,12 +14,13 @@ reference arithmetic, so every ``r`` equals the reference value bit for bit and 
 Engines: "numba" (``_fps_numba.py``: kd-ordered blocks with balls, parallel over blocks) and
 "numpy" (explicit Voronoi cells with numpy batches, two threads; slower, no compiler).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -132,13 +133,21 @@ def fps(
     if engine == "auto":
         engine = "numba" if _have_numba() else "numpy"
     if engine == "numba":
-        return _fps_numba(x, k, starts, ties == "last", threads, progress, progress_every,
-                          return_mind)
+        return _fps_numba(x, k, starts, ties == "last", threads, progress, progress_every, return_mind)
     if engine == "torch":
         from omni_data.select.fps_torch import fps_torch
 
-        return fps_torch(x, k, starts, ties == "last", device, storage, progress=progress,
-                         progress_every=progress_every, final=return_mind)
+        return fps_torch(
+            x,
+            k,
+            starts,
+            ties == "last",
+            device,
+            storage,
+            progress=progress,
+            progress_every=progress_every,
+            final=return_mind,
+        )
     if engine != "numpy":
         raise ValueError(f"engine must be 'auto', 'numba', 'numpy' or 'torch', got {engine!r}")
     res = _fps_numpy(x, k, starts, ties == "last", threads or 2)
@@ -151,8 +160,7 @@ def _have_numba() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _pca_sketch(x: np.ndarray, dims: int, rng: np.random.Generator, basis_only: bool = False
-                ) -> np.ndarray:
+def _pca_sketch(x: np.ndarray, dims: int, rng: np.random.Generator, basis_only: bool = False) -> np.ndarray:
     """Rows of ``x`` on their ``dims`` leading principal axes (float32), or just the axes."""
     n, d = x.shape
     sample = x[rng.choice(n, min(n, 4096), replace=False)].astype(np.float64)
@@ -161,8 +169,7 @@ def _pca_sketch(x: np.ndarray, dims: int, rng: np.random.Generator, basis_only: 
     return w if basis_only else (x - sample.mean(axis=0).astype(np.float32)) @ w
 
 
-def _block_order(x: np.ndarray, block: int = 128, sketch: int = 16, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _block_order(x: np.ndarray, block: int = 128, sketch: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Row order putting nearby points in consecutive blocks, and the block boundaries.
 
     A kd-tree (median split on the widest coordinate) on a PCA sketch of the points, down to
@@ -181,8 +188,9 @@ def _block_order(x: np.ndarray, block: int = 128, sketch: int = 16, seed: int = 
     return kd_order(z, block)
 
 
-def _super_blocks(cen: np.ndarray, rad: np.ndarray, sizes: np.ndarray, group: int = 16
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _super_blocks(
+    cen: np.ndarray, rad: np.ndarray, sizes: np.ndarray, group: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Balls around ``group`` consecutive blocks (kd order keeps them close): ranges, centres, radii."""
     sstart = np.append(np.arange(0, len(rad), group), len(rad)).astype(np.int64)
     w = np.add.reduceat(cen * sizes[:, None], sstart[:-1], axis=0)
@@ -194,8 +202,13 @@ def _super_blocks(cen: np.ndarray, rad: np.ndarray, sizes: np.ndarray, group: in
 
 
 def _fps_numba(
-    x: np.ndarray, k: int, starts: list[int], last: bool, threads: int | None,
-    progress: Callable[[int, float], None] | None = None, every: float = 5.0,
+    x: np.ndarray,
+    k: int,
+    starts: list[int],
+    last: bool,
+    threads: int | None,
+    progress: Callable[[int, float], None] | None = None,
+    every: float = 5.0,
     final: bool = False,
 ) -> FPSResult:
     """Exact FPS with the compiled block kernel (see ``_fps_numba.py``)."""
@@ -211,9 +224,25 @@ def _fps_numba(
 
     def run() -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray, np.ndarray]:
         with _numba_threads(threads) as most:
-            return fps_blocks(xs, order, pos, bstart, cen, rad, a, sstart, scen, srad, k,
-                              np.asarray(starts, dtype=np.int64), last, _SLACK, state, most,
-                              final)
+            return fps_blocks(
+                xs,
+                order,
+                pos,
+                bstart,
+                cen,
+                rad,
+                a,
+                sstart,
+                scen,
+                srad,
+                k,
+                np.asarray(starts, dtype=np.int64),
+                last,
+                _SLACK,
+                state,
+                most,
+                final,
+            )
 
     if progress is None:
         picked, picked_d, computed, pairs, r, own = run()
@@ -236,21 +265,20 @@ class _numba_threads:
         import numba
 
         self.numba = numba
-        most = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # set at numba's import, not in its stubs
+        most = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009  # set at import; not in numba's stubs
         self.want = max(1, min(threads or most, most))
 
     def __enter__(self) -> int:
         """Returns the most threads numba may ever run (bound on its thread ids)."""
         self.previous = self.numba.get_num_threads()
         self.numba.set_num_threads(self.want)
-        return int(getattr(self.numba.config, "NUMBA_NUM_THREADS"))
+        return int(getattr(self.numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009
 
     def __exit__(self, *exc: object) -> None:
         self.numba.set_num_threads(self.previous)
 
 
-def _watched(run: Callable, state: np.ndarray, progress: Callable[[int, float], None],
-             every: float):
+def _watched(run: Callable, state: np.ndarray, progress: Callable[[int, float], None], every: float):
     """Run the (GIL-free) kernel in a worker thread; report ``state`` every ``every`` s."""
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(run)

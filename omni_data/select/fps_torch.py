@@ -15,9 +15,10 @@ This is the plain O(N k d) loop (no pruning): on a GPU its cost per pick is a fe
 the N x d descriptors. Points go through in chunks so the float32 temporaries stay small.
 torch is imported only here, only when this engine runs.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -98,9 +99,11 @@ def check_device(device: str) -> None:
     except ImportError as exc:
         raise ModuleNotFoundError(f"device {device!r} needs torch: pip install 'omni[model]'") from exc
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device "
-                         f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
-                         "use --device cpu")
+        raise ValueError(
+            f"device {device!r} asked for but torch sees no CUDA device "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+            "use --device cpu"
+        )
 
 
 def rounded(x: np.ndarray, storage: str) -> np.ndarray:

@@ -9,12 +9,14 @@ calling thread, while the compiled kernel runs). It prints one line per call to 
 The ETA uses the pick rate since the previous line (FPS picks get cheaper as the radius
 shrinks, so the overall average would overestimate the rest).
 """
+
 from __future__ import annotations
 
 import math
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 
 def _clock(seconds: float) -> str:
@@ -30,8 +32,14 @@ def _clock(seconds: float) -> str:
 class PickProgress:
     """Callback ``(picks_done_including_seeds, sqdist_of_latest_pick) -> None`` printing a line."""
 
-    def __init__(self, k: int, seeds: int = 0, label: str = "select-bridge",
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        k: int,
+        seeds: int = 0,
+        label: str = "select-bridge",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.k = k
         self.seeds = seeds
         self.label = label
@@ -54,8 +62,10 @@ class PickProgress:
             eta = "ETA " + _clock((self.k - picks) / rate)
         else:
             eta = "ETA ?"
-        return (f"{self.label}: {picks:,}/{self.k:,} picks ({100.0 * picks / max(self.k, 1):.1f}%)"
-                f"  radius {radius:.6g}  elapsed {_clock(now - self.t0)}  {eta}")
+        return (
+            f"{self.label}: {picks:,}/{self.k:,} picks ({100.0 * picks / max(self.k, 1):.1f}%)"
+            f"  radius {radius:.6g}  elapsed {_clock(now - self.t0)}  {eta}"
+        )
 
     def __call__(self, done: int, sqdist: float) -> None:
         print(self.line(done, sqdist), file=self.stream or sys.stderr, flush=True)

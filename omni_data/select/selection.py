@@ -10,20 +10,22 @@ Start rule: without seeds the first pick is ``RandomState(seed).randint(0, n)`` 
 candidate rows, which is exactly what ``fpsample.fps_sampling(start_idx=None)`` draws after
 ``np.random.seed(seed)``.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from omni_data.select.coverage import CoverageReport, coverage_report
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
-from omni_data.select.strategies import SCORED, STRATEGIES, Picks, PickRequest, Scorer
+from omni_data.select.strategies import STRATEGIES, PickRequest, Picks, Scorer
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -84,11 +86,12 @@ class SelectConfig:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         torch_needed = self.device != "cpu" or self.dtype != "float32"
         if torch_needed and self.engine not in ("auto", "torch"):
-            raise ValueError(f"device {self.device!r} / dtype {self.dtype!r} need engine 'torch', "
-                             f"not {self.engine!r}")
+            raise ValueError(f"device {self.device!r} / dtype {self.dtype!r} need engine 'torch', not {self.engine!r}")
         if (torch_needed or self.engine == "torch") and self.mode != "exact":
-            raise ValueError("device/dtype/engine torch apply to --mode exact only "
-                             "(distributed shards run the CPU kernel on their workers)")
+            raise ValueError(
+                "device/dtype/engine torch apply to --mode exact only "
+                "(distributed shards run the CPU kernel on their workers)"
+            )
 
     @property
     def fps_engine(self) -> str:
@@ -138,9 +141,17 @@ def seed_vectors(ds: DescriptorSet, ids: np.ndarray, where: dict[str, str]) -> t
     return rows, np.concatenate(vecs).astype(np.float32)
 
 
-def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int, progress_every: float = 0.0,
-             label: str = "select-bridge", engine: str = "auto", device: str = "cpu",
-             dtype: str = "float32") -> Picks:
+def fps_rows(
+    x: np.ndarray,
+    k: int,
+    seeds: np.ndarray,
+    start: int,
+    progress_every: float = 0.0,
+    label: str = "select-bridge",
+    engine: str = "auto",
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Picks:
     """Exact FPS over ``x`` seeded with ``seeds`` (or started at ``start``).
 
     ``progress_every > 0``: a progress line (picks, radius, ETA) on stderr that often.
@@ -152,19 +163,35 @@ def fps_rows(x: np.ndarray, k: int, seeds: np.ndarray, start: int, progress_ever
     m = len(seeds)
     both = np.concatenate([seeds, x]) if m else x
     watch = PickProgress(k, seeds=m, label=label) if progress_every > 0 else None
-    res = fps(both, m + k, start_idx=list(range(m)) if m else start, progress=watch,
-              progress_every=progress_every or 5.0, engine=engine, device=device, storage=dtype)
+    res = fps(
+        both,
+        m + k,
+        start_idx=list(range(m)) if m else start,
+        progress=watch,
+        progress_every=progress_every or 5.0,
+        engine=engine,
+        device=device,
+        storage=dtype,
+    )
     return Picks(res.indices[m:] - m, np.sqrt(res.sqdist[m:].astype(np.float64)))
 
 
-def pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: np.ndarray,
-         scorer: Scorer | None, client: Any = None) -> tuple[Picks, np.ndarray | None]:
+def pick(
+    cfg: SelectConfig,
+    ds: DescriptorSet,
+    cand: np.ndarray,
+    k: int,
+    seeds: np.ndarray,
+    scorer: Scorer | None,
+    client: Any = None,
+) -> tuple[Picks, np.ndarray | None]:
     """Apply the strategy (``strategies.STRATEGIES``) over candidate rows ``cand``."""
     return STRATEGIES[cfg.strategy](PickRequest(cfg, ds, cand, k, seeds, scorer, client))
 
 
-def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int,
-                     seeds: np.ndarray, start: int, client: Any) -> Picks:
+def distributed_pick(
+    cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: np.ndarray, start: int, client: Any
+) -> Picks:
     """Distributed FPS over the shards, each Dask task loading only its candidate rows."""
     from omni_data.select.distributed import ShardSource, distributed_fps
 
@@ -174,21 +201,42 @@ def distributed_pick(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: 
         if len(rows) == 0:
             continue
         whole = len(rows) == s.n
-        sources.append(ShardSource(ds.loader(s, None if whole else rows - s.offset), s.offset,
-                                   len(rows), f"{Path(s.store).name}/{s.shard}",
-                                   None if whole else rows))
+        sources.append(
+            ShardSource(
+                ds.loader(s, None if whole else rows - s.offset),
+                s.offset,
+                len(rows),
+                f"{Path(s.store).name}/{s.shard}",
+                None if whole else rows,
+            )
+        )
     log = None
     if cfg.progress_every > 0:
+
         def log(line: str) -> None:
             print(f"select-bridge: {line}", file=sys.stderr, flush=True)
-    res = distributed_fps(sources, k, start=start, seeds=seeds if len(seeds) else None,
-                          oversample=cfg.oversample, scheduler=client or "sync", log=log,
-                          refine=cfg.refine)
+
+    res = distributed_fps(
+        sources,
+        k,
+        start=start,
+        seeds=seeds if len(seeds) else None,
+        oversample=cfg.oversample,
+        scheduler=client or "sync",
+        log=log,
+        refine=cfg.refine,
+    )
     return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
 
 
-def distributed_coverage(ds: DescriptorSet, cand: np.ndarray, rows: np.ndarray, seeds: np.ndarray,
-                         settings: dict[str, Any], client: Any = None) -> CoverageReport:
+def distributed_coverage(
+    ds: DescriptorSet,
+    cand: np.ndarray,
+    rows: np.ndarray,
+    seeds: np.ndarray,
+    settings: dict[str, Any],
+    client: Any = None,
+) -> CoverageReport:
     """coverage.json numbers with one Dask task per shard; the client holds only the picks.
 
     Each task loads its shard's candidate rows, measures their distance to the selection (picks
@@ -227,13 +275,19 @@ def score_rows(ds: DescriptorSet, rows: np.ndarray, scorer: Scorer) -> np.ndarra
     return score_records(scorer, records)
 
 
-def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: Picks,
-                 seeds: np.ndarray, k: int, scores: np.ndarray | None) -> tuple[Picks, np.ndarray]:
+def min_per_task(
+    cfg: SelectConfig,
+    ds: DescriptorSet,
+    cand: np.ndarray,
+    picks: Picks,
+    seeds: np.ndarray,
+    k: int,
+    scores: np.ndarray | None,
+) -> tuple[Picks, np.ndarray]:
     """Trim the pick order and top up short tasks so every task gets ``cfg.min_per_task``."""
     if cfg.min_per_task == 0:
         return picks, np.full(len(picks.rows), "strategy", dtype=object)
-    need_all = {t: min(cfg.min_per_task, int((ds.tasks[cand] == t).sum()))
-                for t in np.unique(ds.tasks[cand])}
+    need_all = {t: min(cfg.min_per_task, int((ds.tasks[cand] == t).sum())) for t in np.unique(ds.tasks[cand])}
     m = len(picks.rows)
     while True:
         have = {t: int((ds.tasks[picks.rows[:m]] == t).sum()) for t in need_all}
@@ -265,8 +319,11 @@ def min_per_task(cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, picks: 
         reason += ["min-per-task"] * len(sub)
         if score is not None and scores is not None:
             score += list(scores[np.searchsorted(cand, sub)])
-    out = Picks(np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64),
-                None if score is None else np.asarray(score))
+    out = Picks(
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(dist, dtype=np.float64),
+        None if score is None else np.asarray(score),
+    )
     return out, np.asarray(reason, dtype=object)
 
 
@@ -276,17 +333,18 @@ def write_selection(out_dir: Path, ds: DescriptorSet, picks: Picks, reason: np.n
     import pyarrow.parquet as pq
 
     rows = picks.rows
-    table = pa.table({
-        "id": pa.array(ds.ids[rows].tolist(), pa.string()),
-        "task": pa.array(ds.tasks[rows].tolist(), pa.string()),
-        "dataset": pa.array(ds.datasets[rows].tolist(), pa.string()),
-        "store": pa.array(ds.store_of[rows].tolist(), pa.string()),
-        "rank": pa.array(np.arange(len(rows)), pa.int64()),
-        "distance": pa.array(picks.distance, pa.float64()),
-        "reason": pa.array([str(r) for r in reason], pa.string()),
-        "score": pa.array(picks.score if picks.score is not None else [None] * len(rows),
-                          pa.float64()),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(ds.ids[rows].tolist(), pa.string()),
+            "task": pa.array(ds.tasks[rows].tolist(), pa.string()),
+            "dataset": pa.array(ds.datasets[rows].tolist(), pa.string()),
+            "store": pa.array(ds.store_of[rows].tolist(), pa.string()),
+            "rank": pa.array(np.arange(len(rows)), pa.int64()),
+            "distance": pa.array(picks.distance, pa.float64()),
+            "reason": pa.array([str(r) for r in reason], pa.string()),
+            "score": pa.array(picks.score if picks.score is not None else [None] * len(rows), pa.float64()),
+        }
+    )
     path = out_dir / "selection.parquet"
     tmp = out_dir / f".selection.{os.getpid()}.tmp.parquet"
     pq.write_table(table, tmp)
@@ -324,43 +382,66 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
     if k > len(cand):
         raise ValueError(f"asked for {k} picks but only {len(cand)} candidates")
     if cfg.min_per_task * len(np.unique(ds.tasks[cand])) > k:
-        raise ValueError(f"--min-per-task {cfg.min_per_task} x {len(np.unique(ds.tasks[cand]))} "
-                         f"tasks exceeds the {k} picks")
+        raise ValueError(
+            f"--min-per-task {cfg.min_per_task} x {len(np.unique(ds.tasks[cand]))} tasks exceeds the {k} picks"
+        )
     picks, scores = pick(cfg, ds, cand, k, seeds, scorer, client)
     zero = np.flatnonzero(picks.distance == 0.0)
     if len(zero):
-        raise ValueError(f"pick {int(zero[0])} has distance 0: fewer than {k} distinct descriptors "
-                         "among the candidates; ask for fewer picks")
+        raise ValueError(
+            f"pick {int(zero[0])} has distance 0: fewer than {k} distinct descriptors "
+            "among the candidates; ask for fewer picks"
+        )
     picks, reason = min_per_task(cfg, ds, cand, picks, seeds, k, scores)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     path = write_selection(out, ds, picks, reason)
-    settings = {"strategy": cfg.strategy, "mode": cfg.mode, "kind": cfg.kind, "seed": cfg.seed,
-                "k": k, "min_per_task": cfg.min_per_task, "stores": cfg.stores,
-                "exclude": cfg.exclude, "device": cfg.device, "dtype": cfg.dtype,
-                "engine": cfg.fps_engine, "seconds": round(time.perf_counter() - t0, 3)}
+    settings = {
+        "strategy": cfg.strategy,
+        "mode": cfg.mode,
+        "kind": cfg.kind,
+        "seed": cfg.seed,
+        "k": k,
+        "min_per_task": cfg.min_per_task,
+        "stores": cfg.stores,
+        "exclude": cfg.exclude,
+        "device": cfg.device,
+        "dtype": cfg.dtype,
+        "engine": cfg.fps_engine,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     if cfg.mode == "distributed":
         report = distributed_coverage(ds, cand, picks.rows, seeds, settings, client)
     else:
-        report = coverage_report(ds.vectors(cand), ds.tasks[cand], np.searchsorted(cand, picks.rows),
-                                 seeds if len(seeds) else None, settings)
+        report = coverage_report(
+            ds.vectors(cand), ds.tasks[cand], np.searchsorted(cand, picks.rows), seeds if len(seeds) else None, settings
+        )
     write_text_atomic(out / "coverage.json", report.to_json())
     write_text_atomic(out / "coverage.txt", report.to_text())
-    return {"selection": str(path), "coverage": [str(out / "coverage.json"), str(out / "coverage.txt")],
-            "picked": len(picks.rows), "candidates": len(cand), "seeds": len(seeds),
-            "strategy": cfg.strategy, "mode": cfg.mode, "seconds": settings["seconds"],
-            "covering_radius": report.covering_radius,
-            "per_task": {t: c.picks for t, c in report.tasks.items()},
-            "covering_radius_per_task": {t: c.covering_radius for t, c in report.tasks.items()}}
+    return {
+        "selection": str(path),
+        "coverage": [str(out / "coverage.json"), str(out / "coverage.txt")],
+        "picked": len(picks.rows),
+        "candidates": len(cand),
+        "seeds": len(seeds),
+        "strategy": cfg.strategy,
+        "mode": cfg.mode,
+        "seconds": settings["seconds"],
+        "covering_radius": report.covering_radius,
+        "per_task": {t: c.picks for t, c in report.tasks.items()},
+        "covering_radius_per_task": {t: c.covering_radius for t, c in report.tasks.items()},
+    }
 
 
 def summary_text(summary: dict[str, Any]) -> str:
     """The run for a person: counts, picks and covering radius per task, files written."""
     seeds = f", continuing {summary['seeds']:,} earlier picks" if summary.get("seeds") else ""
-    lines = [f"select-bridge: picked {summary['picked']:,} of {summary['candidates']:,} candidates "
-             f"(strategy {summary['strategy']}, {summary['mode']}{seeds}) in {summary['seconds']:.1f} s",
-             f"covering radius {summary['covering_radius']:.6g} "
-             "(no candidate is farther than this from a pick, in descriptor units)"]
+    lines = [
+        f"select-bridge: picked {summary['picked']:,} of {summary['candidates']:,} candidates "
+        f"(strategy {summary['strategy']}, {summary['mode']}{seeds}) in {summary['seconds']:.1f} s",
+        f"covering radius {summary['covering_radius']:.6g} "
+        "(no candidate is farther than this from a pick, in descriptor units)",
+    ]
     radius = summary["covering_radius_per_task"]
     width = max([len("task")] + [len(t) for t in radius])
     lines.append(f"  {'task':<{width}}  {'picks':>7}  covering radius")

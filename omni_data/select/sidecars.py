@@ -5,13 +5,15 @@ atomically (temp file, then ``os.replace``); an existing sidecar whose ids match
 kept, so ``omni-data describe`` resumes. The settings used go to the catalog section
 ``descriptors`` so that a later run with other settings is refused instead of mixed.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +47,10 @@ def load_shard(store_dir: Path, kind: str, shard: str) -> tuple[np.ndarray, np.n
     """(x float32 (n, d), ids (n,) str) of one shard; a clear error when not described yet."""
     path = shard_sidecar(store_dir, kind, shard)
     if not path.exists():
-        raise FileNotFoundError(f"{store_dir}: shard {shard!r} has no {kind} descriptors "
-                                f"({path}); run `omni-data describe {store_dir} --kind {kind}`")
+        raise FileNotFoundError(
+            f"{store_dir}: shard {shard!r} has no {kind} descriptors "
+            f"({path}); run `omni-data describe {store_dir} --kind {kind}`"
+        )
     with np.load(path, allow_pickle=False) as z:
         return z["x"], z["ids"]
 
@@ -70,8 +74,13 @@ def load_shard_rows(store_dir: str, kind: str, shard: str, rows: np.ndarray) -> 
     return load_shard_x(store_dir, kind, shard)[rows]
 
 
-def describe_shard(store_dir: str, shard: str, kind: str = "rdf", spec: RDFSpec = RDFSpec(),
-                   species: Sequence[int] | None = None) -> dict[str, Any]:
+def describe_shard(
+    store_dir: str,
+    shard: str,
+    kind: str = "rdf",
+    spec: RDFSpec = RDFSpec(),  # noqa: B008  (a frozen dataclass: one shared default is safe)
+    species: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Describe one shard (opens its own Store: safe in a Dask worker); skip if already done."""
     from omni_data.store import Store
 
@@ -92,12 +101,15 @@ def describe_shard(store_dir: str, shard: str, kind: str = "rdf", spec: RDFSpec 
     except ValueError as exc:
         raise ValueError(f"{store_dir}: shard {shard!r}: {exc}") from exc
     write_npz_atomic(path, x=x.astype(np.float32), ids=ids)
-    return {"shard": shard, "rows": len(ids), "skipped": False,
-            "seconds": round(time.perf_counter() - start, 3)}
+    return {"shard": shard, "rows": len(ids), "skipped": False, "seconds": round(time.perf_counter() - start, 3)}
 
 
-def describe_store(store_dir: str | Path, kind: str = "rdf", spec: RDFSpec = RDFSpec(),
-                   client: Any = None) -> list[dict[str, Any]]:
+def describe_store(
+    store_dir: str | Path,
+    kind: str = "rdf",
+    spec: RDFSpec = RDFSpec(),  # noqa: B008  (a frozen dataclass: one shared default is safe)
+    client: Any = None,
+) -> list[dict[str, Any]]:
     """Describe every shard (Dask tasks on ``client``, or in this process when None)."""
     from omni_data.store import Store
 
@@ -113,8 +125,7 @@ def describe_store(store_dir: str | Path, kind: str = "rdf", spec: RDFSpec = RDF
     if client is None:
         done = [describe_shard(store_dir, s, kind, spec, species) for s in shards]
     else:
-        futures = [client.submit(describe_shard, store_dir, s, kind, spec, species, pure=False)
-                   for s in shards]
+        futures = [client.submit(describe_shard, store_dir, s, kind, spec, species, pure=False) for s in shards]
         done = client.gather(futures)
     return done
 
@@ -126,7 +137,8 @@ def _check_settings(store: Any, kind: str, spec: RDFSpec) -> None:
     old = sections.get(kind)
     folder = Path(store.path) / "sidecars" / sidecar_kind(kind)
     if old is not None and old != settings and any(folder.glob("*.npz")):
-        raise ValueError(f"{store.path}: {kind} descriptors were made with {old}, not {settings}; "
-                         f"delete {folder} to redo them")
+        raise ValueError(
+            f"{store.path}: {kind} descriptors were made with {old}, not {settings}; delete {folder} to redo them"
+        )
     if old != settings:
         store.catalog.update_section("descriptors", {**sections, kind: settings})

@@ -9,10 +9,12 @@
 
 No strategy ever falls back to another or to random picks: a missing model or label is an error.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +36,8 @@ class PickRequest:
     cand: np.ndarray
     k: int
     seeds: np.ndarray
-    scorer: "Scorer | None" = None
+    scorer: Scorer | None = None
     client: Any = None
-
 
 
 @dataclass
@@ -55,8 +56,12 @@ def record_error(record: Record, calc: Any) -> float:
     if record.energy is None and record.forces is None:
         raise ValueError(f"record {record.id!r}: no energy or forces to measure a model error on")
     periodic = record.cell is not None and bool(np.any(record.pbc))
-    atoms = Atoms(numbers=record.numbers, positions=record.positions,
-                  cell=record.cell if periodic else None, pbc=record.pbc if periodic else False)
+    atoms = Atoms(
+        numbers=record.numbers,
+        positions=record.positions,
+        cell=record.cell if periodic else None,
+        pbc=record.pbc if periodic else False,
+    )
     atoms.calc = calc
     err = 0.0
     if record.energy is not None:
@@ -111,8 +116,15 @@ def pick_error(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) ->
     return Picks(rows, np.full(len(rows), np.nan), scores[rows])
 
 
-def pick_hybrid(x: np.ndarray, scores: np.ndarray, k: int, pool: float, seeds: np.ndarray,
-                start_rule: Callable[[np.ndarray], int], allowed: np.ndarray | None = None) -> Picks:
+def pick_hybrid(
+    x: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    pool: float,
+    seeds: np.ndarray,
+    start_rule: Callable[[np.ndarray], int],
+    allowed: np.ndarray | None = None,
+) -> Picks:
     """FPS among the ``ceil(pool * k)`` largest-error rows, seeded like plain FPS."""
     from omni_data.select.fps import fps
 
@@ -139,33 +151,42 @@ def _scores(req: PickRequest) -> np.ndarray:
     return score_rows(req.ds, req.cand, req.scorer)
 
 
-def strategy_fps(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+def strategy_fps(req: PickRequest) -> tuple[Picks, np.ndarray | None]:
     """farthest-point sampling on descriptors (coverage of the space)"""
     from omni_data.select.selection import distributed_pick, fps_rows, start_row
 
     cfg, cand = req.cfg, req.cand
     start = start_row(cfg.seed, len(cand))
     if cfg.mode == "exact":
-        p = fps_rows(req.ds.vectors(cand), req.k, req.seeds, start, cfg.progress_every,
-                     engine=cfg.fps_engine, device=cfg.device, dtype=cfg.dtype)
+        p = fps_rows(
+            req.ds.vectors(cand),
+            req.k,
+            req.seeds,
+            start,
+            cfg.progress_every,
+            engine=cfg.fps_engine,
+            device=cfg.device,
+            dtype=cfg.dtype,
+        )
         return Picks(cand[p.rows], p.distance), None
     return distributed_pick(cfg, req.ds, cand, req.k, req.seeds, int(cand[start]), req.client), None
 
 
-def strategy_error(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+def strategy_error(req: PickRequest) -> tuple[Picks, np.ndarray | None]:
     """largest model error against the stored labels (needs --model)"""
     scores = _scores(req)
     p = pick_error(scores, req.k)
     return Picks(req.cand[p.rows], p.distance, p.score), scores
 
 
-def strategy_hybrid(req: PickRequest) -> "tuple[Picks, np.ndarray | None]":
+def strategy_hybrid(req: PickRequest) -> tuple[Picks, np.ndarray | None]:
     """farthest-point sampling among the largest-error structures (needs --model)"""
     from omni_data.select.selection import start_row
 
     scores = _scores(req)
-    p = pick_hybrid(req.ds.vectors(req.cand), scores, req.k, req.cfg.pool, req.seeds,
-                    lambda sub: start_row(req.cfg.seed, len(sub)))
+    p = pick_hybrid(
+        req.ds.vectors(req.cand), scores, req.k, req.cfg.pool, req.seeds, lambda sub: start_row(req.cfg.seed, len(sub))
+    )
     return Picks(req.cand[p.rows], p.distance, p.score), scores
 
 

@@ -2,6 +2,7 @@
 
 Import the API from here; heavy modules (pyarrow, lmdb) load when first used.
 """
+
 from __future__ import annotations
 
 from omni_data.store.catalog import Catalog, read_catalog, update_catalog

@@ -12,13 +12,15 @@ catalog (``read_columns``) and then ``Table.validate(full=True)``: a damaged fil
 file does not hold (``numbers``, ``positions``, ``forces``, ``metadata``, ...) by decoding the
 LMDB records (``records_to_table``).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,9 +60,18 @@ LIST_COLUMNS: dict[str, tuple[pa.DataType, str, tuple[str, int]]] = {
     "tags": (pa.int64(), "int64", ("atom", 1)),
 }
 RECORD_SCALARS: dict[str, pa.DataType] = {
-    "id": pa.string(), "dataset": pa.string(), "task": pa.string(), "n_atoms": pa.int32(),
-    "energy": pa.float64(), "energy_kind": pa.string(), "charge": pa.float64(), "spin": pa.int64(),
-    "weight": pa.float64(), "source_file": pa.string(), "source_index": pa.int64(), "metadata": pa.string(),
+    "id": pa.string(),
+    "dataset": pa.string(),
+    "task": pa.string(),
+    "n_atoms": pa.int32(),
+    "energy": pa.float64(),
+    "energy_kind": pa.string(),
+    "charge": pa.float64(),
+    "spin": pa.int64(),
+    "weight": pa.float64(),
+    "source_file": pa.string(),
+    "source_index": pa.int64(),
+    "metadata": pa.string(),
 }
 RECORD_SCHEMA = pa.schema(
     [pa.field(k, t) for k, t in RECORD_SCALARS.items()]
@@ -116,8 +127,9 @@ def write_columns(table: pa.Table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     try:
-        pq.write_table(table, str(path), compression="zstd", compression_level=9, use_dictionary=True,
-                       write_statistics=False)
+        pq.write_table(
+            table, str(path), compression="zstd", compression_level=9, use_dictionary=True, write_statistics=False
+        )
     except OSError as exc:
         if exc.errno is None:
             raise OSError(f"{path}: {exc}") from exc
@@ -178,8 +190,13 @@ def _list_column(records: Sequence[Record], name: str, n_atoms: np.ndarray) -> p
 # Columns are built from numpy buffers with ``pa.Array.from_buffers`` rather than ``pa.array``:
 # the latter asks pyarrow's pandas shim whether its input is a pandas object, which imports
 # pandas (0.2 s in every fresh worker process) although no pandas object is ever passed.
-_NUMPY = {pa.float64(): np.float64, pa.int64(): np.int64, pa.int32(): np.int32, pa.uint8(): np.uint8,
-          pa.bool_(): np.bool_}
+_NUMPY = {
+    pa.float64(): np.float64,
+    pa.int64(): np.int64,
+    pa.int32(): np.int32,
+    pa.uint8(): np.uint8,
+    pa.bool_(): np.bool_,
+}
 
 
 def _bitmap(flags: np.ndarray) -> pa.Buffer:
@@ -209,10 +226,13 @@ def _to_arrow(values: Any, arrow_type: pa.DataType) -> pa.Array:
         np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
         if offsets[-1] >= 2**31:  # beyond 32-bit offsets: let pyarrow decide
             return pa.array(values, type=arrow_type)
-        bufs = [None if valid.all() else _bitmap(valid), pa.py_buffer(offsets.astype(np.int32)),
-                pa.py_buffer(b"".join(encoded))]
+        bufs = [
+            None if valid.all() else _bitmap(valid),
+            pa.py_buffer(offsets.astype(np.int32)),
+            pa.py_buffer(b"".join(encoded)),
+        ]
         return pa.Array.from_buffers(arrow_type, len(values), bufs, null_count=int(len(values) - valid.sum()))
-    filled = np.array([0 if v is None else v for v in values], dtype=_NUMPY[arrow_type])
+    filled: np.ndarray = np.array([0 if v is None else v for v in values], dtype=_NUMPY[arrow_type])
     return _from_numpy(filled, arrow_type, valid)
 
 
@@ -249,5 +269,3 @@ def records_to_table(records: Sequence[Record]) -> pa.Table:
     arrays = [_to_arrow(cols[k], t) for k, t in RECORD_SCALARS.items()]
     arrays += [_list_column(records, name, n_atoms) for name in LIST_COLUMNS]
     return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
-
-

@@ -4,6 +4,7 @@ Stress is already ASE Voigt with ASE sign in the store, so it is passed through 
 ``energy_kind == "free"`` also sets ``free_energy`` so ``get_potential_energy(force_consistent=True)``
 works as for a VASP-read structure.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 
-def record_to_atoms(record: Record) -> "Atoms":
+def record_to_atoms(record: Record) -> Atoms:
     """An ``Atoms`` for ``record``: labels on a SinglePointCalculator, bookkeeping in ``info``."""
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator

@@ -4,6 +4,7 @@ A shard exists for readers only once it is in the catalog. Every change is read-
 under an ``fcntl`` lock on ``STORE/.catalog.lock`` and lands by write-temp-then-``os.replace``,
 so a reader sees either the old or the new catalog, never half of one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from omni_data.schema import SCHEMA_VERSION
 
@@ -27,6 +29,8 @@ STORE_FORMAT = 2
 
 class OldStoreFormat(ValueError):
     """A store written in an older store format (the message says how to convert it)."""
+
+
 TMP_MARK = ".tmp-"
 """Every temporary file a store writer makes is ``.<final name>.tmp-<pid>``: ``verify`` lists any left."""
 
@@ -117,14 +121,18 @@ def read_catalog(store_dir: Path, reader: bool = False) -> dict[str, Any]:
     fmt = data.get("store_format", 1)
     if fmt != STORE_FORMAT:
         if isinstance(fmt, int) and fmt < STORE_FORMAT:
-            raise OldStoreFormat(f"{Path(store_dir)}: store format {fmt} (Omni before store v2); convert it with "
-                                 f"`omni-data convert-store {Path(store_dir)} NEW_STORE`")
+            raise OldStoreFormat(
+                f"{Path(store_dir)}: store format {fmt} (Omni before store v2); convert it with "
+                f"`omni-data convert-store {Path(store_dir)} NEW_STORE`"
+            )
         raise ValueError(f"{path}: store format {fmt!r}, this Omni reads {STORE_FORMAT} (written by a newer Omni?)")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
     if not checked:
-        raise ValueError(f"{path}: no checksum line (damaged, or edited by hand: rewrite it with "
-                         "omni_data.store.catalog.write_catalog)")
+        raise ValueError(
+            f"{path}: no checksum line (damaged, or edited by hand: rewrite it with "
+            "omni_data.store.catalog.write_catalog)"
+        )
     data.pop(CHECKSUM_KEY, None)
     return data
 
@@ -139,10 +147,10 @@ def _check_sum(path: Path, raw: bytes) -> bool:
     if end < 0 or not first.startswith(_CHECKSUM_LINE) or len(first) != len(_CHECKSUM_LINE) + 10:
         return False
     try:
-        expected = int(first[len(_CHECKSUM_LINE):len(_CHECKSUM_LINE) + 8], 16)
+        expected = int(first[len(_CHECKSUM_LINE) : len(_CHECKSUM_LINE) + 8], 16)
     except ValueError:
         return False
-    if crc32c(raw[end + 1:]) != expected:
+    if crc32c(raw[end + 1 :]) != expected:
         raise ValueError(f"{path}: checksum mismatch (damaged catalog, or edited by hand)")
     return True
 
@@ -234,7 +242,7 @@ def add_run(store_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
 # Per-shard detail that reading records never needs: ``Catalog(..., reader=True)`` (what a
 # ``Store`` holds) leaves it out. At 24,000 shards the per-shard element counts alone were 80% of
 # the catalog's 145 MiB in every process that opened the store (every DataLoader worker).
-READER_OMITS = ("by_element", "quarantined_by_reason")
+READER_OMITS = ("by_element", "quarantined_by_reason", "labels")
 
 
 def reader_view(data: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +256,10 @@ def _trim(entry: dict[str, Any]) -> dict[str, Any]:
         entry.pop(key, None)
     files = entry.get("files")
     if isinstance(files, dict):
-        entry["files"] = {fmt: {k: v for k, v in meta.items() if k != "sha256"} if isinstance(meta, dict) else meta
-                          for fmt, meta in files.items()}
+        entry["files"] = {
+            fmt: {k: v for k, v in meta.items() if k != "sha256"} if isinstance(meta, dict) else meta
+            for fmt, meta in files.items()
+        }
     return entry
 
 
@@ -315,6 +325,6 @@ class Catalog:
 
         self._set(update_catalog(self.store_dir, change))
 
-    def reload(self) -> "Catalog":
+    def reload(self) -> Catalog:
         self.data = read_catalog(self.store_dir, reader=self.reader)
         return self

@@ -26,10 +26,12 @@ source_file, source_index, metadata, B]``
 
 Precision: every float is stored as float64, bit for bit (docs/store.md, "Precision").
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence
+from typing import Any
 
 import lz4.block
 import msgpack
@@ -69,8 +71,7 @@ def _string(value: str, strings: dict[str, int] | None) -> str | int:
     return strings.setdefault(value, len(strings))
 
 
-def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None = None,
-                  compress: bool = True) -> bytes:
+def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None = None, compress: bool = True) -> bytes:
     """One (normalized) record as codec-3 bytes; ``strings`` (a dict the writer keeps per shard)
     collects the shard's repeated strings, None keeps them in the value."""
     numbers = np.asarray(record.numbers).reshape(-1)
@@ -92,15 +93,27 @@ def encode_record(record: Record, row: int = 0, strings: dict[str, int] | None =
         parts.append(_bytes(np.reshape(record.fixed, n), _BOOL))
     try:
         metadata = _pack_metadata(record.metadata) if record.metadata else None
-        body = msgpack.packb([
-            row, record.id, _string(record.dataset, strings), _string(record.task, strings), n, flags,
-            int(p0) | int(p1) << 1 | int(p2) << 2,
-            None if record.energy is None else float(record.energy), _string(record.energy_kind, strings),
-            None if record.charge is None else float(record.charge),
-            None if record.spin is None else int(record.spin),
-            float(record.weight), _string(record.source_file, strings), int(record.source_index), metadata,
-            b"".join(parts),
-        ], use_bin_type=True)
+        body = msgpack.packb(
+            [
+                row,
+                record.id,
+                _string(record.dataset, strings),
+                _string(record.task, strings),
+                n,
+                flags,
+                int(p0) | int(p1) << 1 | int(p2) << 2,
+                None if record.energy is None else float(record.energy),
+                _string(record.energy_kind, strings),
+                None if record.charge is None else float(record.charge),
+                None if record.spin is None else int(record.spin),
+                float(record.weight),
+                _string(record.source_file, strings),
+                int(record.source_index),
+                metadata,
+                b"".join(parts),
+            ],
+            use_bin_type=True,
+        )
     except TypeError as exc:
         raise ValueError(f"record {record.id!r}: metadata cannot be stored ({exc}); use plain JSON types") from None
     kind = RAW
@@ -196,16 +209,28 @@ def _record(d: list, strings: Sequence[str]) -> Record:
     # already guarantees every dtype and shape. Only public Python: a new instance's __dict__.
     record = _NEW(Record)
     record.__dict__ = {
-        "numbers": numbers, "positions": positions, "id": rid,
+        "numbers": numbers,
+        "positions": positions,
+        "id": rid,
         "dataset": dataset if type(dataset) is str else strings[dataset],
         "task": task if type(task) is str else strings[task],
-        "cell": cell, "pbc": _PBC[pbc].copy(), "energy": energy,
+        "cell": cell,
+        "pbc": _PBC[pbc].copy(),
+        "energy": energy,
         "energy_kind": kind if type(kind) is str else strings[kind],
-        "forces": forces, "stress": stress, "magmoms": magmoms, "charge": charge, "spin": spin,
-        "fixed": fixed, "tags": tags, "weight": weight,
+        "forces": forces,
+        "stress": stress,
+        "magmoms": magmoms,
+        "charge": charge,
+        "spin": spin,
+        "fixed": fixed,
+        "tags": tags,
+        "weight": weight,
         "source_file": source if type(source) is str else strings[source],
         "source_index": index,
-        "metadata": (PackedMetadata(meta) if type(meta) is bytes else PackedJsonMetadata(meta.encode())) if meta else {},
+        "metadata": (PackedMetadata(meta) if type(meta) is bytes else PackedJsonMetadata(meta.encode()))
+        if meta
+        else {},
     }
     return record
 
@@ -213,7 +238,16 @@ def _record(d: list, strings: Sequence[str]) -> Record:
 def decode_header(value: bytes | memoryview, strings: Sequence[str] = ()) -> dict[str, Any]:
     """The scalar fields of an encoded record (checked like ``decode_record``)."""
     record = decode_record(value, None, strings)
-    return {"id": record.id, "dataset": record.dataset, "task": record.task, "n_atoms": record.n_atoms,
-            "energy": record.energy, "energy_kind": record.energy_kind, "charge": record.charge,
-            "spin": record.spin, "weight": record.weight, "source_file": record.source_file,
-            "source_index": record.source_index}
+    return {
+        "id": record.id,
+        "dataset": record.dataset,
+        "task": record.task,
+        "n_atoms": record.n_atoms,
+        "energy": record.energy,
+        "energy_kind": record.energy_kind,
+        "charge": record.charge,
+        "spin": record.spin,
+        "weight": record.weight,
+        "source_file": record.source_file,
+        "source_index": record.source_index,
+    }

@@ -9,13 +9,15 @@ shard becomes a new shard of the same name (so sidecars keyed by shard name stay
 quarantine file, sections (references, splits, ...), runs and sidecars are copied; the id index
 is built afresh. OLD is only read.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -37,22 +39,40 @@ def decode_v1_value(value: bytes) -> Record:
     buf = bytearray(d[7])
     arrays: dict[str, Any] = {}
     pos = 0
-    for name, bit, shape, dtype, size in (("positions", 1, (n, 3), _F8, 24 * n), ("cell", 2, (3, 3), _F8, 72),
-                                          ("forces", 4, (n, 3), _F8, 24 * n), ("stress", 8, (6,), _F8, 48),
-                                          ("magmoms", 16, (n,), _F8, 8 * n), ("tags", 64, (n,), _I8, 8 * n)):
+    for name, bit, shape, dtype, size in (
+        ("positions", 1, (n, 3), _F8, 24 * n),
+        ("cell", 2, (3, 3), _F8, 72),
+        ("forces", 4, (n, 3), _F8, 24 * n),
+        ("stress", 8, (6,), _F8, 48),
+        ("magmoms", 16, (n,), _F8, 8 * n),
+        ("tags", 64, (n,), _I8, 8 * n),
+    ):
         if flags & bit:
             arrays[name] = np.ndarray(shape, dtype, buf, pos).copy()
             pos += size
     numbers = np.ndarray((n,), _I8, buf, pos).copy()
     pos += 8 * n
     if flags & 32:
-        arrays["fixed"] = np.frombuffer(bytes(buf[pos:pos + n]), dtype=bool).copy()
+        arrays["fixed"] = np.frombuffer(bytes(buf[pos : pos + n]), dtype=bool).copy()
         pos += n
     if pos != len(buf):
         raise ValueError(f"record {d[1]!r}: array buffer holds {len(buf)} bytes, fields need {pos}")
-    return Record(numbers=numbers, id=d[1], dataset=d[2], task=d[3], pbc=_PBC[d[6]].copy(), energy=d[8],
-                  energy_kind=d[9], charge=d[10], spin=d[11], weight=d[12], source_file=d[13],
-                  source_index=d[14], metadata=d[15] or {}, **arrays)
+    return Record(
+        numbers=numbers,
+        id=d[1],
+        dataset=d[2],
+        task=d[3],
+        pbc=_PBC[d[6]].copy(),
+        energy=d[8],
+        energy_kind=d[9],
+        charge=d[10],
+        spin=d[11],
+        weight=d[12],
+        source_file=d[13],
+        source_index=d[14],
+        metadata=d[15] or {},
+        **arrays,
+    )
 
 
 def _codec1(d: dict[str, Any]) -> Record:
@@ -64,15 +84,33 @@ def _codec1(d: dict[str, Any]) -> Record:
     pos = 0
     for k, (size, shape) in enumerate(((3 * n, (n, 3)), (9, (3, 3)), (3 * n, (n, 3)), (6, (6,)), (n, (n,)))):
         if flags & (1 << k):
-            out[k] = buf[pos:pos + size].reshape(shape)
+            out[k] = buf[pos : pos + size].reshape(shape)
             pos += size
     fixed, tags = d["X"], d["T"]
-    return Record(numbers=np.frombuffer(d["Z"], dtype=d["Zt"]).astype(np.int64), positions=out[0], id=d["id"],
-                  dataset=d["ds"], task=d["tk"], cell=out[1], pbc=_PBC[d["P"]].copy(), energy=d["E"],
-                  energy_kind=d["EK"], forces=out[2], stress=out[3], magmoms=out[4], charge=d["q"], spin=d["s"],
-                  fixed=None if fixed is None else np.frombuffer(fixed, dtype=bool).copy(),
-                  tags=None if tags is None else np.frombuffer(tags, dtype="<i8").copy(), weight=d["w"],
-                  source_file=d["sf"], source_index=d["si"], metadata=d["md"] or {})
+    if out[0] is None:
+        raise ValueError(f"record {d.get('id')!r}: store format 1 value without positions")
+    return Record(
+        numbers=np.frombuffer(d["Z"], dtype=d["Zt"]).astype(np.int64),
+        positions=out[0],
+        id=d["id"],
+        dataset=d["ds"],
+        task=d["tk"],
+        cell=out[1],
+        pbc=_PBC[d["P"]].copy(),
+        energy=d["E"],
+        energy_kind=d["EK"],
+        forces=out[2],
+        stress=out[3],
+        magmoms=out[4],
+        charge=d["q"],
+        spin=d["s"],
+        fixed=None if fixed is None else np.frombuffer(fixed, dtype=bool).copy(),
+        tags=None if tags is None else np.frombuffer(tags, dtype="<i8").copy(),
+        weight=d["w"],
+        source_file=d["sf"],
+        source_index=d["si"],
+        metadata=d["md"] or {},
+    )
 
 
 def _lmdb_records(path: Path, n: int) -> Iterator[Record]:
@@ -112,14 +150,28 @@ def _arrow_records(path: Path) -> Iterator[Record]:
             return None if value is None else np.asarray(value, dtype=dtype).reshape(shape)
 
         meta = cols["metadata"][k]
-        yield Record(numbers=arr("numbers", (n,), np.int64), positions=arr("positions", (n, 3), np.float64),
-                     id=cols["id"][k], dataset=cols["dataset"][k], task=cols["task"][k],
-                     cell=arr("cell", (3, 3), np.float64), pbc=arr("pbc", (3,), bool), energy=cols["energy"][k],
-                     energy_kind=cols["energy_kind"][k], forces=arr("forces", (n, 3), np.float64),
-                     stress=arr("stress", (6,), np.float64), magmoms=arr("magmoms", (n,), np.float64),
-                     charge=cols["charge"][k], spin=cols["spin"][k], fixed=arr("fixed", (n,), bool),
-                     tags=arr("tags", (n,), np.int64), weight=cols["weight"][k], source_file=cols["source_file"][k],
-                     source_index=cols["source_index"][k], metadata=json.loads(meta) if meta else {})
+        yield Record(
+            numbers=arr("numbers", (n,), np.int64),
+            positions=arr("positions", (n, 3), np.float64),
+            id=cols["id"][k],
+            dataset=cols["dataset"][k],
+            task=cols["task"][k],
+            cell=arr("cell", (3, 3), np.float64),
+            pbc=arr("pbc", (3,), bool),
+            energy=cols["energy"][k],
+            energy_kind=cols["energy_kind"][k],
+            forces=arr("forces", (n, 3), np.float64),
+            stress=arr("stress", (6,), np.float64),
+            magmoms=arr("magmoms", (n,), np.float64),
+            charge=cols["charge"][k],
+            spin=cols["spin"][k],
+            fixed=arr("fixed", (n,), bool),
+            tags=arr("tags", (n,), np.int64),
+            weight=cols["weight"][k],
+            source_file=cols["source_file"][k],
+            source_index=cols["source_index"][k],
+            metadata=json.loads(meta) if meta else {},
+        )
 
 
 def old_records(old: Path, entry: dict[str, Any]) -> Iterator[Record]:
@@ -152,8 +204,9 @@ def convert_store(old: str | Path, new: str | Path, progress: bool = False) -> d
     old_bytes = new_bytes = records = 0
     for entry in tqdm(data["shards"], unit="shard", disable=not progress, desc=f"convert {old.name}"):
         recs = list(old_records(old, entry))
-        info = write_shard_files(new, entry["name"], recs, partition=entry.get("partition"),
-                                 partition_hash=entry.get("partition_hash"))
+        info = write_shard_files(
+            new, entry["name"], recs, partition=entry.get("partition"), partition_hash=entry.get("partition_hash")
+        )
         info.quarantined = int(entry.get("quarantined", 0))
         info.quarantined_by_reason = dict(entry.get("quarantined_by_reason", {}))
         if entry.get("quarantine"):
@@ -171,8 +224,9 @@ def convert_store(old: str | Path, new: str | Path, progress: bool = False) -> d
 
     def carry(doc: dict[str, Any]) -> None:
         doc["sections"].update(sections)
-        doc["runs"] = list(data.get("runs", [])) + [{"kind": "convert-store", "from": str(old),
-                                                      "from_store_format": fmt, "to_store_format": STORE_FORMAT}]
+        doc["runs"] = list(data.get("runs", [])) + [
+            {"kind": "convert-store", "from": str(old), "from_store_format": fmt, "to_store_format": STORE_FORMAT}
+        ]
         doc["created"] = data.get("created", doc["created"])
 
     update_catalog(new, carry)

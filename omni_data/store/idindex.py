@@ -17,6 +17,7 @@ Building streams every shard's sorted id keys through one k-way merge into an ap
 LMDB write: memory does not grow with the store. A duplicate id across shards is an error
 naming both shards.
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,9 +26,10 @@ import heapq
 import os
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 
@@ -57,7 +59,9 @@ class IdSegment(LmdbFile):
             raise ValueError(f"{self.path}: id {record_id!r}: value of {len(value)} bytes (damaged segment)")
         slot, row = _SLOT_ROW.unpack(value)
         if slot >= len(self.shards):
-            raise ValueError(f"{self.path}: id {record_id!r}: shard slot {slot} of {len(self.shards)} (damaged segment)")
+            raise ValueError(
+                f"{self.path}: id {record_id!r}: shard slot {slot} of {len(self.shards)} (damaged segment)"
+            )
         return self.shards[slot], row
 
     def __getstate__(self) -> dict:
@@ -78,8 +82,9 @@ class IdIndex:
         self.covered: set[str] = set()
         for seg in section.get("segments", []):
             meta = {k: seg[k] for k in ("bytes", "head_crc32") if k in seg}
-            self.segments.append((frozenset(seg.get("datasets", [])),
-                                  IdSegment(Path(store_dir) / seg["file"], seg["shards"], meta)))
+            self.segments.append(
+                (frozenset(seg.get("datasets", [])), IdSegment(Path(store_dir) / seg["file"], seg["shards"], meta))
+            )
             self.covered.update(name for name in seg["shards"] if name in known)
 
     def find(self, record_id: str) -> tuple[str, int] | None:
@@ -141,8 +146,16 @@ def _file_stream(path: Path) -> Iterator[tuple[bytes, int, int]]:
         run.close()
 
 
-def _write_sorted(path: Path, items: Iterator[tuple[bytes, int, int]], total: int, names: list[str],
-                  store_dir: Path, key_prefix: bytes, bar: Any = None, segment: bool = False) -> int:
+def _write_sorted(
+    path: Path,
+    items: Iterator[tuple[bytes, int, int]],
+    total: int,
+    names: list[str],
+    store_dir: Path,
+    key_prefix: bytes,
+    bar: Any = None,
+    segment: bool = False,
+) -> int:
     """Write a merged stream to a new LMDB at ``path`` (append-only); a repeated id is an error.
     ``segment``: also write the ``__segment__`` header in the same transaction. A failed write
     raises ``OSError`` naming ``path`` (ENOSPC for a full disk: ``lmdb.write_error``)."""
@@ -160,22 +173,33 @@ _ID_BYTES = 48 + 12
 """Bytes one id takes in a segment, about (a typical id, the slot and row, the node header)."""
 
 
-def _write_sorted_lmdb(path: Path, items: Iterator[tuple[bytes, int, int]], total: int, names: list[str],
-                       store_dir: Path, key_prefix: bytes, bar: Any, segment: bool) -> int:
+def _write_sorted_lmdb(
+    path: Path,
+    items: Iterator[tuple[bytes, int, int]],
+    total: int,
+    names: list[str],
+    store_dir: Path,
+    key_prefix: bytes,
+    bar: Any,
+    segment: bool,
+) -> int:
     """The body of ``_write_sorted``."""
     import lmdb
 
     map_size = max(1 << 20, 4 * total * _ID_BYTES + (1 << 20))  # generous, sparse on disk
-    env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, sync=True, metasync=True,
-                    readahead=False, meminit=True)
+    env = lmdb.open(
+        str(path), map_size=map_size, subdir=False, lock=False, sync=True, metasync=True, readahead=False, meminit=True
+    )
     count = 0
     try:
         with env.begin(write=True) as txn:
             prev, prev_slot = None, -1
             for key, slot, row in items:
                 if key == prev:
-                    raise ValueError(f"{store_dir}: id {key.decode('utf-8', 'replace')!r} is in shards "
-                                     f"{names[prev_slot]!r} and {names[slot]!r}; ids must be unique in a store")
+                    raise ValueError(
+                        f"{store_dir}: id {key.decode('utf-8', 'replace')!r} is in shards "
+                        f"{names[prev_slot]!r} and {names[slot]!r}; ids must be unique in a store"
+                    )
                 txn.put(key_prefix + key, _SLOT_ROW.pack(slot, row), append=True)
                 prev, prev_slot = key, slot
                 count += 1
@@ -196,8 +220,9 @@ def _slotted(ids: Iterator[tuple[bytes, int]], slot: int) -> Iterator[tuple[byte
         yield key, slot, row
 
 
-def _merged(store_dir: Path, entries: list[dict[str, Any]], scratch: Path, total: int,
-            names: list[str]) -> Iterator[tuple[bytes, int, int]]:
+def _merged(
+    store_dir: Path, entries: list[dict[str, Any]], scratch: Path, total: int, names: list[str]
+) -> Iterator[tuple[bytes, int, int]]:
     """(id, slot, row) over ``entries`` in id byte order: a k-way merge of the shards' sorted
     id keys, through temporary sorted runs in ``scratch`` when there are more than ``FAN_IN``."""
     sources: list[Any] = [_slotted(_shard_ids(store_dir, e), slot) for slot, e in enumerate(entries)]
@@ -207,7 +232,7 @@ def _merged(store_dir: Path, entries: list[dict[str, Any]], scratch: Path, total
         runs = []
         for k in range(0, len(sources), FAN_IN):
             path = scratch / f"run-{level}-{k // FAN_IN}.lmdb"
-            _write_sorted(path, heapq.merge(*sources[k:k + FAN_IN]), total, names, store_dir, b"")
+            _write_sorted(path, heapq.merge(*sources[k : k + FAN_IN]), total, names, store_dir, b"")
             runs.append(path)
         sources = [_file_stream(path) for path in runs]
         level += 1
@@ -239,8 +264,9 @@ def build_id_index(store_dir: str | Path, rebuild: bool = False, progress: bool 
     scratch.mkdir(exist_ok=True)
     bar = tqdm(total=total, unit="id", disable=not progress, desc=f"id index {store_dir.name}")
     try:
-        count = _write_sorted(tmp, _merged(store_dir, entries, scratch, total, names), total, names,
-                              store_dir, b"i", bar, segment=True)
+        count = _write_sorted(
+            tmp, _merged(store_dir, entries, scratch, total, names), total, names, store_dir, b"i", bar, segment=True
+        )
         if count != total:
             raise ValueError(f"{store_dir}: the shards hold {count} ids but the catalog counts {total} records")
     except BaseException as exc:
@@ -273,12 +299,25 @@ def _listed(store_dir: Path, rel: str) -> bool:
 
 def _no_space(final: Path, total: int, store_dir: Path) -> OSError:
     """The one-line error of an id index build that ran out of disk space."""
-    return OSError(errno.ENOSPC, f"{final}: {os.strerror(errno.ENOSPC)} (id index of {total:,} ids; the "
-                                 f"shards are intact: free space, then run `omni-data index {store_dir}`)")
+    return OSError(
+        errno.ENOSPC,
+        f"{final}: {os.strerror(errno.ENOSPC)} (id index of {total:,} ids; the "
+        f"shards are intact: free space, then run `omni-data index {store_dir}`)",
+    )
 
 
-def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: list[dict[str, Any]], count: int,
-              rebuild: bool, old_files: list[str], report: IdIndexReport, t0: float) -> IdIndexReport:
+def _register(
+    store_dir: Path,
+    folder: Path,
+    tmp: Path,
+    final: Path,
+    entries: list[dict[str, Any]],
+    count: int,
+    rebuild: bool,
+    old_files: list[str],
+    report: IdIndexReport,
+    t0: float,
+) -> IdIndexReport:
     """Move the written segment into place and list it in the catalog (dropping replaced ones)."""
     from omni_data.store.writer import sha256_file
 
@@ -288,8 +327,15 @@ def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: li
     datasets = sorted({d for e in entries for d in (e.get("by_dataset") or {})})
     from omni_data.store.lmdb import head_crc32
 
-    segment = {"file": f"{FOLDER}/{final.name}", "sha256": sha256_file(final), "bytes": final.stat().st_size,
-               "head_crc32": head_crc32(final), "shards": names, "datasets": datasets, "ids": count}
+    segment = {
+        "file": f"{FOLDER}/{final.name}",
+        "sha256": sha256_file(final),
+        "bytes": final.stat().st_size,
+        "head_crc32": head_crc32(final),
+        "shards": names,
+        "datasets": datasets,
+        "ids": count,
+    }
     now = time.time()
     expired: list[str] = []
 
@@ -300,7 +346,9 @@ def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: li
         expired.extend(r["file"] for r in retired if now - r["since"] >= RETIRE_GRACE_S)
         retired = [r for r in retired if r["file"] not in expired]
         if rebuild:
-            retired += [{"file": seg["file"], "since": now} for seg in current["segments"] if seg["file"] != segment["file"]]
+            retired += [
+                {"file": seg["file"], "since": now} for seg in current["segments"] if seg["file"] != segment["file"]
+            ]
             current = {"version": 1, "segments": [segment]}
         else:
             taken = {name for seg in current["segments"] for name in seg["shards"]}
@@ -325,7 +373,7 @@ def _register(store_dir: Path, folder: Path, tmp: Path, final: Path, entries: li
     for rel in expired:
         (store_dir / rel).unlink(missing_ok=True)
         report.removed.append(rel)
-    report.segment, report.shards, report.ids = segment["file"], len(names), count
+    report.segment, report.shards, report.ids = str(segment["file"]), len(names), count
     report.seconds = time.perf_counter() - t0
     return report
 

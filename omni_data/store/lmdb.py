@@ -13,6 +13,7 @@ a view of the map (``buffers=True``), refuses a length above the shard's largest
 touching it, then checks the value's crc32 and row (``codec.decode_record``). Every failure is a
 ``ValueError`` naming the file and row.
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,8 +21,9 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import lmdb
 import msgpack
@@ -67,8 +69,10 @@ def write_error(exc: Exception, path: Path, needed: int) -> OSError:
     (LMDB reports a short write as EIO) says ENOSPC; MDB_MAP_FULL is named as an Omni bug."""
     text = str(exc)
     if isinstance(exc, lmdb.MapFullError):
-        return OSError(f"{path}: LMDB map size too small for this file (MDB_MAP_FULL: {text}); "
-                       "this is an Omni bug, please report it")
+        return OSError(
+            f"{path}: LMDB map size too small for this file (MDB_MAP_FULL: {text}); "
+            "this is an Omni bug, please report it"
+        )
     code = _STRERROR.get(text.rsplit(": ", 1)[-1]) or (errno.ENOSPC if isinstance(exc, lmdb.DiskError) else None)
     if code in (errno.EIO, None):
         free = _free_bytes(path.parent)
@@ -92,8 +96,14 @@ def write_lmdb(path: Path, shard: str, values: Sequence[bytes], strings: Sequenc
     """Write encoded records (row order) to a new single-file LMDB at ``path``, then sync."""
     path = Path(path)
     payload = sum(len(v) for v in values)
-    index = {"n": len(values), "codec": CODEC_VERSION, "format": 2, "shard": shard, "strings": list(strings),
-             "max_value": max((len(v) for v in values), default=0)}
+    index = {
+        "n": len(values),
+        "codec": CODEC_VERSION,
+        "format": 2,
+        "shard": shard,
+        "strings": list(strings),
+        "max_value": max((len(v) for v in values), default=0),
+    }
     try:
         _write_lmdb(path, values, index, payload)
     except lmdb.Error as exc:
@@ -105,8 +115,9 @@ def _write_lmdb(path: Path, values: Sequence[bytes], index: dict[str, Any], payl
     # B-tree pages, node headers and overflow-page rounding: generous headroom, sparse on disk.
     map_size = max(1 << 20, 2 * payload + 4096 * (len(values) + 64))
     # meminit=True zero-fills unused page space: the same records give byte-identical files.
-    env = lmdb.open(str(path), map_size=map_size, subdir=False, lock=False, metasync=True,
-                    sync=True, readahead=False, meminit=True)
+    env = lmdb.open(
+        str(path), map_size=map_size, subdir=False, lock=False, metasync=True, sync=True, readahead=False, meminit=True
+    )
     try:
         with env.begin(write=True) as txn:
             txn.put(INDEX_KEY, pack_index(index), append=True)  # "__index__" < "r..." bytewise
@@ -157,8 +168,16 @@ def _acquire(path: Path) -> tuple[tuple[int, int], lmdb.Environment]:
             slot = None
         if slot is None:
             # map_size=1: LMDB maps exactly the pages its meta page says the file holds
-            env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False,
-                            meminit=False, max_readers=2048, map_size=1)
+            env = lmdb.open(
+                str(path),
+                subdir=False,
+                readonly=True,
+                lock=False,
+                readahead=False,
+                meminit=False,
+                max_readers=2048,
+                map_size=1,
+            )
             slot = _ENVS[key] = [os.getpid(), env, 0]
         slot[2] += 1
         return key, slot[1]
@@ -223,7 +242,7 @@ class LmdbFile:
         self._local.state = (txn, _FORK[0])
         return txn
 
-    def _get(self, key: bytes) -> memoryview | None:
+    def _get(self, key: bytes) -> bytes | memoryview | None:
         try:
             return self._txn().get(key)
         except lmdb.Error as exc:
@@ -281,8 +300,7 @@ class LmdbShard(LmdbFile):
 
     kind = "LMDB shard file"
 
-    def __init__(self, path: Path, meta: dict[str, Any] | None = None, name: str | None = None,
-                 lock: Any = None):
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None, name: str | None = None, lock: Any = None):
         super().__init__(path, meta)
         self.name = name
         self.lock = lock if lock is not None else threading.Lock()
@@ -306,12 +324,19 @@ class LmdbShard(LmdbFile):
             except Exception:
                 old = None
             if isinstance(old, dict) and old.get("codec", 1) in (1, 2):
-                raise ShardError(f"{self.path}: an LMDB shard of store format 1; convert the store with "
-                                 "`omni-data convert-store OLD NEW`")
+                raise ShardError(
+                    f"{self.path}: an LMDB shard of store format 1; convert the store with "
+                    "`omni-data convert-store OLD NEW`"
+                )
             raise ShardError(f"{self.path}: shard index key is damaged (checksum mismatch)")
         try:
             index = msgpack.unpackb(raw[4:])
-            n, codec, strings, max_value = int(index["n"]), index["codec"], list(index["strings"]), int(index["max_value"])
+            n, codec, strings, max_value = (
+                int(index["n"]),
+                index["codec"],
+                list(index["strings"]),
+                int(index["max_value"]),
+            )
         except Exception as exc:
             self.close()
             raise ShardError(f"{self.path}: shard index key is undecodable ({exc})") from None
@@ -345,8 +370,10 @@ class LmdbShard(LmdbFile):
             if value is None:
                 raise ShardError(f"{self._where(row)}: missing although the shard holds {self.n} rows (damaged file)")
             if len(value) > self.max_value:
-                raise ShardError(f"{self._where(row)}: value of {len(value)} bytes, above the shard's largest "
-                                 f"({self.max_value}): damaged file")
+                raise ShardError(
+                    f"{self._where(row)}: value of {len(value)} bytes, above the shard's largest "
+                    f"({self.max_value}): damaged file"
+                )
             return bytes(value)
 
     def record(self, row: int) -> Record:
@@ -368,8 +395,9 @@ class LmdbShard(LmdbFile):
         while True:
             with self.lock:
                 if self.evicted:
-                    raise ShardError(f"{self.path}: closed while iterated (more shards read at once than "
-                                     "the Store's max_open)")
+                    raise ShardError(
+                        f"{self.path}: closed while iterated (more shards read at once than the Store's max_open)"
+                    )
                 item = next(steps, None)
             if item is None:
                 break
@@ -405,10 +433,20 @@ class LmdbShard(LmdbFile):
         return problems
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "name": self.name, "n": self.n, "strings": self.strings,
-                "max_value": self.max_value}
+        return {
+            **super().__getstate__(),
+            "name": self.name,
+            "n": self.n,
+            "strings": self.strings,
+            "max_value": self.max_value,
+        }
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        self.name, self.n, self.strings, self.max_value = state["name"], state["n"], state["strings"], state["max_value"]
+        self.name, self.n, self.strings, self.max_value = (
+            state["name"],
+            state["n"],
+            state["strings"],
+            state["max_value"],
+        )
         self.lock, self.evicted = threading.Lock(), False

@@ -18,12 +18,14 @@ the union of the per-task references (a task whose references differ between two
 member has one (``{"stores": {path: section}, "counts": summed}``). Other sections are not merged:
 read them from ``catalog.members``.
 """
+
 from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,7 +61,9 @@ def _same_mu(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(abs(float(ma[z]) - float(mb[z])) <= REFERENCE_TOLERANCE for z in ma)
 
 
-def merged_references(paths: Sequence[Path], catalogs: Sequence[Catalog]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def merged_references(
+    paths: Sequence[Path], catalogs: Sequence[Catalog]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """(per-task references section, {task: [member paths it came from]}) over the members
     that have a ``references`` section; two members with different μ for one task is an error."""
     merged: dict[str, Any] = {}
@@ -70,8 +74,10 @@ def merged_references(paths: Sequence[Path], catalogs: Sequence[Catalog]) -> tup
             continue
         for task, entry in section.items():
             if task in merged and not _same_mu(merged[task], entry):
-                raise ValueError(f"stores {sources[task][0]} and {path} disagree on the references of task "
-                                 f"{task!r}; fit them once over both (`omni-data references`) or drop one")
+                raise ValueError(
+                    f"stores {sources[task][0]} and {path} disagree on the references of task "
+                    f"{task!r}; fit them once over both (`omni-data references`) or drop one"
+                )
             merged.setdefault(task, entry)
             sources.setdefault(task, []).append(str(path))
     return merged, sources
@@ -92,9 +98,8 @@ class MultiCatalog:
         if catalogs and all(s is not None for s in splits):
             total: Counter[str] = Counter()
             for s in splits:
-                total.update(s.get("counts", {}))
-            self.sections["splits"] = {"stores": {str(p): s for p, s in zip(paths, splits)},
-                                       "counts": dict(total)}
+                total.update((s or {}).get("counts", {}))
+            self.sections["splits"] = {"stores": {str(p): s for p, s in zip(paths, splits)}, "counts": dict(total)}
 
     @property
     def shards(self) -> list[dict[str, Any]]:
@@ -111,13 +116,12 @@ class StoreSet(_Base):
     def __init__(self, paths: Sequence[str | Path], backend: str = "lmdb", max_open: int | None = None):
         """``max_open``: LMDB shards open at once over all members (default ``reader.MAX_OPEN``
         or ``OMNI_STORE_MAX_OPEN``), shared out evenly, at least one per member."""
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        paths = [Path(p) for p in paths]
-        if not paths:
+        given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        members = [Path(p) for p in given]
+        if not members:
             raise ValueError("StoreSet needs at least one store path")
         seen: dict[Path, Path] = {}
-        for p in paths:
+        for p in members:
             real = p.resolve()
             if real in seen:
                 raise ValueError(f"store {p} is given twice (also as {seen[real]})")
@@ -128,9 +132,9 @@ class StoreSet(_Base):
             from omni_data.store.reader import MAX_OPEN
 
             max_open = int(os.environ.get("OMNI_STORE_MAX_OPEN", MAX_OPEN))
-        each = max(1, max_open // len(paths))
-        self.stores: tuple[Store, ...] = tuple(Store(p, backend=backend, max_open=each) for p in paths)
-        self.path = tuple(paths)
+        each = max(1, max_open // len(members))
+        self.stores: tuple[Store, ...] = tuple(Store(p, backend=backend, max_open=each) for p in members)
+        self.path = tuple(members)
         self.store = self
         self._refresh_offsets()
         check_unique_ids(self.stores)
@@ -143,7 +147,7 @@ class StoreSet(_Base):
         self._n = int(self._ends[-1])
         self.catalog = MultiCatalog(self.path, [s.catalog for s in self.stores])
 
-    def refresh(self) -> "StoreSet":
+    def refresh(self) -> StoreSet:
         """Reload every member's catalog (shards added since opening), re-checking ids."""
         for s in self.stores:
             s.refresh()
@@ -205,7 +209,9 @@ class StoreSet(_Base):
         if not hits:
             raise KeyError(f"{', '.join(map(str, self.path))}: no record with id {record_id!r}")
         if len(hits) > 1:
-            raise ValueError(f"duplicate id {record_id!r} in stores {self.path[hits[0][0]]} and {self.path[hits[1][0]]}")
+            raise ValueError(
+                f"duplicate id {record_id!r} in stores {self.path[hits[0][0]]} and {self.path[hits[1][0]]}"
+            )
         k, j = hits[0]
         return int(self._starts[k]) + j
 
@@ -222,13 +228,13 @@ class StoreSet(_Base):
         """``"<member number>/<shard>"`` for every shard (names alone may repeat across members)."""
         return [f"{k}/{n}" for k, s in enumerate(self.stores) for n in s.shard_names]
 
-    def table(self, columns: Sequence[str] | None = None) -> "pa.Table":
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The members' tables of ``columns`` concatenated, in global index order."""
         import pyarrow as pa
 
         return pa.concat_tables([s.table(columns) for s in self.stores])
 
-    def quarantine(self) -> "pa.Table":
+    def quarantine(self) -> pa.Table:
         """Every member's quarantined inputs, with a ``store`` column naming the member."""
         import pyarrow as pa
 
@@ -242,10 +248,11 @@ class StoreSet(_Base):
         parts = [int(self._starts[k]) + s._matching(task, dataset) for k, s in enumerate(self.stores)]
         return np.concatenate(parts)
 
-    def select(self, task: str | Sequence[str] | None = None,
-               dataset: str | Sequence[str] | None = None) -> "StoreSetView":
+    def select(
+        self, task: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None
+    ) -> StoreSetView:
         """The records whose task and dataset match (a name or a list of names); same API."""
-        return StoreSetView(self, self._matching(task, dataset))
+        return StoreSetView(self, self._matching(task, dataset))  # type: ignore[arg-type]  # a StoreSet reads like a Store
 
     def __repr__(self) -> str:
         return f"StoreSet({[str(p) for p in self.path]!r}, records={self._n})"
@@ -270,15 +277,14 @@ class StoreSetView(StoreView):
             names += [f"{int(k)}/{member.shard_names[int(j)]}" for j in shards]
         return names
 
-    def select(self, task: Any = None, dataset: Any = None) -> "StoreSetView":
+    def select(self, task: Any = None, dataset: Any = None) -> StoreSetView:
         keep = self.store._matching(task, dataset)
         return StoreSetView(self.store, self.indices[np.isin(self.indices, keep, assume_unique=True)])
 
 
 def _shards_with(store: Store, datasets: set[str]) -> list[str]:
     """Shards of ``store`` that may hold a record of ``datasets`` (from catalog counts)."""
-    return [s["name"] for s in store.catalog.shards
-            if not s.get("by_dataset") or datasets & set(s["by_dataset"])]
+    return [s["name"] for s in store.catalog.shards if not s.get("by_dataset") or datasets & set(s["by_dataset"])]
 
 
 def check_unique_ids(stores: Sequence[Store]) -> None:
@@ -296,16 +302,21 @@ def check_unique_ids(stores: Sequence[Store]) -> None:
             shared = datasets[a] & datasets[b]
             if not shared:
                 continue
-            ids = [pa.concat_tables([st.table(["id"], shard=n) for n in _shards_with(st, shared)]).column("id")
-                   for st in (stores[a], stores[b])]
+            ids = [
+                pa.concat_tables([st.table(["id"], shard=n) for n in _shards_with(st, shared)]).column("id")
+                for st in (stores[a], stores[b])
+            ]
             dup = pc.filter(ids[1], pc.is_in(ids[1], value_set=ids[0].combine_chunks()))
             if len(dup):
-                raise ValueError(f"duplicate id {dup[0].as_py()!r} in stores {stores[a].path} and {stores[b].path} "
-                                 "(each record may come from one member only; see `omni-data dedup`)")
+                raise ValueError(
+                    f"duplicate id {dup[0].as_py()!r} in stores {stores[a].path} and {stores[b].path} "
+                    "(each record may come from one member only; see `omni-data dedup`)"
+                )
 
 
-def open_stores(path_or_paths: str | Path | Sequence[str | Path], backend: str = "lmdb",
-                max_open: int | None = None) -> Store | StoreSet:
+def open_stores(
+    path_or_paths: str | Path | Sequence[str | Path], backend: str = "lmdb", max_open: int | None = None
+) -> Store | StoreSet:
     """A ``Store`` for one path (or a one-element list), a ``StoreSet`` for several.
 
     Every path must be a store directory: ``FileNotFoundError`` names the first that is not.

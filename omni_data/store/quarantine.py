@@ -1,5 +1,6 @@
 """A shard's quarantine file (Parquet: the inputs its partition rejected, with reasons), read
 only after its size matches the catalog and the table passes ``validate(full=True)``."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ be handed to DataLoader or Dask workers. At most ``max_open`` LMDB shards are op
 shards a store has. ``store[i]``: ``bisect`` on the shard ends, the shard's read transaction,
 one checked decode (``codec.py``).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -15,8 +16,9 @@ import operator
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from omni_data.store.catalog import Catalog
 if TYPE_CHECKING:
     import pyarrow as pa
     from ase import Atoms
+
 
 class Evicted(Exception):
     """An LMDB shard handle closed by its Store's LRU after a thread took it (another thread
@@ -45,7 +48,7 @@ os.register_at_fork(after_in_child=lambda: _FORK.__setitem__(0, _FORK[0] + 1))
 class _Base:
     """What a Store and a view of it share: access through global indices."""
 
-    store: "Store"
+    store: Any  # the Store (or StoreSet) whose records this object reads
 
     def __len__(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -78,8 +81,9 @@ class _Base:
         idx = np.where(idx < 0, idx + n, idx)
         bad = np.flatnonzero((idx < 0) | (idx >= n))
         if bad.size:
-            raise IndexError(f"{self.store.path}: index {int(np.asarray(indices).reshape(-1)[bad[0]])} "
-                             f"out of range for {n} records")
+            raise IndexError(
+                f"{self.store.path}: index {int(np.asarray(indices).reshape(-1)[bad[0]])} out of range for {n} records"
+            )
         return self.store._records(self._globals(idx))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Record]:
@@ -89,13 +93,13 @@ class _Base:
     def _globals(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def to_atoms(self, i: int) -> "Atoms":
+    def to_atoms(self, i: int) -> Atoms:
         """``ase.Atoms`` of record ``i`` with a SinglePointCalculator holding its labels."""
         from omni_data.store.atoms import record_to_atoms
 
         return record_to_atoms(self[i])
 
-    def select(self, task: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None) -> "StoreView":
+    def select(self, task: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None) -> StoreView:
         """The records whose task and dataset match (a name or a list of names); same API."""
         keep = self.store._matching(task, dataset)
         mine = self._indices()
@@ -144,10 +148,11 @@ class Store(_Base):
         self._open: OrderedDict[int, Any] = OrderedDict()  # shard number -> open LmdbShard, LRU order
         self._lock = threading.RLock()  # opening, evicting, and each value's fetch (LmdbShard.raw)
         self._pid, self._fork = os.getpid(), _FORK[0]
-        self._ids, self._ids_pid = None, -1  # the id index (idindex.IdIndex), opened on first get(id)
+        self._ids: Any = None  # the id index (idindex.IdIndex), opened on first get(id)
+        self._ids_pid = -1  # the id index (idindex.IdIndex), opened on first get(id)
         self._shard_ids: OrderedDict[int, dict[str, int]] = OrderedDict()  # ids of uncovered shards
 
-    def refresh(self) -> "Store":
+    def refresh(self) -> Store:
         """Reload the catalog to see shards added since opening (handles are reopened lazily)."""
         self._close_handles()
         self._set_catalog(Catalog(self.path, reader=True))
@@ -172,8 +177,12 @@ class Store(_Base):
         return len(self._open) if self._pid == os.getpid() and self._fork == _FORK[0] else 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "backend": self.backend, "catalog": self.catalog.data,
-                "max_open": self.max_open}
+        return {
+            "path": str(self.path),
+            "backend": self.backend,
+            "catalog": self.catalog.data,
+            "max_open": self.max_open,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = Path(state["path"])
@@ -274,7 +283,7 @@ class Store(_Base):
         rows = (glob - self._starts[ks]).tolist()
         ks_list = ks.tolist()
         out: list[Record] = []
-        last, handle = -1, None
+        last, handle = -1, cast(Any, None)
         for k, row in zip(ks_list, rows):
             if k != last:
                 handle, last = self._handle(k), k
@@ -335,8 +344,10 @@ class Store(_Base):
         record = self._record(i)
         if record.id != record_id:
             name, row = self.locate(i)
-            raise ValueError(f"{self.path}: the id index sends {record_id!r} to shard {name!r} row {row}, "
-                             f"which holds {record.id!r} (damaged id index: run `omni-data index --rebuild`)")
+            raise ValueError(
+                f"{self.path}: the id index sends {record_id!r} to shard {name!r} row {row}, "
+                f"which holds {record.id!r} (damaged id index: run `omni-data index --rebuild`)"
+            )
         return record
 
     def _id_index(self) -> Any:
@@ -360,7 +371,7 @@ class Store(_Base):
             yield from self.iter_shard(name)
 
     # -- columns ---------------------------------------------------------------------------
-    def _shard_table(self, k: int, columns: Sequence[str] | None) -> "pa.Table":
+    def _shard_table(self, k: int, columns: Sequence[str] | None) -> pa.Table:
         """Columns of shard ``k``: those of its Parquet file read from it (checked), others
         (``numbers``, ``forces``, ``metadata``, ...) built from its decoded records."""
         import pyarrow as pa
@@ -371,22 +382,26 @@ class Store(_Base):
         wanted = list(columns) if columns is not None else list(COLUMNS)
         unknown = [c for c in wanted if c not in COLUMNS and c not in RECORD_SCHEMA.names]
         if unknown:
-            raise KeyError(f"{self.path}: no column {unknown[0]!r} (columns: {list(COLUMNS)} and "
-                           f"{[c for c in RECORD_SCHEMA.names if c not in COLUMNS]})")
+            raise KeyError(
+                f"{self.path}: no column {unknown[0]!r} (columns: {list(COLUMNS)} and "
+                f"{[c for c in RECORD_SCHEMA.names if c not in COLUMNS]})"
+            )
         meta = entry["files"].get("columns")
         if meta is None:
             raise ValueError(f"{self.path}: shard {entry['name']!r} has no Parquet columns in the catalog")
         mine = [c for c in wanted if c in COLUMNS]
         table = read_columns(self.path / meta["file"], meta, mine)
         if table.num_rows != entry["records"]:
-            raise ValueError(f"{self.path / meta['file']}: holds {table.num_rows} rows, the catalog says {entry['records']}")
+            raise ValueError(
+                f"{self.path / meta['file']}: holds {table.num_rows} rows, the catalog says {entry['records']}"
+            )
         rest = [c for c in wanted if c not in COLUMNS]
         if not rest:
             return table
         decoded = records_to_table(list(self.iter_shard(entry["name"]))).select(rest)
         return pa.table({c: (table if c in COLUMNS else decoded).column(c) for c in wanted})
 
-    def _schema(self, columns: Sequence[str] | None) -> "pa.Schema":
+    def _schema(self, columns: Sequence[str] | None) -> pa.Schema:
         import pyarrow as pa
 
         from omni_data.store.arrow import COLUMNS, RECORD_SCHEMA, SCHEMA
@@ -395,7 +410,7 @@ class Store(_Base):
             return SCHEMA
         return pa.schema([SCHEMA.field(c) if c in COLUMNS else RECORD_SCHEMA.field(c) for c in columns])
 
-    def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> "pa.Table":
+    def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> pa.Table:
         """A pyarrow Table of ``columns`` (default: the Parquet columns) over the whole store or
         one shard."""
         import pyarrow as pa
@@ -409,18 +424,26 @@ class Store(_Base):
             return self._schema(columns).empty_table()
         return pa.concat_tables(parts)
 
-    def quarantine(self) -> "pa.Table":
+    def quarantine(self) -> pa.Table:
         """Every quarantined input of catalogued shards (source_file, source_index, reason, ...)."""
         import pyarrow as pa
 
         from omni_data.store.quarantine import read_quarantine
 
-        parts = [read_quarantine(self.path / s["quarantine"]["file"], s["quarantine"])
-                 for s in self.catalog.shards if s.get("quarantine")]
+        parts = [
+            read_quarantine(self.path / s["quarantine"]["file"], s["quarantine"])
+            for s in self.catalog.shards
+            if s.get("quarantine")
+        ]
         if parts:
             return pa.concat_tables(parts)
-        return pa.schema([(c, pa.string()) for c in ("source_file", "reason", "kind", "dataset", "source_id", "detail", "shard")]
-                         ).insert(1, pa.field("source_index", pa.int64())).empty_table()
+        return (
+            pa.schema(
+                [(c, pa.string()) for c in ("source_file", "reason", "kind", "dataset", "source_id", "detail", "shard")]
+            )
+            .insert(1, pa.field("source_index", pa.int64()))
+            .empty_table()
+        )
 
     def _matching(self, task: Any, dataset: Any) -> np.ndarray:
         """Global indices whose task/dataset match; whole shards are decided from catalog counts."""
@@ -490,10 +513,10 @@ class StoreView(_Base):
         for i in self.indices:
             yield self.store._record(int(i))
 
-    def table(self, columns: Sequence[str] | None = None) -> "pa.Table":
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
         return self.store.table(columns).take(self.indices)
 
-    def to_atoms(self, i: int) -> "Atoms":
+    def to_atoms(self, i: int) -> Atoms:
         from omni_data.store.atoms import record_to_atoms
 
         return record_to_atoms(self[i])

@@ -3,22 +3,35 @@
 Used by the store, pipeline and export tests (and by anyone who needs a small real store): labels
 come from ASE's EMT calculator, so energies, forces and stresses are consistent physics, not 0s.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from omni_data.schema import FIELDS, Record
 
 ARRAY_FIELDS = tuple(FIELDS)
-SCALAR_FIELDS = ("id", "dataset", "task", "energy", "energy_kind", "charge", "spin", "weight",
-                 "source_file", "source_index", "metadata")
+SCALAR_FIELDS = (
+    "id",
+    "dataset",
+    "task",
+    "energy",
+    "energy_kind",
+    "charge",
+    "spin",
+    "weight",
+    "source_file",
+    "source_index",
+    "metadata",
+)
 
 
-def emt_records(n: int, seed: int = 0, dataset: str = "emt", task: str = "emt",
-                periodic_every: int = 2) -> list[Record]:
+def emt_records(
+    n: int, seed: int = 0, dataset: str = "emt", task: str = "emt", periodic_every: int = 2
+) -> list[Record]:
     """``n`` rattled Cu/Al/Ni structures with EMT energy, forces and (periodic) stress."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
@@ -39,35 +52,42 @@ def emt_records(n: int, seed: int = 0, dataset: str = "emt", task: str = "emt",
         energy = atoms.get_potential_energy()
         forces = atoms.get_forces()
         stress = atoms.get_stress(voigt=True) if periodic else None
-        out.append(Record(
-            numbers=atoms.numbers.copy(),
-            positions=atoms.positions.copy(),
-            id=f"{dataset}:{seed}-{i}",
-            dataset=dataset,
-            task=task,
-            cell=np.array(atoms.cell) if periodic else None,
-            pbc=atoms.pbc.copy(),
-            energy=float(energy),
-            energy_kind="free" if i % 7 == 3 else "total",
-            forces=forces,
-            stress=stress,
-            magmoms=rng.normal(size=len(atoms)) if i % 4 == 1 else None,
-            charge=float(i % 3 - 1) if i % 6 == 2 else None,
-            spin=int(i % 3 + 1) if i % 6 == 2 else None,
-            fixed=(np.arange(len(atoms)) < 2) if i % 8 == 5 else None,
-            tags=np.arange(len(atoms)) % 3 if i % 8 == 5 else None,
-            weight=1.0 + (i % 2),
-            source_file=f"emt_{seed}.traj",
-            source_index=i,
-            metadata={"element": element, "i": i} if i % 3 else {},
-        ).normalized())
+        out.append(
+            Record(
+                numbers=atoms.numbers.copy(),
+                positions=atoms.positions.copy(),
+                id=f"{dataset}:{seed}-{i}",
+                dataset=dataset,
+                task=task,
+                cell=np.array(atoms.cell) if periodic else None,
+                pbc=atoms.pbc.copy(),
+                energy=float(energy),
+                energy_kind="free" if i % 7 == 3 else "total",
+                forces=forces,
+                stress=stress,
+                magmoms=rng.normal(size=len(atoms)) if i % 4 == 1 else None,
+                charge=float(i % 3 - 1) if i % 6 == 2 else None,
+                spin=int(i % 3 + 1) if i % 6 == 2 else None,
+                fixed=(np.arange(len(atoms)) < 2) if i % 8 == 5 else None,
+                tags=np.arange(len(atoms)) % 3 if i % 8 == 5 else None,
+                weight=1.0 + (i % 2),
+                source_file=f"emt_{seed}.traj",
+                source_index=i,
+                metadata={"element": element, "i": i} if i % 3 else {},
+            ).normalized()
+        )
     return out
 
 
 def bare_record(record_id: str = "bare:0") -> Record:
     """A record with every optional field left as None (labels missing, non-periodic)."""
-    return Record(numbers=np.array([1, 8, 1]), positions=np.array([[0.0, 0, 0], [0.96, 0, 0], [1.2, 0.9, 0]]),
-                  id=record_id, dataset="bare", task="none").normalized()
+    return Record(
+        numbers=np.array([1, 8, 1]),
+        positions=np.array([[0.0, 0, 0], [0.96, 0, 0], [1.2, 0.9, 0]]),
+        id=record_id,
+        dataset="bare",
+        task="none",
+    ).normalized()
 
 
 def record_differences(a: Record, b: Record) -> list[str]:

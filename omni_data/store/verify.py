@@ -7,6 +7,7 @@ readers never see them and the next write of that shard replaces them. Temporary
 killed or failed writer left anywhere in the store are each listed in ``temporaries`` and as a
 note saying whether the process that wrote it still runs (if not, it is safe to delete).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ class VerifyReport:
 
 # The temporary names Omni's writers use: .NAME.tmp-PID[.ext], .tmp-PID-NAME, .NAME.PID.tmp[.ext],
 # and the id index's scratch folder .build-PID.
-_TEMP_NAME = re.compile(r"^\.(?:.+\.tmp-(?P<a>\d+)(?:\..*)?|tmp-(?P<b>\d+)-.+|.+\.(?P<c>\d+)\.tmp(?:\..*)?"
-                        r"|build-(?P<d>\d+))$")
+_TEMP_NAME = re.compile(
+    r"^\.(?:.+\.tmp-(?P<a>\d+)(?:\..*)?|tmp-(?P<b>\d+)-.+|.+\.(?P<c>\d+)\.tmp(?:\..*)?"
+    r"|build-(?P<d>\d+))$"
+)
 
 
 def _pid_running(pid: int) -> bool:
@@ -80,8 +83,11 @@ def _note_temporaries(root: Path, report: VerifyReport) -> None:
             size = _size(path)
         except OSError:  # removed meanwhile: its writer finished
             continue
-        state = (f"its writer (pid {pid}) is still running" if _pid_running(pid)
-                 else f"pid {pid} is not running: safe to delete")
+        state = (
+            f"its writer (pid {pid}) is still running"
+            if _pid_running(pid)
+            else f"pid {pid} is not running: safe to delete"
+        )
         report.temporaries.append(rel)
         report.notes.append(f"{rel}: temporary file of an interrupted or failed write, {size:,} bytes ({state})")
 
@@ -98,7 +104,9 @@ def _count_rows(fmt: str, path: Path) -> int:
         try:
             problems = shard.check_values()
             if problems:
-                raise ValueError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+                raise ValueError(
+                    "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+                )
             return shard.n
         finally:
             shard.close()
@@ -164,8 +172,10 @@ def verify_store(store_dir: Path) -> VerifyReport:
             referenced.add((root / meta["file"]).resolve())
             _check_file(root, entry["name"], fmt, meta, entry["records"], report)
         if "lmdb" not in entry["files"] or "columns" not in entry["files"]:
-            report.problems.append(f"shard {entry['name']!r}: the catalog lists {sorted(entry['files'])}, "
-                                   "store format 2 needs lmdb and columns")
+            report.problems.append(
+                f"shard {entry['name']!r}: the catalog lists {sorted(entry['files'])}, "
+                "store format 2 needs lmdb and columns"
+            )
         if entry.get("quarantine"):
             meta = entry["quarantine"]
             referenced.add((root / meta["file"]).resolve())
@@ -175,8 +185,10 @@ def verify_store(store_dir: Path) -> VerifyReport:
     for old in section.get("retired", []):
         referenced.add((root / old["file"]).resolve())
         if (root / old["file"]).exists():
-            report.notes.append(f"{old['file']}: id index segment retired by a rebuild, kept for open readers "
-                                "(the next `omni-data index` at least a day later deletes it)")
+            report.notes.append(
+                f"{old['file']}: id index segment retired by a rebuild, kept for open readers "
+                "(the next `omni-data index` at least a day later deletes it)"
+            )
     for seg in section.get("segments", []):
         referenced.add((root / seg["file"]).resolve())
         _check_file(root, "id index", "id_index", seg, int(seg["ids"]), report)
@@ -184,8 +196,10 @@ def verify_store(store_dir: Path) -> VerifyReport:
         if missing:
             report.problems.append(f"id index segment {seg['file']}: covers shards not in the catalog: {missing[:3]}")
         elif sum(int(known[name]["records"]) for name in seg["shards"]) != int(seg["ids"]):
-            report.problems.append(f"id index segment {seg['file']}: {seg['ids']} ids, its shards hold "
-                                   f"{sum(int(known[n]['records']) for n in seg['shards'])} records")
+            report.problems.append(
+                f"id index segment {seg['file']}: {seg['ids']} ids, its shards hold "
+                f"{sum(int(known[n]['records']) for n in seg['shards'])} records"
+            )
     if summarize(catalog.shards) != catalog.counts:
         report.problems.append("catalog counts differ from the sum of its shard entries")
     for folder in ("shards", "quarantine", "index"):

@@ -4,6 +4,7 @@ A shard's files reach their final names only when complete, and the shard become
 readers only when its catalog entry lands (``catalog.add_shard``). A crash at any point leaves
 either nothing or unreferenced files that the next write of the same shard overwrites.
 """
+
 from __future__ import annotations
 
 import errno
@@ -13,9 +14,10 @@ import os
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -115,16 +117,18 @@ def _write_quarantine(path: Path, shard: str, rejected: Sequence[Rejected]) -> N
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "source_file": pa.array([r.source_file for r in rejected], pa.string()),
-        "source_index": pa.array([r.source_index for r in rejected], pa.int64()),
-        "reason": pa.array([r.reason for r in rejected], pa.string()),
-        "kind": pa.array([reason_kind(r.reason) for r in rejected], pa.string()),
-        "dataset": pa.array([r.dataset for r in rejected], pa.string()),
-        "source_id": pa.array([str(r.source_id) for r in rejected], pa.string()),
-        "detail": pa.array([json.dumps(r.detail, sort_keys=True, default=str) for r in rejected], pa.string()),
-        "shard": pa.array([shard] * len(rejected), pa.string()),
-    })
+    table = pa.table(
+        {
+            "source_file": pa.array([r.source_file for r in rejected], pa.string()),
+            "source_index": pa.array([r.source_index for r in rejected], pa.int64()),
+            "reason": pa.array([r.reason for r in rejected], pa.string()),
+            "kind": pa.array([reason_kind(r.reason) for r in rejected], pa.string()),
+            "dataset": pa.array([r.dataset for r in rejected], pa.string()),
+            "source_id": pa.array([str(r.source_id) for r in rejected], pa.string()),
+            "detail": pa.array([json.dumps(r.detail, sort_keys=True, default=str) for r in rejected], pa.string()),
+            "shard": pa.array([shard] * len(rejected), pa.string()),
+        }
+    )
     pq.write_table(table, str(path))
 
 
@@ -176,8 +180,11 @@ def write_shard_files(
             _fsync_file(tmp)
             staged.append((tmp, final))
             data = tmp.read_bytes()
-            files[fmt] = {"file": str(final.relative_to(store_dir)), "sha256": hashlib.sha256(data).hexdigest(),
-                          "bytes": len(data)}
+            files[fmt] = {
+                "file": str(final.relative_to(store_dir)),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+            }
             if fmt == "columns":
                 files[fmt]["crc32"] = zlib.crc32(data)
             else:
@@ -192,8 +199,13 @@ def write_shard_files(
             _write_quarantine(tmp, name, rejected)
             _fsync_file(tmp)
             data = tmp.read_bytes()
-            quarantine = {"file": str(final.relative_to(store_dir)), "sha256": hashlib.sha256(data).hexdigest(),
-                          "bytes": len(data), "crc32": zlib.crc32(data), "records": len(rejected)}
+            quarantine = {
+                "file": str(final.relative_to(store_dir)),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "crc32": zlib.crc32(data),
+                "records": len(rejected),
+            }
         for tmp, final in staged:
             os.replace(tmp, final)
     except BaseException as exc:

@@ -6,9 +6,11 @@ store's ``splits`` section when the harmonisation step wrote one, otherwise by a
 fraction. ``fit_references`` is the fallback when the catalog has no ``references`` section: a
 per-task least-squares fit of E ≈ Σ_Z n_Z μ_Z on the training records.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +35,9 @@ def store_columns(store) -> dict[str, np.ndarray]:
     }
 
 
-def split_indices(store, valid_fraction: float, seed: int, train_split: str = "train",
-                  valid_split: str = "val") -> tuple[np.ndarray, np.ndarray, str]:
+def split_indices(
+    store, valid_fraction: float, seed: int, train_split: str = "train", valid_split: str = "val"
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(train, valid, how): store split labels when present, else a seeded random fraction."""
     if "splits" in (store.catalog.sections or {}):
         from omni_data.harmonize.splits import split_of
@@ -56,16 +59,35 @@ def record_graph(record, cutoff: float, table: np.ndarray, task_index: dict[str,
     if record.task not in task_index:
         raise ValueError(f"record {record.id!r}: task {record.task!r} not in the model's tasks {list(task_index)}")
     pbc = np.asarray(record.pbc, dtype=bool)
-    return build_graph(record.numbers, record.positions, record.cell if pbc.any() else None, pbc, cutoff, table,
-                       task=task_index[record.task], energy=record.energy, forces=record.forces,
-                       stress=record.stress, weight=record.weight, id=record.id)
+    return build_graph(
+        record.numbers,
+        record.positions,
+        record.cell if pbc.any() else None,
+        pbc,
+        cutoff,
+        table,
+        task=task_index[record.task],
+        energy=record.energy,
+        forces=record.forces,
+        stress=record.stress,
+        weight=record.weight,
+        id=record.id,
+    )
 
 
 class GraphDataset:
     """Graphs of the records at ``indices`` of ``store``; each graph is built once if ``cache``."""
 
-    def __init__(self, store, indices: Sequence[int], cutoff: float, elements: list[int],
-                 tasks: list[str], task_of: np.ndarray | None = None, cache: bool = True) -> None:
+    def __init__(
+        self,
+        store,
+        indices: Sequence[int],
+        cutoff: float,
+        elements: list[int],
+        tasks: list[str],
+        task_of: np.ndarray | None = None,
+        cache: bool = True,
+    ) -> None:
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.cutoff = float(cutoff)
@@ -105,8 +127,15 @@ def composition_matrix(records: Sequence[Any], elements: list[int]) -> np.ndarra
     return out
 
 
-def fit_references(store, indices: np.ndarray, elements: list[int], tasks: list[str],
-                   task_of: np.ndarray, max_records: int = 5000, seed: int = 0) -> dict[str, dict[int, float]]:
+def fit_references(
+    store,
+    indices: np.ndarray,
+    elements: list[int],
+    tasks: list[str],
+    task_of: np.ndarray,
+    max_records: int = 5000,
+    seed: int = 0,
+) -> dict[str, dict[int, float]]:
     """Per-task μ_Z by least squares E ≈ Σ n_Z μ_Z over the elements each task's records contain.
 
     An element a task never contains gets no entry (not a made-up 0): the model's shift for it

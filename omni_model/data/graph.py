@@ -5,12 +5,17 @@ list of them into a ``Batch`` of torch tensors with node/edge indices offset per
 Edges run ``src -> dst``; the edge vector is ``x[src] - x[dst] + shift @ cell`` (neighbour minus
 centre), the convention vesin's ``i, j, S`` follow with i = dst, j = src.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_Z = 119
 
@@ -42,8 +47,9 @@ def species_table(elements: list[int]) -> np.ndarray:
     return table
 
 
-def neighbours(positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray, cutoff: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def neighbours(
+    positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full neighbour list (both directions) with vesin: returns src, dst, integer shifts."""
     from vesin import NeighborList
 
@@ -57,10 +63,21 @@ def neighbours(positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray, 
     return j.astype(np.int64), i.astype(np.int64), s.astype(np.float64)
 
 
-def build_graph(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray,
-                cutoff: float, table: np.ndarray, *, task: int = 0, energy: float | None = None,
-                forces: np.ndarray | None = None, stress: np.ndarray | None = None,
-                weight: float = 1.0, id: str = "") -> Graph:
+def build_graph(
+    numbers: np.ndarray,
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray,
+    cutoff: float,
+    table: np.ndarray,
+    *,
+    task: int = 0,
+    energy: float | None = None,
+    forces: np.ndarray | None = None,
+    stress: np.ndarray | None = None,
+    weight: float = 1.0,
+    id: str = "",
+) -> Graph:
     """Graph of one structure; raises ValueError naming ``id`` for elements the model lacks."""
     numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
     if numbers.size == 0:
@@ -76,11 +93,19 @@ def build_graph(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | N
     src, dst, shift = neighbours(positions, cell, pbc, cutoff)
     cell_arr = np.zeros((3, 3)) if cell is None or not pbc.any() else np.asarray(cell, dtype=np.float64)
     return Graph(
-        species=species, positions=positions, cell=cell_arr, pbc=pbc, src=src, dst=dst, shift=shift,
-        task=int(task), energy=float("nan") if energy is None else float(energy),
+        species=species,
+        positions=positions,
+        cell=cell_arr,
+        pbc=pbc,
+        src=src,
+        dst=dst,
+        shift=shift,
+        task=int(task),
+        energy=float("nan") if energy is None else float(energy),
         forces=None if forces is None else np.asarray(forces, dtype=np.float64).reshape(-1, 3),
         stress=None if stress is None else np.asarray(stress, dtype=np.float64).reshape(6),
-        weight=float(weight), id=id,
+        weight=float(weight),
+        id=id,
     )
 
 
@@ -96,37 +121,47 @@ def graph_from_atoms(atoms, cutoff: float, table: np.ndarray, task: int = 0, lab
             s = np.asarray(stress)
             stress = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
     cell = np.asarray(atoms.cell.array) if atoms.pbc.any() else None
-    return build_graph(atoms.numbers, atoms.positions, cell, atoms.pbc, cutoff, table, task=task,
-                       energy=energy, forces=forces, stress=stress)
+    return build_graph(
+        atoms.numbers,
+        atoms.positions,
+        cell,
+        atoms.pbc,
+        cutoff,
+        table,
+        task=task,
+        energy=energy,
+        forces=forces,
+        stress=stress,
+    )
 
 
 @dataclass
 class Batch:
     """Concatenated graphs as torch tensors; ``*_mask`` say which labels exist."""
 
-    pos: "torch.Tensor"
-    species: "torch.Tensor"
-    cell: "torch.Tensor"
-    periodic: "torch.Tensor"
-    src: "torch.Tensor"
-    dst: "torch.Tensor"
-    shift: "torch.Tensor"
-    batch: "torch.Tensor"
-    n_atoms: "torch.Tensor"
-    task: "torch.Tensor"
-    energy: "torch.Tensor"
-    energy_mask: "torch.Tensor"
-    forces: "torch.Tensor"
-    forces_mask: "torch.Tensor"
-    stress: "torch.Tensor"
-    stress_mask: "torch.Tensor"
-    weight: "torch.Tensor"
+    pos: torch.Tensor
+    species: torch.Tensor
+    cell: torch.Tensor
+    periodic: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
+    shift: torch.Tensor
+    batch: torch.Tensor
+    n_atoms: torch.Tensor
+    task: torch.Tensor
+    energy: torch.Tensor
+    energy_mask: torch.Tensor
+    forces: torch.Tensor
+    forces_mask: torch.Tensor
+    stress: torch.Tensor
+    stress_mask: torch.Tensor
+    weight: torch.Tensor
 
     @property
     def num_graphs(self) -> int:
         return int(self.n_atoms.shape[0])
 
-    def to(self, device=None, dtype=None) -> "Batch":
+    def to(self, device=None, dtype=None) -> Batch:
         """Move to ``device``; cast floating tensors to ``dtype`` when given."""
         out = {}
         for f in dataclasses.fields(self):

@@ -6,6 +6,7 @@ task can be pinned to a fixed fraction of every batch. The sampler draws the *gl
 (batch_size x world_size) from one seeded generator, so every rank agrees and a checkpoint of the
 generator state resumes the exact sequence; rank r takes slice r.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,9 +14,14 @@ from typing import Any
 import numpy as np
 
 
-def task_probabilities(counts: dict[str, int], mode: str = "proportional", temperature: float = 1.0,
-                       weights: dict[str, float] | None = None, bridge_task: str = "",
-                       bridge_weight: float = 0.0) -> dict[str, float]:
+def task_probabilities(
+    counts: dict[str, int],
+    mode: str = "proportional",
+    temperature: float = 1.0,
+    weights: dict[str, float] | None = None,
+    bridge_task: str = "",
+    bridge_weight: float = 0.0,
+) -> dict[str, float]:
     """p_T for every task with at least one graph; sums to 1."""
     tasks = [t for t, n in counts.items() if n > 0]
     if not tasks:
@@ -49,8 +55,15 @@ def task_probabilities(counts: dict[str, int], mode: str = "proportional", tempe
 class TaskSampler:
     """Draws global batches of dataset positions with per-task probabilities (resumable)."""
 
-    def __init__(self, task_of: np.ndarray, task_names: list[str], probs: dict[str, float],
-                 batch_size: int, seed: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        task_of: np.ndarray,
+        task_names: list[str],
+        probs: dict[str, float],
+        batch_size: int,
+        seed: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.batch_size = int(batch_size)
         self.world_size = int(world_size)
         self.by_task = [np.flatnonzero(task_of == i) for i in range(len(task_names))]
@@ -75,7 +88,7 @@ class TaskSampler:
     def next_batch(self, rank: int = 0) -> np.ndarray:
         """This rank's share of the next global batch."""
         g = self.global_batch()
-        return g[rank * self.batch_size:(rank + 1) * self.batch_size]
+        return g[rank * self.batch_size : (rank + 1) * self.batch_size]
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

@@ -4,6 +4,7 @@ Each calls the same ``omni_data`` library functions that the ``omni-data`` comma
 argparse; ARCHITECTURE.md "The CLI only parses arguments and calls one library function"); this
 file only wires the demo folder's paths and checks the counts that come back.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,12 @@ def store_counts(path: Path) -> dict[str, Any]:
 
     store = Store(path)
     counts = store.catalog.counts
-    return {"records": len(store), "by_task": dict(counts.get("by_task", {})),
-            "by_dataset": dict(counts.get("by_dataset", {})),
-            "quarantined": dict(counts.get("quarantined_by_reason", {}))}
+    return {
+        "records": len(store),
+        "by_task": dict(counts.get("by_task", {})),
+        "by_dataset": dict(counts.get("by_dataset", {})),
+        "quarantined": dict(counts.get("quarantined_by_reason", {})),
+    }
 
 
 def ingest_database(db: gen.Database, split: str, store: Path, client: Any) -> dict[str, int]:
@@ -44,18 +48,25 @@ def ingest_database(db: gen.Database, split: str, store: Path, client: Any) -> d
         run_ingest,
     )
 
-    request = IngestRequest(target=db.manifest, out=Path(store), source=Path(db.sources[split]),
-                            shard_size=SHARD_SIZE, progress=False)
+    request = IngestRequest(
+        target=db.manifest, out=Path(store), source=Path(db.sources[split]), shard_size=SHARD_SIZE, progress=False
+    )
     summary = run_ingest(request, client=client, echo=lambda line: print(line, flush=True))
     if not summary.ok:
         raise StageFailed(f"ingest of {db.sources[split]} failed: {summary.errors[:3]}")
     quarantined = sum(summary.quarantined.values())
     # a resumed ingest skips the partitions already stored: then only the store total is checked
     if (summary.read != db.counts[split] and not summary.skipped) or summary.written + quarantined != summary.read:
-        raise StageFailed(f"{db.sources[split]}: generated {db.counts[split]}, read {summary.read}, "
-                          f"written {summary.written}, quarantined {quarantined}")
-    return {"read": summary.read, "written": summary.written, "quarantined": quarantined,
-            "partitions_already_stored": summary.skipped}
+        raise StageFailed(
+            f"{db.sources[split]}: generated {db.counts[split]}, read {summary.read}, "
+            f"written {summary.written}, quarantined {quarantined}"
+        )
+    return {
+        "read": summary.read,
+        "written": summary.written,
+        "quarantined": quarantined,
+        "partitions_already_stored": summary.skipped,
+    }
 
 
 def check_store_total(store: Path, dbs: dict[str, gen.Database], split: str) -> dict[str, Any]:
@@ -64,8 +75,10 @@ def check_store_total(store: Path, dbs: dict[str, gen.Database], split: str) -> 
     generated = sum(db.counts[split] for db in dbs.values())
     held = counts["records"] + sum(counts["quarantined"].values())
     if held != generated:
-        raise StageFailed(f"{store}: {generated} structures generated for {split} but {counts['records']} stored "
-                          f"+ {sum(counts['quarantined'].values())} quarantined")
+        raise StageFailed(
+            f"{store}: {generated} structures generated for {split} but {counts['records']} stored "
+            f"+ {sum(counts['quarantined'].values())} quarantined"
+        )
     return counts
 
 
@@ -97,9 +110,15 @@ def stage_references(lay: DemoLayout, store: str, workers: int) -> dict[str, Any
     section = Store(path).catalog.sections.get("references") or {}
     if not section:
         raise StageFailed(f"fitting references wrote no 'references' section into {path}")
-    return {task: {"elements": sorted(int(z) for z in fit.get("mu", {})), "absent": fit.get("absent", []),
-                   "std_per_atom_before": fit.get("e_per_atom_std_before"),
-                   "std_per_atom_after": fit.get("e_per_atom_std_after")} for task, fit in section.items()}
+    return {
+        task: {
+            "elements": sorted(int(z) for z in fit.get("mu", {})),
+            "absent": fit.get("absent", []),
+            "std_per_atom_before": fit.get("e_per_atom_std_before"),
+            "std_per_atom_after": fit.get("e_per_atom_std_after"),
+        }
+        for task, fit in section.items()
+    }
 
 
 def stage_select(lay: DemoLayout, size: str, workers: int, seed: int) -> dict[str, Any]:
@@ -118,8 +137,13 @@ def stage_select(lay: DemoLayout, size: str, workers: int, seed: int) -> dict[st
     plan = {"bridge": ("train", BRIDGE_FRACTION[size], 2), "truth": ("test", 1.0, 1)}
     picks = {}
     for name, (store, fraction, min_per_task) in plan.items():
-        cfg = SelectConfig(stores=[str(lay.store(store))], out=str(lay.selection(name)), fraction=fraction,
-                           min_per_task=min_per_task, seed=seed)
+        cfg = SelectConfig(
+            stores=[str(lay.store(store))],
+            out=str(lay.selection(name)),
+            fraction=fraction,
+            min_per_task=min_per_task,
+            seed=seed,
+        )
         print(summary_text(select_bridge(cfg)), flush=True)
         by_task: dict[str, int] = {}
         for task in pq.read_table(lay.selection(name) / "selection.parquet").column("task").to_pylist():
@@ -147,8 +171,9 @@ def recompute_selection(lay: DemoLayout, name: str, store: Path, client: Any) ->
     rows = emit_selection(selection, load_protocol(PROTOCOL), jobs)
     refused = sum(r["status"] == "refused" for r in rows)
     # pending, and "stale": left running by a demo that was cut short (its process is gone)
-    results = run_jobs(jobs, PROTOCOL, client=client, states=("pending", "stale"), threads=1,
-                       progress=JobProgress(f"recompute {name}"))  # a line per job in the stage log
+    results = run_jobs(
+        jobs, PROTOCOL, client=client, states=("pending", "stale"), threads=1, progress=JobProgress(f"recompute {name}")
+    )  # a line per job in the stage log
     failed = sum(r["state"] != "done" for r in results)  # kept with their reason; collect quarantines them
     found, _shard = collect_to_store(jobs, store, task=COMMON_TASK, dataset="bridge")
     counts = store_counts(store)
@@ -156,14 +181,23 @@ def recompute_selection(lay: DemoLayout, name: str, store: Path, client: Any) ->
     collected = counts["by_dataset"].get("bridge", 0)
     selected = pq.read_metadata(selection).num_rows
     if settled + refused != selected:
-        raise StageFailed(f"{name}: {selected} selected but {settled} collected or quarantined + {refused} "
-                          f"refused; not ready: {dict(found.not_ready) or 'none'}")
-    return {"selected": selected, "collected": collected, "quarantined": settled - collected, "refused": refused,
-            "run_failed": failed, "store": counts}
+        raise StageFailed(
+            f"{name}: {selected} selected but {settled} collected or quarantined + {refused} "
+            f"refused; not ready: {dict(found.not_ready) or 'none'}"
+        )
+    return {
+        "selected": selected,
+        "collected": collected,
+        "quarantined": settled - collected,
+        "refused": refused,
+        "run_failed": failed,
+        "store": counts,
+    }
 
 
-def stage_recompute(lay: DemoLayout, dbs: dict[str, gen.Database], workers: int,
-                    calibration: float = CALIBRATION_FRACTION["small"]) -> dict[str, Any]:
+def stage_recompute(
+    lay: DemoLayout, dbs: dict[str, gen.Database], workers: int, calibration: float = CALIBRATION_FRACTION["small"]
+) -> dict[str, Any]:
     """``stores/train_bridge`` = the training files + the bridge recomputed with GFN1-xTB;
     ``stores/test_truth`` = every held-out structure recomputed, split into a calibration part
     ("val") and a test part ("test") by a hash of the record id (``omni-data split``)."""
@@ -182,6 +216,13 @@ def stage_recompute(lay: DemoLayout, dbs: dict[str, gen.Database], workers: int,
             out[name] = recompute_selection(lay, name, lay.store(store), client)
         truth = Store(lay.store("test_truth"))  # ``omni-data split STORE --group-key id``
         plan = plan_groups(truth, "id")
-        split_store(truth.path, (0.0, calibration, 1.0 - calibration), 0, plan.keys, "id", client=client,
-                    warnings=plan.warnings())
+        split_store(
+            truth.path,
+            (0.0, calibration, 1.0 - calibration),
+            0,
+            plan.keys,
+            "id",
+            client=client,
+            warnings=plan.warnings(),
+        )
     return out

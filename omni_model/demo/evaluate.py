@@ -11,6 +11,7 @@ this module only groups structures and averages absolute errors:
   Metals and molecules never reached the crystals head in runs 1 and 2, so these rows measure
   transfer, and the offset-aligned column separates it from the energy-zero difference.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -68,9 +69,16 @@ class _Acc:
     def row(self, kind: str, head: str, data: str) -> dict[str, Any]:
         mean = lambda xs: float(np.mean(np.abs(xs))) if len(xs) else None
         e = np.asarray(self.e)
-        return {"kind": kind, "head": head, "data": data, "n": self.n, "energy_mae": mean(e),
-                "energy_mae_shifted": mean(e - e.mean()) if len(e) else None,
-                "forces_mae": mean(self.f), "stress_mae": mean(self.s)}
+        return {
+            "kind": kind,
+            "head": head,
+            "data": data,
+            "n": self.n,
+            "energy_mae": mean(e),
+            "energy_mae_shifted": mean(e - e.mean()) if len(e) else None,
+            "forces_mae": mean(self.f),
+            "stress_mae": mean(self.s),
+        }
 
 
 def same_domain_rows(records: Iterable[Record], predict: Predictor) -> list[dict[str, Any]]:
@@ -95,9 +103,28 @@ def cross_domain_rows(checkpoint: Path, truth_store: Path, head: str) -> list[di
     for r in ev.rows:
         if r["data"] == head:  # the head's own domain recomputed with its own method: not transfer
             continue
-        rows.append({"kind": "cross-domain", "head": head, "data": f"{r['data']} test (GFN1-xTB)",
-                     **{k: r[k] for k in ("n", "n_calibration", "test_split", "calibration_split", "energy_mae",
-                                          "energy_rmse", "energy_mae_offset", "energy_rmse_offset",
-                                          "forces_mae", "forces_rmse", "uncalibrated")},
-                     "stress_mae": None})
+        rows.append(
+            {
+                "kind": "cross-domain",
+                "head": head,
+                "data": f"{r['data']} test (GFN1-xTB)",
+                **{
+                    k: r[k]
+                    for k in (
+                        "n",
+                        "n_calibration",
+                        "test_split",
+                        "calibration_split",
+                        "energy_mae",
+                        "energy_rmse",
+                        "energy_mae_offset",
+                        "energy_rmse_offset",
+                        "forces_mae",
+                        "forces_rmse",
+                        "uncalibrated",
+                    )
+                },
+                "stress_mae": None,
+            }
+        )
     return rows

@@ -9,6 +9,7 @@ units="bohr"), ``dft_total_energy`` (float64, m, attr units="hartree"), ``dft_to
 (float32, m x n x 3, attr units="hartree/bohr", a gradient: forces are its negative), ``smiles`` and
 ``subset`` (object arrays of one bytes string each).
 """
+
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ later with one common method (GFN1-xTB, the crystals' method).
 Each database gets a ``train`` and a held-out ``test`` source file (separate files, so the held-out
 part never reaches training whatever split logic is used).
 """
+
 from __future__ import annotations
 
 import json
@@ -137,8 +138,15 @@ def _try_label(job: tuple[str, Atoms]) -> Atoms | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _draw(make: Callable[[int], Atoms], method: str, count: int, where: str, failures: list[str],
-          pool: Executor | None = None, max_failures: int = 20) -> list[tuple[int, Atoms]]:
+def _draw(
+    make: Callable[[int], Atoms],
+    method: str,
+    count: int,
+    where: str,
+    failures: list[str],
+    pool: Executor | None = None,
+    max_failures: int = 20,
+) -> list[tuple[int, Atoms]]:
     """Label ``count`` structures ``make(0), make(1), ...``; an SCF failure is recorded and redrawn.
 
     Returns (index passed to ``make``, labelled atoms) pairs in index order. Structures are built
@@ -161,8 +169,9 @@ def _draw(make: Callable[[int], Atoms], method: str, count: int, where: str, fai
     return done
 
 
-def _write_metals(out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str],
-                  pool: Executor | None) -> dict[str, int]:
+def _write_metals(
+    out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str], pool: Executor | None
+) -> dict[str, int]:
     counts = {}
     offset = 0
     for split, n in zip(SPLITS, size.metals):
@@ -172,16 +181,19 @@ def _write_metals(out: Path, size: DemoSize, rng: np.random.Generator, failures:
             built[i] = systems.metal_structure(rng, off + i)
             return built[i].atoms
 
-        rows = [(atoms, {"label": built[i].label, "group": built[i].group, "split": split})
-                for i, atoms in _draw(make, "EMT", n, f"metals/{split}", failures, pool)]
+        rows = [
+            (atoms, {"label": built[i].label, "group": built[i].group, "split": split})
+            for i, atoms in _draw(make, "EMT", n, f"metals/{split}", failures, pool)
+        ]
         formats.write_asedb(out / split / MANIFESTS["metals"]["file"].format(split=split), rows)
         counts[split] = len(rows)
         offset += n
     return counts
 
 
-def _write_crystals(out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str],
-                    pool: Executor | None) -> dict[str, int]:
+def _write_crystals(
+    out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str], pool: Executor | None
+) -> dict[str, int]:
     counts = {}
     offset = 0
     for split, n in zip(SPLITS, size.crystals):
@@ -201,22 +213,30 @@ def _write_crystals(out: Path, size: DemoSize, rng: np.random.Generator, failure
     return counts
 
 
-def _write_molecules(out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str],
-                     pool: Executor | None) -> dict[str, int]:
+def _write_molecules(
+    out: Path, size: DemoSize, rng: np.random.Generator, failures: list[str], pool: Executor | None
+) -> dict[str, int]:
     names = list(systems.MOLECULES)[: size.n_molecules]
     counts = {}
     for split, per in zip(SPLITS, size.molecules):
         mols = []
         for name in names:
             mol = formats.SpiceMolecule(f"{name}-{split}", systems.MOLECULES[name], molecule(name).numbers)
-            for _, atoms in _draw(lambda i, n=name: systems.molecule_conformer(n, rng), "GFN2-xTB", per,
-                                  f"molecules/{split}/{name}", failures, pool):
+            for _, atoms in _draw(
+                lambda i, n=name: systems.molecule_conformer(n, rng),
+                "GFN2-xTB",
+                per,
+                f"molecules/{split}/{name}",
+                failures,
+                pool,
+            ):
                 mol.positions.append(atoms.positions.copy())
                 mol.energies.append(float(atoms.get_potential_energy()))
                 mol.forces.append(atoms.get_forces().copy())
             mols.append(mol)
-        formats.write_spice_hdf5(out / split / MANIFESTS["molecules"]["file"].format(split=split), mols,
-                                 subset=f"Omni demo {split}")
+        formats.write_spice_hdf5(
+            out / split / MANIFESTS["molecules"]["file"].format(split=split), mols, subset=f"Omni demo {split}"
+        )
         counts[split] = sum(len(m.positions) for m in mols)
     return counts
 

@@ -1,4 +1,5 @@
 """Where every output of a demo run goes (one folder, printed at the end of the demo)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

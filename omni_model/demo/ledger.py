@@ -11,6 +11,7 @@ A re-run of the demo reuses a stage whose entry is ``done`` with the same finger
 output paths still exist; any other stage runs again, and so does every stage that reads from
 it (their fingerprints contain its new token).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,10 +69,19 @@ class StageLedger:
             return {}  # another version of the demo wrote it: nothing is reused
         entries = {}
         for name, raw in (data.get("stages") or {}).items():
-            if not isinstance(raw, dict) or raw.get("state") not in STATES or not isinstance(raw.get("fingerprint"), str):
+            if (
+                not isinstance(raw, dict)
+                or raw.get("state") not in STATES
+                or not isinstance(raw.get("fingerprint"), str)
+            ):
                 raise ValueError(f"{self.path}: stage {name!r}: malformed ledger entry; start over with --fresh")
-            entries[name] = LedgerEntry(raw["fingerprint"], raw["state"], dict(raw.get("outputs") or {}),
-                                        float(raw.get("seconds") or 0.0), str(raw.get("token") or ""))
+            entries[name] = LedgerEntry(
+                raw["fingerprint"],
+                raw["state"],
+                dict(raw.get("outputs") or {}),
+                float(raw.get("seconds") or 0.0),
+                str(raw.get("token") or ""),
+            )
         return entries
 
     def get(self, stage: str) -> LedgerEntry | None:
@@ -87,8 +97,15 @@ class StageLedger:
         entry = self.entries.get(stage)
         return entry is not None and entry.state != "done" and entry.fingerprint == fp
 
-    def mark(self, stage: str, fp: str, state: str, outputs: Mapping[str, Any] | None = None,
-             seconds: float = 0.0, token: str = "") -> None:
+    def mark(
+        self,
+        stage: str,
+        fp: str,
+        state: str,
+        outputs: Mapping[str, Any] | None = None,
+        seconds: float = 0.0,
+        token: str = "",
+    ) -> None:
         """Record the stage's state and write the ledger atomically."""
         if state not in STATES:
             raise ValueError(f"ledger state must be one of {STATES}, got {state!r}")

@@ -8,6 +8,7 @@ and the last step, and prints the trainer's own line after the stage name::
 
     [demo] train_plain        step 500/2500 (20.0%)  stage all  loss 0.0123  elapsed 31s  ETA 2m04s
 """
+
 from __future__ import annotations
 
 import time
@@ -23,8 +24,14 @@ class TrainingProgress:
     left are the trainer's (measured from the start of this run or of its resumption).
     """
 
-    def __init__(self, label: str, echo: Callable[[str], None], every: int | None = None, quiet: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        echo: Callable[[str], None],
+        every: int | None = None,
+        quiet: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.echo = echo
         self.every = every

@@ -13,6 +13,7 @@ Energies are compared per atom (mean absolute error of E/N), forces per componen
 Voigt component. Errors print in meV/atom, meV/Å and meV/Å³; with several training seeds as
 mean ± standard deviation (ddof 1) over the seeds.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,16 @@ MEANINGS: dict[str, str] = {
 }
 
 
-NUMBERS: tuple[str, ...] = ("energy_mae", "energy_rmse", "energy_mae_offset", "energy_rmse_offset",
-                            "energy_mae_shifted", "forces_mae", "forces_rmse", "stress_mae")
+NUMBERS: tuple[str, ...] = (
+    "energy_mae",
+    "energy_rmse",
+    "energy_mae_offset",
+    "energy_rmse_offset",
+    "energy_mae_shifted",
+    "forces_mae",
+    "forces_rmse",
+    "stress_mae",
+)
 """The per-row numbers that are averaged over seeds."""
 
 
@@ -107,29 +116,55 @@ def table_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, s
 def format_table(metrics: Mapping[str, Any], markdown: bool = False) -> str:
     """The result table: one line per evaluation and run (errors in meV), then the loss per run."""
     runs, order, cells = table_rows(metrics)
-    head = ["kind", "head", "data", "n test", "n cal", "run", "seeds", "E raw meV/atom", "E offset-aligned meV/atom",
-            "F meV/Å", "S meV/Å³"]
+    head = [
+        "kind",
+        "head",
+        "data",
+        "n test",
+        "n cal",
+        "run",
+        "seeds",
+        "E raw meV/atom",
+        "E offset-aligned meV/atom",
+        "F meV/Å",
+        "S meV/Å³",
+    ]
     lines = []
     for key in order:
         for run in runs:
             row = cells.get((key, run))
             if row is None:
                 continue
-            lines.append([key[0], key[1], key[2], str(row["n"]), str(row.get("n_calibration") or "-"),
-                          RUN_TITLES.get(run, run), str(row.get("n_seeds", 1)), _cell(row, "energy_mae"),
-                          _cell(row, "energy_mae_offset"), _cell(row, "forces_mae"), _cell(row, "stress_mae")])
+            lines.append(
+                [
+                    key[0],
+                    key[1],
+                    key[2],
+                    str(row["n"]),
+                    str(row.get("n_calibration") or "-"),
+                    RUN_TITLES.get(run, run),
+                    str(row.get("n_seeds", 1)),
+                    _cell(row, "energy_mae"),
+                    _cell(row, "energy_mae_offset"),
+                    _cell(row, "forces_mae"),
+                    _cell(row, "stress_mae"),
+                ]
+            )
     for run in runs:
         loss = metrics[run].get("loss") or []
         text = f"{loss[0][1]:.4g} -> {loss[-1][1]:.4g}" if loss else "-"
-        lines.append(["training loss", "", "first -> last (seed 1)", "", "", RUN_TITLES.get(run, run), "", text,
-                      "", "", ""])
+        lines.append(
+            ["training loss", "", "first -> last (seed 1)", "", "", RUN_TITLES.get(run, run), "", text, "", "", ""]
+        )
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         return "\n".join(out)
     widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 6 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines])
+    return "\n".join(
+        [fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines]
+    )
 
 
 def plot(metrics: Mapping[str, Any], path: Path) -> Path:
@@ -156,8 +191,15 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
             heights = [np.nan if v is None else v * 1000.0 for v in values]
             stds = [cells.get((k, run), {}).get(f"{field}_std") for k in order]
             errs = [0.0 if v is None else v * 1000.0 for v in stds]
-            ax.bar(x + (j - (len(runs) - 1) / 2) * width, heights, width, label=RUN_TITLES.get(run, run),
-                   color=colours[j % len(colours)], yerr=errs if any(errs) else None, capsize=2)
+            ax.bar(
+                x + (j - (len(runs) - 1) / 2) * width,
+                heights,
+                width,
+                label=RUN_TITLES.get(run, run),
+                color=colours[j % len(colours)],
+                yerr=errs if any(errs) else None,
+                capsize=2,
+            )
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel(unit)
@@ -176,15 +218,18 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
             ax.plot(steps, values, color=colour, alpha=0.25, lw=0.8)
             k = max(1, len(values) // 20)  # running mean over ~5% of the run
             smooth = np.convolve(values, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], smooth, color=colour, label=RUN_TITLES.get(run, run))
+            ax.plot(steps[k - 1 :], smooth, color=colour, label=RUN_TITLES.get(run, run))
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("training loss (faint: per step; bold: running mean)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.suptitle("Omni demo on held-out structures. Left of the dashed line: each database under its own head; "
-                 "right: metals and molecules under the crystals head vs GFN1-xTB recomputed labels", fontsize=11)
+    fig.suptitle(
+        "Omni demo on held-out structures. Left of the dashed line: each database under its own head; "
+        "right: metals and molecules under the crystals head vs GFN1-xTB recomputed labels",
+        fontsize=11,
+    )
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -196,12 +241,14 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
 
 def explain(rows_kinds: Sequence[str] = ("same-domain", "cross-domain")) -> str:
     """What the table's numbers mean (printed under it)."""
-    lines = ["E raw: mean |E_pred - E_ref| / N_atoms on the test part (n test).",
-             "E offset-aligned (cross-domain rows): the same after subtracting per-element offsets fitted by least",
-             "squares on a disjoint calibration part of the held-out truth (n cal): what remains once the two",
-             "methods' energy zeros are aligned, i.e. what the head did not transfer. A * marks a row whose",
-             "test part has elements the calibration part lacks (no offset for them: not a transfer error).",
-             "F: mean |F_pred - F_ref| over force components; S: mean |S_pred - S_ref| over Voigt components",
-             "(periodic structures only). All in milli-units; with seeds > 1, mean ± std over the training seeds."]
+    lines = [
+        "E raw: mean |E_pred - E_ref| / N_atoms on the test part (n test).",
+        "E offset-aligned (cross-domain rows): the same after subtracting per-element offsets fitted by least",
+        "squares on a disjoint calibration part of the held-out truth (n cal): what remains once the two",
+        "methods' energy zeros are aligned, i.e. what the head did not transfer. A * marks a row whose",
+        "test part has elements the calibration part lacks (no offset for them: not a transfer error).",
+        "F: mean |F_pred - F_ref| over force components; S: mean |S_pred - S_ref| over Voigt components",
+        "(periodic structures only). All in milli-units; with seeds > 1, mean ± std over the training seeds.",
+    ]
     lines += [f"{kind}: {MEANINGS[kind]}" for kind in rows_kinds if kind in MEANINGS]
     return "\n".join(lines)

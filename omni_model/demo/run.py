@@ -10,6 +10,7 @@ Re-running the demo into the same folder resumes it: a stage that finished on th
 from its last checkpoint, and an interrupted recompute runs only the jobs that are left.
 ``fresh=True`` (``omni-data demo --fresh``) starts over.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,14 @@ def prepare_folder(lay: DemoLayout, fresh: bool) -> None:
         if fresh:
             for sub in OUTPUT_DIRS:
                 shutil.rmtree(lay.root / sub, ignore_errors=True)
-            for old in (lay.metrics_json, lay.table_txt, lay.table_md, lay.plot_png, lay.root / "generation.json",
-                        lay.ledger_json):
+            for old in (
+                lay.metrics_json,
+                lay.table_txt,
+                lay.table_md,
+                lay.plot_png,
+                lay.root / "generation.json",
+                lay.ledger_json,
+            ):
                 old.unlink(missing_ok=True)
     lay.root.mkdir(parents=True, exist_ok=True)
 
@@ -81,21 +88,38 @@ def _data_stages(runner: StageRunner, lay: DemoLayout, size: str, workers: int, 
         dbs.update(gen.generate(lay.root, size=size, seed=seed, workers=workers))
         return {k: asdict(v) for k, v in dbs.items()}
 
-    res = runner.run("generate", generate, options={"size": size, "seed": seed},
-                     owns=[lay.sources, lay.manifests, lay.root / "generation.json"])
+    res = runner.run(
+        "generate",
+        generate,
+        options={"size": size, "seed": seed},
+        owns=[lay.sources, lay.manifests, lay.root / "generation.json"],
+    )
     if res.reused:  # the databases an earlier run wrote
         dbs.update({k: gen.Database(**v) for k, v in res.outputs.items()})
-    runner.run("ingest", lambda: stage_ingest(lay, dbs, workers), needs=["generate"],
-               options={"shard_size": SHARD_SIZE}, owns=[lay.store("train"), lay.store("test")], resumable=True)
+    runner.run(
+        "ingest",
+        lambda: stage_ingest(lay, dbs, workers),
+        needs=["generate"],
+        options={"shard_size": SHARD_SIZE},
+        owns=[lay.store("train"), lay.store("test")],
+        resumable=True,
+    )
     runner.run("references", lambda: stage_references(lay, "train", workers), needs=["ingest"])
-    runner.run("select", lambda: stage_select(lay, size, workers, seed), needs=["ingest"],
-               options={"fraction": BRIDGE_FRACTION[size], "seed": seed},
-               owns=[lay.selection("bridge"), lay.selection("truth")])
-    runner.run("recompute", lambda: stage_recompute(lay, dbs, workers, CALIBRATION_FRACTION[size]),
-               needs=["generate", "select"], options={"protocol": PROTOCOL, "calibration": CALIBRATION_FRACTION[size],
-                                                      "task": COMMON_TASK},
-               owns=[lay.store("train_bridge"), lay.store("test_truth"), lay.jobs("bridge"), lay.jobs("truth")],
-               resumable=True)
+    runner.run(
+        "select",
+        lambda: stage_select(lay, size, workers, seed),
+        needs=["ingest"],
+        options={"fraction": BRIDGE_FRACTION[size], "seed": seed},
+        owns=[lay.selection("bridge"), lay.selection("truth")],
+    )
+    runner.run(
+        "recompute",
+        lambda: stage_recompute(lay, dbs, workers, CALIBRATION_FRACTION[size]),
+        needs=["generate", "select"],
+        options={"protocol": PROTOCOL, "calibration": CALIBRATION_FRACTION[size], "task": COMMON_TASK},
+        owns=[lay.store("train_bridge"), lay.store("test_truth"), lay.jobs("bridge"), lay.jobs("truth")],
+        resumable=True,
+    )
     runner.run("references_bridge", lambda: stage_references(lay, "train_bridge", workers), needs=["recompute"])
 
 
@@ -109,25 +133,45 @@ def _model_stages(runner: StageRunner, lay: DemoLayout, size: str, seed: int, se
         losses: list[list[list[float]]] = []
         for k in range(int(seeds)):
             name = run if k == 0 else f"{run}_seed{k}"
-            res = runner.run(f"train_{name}", lambda r=run, k=k, n=name: stage_train(
-                lay, r, size, seed, k, resume=True, progress=runner.say, label=f"train_{n}"), needs=needs,
-                options={"steps": TRAIN_STEPS[size], "seed": seed + k, "task_l2": 0.0 if run == "plain" else TASK_L2,
-                         "preset": preset}, owns=[run_dir(lay, run, k)], resumable=True)
+            res = runner.run(
+                f"train_{name}",
+                lambda r=run, k=k, n=name: stage_train(
+                    lay, r, size, seed, k, resume=True, progress=runner.say, label=f"train_{n}"
+                ),
+                needs=needs,
+                options={
+                    "steps": TRAIN_STEPS[size],
+                    "seed": seed + k,
+                    "task_l2": 0.0 if run == "plain" else TASK_L2,
+                    "preset": preset,
+                },
+                owns=[run_dir(lay, run, k)],
+                resumable=True,
+            )
             with_truth = runner.ok("recompute")
-            ev = runner.run(f"evaluate_{name}", lambda r=run, res=res, t=with_truth: stage_evaluate(
-                lay, r, res.outputs["checkpoint"], t), needs=[f"train_{name}"], options={"with_truth": with_truth},
-                inputs=[f"train_{name}", *(["recompute"] if with_truth else [])])
+            ev = runner.run(
+                f"evaluate_{name}",
+                lambda r=run, res=res, t=with_truth: stage_evaluate(lay, r, res.outputs["checkpoint"], t),
+                needs=[f"train_{name}"],
+                options={"with_truth": with_truth},
+                inputs=[f"train_{name}", *(["recompute"] if with_truth else [])],
+            )
             if ev.status == "ok":
                 per_seed[str(seed + k)] = ev.outputs["rows"]
                 losses.append(res.outputs.get("loss", []))
         if per_seed:
-            metrics[run] = {"rows": report.aggregate_seeds(list(per_seed.values())), "loss": losses[0],
-                            "seeds": per_seed, "losses": losses}
+            metrics[run] = {
+                "rows": report.aggregate_seeds(list(per_seed.values())),
+                "loss": losses[0],
+                "seeds": per_seed,
+                "losses": losses,
+            }
     return metrics
 
 
-def run_demo(out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = False,
-             seeds: int = 1) -> dict[str, Any]:
+def run_demo(
+    out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = False, seeds: int = 1
+) -> dict[str, Any]:
     """Run every stage into ``out``; returns the stage results. Never raises for a stage's failure.
 
     A stage that finished in an earlier run into ``out`` on the same inputs is reused, not run
@@ -190,7 +234,7 @@ Outputs under {lay.root}:
   stores/train_bridge     train + bridging set (GFN1-xTB, task {COMMON_TASK})
   stores/test_truth       held-out structures recomputed with GFN1-xTB (cross-domain truth)
   recompute/{{bridge,truth}}/  selection.parquet + coverage, job dirs with results
-  runs/{{{','.join(RUNS)}}}/  omni-train config, checkpoints, CSV logs
+  runs/{{{",".join(RUNS)}}}/  omni-train config, checkpoints, CSV logs
   results.txt|md|png      the table above and its plot; metrics.json the numbers
   stages.json, logs/      status, timing and full log of every stage
   ledger.json             what finished on which inputs: a re-run resumes (--fresh starts over)""")

@@ -6,6 +6,7 @@ A stage whose code is not in this checkout (its module cannot be imported) is re
 with the reason. A stage that raises is ``failed``. A stage reused from an earlier run is ``ok``
 with ``reused`` set.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,8 +98,7 @@ class StageRunner:
     """Runs stages in order, logging each to ``logs/<stage>.log``, this run's results to
     ``stages.json`` and what finished on which inputs to the ledger (``ledger.json``)."""
 
-    def __init__(self, logs: Path, record: Path, echo: Callable[[str], None] | None = None,
-                 ledger: Path | None = None):
+    def __init__(self, logs: Path, record: Path, echo: Callable[[str], None] | None = None, ledger: Path | None = None):
         self.logs = Path(logs)
         self.record = Path(record)
         self.results: dict[str, StageResult] = {}
@@ -121,9 +121,16 @@ class StageRunner:
     def ok(self, name: str) -> bool:
         return name in self.results and self.results[name].status == "ok"
 
-    def run(self, name: str, fn: Callable[[], dict[str, Any] | None], needs: Sequence[str] = (),
-            options: Mapping[str, Any] | None = None, inputs: Sequence[str] | None = None,
-            owns: Sequence[Path] = (), resumable: bool = False) -> StageResult:
+    def run(
+        self,
+        name: str,
+        fn: Callable[[], dict[str, Any] | None],
+        needs: Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        inputs: Sequence[str] | None = None,
+        owns: Sequence[Path] = (),
+        resumable: bool = False,
+    ) -> StageResult:
         """Run ``fn`` unless a stage it needs did not succeed or it already finished on the same
         inputs; never raises for stage errors (Ctrl-C passes through, leaving it ``running``).
 
@@ -136,19 +143,25 @@ class StageRunner:
         if missing:
             why = "; ".join(f"{n}: {self.results[n].status}" if n in self.results else f"{n}: not run" for n in missing)
             return self._finish(StageResult(name, "skipped", detail=f"needs {why}"))
-        fp = fingerprint(name, options or {}, {n: self.tokens.get(n, "") for n in (needs if inputs is None else inputs)})
+        fp = fingerprint(
+            name, options or {}, {n: self.tokens.get(n, "") for n in (needs if inputs is None else inputs)}
+        )
         entry = self.ledger.get(name)
         if entry is not None and self.ledger.is_done(name, fp) and all(Path(p).exists() for p in owns):
             self.tokens[name] = entry.token
-            return self._finish(StageResult(name, "ok", entry.seconds, "reused: finished earlier on the same inputs",
-                                            entry.outputs, reused=True))
+            return self._finish(
+                StageResult(
+                    name, "ok", entry.seconds, "reused: finished earlier on the same inputs", entry.outputs, reused=True
+                )
+            )
         if not (resumable and self.ledger.interrupted(name, fp)):
             clear(owns)
         self.ledger.mark(name, fp, "running")
         result = self._execute(name, fn)
         self.tokens[name] = new_token()  # what reads this stage's outputs runs again
-        self.ledger.mark(name, fp, "done" if result.status == "ok" else "failed", result.outputs, result.seconds,
-                         self.tokens[name])
+        self.ledger.mark(
+            name, fp, "done" if result.status == "ok" else "failed", result.outputs, result.seconds, self.tokens[name]
+        )
         return self._finish(result)
 
     def _execute(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> StageResult:

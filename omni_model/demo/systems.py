@@ -4,6 +4,7 @@ Each builder is deterministic given a ``numpy.random.Generator`` so a demo run c
 The three families are the three "databases" of the demo; their overlap in elements (C and O in
 SiC/MgO and in the molecules, none with the metals) is small on purpose, as in the real corpus.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

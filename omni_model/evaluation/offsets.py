@@ -10,10 +10,11 @@ and ``remove_offsets`` subtracts Σ_Z n_sZ μ_Z from the residuals of a *differe
 The error that remains is the part a constant per element cannot explain: transfer, not reference.
 Pure numpy; no torch.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 

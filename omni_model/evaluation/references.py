@@ -5,10 +5,11 @@ zero of its head. An element the task's training data never contained has none: 
 at 0 eV, so the head predicts energies tens of eV per atom off the task's scale without any sign
 of trouble. ``warn_unreferenced`` says so once per (task, element) and per ``seen`` set.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 
 class MissingReferenceWarning(UserWarning):
@@ -25,8 +26,9 @@ def unreferenced(references: Mapping[str, Mapping], task: str, numbers: Iterable
     return sorted({int(z) for z in numbers if refs.get(int(z), 0.0) == 0.0})
 
 
-def warn_unreferenced(references: Mapping[str, Mapping], task: str, numbers: Iterable[int],
-                      seen: set[tuple[str, int]], where: str = "") -> list[int]:
+def warn_unreferenced(
+    references: Mapping[str, Mapping], task: str, numbers: Iterable[int], seen: set[tuple[str, int]], where: str = ""
+) -> list[int]:
     """Warn (``MissingReferenceWarning``) about elements of ``numbers`` that ``task`` has no
     reference for and that are not yet in ``seen``; adds them to ``seen``. Returns the new ones."""
     from ase.data import chemical_symbols
@@ -35,7 +37,11 @@ def warn_unreferenced(references: Mapping[str, Mapping], task: str, numbers: Ite
     if new:
         seen.update((task, z) for z in new)
         names = ", ".join(chemical_symbols[z] for z in new)
-        warnings.warn(f"{where + ': ' if where else ''}task {task!r} has no reference energy for {names}; "
-                      f"its head's energies for structures with them are off by that element's energy zero "
-                      f"(it never saw them in training)", MissingReferenceWarning, stacklevel=3)
+        warnings.warn(
+            f"{where + ': ' if where else ''}task {task!r} has no reference energy for {names}; "
+            f"its head's energies for structures with them are off by that element's energy zero "
+            f"(it never saw them in training)",
+            MissingReferenceWarning,
+            stacklevel=3,
+        )
     return new

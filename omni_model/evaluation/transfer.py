@@ -12,10 +12,12 @@ as collect-bridge writes it, else by task) and reports per (head, group):
 
 ``evaluate_checkpoint`` is what ``omni-train evaluate`` and the demo call.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +45,15 @@ def record_group(record: Any) -> str:
     return str((record.metadata or {}).get("source_task") or record.task)
 
 
-def structure_errors(model, store, indices: Sequence[int], head: str | None = None,
-                     batch_size: int = 16, references: dict | None = None, where: str = "") -> StructureErrors:
+def structure_errors(
+    model,
+    store,
+    indices: Sequence[int],
+    head: str | None = None,
+    batch_size: int = 16,
+    references: dict | None = None,
+    where: str = "",
+) -> StructureErrors:
     """Predict the records at ``indices`` with ``head`` (default: each record's own task) and
     collect per-structure errors. Warns once per head that predicted elements without a reference
     energy in its task (``MissingReferenceWarning``, naming them all)."""
@@ -60,14 +69,25 @@ def structure_errors(model, store, indices: Sequence[int], head: str | None = No
     model.eval()
     idx = [int(i) for i in indices]
     for start in range(0, len(idx), batch_size):
-        records = [store[i] for i in idx[start:start + batch_size]]
+        records = [store[i] for i in idx[start : start + batch_size]]
         graphs = []
         for rec in records:
             task = head or rec.task
             pbc = np.asarray(rec.pbc, dtype=bool)
-            graphs.append(build_graph(rec.numbers, rec.positions, rec.cell if pbc.any() else None, pbc,
-                                      model.cfg.cutoff, table, task=model.task_index(task), energy=rec.energy,
-                                      forces=rec.forces, id=rec.id))
+            graphs.append(
+                build_graph(
+                    rec.numbers,
+                    rec.positions,
+                    rec.cell if pbc.any() else None,
+                    pbc,
+                    model.cfg.cutoff,
+                    table,
+                    task=model.task_index(task),
+                    energy=rec.energy,
+                    forces=rec.forces,
+                    id=rec.id,
+                )
+            )
             out.head.append(task)
             out.group.append(record_group(rec))
             out.numbers.append(np.asarray(rec.numbers, dtype=np.int64))
@@ -101,38 +121,67 @@ def _force_stats(err: StructureErrors, rows: np.ndarray) -> tuple[float, float]:
     return (float(np.sum(np.asarray(err.f_abs)[rows]) / n), float(np.sqrt(np.sum(np.asarray(err.f_sq)[rows]) / n)))
 
 
-def transfer_row(test: StructureErrors, test_rows: np.ndarray, calib: StructureErrors | None,
-                 calib_rows: np.ndarray, elements: Sequence[int]) -> dict[str, Any]:
+def transfer_row(
+    test: StructureErrors,
+    test_rows: np.ndarray,
+    calib: StructureErrors | None,
+    calib_rows: np.ndarray,
+    elements: Sequence[int],
+) -> dict[str, Any]:
     """Raw, offset-aligned (fitted on ``calib_rows`` of ``calib``) and force errors of ``test_rows``."""
     zs = [int(z) for z in elements]
     res = np.asarray(test.e_residual, dtype=float)[test_rows]
     counts = composition([test.numbers[i] for i in test_rows], zs)
     n_atoms = counts.sum(axis=1)
     e_mae, e_rmse = mae_rmse(res / n_atoms)
-    row: dict[str, Any] = {"n": int(len(test_rows)), "energy_mae": e_mae, "energy_rmse": e_rmse,
-                           "n_calibration": 0, "energy_mae_offset": None, "energy_rmse_offset": None,
-                           "offsets": {}, "uncalibrated": []}
+    row: dict[str, Any] = {
+        "n": int(len(test_rows)),
+        "energy_mae": e_mae,
+        "energy_rmse": e_rmse,
+        "n_calibration": 0,
+        "energy_mae_offset": None,
+        "energy_rmse_offset": None,
+        "offsets": {},
+        "uncalibrated": [],
+    }
     if calib is not None and len(calib_rows):
-        fit = fit_offsets(np.asarray(calib.e_residual, dtype=float)[calib_rows],
-                          composition([calib.numbers[i] for i in calib_rows], zs), zs)
+        fit = fit_offsets(
+            np.asarray(calib.e_residual, dtype=float)[calib_rows],
+            composition([calib.numbers[i] for i in calib_rows], zs),
+            zs,
+        )
         aligned = remove_offsets(res, counts, zs, fit) / n_atoms
         o_mae, o_rmse = mae_rmse(aligned)
         present = {int(z) for i in test_rows for z in np.unique(test.numbers[i])}
-        row.update(n_calibration=fit.n_structures, energy_mae_offset=o_mae, energy_rmse_offset=o_rmse,
-                   offsets={str(z): v for z, v in fit.offsets.items()}, uncalibrated=fit.uncalibrated(present))
+        row.update(
+            n_calibration=fit.n_structures,
+            energy_mae_offset=o_mae,
+            energy_rmse_offset=o_rmse,
+            offsets={str(z): v for z, v in fit.offsets.items()},
+            uncalibrated=fit.uncalibrated(present),
+        )
     row["forces_mae"], row["forces_rmse"] = _force_stats(test, test_rows)
     return row
 
 
-def transfer_rows(test: StructureErrors, calib: StructureErrors | None, elements: Sequence[int],
-                  test_split: str, calibration_split: str) -> list[dict[str, Any]]:
+def transfer_rows(
+    test: StructureErrors,
+    calib: StructureErrors | None,
+    elements: Sequence[int],
+    test_split: str,
+    calibration_split: str,
+) -> list[dict[str, Any]]:
     """One row per (head, group) of ``test``, offsets fitted on the same (head, group) of ``calib``."""
     rows = []
     for head, group in sorted(set(zip(test.head, test.group))):
         t = test.select(head, group)
         c = calib.select(head, group) if calib is not None else np.array([], dtype=np.int64)
-        row = {"head": head, "data": group, "test_split": test_split,
-               "calibration_split": calibration_split if len(c) else None}
+        row = {
+            "head": head,
+            "data": group,
+            "test_split": test_split,
+            "calibration_split": calibration_split if len(c) else None,
+        }
         row.update(transfer_row(test, t, calib, c, elements))
         rows.append(row)
     return rows
@@ -148,9 +197,16 @@ class Evaluation:
     calibration_split: str | None
 
 
-def evaluate_checkpoint(checkpoint: str, stores: str | Sequence[str], tasks: Sequence[str] = (),
-                        split: str = "", calibration_split: str = "", head: str | None = None,
-                        batch_size: int = 16, use_ema: bool = True) -> Evaluation:
+def evaluate_checkpoint(
+    checkpoint: str,
+    stores: str | Sequence[str],
+    tasks: Sequence[str] = (),
+    split: str = "",
+    calibration_split: str = "",
+    head: str | None = None,
+    batch_size: int = 16,
+    use_ema: bool = True,
+) -> Evaluation:
     """Evaluate ``checkpoint`` on the records of ``stores`` whose task is in ``tasks`` (default:
     the model's tasks), predicted with ``head`` or each record's own task.
 
@@ -186,24 +242,38 @@ def evaluate_checkpoint(checkpoint: str, stores: str | Sequence[str], tasks: Seq
     if calibration_split:
         calib_idx = idx[labels[idx] == calibration_split]
         calib = structure_errors(model, store, calib_idx, head, batch_size, None) if len(calib_idx) else None
-    return Evaluation(str(checkpoint), transfer_rows(test, calib, model.elements, test_name, calibration_split or ""),
-                      test_name, calibration_split or None)
+    return Evaluation(
+        str(checkpoint),
+        transfer_rows(test, calib, model.elements, test_name, calibration_split or ""),
+        test_name,
+        calibration_split or None,
+    )
 
 
 def format_evaluation(ev: Evaluation) -> str:
     """Fixed-width table in meV/atom and meV/Å, with the splits and sizes it compares."""
+
     def f(v: float | None) -> str:
         return "-" if v is None or not np.isfinite(v) else f"{1000 * v:.1f}"
 
-    head = (f"{'head':<12}{'data':<14}{'n test':>7}{'n cal':>7}{'E MAE':>10}{'E RMSE':>10}"
-            f"{'E-off MAE':>11}{'E-off RMSE':>12}{'F MAE':>9}{'F RMSE':>9}")
+    head = (
+        f"{'head':<12}{'data':<14}{'n test':>7}{'n cal':>7}{'E MAE':>10}{'E RMSE':>10}"
+        f"{'E-off MAE':>11}{'E-off RMSE':>12}{'F MAE':>9}{'F RMSE':>9}"
+    )
     lines = [head]
     for r in ev.rows:
-        lines.append(f"{r['head']:<12}{r['data']:<14}{r['n']:>7}{r['n_calibration']:>7}{f(r['energy_mae']):>10}"
-                     f"{f(r['energy_rmse']):>10}{f(r['energy_mae_offset']):>11}{f(r['energy_rmse_offset']):>12}"
-                     f"{f(r['forces_mae']):>9}{f(r['forces_rmse']):>9}")
-    cal = (f"per-element offsets fitted per row on split {ev.calibration_split!r} (n cal), disjoint from the "
-           f"test split {ev.test_split!r} (n test)") if ev.calibration_split else \
-        "no calibration split: E-off not computed (pass --calibration-split)"
+        lines.append(
+            f"{r['head']:<12}{r['data']:<14}{r['n']:>7}{r['n_calibration']:>7}{f(r['energy_mae']):>10}"
+            f"{f(r['energy_rmse']):>10}{f(r['energy_mae_offset']):>11}{f(r['energy_rmse_offset']):>12}"
+            f"{f(r['forces_mae']):>9}{f(r['forces_rmse']):>9}"
+        )
+    cal = (
+        (
+            f"per-element offsets fitted per row on split {ev.calibration_split!r} (n cal), disjoint from the "
+            f"test split {ev.test_split!r} (n test)"
+        )
+        if ev.calibration_split
+        else "no calibration split: E-off not computed (pass --calibration-split)"
+    )
     lines += ["E: meV/atom (raw, and after per-element offsets = E-off); F: meV/Å per component.", cal]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Element embedding: species index -> C scalar channels, optionally plus a per-task block."""
+
 from __future__ import annotations
 
 import math

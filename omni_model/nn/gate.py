@@ -5,6 +5,7 @@ output (``gate.irreps_out``) = act(scalars) ⊕ act(gates)·gated. Activations a
 unit second moment (e3nn's ``normalize2mom``), so this matches ``e3nn.nn.Gate`` numerically
 while avoiding its per-block element-wise tensor product (one gather and one multiply here).
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,8 @@ class Gate(nn.Module):
             s = self.act_even(s)
         if not self.n_gates:
             return s
-        gates = self.act_gate(x[:, self.n_scalars: self.n_scalars + self.n_gates])
-        gated = x[:, self.n_scalars + self.n_gates:]
+        gates = self.act_gate(x[:, self.n_scalars : self.n_scalars + self.n_gates])
+        gated = x[:, self.n_scalars + self.n_gates :]
         return torch.cat([s, gated * gates.index_select(1, self.gate_index)], dim=1)
 
 

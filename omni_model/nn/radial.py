@@ -1,5 +1,6 @@
 """Radial features of an edge: Bessel basis times a smooth polynomial cutoff, and the MLP that
 turns them into tensor-product weights (NequIP / SevenNet style)."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,12 @@ class PolynomialCutoff(nn.Module):
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         p = self.p
         x = r / self.cutoff
-        out = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * x.pow(p) + p * (p + 2.0) * x.pow(p + 1.0)
-               - p * (p + 1.0) / 2.0 * x.pow(p + 2.0))
+        out = (
+            1.0
+            - (p + 1.0) * (p + 2.0) / 2.0 * x.pow(p)
+            + p * (p + 2.0) * x.pow(p + 1.0)
+            - p * (p + 1.0) / 2.0 * x.pow(p + 2.0)
+        )
         return out * (x < 1.0)
 
 

@@ -1,4 +1,5 @@
 """Scalar readout: node scalars -> hidden -> one per-atom energy (task-conditioned linears)."""
+
 from __future__ import annotations
 
 import torch

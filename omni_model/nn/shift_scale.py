@@ -5,6 +5,7 @@ copy is kept as a buffer, frozen into the checkpoint: fine-tuning never refits i
 regulariser penalises only the *deviation* from that reference (shrinking an atomic energy of
 -5 eV to 0 would be nonsense), see ``regularization_terms``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Spherical harmonics of edge directions and the node irreps used by the hidden layers."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ SevenNet's modal layers do) only adds a ``0e -> 0e`` path: a per-task bias on th
 outputs. We keep that path as its own parameter, ``task_weight`` (n_tasks, n_scalar_out), so the
 model can hand it to the optimizer and the regulariser as θ_T by module type, never by name.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ from torch import nn
 def scalar_output_index(irreps: o3.Irreps) -> torch.Tensor:
     """Positions of the even-scalar (0e) components inside a feature vector of ``irreps``."""
     idx: list[int] = []
-    for (mul, ir), sl in zip(irreps, irreps.slices()):
+    for (_mul, ir), sl in zip(irreps, irreps.slices()):
         if ir.l == 0 and ir.p == 1:
             idx.extend(range(sl.start, sl.stop))
     return torch.tensor(idx, dtype=torch.long)
@@ -32,8 +33,9 @@ class TaskLinear(nn.Module):
     starts at zero, so all heads start equal to the shared model.
     """
 
-    def __init__(self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str,
-                 n_tasks: int = 0, use_task: bool = True) -> None:
+    def __init__(
+        self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, n_tasks: int = 0, use_task: bool = True
+    ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)

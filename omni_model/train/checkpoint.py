@@ -3,6 +3,7 @@
 The config travels as a plain dict, references as {task: {"Z": μ}} with string keys, the sampler
 and RNG states as tensors/ints/strings. Writes go to a temp name and are moved with os.replace.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,12 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "python": repr(random.getstate()),
     }
 
@@ -39,13 +44,24 @@ def set_rng_state(s: dict[str, Any]) -> None:
 def encode_sampler_state(state: dict[str, Any]) -> dict[str, Any]:
     """numpy bit-generator state has 128-bit ints: store them as decimal strings."""
     st = state["rng"]
-    return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]),
-            "inc": str(st["state"]["inc"]), "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+    return {
+        "bit_generator": st["bit_generator"],
+        "state": str(st["state"]["state"]),
+        "inc": str(st["state"]["inc"]),
+        "has_uint32": int(st["has_uint32"]),
+        "uinteger": int(st["uinteger"]),
+    }
 
 
 def decode_sampler_state(s: dict[str, Any]) -> dict[str, Any]:
-    return {"rng": {"bit_generator": s["bit_generator"], "state": {"state": int(s["state"]), "inc": int(s["inc"])},
-                    "has_uint32": s["has_uint32"], "uinteger": s["uinteger"]}}
+    return {
+        "rng": {
+            "bit_generator": s["bit_generator"],
+            "state": {"state": int(s["state"]), "inc": int(s["inc"])},
+            "has_uint32": s["has_uint32"],
+            "uinteger": s["uinteger"],
+        }
+    }
 
 
 def references_to_json(refs: dict[str, dict[int, float]]) -> dict[str, dict[str, float]]:

@@ -5,6 +5,7 @@ counts, then the gradients are summed with one flattened all-reduce. The result 
 gradient of the joined batch, whatever the split (tested with 2 gloo processes). RANK/WORLD_SIZE
 come from torchrun; SLURM_PROCID/SLURM_NTASKS from srun (MASTER_ADDR/PORT must be set).
 """
+
 from __future__ import annotations
 
 import os
@@ -72,7 +73,7 @@ def sum_gradients(params: list[torch.nn.Parameter]) -> None:
     offset = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n
 
 

@@ -1,8 +1,9 @@
 """Exponential moving average of the parameters, swapped in for validation and export."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

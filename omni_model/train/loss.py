@@ -5,6 +5,7 @@ labels present: Σ w·ρ(err) / count, where w = record weight x per-task weight
 squared error. ``counts`` can be supplied (the global counts across DDP ranks) so that summing
 the ranks' gradients gives exactly the gradient of the joined batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,9 @@ def task_weight_table(cfg: LossConfig, tasks: list[str]) -> torch.Tensor:
 
 def label_counts(batch: Batch) -> torch.Tensor:
     """(3,) number of energy, force-component and stress-component labels in ``batch``."""
-    return torch.stack([
-        batch.energy_mask.sum(), 3 * batch.forces_mask.sum(), 6 * batch.stress_mask.sum()
-    ]).to(torch.float64)
+    return torch.stack([batch.energy_mask.sum(), 3 * batch.forces_mask.sum(), 6 * batch.stress_mask.sum()]).to(
+        torch.float64
+    )
 
 
 def _rho(err: torch.Tensor, kind: str, delta: float) -> torch.Tensor:
@@ -38,8 +39,13 @@ def _rho(err: torch.Tensor, kind: str, delta: float) -> torch.Tensor:
     return err.square()
 
 
-def compute_loss(pred: dict[str, torch.Tensor], batch: Batch, cfg: LossConfig, task_w: torch.Tensor,
-                 counts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def compute_loss(
+    pred: dict[str, torch.Tensor],
+    batch: Batch,
+    cfg: LossConfig,
+    task_w: torch.Tensor,
+    counts: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """{"total", "energy", "forces", "stress"}; each component already divided by its count."""
     if counts is None:
         counts = label_counts(batch)
@@ -66,6 +72,7 @@ def compute_loss(pred: dict[str, torch.Tensor], batch: Batch, cfg: LossConfig, t
         out["stress"] = (w * tw[:, 2] * s)[batch.stress_mask].sum() / counts[2]
     else:
         out["stress"] = zero
-    out["total"] = (cfg.energy_weight * out["energy"] + cfg.forces_weight * out["forces"]
-                    + cfg.stress_weight * out["stress"])
+    out["total"] = (
+        cfg.energy_weight * out["energy"] + cfg.forces_weight * out["forces"] + cfg.stress_weight * out["stress"]
+    )
     return out

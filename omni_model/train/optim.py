@@ -1,5 +1,6 @@
 """Learning-rate schedule as a function of the step (warmup, then cosine / linear decay), plus
 a plateau rule driven by validation loss. Its whole state is two numbers, so resume is exact."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ the demo's console) one line per report, for example::
 
     step 120/180 (66.7%)  stage main  loss 0.004436  elapsed 14s  ETA 7s
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,8 +40,10 @@ class TrainProgress:
     def line(self) -> str:
         pct = 100.0 * self.step / max(self.total, 1)
         eta = "done" if self.step >= self.total else ("ETA ?" if self.eta is None else f"ETA {clock(self.eta)}")
-        return (f"step {self.step}/{self.total} ({pct:.1f}%)  stage {self.stage}  loss {self.loss:.4g}"
-                f"  elapsed {clock(self.elapsed)}  {eta}")
+        return (
+            f"step {self.step}/{self.total} ({pct:.1f}%)  stage {self.stage}  loss {self.loss:.4g}"
+            f"  elapsed {clock(self.elapsed)}  {eta}"
+        )
 
 
 ProgressFn = Callable[[TrainProgress], None]

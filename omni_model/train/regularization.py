@@ -4,6 +4,7 @@
 blocks, and ShiftScale's deviation from its frozen references). The shared parameters θ_C get
 no penalty, so their gradient is untouched; the optimizer's weight decay is split the same way.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,13 +19,11 @@ def task_l2(model, lam: float) -> torch.Tensor:
     return lam * sum(t.square().sum() for t in terms)
 
 
-def optimizer_groups(model, weight_decay_task: float = 0.0, weight_decay_shared: float = 0.0
-                     ) -> list[dict]:
+def optimizer_groups(model, weight_decay_task: float = 0.0, weight_decay_shared: float = 0.0) -> list[dict]:
     """AdamW parameter groups: decoupled weight decay on θ_T and θ_C set separately."""
     g = model.parameter_groups()
     groups = [
         {"params": [p for p in g["task"] if p.requires_grad], "weight_decay": weight_decay_task, "name": "task"},
-        {"params": [p for p in g["shared"] if p.requires_grad], "weight_decay": weight_decay_shared,
-         "name": "shared"},
+        {"params": [p for p in g["shared"] if p.requires_grad], "weight_decay": weight_decay_shared, "name": "shared"},
     ]
     return [grp for grp in groups if grp["params"]]

@@ -5,20 +5,28 @@ References come, in order of preference, from the checkpoint being fine-tuned (f
 refitted), from the store's ``references`` catalog section, or from a quick per-task linear
 composition fit on the training records (logged as such).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..config import Config
-from ..data.dataset import (GraphDataset, avg_num_neighbors, fit_references, force_rms, open_store,
-                            split_indices, store_columns)
+from ..data.dataset import (
+    GraphDataset,
+    avg_num_neighbors,
+    fit_references,
+    force_rms,
+    open_store,
+    split_indices,
+    store_columns,
+)
 from ..model import OmniModel, element_numbers
 
 log = logging.getLogger("omni_model.train")
@@ -95,8 +103,9 @@ def prepare(cfg: Config, checkpoint: dict | None = None) -> Prepared:
         refs_source = "checkpoint (frozen)"
     tasks = list(m.tasks) or list(cfg.data.tasks) or sorted({str(t) for t in cols["task"]})
     wanted = set(cfg.data.tasks) or set(tasks)
-    train_idx, valid_idx, split_source = split_indices(store, cfg.data.valid_fraction, cfg.run.seed,
-                                                       cfg.data.train_split, cfg.data.valid_split)
+    train_idx, valid_idx, split_source = split_indices(
+        store, cfg.data.valid_fraction, cfg.run.seed, cfg.data.train_split, cfg.data.valid_split
+    )
     keep = np.isin(cols["task"], list(wanted & set(tasks)))
     train_idx, valid_idx = train_idx[keep[train_idx]], valid_idx[keep[valid_idx]]
     if cfg.data.max_structures:

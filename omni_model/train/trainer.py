@@ -1,6 +1,7 @@
 """The training loop: curriculum stages of per-task sampled batches, AdamW with the θ_T/θ_C split,
 selective regularization, clipping, EMA, per-task validation each epoch, CSV logs, checkpoints
 with exact resume, and gradient summation across DDP ranks."""
+
 from __future__ import annotations
 
 import csv
@@ -53,8 +54,14 @@ def resolve_stages(cfg: Config, prep: Prepared, world_size: int) -> list[Stage]:
             raise ValueError(f"stage {st.name!r}: unknown tasks {unknown}; model tasks: {names}")
         counts = {t: n for t, n in counts_all.items() if not st.tasks or t in st.tasks}
         s = cfg.sampling
-        probs = task_probabilities(counts, s.mode, s.temperature, st.weights or s.weights or None,
-                                   s.bridge_task if s.bridge_task in counts else "", s.bridge_weight)
+        probs = task_probabilities(
+            counts,
+            s.mode,
+            s.temperature,
+            st.weights or s.weights or None,
+            s.bridge_task if s.bridge_task in counts else "",
+            s.bridge_weight,
+        )
         per_epoch = max(1, math.ceil(sum(counts.values()) / (cfg.data.batch_size * world_size)))
         out.append(Stage(st.name, probs, st.steps or st.epochs * per_epoch, per_epoch))
     return out
@@ -63,8 +70,13 @@ def resolve_stages(cfg: Config, prep: Prepared, world_size: int) -> list[Stage]:
 class Trainer:
     """Holds model, optimizer, schedule, EMA and sampler; ``run()`` trains to the end."""
 
-    def __init__(self, cfg: Config, dist: DistInfo | None = None, init_checkpoint: dict | None = None,
-                 progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        dist: DistInfo | None = None,
+        init_checkpoint: dict | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
         """``progress``: called with a ``TrainProgress`` every ``run.log_every`` steps and at the
         last step, on the main rank (besides the console display that ``run.progress`` turns on)."""
         self.progress = progress
@@ -81,8 +93,9 @@ class Trainer:
         self.dtype = model_dtype(self.cfg)
         self.out = Path(self.cfg.run.out_dir)
         o = self.cfg.optim
-        self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, o.weight_decay_task, o.weight_decay_shared),
-                                           lr=o.lr, betas=tuple(o.betas))
+        self.optimizer = torch.optim.AdamW(
+            optimizer_groups(self.model, o.weight_decay_task, o.weight_decay_shared), lr=o.lr, betas=tuple(o.betas)
+        )
         self.stages = resolve_stages(self.cfg, self.prep, self.dist.world_size)
         self.total_steps = sum(s.steps for s in self.stages)
         self.schedule = LRSchedule(o, self.total_steps)
@@ -103,8 +116,14 @@ class Trainer:
 
     def _sampler(self, k: int) -> TaskSampler:
         st = self.stages[k]
-        return TaskSampler(self.prep.train.task, self.model.tasks, st.probs, self.cfg.data.batch_size,
-                           seed=self.cfg.run.seed + 1000 * k, world_size=self.dist.world_size)
+        return TaskSampler(
+            self.prep.train.task,
+            self.model.tasks,
+            st.probs,
+            self.cfg.data.batch_size,
+            seed=self.cfg.run.seed + 1000 * k,
+            world_size=self.dist.world_size,
+        )
 
     # ---- one step ---------------------------------------------------------------------------
     def train_step(self, graphs) -> dict[str, float]:
@@ -129,8 +148,15 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        vals = torch.stack([losses["total"].detach(), losses["energy"].detach(), losses["forces"].detach(),
-                            losses["stress"].detach(), reg.detach()]).double()
+        vals = torch.stack(
+            [
+                losses["total"].detach(),
+                losses["energy"].detach(),
+                losses["forces"].detach(),
+                losses["stress"].detach(),
+                reg.detach(),
+            ]
+        ).double()
         vals = all_reduce_sum(vals)  # each rank holds its share of the global mean
         loss, e, f, s, r = (float(v) for v in vals)
         return {"step": self.step, "lr": lr, "loss": loss + r, "energy": e, "forces": f, "stress": s, "task_l2": r}
@@ -141,8 +167,9 @@ class Trainer:
             return {}
         ctx = self.ema.applied(self.model) if self.ema is not None else _null()
         with ctx:
-            return evaluate(self.model, self.prep.valid, self.model.tasks, self.cfg.data.valid_batch_size,
-                            self.device, self.dtype)
+            return evaluate(
+                self.model, self.prep.valid, self.model.tasks, self.cfg.data.valid_batch_size, self.device, self.dtype
+            )
 
     def _append_csv(self, name: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
         if not self.dist.is_main or not rows:
@@ -237,12 +264,12 @@ class Trainer:
                 ks = self.sampler.next_batch(self.dist.rank)
                 rec = self.train_step(self.prep.train.graphs(ks))
                 self.stage_step += 1
-                rec.update(stage=st.name, epoch=self.stage_step / st.steps_per_epoch,
-                           seconds=time.perf_counter() - t0)
+                rec.update(stage=st.name, epoch=self.stage_step / st.steps_per_epoch, seconds=time.perf_counter() - t0)
                 self.history.append(rec)
                 pending.append(rec)
-                self._report(progress_at(self.step, first_step, self.total_steps, st.name, rec["loss"],
-                                         rec["seconds"]), console)
+                self._report(
+                    progress_at(self.step, first_step, self.total_steps, st.name, rec["loss"], rec["seconds"]), console
+                )
                 if len(pending) >= self.cfg.run.log_every:
                     self._append_csv("train.csv", TRAIN_COLUMNS, pending)
                     pending = []

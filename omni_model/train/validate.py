@@ -1,4 +1,5 @@
 """Per-task validation errors: energy per atom, force component and stress component MAE."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,9 @@ from ..data.graph import collate
 METRICS = ("energy_mae_per_atom", "forces_mae", "stress_mae")
 
 
-def evaluate(model, dataset, tasks: list[str], batch_size: int = 16, device=None,
-             dtype=None) -> dict[str, dict[str, float]]:
+def evaluate(
+    model, dataset, tasks: list[str], batch_size: int = 16, device=None, dtype=None
+) -> dict[str, dict[str, float]]:
     """{task: {metric: value, "n": graphs}}; a metric is NaN where no label exists."""
     dtype = dtype or next(model.parameters()).dtype
     device = device or next(model.parameters()).device
@@ -41,14 +43,19 @@ def evaluate(model, dataset, tasks: list[str], batch_size: int = 16, device=None
     model.train(was_training)
     with np.errstate(invalid="ignore", divide="ignore"):
         mae = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return {task: {**{m: float(mae[i, j]) for j, m in enumerate(METRICS)}, "n": int(n_graphs[i])}
-            for i, task in enumerate(tasks) if n_graphs[i] > 0}
+    return {
+        task: {**{m: float(mae[i, j]) for j, m in enumerate(METRICS)}, "n": int(n_graphs[i])}
+        for i, task in enumerate(tasks)
+        if n_graphs[i] > 0
+    }
 
 
 def format_errors(errors: dict[str, dict[str, float]]) -> str:
     """A small fixed-width table (meV/atom, meV/Å, meV/Å³)."""
     lines = [f"{'task':<16}{'n':>7}{'E meV/atom':>13}{'F meV/Å':>11}{'S meV/Å³':>11}"]
     for task, e in errors.items():
-        lines.append(f"{task:<16}{e['n']:>7}{1000 * e['energy_mae_per_atom']:>13.2f}"
-                     f"{1000 * e['forces_mae']:>11.2f}{1000 * e['stress_mae']:>11.3f}")
+        lines.append(
+            f"{task:<16}{e['n']:>7}{1000 * e['energy_mae_per_atom']:>13.2f}"
+            f"{1000 * e['forces_mae']:>11.2f}{1000 * e['stress_mae']:>11.3f}"
+        )
     return "\n".join(lines)

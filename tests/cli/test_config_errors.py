@@ -1,5 +1,6 @@
 """A broken manifest or ``$OMNI_SOURCES`` YAML ends the command with one line naming the file and
 line and a non-zero status: never a traceback (issue 17, item 8)."""
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,19 @@ BROKEN_SOURCES = {
 def _omni_data(args: list[str], env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_extra}
     env.pop("OMNI_DATA_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "omni_data.cli.main", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "omni_data.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("command", [["datasets"], ["ingest", "mad", "--out", "st", "--no-progress"]],
-                         ids=["datasets", "ingest"])
+@pytest.mark.parametrize(
+    "command", [["datasets"], ["ingest", "mad", "--out", "st", "--no-progress"]], ids=["datasets", "ingest"]
+)
 @pytest.mark.parametrize("case", sorted(BROKEN_SOURCES))
 def test_broken_sources_yaml_is_one_line(tmp_path, command, case):
     text, line, what = BROKEN_SOURCES[case]
@@ -53,7 +61,9 @@ def test_broken_manifest_is_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr, proc.stderr
         (message,) = proc.stderr.strip().splitlines()
-        assert message.startswith(f"omni-data {command[0]}: ") and f"{manifests / 'odd.yaml'}:3: not valid YAML" in message
+        assert (
+            message.startswith(f"omni-data {command[0]}: ") and f"{manifests / 'odd.yaml'}:3: not valid YAML" in message
+        )
 
 
 def test_main_prints_manifest_error_as_one_error_line(tmp_path, monkeypatch, capsys):
@@ -65,7 +75,10 @@ def test_main_prints_manifest_error_as_one_error_line(tmp_path, monkeypatch, cap
     monkeypatch.setenv("OMNI_SOURCES", str(path))
     assert main(["datasets"]) == 2
     err = capsys.readouterr().err
-    assert err == f"omni-data datasets: error: {path}:3: not valid YAML: key 'a' given twice (first on line 1) (column 1)\n"
+    assert (
+        err
+        == f"omni-data datasets: error: {path}:3: not valid YAML: key 'a' given twice (first on line 1) (column 1)\n"
+    )
 
 
 def test_manifest_key_map_typo_ends_ingest_with_one_line_naming_file_and_key(tmp_path, monkeypatch, capsys):
@@ -85,7 +98,9 @@ def test_manifest_key_map_typo_ends_ingest_with_one_line_naming_file_and_key(tmp
     assert main(["ingest", "mad", "--source", str(tmp_path), "--out", str(tmp_path / "st"), "--no-cluster"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith(f"omni-data ingest: error: {manifests / 'mad.yaml'}: key 'key_map.enrgy': unknown key_map key "
-                          "(did you mean 'energy'?")
+    assert err.startswith(
+        f"omni-data ingest: error: {manifests / 'mad.yaml'}: key 'key_map.enrgy': unknown key_map key "
+        "(did you mean 'energy'?"
+    )
     assert "key 'reader_options.sidecar': the extxyz reader has no such option" in err
     assert not (tmp_path / "st").exists()

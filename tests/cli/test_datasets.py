@@ -1,4 +1,5 @@
 """omni-data datasets lists all fifteen manifests and sees a configured local copy."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,10 @@ def _manifest_dir(tmp_path, files):
 
 
 def test_datasets_shows_total_download_size(tmp_path, monkeypatch, capsys):
-    files = [{"name": "a.xyz", "url": "https://example.org/a", "size_bytes": 1_200_000_000, "md5": "0" * 32},
-             {"name": "b.xyz", "url": "https://example.org/b", "size_bytes": 300_000_000, "sha256": "0" * 64}]
+    files = [
+        {"name": "a.xyz", "url": "https://example.org/a", "size_bytes": 1_200_000_000, "md5": "0" * 32},
+        {"name": "b.xyz", "url": "https://example.org/b", "size_bytes": 300_000_000, "sha256": "0" * 64},
+    ]
     monkeypatch.setenv("OMNI_MANIFESTS", str(_manifest_dir(tmp_path, files)))
     monkeypatch.setenv("OMNI_SOURCES", str(tmp_path / "none.yaml"))
     assert main(["datasets", "--json"]) == 0
@@ -60,9 +63,14 @@ def test_datasets_download_cell_when_sizes_are_missing():
     from omni_data.cli.datasets import download_cell
 
     assert download_cell({"files": 0, "download_bytes": None, "download_known": 0, "download_known_bytes": 0}) == "-"
-    assert download_cell({"files": 1, "download_bytes": None, "download_known": 0, "download_known_bytes": 0}) == "? (1 file)"
-    assert download_cell({"files": 5, "download_bytes": None, "download_known": 2,
-                          "download_known_bytes": 2_500_000}) == ">= 2.5 MB (2/5 sizes)"
+    assert (
+        download_cell({"files": 1, "download_bytes": None, "download_known": 0, "download_known_bytes": 0})
+        == "? (1 file)"
+    )
+    assert (
+        download_cell({"files": 5, "download_bytes": None, "download_known": 2, "download_known_bytes": 2_500_000})
+        == ">= 2.5 MB (2/5 sizes)"
+    )
 
 
 def test_misspelt_dataset_name_suggests_the_known_one(tmp_path, monkeypatch, capsys):

@@ -5,6 +5,7 @@
 The commands come from the two ``COMMANDS`` tables, so a new command is driven too: its
 missing-path and wrong-type cases are derived from its parser, and ``BAD_VALUE`` must name it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -115,8 +116,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 # command -> (argv after the command name, expected status, words of the message); {x} = inputs/x
 BAD_VALUE: dict[tuple[str, str], tuple[list[str], int, str]] = {
-    ("omni-data", "ingest"): (["{store}", "--dataset", "d", "--task", "t", "--out", "{out}", "--shard-size", "0"],
-                              USAGE, "--shard-size must be >= 1"),
+    ("omni-data", "ingest"): (
+        ["{store}", "--dataset", "d", "--task", "t", "--out", "{out}", "--shard-size", "0"],
+        USAGE,
+        "--shard-size must be >= 1",
+    ),
     ("omni-data", "info"): (["{damaged}"], RUNTIME, "catalog is not valid JSON"),
     ("omni-data", "export"): (["{store}", "--format", "aselmdb", "--out", "{out}.txt"], USAGE, "must end in .aselmdb"),
     ("omni-data", "verify"): (["{file.txt}"], RUNTIME, "not a store"),
@@ -127,19 +131,38 @@ BAD_VALUE: dict[tuple[str, str], tuple[list[str], int, str]] = {
     ("omni-data", "references"): (["{store}", "--ridge", "-1", "--no-cluster"], USAGE, "ridge must be >= 0"),
     ("omni-data", "filter"): (["{store}", "--manifest", "no-such-dataset", "--no-cluster"], USAGE, "no such manifest"),
     ("omni-data", "dedup"): (["{store}", "--tol", "0", "--no-cluster"], USAGE, "--tol: must be a number > 0"),
-    ("omni-data", "split"): (["{store}", "--fractions", "0.5", "0.5", "0.5", "--no-cluster"], USAGE,
-                             "fractions must be three numbers"),
+    ("omni-data", "split"): (
+        ["{store}", "--fractions", "0.5", "0.5", "0.5", "--no-cluster"],
+        USAGE,
+        "fractions must be three numbers",
+    ),
     ("omni-data", "pairs"): (["{store}", "--ridge", "-1"], USAGE, "--ridge: must be a number >= 0"),
-    ("omni-data", "report"): (["{store}", "--out", "{file.txt}", "--no-cluster"], USAGE,
-                              "file.txt is a file, not a folder"),
+    ("omni-data", "report"): (
+        ["{store}", "--out", "{file.txt}", "--no-cluster"],
+        USAGE,
+        "file.txt is a file, not a folder",
+    ),
     ("omni-data", "describe"): (["{store}", "--cutoff", "-1", "--no-cluster"], USAGE, "--cutoff: must be a number > 0"),
-    ("omni-data", "select-bridge"): (["{store}", "--fraction", "2", "--out", "{out}"], USAGE,
-                                     "fraction must be in (0, 1], got 2.0"),
-    ("omni-data", "emit-jobs"): (["{store}", "--protocol", "no-such-protocol", "--out", "{out}"], USAGE,
-                                 "no such protocol"),
-    ("omni-data", "run-local"): (["{jobs}", "--threads-per-job", "0", "--no-cluster"], USAGE,
-                                 "--threads-per-job: must be a number >= 1"),
-    ("omni-data", "collect-bridge"): (["{file.txt}", "--out", "{out}"], RUNTIME, "file.txt: jobs directory is not a folder"),
+    ("omni-data", "select-bridge"): (
+        ["{store}", "--fraction", "2", "--out", "{out}"],
+        USAGE,
+        "fraction must be in (0, 1], got 2.0",
+    ),
+    ("omni-data", "emit-jobs"): (
+        ["{store}", "--protocol", "no-such-protocol", "--out", "{out}"],
+        USAGE,
+        "no such protocol",
+    ),
+    ("omni-data", "run-local"): (
+        ["{jobs}", "--threads-per-job", "0", "--no-cluster"],
+        USAGE,
+        "--threads-per-job: must be a number >= 1",
+    ),
+    ("omni-data", "collect-bridge"): (
+        ["{file.txt}", "--out", "{out}"],
+        RUNTIME,
+        "file.txt: jobs directory is not a folder",
+    ),
     ("omni-data", "jobs"): (["{file.txt}"], RUNTIME, "file.txt: jobs directory is not a folder"),
     ("omni-data", "demo"): (["--workers", "0", "--out", "{out}"], USAGE, "--workers: must be a number >= 1"),
     ("omni-data", "manifest"): (["draft", "{file.txt}", "--records", "0"], USAGE, "--records must be >= 1"),
@@ -212,16 +235,23 @@ def test_wrong_type(tool, name, tmp_path, capsys):
 def _cli(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     module = {"omni-data": "omni_data.cli.main", "omni-train": "omni_model.cli"}[tool]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_issue_cases_as_subprocesses(tmp_path):
     """The two tracebacks of the issue, now one line each, through the real entry points."""
     proc = _cli("omni-data", "select-bridge", str(tmp_path), "--fraction", "2", "--out", "o", cwd=tmp_path)
-    assert (proc.returncode, proc.stderr) == (2, "omni-data select-bridge: error: fraction must be in (0, 1], got 2.0\n")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "omni-data select-bridge: error: fraction must be in (0, 1], got 2.0\n",
+    )
     proc = _cli("omni-data", "references", "/nonexistent", "--no-cluster", cwd=tmp_path)
-    assert (proc.returncode, proc.stderr) == (1, "omni-data references: error: /nonexistent: not a store (no catalog.json)\n")
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "omni-data references: error: /nonexistent: not a store (no catalog.json)\n",
+    )
 
 
 def test_a_file_named_evaluate_is_not_a_config(tmp_path):
@@ -230,8 +260,10 @@ def test_a_file_named_evaluate_is_not_a_config(tmp_path):
     (tmp_path / "evaluate").write_text("run:\n  epochs: 1\n")
     proc = _cli("omni-train", "evaluate", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines() == ["omni-train evaluate: error: the following arguments are required: "
-                                        "checkpoint, store (see omni-train evaluate --help)"]
+    assert proc.stderr.splitlines() == [
+        "omni-train evaluate: error: the following arguments are required: "
+        "checkpoint, store (see omni-train evaluate --help)"
+    ]
     proc = _cli("omni-train", "missing.yaml", cwd=tmp_path)
     assert (proc.returncode, proc.stderr) == (1, "omni-train: error: missing.yaml: no such config file\n")
 
@@ -279,15 +311,31 @@ def test_an_interrupt_wrapped_by_a_library_is_still_130(capsys, monkeypatch):
 RESUMES = "interrupted; re-run the same command to resume"
 
 
-@pytest.mark.parametrize(("command", "argv", "target", "line"), [
-    ("ingest", ["{src}", "--out", "{tmp}/st", "--dataset", "d", "--task", "t", "--no-cluster"],
-     "omni_data.pipeline.ingest.run_ingest", RESUMES),
-    ("download", ["mptrj", "--out", "{tmp}/dl", "--no-progress"], "omni_data.cli.download.fetch_manifest", RESUMES),
-    ("dedup", ["{store}", "--no-cluster"], "omni_data.harmonize.dedup.hash_stores",
-     "interrupted; if --out was given, remove that incomplete store before re-running"),
-    ("report", ["{store}", "--out", "{tmp}/rep", "--no-cluster"], "omni_data.report.html.build_report", "interrupted"),
-    ("datasets", [], "omni_data.cli.datasets.rows", "interrupted"),
-])
+@pytest.mark.parametrize(
+    ("command", "argv", "target", "line"),
+    [
+        (
+            "ingest",
+            ["{src}", "--out", "{tmp}/st", "--dataset", "d", "--task", "t", "--no-cluster"],
+            "omni_data.pipeline.ingest.run_ingest",
+            RESUMES,
+        ),
+        ("download", ["mptrj", "--out", "{tmp}/dl", "--no-progress"], "omni_data.cli.download.fetch_manifest", RESUMES),
+        (
+            "dedup",
+            ["{store}", "--no-cluster"],
+            "omni_data.harmonize.dedup.hash_stores",
+            "interrupted; if --out was given, remove that incomplete store before re-running",
+        ),
+        (
+            "report",
+            ["{store}", "--out", "{tmp}/rep", "--no-cluster"],
+            "omni_data.report.html.build_report",
+            "interrupted",
+        ),
+        ("datasets", [], "omni_data.cli.datasets.rows", "interrupted"),
+    ],
+)
 def test_ctrl_c_says_resume_only_where_a_rerun_resumes(command, argv, target, line, tmp_path, capsys, monkeypatch):
     """Before: every command said "re-run the same command to resume", true only of some."""
     from omni_data.store.testing import write_extxyz

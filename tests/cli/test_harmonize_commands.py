@@ -1,4 +1,5 @@
 """The harmonize commands (references, filter, dedup, split, pairs) end to end on small stores."""
+
 from __future__ import annotations
 
 import ase.io
@@ -75,9 +76,12 @@ def test_filter_command_writes_masks_and_store(relax_store, tmp_path, capsys):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(
         "name: nboc\ntask: pbe\ndescription: d\nformat: extxyz\nlevel_of_theory: {code: VASP}\n"
-        f"licence: MIT\ncitation: c\nfilters: {{max_force: {limit}}}\n")
-    assert main(["filter", str(store.path), "--manifest", str(manifest), "--out", str(tmp_path / "f"),
-                 "--no-cluster"]) == 0
+        f"licence: MIT\ncitation: c\nfilters: {{max_force: {limit}}}\n"
+    )
+    assert (
+        main(["filter", str(store.path), "--manifest", str(manifest), "--out", str(tmp_path / "f"), "--no-cluster"])
+        == 0
+    )
     n_drop = sum(f > limit for f in fmax)
     assert f"{n_drop} of {len(recs)} dropped" in capsys.readouterr().out
     out = Store(tmp_path / "f")
@@ -88,8 +92,7 @@ def test_filter_command_writes_masks_and_store(relax_store, tmp_path, capsys):
 
 def test_dedup_command(relax_store, tmp_path, capsys):
     store, _ = relax_store
-    assert main(["dedup", str(store.path), "--drop-within-task", "--out", str(tmp_path / "d"),
-                 "--no-cluster"]) == 0
+    assert main(["dedup", str(store.path), "--drop-within-task", "--out", str(tmp_path / "d"), "--no-cluster"]) == 0
     out = capsys.readouterr().out
     assert "task pbe" in out and "1 duplicate" in out and "nboc:2 = nboc:99" in out
     assert len(Store(tmp_path / "d")) == 10
@@ -106,8 +109,10 @@ def test_dedup_command_json(relax_store, tmp_path, capsys):
     import json
 
     store, _ = relax_store
-    assert main(["dedup", str(store.path), "--no-cluster", "--json", "--drop-within-task",
-                 "--out", str(tmp_path / "d")]) == 0
+    assert (
+        main(["dedup", str(store.path), "--no-cluster", "--json", "--drop-within-task", "--out", str(tmp_path / "d")])
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert (data["records"], data["unique"], data["within_task"]) == (11, 10, {"pbe": 1})
     assert data["examples"] == [["nboc:2", "nboc:99"]] and data["stores"] == [str(store.path)]
@@ -118,8 +123,7 @@ def test_dedup_command_json(relax_store, tmp_path, capsys):
 
 def test_split_command(relax_store, capsys):
     store, recs = relax_store
-    assert main(["split", str(store.path), "--group-key", "source_file", "--seed", "1",
-                 "--workers", "2"]) == 0
+    assert main(["split", str(store.path), "--group-key", "source_file", "--seed", "1", "--workers", "2"]) == 0
     from omni_data.harmonize.splits import split_of
 
     labels = split_of(Store(store.path))
@@ -135,9 +139,16 @@ def _bridge_store(tmp_path, cu_ni_pairs: bool = False):
     bridge = []
     for k, r in enumerate(src):
         b = Record(
-            numbers=r.numbers, positions=r.positions, cell=r.cell, pbc=r.pbc,
-            energy=r.energy + 0.1 * len(r.numbers), id=f"br:{k}", dataset="br", task="hi",
-            metadata={"source_id": r.id, "source_task": r.task})
+            numbers=r.numbers,
+            positions=r.positions,
+            cell=r.cell,
+            pbc=r.pbc,
+            energy=r.energy + 0.1 * len(r.numbers),
+            id=f"br:{k}",
+            dataset="br",
+            task="hi",
+            metadata={"source_id": r.id, "source_task": r.task},
+        )
         bridge.append(b)
     return make_store(tmp_path / "s", {"a": src, "b": bridge})
 

@@ -1,5 +1,6 @@
 """Issue 22 item 6: ``--out`` on an existing file is refused while parsing with one clear line
 (not ``[Errno 17] File exists`` from deep inside the command)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ def test_out_dir_accepts_new_and_existing_folders_and_refuses_a_file(tmp_path: P
     assert out_dir(str(tmp_path)) == tmp_path
     assert out_dir(str(tmp_path / "new")) == tmp_path / "new"
     (tmp_path / "taken").write_text("x")
-    with pytest.raises(argparse.ArgumentTypeError, match="taken is a file, not a folder; name a new or existing folder"):
+    with pytest.raises(
+        argparse.ArgumentTypeError, match="taken is a file, not a folder; name a new or existing folder"
+    ):
         out_dir(str(tmp_path / "taken"))
 
 
@@ -29,8 +32,10 @@ def test_omni_train_out_on_a_file_is_one_usage_line(tmp_path: Path, capsys) -> N
     (tmp_path / "taken").write_text("x")
     assert train_cli.main(["train", "small", "--out", str(tmp_path / "taken")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"omni-train train: error: argument --out: {tmp_path / 'taken'} is a file, not a folder; "
-                   "name a new or existing folder (see omni-train train --help)\n")
+    assert err == (
+        f"omni-train train: error: argument --out: {tmp_path / 'taken'} is a file, not a folder; "
+        "name a new or existing folder (see omni-train train --help)\n"
+    )
 
 
 def _store(path: Path) -> Path:
@@ -67,7 +72,8 @@ def test_omni_data_out_on_a_file_is_one_usage_line(command: str, tmp_path: Path,
     assert main([command, *args, "--out", str(taken)]) == 2
     assert capsys.readouterr().err == (
         f"omni-data {command}: error: argument --out: {taken} is a file, not a folder; "
-        f"name a new or existing folder (see omni-data {command} --help)\n")
+        f"name a new or existing folder (see omni-data {command} --help)\n"
+    )
     assert taken.read_text() == "x"
 
 
@@ -83,7 +89,8 @@ def test_manifest_draft_out_is_a_file_a_folder_is_refused_and_force_replaces(tmp
     assert main(["manifest", "draft", str(source), "--out", str(folder)]) == 2
     assert capsys.readouterr().err == (
         f"omni-data manifest: error: argument --out: {folder} is a folder; name the file to write, "
-        f"e.g. {folder / 'out'} (see omni-data manifest --help)\n")
+        f"e.g. {folder / 'out'} (see omni-data manifest --help)\n"
+    )
     assert list(folder.iterdir()) == []
     out = folder / "mine.yaml"
     out.write_text("old")

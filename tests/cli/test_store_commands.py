@@ -1,4 +1,5 @@
 """``omni-data ingest`` from a manifest (with filters) and from a plain path; exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,22 @@ from omni_data.store.testing import emt_records, write_extxyz
 def test_ingest_plain_path_then_info_verify_export(tmp_path, capsys):
     src = write_extxyz(emt_records(10, seed=3), tmp_path / "d.extxyz")
     store = tmp_path / "st"
-    rc = main(["ingest", str(src), "--out", str(store), "--dataset", "d", "--task", "pbe", "--no-cluster",
-               "--shard-size", "4", "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            str(src),
+            "--out",
+            str(store),
+            "--dataset",
+            "d",
+            "--task",
+            "pbe",
+            "--no-cluster",
+            "--shard-size",
+            "4",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "records read 10 = written 10 + quarantined 0" in out
     assert main(["info", str(store), "--json"]) == 0
@@ -38,10 +53,18 @@ def test_ingest_manifest_applies_units_and_filters(tmp_path, capsys):
     write_extxyz(records, src_dir / "frames.xyz")
     biggest = sorted(float(np.linalg.norm(r.forces, axis=1).max()) for r in records)
     # energies declared in kcal/mol: the store must hold them converted to eV
-    manifest = {"name": "toy", "task": "toy-pbe", "description": "EMT toy", "format": "extxyz",
-                "level_of_theory": {"method": "EMT"}, "licence": "CC0", "citation": "none",
-                "globs": ["*.xyz"], "units": {"energy": "kcal/mol"},
-                "filters": {"max_force": biggest[5] * 0.04336410390059322 * 1.0000001}}
+    manifest = {
+        "name": "toy",
+        "task": "toy-pbe",
+        "description": "EMT toy",
+        "format": "extxyz",
+        "level_of_theory": {"method": "EMT"},
+        "licence": "CC0",
+        "citation": "none",
+        "globs": ["*.xyz"],
+        "units": {"energy": "kcal/mol"},
+        "filters": {"max_force": biggest[5] * 0.04336410390059322 * 1.0000001},
+    }
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(manifest))
     store = tmp_path / "st"
@@ -61,8 +84,24 @@ def test_ingest_reports_bad_options(tmp_path, capsys):
     src = write_extxyz(emt_records(2), tmp_path / "d.extxyz")
     assert main(["ingest", str(src), "--out", str(tmp_path / "st"), "--no-cluster"]) == 2
     assert "pass --dataset and --task" in capsys.readouterr().err
-    assert main(["ingest", str(src), "--out", str(tmp_path / "st"), "--dataset", "d", "--task", "t",
-                 "--shard-formats", "parquet", "--no-cluster"]) == 2
+    assert (
+        main(
+            [
+                "ingest",
+                str(src),
+                "--out",
+                str(tmp_path / "st"),
+                "--dataset",
+                "d",
+                "--task",
+                "t",
+                "--shard-formats",
+                "parquet",
+                "--no-cluster",
+            ]
+        )
+        == 2
+    )
 
 
 def test_info_on_a_folder_that_is_not_a_store_fails_naming_it(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Threads are set deliberately (issue 20, item 8): every local Dask worker of ``omni-data``
 runs OpenMP, BLAS and torch with ``--threads-per-worker`` threads (default 1)."""
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,6 @@ def test_local_workers_use_threads_per_worker():
     """Two threads per worker (distributed's own default would be one): the workers' environment
     and torch inside them follow the option, not the parent's $OMP_NUM_THREADS."""
     with dask_client(ClusterConfig(mode="local", workers=1, threads_per_worker=2)) as client:
-        (env, torch_threads), = client.run(_worker_threads).values()
+        ((env, torch_threads),) = client.run(_worker_threads).values()
     assert env == {name: "2" for name in THREAD_ENV}
     assert torch_threads == 2

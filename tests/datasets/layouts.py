@@ -7,6 +7,7 @@ format, and otherwise with records written by the fixture generators of ``tests/
 (which follow each format's published field layout) or by ASE itself. Nothing here is committed
 data: every tree lives in pytest's ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,10 +15,10 @@ import lzma
 import pickle
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 
@@ -99,8 +100,12 @@ def build_omat24(root: Path, shared: Path) -> Layout:
     for k, sub in enumerate(["rattled-1000", "aimd-from-PBE-1000-npt"]):
         frames = emt_bulk_frames(4, seed=10 + k, big_force_at=1 if k == 0 else None)
         files.append(_write_aselmdb(root / sub / "data.0000.aselmdb", frames, [f"agm00{k}{i:05d}" for i in range(4)]))
-    return Layout(root, tuple(files), "OMat24 train/<subdataset>.tar.gz extracted: <subdataset>/data.NNNN.aselmdb "
-                  "(fairchem docs 'OMat24 dataset', huggingface.co/datasets/fairchem/OMAT24)")
+    return Layout(
+        root,
+        tuple(files),
+        "OMat24 train/<subdataset>.tar.gz extracted: <subdataset>/data.NNNN.aselmdb "
+        "(fairchem docs 'OMat24 dataset', huggingface.co/datasets/fairchem/OMAT24)",
+    )
 
 
 def build_salex(root: Path, shared: Path) -> Layout:
@@ -108,15 +113,30 @@ def build_salex(root: Path, shared: Path) -> Layout:
     for k, split in enumerate(["train", "val"]):
         frames = emt_bulk_frames(3, seed=20 + k)
         files.append(_write_aselmdb(root / split / "data.0000.aselmdb", frames, [f"alex{k}{i:04d}" for i in range(3)]))
-    return Layout(root, tuple(files), "sAlex/train.tar.gz and sAlex/val.tar.gz extracted: train/*.aselmdb, "
-                  "val/*.aselmdb (huggingface.co/datasets/fairchem/OMAT24, sAlex folder)")
+    return Layout(
+        root,
+        tuple(files),
+        "sAlex/train.tar.gz and sAlex/val.tar.gz extracted: train/*.aselmdb, "
+        "val/*.aselmdb (huggingface.co/datasets/fairchem/OMAT24, sAlex folder)",
+    )
 
 
 def build_omol25(root: Path, shared: Path) -> Layout:
-    names = ["chemreporter_omol25_ani2x_samples", "chemreporter_omol25_reactivity_samples", "chemreporter_omol25_rgd_samples"]
-    files = [_copy(shared / "aselmdb" / f"{n}.aselmdb", root / "train_4M" / f"data{i:04d}.aselmdb") for i, n in enumerate(names)]
-    return Layout(root, tuple(files), "OMol25 train_4M.tar.gz extracted: train_4M/dataNNNN.aselmdb "
-                  "(huggingface.co/facebook/OMol25, DATASET.md); real OMol25 rows from shared/data/aselmdb")
+    names = [
+        "chemreporter_omol25_ani2x_samples",
+        "chemreporter_omol25_reactivity_samples",
+        "chemreporter_omol25_rgd_samples",
+    ]
+    files = [
+        _copy(shared / "aselmdb" / f"{n}.aselmdb", root / "train_4M" / f"data{i:04d}.aselmdb")
+        for i, n in enumerate(names)
+    ]
+    return Layout(
+        root,
+        tuple(files),
+        "OMol25 train_4M.tar.gz extracted: train_4M/dataNNNN.aselmdb "
+        "(huggingface.co/facebook/OMol25, DATASET.md); real OMol25 rows from shared/data/aselmdb",
+    )
 
 
 # --------------------------------------------------------------------------- pickled PyG LMDB
@@ -134,7 +154,9 @@ def _pyg_values(module: ModuleType, monkeypatch, n: int, seed: int, oc22: bool) 
         d = Data.__new__(Data)
         store = GlobalStorage.__new__(GlobalStorage)
         store.__dict__.update({"_mapping": frame, "_parent": d})
-        d.__dict__.update({"_store": store, "_tensor_attr_cls": Data.attr_classes[0], "_edge_attr_cls": Data.attr_classes[1]})
+        d.__dict__.update(
+            {"_store": store, "_tensor_attr_cls": Data.attr_classes[0], "_edge_attr_cls": Data.attr_classes[1]}
+        )
         values.append(pickle.dumps(d, protocol=-1))
     return values
 
@@ -152,14 +174,21 @@ def _pyg_tree(root: Path, monkeypatch, splits: dict[str, int], oc22: bool) -> li
 
 def build_oc22(root: Path, shared: Path, monkeypatch=None) -> Layout:
     files = _pyg_tree(root, monkeypatch, {"train": 5, "val_id": 3}, oc22=True)
-    return Layout(root, tuple(files), "OC22 S2EF-total LMDBs extracted: s2ef/<split>/data.NNNN.lmdb of pickled PyG Data "
-                  "(fairchem docs 'OC22 dataset'; LmdbDataset)")
+    return Layout(
+        root,
+        tuple(files),
+        "OC22 S2EF-total LMDBs extracted: s2ef/<split>/data.NNNN.lmdb of pickled PyG Data "
+        "(fairchem docs 'OC22 dataset'; LmdbDataset)",
+    )
 
 
 def build_odac23(root: Path, shared: Path, monkeypatch=None) -> Layout:
     files = _pyg_tree(root, monkeypatch, {"train": 4, "val": 2}, oc22=False)
-    return Layout(root, tuple(files), "ODAC23 S2EF LMDBs extracted: s2ef/<split>/data.NNNN.lmdb of pickled PyG Data "
-                  "(fairchem docs 'ODAC23 dataset')")
+    return Layout(
+        root,
+        tuple(files),
+        "ODAC23 S2EF LMDBs extracted: s2ef/<split>/data.NNNN.lmdb of pickled PyG Data (fairchem docs 'ODAC23 dataset')",
+    )
 
 
 # --------------------------------------------------------------------------- OC20 S2EF extxyz.xz + txt
@@ -199,8 +228,10 @@ def build_oc20(root: Path, shared: Path) -> Layout:
         packed = out / f"{stem}.extxyz.xz"
         packed.write_bytes(lzma.compress(xyz.read_bytes()))
         xyz.unlink()
-        lines = "".join(f"random{1000 + 7 * int(stem) + i},frame{3 * i + 1},{-0.5 - 0.25 * i - int(stem):.6f}\n"
-                        for i in range(len(chunk)))
+        lines = "".join(
+            f"random{1000 + 7 * int(stem) + i},frame{3 * i + 1},{-0.5 - 0.25 * i - int(stem):.6f}\n"
+            for i in range(len(chunk))
+        )
         txt = out / f"{stem}.txt"
         if stem == "1":  # the download ships .txt.xz; uncompress_ef.py leaves .txt: both occur
             txt = out / f"{stem}.txt.xz"
@@ -208,9 +239,13 @@ def build_oc20(root: Path, shared: Path) -> Layout:
         else:
             txt.write_text(lines)
         files += [packed, txt]
-    return Layout(root, tuple(files), "OC20 S2EF s2ef_train_2M.tar extracted: s2ef_train_2M/<n>.extxyz.xz with <n>.txt[.xz] "
-                  "(random<sid>,frame<fid>,<reference energy> per frame) beside each (fairchem docs "
-                  "'OC20 dataset', S2EF download; preprocess_ef.py)")
+    return Layout(
+        root,
+        tuple(files),
+        "OC20 S2EF s2ef_train_2M.tar extracted: s2ef_train_2M/<n>.extxyz.xz with <n>.txt[.xz] "
+        "(random<sid>,frame<fid>,<reference energy> per frame) beside each (fairchem docs "
+        "'OC20 dataset', S2EF download; preprocess_ef.py)",
+    )
 
 
 # --------------------------------------------------------------------------- extxyz releases
@@ -220,8 +255,12 @@ def build_mad(root: Path, shared: Path) -> Layout:
     train = _copy(shared / "extxyz" / "sevennet_hfo2.extxyz", root / "mad-train.xyz")
     val = root / "mad-val.xyz"
     write(val, emt_bulk_frames(2, seed=40), format="extxyz")
-    return Layout(root, (train, val), "MAD release (Materials Cloud archive 2025.1, PET-MAD): mad-train.xyz, "
-                  "mad-val.xyz, mad-test.xyz extended XYZ with energy, forces, stress")
+    return Layout(
+        root,
+        (train, val),
+        "MAD release (Materials Cloud archive 2025.1, PET-MAD): mad-train.xyz, "
+        "mad-val.xyz, mad-test.xyz extended XYZ with energy, forces, stress",
+    )
 
 
 def mp_aloe_entries() -> list[dict]:
@@ -253,8 +292,12 @@ def build_mp_aloe(root: Path, shared: Path) -> Layout:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "MP_ALOE_data.jsonl.gz"
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in mp_aloe_entries()).encode()))
-    return Layout(root, (path,), "MP-ALOE figshare 10.6084/m9.figshare.29452190: MP_ALOE_data.jsonl.gz, one "
-                  "gzipped JSON line per entry in MatPES's layout with id key mp_aloe_id (mp_aloe manifest notes)")
+    return Layout(
+        root,
+        (path,),
+        "MP-ALOE figshare 10.6084/m9.figshare.29452190: MP_ALOE_data.jsonl.gz, one "
+        "gzipped JSON line per entry in MatPES's layout with id key mp_aloe_id (mp_aloe manifest notes)",
+    )
 
 
 # --------------------------------------------------------------------------- JSON releases
@@ -263,9 +306,13 @@ def build_mptrj(root: Path, shared: Path) -> Layout:
     path = root / "MPtrj_2022.9_full.json"
     root.mkdir(parents=True, exist_ok=True)
     module._fixture(path, None)
-    return Layout(root, (path,), "MPtrj figshare 23713842: MPtrj_2022.9_full.json, one object "
-                  "{mp_id: {frame_id: {structure, uncorrected_total_energy, force, stress (kBar), magmom, ...}}} "
-                  "(CHGNet chgnet/data/dataset.py StructureJsonData)")
+    return Layout(
+        root,
+        (path,),
+        "MPtrj figshare 23713842: MPtrj_2022.9_full.json, one object "
+        "{mp_id: {frame_id: {structure, uncorrected_total_energy, force, stress (kBar), magmom, ...}}} "
+        "(CHGNet chgnet/data/dataset.py StructureJsonData)",
+    )
 
 
 def build_mp_r2scan(root: Path, shared: Path) -> Layout:
@@ -284,8 +331,12 @@ def _matpes(root: Path, name: str) -> Layout:
     root.mkdir(parents=True, exist_ok=True)
     path = root / name
     path.write_bytes(gzip.compress(json.dumps(module._entries(8)).encode()))
-    return Layout(root, (path,), f"MatPES release (matpes.ai/dataset): {name}, a gzipped JSON list of entries "
-                  "(matpes_id, structure, energy, forces, stress kBar, magmoms, provenance.original_mp_id)")
+    return Layout(
+        root,
+        (path,),
+        f"MatPES release (matpes.ai/dataset): {name}, a gzipped JSON list of entries "
+        "(matpes_id, structure, energy, forces, stress kBar, magmoms, provenance.original_mp_id)",
+    )
 
 
 def build_matpes_pbe(root: Path, shared: Path) -> Layout:
@@ -299,8 +350,12 @@ def build_matpes_r2scan(root: Path, shared: Path) -> Layout:
 # --------------------------------------------------------------------------- HDF5 / TFRecord
 def build_spice(root: Path, shared: Path) -> Layout:
     path = _copy(shared / "hdf5" / "modelforge_SPICE-1.1.4_n2.hdf5", root / "SPICE-2.0.1.hdf5")
-    return Layout(root, (path,), "SPICE Zenodo 10975225: SPICE-2.0.1.hdf5, one group per molecule "
-                  "(openmm/spice-dataset README); real SPICE groups from shared/data/hdf5")
+    return Layout(
+        root,
+        (path,),
+        "SPICE Zenodo 10975225: SPICE-2.0.1.hdf5, one group per molecule "
+        "(openmm/spice-dataset README); real SPICE groups from shared/data/hdf5",
+    )
 
 
 def build_qcml(root: Path, shared: Path) -> Layout:
@@ -315,8 +370,12 @@ def build_qcml(root: Path, shared: Path) -> Layout:
         files.append(path)
     for meta in ("dataset_info.json", "features.json"):  # TFDS writes these beside the shards; not data
         (folder / meta).write_text("{}")
-    return Layout(root, tuple(files), "QCML as a TFDS build (zenodo 14859804; tensorflow_datasets naming "
-                  "<name>-<split>.tfrecord-NNNNN-of-MMMMM under <name>/<config>/<version>/)")
+    return Layout(
+        root,
+        tuple(files),
+        "QCML as a TFDS build (zenodo 14859804; tensorflow_datasets naming "
+        "<name>-<split>.tfrecord-NNNNN-of-MMMMM under <name>/<config>/<version>/)",
+    )
 
 
 # --------------------------------------------------------------------------- bridge job folders
@@ -342,18 +401,40 @@ def build_bridge(root: Path, shared: Path) -> Layout:
     for record_id, (task, src) in BRIDGE_RUNS.items():
         folder = root / bridge_job(record_id)
         files.append(_copy(shared / "vasp" / src, folder / "vasprun.xml"))
-        job = {"job": folder.name, "record_id": record_id, "source_task": task, "dataset": record_id.split(":")[0],
-               "protocol": "mp-pbe-static", "engine": "vasp", "status": "done"}
+        job = {
+            "job": folder.name,
+            "record_id": record_id,
+            "source_task": task,
+            "dataset": record_id.split(":")[0],
+            "protocol": "mp-pbe-static",
+            "engine": "vasp",
+            "status": "done",
+        }
         (folder / "job.json").write_text(json.dumps(job))
         files.append(folder / "job.json")
-    return Layout(root, tuple(files), "omni-data emit-jobs output after the runs: one folder per picked record "
-                  "(named omni_data.recompute.emit.job_name(record id)) holding job.json and the run's vasprun.xml")
+    return Layout(
+        root,
+        tuple(files),
+        "omni-data emit-jobs output after the runs: one folder per picked record "
+        "(named omni_data.recompute.emit.job_name(record id)) holding job.json and the run's vasprun.xml",
+    )
 
 
 BUILDERS: dict[str, Callable[..., Layout]] = {
-    "mptrj": build_mptrj, "salex": build_salex, "omat24": build_omat24, "matpes_pbe": build_matpes_pbe,
-    "matpes_r2scan": build_matpes_r2scan, "mp_aloe": build_mp_aloe, "mp_r2scan": build_mp_r2scan,
-    "oc20": build_oc20, "oc22": build_oc22, "odac23": build_odac23, "omol25": build_omol25, "spice": build_spice,
-    "qcml": build_qcml, "mad": build_mad, "bridge": build_bridge,
+    "mptrj": build_mptrj,
+    "salex": build_salex,
+    "omat24": build_omat24,
+    "matpes_pbe": build_matpes_pbe,
+    "matpes_r2scan": build_matpes_r2scan,
+    "mp_aloe": build_mp_aloe,
+    "mp_r2scan": build_mp_r2scan,
+    "oc20": build_oc20,
+    "oc22": build_oc22,
+    "odac23": build_odac23,
+    "omol25": build_omol25,
+    "spice": build_spice,
+    "qcml": build_qcml,
+    "mad": build_mad,
+    "bridge": build_bridge,
 }
 NEEDS_MONKEYPATCH = {"oc22", "odac23"}

@@ -8,6 +8,7 @@ task(s), ``read = written + quarantined`` (and equal to the count of records in 
 from how it was built), group keys that ``split`` can resolve, and values equal to an independent
 reader (ASE, ase-db-backends, pymatgen, h5py, json, pickle) in eV, Å, eV/Å and eV/Å³ (ASE sign).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -20,8 +21,8 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -270,8 +271,9 @@ def check_spice(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
                 assert rec.numbers.tolist() == group["atomic_numbers"][()].tolist()
                 np.testing.assert_allclose(rec.positions, group["conformations"][j] * BOHR_A, rtol=1e-7)
                 assert rec.energy == pytest.approx(group["dft_total_energy"][j] * HARTREE_EV, rel=1e-7)
-                np.testing.assert_allclose(rec.forces, -group["dft_total_gradient"][j] * HARTREE_EV / BOHR_A,
-                                           rtol=1e-6, atol=1e-9)
+                np.testing.assert_allclose(
+                    rec.forces, -group["dft_total_gradient"][j] * HARTREE_EV / BOHR_A, rtol=1e-6, atol=1e-9
+                )
 
 
 def check_qcml(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
@@ -311,15 +313,29 @@ def check_bridge(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
     by_source = {}
     for r in store:
         by_source.setdefault(r.metadata["source_id"], []).append(r.source_index)
-    assert by_source == {"mptrj:mp-1000/mp-1000-0-1": [0], "oc20:s2ef_train_2M/0.extxyz:0": [0],
-                         "mad:mad-train.xyz:1": [0, 1, 2]}
+    assert by_source == {
+        "mptrj:mp-1000/mp-1000-0-1": [0],
+        "oc20:s2ef_train_2M/0.extxyz:0": [0],
+        "mad:mad-train.xyz:1": [0, 1, 2],
+    }
 
 
 CHECKS: dict[str, Callable[[Store, Layout, Manifest, Path], None]] = {
-    "omat24": check_aselmdb_bulk, "salex": check_aselmdb_bulk, "omol25": check_omol25,
-    "oc22": check_pyg, "odac23": check_pyg, "oc20": check_oc20, "mad": check_extxyz, "mp_aloe": check_mp_aloe,
-    "mptrj": check_mptrj, "mp_r2scan": check_mptrj, "matpes_pbe": check_matpes, "matpes_r2scan": check_matpes,
-    "spice": check_spice, "qcml": check_qcml, "bridge": check_bridge,
+    "omat24": check_aselmdb_bulk,
+    "salex": check_aselmdb_bulk,
+    "omol25": check_omol25,
+    "oc22": check_pyg,
+    "odac23": check_pyg,
+    "oc20": check_oc20,
+    "mad": check_extxyz,
+    "mp_aloe": check_mp_aloe,
+    "mptrj": check_mptrj,
+    "mp_r2scan": check_mptrj,
+    "matpes_pbe": check_matpes,
+    "matpes_r2scan": check_matpes,
+    "spice": check_spice,
+    "qcml": check_qcml,
+    "bridge": check_bridge,
 }
 
 
@@ -335,8 +351,9 @@ def test_every_manifest_has_a_layout() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(layouts.BUILDERS))
-def test_ingest_release_layout(name: str, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture) -> None:
+def test_ingest_release_layout(
+    name: str, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     m = load_manifest(name)
     lay = build(name, tmp_path, shared_data, monkeypatch)
     rc, out, err = ingest(name, tmp_path / "store", capsys, lay.source)
@@ -356,8 +373,9 @@ def test_ingest_release_layout(name: str, tmp_path: Path, shared_data: Path, mon
     CHECKS[name](store, lay, m, shared_data)
 
 
-def test_ingest_omat_alias_on_omat24_tree(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_ingest_omat_alias_on_omat24_tree(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The user's first command, verbatim: ``omni-data ingest omat --source DIR`` (alias of omat24)."""
     lay = build("omat24", tmp_path, shared_data, monkeypatch)
     rc, out, err = ingest("omat", tmp_path / "store", capsys, lay.source)
@@ -369,15 +387,30 @@ def test_ingest_omat_alias_on_omat24_tree(tmp_path: Path, shared_data: Path, mon
     # the same words typed in a shell, through the installed console script (module run as fallback)
     exe = shutil.which("omni-data")
     cmd = [exe] if exe else [sys.executable, "-m", "omni_data.cli.main"]
-    done = subprocess.run([*cmd, "ingest", "omat", "--source", str(lay.source), "--out", str(tmp_path / "shell"),
-                           "--no-cluster", "--no-progress"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            *cmd,
+            "ingest",
+            "omat",
+            "--source",
+            str(lay.source),
+            "--out",
+            str(tmp_path / "shell"),
+            "--no-cluster",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert summary_counts(done.stdout) == (8, 7, 1)
     assert sorted(r.id for r in Store(tmp_path / "shell")) == sorted(r.id for r in store)
 
 
-def test_ingest_without_source_uses_configured_copy(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_ingest_without_source_uses_configured_copy(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     rc, _, err = ingest("spice", tmp_path / "none", capsys)
     assert rc == 2 and "OMNI_DATA_ROOT" in err and "--source" in err
     root = tmp_path / "data"
@@ -410,8 +443,9 @@ def test_oc20_missing_or_short_txt(tmp_path: Path, shared_data: Path, capsys: py
     assert all(r.startswith("sidecar:") and "0.txt has 1 lines" in r for r in reasons)
 
 
-def test_bridge_folder_without_job_json_fails_naming_it(tmp_path: Path, shared_data: Path,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_bridge_folder_without_job_json_fails_naming_it(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
     lay = build("bridge", tmp_path, shared_data, None)  # type: ignore[arg-type]
     job = layouts.bridge_job("oc20:s2ef_train_2M/0.extxyz:0")
     (lay.source / job / "job.json").unlink()

@@ -1,4 +1,5 @@
 """One demo run at ``--size ci`` shared by every test in tests/demo (it is the expensive part)."""
+
 from __future__ import annotations
 
 from pathlib import Path

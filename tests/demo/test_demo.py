@@ -1,6 +1,7 @@
 """``omni-data demo --size ci`` end to end: stores exist and reconcile with what was generated, the
 bridging set is recomputed with GFN1-xTB and collected, training loss goes down in all three runs,
 and the evaluation covers every task (same-domain) and the cross-domain transfer rows."""
+
 from __future__ import annotations
 
 import json
@@ -95,7 +96,7 @@ def test_training_loss_went_down(demo_run) -> None:
         loss = _stage(demo_run, f"train_{run}")["outputs"]["loss"]
         assert len(loss) >= 2, f"{run}: no loss curve"
         first = np.mean([v for _, v in loss[: max(1, len(loss) // 5)]])
-        last = np.mean([v for _, v in loss[-max(1, len(loss) // 5):]])
+        last = np.mean([v for _, v in loss[-max(1, len(loss) // 5) :]])
         assert last < first, f"{run}: loss {first:.4g} -> {last:.4g}"
 
 
@@ -108,7 +109,10 @@ def test_evaluation_has_every_task_and_cross_domain(demo_run) -> None:
         same = {r["head"]: r for r in rows if r["kind"] == "same-domain"}
         assert set(same) == set(FAMILIES)
         for family, row in same.items():
-            assert row["n"] == json.loads((lay.root / "generation.json").read_text())["databases"][family]["counts"]["test"]
+            assert (
+                row["n"]
+                == json.loads((lay.root / "generation.json").read_text())["databases"][family]["counts"]["test"]
+            )
             assert np.isfinite(row["energy_mae"]) and np.isfinite(row["forces_mae"])
         assert same["crystals"]["stress_mae"] is not None and same["molecules"]["stress_mae"] is None
         cross = {r["data"]: r for r in rows if r["kind"] == "cross-domain"}
@@ -132,14 +136,20 @@ def test_evaluation_has_every_task_and_cross_domain(demo_run) -> None:
     # Without the bridge the crystals head has no reference for H, N or the metals: the offsets
     # fitted on the calibration part take that energy-zero difference out.
     # (molecules only: at --size ci a handful of calibration metals need not cover all seven metals)
-    plain = next(r for r in metrics["plain"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith("molecules"))
+    plain = next(
+        r for r in metrics["plain"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith("molecules")
+    )
     assert plain["uncalibrated"] == [] and plain["energy_mae_offset"] < 0.2 * plain["energy_mae"], plain
     # Without the bridge the crystals head has no energy reference for H, N or any metal, so its
     # cross-domain energies are off by the whole energy zero; the bridge supplies references for
     # the elements it covers (at --size ci only a few metals, hence the loose factor).
     for domain in ("metals", "molecules"):
-        plain = next(r for r in metrics["plain"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith(domain))
-        bridged = next(r for r in metrics["bridged"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith(domain))
+        plain = next(
+            r for r in metrics["plain"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith(domain)
+        )
+        bridged = next(
+            r for r in metrics["bridged"]["rows"] if r["kind"] == "cross-domain" and r["data"].startswith(domain)
+        )
         assert bridged["energy_mae"] < 0.7 * plain["energy_mae"], (domain, plain["energy_mae"], bridged["energy_mae"])
     text = lay.table_txt.read_text()
     assert "cross-domain" in text and "same-domain" in text

@@ -1,5 +1,6 @@
 """The demo corpus is computed for real: labels re-computed here with independent calls (ASE EMT,
 tblite) and read back with independent readers (ase.db, ase.io, h5py, units converted by hand)."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 steps (or after a quiet minute) with step, loss, elapsed time and ETA, from the trainer's
 progress callback; and a real training run through ``stage_train`` that prints them, resumes
 from its checkpoint without doubling its log, and starts over when there is no checkpoint."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,9 @@ class Clock:
         return self.now
 
 
-def _train(watch: TrainingProgress, clock: Clock, steps: range, total: int, seconds_per_step: float,
-           log_every: int = 10) -> None:
+def _train(
+    watch: TrainingProgress, clock: Clock, steps: range, total: int, seconds_per_step: float, log_every: int = 10
+) -> None:
     """What ``Trainer.run`` does: a report every ``log_every`` steps and at the last one."""
     first = steps.start - 1
     for step in steps:
@@ -79,10 +81,22 @@ def _tiny_store(path: Path) -> None:
         atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
         atoms.calc = EMT()
         task = ("metals", "crystals", "molecules")[i % 3]
-        records.append(Record(numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), id=f"emt:{i}",
-                              dataset="emt", task=task, cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),
-                              energy=float(atoms.get_potential_energy()), forces=atoms.get_forces().copy(),
-                              stress=atoms.get_stress().copy(), source_file="emt", source_index=i).normalized())
+        records.append(
+            Record(
+                numbers=atoms.numbers.copy(),
+                positions=atoms.positions.copy(),
+                id=f"emt:{i}",
+                dataset="emt",
+                task=task,
+                cell=atoms.cell.array.copy(),
+                pbc=atoms.pbc.copy(),
+                energy=float(atoms.get_potential_energy()),
+                forces=atoms.get_forces().copy(),
+                stress=atoms.get_stress().copy(),
+                source_file="emt",
+                source_index=i,
+            ).normalized()
+        )
     write_shard(path, "part-0", records)
 
 

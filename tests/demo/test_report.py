@@ -1,4 +1,5 @@
 """The demo report: mean ± std over seeds, raw and offset-aligned columns side by side."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,17 @@ from omni_model.demo import report
 
 
 def _row(e: float, off: float | None, f: float, kind: str = "cross-domain") -> dict:
-    return {"kind": kind, "head": "crystals", "data": "molecules test (GFN1-xTB)", "n": 120, "n_calibration": 40,
-            "energy_mae": e, "energy_mae_offset": off, "forces_mae": f, "stress_mae": None}
+    return {
+        "kind": kind,
+        "head": "crystals",
+        "data": "molecules test (GFN1-xTB)",
+        "n": 120,
+        "n_calibration": 40,
+        "energy_mae": e,
+        "energy_mae_offset": off,
+        "forces_mae": f,
+        "stress_mae": None,
+    }
 
 
 def test_aggregate_seeds_gives_mean_and_sample_std():

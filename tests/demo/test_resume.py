@@ -4,6 +4,7 @@ a changed option re-runs what depends on it, and ``--fresh`` starts over.
 
 ``test_run_demo_*`` drive ``run_demo`` itself with counting stand-ins for the stage functions (the
 full demo takes minutes); ``test_real_data_stages_*`` runs the real data stages at a tiny size."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,18 @@ def _touch(path: Path, text: str = "x") -> None:
 
 
 def _rows(head: str) -> list[dict[str, Any]]:
-    return [{"kind": "same-domain", "head": head, "data": f"{head} test", "n": 3, "energy_mae": 0.01,
-             "energy_mae_shifted": 0.005, "forces_mae": 0.1, "stress_mae": None}]
+    return [
+        {
+            "kind": "same-domain",
+            "head": head,
+            "data": f"{head} test",
+            "n": 3,
+            "energy_mae": 0.01,
+            "energy_mae_shifted": 0.005,
+            "forces_mae": 0.1,
+            "stress_mae": None,
+        }
+    ]
 
 
 @pytest.fixture
@@ -55,8 +66,13 @@ def fake_stages(monkeypatch) -> dict[str, Any]:
             for split in gen.SPLITS:
                 _touch(root / "sources" / split / f"{f}.src", f"seed {seed}")
             _touch(root / "manifests" / f"demo-{f}.yaml")
-            dbs[f] = gen.Database(f, str(root / "manifests" / f"demo-{f}.yaml"),
-                                  {s: str(root / "sources" / s / f"{f}.src") for s in gen.SPLITS}, {"train": 2, "test": 1}, "m")
+            dbs[f] = gen.Database(
+                f,
+                str(root / "manifests" / f"demo-{f}.yaml"),
+                {s: str(root / "sources" / s / f"{f}.src") for s in gen.SPLITS},
+                {"train": 2, "test": 1},
+                "m",
+            )
         _touch(root / "generation.json", "{}")
         return dbs
 
@@ -86,8 +102,17 @@ def fake_stages(monkeypatch) -> dict[str, Any]:
         _touch(lay.jobs("truth") / "job-0" / "DONE")
         return {"bridge": {"selected": 1, "collected": 1, "quarantined": 0}}
 
-    def train(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, resume: bool = False,
-              progress=None, label: str = "", **kw) -> dict:
+    def train(
+        lay: DemoLayout,
+        run: str,
+        size: str,
+        seed: int,
+        k: int = 0,
+        resume: bool = False,
+        progress=None,
+        label: str = "",
+        **kw,
+    ) -> dict:
         called(f"train:{run}:{k}")
         folder = demo.run_dir(lay, run, k)
         _touch(folder / "final.pt")
@@ -99,21 +124,42 @@ def fake_stages(monkeypatch) -> dict[str, Any]:
         return {"rows": _rows("metals")}
 
     monkeypatch.setattr(gen, "generate", generate)
-    for name, fn in (("stage_ingest", ingest), ("stage_references", references), ("stage_select", select),
-                     ("stage_recompute", recompute), ("stage_train", train), ("stage_evaluate", evaluate)):
+    for name, fn in (
+        ("stage_ingest", ingest),
+        ("stage_references", references),
+        ("stage_select", select),
+        ("stage_recompute", recompute),
+        ("stage_train", train),
+        ("stage_evaluate", evaluate),
+    ):
         monkeypatch.setattr(demo, name, fn)
     monkeypatch.setattr(report, "plot", lambda metrics, path: _touch(Path(path), "png"))
     return state
 
 
-ALL = Counter({"generate": 1, "ingest": 1, "references:train": 1, "select": 1, "recompute": 1,
-               "references:train_bridge": 1, **{f"train:{r}:0": 1 for r in RUNS}, **{f"evaluate:{r}": 1 for r in RUNS}})
+ALL = Counter(
+    {
+        "generate": 1,
+        "ingest": 1,
+        "references:train": 1,
+        "select": 1,
+        "recompute": 1,
+        "references:train_bridge": 1,
+        **{f"train:{r}:0": 1 for r in RUNS},
+        **{f"evaluate:{r}": 1 for r in RUNS},
+    }
+)
 
 
 def _mtimes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))
-            if p.is_file() and p.parts[-1] not in ("stages.json", "ledger.json", "metrics.json")
-            and "logs" not in p.relative_to(root).parts and not p.name.startswith("results")}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.parts[-1] not in ("stages.json", "ledger.json", "metrics.json")
+        and "logs" not in p.relative_to(root).parts
+        and not p.name.startswith("results")
+    }
 
 
 def test_run_demo_resumes_after_ctrl_c_without_redoing_finished_stages(tmp_path, fake_stages) -> None:
@@ -121,11 +167,17 @@ def test_run_demo_resumes_after_ctrl_c_without_redoing_finished_stages(tmp_path,
     fake_stages["interrupt"] = "recompute"
     with pytest.raises(KeyboardInterrupt):
         demo.run_demo(out, size="ci")
-    assert fake_stages["calls"] == Counter({"generate": 1, "ingest": 1, "references:train": 1, "select": 1,
-                                            "recompute": 1})
+    assert fake_stages["calls"] == Counter(
+        {"generate": 1, "ingest": 1, "references:train": 1, "select": 1, "recompute": 1}
+    )
     ledger = json.loads((out / "ledger.json").read_text())["stages"]
-    assert {k: v["state"] for k, v in ledger.items()} == {"generate": "done", "ingest": "done", "references": "done",
-                                                           "select": "done", "recompute": "running"}
+    assert {k: v["state"] for k, v in ledger.items()} == {
+        "generate": "done",
+        "ingest": "done",
+        "references": "done",
+        "select": "done",
+        "recompute": "running",
+    }
     before = _mtimes(out)
 
     results = demo.run_demo(out, size="ci")  # the same command again
@@ -135,7 +187,9 @@ def test_run_demo_resumes_after_ctrl_c_without_redoing_finished_stages(tmp_path,
     assert fake_stages["found_partial"] == [False, True]  # recompute resumed in its own folder
     after = _mtimes(out)
     for path in before:  # what the finished stages wrote was not touched
-        if not path.startswith(("recompute/bridge/jobs", "recompute/truth", "stores/train_bridge", "stores/test_truth")):
+        if not path.startswith(
+            ("recompute/bridge/jobs", "recompute/truth", "stores/train_bridge", "stores/test_truth")
+        ):
             assert after[path] == before[path], path
     assert (out / "results.txt").is_file() and json.loads((out / "metrics.json").read_text()).keys() == set(RUNS)
 
@@ -150,7 +204,8 @@ def test_run_demo_third_time_runs_nothing_and_a_changed_option_reruns_what_depen
 
     demo.run_demo(out, size="ci", seeds=2)  # one more training seed per run: only the new stages run
     assert fake_stages["calls"] == ALL + Counter({f"train:{r}:1": 1 for r in RUNS}) + Counter(
-        {f"evaluate:{r}": 1 for r in RUNS})
+        {f"evaluate:{r}": 1 for r in RUNS}
+    )
 
     demo.run_demo(out, size="ci", seed=1)  # another seed changes the data: everything runs again
     assert fake_stages["calls"]["generate"] == 2 and fake_stages["calls"]["train:plain:0"] == 2
@@ -240,14 +295,23 @@ def test_real_data_stages_resume_after_an_interrupted_recompute(tmp_path, monkey
     done_before = list(jobs_run)
     n_bridge_jobs = sum("bridge" in Path(j).parts for j in done_before)
     assert n_bridge_jobs > 0 and len(done_before) == n_bridge_jobs + 2
-    kept = {p: p.stat().st_mtime_ns for d in (lay.sources, lay.store("train"), lay.store("test"), lay.selection("bridge"))
-            for p in d.rglob("*") if p.is_file()}
+    kept = {
+        p: p.stat().st_mtime_ns
+        for d in (lay.sources, lay.store("train"), lay.store("test"), lay.selection("bridge"))
+        for p in d.rglob("*")
+        if p.is_file()
+    }
     counting_run_job.resumed = True
 
     runner = data_stages_once()
     assert {k: (r.status, r.reused) for k, r in runner.results.items()} == {
-        "generate": ("ok", True), "ingest": ("ok", True), "references": ("ok", True), "select": ("ok", True),
-        "recompute": ("ok", False), "references_bridge": ("ok", False)}
+        "generate": ("ok", True),
+        "ingest": ("ok", True),
+        "references": ("ok", True),
+        "select": ("ok", True),
+        "recompute": ("ok", False),
+        "references_bridge": ("ok", False),
+    }
     for path, mtime in kept.items():
         if "select" not in path.parts:  # describe sidecars are not rewritten either
             assert path.stat().st_mtime_ns == mtime, path

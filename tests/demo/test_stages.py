@@ -2,6 +2,7 @@
 is skipped with the reason, failures keep their traceback in the stage log, a logger bound to
 stderr during one stage keeps working after that stage's log file is closed, and the ledger makes
 a re-run reuse what finished on the same inputs (issue 22, item 4)."""
+
 from __future__ import annotations
 
 import json
@@ -70,6 +71,7 @@ def test_a_finished_stage_is_reused_and_what_reads_it_too(tmp_path) -> None:
             if out is not None:
                 out.write_text(name)
             return {"n": len(calls)}
+
         return fn
 
     def demo(opt: int) -> StageRunner:
@@ -104,6 +106,7 @@ def test_an_interrupted_stage_runs_again_and_only_a_resumable_one_keeps_its_outp
             (owned[name] / "partial").write_text("half done")
             if interrupt:
                 raise KeyboardInterrupt
+
         return run
 
     for interrupt in (True, False):
@@ -115,8 +118,9 @@ def test_an_interrupted_stage_runs_again_and_only_a_resumable_one_keeps_its_outp
                 pass
         ledger = StageLedger(tmp_path / "ledger.json")
         states = {name: ledger.get(name).state for name in owned}
-        assert states == ({"plain": "running", "resumable": "running"} if interrupt else
-                          {"plain": "done", "resumable": "done"})
+        assert states == (
+            {"plain": "running", "resumable": "running"} if interrupt else {"plain": "done", "resumable": "done"}
+        )
     # the re-run: the plain stage started from nothing, the resumable one found its partial work
     assert seen == {"plain": False, "resumable": True}
 
@@ -133,7 +137,9 @@ def test_a_failed_stage_is_recorded_and_runs_again(tmp_path) -> None:
     for expected in ("failed", "ok"):
         runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=lambda _: None)
         assert runner.run("flaky", flaky).status == expected
-        assert runner.run("after", lambda: None, needs=["flaky"]).status == ("skipped" if expected == "failed" else "ok")
+        assert runner.run("after", lambda: None, needs=["flaky"]).status == (
+            "skipped" if expected == "failed" else "ok"
+        )
     assert len(attempts) == 2
     assert StageLedger(tmp_path / "ledger.json").get("flaky").state == "done"
 

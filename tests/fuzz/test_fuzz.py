@@ -1,5 +1,6 @@
 """Property-based fuzzing (hypothesis): the record codec round-trips exactly, and the extxyz reader
 never crashes and never loses a frame, whatever bytes it is fed."""
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ def records(draw) -> Record:
     vec = lambda shape: draw(hnp.arrays(np.float64, shape, elements=FINITE))  # noqa: E731
     maybe = lambda make: draw(st.one_of(st.none(), st.just(None).map(lambda _: make())))  # noqa: E731
     periodic = draw(st.booleans())
-    meta = draw(st.dictionaries(st.text(max_size=8), st.one_of(st.integers(-5, 5), st.text(max_size=8), FINITE), max_size=3))
+    meta = draw(
+        st.dictionaries(st.text(max_size=8), st.one_of(st.integers(-5, 5), st.text(max_size=8), FINITE), max_size=3)
+    )
     return Record(
         numbers=draw(hnp.arrays(np.int64, (n,), elements=st.integers(1, 118))),
         positions=vec((n, 3)),
@@ -95,7 +98,9 @@ def test_extxyz_reader_matches_written_values(tmp_path, frames):
     path = tmp_path / "vals.extxyz"
     with open(path, "w") as fh:
         for energy, pos in frames:
-            fh.write(f'2\nLattice="9 0 0 0 9 0 0 0 9" Properties=species:S:1:pos:R:3 energy={float(energy)!r} pbc="T T T"\n')
+            fh.write(
+                f'2\nLattice="9 0 0 0 9 0 0 0 9" Properties=species:S:1:pos:R:3 energy={float(energy)!r} pbc="T T T"\n'
+            )
             for z, p in zip(["H", "He"], pos):
                 fh.write(f"{z} {float(p[0])!r} {float(p[1])!r} {float(p[2])!r}\n")
     items = _read_all(path)

@@ -16,6 +16,7 @@ Each reader fuzzes for ``OMNI_FUZZ_SECONDS`` (default 2.5 s, at least ``MIN_CASE
 seed 0 is the unmutated sample and must give records. Replay one mutant with
 ``python tests/fuzz/test_fuzz_readers.py CASE SEED SAMPLE OUT`` (writes the mutated file).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,9 +32,10 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -46,11 +48,37 @@ MEMORY_CAP = 3 << 30  # bytes of address space for the worker: an allocation bom
 
 
 # ----------------------------------------------------------------------------------- mutations
-ODD_NUMBERS = (b"99999999999999999999999999", b"9223372036854775808", b"18446744073709551616",
-               b"4294967296", b"-1", b"0", b"-9223372036854775809", b"1e308", b"-1e400", b"nan", b"inf", b"1e-320")
-GARBAGE_LINES = (b"", b"}", b'{"a": [', b"]]]]", b"1 2 3 4 5 6 7 8 9", b"</calculation>", b"<calculation>",
-                 b"Iteration  1(   1)", b"\xff\xfe\x00\x80 not utf-8 \xc3\x28", b"nan nan nan", b"-",
-                 b"99999999999999999999999", b"=" * 200, b"\x00" * 16, b"random,frame,1.0,extra")
+ODD_NUMBERS = (
+    b"99999999999999999999999999",
+    b"9223372036854775808",
+    b"18446744073709551616",
+    b"4294967296",
+    b"-1",
+    b"0",
+    b"-9223372036854775809",
+    b"1e308",
+    b"-1e400",
+    b"nan",
+    b"inf",
+    b"1e-320",
+)
+GARBAGE_LINES = (
+    b"",
+    b"}",
+    b'{"a": [',
+    b"]]]]",
+    b"1 2 3 4 5 6 7 8 9",
+    b"</calculation>",
+    b"<calculation>",
+    b"Iteration  1(   1)",
+    b"\xff\xfe\x00\x80 not utf-8 \xc3\x28",
+    b"nan nan nan",
+    b"-",
+    b"99999999999999999999999",
+    b"=" * 200,
+    b"\x00" * 16,
+    b"random,frame,1.0,extra",
+)
 
 
 def mutate(data: bytes, case: str, seed: int, text: bool) -> bytes:
@@ -60,7 +88,13 @@ def mutate(data: bytes, case: str, seed: int, text: bool) -> bytes:
     rng = random.Random(f"{case}:{seed}")
     buf = bytearray(data)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        ops: list[Callable[[random.Random, bytearray], bytearray]] = [_flip, _truncate, _duplicate, _delete, _garbage_line]
+        ops: list[Callable[[random.Random, bytearray], bytearray]] = [
+            _flip,
+            _truncate,
+            _duplicate,
+            _delete,
+            _garbage_line,
+        ]
         ops += [_odd_number] * 3 if text else [_odd_field] * 2
         buf = rng.choice(ops)(rng, buf)
     return bytes(buf)
@@ -96,7 +130,11 @@ def _delete(rng: random.Random, buf: bytearray) -> bytearray:
 def _garbage_line(rng: random.Random, buf: bytearray) -> bytearray:
     starts = [m.end() for m in re.finditer(rb"\n", buf)] or [0]
     at = rng.choice(starts)
-    line = rng.choice(GARBAGE_LINES) if rng.random() < 0.7 else bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+    line = (
+        rng.choice(GARBAGE_LINES)
+        if rng.random() < 0.7
+        else bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+    )
     return buf[:at] + line + b"\n" + buf[at:]
 
 
@@ -114,7 +152,7 @@ def _odd_field(rng: random.Random, buf: bytearray) -> bytearray:
         return _flip(rng, buf)
     at = rng.randrange(len(buf) - width + 1) & ~(width - 1)
     value = rng.choice((b"\xff", b"\x7f", b"\x00", b"\x80"))
-    buf[at:at + width] = (value * width) if value != b"\x7f" else b"\xff" * (width - 1) + b"\x7f"
+    buf[at : at + width] = (value * width) if value != b"\x7f" else b"\xff" * (width - 1) + b"\x7f"
     return buf
 
 
@@ -215,7 +253,9 @@ def read_like_ingest(case: FuzzCase, path: Path, store: Path) -> Counter:
     from omni_data.readers import ReaderError, ReadOptions, find_sources, get_reader, sniff
     from omni_data.schema import Record, Rejected
 
-    opts = ReadOptions(dataset="fuzz", task="fuzz", options={**case.options, "root": str(path.parent)}, **case.read_options)
+    opts = ReadOptions(
+        dataset="fuzz", task="fuzz", options={**case.options, "root": str(path.parent)}, **case.read_options
+    )
     spec = IngestSpec(store=store, reader=case.reader, source=path, options=opts)
     outcome: Counter = Counter()
     try:
@@ -245,8 +285,15 @@ def read_like_ingest(case: FuzzCase, path: Path, store: Path) -> Counter:
                 result = PartitionResult(shard="", partition=part.key)
                 reader.read = checked  # type: ignore[assignment]
                 try:
-                    _run(str(store), case.reader, Job(part, shard_name("fuzz", part, h), h), opts, None,
-                         ("arrow",), result)
+                    _run(
+                        str(store),
+                        case.reader,
+                        Job(part, shard_name("fuzz", part, h), h),
+                        opts,
+                        None,
+                        ("arrow",),
+                        result,
+                    )
                 finally:
                     reader.read = real_read  # type: ignore[assignment]
                 assert result.read == result.written + sum(result.quarantined.values())
@@ -294,10 +341,21 @@ def worker() -> None:
                 out.write(json.dumps({"done": seed, "outcome": dict(got)}) + "\n")
             except BaseException as exc:  # noqa: BLE001 - every escape is what we look for
                 tb = traceback.extract_tb(exc.__traceback__)
-                where = next((f"{f.filename}:{f.lineno}" for f in reversed(tb) if "/omni_data/" in f.filename),
-                             f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "?")
-                out.write(json.dumps({"bug": seed, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                                      "where": where, "trace": traceback.format_exc()[-3000:]}) + "\n")
+                where = next(
+                    (f"{f.filename}:{f.lineno}" for f in reversed(tb) if "/omni_data/" in f.filename),
+                    f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "?",
+                )
+                out.write(
+                    json.dumps(
+                        {
+                            "bug": seed,
+                            "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                            "where": where,
+                            "trace": traceback.format_exc()[-3000:],
+                        }
+                    )
+                    + "\n"
+                )
             out.flush()
             seed += 1
         out.write(json.dumps({"end": seed}) + "\n")
@@ -314,8 +372,14 @@ class Worker:
     def ensure(self) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
             env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-            self.proc = subprocess.Popen([sys.executable, str(HERE), "--worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=str(TESTS.parent))
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HERE), "--worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                env=env,
+                cwd=str(TESTS.parent),
+            )
         return self.proc
 
     def close(self) -> None:
@@ -327,12 +391,20 @@ class Worker:
         self.stderr.seek(0)
         return self.stderr.read()[-2000:].decode(errors="replace")
 
-    def fuzz(self, case: FuzzCase, sample: Path, companions: dict[str, bytes], work: Path) -> tuple[list[dict], Counter, int]:
+    def fuzz(
+        self, case: FuzzCase, sample: Path, companions: dict[str, bytes], work: Path
+    ) -> tuple[list[dict], Counter, int]:
         """Run one case: (bugs, summed outcomes, mutants tried). Fails the test on a signal or hang."""
         proc = self.ensure()
         assert proc.stdin is not None and proc.stdout is not None
-        req = {"case": case.__dict__, "sample": str(sample), "work": str(work), "seconds": SECONDS,
-               "min_cases": MIN_CASES, "companions": {k: v.hex() for k, v in companions.items()}}
+        req = {
+            "case": case.__dict__,
+            "sample": str(sample),
+            "work": str(work),
+            "seconds": SECONDS,
+            "min_cases": MIN_CASES,
+            "companions": {k: v.hex() for k, v in companions.items()},
+        }
         proc.stdin.write((json.dumps(req) + "\n").encode())
         proc.stdin.flush()
         bugs: list[dict] = []
@@ -344,8 +416,10 @@ class Worker:
                 ready, _, _ = select.select([proc.stdout], [], [], CASE_TIMEOUT)
                 if not ready:
                     self.close()
-                    pytest.fail(f"{case.name}: mutant seed {started} hangs (> {CASE_TIMEOUT:.0f} s); "
-                                f"replay: python {HERE.relative_to(TESTS.parent)} {case.name} {started} {sample} OUT")
+                    pytest.fail(
+                        f"{case.name}: mutant seed {started} hangs (> {CASE_TIMEOUT:.0f} s); "
+                        f"replay: python {HERE.relative_to(TESTS.parent)} {case.name} {started} {sample} OUT"
+                    )
                 chunk = os.read(proc.stdout.fileno(), 1 << 16)
                 if not chunk:
                     break
@@ -355,17 +429,20 @@ class Worker:
                 code = proc.wait()
                 err = self.stderr_tail()
                 self.proc = None
-                pytest.fail(f"{case.name}: worker died (exit {code}, signal {-code if code < 0 else None}) on mutant "
-                            f"seed {started}; replay: python {HERE.relative_to(TESTS.parent)} {case.name} {started} "
-                            f"{sample} OUT\n{err}")
+                pytest.fail(
+                    f"{case.name}: worker died (exit {code}, signal {-code if code < 0 else None}) on mutant "
+                    f"seed {started}; replay: python {HERE.relative_to(TESTS.parent)} {case.name} {started} "
+                    f"{sample} OUT\n{err}"
+                )
             msg = json.loads(line)
             if "start" in msg:
                 started = msg["start"]
             elif "done" in msg:
                 totals.update(msg["outcome"])
                 if msg["done"] == 0:
-                    assert msg["outcome"].get("written", 0) > 0 and not msg["outcome"].get("reader_error"), \
+                    assert msg["outcome"].get("written", 0) > 0 and not msg["outcome"].get("reader_error"), (
                         f"{case.name}: the unmutated sample gives no records: {msg['outcome']}"
+                    )
             elif "bug" in msg:
                 bugs.append(msg)
             elif "end" in msg:
@@ -380,8 +457,14 @@ def fuzz_worker() -> Iterator[Worker]:
 
 
 def _known(bug: dict) -> str | None:
-    return next((reason for (where, error), reason in KNOWN_AT.items()
-                 if where in bug["where"] and bug["error"].startswith(error)), None)
+    return next(
+        (
+            reason
+            for (where, error), reason in KNOWN_AT.items()
+            if where in bug["where"] and bug["error"].startswith(error)
+        ),
+        None,
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -392,7 +475,9 @@ def test_reader_survives_mutants(case: FuzzCase, shared_data: Path, fuzz_worker:
     assert totals["written"] > 0 and totals["partitions"] > 0
     new = [b for b in bugs if _known(b) is None]
     report = "\n".join(f"seed {b['bug']}: {b['error']} at {b['where']}" for b in (new or bugs)[:20])
-    assert not new, f"{case.name}: {len(new)} of {tried} mutants broke the reader:\n{report}\n\nfirst:\n{new[0]['trace']}"
+    assert not new, (
+        f"{case.name}: {len(new)} of {tried} mutants broke the reader:\n{report}\n\nfirst:\n{new[0]['trace']}"
+    )
     if bugs:
         pytest.xfail(f"{case.name}: only known bugs fixed elsewhere: {sorted({_known(b) for b in bugs})}\n{report}")
 
@@ -404,7 +489,7 @@ def test_registered_readers_are_all_fuzzed() -> None:
 
 
 def test_mutations_are_deterministic_and_change_the_bytes() -> None:
-    data = b"3\nLattice=\"5 0 0 0 5 0 0 0 5\" energy=-1.5\nH 0 0 0\nH 0 0 1\nH 0 1 0\n"
+    data = b'3\nLattice="5 0 0 0 5 0 0 0 5" energy=-1.5\nH 0 0 0\nH 0 0 1\nH 0 1 0\n'
     assert mutate(data, "x", 0, True) == data
     mutants = [mutate(data, "x", s, True) for s in range(1, 40)]
     assert mutants == [mutate(data, "x", s, True) for s in range(1, 40)]

@@ -1,4 +1,5 @@
 """Records for harmonize tests, built from real ASE EMT calculations and real sample files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,19 @@ def emt_record(atoms, task: str, dataset: str, idx: int, **meta) -> Record:
     atoms = atoms.copy()
     atoms.calc = EMT()
     return Record(
-        numbers=atoms.numbers.copy(), positions=atoms.positions.copy(),
-        cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(),
-        energy=float(atoms.get_potential_energy()), forces=atoms.get_forces().copy(),
-        stress=atoms.get_stress().copy(), id=f"{dataset}:{idx}", dataset=dataset, task=task,
-        source_file=f"emt-{dataset}", source_index=idx, metadata=dict(meta),
+        numbers=atoms.numbers.copy(),
+        positions=atoms.positions.copy(),
+        cell=atoms.cell.array.copy(),
+        pbc=atoms.pbc.copy(),
+        energy=float(atoms.get_potential_energy()),
+        forces=atoms.get_forces().copy(),
+        stress=atoms.get_stress().copy(),
+        id=f"{dataset}:{idx}",
+        dataset=dataset,
+        task=task,
+        source_file=f"emt-{dataset}",
+        source_index=idx,
+        metadata=dict(meta),
     ).normalized()
 
 
@@ -46,12 +55,19 @@ def atoms_record(atoms, task: str, dataset: str, idx: int, source_file: str = ""
     res = getattr(calc, "results", {}) if calc is not None else {}
     cell = atoms.cell.array.copy() if atoms.pbc.any() else None
     return Record(
-        numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), cell=cell,
-        pbc=atoms.pbc.copy(), energy=float(res["energy"]) if "energy" in res else None,
+        numbers=atoms.numbers.copy(),
+        positions=atoms.positions.copy(),
+        cell=cell,
+        pbc=atoms.pbc.copy(),
+        energy=float(res["energy"]) if "energy" in res else None,
         forces=np.array(res["forces"]) if "forces" in res else None,
         stress=np.array(res["stress"]).reshape(-1)[:6] if np.size(res.get("stress", [])) == 6 else None,
-        id=f"{dataset}:{idx}", dataset=dataset, task=task, source_file=source_file,
-        source_index=idx, metadata=dict(meta),
+        id=f"{dataset}:{idx}",
+        dataset=dataset,
+        task=task,
+        source_file=source_file,
+        source_index=idx,
+        metadata=dict(meta),
     ).normalized()
 
 

@@ -1,4 +1,5 @@
 """Structure hash on real structures: copies hash equal, different frames hash differently."""
+
 from __future__ import annotations
 
 import ase.io
@@ -70,8 +71,7 @@ def test_consecutive_relaxation_frames_differ(shared_data):
 
 
 def test_molecules_order_and_translation(shared_data):
-    frames = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz",
-                         index=":5")
+    frames = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", index=":5")
     for a in frames:
         assert not a.pbc.any()
         b = a[np.random.default_rng(1).permutation(len(a))]
@@ -113,8 +113,7 @@ def test_hash_invariance_property(shared_data):
     op = st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(-2, 2))
 
     @settings(max_examples=30, deadline=None)
-    @given(seed=st.integers(0, 2**31), shift=st.tuples(*[st.floats(-20, 20)] * 3),
-           ops=st.lists(op, max_size=4))
+    @given(seed=st.integers(0, 2**31), shift=st.tuples(*[st.floats(-20, 20)] * 3), ops=st.lists(op, max_size=4))
     def check(seed, shift, ops):
         other = atoms[np.random.default_rng(seed).permutation(len(atoms))]
         other.translate(shift)

@@ -1,4 +1,5 @@
 """Duplicate finding across real-data stores and dropping within a task."""
+
 from __future__ import annotations
 
 import ase.io

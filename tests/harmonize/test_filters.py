@@ -1,4 +1,5 @@
 """Manifest filters on real structures; distances checked against ASE's neighbour list."""
+
 from __future__ import annotations
 
 import ase.io
@@ -77,6 +78,13 @@ def test_min_distance_sees_periodic_images(shared_data):
 def test_min_distance_own_image_small_cell():
     from omni_data.schema import Record
 
-    rec = Record(numbers=np.array([29]), positions=np.zeros((1, 3)), cell=np.eye(3) * 1.5,
-                 pbc=np.ones(3, bool), id="x:0", dataset="x", task="t")
+    rec = Record(
+        numbers=np.array([29]),
+        positions=np.zeros((1, 3)),
+        cell=np.eye(3) * 1.5,
+        pbc=np.ones(3, bool),
+        id="x:0",
+        dataset="x",
+        task="t",
+    )
     assert min_distance(rec, 2.0)[0] == pytest.approx(1.5)

@@ -1,4 +1,5 @@
 """Group keys for splits: trajectory-like stores split by id are detected and a better key named."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,7 @@ from omni_data.store import Store
 from tests.harmonize.conftest import emt_record, make_store
 
 
-def trajectory(k: int, frames: int, seed: int, source: str | None = None, first: int = 0,
-               **meta: str) -> list:
+def trajectory(k: int, frames: int, seed: int, source: str | None = None, first: int = 0, **meta: str) -> list:
     """``frames`` EMT frames of one random-walk trajectory: same atoms, small steps, ids
     ``traj<k>:<i>``, source file ``traj<k>.xyz`` (or ``source``)."""
     rng = np.random.default_rng(seed)
@@ -26,8 +26,7 @@ def trajectory(k: int, frames: int, seed: int, source: str | None = None, first:
     for i in range(frames):
         atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
         rec = emt_record(atoms, "emt", "md", first + i, **meta)
-        out.append(dataclasses.replace(rec, id=f"traj{k}:{i}", source_file=source or f"traj{k}.xyz",
-                                       source_index=i))
+        out.append(dataclasses.replace(rec, id=f"traj{k}:{i}", source_file=source or f"traj{k}.xyz", source_index=i))
     return out
 
 
@@ -65,8 +64,7 @@ def test_plan_flags_id_grouping_of_trajectories_and_suggests_source_file(traj_st
     assert g.suggestion == G.KeyScore("source_file", 6, 8 / 48, 0, 41)
     [warning] = plan.warnings()
     assert "grouped by 'id', but 41 of 41 neighbouring frames in a sample of 48" in warning
-    assert warning.endswith("re-run with --group-key source_file (6 groups in the sample, "
-                            "0 neighbouring pairs split)")
+    assert warning.endswith("re-run with --group-key source_file (6 groups in the sample, 0 neighbouring pairs split)")
 
 
 def test_one_file_of_many_trajectories_suggests_formula(tmp_path):
@@ -94,14 +92,18 @@ def test_natural_group_in_metadata_is_used_by_default(tmp_path):
     plan = G.plan_groups(store, manifest_keys={})
     g = plan.datasets["md"]
     assert (g.key, g.origin, g.leaks) == ("metadata.group", "metadata", False)
-    assert plan.notes() == ["dataset 'md' has no manifest; grouping by the 'metadata.group' its "
-                            "records carry (5 groups in a sample of 30)"]
+    assert plan.notes() == [
+        "dataset 'md' has no manifest; grouping by the 'metadata.group' its records carry (5 groups in a sample of 30)"
+    ]
     assert group_value(recs[0], "metadata.group") == "run-0"
 
 
 def test_bad_group_key_names_the_record(traj_store):
-    with pytest.raises(ValueError, match=r"dataset 'md': group key 'trajectory' \(--group-key\) does "
-                                         r"not apply: record 'traj0:0' \(traj0.xyz\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'md': group key 'trajectory' \(--group-key\) does "
+        r"not apply: record 'traj0:0' \(traj0.xyz\)",
+    ):
         G.plan_groups(traj_store, "trajectory")
 
 
@@ -122,8 +124,7 @@ def test_split_command_warns_then_follows_the_suggestion(traj_store, capsys):
     assert any(len(s) > 1 for s in _groups_by_split(traj_store.path).values())  # trajectories straddle
     [warning] = Store(traj_store.path).catalog.sections["splits"]["warnings"]
     assert f"omni-data split: warning: {warning}\n" == cap.err
-    assert main(["split", str(traj_store.path), "--no-cluster", "--seed", "2",
-                 "--group-key", "source_file"]) == 0
+    assert main(["split", str(traj_store.path), "--no-cluster", "--seed", "2", "--group-key", "source_file"]) == 0
     cap = capsys.readouterr()
     assert cap.err == "" and "dataset md grouped by source_file (--group-key)" in cap.out
     by_traj = _groups_by_split(traj_store.path)
@@ -167,8 +168,7 @@ def test_manifest_key_missing_from_records_is_refused_before_work(tmp_path, caps
     assert G.manifest_group_keys(["spice", "md"]) == {"spice": "smiles"}
     assert main(["split", str(store.path), "--no-cluster"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("omni-data split: error: dataset 'spice': group key 'smiles' (manifest) "
-                          "does not apply")
+    assert err.startswith("omni-data split: error: dataset 'spice': group key 'smiles' (manifest) does not apply")
     assert "splits" not in Store(store.path).catalog.sections
 
 
@@ -201,6 +201,8 @@ def test_one_short_trajectory_has_no_better_key_and_says_so(tmp_path):
     g = plan.datasets["md"]
     assert g.leaks and g.suggestion is None and g.score.split_pairs == 11
     [warning] = plan.warnings()
-    assert warning.endswith("; no key tried (source_file, id_prefix, formula, frame_block) keeps them "
-                            "together with 3+ groups: pass --group-key with a field that names the "
-                            "trajectory (metadata.NAME), or ingest with a manifest that sets group_key")
+    assert warning.endswith(
+        "; no key tried (source_file, id_prefix, formula, frame_block) keeps them "
+        "together with 3+ groups: pass --group-key with a field that names the "
+        "trajectory (metadata.NAME), or ingest with a manifest that sets group_key"
+    )

@@ -1,4 +1,5 @@
 """Cross-task shifts between a source task and bridge records of the same structures."""
+
 from __future__ import annotations
 
 import math
@@ -13,15 +14,22 @@ from tests.harmonize.conftest import emt_alloys, make_store
 
 
 def _bridge(src: Record, energy: float, task: str, k: int) -> Record:
-    return Record(numbers=src.numbers, positions=src.positions, cell=src.cell, pbc=src.pbc,
-                  energy=energy, id=f"bridge:{k}", dataset="bridge", task=task,
-                  metadata={"source_id": src.id, "source_task": src.task})
+    return Record(
+        numbers=src.numbers,
+        positions=src.positions,
+        cell=src.cell,
+        pbc=src.pbc,
+        energy=energy,
+        id=f"bridge:{k}",
+        dataset="bridge",
+        task=task,
+        metadata={"source_id": src.id, "source_task": src.task},
+    )
 
 
 def test_known_shift_recovered_from_stores(tmp_path, alloys):
     true = {29: 0.5, 28: -0.25, 13: 1.0, 79: 0.0}
-    bridge = [_bridge(r, r.energy + sum(true[int(z)] for z in r.numbers), "hi", k)
-              for k, r in enumerate(alloys[:25])]
+    bridge = [_bridge(r, r.energy + sum(true[int(z)] for z in r.numbers), "hi", k) for k, r in enumerate(alloys[:25])]
     src = make_store(tmp_path / "src", {"a": alloys})
     br = make_store(tmp_path / "br", {"b": bridge})
     (fit,) = fit_pairs([br, src])

@@ -1,4 +1,5 @@
 """Reference-energy fit: streamed normal equations against a direct lstsq on the full matrix."""
+
 from __future__ import annotations
 
 import math
@@ -183,7 +184,9 @@ def test_collinear_elements_get_undetermined_status_and_flag():
     assert fit.mu[29] == pytest.approx(2 * fit.mu[28])
     rows = R.element_rows(fit)
     assert [(r.symbol, r.structures, r.status, r.trusted) for r in rows] == [
-        ("Ni", 6, "undetermined", False), ("Cu", 6, "undetermined", False)]
+        ("Ni", 6, "undetermined", False),
+        ("Cu", 6, "undetermined", False),
+    ]
     assert rows[0].flag.startswith("underdetermined: Ni, Cu always occur in the same proportions (rank 1 < 2)")
 
 

@@ -1,4 +1,5 @@
 """Default sanity bounds (issue 22 item 2): real samples pass, unit mistakes do not."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,8 +84,9 @@ def test_the_md17_kcal_per_mol_file_read_as_ev_is_caught(shared_data: Path) -> N
 def _molecule(symbols: list[int], energy: float, kind: str = "total") -> Record:
     n = len(symbols)
     pos = np.array([[1.5 * i, 0.0, 0.0] for i in range(n)])
-    return Record(numbers=np.array(symbols), positions=pos, id="m:1", dataset="m", task="t", energy=energy,
-                  energy_kind=kind)
+    return Record(
+        numbers=np.array(symbols), positions=pos, id="m:1", dataset="m", task="t", energy=energy, energy_kind=kind
+    )
 
 
 @pytest.mark.parametrize("z,total_ha", [(6, -37.6886), (8, -74.8094), (54, -7446.9), (86, -23602.0), (92, -28001.0)])

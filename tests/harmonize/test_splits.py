@@ -1,4 +1,5 @@
 """Group splits on a real store of VASP relaxation/MD frames grouped by source file."""
+
 from __future__ import annotations
 
 from collections import defaultdict

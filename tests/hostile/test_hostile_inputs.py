@@ -4,11 +4,10 @@ the whole run and never a silent drop; records in = written + quarantined.
 The extxyz files under ``corpus/`` were written by hand for this test (see ``docs/reliability.md``);
 binary cases (corrupt LMDB, ``.aselmdb`` with a missing key) are built here.
 """
+
 from __future__ import annotations
 
-import json
 import shutil
-import zlib
 from pathlib import Path
 
 import lmdb
@@ -40,15 +39,31 @@ def _ingest(tmp_path: Path, source: Path, fmt: str = "extxyz") -> tuple[int, Pat
     manifest = tmp_path / "hostile.yaml"
     manifest.write_text(yaml.safe_dump({**MANIFEST, "format": fmt}))
     store = tmp_path / f"store-{source.name}"
-    code = main(["ingest", str(manifest), "--source", str(source), "--out", str(store), "--no-cluster", "--no-progress"])
+    code = main(
+        ["ingest", str(manifest), "--source", str(source), "--out", str(store), "--no-cluster", "--no-progress"]
+    )
     return code, store
 
 
 def _plain_ingest(tmp_path: Path, source: Path, fmt: str = "extxyz") -> tuple[int, Path]:
     """``omni-data ingest PATH`` with no manifest (so no filters)."""
     store = tmp_path / f"plain-{source.name}"
-    code = main(["ingest", str(source), "--format", fmt, "--dataset", "plain", "--task", "t", "--out", str(store),
-                 "--no-cluster", "--no-progress"])
+    code = main(
+        [
+            "ingest",
+            str(source),
+            "--format",
+            fmt,
+            "--dataset",
+            "plain",
+            "--task",
+            "t",
+            "--out",
+            str(store),
+            "--no-cluster",
+            "--no-progress",
+        ]
+    )
     return code, store
 
 
@@ -186,6 +201,7 @@ def test_vasp_run_cut_mid_step(tmp_path, shared_data):
 
 # --- issue 17 item 7: atoms on top of each other, with no manifest filter -----------------------
 
+
 def test_overlapping_atoms_are_quarantined_without_a_manifest(tmp_path):
     code, store = _plain_ingest(tmp_path, CORPUS / "overlapping_atoms.extxyz")
     written, reasons = _counts(store)
@@ -197,8 +213,7 @@ def test_overlapping_atoms_are_quarantined_without_a_manifest(tmp_path):
 def _frame(positions, cell, energy: float) -> str:
     lattice = " ".join(str(x) for row in cell for x in row)
     atoms = "".join(f"Cu {x} {y} {z}\n" for x, y, z in positions)
-    return (f"{len(positions)}\nLattice=\"{lattice}\" Properties=species:S:1:pos:R:3 energy={energy} "
-            f"pbc=\"T T T\"\n{atoms}")
+    return f'{len(positions)}\nLattice="{lattice}" Properties=species:S:1:pos:R:3 energy={energy} pbc="T T T"\n{atoms}'
 
 
 def test_close_pair_only_across_the_periodic_boundary_is_quarantined(tmp_path):
@@ -206,21 +221,27 @@ def test_close_pair_only_across_the_periodic_boundary_is_quarantined(tmp_path):
     one-atom cell of 0.08 Å meets its own image."""
     cube = np.eye(3) * 5.0
     path = tmp_path / "boundary.extxyz"
-    path.write_text(_frame([[0.02, 1.0, 1.0], [4.98, 1.0, 1.0]], cube, -7.0)
-                    + _frame([[0.0, 0.0, 0.0]], np.eye(3) * 0.08, -3.0)
-                    + _frame([[0.0, 1.0, 1.0], [2.5, 1.0, 1.0]], cube, -7.2))
+    path.write_text(
+        _frame([[0.02, 1.0, 1.0], [4.98, 1.0, 1.0]], cube, -7.0)
+        + _frame([[0.0, 0.0, 0.0]], np.eye(3) * 0.08, -3.0)
+        + _frame([[0.0, 1.0, 1.0], [2.5, 1.0, 1.0]], cube, -7.2)
+    )
     code, store = _plain_ingest(tmp_path, path)
     written, reasons = _counts(store)
     assert code == 0 and [rec.energy for rec in Store(store)] == [-7.2]
-    assert reasons == ["bad_value:atoms 0 and 1 are 0.040 Å apart (< 0.1 Å)",
-                       "bad_value:atom 0 and its own periodic image are 0.080 Å apart (< 0.1 Å)"]
+    assert reasons == [
+        "bad_value:atoms 0 and 1 are 0.040 Å apart (< 0.1 Å)",
+        "bad_value:atom 0 and its own periodic image are 0.080 Å apart (< 0.1 Å)",
+    ]
 
 
 def test_real_samples_have_no_atoms_under_the_floor(tmp_path, shared_data):
     """Real published structures are all stored: the floor does not touch real data."""
-    for name, fmt in [("extxyz/sevennet_hfo2.extxyz", "extxyz"),
-                      ("extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", "extxyz"),
-                      ("asedb/fairchem_oxides.db", "asedb")]:
+    for name, fmt in [
+        ("extxyz/sevennet_hfo2.extxyz", "extxyz"),
+        ("extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", "extxyz"),
+        ("asedb/fairchem_oxides.db", "asedb"),
+    ]:
         code, store = _plain_ingest(tmp_path, shared_data / name, fmt)
         written, reasons = _counts(store)
         assert code == 0 and reasons == [] and written > 0, (name, reasons)
@@ -228,18 +249,28 @@ def test_real_samples_have_no_atoms_under_the_floor(tmp_path, shared_data):
 
 # --- issue 17 item 6: placeholder optional labels, and a source with nothing to store -----------
 
+
 def _schnetpack_clusters(path: Path, rows: int) -> None:
     """SchNetPack-layout ASE db of charged clusters, spin_multiplicity 0.0 = "not set"."""
     import ase.db
     from ase import Atoms
 
     with ase.db.connect(path) as db:
-        db.metadata = {"_property_unit_dict": {"energy": "eV", "forces": "eV/Ang", "total_charge": "e"},
-                       "_distance_unit": "Ang"}
+        db.metadata = {
+            "_property_unit_dict": {"energy": "eV", "forces": "eV/Ang", "total_charge": "e"},
+            "_distance_unit": "Ang",
+        }
         for i in range(rows):
             atoms = Atoms("Na2Cl", positions=[[0, 0, 0], [2.8, 0, 0], [1.4, 1.9, 0.1 * i]])
-            db.write(atoms, data={"energy": np.array([-5.0 - i]), "forces": np.full((3, 3), 0.1 * i),
-                                  "total_charge": np.array([1.0]), "spin_multiplicity": np.array([0.0])})
+            db.write(
+                atoms,
+                data={
+                    "energy": np.array([-5.0 - i]),
+                    "forces": np.full((3, 3), 0.1 * i),
+                    "total_charge": np.array([1.0]),
+                    "spin_multiplicity": np.array([0.0]),
+                },
+            )
 
 
 def test_spin_placeholder_is_dropped_counted_and_every_record_stored(tmp_path, capsys):
@@ -247,8 +278,11 @@ def test_spin_placeholder_is_dropped_counted_and_every_record_stored(tmp_path, c
     _schnetpack_clusters(src, 6)
     manifest = tmp_path / "clusters.yaml"
     unfiltered = {k: v for k, v in MANIFEST.items() if k != "filters"}
-    manifest.write_text(yaml.safe_dump({**unfiltered, "name": "clusters", "format": "asedb",
-                                        "key_map": {"energy": "energy", "forces": "forces"}}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {**unfiltered, "name": "clusters", "format": "asedb", "key_map": {"energy": "energy", "forces": "forces"}}
+        )
+    )
     store = tmp_path / "store"
     code = main(["ingest", str(manifest), "--source", str(src), "--out", str(store), "--no-cluster", "--no-progress"])
     out = capsys.readouterr().out
@@ -267,8 +301,10 @@ def test_spin_placeholder_is_dropped_counted_and_every_record_stored(tmp_path, c
 def test_source_with_every_record_quarantined_exits_non_zero_with_the_top_reason(tmp_path, capsys):
     path = tmp_path / "all_bad.extxyz"
     cube = np.eye(3) * 5.0
-    path.write_text("".join(_frame([[1.0, 1.0, 1.0], [1.0, 1.0, 1.02]], cube, -7.0 - i) for i in range(3))
-                    + "2\nProperties=species:S:1:pos:R:3 energy=nan\nCu 0 0 0\nCu 2 0 0\n")
+    path.write_text(
+        "".join(_frame([[1.0, 1.0, 1.0], [1.0, 1.0, 1.02]], cube, -7.0 - i) for i in range(3))
+        + "2\nProperties=species:S:1:pos:R:3 energy=nan\nCu 0 0 0\nCu 2 0 0\n"
+    )
     code, store = _plain_ingest(tmp_path, path)
     err = capsys.readouterr().err
     written, reasons = _counts(store)

@@ -6,6 +6,7 @@ subprocess, so a signal shows as a negative return code instead of taking pytest
 One refused or unreadable pickled value used to fail its whole partition; now that record alone
 is quarantined and ``records read = written + quarantined`` holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,15 +65,22 @@ def _truncated_copy(src: Path, dest: Path, size: int) -> Path:
 
 
 @pytest.mark.parametrize("reader, name, n_records", SAMPLES)
-def test_truncated_lmdb_is_refused_without_a_signal(tmp_path: Path, shared_data: Path, reader: str, name: str,
-                                                    n_records: int) -> None:
+def test_truncated_lmdb_is_refused_without_a_signal(
+    tmp_path: Path, shared_data: Path, reader: str, name: str, n_records: int
+) -> None:
     src = shared_data / name
     full = src.stat().st_size  # these samples end exactly at their last page: (last_pg + 1) * page size
     page = _page_size(src)
     one_page = _truncated_copy(src, tmp_path / f"one_page{src.suffix}", full - page)
     half = _truncated_copy(src, tmp_path / f"half{src.suffix}", full // 2)
-    proc = subprocess.run([sys.executable, "-c", READ_SCRIPT, reader, str(src), str(one_page), str(half)],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_SCRIPT, reader, str(src), str(one_page), str(half)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # < 0 would be a signal (SIGBUS)
     whole, cut_one, cut_half = (json.loads(line) for line in proc.stdout.splitlines())
     assert whole == {"records": n_records, "rejected": 0}
@@ -93,12 +101,24 @@ def test_truncated_directory_environment_names_its_data_file(tmp_path: Path) -> 
             txn.put(str(i).encode("ascii"), pickle.dumps(value))
     data = env_dir / "data.mdb"
     full = data.stat().st_size
-    proc = subprocess.run([sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(env_dir)], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(env_dir)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout) == {"records": 150, "rejected": 0}, proc.stderr[-2000:]
     os.truncate(data, full // 2)
-    proc = subprocess.run([sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(env_dir)], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(env_dir)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     message = json.loads(proc.stdout)["error"]
     assert message.startswith(f"{data}: truncated LMDB file") and f"has {full // 2} bytes" in message, message
@@ -108,15 +128,22 @@ def test_damaged_page_is_a_reader_error_naming_the_file(tmp_path: Path, shared_d
     src = shared_data / "lmdb" / "matsciml_alexandria_devset_98.lmdb"
     page = _page_size(src)
     raw = bytearray(src.read_bytes())
-    leaves = [i for i in range(2, len(raw) // page)
-              if int.from_bytes(raw[i * page + 10:i * page + 12], "little") == 0x02]  # mp_flags == P_LEAF
+    leaves = [
+        i for i in range(2, len(raw) // page) if int.from_bytes(raw[i * page + 10 : i * page + 12], "little") == 0x02
+    ]  # mp_flags == P_LEAF
     assert leaves
     for i in leaves:  # every leaf page (live or free) now claims to be an overflow page
-        raw[i * page + 10:i * page + 12] = (0x04).to_bytes(2, "little")
+        raw[i * page + 10 : i * page + 12] = (0x04).to_bytes(2, "little")
     bad = tmp_path / "flipped.lmdb"
     bad.write_bytes(bytes(raw))
-    proc = subprocess.run([sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(bad)], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_SCRIPT, "pyg_lmdb", str(bad)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     message = json.loads(proc.stdout)["error"]
     assert message.startswith(f"{bad}: damaged LMDB file") and "MDB_CORRUPTED" in message, message
@@ -124,9 +151,31 @@ def test_damaged_page_is_a_reader_error_naming_the_file(tmp_path: Path, shared_d
 
 def _ingest_cli(source: Path, store: Path, reader: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "omni_data.cli.main", "ingest", str(source), "--out", str(store), "--format", reader,
-         "--dataset", "hostile", "--task", "hostile", "--no-cluster", "--no-progress", "--shard-size", "64"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "omni_data.cli.main",
+            "ingest",
+            str(source),
+            "--out",
+            str(store),
+            "--format",
+            reader,
+            "--dataset",
+            "hostile",
+            "--task",
+            "hostile",
+            "--no-cluster",
+            "--no-progress",
+            "--shard-size",
+            "64",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_ingest_fails_only_the_truncated_file(tmp_path: Path, shared_data: Path) -> None:
@@ -158,8 +207,10 @@ class _Evil:
 def _copy_with(src: Path, dest: Path, replace: dict[bytes, bytes]) -> int:
     """Copy every key/value of ``src`` into a new single-file LMDB, replacing some values."""
     n = 0
-    with lmdb.open(str(src), subdir=False, readonly=True, lock=False) as env_in, \
-            lmdb.open(str(dest), subdir=False, map_size=1 << 28) as env_out:
+    with (
+        lmdb.open(str(src), subdir=False, readonly=True, lock=False) as env_in,
+        lmdb.open(str(dest), subdir=False, map_size=1 << 28) as env_out,
+    ):
         with env_in.begin() as rtxn, env_out.begin(write=True) as wtxn:
             for key, value in rtxn.cursor():
                 wtxn.put(key, replace.get(key, value))
@@ -182,8 +233,11 @@ def test_refused_and_garbage_values_are_quarantined_the_rest_stored(tmp_path: Pa
     ids = {rec.id for rec in Store(tmp_path / "store")}
     expected = {f"hostile:lips_hostile.lmdb/{i}" for i in range(200) if i not in (17, 42)}
     assert ids == expected
-    rows = [row for f in sorted((tmp_path / "store" / "quarantine").glob("*.parquet"))
-            for row in pq.read_table(f).to_pylist()]
+    rows = [
+        row
+        for f in sorted((tmp_path / "store" / "quarantine").glob("*.parquet"))
+        for row in pq.read_table(f).to_pylist()
+    ]
     reasons = {row["source_index"]: row["reason"] for row in rows}
     assert sorted(reasons) == [17, 42]
     assert reasons[17].startswith("unsafe_pickle:17 ") and "system" in reasons[17], reasons

@@ -1,4 +1,5 @@
 """Small float64 models and EMT-labelled structures shared by the omni_model tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,14 +13,30 @@ from omni_model.model import OmniModel
 torch.set_num_threads(1)
 
 
-def small_model(parity: bool = True, tasks: tuple[str, ...] = ("a", "b"), seed: int = 0,
-                dtype=torch.float64, num_layers: int = 2, **kw) -> OmniModel:
+def small_model(
+    parity: bool = True,
+    tasks: tuple[str, ...] = ("a", "b"),
+    seed: int = 0,
+    dtype=torch.float64,
+    num_layers: int = 2,
+    **kw,
+) -> OmniModel:
     torch.manual_seed(seed)
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # e3nn computes its Clebsch-Gordan buffers in the default dtype
-    cfg = ModelConfig(channels=8, lmax=2, num_layers=num_layers, cutoff=4.0, radial_hidden=[16], parity=parity,
-                      elements=["Cu", "Au", "Pt"], tasks=list(tasks), avg_num_neighbors=12.0,
-                      task_embedding=True, **kw)
+    cfg = ModelConfig(
+        channels=8,
+        lmax=2,
+        num_layers=num_layers,
+        cutoff=4.0,
+        radial_hidden=[16],
+        parity=parity,
+        elements=["Cu", "Au", "Pt"],
+        tasks=list(tasks),
+        avg_num_neighbors=12.0,
+        task_embedding=True,
+        **kw,
+    )
     try:
         m = OmniModel(cfg).to(dtype)
     finally:
@@ -67,12 +84,18 @@ def atoms_record(atoms, i: int, task: str, dataset: str = "emt", with_forces: bo
 
     pbc = atoms.pbc.copy()
     return Record(
-        numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), id=f"{dataset}:{i}",
-        dataset=dataset, task=task, cell=atoms.cell.array.copy() if pbc.any() else None, pbc=pbc,
+        numbers=atoms.numbers.copy(),
+        positions=atoms.positions.copy(),
+        id=f"{dataset}:{i}",
+        dataset=dataset,
+        task=task,
+        cell=atoms.cell.array.copy() if pbc.any() else None,
+        pbc=pbc,
         energy=float(atoms.get_potential_energy()),
         forces=atoms.get_forces().copy() if with_forces else None,
         stress=atoms.get_stress().copy() if pbc.all() else None,
-        source_file="emt", source_index=i,
+        source_file="emt",
+        source_index=i,
     ).normalized()
 
 

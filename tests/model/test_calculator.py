@@ -1,4 +1,5 @@
 """OmniCalculator: ASE results equal the model's own prediction for the chosen task head."""
+
 from __future__ import annotations
 
 import numpy as np

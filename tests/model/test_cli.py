@@ -1,4 +1,5 @@
 """omni-train: preset listing/printing, training from a YAML file, evaluate, bad config."""
+
 from __future__ import annotations
 
 import yaml
@@ -75,9 +76,11 @@ def test_threads_in_a_fresh_process_set_interop_too(tmp_path):
     import subprocess
     import sys
 
-    code = ("import torch; from omni_model.cli import main; "
-            f"main(['train', {str(tmp_path / 'missing.yaml')!r}, '--threads', '2']); "
-            "print(torch.get_num_threads(), torch.get_num_interop_threads())")
+    code = (
+        "import torch; from omni_model.cli import main; "
+        f"main(['train', {str(tmp_path / 'missing.yaml')!r}, '--threads', '2']); "
+        "print(torch.get_num_threads(), torch.get_num_interop_threads())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.stdout.split() == ["2", "2"], proc.stderr
@@ -113,5 +116,7 @@ def test_train_subcommand_and_yaml_shortcut_agree(tmp_path, capsys, monkeypatch)
     assert main([str(path)]) == 2
     assert capsys.readouterr().err == first
     assert main(["small"]) == 2
-    assert capsys.readouterr().err == ("omni-train: error: unknown command 'small'; commands: train, evaluate, "
-                                       "preset (a preset trains with: omni-train train NAME)\n")
+    assert capsys.readouterr().err == (
+        "omni-train: error: unknown command 'small'; commands: train, evaluate, "
+        "preset (a preset trains with: omni-train train NAME)\n"
+    )

@@ -1,4 +1,5 @@
 """Config loading: presets parse, bad keys and values are ValueErrors naming key and file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,13 @@ from omni_model.config import Config, ModelConfig, list_presets, load_config
 def test_presets_load_and_match_their_description():
     assert {"small", "sevennet-omni"} <= set(list_presets())
     big = load_config("sevennet-omni")
-    assert (big.model.lmax, big.model.num_layers, big.model.parity, big.model.cutoff, big.model.channels) == \
-        (3, 5, True, 6.0, 128)
+    assert (big.model.lmax, big.model.num_layers, big.model.parity, big.model.cutoff, big.model.channels) == (
+        3,
+        5,
+        True,
+        6.0,
+        128,
+    )
     small = load_config("small")
     assert small.model.channels <= 32 and small.model.lmax <= 2 and small.model.num_layers <= 3
 
@@ -24,14 +30,17 @@ def test_unknown_key_names_key_and_file(tmp_path):
         load_config(p)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("optim:\n  lr: fast\n", "optim.lr"),
-    ("optim:\n  scheduler: exponential\n", "optim.scheduler"),
-    ("model:\n  lmax: 2.5\n", "model.lmax"),
-    ("loss:\n  per_task:\n    mpa: {forces: x}\n", "loss.per_task.mpa.forces"),
-    ("stages:\n  - {name: s, epochs: 1, steps: 3}\n", "stages[0]"),
-    ("data:\n  batch_size: 0\n", "data.batch_size"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("optim:\n  lr: fast\n", "optim.lr"),
+        ("optim:\n  scheduler: exponential\n", "optim.scheduler"),
+        ("model:\n  lmax: 2.5\n", "model.lmax"),
+        ("loss:\n  per_task:\n    mpa: {forces: x}\n", "loss.per_task.mpa.forces"),
+        ("stages:\n  - {name: s, epochs: 1, steps: 3}\n", "stages[0]"),
+        ("data:\n  batch_size: 0\n", "data.batch_size"),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path, text, key):
     p = tmp_path / "bad.yaml"
     p.write_text(text)

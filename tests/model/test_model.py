@@ -1,4 +1,5 @@
 """Symmetry, autograd forces/stress and the θ_T/θ_C partition of OmniModel (float64, tiny)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ from ase.build import bulk, molecule
 from e3nn import o3
 
 from omni_model import testing
-from omni_model.model import OmniModel
 from omni_model.nn.embedding import ElementEmbedding
 from omni_model.nn.shift_scale import ShiftScale
 from omni_model.nn.task_linear import TaskLinear
@@ -20,8 +20,7 @@ def _bulk():
     a = bulk("Cu", "fcc", a=3.6, cubic=True)
     a.symbols[1] = "Au"
     a.symbols[2] = "Pt"
-    a.set_cell(a.cell.array @ np.array([[1.0, 0.05, 0.0], [0.0, 1.02, 0.03], [0.01, 0.0, 0.97]]),
-               scale_atoms=True)
+    a.set_cell(a.cell.array @ np.array([[1.0, 0.05, 0.0], [0.0, 1.02, 0.03], [0.01, 0.0, 0.97]]), scale_atoms=True)
     a.rattle(0.1, seed=3)
     return a
 
@@ -43,8 +42,9 @@ def test_rotation_translation_permutation(make, parity):
     for task in (0, 1):
         testing.assert_rotation_equivariant(model, atoms, rot, task=task)
         testing.assert_translation_invariant(model, atoms, np.array([0.3, -1.2, 2.5]), task=task)
-        testing.assert_permutation_equivariant(model, atoms, np.random.default_rng(0).permutation(len(atoms)),
-                                               task=task)
+        testing.assert_permutation_equivariant(
+            model, atoms, np.random.default_rng(0).permutation(len(atoms)), task=task
+        )
     if parity:  # full O(3): inversion is a symmetry too
         testing.assert_rotation_equivariant(model, atoms, -rot)
 

@@ -1,6 +1,7 @@
 """Ingest straight from a release archive (tar.gz of .aselmdb files, as fairchem ships them);
 an archive with a member escaping the target, or holding any link, is refused with a one-line
 error and nothing is written outside the store."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,9 @@ def test_archive_with_escaping_member_is_refused(tmp_path, capsys):
         info = tarfile.TarInfo("../../escaped.aselmdb")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    code = main(["ingest", "omol25", "--source", str(archive), "--out", str(tmp_path / "st"), "--no-cluster", "--no-progress"])
+    code = main(
+        ["ingest", "omol25", "--source", str(archive), "--out", str(tmp_path / "st"), "--no-cluster", "--no-progress"]
+    )
     assert code == 1
     assert "outside" in capsys.readouterr().err
     assert not (tmp_path.parent / "escaped.aselmdb").exists() and not (tmp_path / "escaped.aselmdb").exists()
@@ -65,8 +68,24 @@ def _chain_archive(path, payload_name, secret=None):
 
 
 def _ingest_cli(archive, store, capsys):
-    code = main(["ingest", str(archive), "--source", str(archive), "--out", str(store), "--format", "extxyz",
-                 "--dataset", "x", "--task", "t", "--no-cluster", "--no-progress"])
+    code = main(
+        [
+            "ingest",
+            str(archive),
+            "--source",
+            str(archive),
+            "--out",
+            str(store),
+            "--format",
+            "extxyz",
+            "--dataset",
+            "x",
+            "--task",
+            "t",
+            "--no-cluster",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if not line.startswith("ingest ")]
 

@@ -1,11 +1,18 @@
 """Cluster choice from CLI options, and the SLURM batch script dask-jobqueue renders."""
+
 from __future__ import annotations
 
 import argparse
 
 import pytest
 
-from omni_data.pipeline.cluster import ClusterConfig, add_cluster_arguments, config_from_args, load_defaults, slurm_cluster
+from omni_data.pipeline.cluster import (
+    ClusterConfig,
+    add_cluster_arguments,
+    config_from_args,
+    load_defaults,
+    slurm_cluster,
+)
 
 
 def _parse(*argv: str) -> ClusterConfig:
@@ -20,7 +27,13 @@ def test_modes_from_options():
     assert _parse("--no-cluster").mode == "sync"
     assert _parse("--scheduler", "tcp://h:8786").scheduler == "tcp://h:8786"
     cfg = _parse("--slurm", "--queue", "gpu", "--cores", "16", "--memory", "64GB", "--jobs", "3")
-    assert (cfg.mode, cfg.slurm.queue, cfg.slurm.cores, cfg.slurm.memory, cfg.slurm.jobs) == ("slurm", "gpu", 16, "64GB", 3)
+    assert (cfg.mode, cfg.slurm.queue, cfg.slurm.cores, cfg.slurm.memory, cfg.slurm.jobs) == (
+        "slurm",
+        "gpu",
+        16,
+        "64GB",
+        3,
+    )
     assert _parse("--slurm").slurm.walltime == load_defaults()["slurm"]["walltime"]
     with pytest.raises(SystemExit):
         _parse("--slurm", "--no-cluster")  # mutually exclusive
@@ -29,8 +42,21 @@ def test_modes_from_options():
 
 
 def test_slurm_job_script_renders_the_options():
-    cfg = _parse("--slurm", "--queue", "debug", "--account", "chem", "--cores", "4", "--processes", "2",
-                 "--memory", "8GB", "--walltime", "01:30:00")
+    cfg = _parse(
+        "--slurm",
+        "--queue",
+        "debug",
+        "--account",
+        "chem",
+        "--cores",
+        "4",
+        "--processes",
+        "2",
+        "--memory",
+        "8GB",
+        "--walltime",
+        "01:30:00",
+    )
     cluster = slurm_cluster(cfg.slurm)  # starts only a local scheduler; submits nothing
     try:
         script = cluster.job_script()

@@ -1,6 +1,7 @@
 """Faults during ingest: a killed Dask worker, then a killed client; a disk that fills up mid-shard;
 readers that keep reading while an ingest adds shards. Each ends in the same store as a clean run,
 with nothing duplicated or lost."""
+
 from __future__ import annotations
 
 import errno
@@ -50,12 +51,28 @@ def test_killed_worker_then_killed_client_then_rerun(tmp_path):
     """Kill one Dask worker process mid-ingest (its tasks move to the restarted worker), then
     SIGKILL the client and its cluster; a re-run gives byte-identical shards to a clean run."""
     src = write_extxyz(emt_records(1000, seed=11), tmp_path / "many.extxyz")
-    base = [sys.executable, "-m", "omni_data.cli.main", "ingest", str(src), "--dataset", "emt", "--task", "pbe",
-            "--shard-size", "2", "--no-progress"]
+    base = [
+        sys.executable,
+        "-m",
+        "omni_data.cli.main",
+        "ingest",
+        str(src),
+        "--dataset",
+        "emt",
+        "--task",
+        "pbe",
+        "--shard-size",
+        "2",
+        "--no-progress",
+    ]
     store = tmp_path / "st"
     catalog = store / "catalog.json"
-    proc = subprocess.Popen(base + ["--workers", "2", "--out", str(store)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        base + ["--workers", "2", "--out", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     killed_worker = killed_client = False
     try:
         deadline = time.time() + 240
@@ -63,8 +80,11 @@ def test_killed_worker_then_killed_client_then_rerun(tmp_path):
             n = _shards(catalog)
             if not killed_worker and n >= 1:
                 # LocalCluster's nannies live in the client process; each worker is a spawned child
-                workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                           if "multiprocessing.spawn" in " ".join(p.cmdline())]
+                workers = [
+                    p
+                    for p in psutil.Process(proc.pid).children(recursive=True)
+                    if "multiprocessing.spawn" in " ".join(p.cmdline())
+                ]
                 if workers:  # kill one worker: its nanny restarts it and its tasks run again
                     workers[0].kill()
                     killed_worker = True
@@ -83,7 +103,9 @@ def test_killed_worker_then_killed_client_then_rerun(tmp_path):
     assert 1 <= partial < 500
     rerun = subprocess.run(base + ["--no-cluster", "--out", str(store)], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert subprocess.run(base + ["--no-cluster", "--out", str(tmp_path / "clean")], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(base + ["--no-cluster", "--out", str(tmp_path / "clean")], capture_output=True).returncode == 0
+    )
     assert _snapshot(store) == _snapshot(tmp_path / "clean")
     assert len(Store(store)) == 1000 and verify_store(store).ok
 
@@ -105,8 +127,13 @@ def test_disk_full_mid_shard_leaves_no_half_shard(tmp_path, monkeypatch):
         return real(path, shard, values, strings)
 
     monkeypatch.setattr(lmdb_mod, "write_lmdb", failing)
-    spec = IngestSpec(store=tmp_path / "st", reader="extxyz", source=src,
-                      options=ReadOptions(dataset="emt", task="pbe"), shard_size=10)
+    spec = IngestSpec(
+        store=tmp_path / "st",
+        reader="extxyz",
+        source=src,
+        options=ReadOptions(dataset="emt", task="pbe"),
+        shard_size=10,
+    )
     summary = ingest(spec, progress=False)
     assert not summary.ok and summary.written == 20
     assert any("No space left" in e for e in summary.errors), summary.errors
@@ -127,8 +154,9 @@ def test_real_full_disk_says_no_space_and_a_rerun_completes(tmp_path, leave):
 
     src = write_extxyz(emt_records(60, seed=3), tmp_path / "a.extxyz")
     with small_filesystem(tmp_path / "fs") as fs:
-        spec = IngestSpec(store=fs / "st", reader="extxyz", source=src,
-                          options=ReadOptions(dataset="emt", task="pbe"), shard_size=30)
+        spec = IngestSpec(
+            store=fs / "st", reader="extxyz", source=src, options=ReadOptions(dataset="emt", task="pbe"), shard_size=30
+        )
         filler = fill(fs, leave)
         summary = ingest(spec, progress=False)
         assert not summary.ok and summary.written == 0 and len(summary.errors) == 2
@@ -152,8 +180,12 @@ def test_readers_keep_working_while_ingest_adds_shards(tmp_path):
     first = write_extxyz(emt_records(20, seed=4), tmp_path / "src" / "a.extxyz")
     second = write_extxyz(emt_records(60, seed=5), tmp_path / "src2" / "b.extxyz")
     store_dir = tmp_path / "st"
-    ingest(IngestSpec(store=store_dir, reader="extxyz", source=first,
-                      options=ReadOptions(dataset="emt", task="pbe"), shard_size=5), progress=False)
+    ingest(
+        IngestSpec(
+            store=store_dir, reader="extxyz", source=first, options=ReadOptions(dataset="emt", task="pbe"), shard_size=5
+        ),
+        progress=False,
+    )
     store = Store(store_dir)
     before = [(r.id, r.energy) for r in store]
     errors: list[BaseException] = []
@@ -170,9 +202,27 @@ def test_readers_keep_working_while_ingest_adds_shards(tmp_path):
     t = threading.Thread(target=read_loop)
     t.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "omni_data.cli.main", "ingest", str(second), "--dataset", "emt",
-                               "--task", "pbe", "--shard-size", "5", "--no-cluster", "--no-progress",
-                               "--out", str(store_dir)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "omni_data.cli.main",
+                "ingest",
+                str(second),
+                "--dataset",
+                "emt",
+                "--task",
+                "pbe",
+                "--shard-size",
+                "5",
+                "--no-cluster",
+                "--no-progress",
+                "--out",
+                str(store_dir),
+            ],
+            capture_output=True,
+            text=True,
+        )
     finally:
         stop.set()
         t.join()

@@ -1,4 +1,5 @@
 """Ingest end to end on generated extxyz: counts reconcile, resumable, failures named, Dask = sync."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,9 @@ def source(tmp_path_factory) -> Path:
 
 
 def _spec(source: Path, store: Path, **kw) -> IngestSpec:
-    return IngestSpec(store=store, reader="extxyz", source=source,
-                      options=ReadOptions(dataset="emt", task="pbe"), shard_size=8, **kw)
+    return IngestSpec(
+        store=store, reader="extxyz", source=source, options=ReadOptions(dataset="emt", task="pbe"), shard_size=8, **kw
+    )
 
 
 def _snapshot(store: Path) -> tuple[list, dict]:
@@ -140,9 +142,24 @@ def test_killed_process_resumes_to_the_same_store(tmp_path):
     import time
 
     src = write_extxyz(emt_records(200, seed=7), tmp_path / "many.extxyz")
-    args = [sys.executable, "-m", "omni_data.cli.main", "ingest", str(src), "--dataset", "emt", "--task", "pbe",
-            "--shard-size", "4", "--no-cluster", "--no-progress"]
-    proc = subprocess.Popen(args + ["--out", str(tmp_path / "st")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        sys.executable,
+        "-m",
+        "omni_data.cli.main",
+        "ingest",
+        str(src),
+        "--dataset",
+        "emt",
+        "--task",
+        "pbe",
+        "--shard-size",
+        "4",
+        "--no-cluster",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        args + ["--out", str(tmp_path / "st")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     catalog = tmp_path / "st" / "catalog.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -164,8 +181,13 @@ def test_real_md17_kcalmol_file_through_ingest(shared_data, tmp_path):
     from ase.io import read
 
     src = shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"
-    spec = IngestSpec(store=tmp_path / "st", reader="extxyz", source=src, shard_size=700,
-                      options=ReadOptions(dataset="md17", task="pbe-ts", energy_unit="kcal/mol"))
+    spec = IngestSpec(
+        store=tmp_path / "st",
+        reader="extxyz",
+        source=src,
+        shard_size=700,
+        options=ReadOptions(dataset="md17", task="pbe-ts", energy_unit="kcal/mol"),
+    )
     summary = ingest(spec, progress=False)
     assert summary.ok and summary.written == 2000 and summary.partitions == 3
     store = Store(tmp_path / "st")
@@ -185,8 +207,13 @@ def test_real_aselmdb_folder_through_ingest(shared_data, tmp_path):
     from ase_db_backends.aselmdb import LMDBDatabase
 
     folder = shared_data / "aselmdb"
-    spec = IngestSpec(store=tmp_path / "st", reader="aselmdb", source=folder,
-                      options=ReadOptions(dataset="omol", task="wb97mv"), shard_size=50)
+    spec = IngestSpec(
+        store=tmp_path / "st",
+        reader="aselmdb",
+        source=folder,
+        options=ReadOptions(dataset="omol", task="wb97mv"),
+        shard_size=50,
+    )
     summary = ingest(spec, progress=False)
     store = Store(tmp_path / "st")
     total = 0
@@ -281,9 +308,15 @@ def _clusters_db(path: Path, rows: int) -> Path:
     with ase.db.connect(path) as db:
         db.metadata = {"_property_unit_dict": {"energy": "eV", "forces": "eV/Ang"}, "_distance_unit": "Ang"}
         for i in range(rows):
-            db.write(Atoms("KCl", positions=[[0, 0, 0], [0, 0, 2.7 + 0.01 * i]]),
-                     data={"energy": np.array([-4.0 - i]), "forces": np.zeros((2, 3)),
-                           "spin_multiplicity": np.array([0.0]), "total_charge": np.array([0.0])})
+            db.write(
+                Atoms("KCl", positions=[[0, 0, 0], [0, 0, 2.7 + 0.01 * i]]),
+                data={
+                    "energy": np.array([-4.0 - i]),
+                    "forces": np.zeros((2, 3)),
+                    "spin_multiplicity": np.array([0.0]),
+                    "total_charge": np.array([0.0]),
+                },
+            )
     return path
 
 
@@ -294,7 +327,10 @@ def test_dropped_labels_are_summed_over_partitions_printed_and_recorded(tmp_path
     summary = ingest(spec, progress=False)
     assert summary.ok and summary.done == 3 and summary.written == 7 and summary.quarantined == {}
     assert summary.labels_dropped == {"spin": 7} and not summary.all_quarantined
-    assert "labels dropped: spin 7 (invalid optional labels stored as unknown; the structures were kept)" in summary.lines()
+    assert (
+        "labels dropped: spin 7 (invalid optional labels stored as unknown; the structures were kept)"
+        in summary.lines()
+    )
     assert sorted(r.energy for r in Store(tmp_path / "st")) == [-4.0 - i for i in range(6, -1, -1)]
     run = Catalog(tmp_path / "st").runs[-1]
     assert run["summary"]["labels_dropped"] == {"spin": 7}
@@ -304,10 +340,21 @@ def test_summary_top_reason_and_all_quarantined():
     from omni_data.pipeline.ingest import IngestSummary, PartitionResult
 
     summary = IngestSummary()
-    summary.add(PartitionResult("s1", "p1", read=3, written=0, quarantined={"parse": 1, "bad_value": 2},
-                                examples={"parse": "parse:bad line", "bad_value": "bad_value:atoms 0 and 1 ..."}))
-    summary.add(PartitionResult("s2", "p2", read=2, written=0, quarantined={"bad_value": 2},
-                                examples={"bad_value": "bad_value:later"}))
+    summary.add(
+        PartitionResult(
+            "s1",
+            "p1",
+            read=3,
+            written=0,
+            quarantined={"parse": 1, "bad_value": 2},
+            examples={"parse": "parse:bad line", "bad_value": "bad_value:atoms 0 and 1 ..."},
+        )
+    )
+    summary.add(
+        PartitionResult(
+            "s2", "p2", read=2, written=0, quarantined={"bad_value": 2}, examples={"bad_value": "bad_value:later"}
+        )
+    )
     assert summary.all_quarantined and summary.read == 5
     assert summary.top_reason() == ("bad_value", 4, "bad_value:atoms 0 and 1 ...")  # the first example is kept
     summary.add(PartitionResult("s3", "p3", read=1, written=1))

@@ -1,6 +1,7 @@
 """Issue 22 items 1, 2, 6, 8 and issue 21 item 4 at ingest: label coverage and missing energy,
 sanity bounds and stress symmetry, frames already in the store, no empty store left behind,
 where to put a dataset's files; and ``run_ingest`` as the library entry point (issue 20 item 3)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ def _frame(i: int, stress: np.ndarray, energy_key: str = "potential-energy") -> 
     rng = np.random.default_rng(i)
     cell = np.eye(3) * 4.0
     pos = np.array([[0, 0, 0], [2, 2, 0], [2, 0, 2], [0, 2, 2]], dtype=float) + rng.normal(0, 0.02, (4, 3))
-    return {"pos": pos, "cell": cell[None], "atomic_numbers": np.array([29, 29, 29, 29]), "natoms": 4,
-            "force": rng.normal(0, 0.3, (4, 3)), "stress": stress, energy_key: -14.5 - 0.01 * i}
+    return {
+        "pos": pos,
+        "cell": cell[None],
+        "atomic_numbers": np.array([29, 29, 29, 29]),
+        "natoms": 4,
+        "force": rng.normal(0, 0.3, (4, 3)),
+        "stress": stress,
+        energy_key: -14.5 - 0.01 * i,
+    }
 
 
 def _write_lmdb(path: Path, frames: list[dict]) -> Path:
@@ -55,14 +63,28 @@ def test_missing_energy_is_reported_with_candidate_keys_and_key_map_reads_it(tmp
     assert _ingest(str(src), "--out", str(tmp_path / "st"), "--dataset", "pe", "--task", "t") == 0
     out = capsys.readouterr().out
     assert "labels pe: energy 0/12, forces 12/12, stress 12/12" in out
-    assert ("WARNING: pe: none of the 12 records stored has an energy; source keys that look like one: "
-            "potential-energy (12); to read one as the energy, re-run into a new store with "
-            "--key-map energy=potential-energy") in out
+    assert (
+        "WARNING: pe: none of the 12 records stored has an energy; source keys that look like one: "
+        "potential-energy (12); to read one as the energy, re-run into a new store with "
+        "--key-map energy=potential-energy"
+    ) in out
     assert main(["info", str(tmp_path / "st")]) == 0
     assert "labels pe: energy 0/12, forces 12/12, stress 12/12" in capsys.readouterr().out
 
-    assert _ingest(str(src), "--out", str(tmp_path / "st2"), "--dataset", "pe", "--task", "t",
-                   "--key-map", "energy=potential-energy") == 0
+    assert (
+        _ingest(
+            str(src),
+            "--out",
+            str(tmp_path / "st2"),
+            "--dataset",
+            "pe",
+            "--task",
+            "t",
+            "--key-map",
+            "energy=potential-energy",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "labels pe: energy 12/12, forces 12/12, stress 12/12" in out and "WARNING" not in out
     stored = sorted(Store(tmp_path / "st2"), key=lambda r: r.source_index)
@@ -75,8 +97,9 @@ def test_missing_energy_is_reported_with_candidate_keys_and_key_map_reads_it(tmp
 
 def test_key_map_of_an_unknown_field_is_a_usage_error(tmp_path, capsys):
     src = write_extxyz(emt_records(2), tmp_path / "d.extxyz")
-    assert _ingest(str(src), "--out", str(tmp_path / "st"), "--dataset", "d", "--task", "t",
-                   "--key-map", "enrgy=E") == 2
+    assert (
+        _ingest(str(src), "--out", str(tmp_path / "st"), "--dataset", "d", "--task", "t", "--key-map", "enrgy=E") == 2
+    )
     assert "'enrgy' is not a field" in capsys.readouterr().err
     assert not (tmp_path / "st").exists()
 
@@ -93,13 +116,15 @@ def test_tpa_scale_stress_is_quarantined_and_stress_unit_declares_it(tmp_path, c
     reasons = Store(tmp_path / "st").quarantine().column("reason").to_pylist()
     assert len(reasons) == 11 and all(r.startswith("implausible:stress |σ|=") for r in reasons)
 
-    assert _ingest(str(src), "--out", str(tmp_path / "st2"), "--dataset", "g", "--task", "t",
-                   "--stress-unit", "GPa") == 0
+    assert (
+        _ingest(str(src), "--out", str(tmp_path / "st2"), "--dataset", "g", "--task", "t", "--stress-unit", "GPa") == 0
+    )
     stored = sorted(Store(tmp_path / "st2"), key=lambda r: r.source_index)
     assert len(stored) == 11
     for rec, s in zip(stored, stresses):
-        np.testing.assert_allclose(rec.stress, np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]) * GPA,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            rec.stress, np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]) * GPA, rtol=1e-12
+        )
 
 
 def test_non_symmetric_stress_symmetrised_within_tolerance_and_quarantined_beyond(tmp_path, capsys):
@@ -122,8 +147,9 @@ def test_non_symmetric_stress_symmetrised_within_tolerance_and_quarantined_beyon
         s = expected[rec.source_index]
         assert rec.source_index % 3 != 2
         sym = (s + s.T) / 2
-        np.testing.assert_allclose(rec.stress, [sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            rec.stress, [sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]], rtol=1e-12
+        )
         assert rec.metadata.get("stress_asymmetry", 0.0) == pytest.approx((1e-4, 0.0)[rec.source_index % 3])
 
 
@@ -138,16 +164,30 @@ def test_same_frames_under_another_name_warn_with_count_and_example(tmp_path, ca
     assert _ingest(str(second), "--out", str(store), "--dataset", "two", "--task", "t") == 0
     out = capsys.readouterr().out
     warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
-    assert warnings == [("WARNING: 6 frames ingested now have the same geometry as frames already in the store "
-                         "(e.g. two:renamed.extxyz:0 = one:a.extxyz:0); the same file under another name or "
-                         "dataset? `omni-data dedup` lists and drops them")]
+    assert warnings == [
+        (
+            "WARNING: 6 frames ingested now have the same geometry as frames already in the store "
+            "(e.g. two:renamed.extxyz:0 = one:a.extxyz:0); the same file under another name or "
+            "dataset? `omni-data dedup` lists and drops them"
+        )
+    ]
     assert len(Store(store)) == 12  # a warning, not a refusal
 
 
 def test_report_refuses_the_same_store_twice(tmp_path, capsys):
     store = tmp_path / "st"
-    assert _ingest(str(write_extxyz(emt_records(3), tmp_path / "d.extxyz")), "--out", str(store),
-                   "--dataset", "d", "--task", "t") == 0
+    assert (
+        _ingest(
+            str(write_extxyz(emt_records(3), tmp_path / "d.extxyz")),
+            "--out",
+            str(store),
+            "--dataset",
+            "d",
+            "--task",
+            "t",
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["report", str(store), f"{tmp_path}/./st/", "--out", str(tmp_path / "rep"), "--no-cluster"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -208,8 +248,18 @@ def test_run_ingest_is_what_the_cli_runs(tmp_path):
     """The library entry point: same store and summary as the command, id index built."""
     src = write_extxyz(emt_records(7, seed=9), tmp_path / "d.extxyz")
     lines: list[str] = []
-    summary = run_ingest(IngestRequest(target=str(src), out=tmp_path / "st", dataset="d", task="pbe",
-                                       shard_size=3, progress=False, command=["test"]), echo=lines.append)
+    summary = run_ingest(
+        IngestRequest(
+            target=str(src),
+            out=tmp_path / "st",
+            dataset="d",
+            task="pbe",
+            shard_size=3,
+            progress=False,
+            command=["test"],
+        ),
+        echo=lines.append,
+    )
     assert summary.ok and summary.read == summary.written == 7 and summary.partitions == 3
     assert summary.coverage == {"d": {"records": 7, "energy": 7, "forces": 7, "stress": 4}}
     assert lines[0].startswith(f"ingest {src} (extxyz) as d/pbe -> {tmp_path / 'st'}")
@@ -231,8 +281,10 @@ def test_real_relaxation_overshoot_frame_is_quarantined_with_its_reason(tmp_path
     q = Store(tmp_path / "st").quarantine()
     assert q.column("source_index").to_pylist() == [1]
     assert q.column("reason").to_pylist()[0].startswith("implausible:stress |σ|=8.643 eV/Å³ (1385 GPa")
-    assert _ingest(str(src), "--out", str(tmp_path / "all"), "--dataset", "nboc", "--task", "pbe",
-                   "--no-sanity-bounds") == 0
+    assert (
+        _ingest(str(src), "--out", str(tmp_path / "all"), "--dataset", "nboc", "--task", "pbe", "--no-sanity-bounds")
+        == 0
+    )
     assert "records read 49 = written 49 + quarantined 0" in capsys.readouterr().out
 
 

@@ -1,14 +1,14 @@
 """Triage of reader output: schema problems, filters, duplicates each get a reason; nothing vanishes."""
+
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from omni_data.manifest import Filters
 from omni_data.pipeline.quarantine import Triage, filters_active, load_filter_function, reconcile
 from omni_data.schema import Rejected
 from omni_data.store.testing import emt_records
-
-import pytest
 
 
 def test_triage_counts_every_input():
@@ -84,8 +84,10 @@ def test_invalid_optional_label_is_dropped_counted_and_the_record_kept():
     assert dict(triage.dropped) == {"spin": 3, "charge": 1}
     assert [r.energy for r in triage.records] == energies  # labels that were valid are all kept
     assert [r.spin for r in triage.records] == [None, None, None, None]
-    assert triage.records[1].metadata["dropped_labels"] == {"spin": "spin multiplicity 0 < 1",
-                                                            "charge": "charge nan is not finite"}
+    assert triage.records[1].metadata["dropped_labels"] == {
+        "spin": "spin multiplicity 0 < 1",
+        "charge": "charge nan is not finite",
+    }
 
 
 def test_examples_keep_the_first_full_reason_of_each_kind():

@@ -1,5 +1,6 @@
 """``pipeline.resolve`` tells a manifest from a data path by exception type
 (``manifest.UnknownDataset``), not by the words of an error message."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ from omni_data.manifest import ManifestError
 from omni_data.pipeline.resolve import is_manifest, manifest_of
 
 
-def test_a_broken_manifest_is_named_even_when_its_path_reads_no_such_manifest(tmp_path: Path, monkeypatch,
-                                                                               capsys) -> None:
+def test_a_broken_manifest_is_named_even_when_its_path_reads_no_such_manifest(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     """Before: a ManifestError whose text held "no such manifest" (here: in the folder's name)
     was taken for "not a manifest", and ingest said ``mine: no such file or folder``."""
     folder = tmp_path / "no such manifest here"

@@ -1,4 +1,5 @@
 """OMol25 is split by spin into omol25_low / omol25_high at ingest, from the manifest's task_rules."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -7,14 +7,15 @@ root, no apt-get, no network) the tests that use it are skipped with the reason;
 ``OMNI_REQUIRE_EXTRAS=1`` (CI) they fail instead. ``OMNI_SLURM_TESTBED=DIR`` reuses a testbed
 already started in DIR (CI starts one so that it can stop it even when pytest is killed).
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -32,8 +33,9 @@ class SlurmTestbed:
 
     def env(self, **extra: str) -> dict[str, str]:
         """os.environ with SLURM_CONF, this Python's bin dir first on PATH, one thread per process."""
-        env = dict(os.environ, SLURM_CONF=str(self.conf), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1")
+        env = dict(
+            os.environ, SLURM_CONF=str(self.conf), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"
+        )
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra)
         return env
@@ -46,8 +48,14 @@ def _unavailable(reason: str) -> None:
 
 
 def _node_idle(conf: Path) -> bool:
-    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=30,
-                         env=dict(os.environ, SLURM_CONF=str(conf)), check=False)
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, SLURM_CONF=str(conf)),
+        check=False,
+    )
     return out.returncode == 0 and out.stdout.split()[:1] == ["idle"]
 
 
@@ -64,8 +72,9 @@ def slurm_testbed() -> Iterator[SlurmTestbed]:
         # Short path: munged's socket path must stay under the 108-byte AF_UNIX limit.
         root = Path(os.environ.get("TMPDIR", "/tmp")) / f"omni-slurm-{os.getpid()}"
         try:
-            done = subprocess.run([str(TESTBED), "start", str(root)], capture_output=True, text=True, timeout=600,
-                                  check=False)
+            done = subprocess.run(
+                [str(TESTBED), "start", str(root)], capture_output=True, text=True, timeout=600, check=False
+            )
         except subprocess.TimeoutExpired:
             subprocess.run([str(TESTBED), "stop", str(root)], capture_output=True, timeout=120, check=False)
             _unavailable(f"{TESTBED.name} start did not finish in 600 s")

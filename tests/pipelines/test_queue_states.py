@@ -1,6 +1,7 @@
 """`omni-data jobs` against what Slurm reports, without a running Slurm: real Slurm 22.05 output
 (captured from the testbed) parsed, the job's output file as the last source, and the array
 script running the local xTB runner per job dir (test_real_slurm.py runs all of it under sbatch)."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ SCONTROL = (
     "StdErr=/w/jobs/logs/slurm-33_1.out StdIn=/dev/null StdOut=/w/jobs/logs/slurm-33_1.out Power=\n"
     "JobId=34 ArrayJobId=33 ArrayTaskId=0 JobName=omni-recompute UserId=root(0) JobState=CANCELLED Reason=None "
     "RunTime=00:00:03 TimeLimit=00:01:00 StdOut=/w/jobs/logs/slurm-33_0.out Power=\n"
-    "JobId=35 JobName=wrap JobState=RUNNING Reason=None TimeLimit=UNLIMITED StdOut=/w/slurm-35.out Power=\n")
+    "JobId=35 JobName=wrap JobState=RUNNING Reason=None TimeLimit=UNLIMITED StdOut=/w/slurm-35.out Power=\n"
+)
 TIME_LIMIT_LINE = "slurmstepd-vm: error: *** JOB 33 ON vm CANCELLED AT 2026-12-06T22:39:22 DUE TO TIME LIMIT ***\n"
 CANCEL_LINE = "slurmstepd-vm: error: *** JOB 34 ON vm CANCELLED AT 2026-12-06T22:37:58 ***\n"
 
@@ -106,7 +108,9 @@ def test_array_script_runs_the_local_xtb_runner(shared_data: Path, tmp_path: Pat
     record = Record(numbers=atoms.numbers, positions=atoms.positions, id="ethanol-0", dataset="md17", task="pbe-ts")
     root = tmp_path / "jobs"
     root.mkdir()
-    emit_record(record, load_protocol("gfn1-xtb"), root, Source(record_id="ethanol-0", source_task="pbe-ts", dataset="md17"))
+    emit_record(
+        record, load_protocol("gfn1-xtb"), root, Source(record_id="ethanol-0", source_task="pbe-ts", dataset="md17")
+    )
     command = default_command(root)
     assert command.endswith("-m omni_data.recompute.slurm run-job .")
     script, n = write_batch(root, BatchOptions(vasp_cmd=command))
@@ -126,6 +130,8 @@ def test_array_script_runs_the_local_xtb_runner(shared_data: Path, tmp_path: Pat
 def test_vasp_jobs_need_a_vasp_command(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "jobs"
     _job_dir(root, "v")
-    jobs.write_json_atomic(root / "v" / jobs.JOB_FILE, {"record_id": "v", "engine": "vasp", "protocol": "mp-pbe-static"})
+    jobs.write_json_atomic(
+        root / "v" / jobs.JOB_FILE, {"record_id": "v", "engine": "vasp", "protocol": "mp-pbe-static"}
+    )
     with pytest.raises(ValueError, match="engine vasp need --vasp-cmd"):
         default_command(root)

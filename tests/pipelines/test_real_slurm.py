@@ -5,6 +5,7 @@ runs under sbatch, `omni-data jobs` asks the real slurmctld. What is not real: V
 so the VASP array runs a `--vasp-cmd` that fails) and GPUs (training runs train.sbatch with 2
 CPU processes, gloo, instead of one per GPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,14 +27,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 OMNI = str(Path(sys.executable).parent / "omni-data")
 # One core and 1 GB per Dask worker job, two jobs: the whole 2-core node of the CI machine.
-DASK_ON_SLURM = ["--slurm", "--cores", "1", "--processes", "1", "--memory", "1GB", "--jobs", "2",
-                 "--walltime", "00:10:00"]
+DASK_ON_SLURM = [
+    "--slurm",
+    "--cores",
+    "1",
+    "--processes",
+    "1",
+    "--memory",
+    "1GB",
+    "--jobs",
+    "2",
+    "--walltime",
+    "00:10:00",
+]
 
 
 def run(cmd: list[str], bed: SlurmTestbed, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` against the testbed (in ``cwd``, default the testbed's dir, where dask-jobqueue's
     worker logs ``slurm-N.out`` land); fail with its output when it exits non-zero."""
-    done = subprocess.run(cmd, cwd=cwd or bed.root, env=bed.env(**env), capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        cmd, cwd=cwd or bed.root, env=bed.env(**env), capture_output=True, text=True, timeout=300, check=False
+    )
     if done.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
     return done
@@ -89,27 +104,91 @@ def test_recipe_end_to_end_on_real_slurm(slurm_testbed: SlurmTestbed, shared_dat
     spice = shared_data / "extxyz" / "chemreporter_spice_amino_acid_ligand_26frames.extxyz"
 
     # 1. ingest on Dask workers that dask-jobqueue starts as Slurm jobs
-    out = run([OMNI, "ingest", str(ethanol), "--out", str(store), "--dataset", "md17", "--task", "pbe-ts",
-               "--energy-unit", "kcal/mol", "--shard-size", "500", "--no-progress", *DASK_ON_SLURM], bed)
+    out = run(
+        [
+            OMNI,
+            "ingest",
+            str(ethanol),
+            "--out",
+            str(store),
+            "--dataset",
+            "md17",
+            "--task",
+            "pbe-ts",
+            "--energy-unit",
+            "kcal/mol",
+            "--shard-size",
+            "500",
+            "--no-progress",
+            *DASK_ON_SLURM,
+        ],
+        bed,
+    )
     out = out.stdout + out.stderr
     assert "[slurm]" in out and "records read 2000 = written 2000 + quarantined 0" in out
-    run([OMNI, "ingest", str(spice), "--out", str(store), "--dataset", "spice", "--task", "wb97m",
-         "--no-progress", "--no-cluster"], bed)
+    run(
+        [
+            OMNI,
+            "ingest",
+            str(spice),
+            "--out",
+            str(store),
+            "--dataset",
+            "spice",
+            "--task",
+            "wb97m",
+            "--no-progress",
+            "--no-cluster",
+        ],
+        bed,
+    )
     comp = (bed.root / "jobcomp.txt").read_text()
     assert comp.count("Name=dask-worker") >= 2  # the worker jobs really ran on the scheduler
 
     # 2. describe + distributed FPS selection, both on Slurm workers
     run([OMNI, "describe", str(store), *DASK_ON_SLURM], bed)
-    run([OMNI, "select-bridge", str(store), "--count", "4", "--min-per-task", "2", "--mode", "distributed",
-         "--out", str(sel), *DASK_ON_SLURM], bed)
+    run(
+        [
+            OMNI,
+            "select-bridge",
+            str(store),
+            "--count",
+            "4",
+            "--min-per-task",
+            "2",
+            "--mode",
+            "distributed",
+            "--out",
+            str(sel),
+            *DASK_ON_SLURM,
+        ],
+        bed,
+    )
     coverage = json.loads((sel / "coverage.json").read_text())
     assert {task: v["picks"] for task, v in coverage["tasks"].items()} == {"pbe-ts": 2, "wb97m": 2}
     assert coverage["n_points"] == 2026
 
     # 3. xTB recompute as the Slurm array script (the VASP one, running the local runner per dir)
     jx = tmp_path / "jobs-xtb"
-    run([OMNI, "emit-jobs", str(sel / "selection.parquet"), "--protocol", "gfn1-xtb", "--out", str(jx),
-         "--write-script", "slurm", "--max-parallel", "2", "--time", "00:10:00", "--batch-opt=--mem=1G"], bed)
+    run(
+        [
+            OMNI,
+            "emit-jobs",
+            str(sel / "selection.parquet"),
+            "--protocol",
+            "gfn1-xtb",
+            "--out",
+            str(jx),
+            "--write-script",
+            "slurm",
+            "--max-parallel",
+            "2",
+            "--time",
+            "00:10:00",
+            "--batch-opt=--mem=1G",
+        ],
+        bed,
+    )
     script = (jx / "submit.slurm").read_text()
     assert "#SBATCH --array=0-3%2" in script and "-m omni_data.recompute.slurm run-job ." in script
     assert {d["state"] for d in job_states(jx, bed).values()} == {"pending"}
@@ -119,9 +198,21 @@ def test_recipe_end_to_end_on_real_slurm(slurm_testbed: SlurmTestbed, shared_dat
     #    VASP is absent, so the command fails and every job must end failed with that reason
     jv = tmp_path / "jobs-vasp"
     run([OMNI, "emit-jobs", str(sel / "selection.parquet"), "--protocol", "mp-pbe-static", "--out", str(jv)], bed)
-    submitted = run([str(REPO / "pipelines" / "slurm" / "submit_vasp_jobs.sh"), str(jv), "false", "2", "--",
-                     f"--dependency=afterok:{xtb_array}", "--mem=500M", "--time=00:05:00"], bed,
-                    OMNI_COLLECT_STORE=str(tmp_path / "vasp-store"), OMNI_MAX_PARALLEL="1")
+    submitted = run(
+        [
+            str(REPO / "pipelines" / "slurm" / "submit_vasp_jobs.sh"),
+            str(jv),
+            "false",
+            "2",
+            "--",
+            f"--dependency=afterok:{xtb_array}",
+            "--mem=500M",
+            "--time=00:05:00",
+        ],
+        bed,
+        OMNI_COLLECT_STORE=str(tmp_path / "vasp-store"),
+        OMNI_MAX_PARALLEL="1",
+    )
     vasp_array = submitted.stdout.strip().splitlines()[-1]
     held = run(["squeue", "-h", "-j", vasp_array, "-o", "%T %r"], bed).stdout.split()
     assert held[:1] == ["PENDING"]  # waits for the xTB array (Dependency), or its turn
@@ -130,17 +221,44 @@ def test_recipe_end_to_end_on_real_slurm(slurm_testbed: SlurmTestbed, shared_dat
     #    collect): pipelines/slurm/train.sbatch, srun + torchrun with 2 gloo processes on the node
     logs = tmp_path / "logs"
     logs.mkdir()
-    collect = sbatch([f"--dependency=afterok:{xtb_array}", "--mem=2G", f"--output={logs}/collect-%j.out",
-                      f"--wrap={OMNI} collect-bridge {jx} --out {store} --task bridge-gfn1"], bed, cwd=tmp_path)
+    collect = sbatch(
+        [
+            f"--dependency=afterok:{xtb_array}",
+            "--mem=2G",
+            f"--output={logs}/collect-%j.out",
+            f"--wrap={OMNI} collect-bridge {jx} --out {store} --task bridge-gfn1",
+        ],
+        bed,
+        cwd=tmp_path,
+    )
     work = tmp_path / "work"
     (work / "train").mkdir(parents=True)
     (work / "train" / "train.yaml").write_text(TRAIN_YAML.format(store=store, out=work / "train"))
-    train = sbatch([f"--dependency=afterok:{collect}", "--nodes=1", "--ntasks=1", "--cpus-per-task=2", "--mem=4G",
-                    "--gpus-per-node=0", "--time=00:10:00", f"--output={logs}/train-%j.out",
-                    str(REPO / "pipelines" / "slurm" / "train.sbatch")], bed, cwd=tmp_path,
-                   OMNI_REPO=str(REPO), OMNI_WORK=str(work), OMNI_PROCS_PER_NODE="2", OMNI_MASTER_PORT=free_port())
-    wait_for("xTB array, VASP array, both collects and training to leave the queue", lambda: queue_empty(bed), bed,
-             limit_s=360)
+    train = sbatch(
+        [
+            f"--dependency=afterok:{collect}",
+            "--nodes=1",
+            "--ntasks=1",
+            "--cpus-per-task=2",
+            "--mem=4G",
+            "--gpus-per-node=0",
+            "--time=00:10:00",
+            f"--output={logs}/train-%j.out",
+            str(REPO / "pipelines" / "slurm" / "train.sbatch"),
+        ],
+        bed,
+        cwd=tmp_path,
+        OMNI_REPO=str(REPO),
+        OMNI_WORK=str(work),
+        OMNI_PROCS_PER_NODE="2",
+        OMNI_MASTER_PORT=free_port(),
+    )
+    wait_for(
+        "xTB array, VASP array, both collects and training to leave the queue",
+        lambda: queue_empty(bed),
+        bed,
+        limit_s=360,
+    )
 
     xtb = job_states(jx, bed)
     assert {d["state"] for d in xtb.values()} == {"done"}, xtb
@@ -177,20 +295,49 @@ stages: [{{name: all, steps: 3}}]
 """
 
 
-def test_cancelled_and_timed_out_jobs_on_real_slurm(slurm_testbed: SlurmTestbed, shared_data: Path,
-                                                    tmp_path: Path) -> None:
+def test_cancelled_and_timed_out_jobs_on_real_slurm(
+    slurm_testbed: SlurmTestbed, shared_data: Path, tmp_path: Path
+) -> None:
     bed = slurm_testbed
     store, sel, jf = tmp_path / "store", tmp_path / "sel", tmp_path / "jobs"
-    run([OMNI, "ingest", str(shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"),
-         "--out", str(store), "--dataset", "md17", "--task", "pbe-ts", "--energy-unit", "kcal/mol",
-         "--no-progress", "--no-cluster"], bed)
+    run(
+        [
+            OMNI,
+            "ingest",
+            str(shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"),
+            "--out",
+            str(store),
+            "--dataset",
+            "md17",
+            "--task",
+            "pbe-ts",
+            "--energy-unit",
+            "kcal/mol",
+            "--no-progress",
+            "--no-cluster",
+        ],
+        bed,
+    )
     run([OMNI, "describe", str(store), "--no-cluster"], bed)
     run([OMNI, "select-bridge", str(store), "--count", "2", "--out", str(sel), "--no-cluster"], bed)
     run([OMNI, "emit-jobs", str(sel / "selection.parquet"), "--protocol", "gfn1-xtb", "--out", str(jf)], bed)
     # A command that outlives the time limit (Slurm counts limits in minutes and checks them
     # every 30 s: 00:00:05 stops the task after 60-90 s).
-    run([OMNI, "jobs", str(jf), "--write-script", "slurm", "--vasp-cmd", "sleep 600", "--time", "00:00:05",
-         "--batch-opt=--mem=200M"], bed)
+    run(
+        [
+            OMNI,
+            "jobs",
+            str(jf),
+            "--write-script",
+            "slurm",
+            "--vasp-cmd",
+            "sleep 600",
+            "--time",
+            "00:00:05",
+            "--batch-opt=--mem=200M",
+        ],
+        bed,
+    )
     array = sbatch(["submit.slurm"], bed, cwd=jf)
     names = sorted(p.name for p in jf.iterdir() if (p / "job.json").is_file())  # array task i runs names[i]
 
@@ -205,13 +352,28 @@ def test_cancelled_and_timed_out_jobs_on_real_slurm(slurm_testbed: SlurmTestbed,
 
     states = job_states(jf, bed)
     assert states[names[0]]["reason"].startswith("cancelled:Slurm job ")
-    assert states[names[1]]["reason"].startswith("timeout:Slurm job ") and "time limit of 00:01:00" in states[names[1]]["reason"]
+    assert (
+        states[names[1]]["reason"].startswith("timeout:Slurm job ")
+        and "time limit of 00:01:00" in states[names[1]]["reason"]
+    )
     text = run([OMNI, "jobs", str(jf)], bed).stdout
     assert "cancelled:" in text and "timeout:" in text
 
     # The documented recovery: re-emit the failed dirs, write the script for them, resubmit.
-    run([OMNI, "jobs", str(jf), "--reemit-failed", "--write-script", "slurm", "--time", "00:10:00",
-         "--batch-opt=--mem=1G"], bed)
+    run(
+        [
+            OMNI,
+            "jobs",
+            str(jf),
+            "--reemit-failed",
+            "--write-script",
+            "slurm",
+            "--time",
+            "00:10:00",
+            "--batch-opt=--mem=1G",
+        ],
+        bed,
+    )
     assert {d["state"] for d in job_states(jf, bed).values()} == {"pending"}
     sbatch(["submit.slurm"], bed, cwd=jf)
     wait_for("the resubmitted array", lambda: queue_empty(bed), bed, limit_s=120)
@@ -229,8 +391,10 @@ def _store_snapshot(store: Path) -> tuple[list, list]:
     from omni_data.store.catalog import Catalog
 
     records = sorted((r.id, r.energy, r.positions.tobytes()) for r in Store(store))
-    shards = sorted((e["name"], e["records"], e["files"]["lmdb"]["sha256"], e["files"]["columns"]["sha256"])
-                    for e in Catalog(store).shards)
+    shards = sorted(
+        (e["name"], e["records"], e["files"]["lmdb"]["sha256"], e["files"]["columns"]["sha256"])
+        for e in Catalog(store).shards
+    )
     return records, shards
 
 
@@ -241,22 +405,37 @@ def _catalogued(store: Path) -> int:
         return 0
 
 
-def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(slurm_testbed: SlurmTestbed,
-                                                                        shared_data: Path, tmp_path: Path) -> None:
+def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(
+    slurm_testbed: SlurmTestbed, shared_data: Path, tmp_path: Path
+) -> None:
     """scancel one dask-jobqueue worker job while `ingest --slurm` runs; the re-run of the same
     command completes a store equal, shard by shard and record by record, to a clean run's."""
     bed = slurm_testbed
     ethanol = shared_data / "extxyz" / "schnetpack_md17_ethanol_2000frames_kcalmol.extxyz"
     store = tmp_path / "store"
     # 100 partitions of 20 frames: enough that the cancel lands while partitions are still open.
-    base = [OMNI, "ingest", str(ethanol), "--dataset", "md17", "--task", "pbe-ts", "--energy-unit", "kcal/mol",
-            "--shard-size", "20", "--no-progress"]
+    base = [
+        OMNI,
+        "ingest",
+        str(ethanol),
+        "--dataset",
+        "md17",
+        "--task",
+        "pbe-ts",
+        "--energy-unit",
+        "kcal/mol",
+        "--shard-size",
+        "20",
+        "--no-progress",
+    ]
     cmd = [*base, "--out", str(store), *DASK_ON_SLURM]
-    first = subprocess.Popen(cmd, cwd=bed.root, env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    first = subprocess.Popen(
+        cmd, cwd=bed.root, env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        wait_for("the first catalogued shard", lambda: _catalogued(store) >= 1 or first.poll() is not None, bed,
-                 limit_s=180)
+        wait_for(
+            "the first catalogued shard", lambda: _catalogued(store) >= 1 or first.poll() is not None, bed, limit_s=180
+        )
         running = run(["squeue", "-h", "-t", "RUNNING", "-n", "dask-worker", "-o", "%i"], bed).stdout.split()
         assert first.poll() is None and running, "ingest finished (or no worker job ran) before the cancel"
         victim = running[0]
@@ -268,10 +447,15 @@ def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(slurm_t
             first.kill()
             first.wait()
     assert 1 <= at_cancel < 100, at_cancel
-    wait_for(f"worker job {victim} to be recorded", lambda: f"JobId={victim} " in (bed.root / "jobcomp.txt").read_text(),
-             bed, limit_s=60)
-    record = next(line for line in (bed.root / "jobcomp.txt").read_text().splitlines()
-                  if line.startswith(f"JobId={victim} "))
+    wait_for(
+        f"worker job {victim} to be recorded",
+        lambda: f"JobId={victim} " in (bed.root / "jobcomp.txt").read_text(),
+        bed,
+        limit_s=60,
+    )
+    record = next(
+        line for line in (bed.root / "jobcomp.txt").read_text().splitlines() if line.startswith(f"JobId={victim} ")
+    )
     assert "JobState=CANCELLED" in record, record
     after_first = _catalogued(store)
 
@@ -283,7 +467,9 @@ def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(slurm_t
     assert len(resumed[0]) == 2000 and len(resumed[1]) == 100
     assert resumed == clean
     assert "ok" in run([OMNI, "verify", str(store)], bed).stdout.lower()
-    print(f"first run exit {first.returncode}, {after_first}/100 shards; cancelled at {at_cancel}:\n{first_out[-2000:]}")
+    print(
+        f"first run exit {first.returncode}, {after_first}/100 shards; cancelled at {at_cancel}:\n{first_out[-2000:]}"
+    )
 
 
 # The reduced corpus for run_corpus.sh on the one-node testbed: two real sample datasets through
@@ -327,9 +513,14 @@ def test_run_corpus_chain_on_real_slurm(slurm_testbed: SlurmTestbed, shared_data
     work = tmp_path / "work"
     corpus = tmp_path / "corpus.yaml"
     corpus.write_text(TEST_CORPUS.format(data=shared_data, work=work))
-    env = dict(OMNI_REPO=str(REPO), OMNI_CORPUS=str(corpus), OMNI_PROCS_PER_NODE="2", OMNI_MASTER_PORT=free_port(),
-               OMNI_VASP_CMD=f"{sys.executable} -m omni_data.recompute.slurm run-job .",
-               OMNI_SBATCH_ARGS="--cpus-per-task=1 --mem=2G --time=00:15:00")
+    env = dict(
+        OMNI_REPO=str(REPO),
+        OMNI_CORPUS=str(corpus),
+        OMNI_PROCS_PER_NODE="2",
+        OMNI_MASTER_PORT=free_port(),
+        OMNI_VASP_CMD=f"{sys.executable} -m omni_data.recompute.slurm run-job .",
+        OMNI_SBATCH_ARGS="--cpus-per-task=1 --mem=2G --time=00:15:00",
+    )
     workers_before = (bed.root / "jobcomp.txt").read_text().count("Name=dask-worker")
     out = run([str(REPO / "pipelines" / "run_corpus.sh")], bed, cwd=tmp_path, **env).stdout
     ingest, select = _job_id("ingest", out), _job_id("describe+select+emit", out)
@@ -348,8 +539,10 @@ def test_run_corpus_chain_on_real_slurm(slurm_testbed: SlurmTestbed, shared_data
     assert (bed.root / "jobcomp.txt").read_text().count("Name=dask-worker") >= workers_before + 2
 
     ingest_logs = sorted(logs.glob(f"ingest-{ingest}_*.out"))
-    assert [("records read 180 = written 180" in p.read_text(), "records read 26 = written 26" in p.read_text())
-            for p in ingest_logs] == [(True, False), (False, True)]
+    assert [
+        ("records read 180 = written 180" in p.read_text(), "records read 26 = written 26" in p.read_text())
+        for p in ingest_logs
+    ] == [(True, False), (False, True)]
     assert "[slurm]" in ingest_logs[0].read_text()
     assert "vasp array" in select_log and "6 job dirs, 2 per task, array 0-2%2" in select_log
 

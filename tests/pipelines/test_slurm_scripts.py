@@ -1,6 +1,7 @@
 """The corpus recipe in pipelines/: corpus.yaml validates, every batch script parses (bash -n), and
 the scripts, run with stand-in ``sbatch``/``omni-data``/``srun``/``scontrol`` on PATH, issue the
 commands and dependency chain the README describes (the dask-jobqueue way: test rendered text)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,23 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PIPE = REPO / "pipelines"
 SCRIPTS = ["ingest.sbatch", "describe_select.sbatch", "collect.sbatch", "train.sbatch"]
-DATASETS = ["mptrj", "salex", "omat24", "matpes_pbe", "matpes_r2scan", "mp_aloe", "mp_r2scan", "oc20", "oc22",
-            "odac23", "omol25", "spice", "qcml", "mad", "bridge"]
+DATASETS = [
+    "mptrj",
+    "salex",
+    "omat24",
+    "matpes_pbe",
+    "matpes_r2scan",
+    "mp_aloe",
+    "mp_r2scan",
+    "oc20",
+    "oc22",
+    "odac23",
+    "omol25",
+    "spice",
+    "qcml",
+    "mad",
+    "bridge",
+]
 
 
 def _load_corpus_module():
@@ -50,8 +66,14 @@ def fake_env(tmp_path: Path) -> dict[str, str]:
     for name in ("omni-data", "srun", "omni-train"):
         _stub(bindir, name, log)
     _stub(bindir, "scontrol", 'printf "node001\\nnode002\\n"\n')
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", CALLS=str(calls), OMNI_REPO=str(REPO),
-               OMNI_WORK=str(tmp_path / "work"), OMNI_DATA_ROOT=str(tmp_path / "data"))
+    env = dict(
+        os.environ,
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        CALLS=str(calls),
+        OMNI_REPO=str(REPO),
+        OMNI_WORK=str(tmp_path / "work"),
+        OMNI_DATA_ROOT=str(tmp_path / "data"),
+    )
     env.pop("OMNI_CORPUS", None)
     return env
 
@@ -86,7 +108,10 @@ def test_corpus_lists_the_15_datasets_and_the_curriculum() -> None:
     assert [d.name for d in c.datasets] == DATASETS
     assert [d.name for d in c.ingest_datasets()] == DATASETS[:-1]
     stages = c.train["stages"]
-    assert [set(s["datasets"]) for s in stages[:2]] == [{"mptrj", "salex", "omat24"}, {"mptrj", "salex", "omat24", "omol25"}]
+    assert [set(s["datasets"]) for s in stages[:2]] == [
+        {"mptrj", "salex", "omat24"},
+        {"mptrj", "salex", "omat24", "omol25"},
+    ]
     assert set(stages[-1]["datasets"]) == set(DATASETS)
     manifests = {p.stem for p in (REPO / "manifests").glob("*.yaml")}
     assert set(DATASETS) <= manifests, f"corpus names without a manifest: {set(DATASETS) - manifests}"
@@ -117,8 +142,9 @@ def test_stage_weights_sum_datasets_into_tasks() -> None:
 
 def test_train_config_validates_against_omni_train(tmp_path: Path, fake_env: dict[str, str]) -> None:
     out = tmp_path / "train.yaml"
-    subprocess.run([sys.executable, str(PIPE / "corpus.py"), "train-config", "--out", str(out)],
-                   env=fake_env, check=True)
+    subprocess.run(
+        [sys.executable, str(PIPE / "corpus.py"), "train-config", "--out", str(out)], env=fake_env, check=True
+    )
     cfg = yaml.safe_load(out.read_text())
     assert cfg["data"]["store"] == str(tmp_path / "work" / "store")
     assert [s["name"] for s in cfg["stages"]] == ["materials", "plus_molecules", "all"]
@@ -157,8 +183,10 @@ def test_describe_select_emits_jobs_then_chains_the_rest(fake_env: dict[str, str
     omni = [c for c in calls if c.startswith("omni-data")]
     assert omni[0] == f"omni-data [describe] [{work}/store] [--kind] [rdf] [--workers] [4]"
     assert omni[1].startswith(f"omni-data [select-bridge] [{work}/store] [--fraction] [0.001] [--min-per-task] [1000]")
-    assert omni[2] == (f"omni-data [emit-jobs] [{work}/bridge/selection/selection.parquet] [--protocol] "
-                       f"[mp-pbe-static] [--out] [{jobs}]")
+    assert omni[2] == (
+        f"omni-data [emit-jobs] [{work}/bridge/selection/selection.parquet] [--protocol] "
+        f"[mp-pbe-static] [--out] [{jobs}]"
+    )
     assert omni[3] == f"omni-data [jobs] [{jobs}]"
     sb = [c for c in calls if c.startswith("sbatch")]
     assert len(sb) == 3  # vasp array, collect, train
@@ -175,8 +203,12 @@ def test_vasp_array_waits_for_the_given_job(fake_env: dict[str, str]) -> None:
         (jobs / f"j{i:03d}").mkdir(parents=True)
         (jobs / f"j{i:03d}" / "job.json").write_text("{}")
     env = dict(fake_env, OMNI_VASP_CMD="srun vasp_std")
-    subprocess.run(["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp", "--to", "collect", "--after", "77"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp", "--to", "collect", "--after", "77"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     sb = _calls(env)
     assert len(sb) == 2
     assert "[--array=0-2%200]" in sb[0] and "[--dependency=afterok:77]" in sb[0]
@@ -192,9 +224,23 @@ def test_submit_helper_collect_waits_for_the_array_not_the_arrays_dependency(fak
         (jobs / f"j{i}").mkdir(parents=True)
         (jobs / f"j{i}" / "job.json").write_text("{}")
     env = dict(fake_env, OMNI_COLLECT_STORE=str(Path(fake_env["OMNI_WORK"]) / "store"))
-    subprocess.run(["bash", str(PIPE / "slurm" / "submit_vasp_jobs.sh"), str(jobs), "false", "1", "--",
-                    "--dependency=afterok:77", "--partition=cpu", "-d", "afterok:78"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "bash",
+            str(PIPE / "slurm" / "submit_vasp_jobs.sh"),
+            str(jobs),
+            "false",
+            "1",
+            "--",
+            "--dependency=afterok:77",
+            "--partition=cpu",
+            "-d",
+            "afterok:78",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     array, collect = _calls(env)
     assert "[--dependency=afterok:77]" in array and "[afterok:78]" in array
     assert "[--dependency=afterany:101]" in collect and "[--partition=cpu]" in collect
@@ -203,15 +249,17 @@ def test_submit_helper_collect_waits_for_the_array_not_the_arrays_dependency(fak
 
 def test_vasp_stage_needs_emitted_jobs(fake_env: dict[str, str]) -> None:
     env = dict(fake_env, OMNI_VASP_CMD="srun vasp_std")
-    result = subprocess.run(["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp"], env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", str(PIPE / "run_corpus.sh"), "--from", "vasp"], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 1 and "no job directories" in result.stderr
     assert _calls(env) == []
 
 
 def test_run_corpus_chains_ingest_then_select(fake_env: dict[str, str]) -> None:
-    result = subprocess.run(["bash", str(PIPE / "run_corpus.sh")], env=fake_env, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        ["bash", str(PIPE / "run_corpus.sh")], env=fake_env, capture_output=True, text=True, check=True
+    )
     sb = _calls(fake_env)
     assert len(sb) == 2
     assert "[--array=0-13%3]" in sb[0] and sb[0].endswith("ingest.sbatch]")
@@ -231,8 +279,9 @@ def test_describe_select_keeps_the_callers_last_stage(fake_env: dict[str, str]) 
 
 
 def test_run_corpus_rejects_unknown_stage(fake_env: dict[str, str]) -> None:
-    result = subprocess.run(["bash", str(PIPE / "run_corpus.sh"), "--from", "bogus"], env=fake_env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(PIPE / "run_corpus.sh"), "--from", "bogus"], env=fake_env, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "unknown stage 'bogus'" in result.stderr
     assert _calls(fake_env) == []
 
@@ -246,12 +295,20 @@ def test_collect_then_whole_corpus_steps(fake_env: dict[str, str]) -> None:
 
 
 def test_train_launches_one_torchrun_per_node(fake_env: dict[str, str]) -> None:
-    env = dict(fake_env, SLURM_NNODES="2", SLURM_GPUS_PER_NODE="h100:4", SLURM_JOB_ID="555",
-               SLURM_JOB_NODELIST="node[001-002]", SLURM_CPUS_PER_TASK="32")
+    env = dict(
+        fake_env,
+        SLURM_NNODES="2",
+        SLURM_GPUS_PER_NODE="h100:4",
+        SLURM_JOB_ID="555",
+        SLURM_JOB_NODELIST="node[001-002]",
+        SLURM_CPUS_PER_TASK="32",
+    )
     subprocess.run(["bash", str(PIPE / "slurm" / "train.sbatch")], env=env, check=True, capture_output=True)
     (call,) = _calls(env)
     config = f"{env['OMNI_WORK']}/train/train.yaml"
-    assert call.startswith("srun [--kill-on-bad-exit=1] [--ntasks-per-node=1] [torchrun] [--nnodes=2] [--nproc-per-node=4]")
+    assert call.startswith(
+        "srun [--kill-on-bad-exit=1] [--ntasks-per-node=1] [torchrun] [--nnodes=2] [--nproc-per-node=4]"
+    )
     assert "[--rdzv-endpoint=node001:29500]" in call and "[--rdzv-id=555]" in call
     assert call.endswith(f"[--no-python] [omni-train] [{config}]")
     assert yaml.safe_load(Path(config).read_text())["run"]["out_dir"] == f"{env['OMNI_WORK']}/train"
@@ -261,8 +318,14 @@ def test_train_without_gpus_fails_clearly_or_runs_cpu_processes(fake_env: dict[s
     """sbatch --gpus-per-node=0 sets SLURM_GPUS_PER_NODE=0: before, bash divided by zero and
     torchrun died on --nproc-per-node=0 (seen on the real Slurm). Now: a clear error, or
     OMNI_PROCS_PER_NODE CPU processes (what test_real_slurm.py runs)."""
-    env = dict(fake_env, SLURM_NNODES="1", SLURM_GPUS_PER_NODE="0", SLURM_JOB_ID="7", SLURM_JOB_NODELIST="vm",
-               SLURM_CPUS_PER_TASK="2")
+    env = dict(
+        fake_env,
+        SLURM_NNODES="1",
+        SLURM_GPUS_PER_NODE="0",
+        SLURM_JOB_ID="7",
+        SLURM_JOB_NODELIST="vm",
+        SLURM_CPUS_PER_TASK="2",
+    )
     done = subprocess.run(["bash", str(PIPE / "slurm" / "train.sbatch")], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "set OMNI_PROCS_PER_NODE" in done.stderr and _calls(env) == []
     env["OMNI_PROCS_PER_NODE"] = "2"

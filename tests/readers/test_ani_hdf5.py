@@ -3,6 +3,7 @@ fixture written to the layout documented in the Transition1x repository
 (gitlab.com/matschreiner/Transition1x, ``transition1x/dataloader.py`` and README: ``<split>/
 <formula>/<rxn>/`` with ``atomic_numbers``, ``positions`` Å, ``wB97x_6-31G(d).energy`` eV,
 ``wB97x_6-31G(d).forces`` eV/Å, and ``reactant``/``product``/``transition_state`` subgroups)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,7 +47,9 @@ def test_ani1x_nan_level_is_rejected(shared_data: Path) -> None:
 
 def test_ani2x_torchani_layout(shared_data: Path) -> None:
     path = shared_data / "hdf5" / "modelforge_ani2x_minimal.hdf5"
-    report = check_reader("ani_hdf5", path, ReadOptions(dataset="ani2x", task="omol"), target=2000, expected_records=5706)
+    report = check_reader(
+        "ani_hdf5", path, ReadOptions(dataset="ani2x", task="omol"), target=2000, expected_records=5706
+    )
     assert report.n_partitions == 3
     rec = report.records[4321]
     assert rec.id == "ani2x:002/4321" and rec.source_index == 4321
@@ -99,6 +102,7 @@ def test_transition1x_layout(tmp_path: Path) -> None:
 
 # --- damaged files (issue 17 fuzzing) ----------------------------------------------------------
 
+
 def test_damaged_group_index_is_reader_error_naming_the_file(shared_data: Path, tmp_path: Path) -> None:
     from omni_data.readers import ReaderError, ani_hdf5
 
@@ -116,8 +120,9 @@ def test_short_energy_dataset_rejects_only_the_conformers_it_lacks(shared_data: 
         first = g["wb97x_dz.energy"][:1]
         del g["wb97x_dz.energy"]
         g["wb97x_dz.energy"] = first
-    report = check_reader("ani_hdf5", path, ReadOptions(dataset="ani1x", task="omol"), target=3,
-                          expected_records=6, expected_rejected=2)
+    report = check_reader(
+        "ani_hdf5", path, ReadOptions(dataset="ani1x", task="omol"), target=3, expected_records=6, expected_rejected=2
+    )
     assert [r.source_id for r in report.rejected] == ["C1H6N2O5/1", "C1H6N2O5/2"]
     assert all(r.reason.startswith("bad_shape:") and "C1H6N2O5" in r.reason for r in report.rejected)
     assert "ani1x:C1H6N2O5/0" in {r.id for r in report.records}

@@ -1,4 +1,5 @@
 """asedb reader against ase.db itself (the independent reader) on the real databases."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,8 +74,9 @@ def test_constraints_charges_stress_free_energy(tmp_path: Path) -> None:
     atoms.set_tags([0, 1, 2])
     stress = np.array([0.1, 0.2, 0.3, 0.01, 0.02, 0.03])
     forces = np.arange(9, dtype=float).reshape(3, 3)
-    atoms.calc = SinglePointCalculator(atoms, energy=-3.0, free_energy=-3.5, forces=forces, stress=stress,
-                                       magmoms=np.array([1.0, 0.0, -1.0]))
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=-3.0, free_energy=-3.5, forces=forces, stress=stress, magmoms=np.array([1.0, 0.0, -1.0])
+    )
     with ase.db.connect(path) as db:
         db.write(atoms, spin=3)
         db.write(Atoms("He", positions=[[0, 0, 0]]))
@@ -106,10 +108,15 @@ def test_schnetpack_layout_forces_in_kcal_per_mol(tmp_path: Path) -> None:
     ``row.data``, units in metadata ``_property_unit_dict``, lengths in ``_distance_unit``."""
     path = tmp_path / "md17_like.db"
     with ase.db.connect(path) as db:
-        db.metadata = {"_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang"},
-                       "_distance_unit": "Ang", "atomrefs": {}}
-        db.write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),
-                 data={"energy": np.array([-100.0]), "forces": np.array([[0, 0, 2.0], [0, 0, -2.0]])})
+        db.metadata = {
+            "_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang"},
+            "_distance_unit": "Ang",
+            "atomrefs": {},
+        }
+        db.write(
+            Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),
+            data={"energy": np.array([-100.0]), "forces": np.array([[0, 0, 2.0], [0, 0, -2.0]])},
+        )
     (rec,) = read_all("asedb", path, _opts(key_map={"energy": "energy", "forces": "forces"}))
     kcal = 0.04336410390059322  # eV per kcal/mol
     assert rec.energy == pytest.approx(-100.0 * kcal)
@@ -135,13 +142,28 @@ def _md17_schnetpack_db(path: Path, frames: int = 5) -> list[tuple[float, np.nda
     rng = np.random.default_rng(11)
     out = []
     with ase.db.connect(path) as db:
-        db.metadata = {"_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang",
-                                               "stress": "eV/Ang/Ang/Ang"},
-                       "_distance_unit": "Ang", "atomrefs": {}}
+        db.metadata = {
+            "_property_unit_dict": {"energy": "kcal/mol", "forces": "kcal/mol/Ang", "stress": "eV/Ang/Ang/Ang"},
+            "_distance_unit": "Ang",
+            "atomrefs": {},
+        }
         for i in range(frames):
-            atoms = Atoms("C2H6O", positions=[[0, 0, 0], [1.5, 0, 0], [-0.5, 0.9, 0], [-0.5, -0.9, 0], [-0.4, 0, 1.0],
-                                              [2.0, 0.9, 0], [2.0, -0.9, 0], [1.9, 0, 1.0], [2.0, 0, -1.3]],
-                          cell=np.eye(3) * 10, pbc=True)
+            atoms = Atoms(
+                "C2H6O",
+                positions=[
+                    [0, 0, 0],
+                    [1.5, 0, 0],
+                    [-0.5, 0.9, 0],
+                    [-0.5, -0.9, 0],
+                    [-0.4, 0, 1.0],
+                    [2.0, 0.9, 0],
+                    [2.0, -0.9, 0],
+                    [1.9, 0, 1.0],
+                    [2.0, 0, -1.3],
+                ],
+                cell=np.eye(3) * 10,
+                pbc=True,
+            )
             atoms.rattle(0.02, seed=i)
             energy = -97195.0 + i
             forces = rng.normal(0, 20, (9, 3))
@@ -169,12 +191,16 @@ def test_schnetpack_md17_layout_read_without_a_key_map(tmp_path: Path) -> None:
         assert rec.energy == pytest.approx(energy * kcal, rel=1e-12)
         np.testing.assert_allclose(rec.forces, row.data["forces"] * kcal, rtol=1e-12)
         sym = (stress + stress.T) / 2
-        np.testing.assert_allclose(rec.stress, [sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            rec.stress, [sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]], rtol=1e-12
+        )
         assert rec.metadata["stress_asymmetry"] == pytest.approx(0.5e-5 * (i + 1), rel=1e-6)
         assert rec.metadata["energy_source_key"] == "data.energy"
-        assert rec.metadata["declared_units"] == {"energy": "kcal/mol", "forces": "kcal/mol/Ang",
-                                                  "stress": "eV/Ang/Ang/Ang"}
+        assert rec.metadata["declared_units"] == {
+            "energy": "kcal/mol",
+            "forces": "kcal/mol/Ang",
+            "stress": "eV/Ang/Ang/Ang",
+        }
 
 
 def _charged_clusters_db(path: Path, rows: int = 4, spin_in: str = "data") -> list[tuple[float, np.ndarray]]:
@@ -183,9 +209,11 @@ def _charged_clusters_db(path: Path, rows: int = 4, spin_in: str = "data") -> li
     rng = np.random.default_rng(3)
     out = []
     with ase.db.connect(path) as db:
-        db.metadata = {"_property_unit_dict": {"energy": "eV", "forces": "eV/Ang", "total_charge": "e",
-                                               "spin_multiplicity": None},
-                       "_distance_unit": "Ang", "atomrefs": {}}
+        db.metadata = {
+            "_property_unit_dict": {"energy": "eV", "forces": "eV/Ang", "total_charge": "e", "spin_multiplicity": None},
+            "_distance_unit": "Ang",
+            "atomrefs": {},
+        }
         for i in range(rows):
             atoms = Atoms("Na3Cl2", positions=[[0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [1.4, 1.4, 0.5], [1.4, 1.4, -2.5]])
             atoms.rattle(0.05, seed=i)
@@ -211,7 +239,10 @@ def test_schnetpack_spin_multiplicity_zero_is_dropped_not_the_structure(tmp_path
         row = db.get(id=rec.metadata["row_id"])
         assert rec.spin is None and rec.charge == 1.0
         assert rec.metadata["dropped_labels"] == {"spin": "spin multiplicity 0 < 1"}
-        assert rec.metadata["spin_source_key"] == f"{spin_in if spin_in == 'data' else 'key_value_pairs'}.spin_multiplicity"
+        assert (
+            rec.metadata["spin_source_key"]
+            == f"{spin_in if spin_in == 'data' else 'key_value_pairs'}.spin_multiplicity"
+        )
         assert rec.energy == energy
         np.testing.assert_allclose(rec.forces, forces, atol=0)
         np.testing.assert_allclose(rec.positions, row.positions, atol=0)
@@ -228,8 +259,10 @@ def test_bad_optional_values_in_rows_do_not_cost_the_row(tmp_path: Path) -> None
         db.write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), spin=2.0, data={"magmoms": np.ones(3)})
     first, second = sorted(read_all("asedb", path, _opts(key_map={"magmoms": "magmoms"})), key=lambda r: r.source_index)
     assert first.energy == -1.0 and first.charge is None and first.spin is None
-    assert first.metadata["dropped_labels"] == {"charge": "charge 'unknown' is not a number",
-                                                "spin": "spin nan is not finite"}
+    assert first.metadata["dropped_labels"] == {
+        "charge": "charge 'unknown' is not a number",
+        "spin": "spin nan is not finite",
+    }
     np.testing.assert_allclose(first.magmoms, [0.5, 0.5])
     assert second.spin == 2 and type(second.spin) is int and second.magmoms is None
     assert second.metadata["dropped_labels"] == {"magmoms": "magmoms shape (3,), expected (2,)"}

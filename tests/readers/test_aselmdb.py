@@ -1,4 +1,5 @@
 """aselmdb reader against ase_db_backends.aselmdb.LMDBDatabase (the independent reader)."""
+
 from __future__ import annotations
 
 import zlib
@@ -64,8 +65,12 @@ def _made_db(path: Path) -> None:
     for k in range(5):
         atoms = Atoms("Si2", positions=[[0, 0, 0], [1.3, 1.3, 1.3 + 0.01 * k]], cell=np.eye(3) * 5.4, pbc=True)
         atoms.set_constraint(FixAtoms(indices=[0]))
-        atoms.calc = SinglePointCalculator(atoms, energy=-10.0 - k, forces=np.full((2, 3), 0.1 * k),
-                                           stress=np.array([0.01, 0.02, 0.03, 0.004, 0.005, 0.006]) * k)
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=-10.0 - k,
+            forces=np.full((2, 3), 0.1 * k),
+            stress=np.array([0.01, 0.02, 0.03, 0.004, 0.005, 0.006]) * k,
+        )
         db.write(atoms, data={"sid": f"s{k}"})
     db.delete([2])
     db.close()
@@ -156,8 +161,11 @@ def test_file_cut_by_one_page_is_refused_with_both_sizes(tmp_path: Path, shared_
     path = tmp_path / "cut.aselmdb"
     path.write_bytes(src.read_bytes()[:-psize])  # its live rows all survive, but the download is incomplete
     full = src.stat().st_size
-    with pytest.raises(ReaderError, match=rf"cut\.aselmdb: truncated LMDB file .* has {full - psize} bytes "
-                                          rf"but its meta page \(txn \d+\) needs {full} bytes"):
+    with pytest.raises(
+        ReaderError,
+        match=rf"cut\.aselmdb: truncated LMDB file .* has {full - psize} bytes "
+        rf"but its meta page \(txn \d+\) needs {full} bytes",
+    ):
         aselmdb.partitions(path, 10)
 
 

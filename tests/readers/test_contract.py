@@ -1,9 +1,10 @@
 """One contract round trip for every registered reader, and proof that the checker catches breakage."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -42,9 +43,18 @@ def test_reader_contract_on_real_sample(shared_data: Path, name: str) -> None:
 
 # --- the checker itself: a reader that breaks one rule at a time must be caught -------------
 
+
 def _rec(i: int, **kw) -> Record:
-    base = dict(numbers=np.array([1, 1]), positions=np.zeros((2, 3)) + [[0, 0, 0], [0, 0, 0.74]],
-                id=f"c:f:{i}", dataset="c", task="t", energy=-1.0, source_file="f", source_index=i)
+    base = dict(
+        numbers=np.array([1, 1]),
+        positions=np.zeros((2, 3)) + [[0, 0, 0], [0, 0, 0.74]],
+        id=f"c:f:{i}",
+        dataset="c",
+        task="t",
+        energy=-1.0,
+        source_file="f",
+        source_index=i,
+    )
     base.update(kw)
     return Record(**base).normalized()
 
@@ -80,14 +90,33 @@ def test_good_fake_reader_passes() -> None:
         (_fake(4, lambda i: _rec(i, source_index=-1)), "provenance"),
         (_fake(4, lambda i: _rec(i, energy=float("nan"))), "schema"),
         (_fake(4, lambda i: _rec(i, dataset="x")), "options"),
-        (_fake(4, lambda i: Record(numbers=[1], positions=[[0, 0, 0]], id=f"c:f:{i}", dataset="c", task="t",
-                                   source_file="f", source_index=i)), "dtype"),
+        (
+            _fake(
+                4,
+                lambda i: Record(
+                    numbers=[1],
+                    positions=[[0, 0, 0]],
+                    id=f"c:f:{i}",
+                    dataset="c",
+                    task="t",
+                    source_file="f",
+                    source_index=i,
+                ),
+            ),
+            "dtype",
+        ),
         (_fake(4, lambda i: _rec(i, metadata={"a": np.float32(1)})), "metadata"),
         (_fake(4, lambda i: Rejected("f", i, "no kind here")), "rejected"),
         (_fake(4, lambda i: {"id": i}), "type"),
         (_fake(4, _rec, parts=lambda n, t: [Partition("f", 0, 3), Partition("f", 2, 4)]), "unique ids"),
-        (_fake(4, lambda i: Rejected("f", i, "parse:x"),
-               parts=lambda n, t: [Partition("f", 0, 3), Partition("f", 2, 4)]), "coverage"),
+        (
+            _fake(
+                4,
+                lambda i: Rejected("f", i, "parse:x"),
+                parts=lambda n, t: [Partition("f", 0, 3), Partition("f", 2, 4)],
+            ),
+            "coverage",
+        ),
         (_fake(4, _rec, parts=lambda n, t: [Partition("f", 0, 2), Partition("f", 0, 2)]), "partitions"),
         (_fake(4, _rec, parts=lambda n, t: [Partition("f", 0, 4, (("obj", object()),))]), "partitions"),
     ],
@@ -98,7 +127,9 @@ def test_checker_catches_broken_reader(reader, rule: str) -> None:
 
 
 def test_checker_catches_partitions_that_drop_records() -> None:
-    reader = _fake(5, _rec, parts=lambda n, t: [Partition("f", 0, 2), Partition("f", 3, 5)] if t < n else [Partition("f", 0, 5)])
+    reader = _fake(
+        5, _rec, parts=lambda n, t: [Partition("f", 0, 2), Partition("f", 3, 5)] if t < n else [Partition("f", 0, 5)]
+    )
     with pytest.raises(ContractError, match=r"\[coverage\]"):
         _check(reader)
 

@@ -3,6 +3,7 @@
 Synthetic frames follow the extended XYZ layout documented at
 https://github.com/libAtoms/extxyz (count line, key=value comment line, Properties columns).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -89,8 +90,11 @@ def test_sgdml_plain_xyz_only_when_declared(shared_data: Path) -> None:
     assert declared[0].metadata["energy_source_key"].startswith("comment line")
 
 
-def _frame(n: int = 2, header: str = 'Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 pbc="F F F"',
-           atoms: list[str] | None = None) -> str:
+def _frame(
+    n: int = 2,
+    header: str = 'Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 pbc="F F F"',
+    atoms: list[str] | None = None,
+) -> str:
     atoms = atoms if atoms is not None else [f"H {i}.0 0.0 0.0 0.1 0.2 0.3" for i in range(n)]
     return f"{n}\n{header}\n" + "".join(a + "\n" for a in atoms)
 
@@ -140,16 +144,22 @@ def test_compressed_files_partition_by_offset(tmp_path: Path, opener, suffix: st
     assert [(p.start, p.stop) for p in parts] == [(0, 3), (3, 6), (6, 7)]
     assert parts[1].get("offset") == len("".join(frames[:3]).encode())
     report = check_reader("extxyz", path, _opts(), target=3, expected_records=7)
-    assert [r.energy for r in sorted(report.records, key=lambda r: r.source_index)] == [float(f"{-i}.25") for i in range(7)]
+    assert [r.energy for r in sorted(report.records, key=lambda r: r.source_index)] == [
+        float(f"{-i}.25") for i in range(7)
+    ]
     assert report.records[0].id == "t:c.extxyz:0"
 
 
 def test_virial_six_value_stress_and_key_map(tmp_path: Path) -> None:
     lattice = 'Lattice="2 0 0 0 3 0 0 0 4"'
     text = (
-        _frame(header=f'{lattice} Properties=species:S:1:pos:R:3:force:R:3 REF_energy=-3 energy=9 virial="1 0 0 0 2 0 0 0 3"')
-        + _frame(header=f'{lattice} Properties=species:S:1:pos:R:3:forces:R:3 energy=1 stress="1 2 3 4 5 6" pbc="T T F"')
-        + _frame(header='Properties=species:S:1:pos:R:3:forces:R:3 dft_energy=2 my_e=7 charge=-1 spin=2')
+        _frame(
+            header=f'{lattice} Properties=species:S:1:pos:R:3:force:R:3 REF_energy=-3 energy=9 virial="1 0 0 0 2 0 0 0 3"'
+        )
+        + _frame(
+            header=f'{lattice} Properties=species:S:1:pos:R:3:forces:R:3 energy=1 stress="1 2 3 4 5 6" pbc="T T F"'
+        )
+        + _frame(header="Properties=species:S:1:pos:R:3:forces:R:3 dft_energy=2 my_e=7 charge=-1 spin=2")
     )
     path = _write(tmp_path, text)
     a, b, c = read_all("extxyz", path, _opts())
@@ -162,16 +172,24 @@ def test_virial_six_value_stress_and_key_map(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.stress, [1, 2, 3, 4, 5, 6])
     np.testing.assert_array_equal(b.pbc, [True, True, False])
     assert c.energy == 2 and c.charge == -1.0 and c.spin == 2 and c.cell is None
-    (mapped,) = read_all("extxyz", _write(tmp_path, _frame(header="my_e=7 energy=1 Properties=species:S:1:pos:R:3:forces:R:3"), "m.xyz"),
-                         _opts(key_map={"energy": "my_e"}))
+    (mapped,) = read_all(
+        "extxyz",
+        _write(tmp_path, _frame(header="my_e=7 energy=1 Properties=species:S:1:pos:R:3:forces:R:3"), "m.xyz"),
+        _opts(key_map={"energy": "my_e"}),
+    )
     assert mapped.energy == 7 and mapped.metadata["energy_source_key"] == "my_e"
-    (free,) = read_all("extxyz", _write(tmp_path, _frame(header="free_energy=-2 energy=-1 Properties=species:S:1:pos:R:3:forces:R:3"), "f.xyz"),
-                       _opts(energy_key="free_energy"))
+    (free,) = read_all(
+        "extxyz",
+        _write(tmp_path, _frame(header="free_energy=-2 energy=-1 Properties=species:S:1:pos:R:3:forces:R:3"), "f.xyz"),
+        _opts(energy_key="free_energy"),
+    )
     assert free.energy == -2 and free.energy_kind == "free"
 
 
 def test_periodic_without_lattice_is_rejected(tmp_path: Path) -> None:
-    (item,) = read_all("extxyz", _write(tmp_path, _frame(header='Properties=species:S:1:pos:R:3:forces:R:3 pbc="T T T"')), _opts())
+    (item,) = read_all(
+        "extxyz", _write(tmp_path, _frame(header='Properties=species:S:1:pos:R:3:forces:R:3 pbc="T T T"')), _opts()
+    )
     assert isinstance(item, Rejected) and item.reason.startswith("bad_value:") and "Lattice" in item.reason
 
 
@@ -181,12 +199,20 @@ def test_round_trip_of_ase_written_file(tmp_path: Path) -> None:
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.constraints import FixAtoms
 
-    atoms = Atoms("CuAu2", positions=[[0, 0, 0], [1, 1, 1], [2, 0, 1]], cell=np.diag([3.0, 4, 5]), pbc=[True, True, False])
+    atoms = Atoms(
+        "CuAu2", positions=[[0, 0, 0], [1, 1, 1], [2, 0, 1]], cell=np.diag([3.0, 4, 5]), pbc=[True, True, False]
+    )
     atoms.set_tags([0, 1, 2])
     atoms.set_constraint(FixAtoms([1]))
     stress = np.array([0.01, 0.02, 0.03, 0.004, 0.005, 0.006])
-    atoms.calc = SinglePointCalculator(atoms, energy=-1.5, free_energy=-1.6, forces=np.arange(9.0).reshape(3, 3),
-                                       stress=stress, magmoms=np.array([0.5, 0, -0.5]))
+    atoms.calc = SinglePointCalculator(
+        atoms,
+        energy=-1.5,
+        free_energy=-1.6,
+        forces=np.arange(9.0).reshape(3, 3),
+        stress=stress,
+        magmoms=np.array([0.5, 0, -0.5]),
+    )
     path = tmp_path / "ase.extxyz"
     ase.io.write(path, atoms, format="extxyz")
     (rec,) = read_all("extxyz", path, _opts())

@@ -7,6 +7,7 @@ matpes.ai/dataset and used by the ``matpes`` package: ``matpes_id``, ``structure
 ``magmoms``, ``formation_energy_per_atom``, ``cohesive_energy_per_atom``, ``bandgap``,
 ``functional``, ``formula_pretty``, ``provenance`` {``original_mp_id``, ``md_step``}.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,21 +29,23 @@ def _entries(n: int) -> list[dict]:
     out = []
     for i in range(n):
         struct = Structure(Lattice.cubic(3.0 + 0.1 * i), ["Li", "Cl", "Cl"], rng.uniform(size=(3, 3)))
-        out.append({
-            "matpes_id": f"matpes-{20240214 + i}_{i % 3}",
-            "structure": struct.as_dict(),
-            "energy": -10.0 - i,
-            "forces": rng.normal(size=(3, 3)).tolist(),
-            "stress": (rng.normal(size=6) * 20).tolist(),
-            "magmoms": None if i % 2 else [0.0, 0.1, -0.1],
-            "formation_energy_per_atom": -1.2,
-            "cohesive_energy_per_atom": -3.4,
-            "bandgap": 2.0,
-            "functional": "PBE",
-            "formula_pretty": "LiCl2",
-            "nsites": 3,
-            "provenance": {"original_mp_id": f"mp-{100 + i // 2}", "md_step": 10 * i},
-        })
+        out.append(
+            {
+                "matpes_id": f"matpes-{20240214 + i}_{i % 3}",
+                "structure": struct.as_dict(),
+                "energy": -10.0 - i,
+                "forces": rng.normal(size=(3, 3)).tolist(),
+                "stress": (rng.normal(size=6) * 20).tolist(),
+                "magmoms": None if i % 2 else [0.0, 0.1, -0.1],
+                "formation_energy_per_atom": -1.2,
+                "cohesive_energy_per_atom": -3.4,
+                "bandgap": 2.0,
+                "functional": "PBE",
+                "formula_pretty": "LiCl2",
+                "nsites": 3,
+                "provenance": {"original_mp_id": f"mp-{100 + i // 2}", "md_step": 10 * i},
+            }
+        )
     out[5] = {k: v for k, v in out[5].items() if k != "structure"}  # broken entry -> Rejected
     return out
 
@@ -53,8 +56,14 @@ def test_values_against_json(tmp_path: Path, layout: str) -> None:
     path = tmp_path / f"MatPES-PBE-2025.1.{layout}"
     text = json.dumps(entries, indent=1) if layout == "json.gz" else "\n".join(json.dumps(e) for e in entries) + "\n"
     path.write_bytes(gzip.compress(text.encode()) if layout.endswith(".gz") else text.encode())
-    report = check_reader("matpes_json", path, ReadOptions(dataset="matpes", task="matpes_pbe"), target=4,
-                          expected_records=8, expected_rejected=1)
+    report = check_reader(
+        "matpes_json",
+        path,
+        ReadOptions(dataset="matpes", task="matpes_pbe"),
+        target=4,
+        expected_records=8,
+        expected_rejected=1,
+    )
     assert report.n_partitions == 3
     assert report.rejected[0].source_index == 5 and "structure" in report.rejected[0].reason
     with gzip.open(path) if layout.endswith(".gz") else open(path, "rb") as fh:
@@ -97,6 +106,7 @@ def test_manifest_group_key_is_looked_up(tmp_path: Path) -> None:
 
 # --- damaged files (issue 17 fuzzing): a broken entry fails alone, never the file ----------------
 
+
 @pytest.mark.parametrize("layout", ["json", "jsonl"])
 def test_bad_json_entry_is_rejected_and_the_rest_kept(tmp_path: Path, layout: str) -> None:
     entries = _entries(9)
@@ -106,8 +116,14 @@ def test_bad_json_entry_is_rejected_and_the_rest_kept(tmp_path: Path, layout: st
     raw = raw.replace(b'"matpes-20240221_1"', b'"matpes-\xff_1"', 1)  # entry 7's id is not UTF-8
     path = tmp_path / f"sample_matpes.{layout}"
     path.write_bytes(raw)
-    report = check_reader("matpes_json", path, ReadOptions(dataset="matpes", task="matpes_pbe"), target=4,
-                          expected_records=6, expected_rejected=3)
+    report = check_reader(
+        "matpes_json",
+        path,
+        ReadOptions(dataset="matpes", task="matpes_pbe"),
+        target=4,
+        expected_records=6,
+        expected_rejected=3,
+    )
     by_index = {r.source_index: r.reason for r in report.rejected}
     assert sorted(by_index) == [2, 5, 7]
     assert by_index[2].startswith("parse:JSONDecodeError") and "structure" in by_index[5]

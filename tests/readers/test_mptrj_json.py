@@ -7,6 +7,7 @@ Structure.as_dict(), "uncorrected_total_energy", "corrected_total_energy", "ener
 "ef_per_atom", "e_per_atom_relaxed", "ef_per_atom_relaxed", "force" (eV/Å), "stress" (3x3 kBar),
 "magmom", "bandgap", "mp_id"}}}``. Values are checked against plain ``json.load`` + pymatgen.
 """
+
 from __future__ import annotations
 
 import io
@@ -125,7 +126,7 @@ def test_scanner_offsets_independent_of_chunking(tmp_path: Path, chunk: int) -> 
     assert [len(v) for v in data.values()] == index.children
     for key, off in zip(data, index.offsets):
         assert raw[off:].startswith(json.dumps(key).encode())
-    assert raw[index.end:].strip() == b"}"
+    assert raw[index.end :].strip() == b"}"
 
 
 def test_truncated_file_is_reader_error(tmp_path: Path) -> None:
@@ -154,6 +155,7 @@ def test_gzipped_file_gives_the_same_records(tmp_path: Path) -> None:
 
 # --- damaged files (issue 17 fuzzing): a broken mp-id fails alone, never the file ----------------
 
+
 def test_bad_json_in_one_mp_id_rejects_only_its_frames(tmp_path: Path) -> None:
     path = tmp_path / "MPtrj_damaged.json"
     _fixture(path, None)
@@ -163,8 +165,14 @@ def test_bad_json_in_one_mp_id_rejects_only_its_frames(tmp_path: Path) -> None:
     at4 = broken.index('"mp-1004"')
     raw = broken[:at4].encode() + broken[at4:].encode().replace(b'"bandgap"', b'"band\xffgap"', 1)  # not UTF-8
     path.write_bytes(raw)
-    report = check_reader("mptrj_json", path, ReadOptions(dataset="mptrj", task="mpa"), target=4,
-                          expected_records=14 - 1 - 5, expected_rejected=1 + 1 + 5)
+    report = check_reader(
+        "mptrj_json",
+        path,
+        ReadOptions(dataset="mptrj", task="mpa"),
+        target=4,
+        expected_records=14 - 1 - 5,
+        expected_rejected=1 + 1 + 5,
+    )
     reasons = [r.reason for r in report.rejected if "disordered" not in r.reason]
     assert [r.source_id for r in report.rejected if r.reason in reasons] == ["mp-1001"] + ["mp-1004"] * 5
     assert all(r.startswith("parse:bad JSON in mp-id") for r in reasons)

@@ -3,6 +3,7 @@
 Fixture lines follow the layout of the OC20 S2EF release (fairchem docs "OC20 S2EF" download:
 each ``<n>.extxyz.xz`` has a ``<n>.txt.xz`` whose line i is frame i's system id, frame id and
 reference energy)."""
+
 from __future__ import annotations
 
 import lzma

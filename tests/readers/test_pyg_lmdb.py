@@ -7,6 +7,7 @@ S2EF preprocessing script ``preprocess_ef.py``): single-file LMDB, keys ``str(i)
 a ``length`` key, values ``pickle.dumps(Data(pos, cell (1,3,3), atomic_numbers, natoms, tags,
 fixed, force, y, sid, fid), protocol=-1)``.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,13 +92,21 @@ def _fake_pyg(monkeypatch: pytest.MonkeyPatch) -> tuple[type, type]:
     class DataEdgeAttr:
         pass
 
-    for cls, mod in ((Data, data_mod), (DataTensorAttr, data_mod), (DataEdgeAttr, data_mod), (GlobalStorage, storage_mod)):
+    for cls, mod in (
+        (Data, data_mod),
+        (DataTensorAttr, data_mod),
+        (DataEdgeAttr, data_mod),
+        (GlobalStorage, storage_mod),
+    ):
         cls.__module__, cls.__qualname__ = mod.__name__, cls.__name__
         setattr(mod, cls.__name__, cls)
     Data.attr_classes = (DataTensorAttr, DataEdgeAttr)
-    for name, mod in [("torch_geometric", types.ModuleType("torch_geometric")),
-                      ("torch_geometric.data", types.ModuleType("torch_geometric.data")),
-                      ("torch_geometric.data.data", data_mod), ("torch_geometric.data.storage", storage_mod)]:
+    for name, mod in [
+        ("torch_geometric", types.ModuleType("torch_geometric")),
+        ("torch_geometric.data", types.ModuleType("torch_geometric.data")),
+        ("torch_geometric.data.data", data_mod),
+        ("torch_geometric.data.storage", storage_mod),
+    ]:
         monkeypatch.setitem(sys.modules, name, mod)
     return Data, GlobalStorage
 
@@ -140,8 +149,9 @@ def test_oc20_data_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pyg_
         if pyg_version == 2:
             store = GlobalStorage.__new__(GlobalStorage)
             store.__dict__.update({"_mapping": dict(f), "_parent": d})
-            d.__dict__.update({"_store": store, "_tensor_attr_cls": Data.attr_classes[0],
-                               "_edge_attr_cls": Data.attr_classes[1]})
+            d.__dict__.update(
+                {"_store": store, "_tensor_attr_cls": Data.attr_classes[0], "_edge_attr_cls": Data.attr_classes[1]}
+            )
         else:  # PyG 1.x: attributes straight in __dict__, unset ones None
             d.__dict__.update({**f, "x": None, "edge_index": None})
         values.append(pickle.dumps(d, protocol=-1))
@@ -189,8 +199,9 @@ def test_malicious_pickle_is_quarantined_not_run_and_the_rest_read(tmp_path: Pat
     first, refused, third = _items(path)
     assert first.id == "x:evil.lmdb/0" and third.id == "x:evil.lmdb/2"
     assert isinstance(refused, Rejected) and refused.source_index == 1 and refused.source_file == str(path)
-    assert re.fullmatch(r"unsafe_pickle:1 refusing to load global (posix|os)\.system \(not on the allow-list\)",
-                        refused.reason), refused.reason
+    assert re.fullmatch(
+        r"unsafe_pickle:1 refusing to load global (posix|os)\.system \(not on the allow-list\)", refused.reason
+    ), refused.reason
     assert not marker.exists()
 
 
@@ -218,8 +229,9 @@ def test_allocation_bomb_is_quarantined_as_unsafe(tmp_path: Path) -> None:
     assert bomb.reason.startswith("unsafe_pickle:1 pickle asks for bytearray(100000000)"), bomb.reason
 
 
-def test_bad_unpickler_setting_fails_the_partition_not_each_record(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_unpickler_setting_fails_the_partition_not_each_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "ok.lmdb"
     _write_lmdb(path, [GOOD, GOOD])
     monkeypatch.setenv("OMNI_PICKLE_MAX_BYTES", "lots")
@@ -244,7 +256,7 @@ def test_damaged_second_meta_page_is_refused(tmp_path: Path) -> None:
     psize = env.stat()["psize"]
     env.close()
     raw = bytearray(path.read_bytes())
-    raw[psize + 16:psize + 20] = b"\x00\x00\x00\x00"  # mm_magic of meta page 1 (after the 16-byte page header)
+    raw[psize + 16 : psize + 20] = b"\x00\x00\x00\x00"  # mm_magic of meta page 1 (after the 16-byte page header)
     path.write_bytes(bytes(raw))
     with pytest.raises(ReaderError, match=r"meta\.lmdb: not an LMDB file \(meta page 1 has magic 0x00000000"):
         pyg_lmdb.partitions(path, 10)
@@ -267,8 +279,13 @@ def test_non_symmetric_stress_is_symmetrised_and_its_asymmetry_noted_in_ev_per_a
     (σ + σᵀ)/2 and ``metadata["stress_asymmetry"]`` = max |σij - σji| / 2 in eV/Å³ (here the
     source is in GPa, so 4 GPa of asymmetry is 0.024966 eV/Å³)."""
     s = np.array([[[1.0, 2.0, 0.0], [10.0, 3.0, 0.5], [0.0, 0.5, 4.0]]])  # xy 2 vs yx 10
-    frame = {"pos": np.array([[0.0, 0, 0], [1.5, 0, 0]]), "cell": np.eye(3)[None] * 5, "atomic_numbers": np.array([1, 1]),
-             "energy": -1.0, "stress": s}
+    frame = {
+        "pos": np.array([[0.0, 0, 0], [1.5, 0, 0]]),
+        "cell": np.eye(3)[None] * 5,
+        "atomic_numbers": np.array([1, 1]),
+        "energy": -1.0,
+        "stress": s,
+    }
     _write_lmdb(tmp_path / "s.lmdb", [pickle.dumps(frame, protocol=4)])
     opts = ReadOptions(dataset="x", task="t", stress_unit="GPa")
     (rec,) = [item for part in pyg_lmdb.partitions(tmp_path / "s.lmdb", 10) for item in pyg_lmdb.read(part, opts)]

@@ -7,6 +7,7 @@ protobuf (tensorflow/core/example/example.proto and feature.proto), with the fea
 QCML's ``dft_force_field`` TFRecord schema (atomic_numbers, positions, pbe0_energy, pbe0_forces,
 pbe0_formation_energy, charge, multiplicity, is_outlier, key_hash).
 """
+
 from __future__ import annotations
 
 import struct
@@ -67,13 +68,20 @@ def _feature(kind: str, values: list, packed: bool = True) -> bytes:
 
 
 def _example(features: dict[str, tuple[str, list]], packed: bool = True) -> bytes:
-    entries = b"".join(_ld(1, _ld(1, k.encode()) + _ld(2, _feature(kind, vals, packed))) for k, (kind, vals) in features.items())
+    entries = b"".join(
+        _ld(1, _ld(1, k.encode()) + _ld(2, _feature(kind, vals, packed))) for k, (kind, vals) in features.items()
+    )
     return _ld(1, entries)
 
 
 def _frame(data: bytes) -> bytes:
     length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _mask(_crc32c_bitwise(length))) + data + struct.pack("<I", _mask(_crc32c_bitwise(data)))
+    return (
+        length
+        + struct.pack("<I", _mask(_crc32c_bitwise(length)))
+        + data
+        + struct.pack("<I", _mask(_crc32c_bitwise(data)))
+    )
 
 
 def _molecules(n: int) -> list[dict]:
@@ -81,17 +89,19 @@ def _molecules(n: int) -> list[dict]:
     out = []
     for i in range(n):
         k = 3 + i % 4
-        out.append({
-            "atomic_numbers": ("int", rng.choice([1, 6, 7, 8], k).tolist()),
-            "positions": ("float", rng.normal(size=3 * k).tolist()),
-            "pbe0_energy": ("float", [-100.0 - i]),
-            "pbe0_forces": ("float", rng.normal(size=3 * k).tolist()),
-            "pbe0_formation_energy": ("float", [-1.5]),
-            "charge": ("int", [-1 if i == 2 else 0]),
-            "multiplicity": ("int", [2 if i == 2 else 1]),
-            "is_outlier": ("int", [1 if i == 4 else 0]),
-            "key_hash": ("bytes", [f"{i:08x}deadbeef".encode()]),
-        })
+        out.append(
+            {
+                "atomic_numbers": ("int", rng.choice([1, 6, 7, 8], k).tolist()),
+                "positions": ("float", rng.normal(size=3 * k).tolist()),
+                "pbe0_energy": ("float", [-100.0 - i]),
+                "pbe0_forces": ("float", rng.normal(size=3 * k).tolist()),
+                "pbe0_formation_energy": ("float", [-1.5]),
+                "charge": ("int", [-1 if i == 2 else 0]),
+                "multiplicity": ("int", [2 if i == 2 else 1]),
+                "is_outlier": ("int", [1 if i == 4 else 0]),
+                "key_hash": ("bytes", [f"{i:08x}deadbeef".encode()]),
+            }
+        )
     return out
 
 
@@ -108,7 +118,9 @@ def test_crc32c_known_values() -> None:
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_parse_example(packed: bool) -> None:
-    ex = parse_example(_example({"i": ("int", [1, -2, 2**40]), "f": ("float", [0.5, -1.25]), "b": ("bytes", [b"x", b""])}, packed))
+    ex = parse_example(
+        _example({"i": ("int", [1, -2, 2**40]), "f": ("float", [0.5, -1.25]), "b": ("bytes", [b"x", b""])}, packed)
+    )
     assert ex["i"].tolist() == [1, -2, 2**40]
     assert ex["f"].tolist() == [0.5, -1.25]
     assert ex["b"] == [b"x", b""]
@@ -118,11 +130,15 @@ def test_values_units_and_outlier(tmp_path: Path) -> None:
     mols = _molecules(7)
     path = tmp_path / "qcml-dft_force_field-train.tfrecord"
     _write(path, mols)
-    opts = ReadOptions(dataset="qcml", task="omol", energy_unit="hartree", length_unit="Å", options={"force_unit": "hartree/bohr"})
+    opts = ReadOptions(
+        dataset="qcml", task="omol", energy_unit="hartree", length_unit="Å", options={"force_unit": "hartree/bohr"}
+    )
     report = check_reader("qcml", path, opts, target=3, expected_records=6, expected_rejected=1)
     assert report.n_partitions == 3
     (outlier,) = report.rejected
-    assert outlier.reason == "filter:is_outlier" and outlier.source_index == 4 and outlier.source_id == "00000004deadbeef"
+    assert (
+        outlier.reason == "filter:is_outlier" and outlier.source_index == 4 and outlier.source_id == "00000004deadbeef"
+    )
     rec = next(r for r in report.records if r.id == "qcml:00000002deadbeef")
     ref = mols[2]
     assert rec.numbers.tolist() == ref["atomic_numbers"][1]
@@ -143,7 +159,11 @@ def test_corrupt_record_is_rejected_and_the_others_read(tmp_path: Path) -> None:
     parts = qcml.partitions(path, 10)  # headers are intact
     items = list(qcml.read(parts[0], ReadOptions(dataset="q", task="t")))
     assert [type(i).__name__ for i in items] == ["Rejected", "Record", "Record"]
-    assert items[0].source_index == 0 and items[0].reason.startswith("parse:") and "bad data CRC in record at byte 0" in items[0].reason
+    assert (
+        items[0].source_index == 0
+        and items[0].reason.startswith("parse:")
+        and "bad data CRC in record at byte 0" in items[0].reason
+    )
     assert [r.id for r in items[1:]] == ["q:00000001deadbeef", "q:00000002deadbeef"]
     path.write_bytes(bytes(raw[:-10]))
     with pytest.raises(ReaderError, match="truncated"):
@@ -156,7 +176,9 @@ def test_huge_record_length_is_reader_error_not_an_allocation(tmp_path: Path) ->
     path = tmp_path / "hostile.tfrecord"
     length = struct.pack("<Q", 1 << 62)
     path.write_bytes(length + struct.pack("<I", _mask(_crc32c_bitwise(length))) + b"\0" * 64)
-    with pytest.raises(ReaderError, match=r"hostile\.tfrecord: implausible record length 4611686018427387904 at byte 0"):
+    with pytest.raises(
+        ReaderError, match=r"hostile\.tfrecord: implausible record length 4611686018427387904 at byte 0"
+    ):
         qcml.partitions(path, 10)
     good = tmp_path / "good.tfrecord"
     _write(good, _molecules(2))

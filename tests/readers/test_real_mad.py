@@ -5,6 +5,7 @@ The file is the reduced MAD benchmark: 70 frames, 10 each from MAD, MPtrj, MatBe
 and MD22, all recomputed with MAD's DFT settings; the header keys (energy, forces, stress, subset, pbc) are the
 ones the MAD release uses. Values below were read by eye in the file.
 """
+
 from __future__ import annotations
 
 import collections
@@ -46,5 +47,8 @@ def test_real_mad_stress_comes_through_in_ase_sign_and_units():
     (with_stress,) = [r for r in recs if r.stress is not None]
     assert with_stress.metadata["info"] == {"subset": "ideal", "dataset": "MAD", "index": 349}
     assert with_stress.energy == pytest.approx(-243.5393900665149, abs=0)
-    np.testing.assert_allclose(with_stress.stress, [-0.0006141920987092253, 0.0007242830578675293,
-                                                    0.00020415251217215802, 0.0, 0.0, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(
+        with_stress.stress,
+        [-0.0006141920987092253, 0.0007242830578675293, 0.00020415251217215802, 0.0, 0.0, 0.0],
+        rtol=1e-12,
+    )

@@ -1,4 +1,5 @@
 """spice_hdf5 reader on the real modelforge SPICE 1.1.4 sample, checked against h5py by hand."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,9 @@ def spice(shared_data: Path) -> Path:
 
 
 def test_values_against_h5py(spice: Path) -> None:
-    report = check_reader("spice_hdf5", spice, ReadOptions(dataset="spice", task="omol"), target=20, expected_records=55)
+    report = check_reader(
+        "spice_hdf5", spice, ReadOptions(dataset="spice", task="omol"), target=20, expected_records=55
+    )
     assert report.n_partitions == 3
     by_id = {r.id: r for r in report.records}
     with h5py.File(spice) as h5:
@@ -43,7 +46,9 @@ def test_values_against_h5py(spice: Path) -> None:
 
 
 def test_subset_filter_rejects(spice: Path) -> None:
-    opts = ReadOptions(dataset="spice", task="omol", options={"subsets": ["SPICE DES370K Single Points Dataset Supplement v1.0"]})
+    opts = ReadOptions(
+        dataset="spice", task="omol", options={"subsets": ["SPICE DES370K Single Points Dataset Supplement v1.0"]}
+    )
     report = check_reader("spice_hdf5", spice, opts, expected_records=5, expected_rejected=50)
     assert set(r.reason for r in report.rejected) == {"filter:subset SPICE PubChem Set 6 Single Points Dataset v1.2"}
 
@@ -68,6 +73,7 @@ def test_smiles_charge(smiles: str, charge: int) -> None:
 
 # --- damaged files (issue 17 fuzzing) ----------------------------------------------------------
 
+
 def test_damaged_group_index_is_reader_error_naming_the_file(spice: Path, tmp_path: Path) -> None:
     from omni_data.readers import ReaderError
 
@@ -85,7 +91,13 @@ def test_short_energy_dataset_rejects_only_the_conformers_it_lacks(spice: Path, 
         first = g["dft_total_energy"][:3]
         del g["dft_total_energy"]
         g["dft_total_energy"] = first
-    report = check_reader("spice_hdf5", path, ReadOptions(dataset="spice", task="omol"), target=20,
-                          expected_records=53, expected_rejected=2)
+    report = check_reader(
+        "spice_hdf5",
+        path,
+        ReadOptions(dataset="spice", task="omol"),
+        target=20,
+        expected_records=53,
+        expected_rejected=2,
+    )
     assert [r.source_id for r in report.rejected] == ["C#C.[Na+]/3", "C#C.[Na+]/4"]
     assert all(r.reason.startswith("bad_shape:") for r in report.rejected)

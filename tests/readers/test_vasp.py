@@ -1,4 +1,5 @@
 """vasp reader against ase.io.read(index=":") and pymatgen Vasprun/Outcar on every real VASP sample."""
+
 from __future__ import annotations
 
 import gzip
@@ -70,8 +71,10 @@ def test_matches_ase(shared_data: Path, name: str) -> None:
             np.testing.assert_allclose(rec.magmoms, res["magmoms"])
 
 
-@pytest.mark.parametrize("run", ["chgnet_nboc_relax_49steps", "custodian_postprocess_ggau_spin_relax",
-                                 "custodian_lobster_v51_static_nonspin"])
+@pytest.mark.parametrize(
+    "run",
+    ["chgnet_nboc_relax_49steps", "custodian_postprocess_ggau_spin_relax", "custodian_lobster_v51_static_nonspin"],
+)
 def test_vasprun_and_outcar_agree_despite_vasp5_e0_bug(shared_data: Path, run: str) -> None:
     """vasprun's calculation/energy e_0_energy is wrong in VASP 5.x (e.g. -0.164 for the chgnet run);
     the reader never uses it, so all three energies match the OUTCAR of the same run."""
@@ -131,8 +134,9 @@ def test_unconverged_vasprun_rejected_by_default(shared_data: Path) -> None:
 
 def test_unconverged_outcar_steps_flagged(shared_data: Path) -> None:
     path = shared_data / "vasp" / "dpdata_ch4_md_unconverged.OUTCAR"
-    report = check_reader("vasp", path, ReadOptions(dataset="v", task="pbe"), target=1,
-                          expected_records=1, expected_rejected=2)
+    report = check_reader(
+        "vasp", path, ReadOptions(dataset="v", task="pbe"), target=1, expected_records=1, expected_rejected=2
+    )
     assert all(r.reason.startswith("unconverged:electronic (15 SCF steps reached NELM=15)") for r in report.rejected)
     kept = _records(read_all("vasp", path, _opts()))
     assert [r.metadata["converged_electronic"] for r in kept] == [False, False, True]
@@ -187,7 +191,11 @@ def test_gzipped_outcar_and_ids(shared_data: Path, tmp_path: Path) -> None:
         fh.write(src.read_bytes())
     plain = _records(read_all("vasp", src, _opts()))
     zipped = _records(check_reader("vasp", gz, _opts(), target=10, expected_records=28).records)
-    assert [r.id for r in zipped] == [r.id for r in plain] == [f"v:custodian_postprocess_ggau_spin_relax.OUTCAR:{i}" for i in range(28)]
+    assert (
+        [r.id for r in zipped]
+        == [r.id for r in plain]
+        == [f"v:custodian_postprocess_ggau_spin_relax.OUTCAR:{i}" for i in range(28)]
+    )
     for a, b in zip(plain, zipped):
         assert a.energy == b.energy
         np.testing.assert_array_equal(a.magmoms, b.magmoms)
@@ -195,8 +203,9 @@ def test_gzipped_outcar_and_ids(shared_data: Path, tmp_path: Path) -> None:
     xml_gz = tmp_path / "dpdata_h2o_md.vasprun.xml.gz"
     with gzip.open(xml_gz, "wb") as fh:
         fh.write(xml.read_bytes())
-    assert [(r.id, r.energy) for r in _records(read_all("vasp", xml_gz, _opts()))] == \
-        [(r.id, r.energy) for r in _records(read_all("vasp", xml, _opts()))]
+    assert [(r.id, r.energy) for r in _records(read_all("vasp", xml_gz, _opts()))] == [
+        (r.id, r.energy) for r in _records(read_all("vasp", xml, _opts()))
+    ]
 
 
 def test_selective_dynamics_become_fixed(shared_data: Path) -> None:
@@ -231,7 +240,9 @@ def test_every_vasprun_matches_pymatgen_ionic_steps(shared_data: Path, name: str
         np.testing.assert_allclose(rec.positions, step["structure"].cart_coords, atol=1e-6)
         if "stress" in step:
             s = np.array(step["stress"])
-            np.testing.assert_allclose(rec.stress, -0.1 * GPA * ((s + s.T) / 2).reshape(9)[[0, 4, 8, 5, 2, 1]], atol=1e-12)
+            np.testing.assert_allclose(
+                rec.stress, -0.1 * GPA * ((s + s.T) / 2).reshape(9)[[0, 4, 8, 5, 2, 1]], atol=1e-12
+            )
     assert all(r.metadata["converged_electronic"] is vr.converged_electronic for r in recs[-1:])
 
 
@@ -278,7 +289,9 @@ def test_ids_of_generic_file_names_include_run_directories(shared_data: Path, tm
 
 def test_overflow_stars_give_missing_stress_not_a_number(shared_data: Path, tmp_path: Path) -> None:
     """VASP prints '*****' when a fixed-width field overflows; derived from the real lobster OUTCAR."""
-    lines = (shared_data / "vasp" / "custodian_lobster_v51_static_nonspin.OUTCAR").read_bytes().splitlines(keepends=True)
+    lines = (
+        (shared_data / "vasp" / "custodian_lobster_v51_static_nonspin.OUTCAR").read_bytes().splitlines(keepends=True)
+    )
     k = next(i for i, line in enumerate(lines) if line.startswith(b"  in kB"))
     lines[k] = b"  in kB  ************ ************ ************     0.00000     0.00000     0.00000\n"
     path = tmp_path / "stars.OUTCAR"
@@ -289,6 +302,7 @@ def test_overflow_stars_give_missing_stress_not_a_number(shared_data: Path, tmp_
 
 
 # --- damaged files (issue 17 fuzzing): a broken step fails alone, never the file -----------------
+
 
 def _lines_replaced(src: Path, dst: Path, line_no: int, old: bytes, new: bytes) -> Path:
     """``src`` with ``old`` replaced by ``new`` on line ``line_no`` (1-based), written to ``dst``."""
@@ -320,7 +334,10 @@ def test_outcar_step_without_closing_energy_line_is_rejected_not_merged(shared_d
     for target in (1, 2, 3):
         items = read_all("vasp", path, opts, target=target)
         assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record"], target
-        assert items[1].reason.startswith("parse:damaged outcar ionic step 1") and "no closing energy line" in items[1].reason
+        assert (
+            items[1].reason.startswith("parse:damaged outcar ionic step 1")
+            and "no closing energy line" in items[1].reason
+        )
         assert items[2].energy == pytest.approx(-23.95107730) and items[2].source_index == 2
 
 
@@ -337,7 +354,7 @@ def test_vasprun_damaged_forces_reject_that_step_only(shared_data: Path, tmp_pat
     second = raw.index(b'<varray name="forces" >', raw.index(b"<calculation>", raw.index(b"<calculation>") + 1))
     row = raw.index(b"<v>", second)
     path = tmp_path / "vasprun.xml"
-    path.write_bytes(raw[:row] + b"<v> 1.0 </v>" + raw[raw.index(b"</v>", row) + 4:])  # a force row of one number
+    path.write_bytes(raw[:row] + b"<v> 1.0 </v>" + raw[raw.index(b"</v>", row) + 4 :])  # a force row of one number
     items = read_all("vasp", path, ReadOptions(dataset="v", task="t", options={"keep_unconverged": True}), target=2)
     assert [type(i).__name__ for i in items] == ["Record", "Rejected", "Record"]
     assert items[1].source_index == 1 and items[1].reason.startswith("parse:damaged vasprun ionic step 1: ValueError")

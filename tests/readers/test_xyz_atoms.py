@@ -1,4 +1,5 @@
 """Atom-block parsing of extxyz frames: columns by Properties, species mapped to Z, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np

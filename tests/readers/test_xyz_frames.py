@@ -5,6 +5,7 @@ quarantined frame and the reader resynchronises at the next count line, reading 
 for it; a plausible count larger than the rest of the file reads no further than the next
 frame. Memory is measured with ``tracemalloc`` over a generated ~20 MB file.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_data.readers import Partition, ReadOptions, get_reader
+from omni_data.readers import ReadOptions, get_reader
 from omni_data.readers._xyz_frames import MAX_ATOMS, iter_frames, scan_offsets
 from omni_data.schema import Record, Rejected
 from omni_data.testing import check_reader
@@ -54,8 +55,10 @@ def test_count_of_2_pow_63_is_quarantined_and_every_good_frame_kept(tmp_path: Pa
     (rej,) = report.rejected
     # count line 9 (two 4-line frames before it), byte = length of those two frames
     offset = len(_frame(-1.0) + _frame(-2.0))
-    assert rej.reason == (f"parse:atom count 9223372036854775808 at line 9 (byte {offset}) "
-                          f"is above the limit of {MAX_ATOMS} atoms per frame")
+    assert rej.reason == (
+        f"parse:atom count 9223372036854775808 at line 9 (byte {offset}) "
+        f"is above the limit of {MAX_ATOMS} atoms per frame"
+    )
     assert rej.source_index == 2 and rej.detail == {"byte_offset": offset, "line": 9}
     assert [r.source_index for r in sorted(report.records, key=lambda r: r.source_index)] == [0, 1, 3, 4]
 
@@ -82,8 +85,9 @@ def test_count_with_thousands_of_digits_is_quarantined(tmp_path: Path) -> None:
     assert b.reason.startswith("parse:atom count 77777777777777777777...(5000 characters) at line 5 ")
 
 
-@pytest.mark.parametrize("count", [b"-3", b"-0", b"1e9", b"3.0", b"1_0", b"0x2", b"++2", b"2 2",
-                                   "\u0663".encode(), "\uff12".encode()])  # Arabic-Indic 3, fullwidth 2
+@pytest.mark.parametrize(
+    "count", [b"-3", b"-0", b"1e9", b"3.0", b"1_0", b"0x2", b"++2", b"2 2", "\u0663".encode(), "\uff12".encode()]
+)  # Arabic-Indic 3, fullwidth 2
 def test_malformed_count_lines_are_bad_count_frames(tmp_path: Path, count: bytes) -> None:
     path = tmp_path / "bad.extxyz"
     path.write_bytes(_frame(-1.0) + _bad(count) + _frame(-2.0))
@@ -103,12 +107,19 @@ def test_plus_sign_padding_and_leading_zeros_are_counts(tmp_path: Path, count: b
 
 
 def test_limit_is_inclusive_and_counts_beyond_the_file_are_too_few_or_truncated() -> None:
-    data = (_frame(-1.0) + _bad(str(MAX_ATOMS).encode()) + _bad(str(MAX_ATOMS + 1).encode())
-            + _frame(-2.0) + b"500000\ncomment\nCu 0 0 0 0 0 0\n")
+    data = (
+        _frame(-1.0)
+        + _bad(str(MAX_ATOMS).encode())
+        + _bad(str(MAX_ATOMS + 1).encode())
+        + _frame(-2.0)
+        + b"500000\ncomment\nCu 0 0 0 0 0 0\n"
+    )
     frames = list(iter_frames(io.BytesIO(data)))
     assert [f.error is None for f in frames] == [True, False, False, True, False]
-    assert frames[1].error == (f"parse:too few atom lines in frame at line 5 (byte {len(_frame(-1.0))}): "
-                               f"expected {MAX_ATOMS}, found 2 before the next count line")
+    assert frames[1].error == (
+        f"parse:too few atom lines in frame at line 5 (byte {len(_frame(-1.0))}): "
+        f"expected {MAX_ATOMS}, found 2 before the next count line"
+    )
     assert frames[2].error.startswith(f"parse:atom count {MAX_ATOMS + 1} at line 9 ")
     assert frames[4].error.endswith("expected 500000 atom lines, file ends after 1")
     assert [f.line_no for f in frames] == [1, 5, 9, 13, 17]

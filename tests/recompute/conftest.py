@@ -1,4 +1,5 @@
 """Real structures shared by the recompute tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,9 @@ from omni_data.schema import Record
 def sic_record(shared_data: Path) -> Record:
     """dpdata's SiC POSCAR (8 atoms, periodic)."""
     a = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
-    return Record(numbers=a.numbers, positions=a.positions, cell=a.cell.array, pbc=a.pbc, id="mpa:SiC", dataset="mpa", task="mpa")
+    return Record(
+        numbers=a.numbers, positions=a.positions, cell=a.cell.array, pbc=a.pbc, id="mpa:SiC", dataset="mpa", task="mpa"
+    )
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
 """collect: real VASP outputs in job dirs get the right verdict; good ones land in the store."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,14 +20,11 @@ from omni_data.schema import Record
 # Each job's protocol is one the run really matches (PROTOCOLS; else mp-pbe-static), so these
 # verdicts are about the output's state; test_verify.py covers outputs of another protocol.
 PROTOCOLS = {
-    "custodian_postprocess_ggau_spin_relax.vasprun.xml":
-        "PARENT: vasp-base\ntask: mpa\nvasp:\n  input_set: MPRelaxSet\n  set_kwargs: {user_potcar_settings: {Fe: Fe}}\n"
-        "  incar: {LDAUU: {O: {Fe: 4.0}}}\n  kpoints: {reciprocal_density: 0.5}\n",
-    "custodian_lobster_v51_static_nonspin.vasprun.xml":
-        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 500, ISPIN: 1, EDIFF: 1.0e-6}\n",
-    "custodian_unconverged_scan_static.vasprun.xml":
-        "PARENT: mp-pbe-static\nvasp:\n  set_kwargs: {user_potcar_settings: {Bi: Bi}}\n"
-        "  incar: {METAGGA: Scan, EDIFF: 1.0e-5}\n  kpoints: {reciprocal_density: 50}\n",
+    "custodian_postprocess_ggau_spin_relax.vasprun.xml": "PARENT: vasp-base\ntask: mpa\nvasp:\n  input_set: MPRelaxSet\n  set_kwargs: {user_potcar_settings: {Fe: Fe}}\n"
+    "  incar: {LDAUU: {O: {Fe: 4.0}}}\n  kpoints: {reciprocal_density: 0.5}\n",
+    "custodian_lobster_v51_static_nonspin.vasprun.xml": "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 500, ISPIN: 1, EDIFF: 1.0e-6}\n",
+    "custodian_unconverged_scan_static.vasprun.xml": "PARENT: mp-pbe-static\nvasp:\n  set_kwargs: {user_potcar_settings: {Bi: Bi}}\n"
+    "  incar: {METAGGA: Scan, EDIFF: 1.0e-5}\n  kpoints: {reciprocal_density: 50}\n",
 }
 CASES = {
     "custodian_bad_vasprun_truncated_ggau.vasprun.xml": "parse:truncated",
@@ -49,8 +47,15 @@ def make_jobs(shared_data: Path, root: Path) -> dict[str, Path]:
             atoms = read(shared_data / "vasp" / name, index=0)
         except Exception:  # the no-steps file has no structure ASE can read: use any real one
             atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
-        rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                     id=f"mpa:{name}", dataset="mpa", task="mpa")
+        rec = Record(
+            numbers=atoms.numbers,
+            positions=atoms.positions,
+            cell=atoms.cell.array,
+            pbc=atoms.pbc,
+            id=f"mpa:{name}",
+            dataset="mpa",
+            task="mpa",
+        )
         emit_records([(rec, Source(rec.id, source_task="mpa"))], load_protocol(protocol), root)
         job = root / safe_name(rec.id)
         shutil.copy(shared_data / "vasp" / name, job / "vasprun.xml")
@@ -107,8 +112,15 @@ def test_collect_to_store_once(shared_data: Path, tmp_path: Path) -> None:
 
 def test_pending_jobs_are_not_ready(shared_data: Path, tmp_path: Path) -> None:
     atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id="mpa:SiC", dataset="mpa", task="mpa")
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id="mpa:SiC",
+        dataset="mpa",
+        task="mpa",
+    )
     emit_records([(rec, Source(rec.id))], load_protocol("mp-pbe-static"), tmp_path)
     found = collect(tmp_path)
     assert found.not_ready == {safe_name("mpa:SiC"): "pending"} and not found.records and not found.rejected
@@ -135,9 +147,13 @@ def test_boxed_molecule_comes_back_non_periodic(shared_data: Path, tmp_path: Pat
     # two water molecules as a cluster record (no cell); VASP output: the dpdata H2O MD vasprun
     src = shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml"
     first = read(src, index=0)
-    rec = Record(numbers=first.numbers, positions=first.positions, id="w:dimer", dataset="w", task="w", charge=0.0, spin=1)
+    rec = Record(
+        numbers=first.numbers, positions=first.positions, id="w:dimer", dataset="w", task="w", charge=0.0, spin=1
+    )
     # the settings that MD run used (ENCUT 800, NSW 3 MD steps, EDIFF 1e-6); the box makes it Γ-only
-    (tmp_path / "h2o-md.yaml").write_text("PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, NSW: 3, IBRION: 0, EDIFF: 1.0e-6}\n")
+    (tmp_path / "h2o-md.yaml").write_text(
+        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, NSW: 3, IBRION: 0, EDIFF: 1.0e-6}\n"
+    )
     emit_records([(rec, Source(rec.id, source_task="w"))], load_protocol(tmp_path / "h2o-md.yaml"), tmp_path / "jobs")
     tmp_path = tmp_path / "jobs"
     job = tmp_path / safe_name(rec.id)
@@ -153,10 +169,20 @@ def test_boxed_molecule_comes_back_non_periodic(shared_data: Path, tmp_path: Pat
 
 def test_composition_mismatch_is_rejected(shared_data: Path, tmp_path: Path) -> None:
     atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id="mpa:SiC", dataset="mpa", task="mpa")
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id="mpa:SiC",
+        dataset="mpa",
+        task="mpa",
+    )
     emit_records([(rec, Source(rec.id))], load_protocol("mp-pbe-static"), tmp_path)
-    shutil.copy(shared_data / "vasp" / "custodian_lobster_v51_static_nonspin.vasprun.xml", tmp_path / safe_name(rec.id) / "vasprun.xml")
+    shutil.copy(
+        shared_data / "vasp" / "custodian_lobster_v51_static_nonspin.vasprun.xml",
+        tmp_path / safe_name(rec.id) / "vasprun.xml",
+    )
     found = collect(tmp_path)
     assert not found.records and found.rejected[0].reason.startswith("bad_value:output composition")
 

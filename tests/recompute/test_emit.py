@@ -1,4 +1,5 @@
 """emit: VASP job dirs for real structures, checked against pymatgen's own input sets."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,15 @@ from omni_data.schema import Record
 
 def periodic_record(path: Path, rid: str) -> Record:
     atoms = read(path)
-    return Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                  id=rid, dataset=rid.split(":")[0], task="mpa")
+    return Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id=rid,
+        dataset=rid.split(":")[0],
+        task="mpa",
+    )
 
 
 def pymatgen_structure(path: Path) -> Structure:
@@ -37,11 +45,16 @@ def emit_one(record: Record, protocol: str, root: Path) -> Path:
     return root / safe_name(record.id)
 
 
-@pytest.mark.parametrize("name, element, u", [
-    ("chgnet_mp-18767-LiMnO2.cif", "Mn", 3.9),
-    ("chgnet_mp-1175469-Li9Co7O16.cif", "Co", 3.32),
-])
-def test_mp_static_oxide_plus_u_matches_pymatgen(shared_data: Path, tmp_path: Path, name: str, element: str, u: float) -> None:
+@pytest.mark.parametrize(
+    "name, element, u",
+    [
+        ("chgnet_mp-18767-LiMnO2.cif", "Mn", 3.9),
+        ("chgnet_mp-1175469-Li9Co7O16.cif", "Co", 3.32),
+    ],
+)
+def test_mp_static_oxide_plus_u_matches_pymatgen(
+    shared_data: Path, tmp_path: Path, name: str, element: str, u: float
+) -> None:
     path = shared_data / "structures" / "cif" / name
     job = emit_one(periodic_record(path, f"mpa:{name}"), "mp-pbe-static", tmp_path)
     expected = MPStaticSet(pymatgen_structure(path))
@@ -60,8 +73,15 @@ def test_mp_static_oxide_plus_u_matches_pymatgen(shared_data: Path, tmp_path: Pa
 
 def test_magnetic_feo_from_vasprun_gets_mp_magmoms(shared_data: Path, tmp_path: Path) -> None:
     atoms = read(shared_data / "vasp" / "custodian_postprocess_ggau_spin_relax.vasprun.xml", index=0)
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id="mpa:FeO", dataset="mpa", task="mpa")
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id="mpa:FeO",
+        dataset="mpa",
+        task="mpa",
+    )
     job = emit_one(rec, "mp-pbe-static", tmp_path)
     incar = Incar.from_file(job / "INCAR")
     symbols = Poscar.from_file(job / "POSCAR").structure.species
@@ -92,8 +112,15 @@ def test_r2scan_matches_matpes(shared_data: Path, tmp_path: Path) -> None:
 
 def test_molecule_is_boxed_gamma_only(shared_data: Path, tmp_path: Path) -> None:
     atoms = read(shared_data / "structures" / "poscar" / "mace_x23_benzene_molecule.POSCAR")
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, id="omol:benzene", dataset="omol",
-                 task="omol", charge=0.0, spin=1)  # a molecule record: no cell, no pbc
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        id="omol:benzene",
+        dataset="omol",
+        task="omol",
+        charge=0.0,
+        spin=1,
+    )  # a molecule record: no cell, no pbc
     for protocol, encut in (("mp-pbe-static", 520), ("r2scan-static", 680)):
         job = emit_one(rec, protocol, tmp_path / protocol)
         incar = Incar.from_file(job / "INCAR")
@@ -119,7 +146,9 @@ def test_molecule_spin_and_charge_policy(shared_data: Path, tmp_path: Path) -> N
     triplet = Record(id="omol:triplet", charge=0.0, spin=3, **base)
     cation = Record(id="omol:cation", charge=1.0, spin=2, **base)
     impossible = Record(id="omol:odd", charge=0.0, spin=2, **base)  # 42 electrons cannot be a doublet
-    rows = emit_records([(r, Source(r.id)) for r in (triplet, cation, impossible)], load_protocol("mp-pbe-static"), tmp_path)
+    rows = emit_records(
+        [(r, Source(r.id)) for r in (triplet, cation, impossible)], load_protocol("mp-pbe-static"), tmp_path
+    )
     by_id = {r["record_id"]: r for r in rows}
     assert by_id["omol:triplet"]["status"] == "pending"
     incar = Incar.from_file(tmp_path / safe_name("omol:triplet") / "INCAR")
@@ -156,8 +185,16 @@ def test_job_json_names_and_reemit_keeps_done(shared_data: Path, tmp_path: Path)
 def test_use_record_magmoms(shared_data: Path, tmp_path: Path) -> None:
     atoms = read(shared_data / "vasp" / "custodian_postprocess_ggau_spin_relax.vasprun.xml", index=0)
     moms = np.where(atoms.numbers == 26, 3.7, 0.1)
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id="mpa:FeO-afm", dataset="mpa", task="mpa", magmoms=moms)
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id="mpa:FeO-afm",
+        dataset="mpa",
+        task="mpa",
+        magmoms=moms,
+    )
     proto = tmp_path / "own-magmoms.yaml"
     proto.write_text("PARENT: mp-pbe-static\nvasp:\n  use_record_magmoms: true\n")
     protocol = load_protocol(proto)

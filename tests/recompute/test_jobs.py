@@ -1,4 +1,5 @@
 """Job dirs: state from markers, record.json round trip, clear errors for broken dirs."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,18 @@ from omni_data.schema import Record
 @pytest.fixture()
 def job(shared_data: Path, tmp_path: Path) -> Path:
     a = read(shared_data / "structures" / "cif" / "chgnet_mp-18767-LiMnO2.cif")
-    rec = Record(numbers=a.numbers, positions=a.positions, cell=a.cell.array, pbc=a.pbc, id="mpa:mp-18767",
-                 dataset="mpa", task="mpa", magmoms=np.arange(len(a), dtype=float), charge=0.0, spin=None)
+    rec = Record(
+        numbers=a.numbers,
+        positions=a.positions,
+        cell=a.cell.array,
+        pbc=a.pbc,
+        id="mpa:mp-18767",
+        dataset="mpa",
+        task="mpa",
+        magmoms=np.arange(len(a), dtype=float),
+        charge=0.0,
+        spin=None,
+    )
     emit_records([(rec, Source(rec.id))], load_protocol("mp-pbe-static"), tmp_path)
     return tmp_path / safe_name(rec.id)
 

@@ -1,4 +1,5 @@
 """local.run_jobs: failures are recorded with their reason; Dask distributed workers run the jobs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,7 +47,9 @@ def test_local_methods_are_derived_from_the_protocol_files(tmp_path: Path, monke
     assert local_methods() == {"gfn1-xtb": "tblite", "gfn2-xtb": "tblite", "pyscf-pbe-def2svp": "pyscf"}
     for name in ("gfn2-xtb", "pyscf-pbe-def2svp", "vasp-base", "mp-pbe-static"):
         (tmp_path / f"{name}.yaml").write_text(load_protocol_text(name))
-    (tmp_path / "pyscf-pbe0.yaml").write_text("PARENT: pyscf-pbe-def2svp\nmethod:\n  name: PBE0\n  options: {xc: pbe0}\n")
+    (tmp_path / "pyscf-pbe0.yaml").write_text(
+        "PARENT: pyscf-pbe-def2svp\nmethod:\n  name: PBE0\n  options: {xc: pbe0}\n"
+    )
     monkeypatch.setenv("OMNI_PROTOCOLS", str(tmp_path))
     assert local_methods() == {"gfn2-xtb": "tblite", "pyscf-pbe-def2svp": "pyscf", "pyscf-pbe0": "pyscf"}
     assert set(local_methods().values()) <= set(RUNNERS)

@@ -1,4 +1,5 @@
 """molecules: box geometry, spin tags and the charge policy, checked against numbers worked by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,15 @@ def test_spin_tags_by_hand(methane_record: Record) -> None:
 
 
 def test_charge_policy(methane_record: Record) -> None:
-    cation = Record(numbers=methane_record.numbers, positions=methane_record.positions, id="m:+", dataset="m",
-                    task="m", charge=1.0, spin=2)
+    cation = Record(
+        numbers=methane_record.numbers,
+        positions=methane_record.positions,
+        id="m:+",
+        dataset="m",
+        task="m",
+        charge=1.0,
+        spin=2,
+    )
     with pytest.raises(Refused, match="charged: refuse"):
         box_molecule(cation, MoleculePolicy(), potcars_available=True)
     with pytest.raises(Refused, match="PMG_VASP_PSP_DIR"):

@@ -1,4 +1,5 @@
 """Protocol YAML: PARENT inheritance, validation, unknown keys named with their file."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Provenance on every bridge record and job history across re-emits (issue 19, items 2 and 4)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,11 +52,20 @@ def test_hash_covers_parents_not_comments(tmp_path: Path) -> None:
 
 def nacl_job(shared_data: Path, root: Path, protocol: Path) -> Path:
     atoms = read(shared_data / "vasp" / NACL, index=0)
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id="mpa:NaCl", dataset="mpa", task="mpa")
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id="mpa:NaCl",
+        dataset="mpa",
+        task="mpa",
+    )
     from omni_data.recompute.protocols import load_protocol
 
-    emit_records([(rec, Source(rec.id, source_task="mpa", dataset="mptrj", store="/stores/src"))], load_protocol(protocol), root)
+    emit_records(
+        [(rec, Source(rec.id, source_task="mpa", dataset="mptrj", store="/stores/src"))], load_protocol(protocol), root
+    )
     job = root / safe_name(rec.id)
     shutil.copy(shared_data / "vasp" / NACL, job / "vasprun.xml")
     jobs.mark_done(job)
@@ -148,8 +158,13 @@ def test_info_shows_bridge_protocols(shared_data: Path, tmp_path: Path, capsys: 
     assert len(found.records) == 1
     (group,) = store_info(tmp_path / "store")["bridge_provenance"]
     sha = protocol_sha256(tmp_path / "nacl.yaml")
-    assert group == {"protocol": "nacl", "protocol_sha256": sha, "engine": found.records[0].metadata["engine"],
-                     "code_version": "VASP 5.4.4.18Apr17-6-g9f103f2a35", "records": 1}
+    assert group == {
+        "protocol": "nacl",
+        "protocol_sha256": sha,
+        "engine": found.records[0].metadata["engine"],
+        "code_version": "VASP 5.4.4.18Apr17-6-g9f103f2a35",
+        "records": 1,
+    }
     assert main(["info", str(tmp_path / "store")]) == 0
     out = capsys.readouterr().out
     assert f"bridge: 1 records by nacl@{sha[:12]}" in out and "VASP 5.4.4" in out
@@ -160,6 +175,8 @@ def test_bridge_protocols_sum_over_shards_and_keep_versions_apart() -> None:
     from omni_data.cli.info import bridge_protocols
 
     g = {"protocol": "p", "engine": "vasp", "code_version": "VASP 6"}
-    section = {"s1": [{**g, "protocol_sha256": "a" * 64, "records": 3}],
-               "s2": [{**g, "protocol_sha256": "a" * 64, "records": 2}, {**g, "protocol_sha256": "b" * 64, "records": 4}]}
+    section = {
+        "s1": [{**g, "protocol_sha256": "a" * 64, "records": 3}],
+        "s2": [{**g, "protocol_sha256": "a" * 64, "records": 2}, {**g, "protocol_sha256": "b" * 64, "records": 4}],
+    }
     assert [(x["protocol_sha256"][0], x["records"]) for x in bridge_protocols(section)] == [("a", 5), ("b", 4)]

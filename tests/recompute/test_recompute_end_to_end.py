@@ -1,4 +1,5 @@
 """End to end with the CLI: store -> selection.parquet -> emit-jobs -> run-local -> collect-bridge."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,25 @@ def source_store(shared_data: Path, store: Path) -> list[Record]:
     sic = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
     eth = read(shared_data / "extxyz" / "schnetpack_md17_ethanol_snip_kcalmol.xyz", index=0)
     recs = [
-        Record(numbers=sic.numbers, positions=sic.positions, cell=sic.cell.array, pbc=sic.pbc,
-               id="mpa:SiC", dataset="mpa", task="mpa", energy=-1.0),
-        Record(numbers=eth.numbers, positions=eth.positions, id="md17:ethanol-0", dataset="md17", task="md17",
-               charge=0.0, spin=1),
+        Record(
+            numbers=sic.numbers,
+            positions=sic.positions,
+            cell=sic.cell.array,
+            pbc=sic.pbc,
+            id="mpa:SiC",
+            dataset="mpa",
+            task="mpa",
+            energy=-1.0,
+        ),
+        Record(
+            numbers=eth.numbers,
+            positions=eth.positions,
+            id="md17:ethanol-0",
+            dataset="md17",
+            task="md17",
+            charge=0.0,
+            spin=1,
+        ),
     ]
     write_shard(store, "src", recs)
     return recs
@@ -32,17 +48,26 @@ def source_store(shared_data: Path, store: Path) -> list[Record]:
 
 def test_local_recompute_pipeline(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, optional) -> None:
     optional("tblite", "dft")
-    from threadpoolctl import threadpool_limits
     from tblite.ase import TBLite
+    from threadpoolctl import threadpool_limits
 
     from omni_data.store import Store
 
     recs = source_store(shared_data, tmp_path / "store")
     selection = tmp_path / "selection.parquet"
-    pq.write_table(pa.table({
-        "id": [r.id for r in recs], "task": [r.task for r in recs], "dataset": [r.dataset for r in recs],
-        "store": [str(tmp_path / "store")] * 2, "rank": [0, 1], "distance": [np.inf, 3.5],
-    }), selection)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [r.id for r in recs],
+                "task": [r.task for r in recs],
+                "dataset": [r.dataset for r in recs],
+                "store": [str(tmp_path / "store")] * 2,
+                "rank": [0, 1],
+                "distance": [np.inf, 3.5],
+            }
+        ),
+        selection,
+    )
     jobs_dir = tmp_path / "jobs"
     assert main(["emit-jobs", str(selection), "--protocol", "gfn2-xtb", "--out", str(jobs_dir)]) == 0
     assert main(["run-local", str(jobs_dir), "--method", "gfn2-xtb", "--no-cluster"]) == 0
@@ -102,8 +127,10 @@ def test_failed_jobs_reemit_and_batch_script(shared_data: Path, tmp_path: Path, 
     # PySCF refuses the periodic SiC at emit time (reason printed; exit 1 only with --strict)
     assert main(["emit-jobs", str(selection), "--protocol", "pyscf-pbe-def2svp", "--out", str(tmp_path / "p")]) == 0
     assert "molecules only" in capsys.readouterr().err
-    assert main(["emit-jobs", str(selection), "--protocol", "pyscf-pbe-def2svp", "--out", str(tmp_path / "p"),
-                 "--strict"]) == 1
+    assert (
+        main(["emit-jobs", str(selection), "--protocol", "pyscf-pbe-def2svp", "--out", str(tmp_path / "p"), "--strict"])
+        == 1
+    )
     assert main(["emit-jobs", str(selection), "--protocol", "gfn2-xtb", "--out", str(jobs_dir)]) == 0
     from omni_data.recompute import jobs
     from omni_data.safeio import safe_name
@@ -118,8 +145,27 @@ def test_failed_jobs_reemit_and_batch_script(shared_data: Path, tmp_path: Path, 
     assert jobs.job_state(sic_dir).state == "pending" and not (sic_dir / "INCAR").exists()
     # VASP batch script for unfinished jobs
     vasp_dir = tmp_path / "vasp"
-    assert main(["emit-jobs", str(selection), "--protocol", "mp-pbe-static", "--out", str(vasp_dir),
-                 "--write-script", "slurm", "--vasp-cmd", "srun vasp_std", "--per-task", "2", "--partition", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "emit-jobs",
+                str(selection),
+                "--protocol",
+                "mp-pbe-static",
+                "--out",
+                str(vasp_dir),
+                "--write-script",
+                "slurm",
+                "--vasp-cmd",
+                "srun vasp_std",
+                "--per-task",
+                "2",
+                "--partition",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     text = (vasp_dir / "submit.slurm").read_text()
     assert "#SBATCH --array=0-0" in text and "#SBATCH --partition=cpu" in text and "VASP_CMD='srun vasp_std'" in text
     from omni_data.recompute.slurm import joblist_of

@@ -1,5 +1,6 @@
 """Issue 22 items 4 and 5: a job left RUNNING by a process that is gone is ``stale``, ``jobs``
 says so, and ``run-local`` runs it again (resume is true); run-local reports progress per job."""
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,7 @@ def methane_job(methane_record: Record, tmp_path: Path) -> Path:
 
 def hold_running(job_dir: Path) -> subprocess.Popen:
     """A real process that marks ``job_dir`` RUNNING (as a runner does) and then works on."""
-    code = ("import sys, time; from omni_data.recompute import jobs; jobs.mark_running(sys.argv[1]); "
-            "time.sleep(600)")
+    code = "import sys, time; from omni_data.recompute import jobs; jobs.mark_running(sys.argv[1]); time.sleep(600)"
     proc = subprocess.Popen([sys.executable, "-c", code, str(job_dir)])
     wait_for(lambda: (job_dir / "RUNNING").is_file(), "the RUNNING marker")
     return proc
@@ -101,8 +101,9 @@ def test_heartbeat_refreshes_the_marker(methane_job: Path) -> None:
     os.utime(marker, (old, old))
     with jobs.heartbeat(methane_job, every=0.01):
         wait_for(lambda: marker.stat().st_mtime > old + 3000, "a heartbeat")
-    assert jobs.parse_marker(marker.read_text()) == jobs.Marker(socket.gethostname(), os.getpid(), None,
-                                                                jobs.parse_marker(marker.read_text()).since)
+    assert jobs.parse_marker(marker.read_text()) == jobs.Marker(
+        socket.gethostname(), os.getpid(), None, jobs.parse_marker(marker.read_text()).since
+    )
 
 
 def test_run_local_progress_counts(sic_record: Record, methane_record: Record, tmp_path: Path, optional) -> None:
@@ -124,9 +125,12 @@ def test_progress_line_text() -> None:
     ticks = iter([0.0, 30.0])
     line = JobProgress("run-local", clock=lambda: next(ticks)).line(
         Counts(total=10, slots=2, done=2, failed=1),
-        {"job": "x23_benzene", "state": "failed", "reason": "unconverged:SCF", "wall_time_s": 12.34})
-    assert line == ("run-local: [3/10] failed x23_benzene (12.3 s): unconverged:SCF  done 2, failed 1, running 2, "
-                    "pending 5  elapsed 30s  ETA 1m10s")
+        {"job": "x23_benzene", "state": "failed", "reason": "unconverged:SCF", "wall_time_s": 12.34},
+    )
+    assert line == (
+        "run-local: [3/10] failed x23_benzene (12.3 s): unconverged:SCF  done 2, failed 1, running 2, "
+        "pending 5  elapsed 30s  ETA 1m10s"
+    )
 
 
 def test_run_local_prints_a_line_per_job(methane_job: Path, capsys, optional) -> None:
@@ -134,6 +138,9 @@ def test_run_local_prints_a_line_per_job(methane_job: Path, capsys, optional) ->
     assert data_cli.main(["run-local", str(methane_job.parent), "--no-cluster"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "run-local: 1 job(s) to run, 1 at a time  done 0, failed 0, running 1, pending 0"
-    assert re.fullmatch(rf"run-local: \[1/1\] done {methane_job.name} \(\d+\.\d s\)  done 1, failed 0, "
-                        r"running 0, pending 0  elapsed \d+s  finished", lines[1]), lines[1]
+    assert re.fullmatch(
+        rf"run-local: \[1/1\] done {methane_job.name} \(\d+\.\d s\)  done 1, failed 0, "
+        r"running 0, pending 0  elapsed \d+s  finished",
+        lines[1],
+    ), lines[1]
     assert lines[2] == f"{methane_job.parent}: 1 done, 0 failed"

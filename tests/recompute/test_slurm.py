@@ -1,4 +1,5 @@
 """Batch scripts: rendered text, ``bash -n``, and a real run of the rendered script with a fake VASP."""
+
 from __future__ import annotations
 
 import os
@@ -29,14 +30,29 @@ def test_rendered_slurm_header_and_quoting(tmp_path: Path) -> None:
     weird = tmp_path / "it's $(touch PWNED) a dir"
     weird.mkdir()
     dirs = [weird / f"job{i}" for i in range(5)]
-    opts = BatchOptions(vasp_cmd="srun --mpi=pmix vasp_std 'x y'", per_task=2, partition="cpu", account="proj-1",
-                        time="02:00:00", max_parallel=4, ntasks_per_node=64, extra=["--qos=normal"])
+    opts = BatchOptions(
+        vasp_cmd="srun --mpi=pmix vasp_std 'x y'",
+        per_task=2,
+        partition="cpu",
+        account="proj-1",
+        time="02:00:00",
+        max_parallel=4,
+        ntasks_per_node=64,
+        extra=["--qos=normal"],
+    )
     text = render(dirs, weird / "joblist.txt", weird / "failures.tsv", opts, "slurm")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
-    for expected in ("#SBATCH --array=0-2%4", "#SBATCH --partition=cpu", "#SBATCH --account=proj-1",
-                     "#SBATCH --time=02:00:00", "#SBATCH --ntasks-per-node=64", "#SBATCH --qos=normal",
-                     "#SBATCH --job-name=omni-recompute", "PER_TASK=2"):
+    for expected in (
+        "#SBATCH --array=0-2%4",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --account=proj-1",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --ntasks-per-node=64",
+        "#SBATCH --qos=normal",
+        "#SBATCH --job-name=omni-recompute",
+        "PER_TASK=2",
+    ):
         assert expected in lines, expected
     assert "VASP_CMD='srun --mpi=pmix vasp_std '\"'\"'x y'\"'\"''" in lines
     script = weird / "submit.slurm"
@@ -48,17 +64,28 @@ def test_rendered_slurm_header_and_quoting(tmp_path: Path) -> None:
 
 
 def test_rendered_pbs(tmp_path: Path) -> None:
-    text = render([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "l.txt", tmp_path / "f.tsv",
-                  BatchOptions(vasp_cmd="mpirun vasp_std", per_task=1, partition="workq"), "pbs")
+    text = render(
+        [tmp_path / "a", tmp_path / "b", tmp_path / "c"],
+        tmp_path / "l.txt",
+        tmp_path / "f.tsv",
+        BatchOptions(vasp_cmd="mpirun vasp_std", per_task=1, partition="workq"),
+        "pbs",
+    )
     assert "#PBS -J 0-2" in text and "#PBS -q workq" in text and "PBS_ARRAY_INDEX" in text
     (tmp_path / "s.pbs").write_text(text)
     bash_syntax_ok(tmp_path / "s.pbs")
 
 
-@pytest.mark.parametrize("bad", [
-    dict(partition="cpu\n#SBATCH --wrap=evil"), dict(account="a b"), dict(extra=["--qos=normal --x"]),
-    dict(extra=["qos"]), dict(job_name="$(id)"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(partition="cpu\n#SBATCH --wrap=evil"),
+        dict(account="a b"),
+        dict(extra=["--qos=normal --x"]),
+        dict(extra=["qos"]),
+        dict(job_name="$(id)"),
+    ],
+)
 def test_directive_values_are_checked(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ValueError):
         render([tmp_path], tmp_path / "l", tmp_path / "f", BatchOptions(vasp_cmd="vasp_std", **bad))
@@ -68,8 +95,18 @@ def test_directive_values_are_checked(tmp_path: Path, bad: dict) -> None:
 
 def _emit_three(shared_data: Path, root: Path) -> list[Path]:
     atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR")
-    recs = [Record(numbers=atoms.numbers, positions=atoms.positions + 0.01 * i, cell=atoms.cell.array, pbc=atoms.pbc,
-                   id=f"mpa:SiC-{i}", dataset="mpa", task="mpa") for i in range(3)]
+    recs = [
+        Record(
+            numbers=atoms.numbers,
+            positions=atoms.positions + 0.01 * i,
+            cell=atoms.cell.array,
+            pbc=atoms.pbc,
+            id=f"mpa:SiC-{i}",
+            dataset="mpa",
+            task="mpa",
+        )
+        for i in range(3)
+    ]
     emit_records([(r, Source(r.id)) for r in recs], load_protocol("mp-pbe-static"), root)
     return [root / safe_name(r.id) for r in recs]
 
@@ -80,8 +117,7 @@ def test_array_script_runs_skips_and_records_failures(shared_data: Path, tmp_pat
     (dirs[1] / "FAIL_ME").write_text("")
     jobs.mark_done(dirs[2])  # finished before: must be skipped
     log = tmp_path / "calls.log"
-    fake = (f"echo \"$PWD\" >> {log}; if [ -f FAIL_ME ]; then exit 3; fi; "
-            f"cp {shared_data / COMPLETE} vasprun.xml")
+    fake = f'echo "$PWD" >> {log}; if [ -f FAIL_ME ]; then exit 3; fi; cp {shared_data / COMPLETE} vasprun.xml'
     script, n = write_batch(root, BatchOptions(vasp_cmd=fake, per_task=2))
     assert n == 2 and joblist_of(script).read_text().splitlines() == [str(dirs[0].resolve()), str(dirs[1].resolve())]
     bash_syntax_ok(script)
@@ -98,7 +134,7 @@ def test_array_script_runs_skips_and_records_failures(shared_data: Path, tmp_pat
     assert log.read_text().splitlines() == [str(dirs[0].resolve()), str(dirs[1].resolve())]
     # second run: the done job is skipped, only the failed one runs again (and VASP writes a bad file)
     (dirs[1] / "FAIL_ME").unlink()
-    fake2 = f"echo \"$PWD\" >> {log}; cp {shared_data / TRUNCATED} vasprun.xml"
+    fake2 = f'echo "$PWD" >> {log}; cp {shared_data / TRUNCATED} vasprun.xml'
     first_list = joblist_of(script)
     script, n = write_batch(root, BatchOptions(vasp_cmd=fake2, per_task=1))
     assert n == 1 and joblist_of(script) != first_list and first_list.is_file()
@@ -130,8 +166,13 @@ def test_pipeline_script_is_current_and_runs(shared_data: Path, tmp_path: Path) 
     dirs = sorted(_emit_three(shared_data, root), key=lambda p: p.name)
     (root / f".{dirs[0].name}.tmp-1").mkdir()  # an emit in progress: never a job
     (root / f".{dirs[0].name}.tmp-1" / "job.json").write_text("{}")
-    env = {**os.environ, "OMNI_JOBS_DIR": str(root), "OMNI_JOBS_PER_TASK": "2", "SLURM_ARRAY_TASK_ID": "1",
-           "OMNI_VASP_CMD": f"cp {shared_data / COMPLETE} vasprun.xml"}
+    env = {
+        **os.environ,
+        "OMNI_JOBS_DIR": str(root),
+        "OMNI_JOBS_PER_TASK": "2",
+        "SLURM_ARRAY_TASK_ID": "1",
+        "OMNI_VASP_CMD": f"cp {shared_data / COMPLETE} vasprun.xml",
+    }
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert [jobs.job_state(d).state for d in dirs] == ["pending", "pending", "done"]  # task 1 = third dir
@@ -154,10 +195,27 @@ def test_submit_helper_with_stand_in_sbatch(shared_data: Path, tmp_path: Path) -
     calls = tmp_path / "sbatch.calls"
     (bin_dir / "sbatch").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {calls}\necho 4242\n')
     (bin_dir / "sbatch").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMNI_COLLECT_STORE": str(tmp_path / "st ore"),
-           "OMNI_MAX_PARALLEL": "5"}
-    proc = subprocess.run(["bash", str(repo / "pipelines/slurm/submit_vasp_jobs.sh"), str(root), "srun vasp_std", "2",
-                           "--", "--partition=cpu"], capture_output=True, text=True, timeout=60, env=env)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "OMNI_COLLECT_STORE": str(tmp_path / "st ore"),
+        "OMNI_MAX_PARALLEL": "5",
+    }
+    proc = subprocess.run(
+        [
+            "bash",
+            str(repo / "pipelines/slurm/submit_vasp_jobs.sh"),
+            str(root),
+            "srun vasp_std",
+            "2",
+            "--",
+            "--partition=cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "4242"
     array_call, collect_call = calls.read_text().splitlines()
@@ -173,8 +231,12 @@ def test_sigterm_marks_the_running_dir_failed(shared_data: Path, tmp_path: Path)
 
     dirs = _emit_three(shared_data, tmp_path)
     script, _ = write_batch(tmp_path, BatchOptions(vasp_cmd="sleep 30", per_task=3))
-    proc = subprocess.Popen(["bash", str(script)], env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["bash", str(script)],
+        env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not any((d / "RUNNING").exists() for d in dirs) and time.monotonic() < deadline:

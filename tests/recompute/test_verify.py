@@ -6,6 +6,7 @@ POTCARs, 100 k-points/Å⁻³) every one of them is another calculation and must
 the parameter and both values named; under a protocol written for the settings the run really
 used, the same file is accepted. Values quoted below are read from each file's <incar>/<parameters>.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,23 +28,45 @@ NACL = "custodian_lobster_v51_static_nonspin.vasprun.xml"
 
 # file -> (reason prefix, further parts every reason must contain) under mp-pbe-static
 WRONG = {
-    FEO: ("protocol_mismatch:POTCAR Fe Fe != Fe_pv", ["LDAUU Fe 4 != 5.3", "NSW 99 != 0 (relaxation where a static was asked for)"]),
+    FEO: (
+        "protocol_mismatch:POTCAR Fe Fe != Fe_pv",
+        ["LDAUU Fe 4 != 5.3", "NSW 99 != 0 (relaxation where a static was asked for)"],
+    ),
     NACL: ("protocol_mismatch:ENCUT 500 != 520; ISPIN 1 != 2", []),
     "custodian_unconverged_scan_static.vasprun.xml": ("protocol_mismatch:METAGGA SCAN != protocol (none: GGA PE)", []),
-    "fairchem_oc_27998_rpbe_slab.vasprun.xml": ("protocol_mismatch:GGA RP != PE", ["ENCUT 350 != 520", "PREC Normal != Accurate",
-                                                                                   "NSW 200 != 0 (relaxation where a static"]),
-    "dpdata_h2o_md.vasprun.xml": ("protocol_mismatch:ENCUT 800 != 520", ["NSW 3 != 0 (MD where a static was asked for)", "KPOINTS 1x1x1"]),
-    "chgnet_nboc_relax_49steps.vasprun.xml": ("protocol_mismatch:POTCAR Nb Nb_sv != Nb_pv", ["ENCUT 400 != 520", "PREC Normal != Accurate",
-                                                                                            "KPOINTS 2x2x2 (6272.8/Å⁻³) != 3x3x3"]),
+    "fairchem_oc_27998_rpbe_slab.vasprun.xml": (
+        "protocol_mismatch:GGA RP != PE",
+        ["ENCUT 350 != 520", "PREC Normal != Accurate", "NSW 200 != 0 (relaxation where a static"],
+    ),
+    "dpdata_h2o_md.vasprun.xml": (
+        "protocol_mismatch:ENCUT 800 != 520",
+        ["NSW 3 != 0 (MD where a static was asked for)", "KPOINTS 1x1x1"],
+    ),
+    "chgnet_nboc_relax_49steps.vasprun.xml": (
+        "protocol_mismatch:POTCAR Nb Nb_sv != Nb_pv",
+        ["ENCUT 400 != 520", "PREC Normal != Accurate", "KPOINTS 2x2x2 (6272.8/Å⁻³) != 3x3x3"],
+    ),
 }
 
 # protocols written for the settings each run really used: the same files must be accepted
 MATCHING = {
-    NACL: ("nacl-lobster-static", "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 500, ISPIN: 1, EDIFF: 1.0e-6}\n", -27.11090),
-    FEO: ("feo-u4-relax", "PARENT: vasp-base\ntask: mpa\nvasp:\n  input_set: MPRelaxSet\n  set_kwargs: {user_potcar_settings: {Fe: Fe}}\n"
-          "  incar: {LDAUU: {O: {Fe: 4.0}}}\n  kpoints: {reciprocal_density: 0.5}\n", -28.21851),
-    "dpdata_h2o_md.vasprun.xml": ("h2o-md", "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, ISPIN: 1, NSW: 3, IBRION: 0, "
-                                  "EDIFF: 1.0e-6}\n  kpoints: {reciprocal_density: 1}\n", -28.46658),
+    NACL: (
+        "nacl-lobster-static",
+        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 500, ISPIN: 1, EDIFF: 1.0e-6}\n",
+        -27.11090,
+    ),
+    FEO: (
+        "feo-u4-relax",
+        "PARENT: vasp-base\ntask: mpa\nvasp:\n  input_set: MPRelaxSet\n  set_kwargs: {user_potcar_settings: {Fe: Fe}}\n"
+        "  incar: {LDAUU: {O: {Fe: 4.0}}}\n  kpoints: {reciprocal_density: 0.5}\n",
+        -28.21851,
+    ),
+    "dpdata_h2o_md.vasprun.xml": (
+        "h2o-md",
+        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, ISPIN: 1, NSW: 3, IBRION: 0, "
+        "EDIFF: 1.0e-6}\n  kpoints: {reciprocal_density: 1}\n",
+        -28.46658,
+    ),
 }
 
 
@@ -51,8 +74,15 @@ def job_for(shared_data: Path, name: str, protocol: str | Path, root: Path, text
     """Emit ``protocol`` for the structure of ``name`` and drop the output in as vasprun.xml."""
     src = shared_data / "vasp" / name
     atoms = read(src, index=0)
-    rec = Record(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc,
-                 id=f"mpa:{name}", dataset="mpa", task="mpa")
+    rec = Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        id=f"mpa:{name}",
+        dataset="mpa",
+        task="mpa",
+    )
     emit_records([(rec, Source(rec.id, source_task="mpa", dataset="mptrj"))], load_protocol(protocol), root)
     job = root / safe_name(rec.id)
     if text is None:
@@ -92,7 +122,9 @@ def test_r2scan_protocol_refuses_other_functionals(shared_data: Path, tmp_path: 
     job_for(shared_data, "custodian_unconverged_scan_static.vasprun.xml", "r2scan-static", tmp_path)
     job_for(shared_data, NACL, "r2scan-static", tmp_path)
     reasons = {r.source_id: r.reason for r in collect(tmp_path).rejected}
-    assert reasons["mpa:custodian_unconverged_scan_static.vasprun.xml"].startswith("protocol_mismatch:METAGGA SCAN != R2SCAN")
+    assert reasons["mpa:custodian_unconverged_scan_static.vasprun.xml"].startswith(
+        "protocol_mismatch:METAGGA SCAN != R2SCAN"
+    )
     assert reasons[f"mpa:{NACL}"].startswith("protocol_mismatch:METAGGA none (GGA PE) != R2SCAN")
 
 
@@ -117,8 +149,11 @@ def test_tolerances_edges(shared_data: Path, tmp_path: Path) -> None:
         "denser": ("ENCUT: 500, ISPIN: 1", "reciprocal_density: 200", "protocol_mismatch:KPOINTS 5x5x5"),
         "encut": ("ENCUT: 500.4, ISPIN: 1", None, None),  # within ENCUT_TOL_EV
         "prec": ("ENCUT: 500, ISPIN: 1, PREC: Normal", None, "protocol_mismatch:PREC Accurate != Normal"),
-        "u": ("ENCUT: 500, ISPIN: 1, LDAUU: {Cl: {Na: 2.0}}, LDAUL: {Cl: {Na: 2}}", None,
-              "protocol_mismatch:LDAU False != True (no +U where the protocol has it)"),
+        "u": (
+            "ENCUT: 500, ISPIN: 1, LDAUU: {Cl: {Na: 2.0}}, LDAUL: {Cl: {Na: 2}}",
+            None,
+            "protocol_mismatch:LDAU False != True (no +U where the protocol has it)",
+        ),
     }
     for label, (incar, kpts, _) in cases.items():
         text = f"PARENT: mp-pbe-static\nvasp:\n  incar: {{{incar}}}\n" + (f"  kpoints: {{{kpts}}}\n" if kpts else "")
@@ -143,10 +178,12 @@ def test_jobs_from_before_expected_settings_use_their_inputs(shared_data: Path, 
 
 def test_defaults_from_parameters(shared_data: Path, tmp_path: Path) -> None:
     """h2o MD's INCAR sets no ISPIN, GGA, LDAU or IVDW: VASP's defaults from <parameters> count."""
-    from omni_data.readers.vasp import read_vasprun_final
     from omni_data.readers import ReadOptions
+    from omni_data.readers.vasp import read_vasprun_final
 
-    scan, rec = read_vasprun_final(shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml", ReadOptions(dataset="d", task="t"))
+    scan, rec = read_vasprun_final(
+        shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml", ReadOptions(dataset="d", task="t")
+    )
     assert "ISPIN" not in scan.incar and scan.setting("ISPIN") == 1 and scan.setting("GGA") == "--"
     assert scan.setting("ENCUT") == 800.0 and scan.kpoints["divisions"] == [1, 1, 1] and scan.n_steps == 3
     assert scan.generator["version"].startswith("5.4.4") and rec.energy == pytest.approx(-28.46658, abs=2e-5)
@@ -158,15 +195,21 @@ def test_molecule_spin_state_is_checked(shared_data: Path, tmp_path: Path) -> No
     # the water pair as a triplet cluster: the protocol fixes ISPIN 2, NUPDOWN 2; the run had neither
     src = shared_data / "vasp" / "dpdata_h2o_md.vasprun.xml"
     first = read(src, index=0)
-    rec = Record(numbers=first.numbers, positions=first.positions, id="w:triplet", dataset="w", task="w", charge=0.0, spin=3)
-    (tmp_path / "h2o-md.yaml").write_text("PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, NSW: 3, IBRION: 0, EDIFF: 1.0e-6}\n")
+    rec = Record(
+        numbers=first.numbers, positions=first.positions, id="w:triplet", dataset="w", task="w", charge=0.0, spin=3
+    )
+    (tmp_path / "h2o-md.yaml").write_text(
+        "PARENT: mp-pbe-static\nvasp:\n  incar: {ENCUT: 800, NSW: 3, IBRION: 0, EDIFF: 1.0e-6}\n"
+    )
     emit_records([(rec, Source(rec.id))], load_protocol(tmp_path / "h2o-md.yaml"), tmp_path / "jobs")
     shutil.copy(src, tmp_path / "jobs" / safe_name(rec.id) / "vasprun.xml")
     (rej,) = collect(tmp_path / "jobs").rejected
     assert rej.reason == "protocol_mismatch:ISPIN 1 != 2; NUPDOWN -1 != 2 (another spin state)"
 
 
-def test_one_parse_per_file_without_pymatgen(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_parse_per_file_without_pymatgen(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pymatgen.io.vasp.outputs as outputs
 
     import omni_data.readers._vasp_xml as vx

@@ -1,4 +1,5 @@
 """The report on a small store built from real sample files: figures exist, page links them."""
+
 from __future__ import annotations
 
 import ase.io
@@ -17,11 +18,13 @@ from tests.harmonize.conftest import atoms_record
 def store(shared_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "store"
     relax = ase.io.read(shared_data / "vasp/custodian_postprocess_ggau_spin_relax.OUTCAR", index=":")
-    mols = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz",
-                       index=":")
-    write_shard(path, "pbe", [atoms_record(a, "pbe", "feo", i) for i, a in enumerate(relax)],
-                [Rejected("f.xyz", 4, "parse:bad line 7", "feo", "4"),
-                 Rejected("f.xyz", 9, "parse:bad line 12", "feo", "9")])
+    mols = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", index=":")
+    write_shard(
+        path,
+        "pbe",
+        [atoms_record(a, "pbe", "feo", i) for i, a in enumerate(relax)],
+        [Rejected("f.xyz", 4, "parse:bad line 7", "feo", "4"), Rejected("f.xyz", 9, "parse:bad line 12", "feo", "9")],
+    )
     write_shard(path, "spice", [atoms_record(a, "spice", "spice", i) for i, a in enumerate(mols)])
     return path
 
@@ -44,9 +47,15 @@ def test_report_files(store, tmp_path, capsys):
     assert main(["report", str(store), "--out", str(out), "--no-cluster"]) == 0
     page = (out / "report.html").read_text()
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["atoms_per_structure.png", "coverage_pbe.png", "coverage_spice.png",
-                    "energy_per_atom.png", "energy_per_atom_referenced.png",
-                    "force_magnitude.png", "quarantine.png"]
+    assert pngs == [
+        "atoms_per_structure.png",
+        "coverage_pbe.png",
+        "coverage_spice.png",
+        "energy_per_atom.png",
+        "energy_per_atom_referenced.png",
+        "force_magnitude.png",
+        "quarantine.png",
+    ]
     for name in pngs:
         img = mpimg.imread(out / name)
         assert img.shape[0] > 100 and img.shape[1] > 300
@@ -110,8 +119,7 @@ def test_report_flags_underdetermined_references(store, shared_data, tmp_path, c
     spice = _element_rows(page, "spice")
     assert set(spice) == {"H", "C", "N", "O"}
     assert "<p>absent from this task (no reference; μ = 0 is used): Fe</p>" in page
-    mols = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz",
-                       index=":")
+    mols = ase.io.read(shared_data / "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", index=":")
     for sym, (cls, cells) in spice.items():
         assert cls == "" and cells[4] == ""
         assert cells[2] == f"{section['spice']['mu'][cells[1]]:.6f}"

@@ -1,4 +1,5 @@
 """Descriptors of real structures from the shared sample data, read with ASE."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,19 @@ def atoms_to_record(atoms, rid: str, dataset: str, task: str, source: str = "", 
     if atoms.calc is not None and "energy" in atoms.calc.results:
         energy = float(atoms.get_potential_energy())
     forces = atoms.calc.results.get("forces") if atoms.calc is not None else None
-    return Record(numbers=atoms.numbers, positions=atoms.positions, id=rid, dataset=dataset, task=task,
-                  cell=np.array(atoms.cell) if periodic else None, pbc=atoms.pbc, energy=energy,
-                  forces=forces, source_file=source, source_index=index).normalized()
+    return Record(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        id=rid,
+        dataset=dataset,
+        task=task,
+        cell=np.array(atoms.cell) if periodic else None,
+        pbc=atoms.pbc,
+        energy=energy,
+        forces=forces,
+        source_file=source,
+        source_index=index,
+    ).normalized()
 
 
 def read_records(shared: Path, rel: str, index: str, task: str) -> list[Record]:

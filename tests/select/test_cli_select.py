@@ -1,5 +1,6 @@
 """select-bridge / describe faces: --device/--dtype through the torch engine, human summaries
 and --json, and the strategy / descriptor-kind registries that the CLI choices come from."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,17 @@ def _records(n: int):
     from omni_data.schema import Record
 
     rng = np.random.default_rng(3)
-    return [Record(numbers=np.array([1, 1]), positions=np.array([[0, 0, 0], [0, 0, 0.74 + 0.01 * i]]),
-                   id=f"h2:{i}", dataset="toy", task="mol" if i % 3 else "pbe",
-                   energy=float(rng.normal())).normalized() for i in range(n)]
+    return [
+        Record(
+            numbers=np.array([1, 1]),
+            positions=np.array([[0, 0, 0], [0, 0, 0.74 + 0.01 * i]]),
+            id=f"h2:{i}",
+            dataset="toy",
+            task="mol" if i % 3 else "pbe",
+            energy=float(rng.normal()),
+        ).normalized()
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +61,10 @@ def test_cpu_torch_engine_picks_what_the_numba_kernel_picks(clustered_store, tmp
 
     path, x, ids = clustered_store
     runs = {}
-    for name, extra in {"numba": {}, "torch32": {"engine": "torch"},
-                        "torch16": {"dtype": "float16"}}.items():
-        summary = select_bridge(SelectConfig(stores=[path], out=str(tmp_path / name), count=150,
-                                             seed=4, progress_every=0, **extra))
+    for name, extra in {"numba": {}, "torch32": {"engine": "torch"}, "torch16": {"dtype": "float16"}}.items():
+        summary = select_bridge(
+            SelectConfig(stores=[path], out=str(tmp_path / name), count=150, seed=4, progress_every=0, **extra)
+        )
         runs[name] = pq.read_table(tmp_path / name / "selection.parquet").to_pandas()
         assert summary["picked"] == 150
     got = json.loads((tmp_path / "torch32" / "coverage.json").read_text())["settings"]
@@ -72,8 +81,21 @@ def test_cpu_torch_engine_picks_what_the_numba_kernel_picks(clustered_store, tmp
 
 def test_device_cuda_without_cuda_is_one_line(clustered_store, tmp_path, capsys, torch):
     path = clustered_store[0]
-    code = main(["select-bridge", path, "--count", "5", "--device", "cuda", "--dtype", "bfloat16",
-                 "--out", str(tmp_path / "gpu"), "--no-cluster"])
+    code = main(
+        [
+            "select-bridge",
+            path,
+            "--count",
+            "5",
+            "--device",
+            "cuda",
+            "--dtype",
+            "bfloat16",
+            "--out",
+            str(tmp_path / "gpu"),
+            "--no-cluster",
+        ]
+    )
     err = capsys.readouterr().err
     if torch.cuda.is_available():  # a GPU machine: the run itself must work
         assert code == 0
@@ -90,8 +112,24 @@ def test_device_cuda_without_cuda_is_one_line(clustered_store, tmp_path, capsys,
 def test_select_bridge_prints_a_summary_and_json_on_request(clustered_store, tmp_path, capsys):
     path = clustered_store[0]
     out = tmp_path / "human"
-    assert main(["select-bridge", path, "--count", "30", "--min-per-task", "3", "--out", str(out),
-                 "--no-cluster", "--progress-every", "0"]) == 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                path,
+                "--count",
+                "30",
+                "--min-per-task",
+                "3",
+                "--out",
+                str(out),
+                "--no-cluster",
+                "--progress-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     report = json.loads((out / "coverage.json").read_text())
     lines = text.strip().splitlines()
@@ -99,12 +137,29 @@ def test_select_bridge_prints_a_summary_and_json_on_request(clustered_store, tmp
     assert lines[1].startswith(f"covering radius {report['covering_radius']:.6g} ")
     for task in ("mol", "pbe"):
         row = next(line for line in lines if line.split()[:1] == [task])
-        assert row.split()[1:] == [str(report["tasks"][task]["picks"]),
-                                   f"{report['tasks'][task]['covering_radius']:.6g}"]
+        assert row.split()[1:] == [
+            str(report["tasks"][task]["picks"]),
+            f"{report['tasks'][task]['covering_radius']:.6g}",
+        ]
     assert lines[-1] == f"wrote {out / 'selection.parquet'}, {out / 'coverage.json'}, {out / 'coverage.txt'}"
     assert not text.lstrip().startswith("{")
-    assert main(["select-bridge", path, "--count", "30", "--out", str(tmp_path / "m"), "--no-cluster",
-                 "--progress-every", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                path,
+                "--count",
+                "30",
+                "--out",
+                str(tmp_path / "m"),
+                "--no-cluster",
+                "--progress-every",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     blob = json.loads(capsys.readouterr().out)
     assert blob["picked"] == 30 and blob["candidates"] == 900
     assert blob["selection"] == str(tmp_path / "m" / "selection.parquet")
@@ -118,7 +173,8 @@ def test_describe_prints_a_summary_and_json_on_request(tmp_path, capsys):
     assert main(["describe", str(path), "--no-cluster"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"describe: 9 structures in 2 shards of {path} have rdf descriptors (2 shards described now)",
-        f"wrote {path / 'sidecars' / 'descriptors-rdf'}/<shard>.npz"]
+        f"wrote {path / 'sidecars' / 'descriptors-rdf'}/<shard>.npz",
+    ]
     assert main(["describe", str(path), "--no-cluster", "--json"]) == 0
     blob = json.loads(capsys.readouterr().out)
     assert (blob["rows"], blob["shards"], blob["skipped_shards"]) == (9, 2, 2)
@@ -137,11 +193,27 @@ def test_cli_choices_come_from_the_registries(clustered_store, tmp_path, monkeyp
         return np.array([[len(r.numbers), r.positions[1, 2]] for r in records], np.float32)
 
     monkeypatch.setitem(strategies.STRATEGIES, "first", strategy_first)
-    monkeypatch.setitem(descriptors.DESCRIPTORS, "natoms",
-                        descriptors.DescriptorKind(natoms, "atom count and bond length"))
+    monkeypatch.setitem(
+        descriptors.DESCRIPTORS, "natoms", descriptors.DescriptorKind(natoms, "atom count and bond length")
+    )
     path = clustered_store[0]
-    assert main(["select-bridge", path, "--count", "4", "--strategy", "first", "--out",
-                 str(tmp_path / "f"), "--no-cluster", "--json"]) == 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                path,
+                "--count",
+                "4",
+                "--strategy",
+                "first",
+                "--out",
+                str(tmp_path / "f"),
+                "--no-cluster",
+                "--json",
+            ]
+        )
+        == 0
+    )
     ids = pq.read_table(tmp_path / "f" / "selection.parquet").column("id").to_pylist()
     assert ids == ["h2:0", "h2:1", "h2:2", "h2:3"]
     small = tmp_path / "n"

@@ -1,4 +1,5 @@
 """Covering radius and per-task coverage against brute-force numbers."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,7 @@ def test_shard_stats_merge_to_the_single_report():
     tasks = np.array(["a", "b", "c"])[rng.integers(0, 3, 900)]
     picked = np.array([5, 300, 700, 899])
     whole = coverage_report(x, tasks, picked)
-    parts = [shard_stats(lambda lo=lo: x[lo : lo + 300], tasks[lo : lo + 300], x[picked])
-             for lo in (0, 300, 600)]
+    parts = [shard_stats(lambda lo=lo: x[lo : lo + 300], tasks[lo : lo + 300], x[picked]) for lo in (0, 300, 600)]
     merged = report_from_stats(parts, tasks[picked])
     assert merged.covering_radius == whole.covering_radius
     np.testing.assert_allclose(merged.mean_distance, whole.mean_distance, rtol=1e-12)

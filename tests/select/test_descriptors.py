@@ -1,4 +1,5 @@
 """The default descriptor: invariances, hand-computed values, and that it separates systems."""
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,14 @@ def _read(shared, rel):
     return ase.io.read(shared / rel)
 
 
-@pytest.mark.parametrize("rel", ["structures/cif/fairchem_odac_mof_BIMDIL.cif",
-                                 "structures/poscar/dpdata_SiC.POSCAR",
-                                 "extxyz/chemreporter_slab_capital_Energy_key.extxyz"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "structures/cif/fairchem_odac_mof_BIMDIL.cif",
+        "structures/poscar/dpdata_SiC.POSCAR",
+        "extxyz/chemreporter_slab_capital_Energy_key.extxyz",
+    ],
+)
 def test_rotation_permutation_translation_supercell_invariance(shared_data, rel):
     atoms = _read(shared_data, rel)
     v = describe_record(atoms_to_record(atoms, "a", "d", "t"))
@@ -57,8 +63,9 @@ def test_composition_part_by_hand(shared_data):
 def test_radial_part_of_a_dimer_by_hand():
     # H2 at 0.74 Å, no cell: one (H,H) pair; per-atom sum = 2 * g(0.74) / 2 atoms
     spec = RDFSpec()
-    rec = Record(numbers=np.array([1, 1]), positions=np.array([[0, 0, 0], [0.74, 0, 0]]),
-                 id="h2", dataset="d", task="t").normalized()
+    rec = Record(
+        numbers=np.array([1, 1]), positions=np.array([[0, 0, 0], [0.74, 0, 0]]), id="h2", dataset="d", task="t"
+    ).normalized()
     v = describe_record(rec, spec)
     d = 0.74
     fc = 0.5 * (math.cos(math.pi * d / spec.cutoff) + 1)
@@ -88,8 +95,7 @@ def test_element_table_classes():
 
 
 def test_bad_records_and_missing_soap():
-    rec = Record(numbers=np.array([0]), positions=np.zeros((1, 3)), id="bad", dataset="d",
-                 task="t").normalized()
+    rec = Record(numbers=np.array([0]), positions=np.zeros((1, 3)), id="bad", dataset="d", task="t").normalized()
     with pytest.raises(ValueError, match="bad"):
         describe_record(rec)
     with pytest.raises(ValueError, match="unknown descriptor kind"):

@@ -1,4 +1,5 @@
 """Distributed FPS (local FPS per shard on Dask, then global FPS) against exact FPS."""
+
 from __future__ import annotations
 
 import functools
@@ -21,15 +22,17 @@ def points_200k(tmp_path_factory):
     n, d, clusters = 200_000, 6, 30
     centres = rng.uniform(0, 10, (clusters, d))
     label = rng.integers(0, clusters, n)
-    x = (centres[label] + rng.standard_normal((n, d)) * rng.uniform(0.2, 1.0, clusters)[label, None])
+    x = centres[label] + rng.standard_normal((n, d)) * rng.uniform(0.2, 1.0, clusters)[label, None]
     path = tmp_path_factory.mktemp("fps") / "x.npy"
     np.save(path, x.astype(np.float32))
     return str(path), x.astype(np.float32)
 
 
 def _sources(path, n, shard):
-    return [ShardSource(functools.partial(_rows, path, lo, min(n, lo + shard)), lo,
-                        min(n, lo + shard) - lo, f"s{lo}") for lo in range(0, n, shard)]
+    return [
+        ShardSource(functools.partial(_rows, path, lo, min(n, lo + shard)), lo, min(n, lo + shard) - lo, f"s{lo}")
+        for lo in range(0, n, shard)
+    ]
 
 
 @pytest.mark.parametrize("k", [200])
@@ -55,8 +58,7 @@ def test_seeds_are_never_picked_and_processes_scheduler(points_200k):
     path, x = points_200k
     n = 20_000
     seeds = x[[5, 15_000]]
-    res = distributed_fps(_sources(path, n, 5_000), 30, seeds=seeds, scheduler="processes",
-                          num_workers=2)
+    res = distributed_fps(_sources(path, n, 5_000), 30, seeds=seeds, scheduler="processes", num_workers=2)
     assert not {5, 15_000} & set(res.indices.tolist())
     # same as exact FPS seeded with the two points, up to the candidate restriction
     exact = fps(np.concatenate([seeds, x[:n]]), 32, start_idx=[0, 1]).indices[2:] - 2
@@ -78,8 +80,7 @@ def test_stage_lines_report_candidates_and_radius(points_200k):
     path, x = points_200k
     n = 40_000
     lines: list[str] = []
-    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append,
-                          refine=1)
+    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append, refine=1)
     assert lines[0].startswith("distributed FPS: local round on 4 shards: ")
     assert lines[1].startswith("distributed FPS: global FPS: 60 picks, radius ")
     assert all("elapsed" in line for line in lines)
@@ -114,8 +115,8 @@ def test_refinement_checks_only_points_in_doubt_and_sends_what_a_full_fps_sends(
     assert 0 < checked < len(x) // 2  # most points were certified without a distance
     both = np.concatenate([chosen, x])
     ref_i, ref_d = fps_reference(both, len(chosen) + 50, list(range(len(chosen))))
-    far = ref_d[len(chosen):].astype(np.float64) > radius * radius
-    want = ref_i[len(chosen):][far] - len(chosen)
+    far = ref_d[len(chosen) :].astype(np.float64) > radius * radius
+    want = ref_i[len(chosen) :][far] - len(chosen)
     assert len(want) >= 4
     np.testing.assert_array_equal(rows, 1000 + want)
     np.testing.assert_array_equal(vecs, x[want])

@@ -1,4 +1,5 @@
 """Fast exact FPS must pick exactly what the plain loop (and fpsample) picks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -121,8 +122,12 @@ def test_block_order_and_balls_hold_every_point():
 
 def test_tiny_and_degenerate_inputs_match_reference():
     rng = np.random.default_rng(11)
-    for x, k in [(np.ones((1, 3), np.float32), 1), (np.zeros((2, 5), np.float32), 2),
-                 (np.ones((300, 2), np.float32), 3), (rng.random((300, 1)).astype(np.float32), 50)]:
+    for x, k in [
+        (np.ones((1, 3), np.float32), 1),
+        (np.zeros((2, 5), np.float32), 2),
+        (np.ones((300, 2), np.float32), 3),
+        (rng.random((300, 1)).astype(np.float32), 50),
+    ]:
         ref_i, ref_d = fps_reference(x, k, 0)
         res = fps(x, k, 0)
         np.testing.assert_array_equal(res.indices, ref_i)

@@ -1,5 +1,6 @@
 """The torch engine (CPU torch here; no GPU in this environment) picks what the numba kernel
 picks for the same dtype, and what the independent plain loop picks for float32."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,15 +20,16 @@ def torch(optional):
 @pytest.mark.parametrize("ties", ["last", "first"])
 def test_torch_float32_matches_reference_and_numba(torch, ties):
     rng = np.random.default_rng(4)
-    cases = [(_clustered(3000, 16, 8, seed=3), 200, 11, 1 << 22),
-             (np.round(rng.standard_normal((1500, 3)), 1).astype(np.float32), 300, 0, 257),
-             (rng.integers(0, 3, (400, 2)).astype(np.float64), 400, 5, 64)]  # ties, k = n
+    cases = [
+        (_clustered(3000, 16, 8, seed=3), 200, 11, 1 << 22),
+        (np.round(rng.standard_normal((1500, 3)), 1).astype(np.float32), 300, 0, 257),
+        (rng.integers(0, 3, (400, 2)).astype(np.float64), 400, 5, 64),
+    ]  # ties, k = n
     for x, k, start, chunk in cases:
         ref_i, ref_d = fps_reference(x, k, start, ties)
         from omni_data.select.fps_torch import fps_torch
 
-        got = fps_torch(np.ascontiguousarray(x, np.float32), k, [start], ties == "last",
-                        chunk=chunk, final=True)
+        got = fps_torch(np.ascontiguousarray(x, np.float32), k, [start], ties == "last", chunk=chunk, final=True)
         np.testing.assert_array_equal(got.indices, ref_i)
         np.testing.assert_array_equal(got.sqdist, ref_d)
         kernel = fps(x, k, start, ties, engine="numba", return_mind=True)

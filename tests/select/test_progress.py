@@ -1,4 +1,5 @@
 """Progress lines of long selections: picks, radius, elapsed time and ETA, worked by hand."""
+
 from __future__ import annotations
 
 import io

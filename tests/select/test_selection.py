@@ -1,4 +1,5 @@
 """select-bridge end to end on small stores built from the real sample files."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,18 @@ def stores(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("stores")
     a, b = root / "crystals", root / "molecules"
     write_shard(a, "nboc", read_records(shared_data, "vasp/chgnet_nboc_relax_49steps.OUTCAR", ":", "pbe"))
-    write_shard(a, "feo", read_records(shared_data, "vasp/custodian_postprocess_ggau_spin_relax.OUTCAR",
-                                       ":", "pbe"))
+    write_shard(a, "feo", read_records(shared_data, "vasp/custodian_postprocess_ggau_spin_relax.OUTCAR", ":", "pbe"))
     write_shard(a, "hfo2", read_records(shared_data, "extxyz/sevennet_hfo2.extxyz", ":", "scan"))
-    write_shard(b, "spice", read_records(shared_data,
-                "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", ":", "wb97m"))
-    write_shard(b, "md17", read_records(shared_data,
-                "extxyz/schnetpack_md17_ethanol_2000frames_kcalmol.extxyz", "::25", "pbe-ts"))
+    write_shard(
+        b,
+        "spice",
+        read_records(shared_data, "extxyz/chemreporter_spice_amino_acid_ligand_26frames.extxyz", ":", "wb97m"),
+    )
+    write_shard(
+        b,
+        "md17",
+        read_records(shared_data, "extxyz/schnetpack_md17_ethanol_2000frames_kcalmol.extxyz", "::25", "pbe-ts"),
+    )
     for s in (a, b):
         assert main(["describe", str(s), "--no-cluster"]) == 0
     return [str(a), str(b)]
@@ -70,8 +76,24 @@ def test_describe_again_with_other_settings_after_deleting_sidecars(tmp_path):
 
 def test_fps_selection_min_per_task_and_files(stores, tmp_path):
     out = tmp_path / "round1"
-    assert main(["select-bridge", *stores, "--count", "12", "--min-per-task", "2", "--seed", "3",
-                 "--out", str(out), "--no-cluster"]) == 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                *stores,
+                "--count",
+                "12",
+                "--min-per-task",
+                "2",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--no-cluster",
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(out / "selection.parquet").to_pandas()
     assert list(table.columns) == ["id", "task", "dataset", "store", "rank", "distance", "reason", "score"]
     assert len(table) == 12 and table["rank"].tolist() == list(range(12))
@@ -92,8 +114,7 @@ def test_fps_selection_min_per_task_and_files(stores, tmp_path):
 def test_second_round_extends_the_first(stores, tmp_path):
     first, second = tmp_path / "r1", tmp_path / "r2"
     select_bridge(SelectConfig(stores=stores, out=str(first), count=8))
-    select_bridge(SelectConfig(stores=stores, out=str(second), count=6,
-                               exclude=[str(first / "selection.parquet")]))
+    select_bridge(SelectConfig(stores=stores, out=str(second), count=6, exclude=[str(first / "selection.parquet")]))
     a = pq.read_table(first / "selection.parquet").column("id").to_pylist()
     b = pq.read_table(second / "selection.parquet").column("id").to_pylist()
     assert not set(a) & set(b)
@@ -103,8 +124,23 @@ def test_second_round_extends_the_first(stores, tmp_path):
     assert ds.ids[ref[:14]].tolist() == a + b
     # a third round from the command line, seeded with both earlier selections
     third = tmp_path / "r3"
-    assert main(["select-bridge", *stores, "--count", "3", "--seed-from", str(first / "selection.parquet"),
-                 str(second / "selection.parquet"), "--out", str(third), "--no-cluster"]) == 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                *stores,
+                "--count",
+                "3",
+                "--seed-from",
+                str(first / "selection.parquet"),
+                str(second / "selection.parquet"),
+                "--out",
+                str(third),
+                "--no-cluster",
+            ]
+        )
+        == 0
+    )
     c = pq.read_table(third / "selection.parquet").column("id").to_pylist()
     assert c == ds.ids[ref[14:]].tolist()
     assert json.loads((third / "coverage.json").read_text())["n_seeds"] == 14
@@ -112,15 +148,14 @@ def test_second_round_extends_the_first(stores, tmp_path):
 
 def test_distributed_mode_covers_like_exact(stores, tmp_path):
     exact = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "e"), count=10))
-    dist = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "d"), count=10,
-                                      mode="distributed"))
+    dist = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "d"), count=10, mode="distributed"))
     assert dist["picked"] == 10
     assert dist["covering_radius"] <= 1.2 * exact["covering_radius"]
     # a task filter: each Dask task loads only its shard's candidate rows
-    ex = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xe"), count=6,
-                                    tasks=["pbe", "wb97m"]))
-    di = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xd"), count=6,
-                                    mode="distributed", tasks=["pbe", "wb97m"]))
+    ex = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xe"), count=6, tasks=["pbe", "wb97m"]))
+    di = select_bridge(
+        SelectConfig(stores=stores, out=str(tmp_path / "xd"), count=6, mode="distributed", tasks=["pbe", "wb97m"])
+    )
     table = pq.read_table(tmp_path / "xd" / "selection.parquet").to_pandas()
     assert set(table["task"]) <= {"pbe", "wb97m"} and len(set(table["id"])) == 6
     assert di["candidates"] == ex["candidates"] == 49 + 28 + 26
@@ -137,16 +172,18 @@ def test_error_and_hybrid_strategies_with_a_real_calculator(tmp_path):
     write_shard(path, "s0", emt_records(30, seed=1))
     assert main(["describe", str(path), "--no-cluster"]) == 0
     scorer = calculator_scorer(lambda task: LennardJones(sigma=2.3, epsilon=0.2, rc=6.0))
-    res = select_bridge(SelectConfig(stores=[str(path)], out=str(tmp_path / "err"), count=5,
-                                     strategy="error"), scorer=scorer)
+    res = select_bridge(
+        SelectConfig(stores=[str(path)], out=str(tmp_path / "err"), count=5, strategy="error"), scorer=scorer
+    )
     table = pq.read_table(tmp_path / "err" / "selection.parquet").to_pandas()
     store = Store(path)
     every = {r.id: scorer([r])[0] for r in store}
     top = sorted(every, key=lambda i: -every[i])[:5]
     assert table["id"].tolist() == top and res["picked"] == 5
     np.testing.assert_allclose(table["score"], [every[i] for i in top])
-    select_bridge(SelectConfig(stores=[str(path)], out=str(tmp_path / "hyb"), count=4,
-                               strategy="hybrid", pool=2.0), scorer=scorer)
+    select_bridge(
+        SelectConfig(stores=[str(path)], out=str(tmp_path / "hyb"), count=4, strategy="hybrid", pool=2.0), scorer=scorer
+    )
     hyb = pq.read_table(tmp_path / "hyb" / "selection.parquet").column("id").to_pylist()
     pool = sorted(every, key=lambda i: -every[i])[:8]
     assert set(hyb) <= set(pool) and len(set(hyb)) == 4
@@ -167,8 +204,22 @@ def test_clear_errors(stores, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="omni-data describe"):
         select_bridge(SelectConfig(stores=[str(bare)], out=str(tmp_path / "c"), count=1))
     capsys.readouterr()
-    assert main(["select-bridge", *stores, "--count", "2", "--strategy", "error", "--out",
-                 str(tmp_path / "d"), "--no-cluster"]) != 0
+    assert (
+        main(
+            [
+                "select-bridge",
+                *stores,
+                "--count",
+                "2",
+                "--strategy",
+                "error",
+                "--out",
+                str(tmp_path / "d"),
+                "--no-cluster",
+            ]
+        )
+        != 0
+    )
     assert "strategy 'error' needs --model CKPT" in capsys.readouterr().err
 
 
@@ -197,8 +248,7 @@ def test_describe_on_a_local_dask_cluster(tmp_path, shared_data):
 
 
 def test_tasks_filter_and_fraction(stores, tmp_path):
-    res = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "t"), fraction=0.1,
-                                     tasks=["pbe", "scan"]))
+    res = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "t"), fraction=0.1, tasks=["pbe", "scan"]))
     table = pq.read_table(tmp_path / "t" / "selection.parquet").to_pandas()
     n_candidates = 49 + 28 + 2  # nboc + feo frames (pbe) + hfo2 (scan)
     assert res["candidates"] == n_candidates and len(table) == round(0.1 * n_candidates)
@@ -209,8 +259,7 @@ def test_tasks_filter_and_fraction(stores, tmp_path):
 
 def test_progress_lines_and_per_task_covering_radius(stores, tmp_path, capsys):
     out = tmp_path / "p"
-    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=9, seed=1,
-                                         progress_every=1e-3))
+    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=9, seed=1, progress_every=1e-3))
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("select-bridge: 9/9 picks (100.0%)  radius ")
     assert err[-1].endswith("done")
@@ -218,8 +267,7 @@ def test_progress_lines_and_per_task_covering_radius(stores, tmp_path, capsys):
     ds = _all_descriptors(stores)
     table = pq.read_table(out / "selection.parquet").to_pandas()
     picked = ds.x[[int(np.flatnonzero(ds.ids == i)[0]) for i in table["id"]]]
-    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2)
-                .sum(-1).min(1))
+    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2).sum(-1).min(1))
     report = json.loads((out / "coverage.json").read_text())
     np.testing.assert_allclose(report["covering_radius"], d.max(), rtol=1e-6)
     for task in set(ds.tasks.tolist()):
@@ -247,19 +295,15 @@ def test_distributed_coverage_keeps_candidate_vectors_off_the_client(stores, tmp
 
     monkeypatch.setattr(descriptor_set.DescriptorSet, "vectors", vectors)
     out = tmp_path / "dist"
-    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=10, mode="distributed",
-                                         progress_every=0))
+    summary = select_bridge(SelectConfig(stores=stores, out=str(out), count=10, mode="distributed", progress_every=0))
     monkeypatch.undo()
     table = pq.read_table(out / "selection.parquet").to_pandas()
     picked = ds.x[[int(np.flatnonzero(ds.ids == i)[0]) for i in table["id"]]]
-    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2)
-                .sum(-1).min(1))
+    d = np.sqrt(((ds.x[:, None, :].astype(np.float64) - picked[None].astype(np.float64)) ** 2).sum(-1).min(1))
     report = json.loads((out / "coverage.json").read_text())
     assert report["n_points"] == len(ds) and report["n_picked"] == 10
     np.testing.assert_allclose(report["covering_radius"], d.max(), rtol=1e-6)
     np.testing.assert_allclose(summary["covering_radius"], d.max(), rtol=1e-6)
     for task in set(ds.tasks.tolist()):
-        np.testing.assert_allclose(report["tasks"][task]["covering_radius"],
-                                   d[ds.tasks == task].max(), rtol=1e-6)
-        np.testing.assert_allclose(report["tasks"][task]["mean_distance"],
-                                   d[ds.tasks == task].mean(), rtol=1e-6)
+        np.testing.assert_allclose(report["tasks"][task]["covering_radius"], d[ds.tasks == task].max(), rtol=1e-6)
+        np.testing.assert_allclose(report["tasks"][task]["mean_distance"], d[ds.tasks == task].mean(), rtol=1e-6)

@@ -1,4 +1,5 @@
 """A small EMT-labelled store shared by the store tests (built once per session)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,14 +3,15 @@
 ``small_filesystem`` skips the test only where mounting is not permitted (not root, no ``mount``,
 or the kernel refuses it for lack of privilege); any other mount failure is an error.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -23,8 +24,9 @@ def small_filesystem(folder: Path, size: str = "8m") -> Iterator[Path]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs is not permitted here (needs root and mount)")
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         if any(text in proc.stderr.lower() for text in _NOT_PERMITTED):
             pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")

@@ -1,4 +1,5 @@
 """A shard's Parquet columns: scalars only, read by plain pyarrow, checked before use."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,15 +64,22 @@ def test_record_table_columns_equal_pyarrow_conversion_without_importing_pandas(
 
     from omni_data.store.arrow import _to_arrow
 
-    cases = [(["a", None, "ü", ""], pa.string()), ([1.5, None, -2.0], pa.float64()), ([None, 3], pa.int64()),
-             (np.array([1, 2], dtype=np.int32), pa.int32()), (np.array([True, False, True]), pa.bool_())]
+    cases = [
+        (["a", None, "ü", ""], pa.string()),
+        ([1.5, None, -2.0], pa.float64()),
+        ([None, 3], pa.int64()),
+        (np.array([1, 2], dtype=np.int32), pa.int32()),
+        (np.array([True, False, True]), pa.bool_()),
+    ]
     for values, typ in cases:
         assert _to_arrow(values, typ).equals(pa.array(values, type=typ))
     records = emt_records(3)
     table = records_to_table(records)
     assert np.allclose(table.column("forces")[0].as_py(), records[0].forces.reshape(-1))
-    code = ("import sys; from omni_data.store.arrow import columns_table; "
-            "from omni_data.store.testing import emt_records; columns_table(emt_records(3)); "
-            "print('pandas' in sys.modules)")
+    code = (
+        "import sys; from omni_data.store.arrow import columns_table; "
+        "from omni_data.store.testing import emt_records; columns_table(emt_records(3)); "
+        "print('pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,5 @@
 """catalog.json updates: locked read-modify-write, totals recomputed, concurrent writers all land."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,17 @@ from omni_data.store.catalog import Catalog, add_shards, read_catalog
 
 
 def _entry(name: str, records: int, task: str = "t") -> dict:
-    return {"name": name, "records": records, "atoms": 2 * records, "files": {}, "by_task": {task: records},
-            "by_dataset": {"d": records}, "by_element": {"H": records}, "quarantined": 1,
-            "quarantined_by_reason": {"parse": 1}}
+    return {
+        "name": name,
+        "records": records,
+        "atoms": 2 * records,
+        "files": {},
+        "by_task": {task: records},
+        "by_dataset": {"d": records},
+        "by_element": {"H": records},
+        "quarantined": 1,
+        "quarantined_by_reason": {"parse": 1},
+    }
 
 
 def _add_many(args):
@@ -58,7 +67,7 @@ def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
     from omni_data.store.catalog import dump_catalog, update_catalog
 
     entries = [_entry(f"s{i:02d}", i + 1) for i in range(5)]
-    entries[2]["note"] = "two\nlines, \"quoted\", ünïcode"  # escapes inside one line
+    entries[2]["note"] = 'two\nlines, "quoted", ünïcode'  # escapes inside one line
     add_shards(tmp_path, entries)
     update_catalog(tmp_path, lambda d: d["sections"].update({"id_index": {"segments": [{"file": "a", "ids": 3}]}}))
     text = (tmp_path / "catalog.json").read_text(encoding="utf-8")
@@ -68,8 +77,9 @@ def test_catalog_text_is_one_line_per_shard_and_round_trips(tmp_path):
     assert [s["name"] for s in data["shards"]] == [f"s{i:02d}" for i in range(5)]
     lines = text.splitlines()
     shard_lines = [line for line in lines if line.startswith('  {"name": ')]
-    assert len(shard_lines) == 5 and all(json.loads(line.rstrip(","))["records"] == i + 1
-                                         for i, line in enumerate(shard_lines))
+    assert len(shard_lines) == 5 and all(
+        json.loads(line.rstrip(","))["records"] == i + 1 for i, line in enumerate(shard_lines)
+    )
     assert ' "counts": {' in lines and '  "records": 15,' in lines  # everything else indented
     empty = {"schema_version": 1, "shards": [], "sections": {}}
     assert {k: v for k, v in json.loads(dump_catalog(empty)).items() if k != "crc32c"} == empty
@@ -86,8 +96,15 @@ def test_reader_view_leaves_out_per_shard_detail_only(tmp_path):
     full = Catalog(tmp_path)
     slim = Catalog(tmp_path, reader=True)
     assert slim.counts == full.counts and slim.counts["by_element"] == {"H": 6}
-    assert slim.shard("s1") == {"name": "s1", "records": 2, "atoms": 4, "by_task": {"t": 2}, "by_dataset": {"d": 2},
-                                "quarantined": 1, "files": {"lmdb": {"file": "shards/s1.lmdb", "bytes": 10}}}
+    assert slim.shard("s1") == {
+        "name": "s1",
+        "records": 2,
+        "atoms": 4,
+        "by_task": {"t": 2},
+        "by_dataset": {"d": 2},
+        "quarantined": 1,
+        "files": {"lmdb": {"file": "shards/s1.lmdb", "bytes": 10}},
+    }
     assert reader_view(full.data) == slim.data  # parsing with the hook == trimming afterwards
     assert full.shard("s1")["files"]["lmdb"]["sha256"] == "ab" * 32  # the full catalog is untouched
     slim.update_section("notes", {"a": 1})  # a reader catalog stays slim; the file keeps everything

@@ -1,15 +1,16 @@
 """LMDB value codec 3: crc32c + (lz4) msgpack + raw little-endian numpy buffers, no pickle."""
+
 from __future__ import annotations
 
-from crc32c import crc32c
 from dataclasses import fields
 
 import msgpack
 import numpy as np
 import pytest
+from crc32c import crc32c
 
 from omni_data.schema import Record
-from omni_data.store.codec import RAW, LZ4, CorruptValue, check_value, decode_header, decode_record, encode_record
+from omni_data.store.codec import LZ4, RAW, CorruptValue, check_value, decode_header, decode_record, encode_record
 from omni_data.store.testing import assert_same_records, bare_record, emt_records
 
 
@@ -42,8 +43,8 @@ def test_value_layout_is_crc_kind_and_msgpack_with_little_endian_buffers():
     assert len(raw) == 8 * (3 * n + 9 + 3 * n + 6 + n)
     floats = np.frombuffer(raw, dtype="<f8", count=6 * n + 15)
     assert np.array_equal(floats[: 3 * n].reshape(n, 3), record.positions)
-    assert np.array_equal(floats[3 * n: 3 * n + 9].reshape(3, 3), record.cell)
-    assert np.array_equal(floats[3 * n + 9: 6 * n + 9].reshape(n, 3), record.forces)
+    assert np.array_equal(floats[3 * n : 3 * n + 9].reshape(3, 3), record.cell)
+    assert np.array_equal(floats[3 * n + 9 : 6 * n + 9].reshape(n, 3), record.forces)
     assert np.array_equal(np.frombuffer(raw, dtype="<i8", offset=8 * (6 * n + 15)), record.numbers)
     assert decode_header(value)["n_atoms"] == n
 

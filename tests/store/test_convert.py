@@ -5,6 +5,7 @@ and ``omni-data convert-store`` carries every record over.
 run with its pure-Python codec): shard ``emt-a-000000000`` (Arrow + LMDB, 4 records, one
 quarantined input), shard ``emt-b-000000000`` (LMDB only, 2 records) and an id index segment.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,9 @@ def _expected():
 def test_opening_a_format_1_store_says_which_format_and_the_command(tmp_path, capsys):
     with pytest.raises(ValueError) as info:
         Store(V1)
-    assert str(info.value) == (f"{V1}: store format 1 (Omni before store v2); convert it with "
-                               f"`omni-data convert-store {V1} NEW_STORE`")
+    assert str(info.value) == (
+        f"{V1}: store format 1 (Omni before store v2); convert it with `omni-data convert-store {V1} NEW_STORE`"
+    )
     assert "\n" not in str(info.value)
     assert main(["info", str(V1)]) == 1
     err = capsys.readouterr().err.strip()

@@ -7,6 +7,7 @@ through the public API: ``store[i]``, ``get_many``, ``get(id)``, ``iter``, ``tab
 ``quarantine``, ``verify_store``. Each read must give the right record (compared with the
 undamaged store) or raise an exception whose message names a file of the store.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ import pytest
 from omni_data.store import build_id_index, write_shard
 from omni_data.store.testing import bare_record, emt_records
 
-ATTACK = textwrap.dedent('''
+ATTACK = textwrap.dedent("""
     import json, os, random, shutil, sys
     from pathlib import Path
     from omni_data.store import Store, verify_store
@@ -88,7 +89,7 @@ ATTACK = textwrap.dedent('''
         store.close()
         shutil.rmtree(root)
     print(json.dumps(stats))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +107,12 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _attack(store: Path, work: Path, seed: int, mode: str, trials: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-c", ATTACK, str(store), str(work), str(seed), mode, str(trials)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", ATTACK, str(store), str(work), str(seed), mode, str(trials)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"the attack process died (exit {proc.returncode}): {proc.stderr[-2000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

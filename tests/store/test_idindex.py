@@ -1,4 +1,5 @@
 """The store's id index (``omni_data/store/idindex.py``): one lookup for ``get(id)``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,6 +48,7 @@ def test_lookups_use_only_the_index_once_it_covers_every_shard(tmp_path, monkeyp
     records = make_store(tmp_path / "s")
     idindex.build_id_index(tmp_path / "s")
     store = Store(tmp_path / "s")
+
     def refuse(self, k):
         raise AssertionError("a covered shard was asked")
 
@@ -155,15 +157,48 @@ def test_store_pickles_with_its_index(tmp_path):
 def test_cli_ingest_indexes_and_info_reports_coverage(tmp_path, capsys):
     src = write_extxyz(emt_records(10, seed=3), tmp_path / "d.extxyz")
     store = tmp_path / "st"
-    assert main(["ingest", str(src), "--out", str(store), "--dataset", "d", "--task", "pbe", "--no-cluster",
-                 "--shard-size", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                str(src),
+                "--out",
+                str(store),
+                "--dataset",
+                "d",
+                "--task",
+                "pbe",
+                "--no-cluster",
+                "--shard-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "indexed 10 ids of 3 shards" in capsys.readouterr().out
     assert main(["info", str(store), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["id_index"] == {"segments": 1, "shards_covered": 3, "shards": 3} and info["bytes"]["id_index"] > 0
     src2 = write_extxyz(emt_records(5, seed=4), tmp_path / "e.extxyz")
-    assert main(["ingest", str(src2), "--out", str(store), "--dataset", "e", "--task", "pbe", "--no-cluster",
-                 "--no-progress", "--no-id-index"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                str(src2),
+                "--out",
+                str(store),
+                "--dataset",
+                "e",
+                "--task",
+                "pbe",
+                "--no-cluster",
+                "--no-progress",
+                "--no-id-index",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["info", str(store)]) == 0
     assert "covers 3 of 4 shards (run `omni-data index`" in capsys.readouterr().out
@@ -236,8 +271,22 @@ def test_ingest_cli_with_a_full_disk_at_the_id_index_step(tmp_path, monkeypatch,
     with small_filesystem(tmp_path / "fs") as fs:
         src = write_extxyz(emt_records(30, seed=3), tmp_path / "a.extxyz")
         store_dir = fs / "st"
-        code = main(["ingest", str(src), "--dataset", "emt", "--task", "pbe", "--out", str(store_dir),
-                     "--shard-size", "10", "--no-progress", "--no-cluster"])
+        code = main(
+            [
+                "ingest",
+                str(src),
+                "--dataset",
+                "emt",
+                "--task",
+                "pbe",
+                "--out",
+                str(store_dir),
+                "--shard-size",
+                "10",
+                "--no-progress",
+                "--no-cluster",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 1 and "Traceback" not in err
         (line,) = [x for x in err.splitlines() if "id index" in x]

@@ -1,4 +1,5 @@
 """LMDB shard files: row reads, checked values and clear errors naming the file and row."""
+
 from __future__ import annotations
 
 import lmdb

@@ -6,6 +6,7 @@ Parquet columns, quarantine files and shard ids are read whole and closed; the i
 merges at most ``FAN_IN`` runs at once. The full-scale figure (24,200 shards) is the same code
 path with more shards: ``python tests/store/test_many_shards.py 24200`` builds and checks one.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 SHARDS = 2000
 
-CHECK = textwrap.dedent('''
+CHECK = textwrap.dedent("""
     import resource, sys
     from pathlib import Path
     import numpy as np
@@ -55,7 +56,7 @@ CHECK = textwrap.dedent('''
     store.refresh()
     assert len(store) == n + 4 and store.get(store[n].id).id == store[n].id
     print("ok", resource.getrlimit(resource.RLIMIT_NOFILE))
-''')
+""")
 
 
 def build(root: Path, shards: int) -> None:
@@ -66,9 +67,18 @@ def build(root: Path, shards: int) -> None:
     rng = np.random.default_rng(0)
     infos = []
     for k in range(shards):
-        recs = [Record(numbers=np.array([8, 1, 1]), positions=rng.random((3, 3)), id=f"many:{2 * k + j}",
-                       dataset="many", task="pbe", energy=float(rng.normal()), forces=rng.normal(size=(3, 3)))
-                for j in range(2)]
+        recs = [
+            Record(
+                numbers=np.array([8, 1, 1]),
+                positions=rng.random((3, 3)),
+                id=f"many:{2 * k + j}",
+                dataset="many",
+                task="pbe",
+                energy=float(rng.normal()),
+                forces=rng.normal(size=(3, 3)),
+            )
+            for j in range(2)
+        ]
         infos.append(write_shard_files(root, f"many-{k:06d}", recs))
     register_shard(root, *infos)
 
@@ -77,8 +87,12 @@ def build(root: Path, shards: int) -> None:
 def test_two_thousand_shards_under_ulimit_256(tmp_path):
     build(tmp_path / "store", SHARDS)
     (tmp_path / "work").mkdir()
-    proc = subprocess.run([sys.executable, "-c", CHECK, str(tmp_path / "store"), str(tmp_path / "work"), str(SHARDS)],
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK, str(tmp_path / "store"), str(tmp_path / "work"), str(SHARDS)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().startswith("ok (256, 256)")
 
@@ -94,5 +108,7 @@ if __name__ == "__main__":  # python tests/store/test_many_shards.py [SHARDS]
         print(f"built {shards} shards in {time.perf_counter() - t0:.0f} s")
         (Path(tmp) / "work").mkdir()
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHECK, str(Path(tmp) / "store"), str(Path(tmp) / "work"), str(shards)])
+        out = subprocess.run(
+            [sys.executable, "-c", CHECK, str(Path(tmp) / "store"), str(Path(tmp) / "work"), str(shards)]
+        )
         print(f"checked in {time.perf_counter() - t0:.0f} s, exit {out.returncode}")

@@ -1,4 +1,5 @@
 """StoreSet: two real stores (OMol25 aselmdb samples, SPICE modelforge HDF5) read as one."""
+
 from __future__ import annotations
 
 import pickle
@@ -27,8 +28,10 @@ def ingest(manifest: str, source: Path, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def two_stores(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("multi")
-    return (ingest("omol25", shared_data / "aselmdb", root / "omol"),
-            ingest("spice", shared_data / SPICE, root / "spice"))
+    return (
+        ingest("omol25", shared_data / "aselmdb", root / "omol"),
+        ingest("spice", shared_data / SPICE, root / "spice"),
+    )
 
 
 def same_record(a, b) -> None:
@@ -137,8 +140,11 @@ def test_references_merged_per_task(fitted):
     assert set(refs) == {"omol25_high", "omol25_low", "spice"}
     assert refs == {**ra, **rb}
     assert refs["spice"][11] == rb["spice"][11] and 11 in rb["spice"]  # sodium: only SPICE has it
-    assert ss.catalog.reference_sources == {"omol25_high": [str(fitted[0])], "omol25_low": [str(fitted[0])],
-                                            "spice": [str(fitted[1])]}
+    assert ss.catalog.reference_sources == {
+        "omol25_high": [str(fitted[0])],
+        "omol25_low": [str(fitted[0])],
+        "spice": [str(fitted[1])],
+    }
 
 
 def test_disagreeing_references_name_both_stores(fitted, tmp_path):
@@ -162,4 +168,3 @@ def test_splits_concatenate_and_need_every_member(fitted):
     assert split_labels(ss).column("id").to_pylist() == [r.id for r in ss]
     counts = ss.catalog.sections["splits"]["counts"]
     assert counts == {s: int((labels == s).sum()) for s in ("train", "val", "test")}
-

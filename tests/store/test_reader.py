@@ -1,4 +1,5 @@
 """Store reading: Arrow and LMDB agree, random access by index and id, select, to_atoms, pickling."""
+
 from __future__ import annotations
 
 import multiprocessing as mp

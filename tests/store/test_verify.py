@@ -1,4 +1,5 @@
 """verify names exactly which shard file is corrupt or missing."""
+
 from __future__ import annotations
 
 import shutil
@@ -36,7 +37,9 @@ def test_orphan_files_are_notes_not_problems(tmp_path):
     root = _store(tmp_path)
     shutil.copy(root / "shards" / "s-a.parquet", root / "shards" / "leftover.parquet")
     report = verify_store(root)
-    assert report.ok and report.notes == ["shards/leftover.parquet: not in the catalog (leftover of an interrupted write)"]
+    assert report.ok and report.notes == [
+        "shards/leftover.parquet: not in the catalog (leftover of an interrupted write)"
+    ]
 
 
 def test_a_damaged_value_is_named_with_its_row(tmp_path):
@@ -64,8 +67,9 @@ def test_a_damaged_value_is_named_with_its_row(tmp_path):
 
     write_catalog(root, catalog)
     report = verify_store(root)
-    assert report.problems == ["shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row 2: "
-                               "checksum mismatch (damaged value))"]
+    assert report.problems == [
+        "shard 's-b' lmdb file shards/s-b.lmdb: cannot be read (ValueError: row 2: checksum mismatch (damaged value))"
+    ]
 
 
 def _dead_pid() -> int:
@@ -94,8 +98,13 @@ def test_leftover_temporary_files_are_listed(tmp_path):
     (root / "sidecars" / "soap" / f".s-a.{dead}.tmp.npz").write_bytes(b"x")
     report = verify_store(root)
     assert report.ok
-    assert report.temporaries == [f".catalog.json.tmp-{dead}", f"index/.build-{dead}", f"quarantine/.s-c.parquet.tmp-{alive}",
-                                  f"shards/.s-c.lmdb.tmp-{dead}", f"sidecars/soap/.s-a.{dead}.tmp.npz"]
+    assert report.temporaries == [
+        f".catalog.json.tmp-{dead}",
+        f"index/.build-{dead}",
+        f"quarantine/.s-c.parquet.tmp-{alive}",
+        f"shards/.s-c.lmdb.tmp-{dead}",
+        f"sidecars/soap/.s-a.{dead}.tmp.npz",
+    ]
     assert report.notes == [
         f".catalog.json.tmp-{dead}: temporary file of an interrupted or failed write, 10 bytes "
         f"(pid {dead} is not running: safe to delete)",

@@ -1,4 +1,5 @@
 """Atomic shard writes and the catalog entry they produce."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,11 @@ def test_leftovers_of_dead_writers_are_cleaned_by_the_next_write(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     write_shard(tmp_path, "a", emt_records(2, seed=1))
-    dead = [tmp_path / "shards" / f".b.lmdb.tmp-{proc.pid}", tmp_path / f".catalog.json.tmp-{proc.pid}",
-            tmp_path / "shards" / f".c.parquet.tmp-{os.getpid()}"]
+    dead = [
+        tmp_path / "shards" / f".b.lmdb.tmp-{proc.pid}",
+        tmp_path / f".catalog.json.tmp-{proc.pid}",
+        tmp_path / "shards" / f".c.parquet.tmp-{os.getpid()}",
+    ]
     young = tmp_path / "shards" / f".d.lmdb.tmp-{proc.pid}"
     for path in dead + [young]:
         path.write_bytes(b"x")
@@ -186,8 +190,9 @@ def test_lmdb_short_write_is_enospc_only_when_the_disk_is_full(tmp_path, monkeyp
     with pytest.raises(OSError) as info:
         write_shard(tmp_path, "s1", records, formats=("lmdb",))
     assert info.value.errno == errno.EIO
-    assert str(info.value) == (f"[Errno 5] {tmp_path / 'shards' / 's1.lmdb'}: Input/output error "
-                               "(mdb_txn_commit: Input/output error)")
+    assert str(info.value) == (
+        f"[Errno 5] {tmp_path / 'shards' / 's1.lmdb'}: Input/output error (mdb_txn_commit: Input/output error)"
+    )
     assert list((tmp_path / "shards").iterdir()) == []
 
 

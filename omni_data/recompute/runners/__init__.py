@@ -4,6 +4,7 @@ Modules are imported on use, so ``import omni_data`` never loads tblite or PySCF
 ``omni-data run-local --method`` offers are derived, not listed: every protocol file
 (``manifests/protocols/*.yaml``, or ``$OMNI_PROTOCOLS``) whose engine has a row here.
 """
+
 from __future__ import annotations
 
 import importlib

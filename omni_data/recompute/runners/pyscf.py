@@ -4,6 +4,7 @@ Restricted Kohn-Sham for singlets, unrestricted otherwise. Periodic structures a
 runner is for molecules (PySCF's PBC code needs other settings entirely). SCF non-convergence is
 a failure, never a result.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,14 @@ def run(record: Record, method: Method) -> RunResult:
     charge, mult = chosen.charge, chosen.multiplicity
     atoms = [(int(z), tuple(float(x) for x in p)) for z, p in zip(record.numbers, record.positions)]
     try:
-        mol = gto.M(atom=atoms, basis=str(opts.get("basis", "def2-svp")), charge=int(round(charge)),
-                    spin=mult - 1, unit="Angstrom", verbose=0)
+        mol = gto.M(
+            atom=atoms,
+            basis=str(opts.get("basis", "def2-svp")),
+            charge=int(round(charge)),
+            spin=mult - 1,
+            unit="Angstrom",
+            verbose=0,
+        )
     except RuntimeError as exc:  # e.g. spin/electron-count mismatch
         raise Refused(f"bad_value:pyscf cannot build the molecule: {exc}") from None
     mf = dft.RKS(mol) if mult == 1 else dft.UKS(mol)
@@ -57,7 +64,15 @@ def run(record: Record, method: Method) -> RunResult:
         raise RunFailed(f"unconverged:pyscf SCF not converged in {mf.max_cycle} cycles (conv_tol {mf.conv_tol})")
     gradient = np.asarray(mf.nuc_grad_method().kernel())
     forces = -gradient * HARTREE_EV / BOHR_ANGSTROM
-    return RunResult(energy=energy * HARTREE_EV, forces=forces, stress=None, converged=True, charge=charge,
-                     multiplicity=mult, n_scf=cycles["n"],
-                     info={"xc": mf.xc, "basis": mol.basis, "n_basis": int(mol.nao_nr()), "restricted": mult == 1},
-                     spin_source=chosen.source, warnings=list(chosen.warnings))
+    return RunResult(
+        energy=energy * HARTREE_EV,
+        forces=forces,
+        stress=None,
+        converged=True,
+        charge=charge,
+        multiplicity=mult,
+        n_scf=cycles["n"],
+        info={"xc": mf.xc, "basis": mol.basis, "n_basis": int(mol.nao_nr()), "restricted": mult == 1},
+        spin_source=chosen.source,
+        warnings=list(chosen.warnings),
+    )

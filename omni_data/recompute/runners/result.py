@@ -1,4 +1,5 @@
 """What a local runner returns, and how it is written into the job dir (results.json + npz)."""
+
 from __future__ import annotations
 
 import os
@@ -85,12 +86,16 @@ def resolve_charge_spin(record: Any) -> ChargeSpin:
         mult = int(round(total)) + 1
         if not _allowed(n_el, mult):
             mult = min((m for m in (mult - 1, mult + 1) if m >= 1), key=lambda m: (abs(m - 1 - total), m))
-            warns.append(f"spin: magnetic moments sum to {total:.3f} muB, not allowed with {n_el} electrons; "
-                         f"multiplicity {mult} (nearest allowed) used")
+            warns.append(
+                f"spin: magnetic moments sum to {total:.3f} muB, not allowed with {n_el} electrons; "
+                f"multiplicity {mult} (nearest allowed) used"
+            )
         return ChargeSpin(charge, mult, "magmoms", tuple(warns))
     mult = default_multiplicity(record.numbers, charge)
-    warns.append(f"spin: record has no spin multiplicity nor magnetic moments; multiplicity {mult} (lowest allowed "
-                 f"by {n_el} electrons) assumed, so an open-shell ground state (e.g. a triplet) is not computed as one")
+    warns.append(
+        f"spin: record has no spin multiplicity nor magnetic moments; multiplicity {mult} (lowest allowed "
+        f"by {n_el} electrons) assumed, so an open-shell ground state (e.g. a triplet) is not computed as one"
+    )
     return ChargeSpin(charge, mult, "electron_count", tuple(warns))
 
 

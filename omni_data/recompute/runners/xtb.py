@@ -4,15 +4,16 @@ Uses ``tblite.interface.Calculator`` directly with explicit unit conversions (at
 Omni units out), so the numbers do not depend on a calculator wrapper. Stress follows tblite's
 ASE calculator: ``virial * Hartree / volume`` in Voigt order (ASE sign).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_charge_spin
 from omni_data.recompute.molecules import Refused
 from omni_data.recompute.protocols import Method
+from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_charge_spin
 from omni_data.schema import Record
 from omni_data.units import BOHR_ANGSTROM, HARTREE_EV
 
@@ -44,7 +45,9 @@ def run(record: Record, method: Method) -> RunResult:
     if periodic:
         kwargs["lattice"] = np.asarray(record.cell, dtype=float) / BOHR_ANGSTROM
         kwargs["periodic"] = pbc
-    calc = Calculator(method.name, np.asarray(record.numbers), np.asarray(record.positions, dtype=float) / BOHR_ANGSTROM, **kwargs)
+    calc = Calculator(
+        method.name, np.asarray(record.numbers), np.asarray(record.positions, dtype=float) / BOHR_ANGSTROM, **kwargs
+    )
     calc.set("verbosity", 0)
     opts = method.options
     calc.set("accuracy", float(opts.get("accuracy", 1.0)))
@@ -63,7 +66,14 @@ def run(record: Record, method: Method) -> RunResult:
         volume = abs(float(np.linalg.det(np.asarray(record.cell, dtype=float))))
         virial = np.asarray(res.get("virial")) * HARTREE_EV / volume
         stress = virial.flat[[0, 4, 8, 5, 2, 1]].astype(float)
-    return RunResult(energy=energy, forces=forces, stress=stress, converged=True, charge=charge,
-                     multiplicity=mult, info={"periodic": periodic, "method": method.name},
-                     spin_source=chosen.source, warnings=list(chosen.warnings))
-
+    return RunResult(
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        converged=True,
+        charge=charge,
+        multiplicity=mult,
+        info={"periodic": periodic, "method": method.name},
+        spin_source=chosen.source,
+        warnings=list(chosen.warnings),
+    )

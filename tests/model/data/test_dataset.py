@@ -1,4 +1,5 @@
 """Store -> graphs: labels arrive unchanged, store splits are honoured, reference fit is exact."""
+
 from __future__ import annotations
 
 import numpy as np

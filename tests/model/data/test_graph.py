@@ -1,4 +1,5 @@
 """vesin neighbour lists against ASE's, and batching offsets/masks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,11 +16,14 @@ def _pairs_with_vectors(atoms, cutoff):
     return sorted(zip(i.tolist(), j.tolist(), np.round(d, 6).tolist()))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: bulk("Cu", "fcc", a=3.6) * (1, 1, 1),  # primitive cell smaller than the cutoff
-    lambda: fcc111("Pt", size=(2, 2, 2), vacuum=5.0),  # mixed pbc (slab)
-    lambda: molecule("C6H6"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: bulk("Cu", "fcc", a=3.6) * (1, 1, 1),  # primitive cell smaller than the cutoff
+        lambda: fcc111("Pt", size=(2, 2, 2), vacuum=5.0),  # mixed pbc (slab)
+        lambda: molecule("C6H6"),
+    ],
+)
 def test_edges_match_ase_neighbor_list(make):
     atoms = make()
     atoms.rattle(0.02, seed=1)
@@ -41,7 +45,7 @@ def test_collate_offsets_and_masks():
     b = collate([ga, gm], dtype=torch.float64)
     assert b.num_graphs == 2 and b.n_atoms.tolist() == [4, 3]
     assert b.batch.tolist() == [0, 0, 0, 0, 1, 1, 1]
-    assert int(b.src[len(ga.src):].min()) >= 4 and int(b.src[: len(ga.src)].max()) < 4
+    assert int(b.src[len(ga.src) :].min()) >= 4 and int(b.src[: len(ga.src)].max()) < 4
     assert b.energy_mask.tolist() == [True, False]
     assert b.forces_mask.tolist() == [True] * 4 + [False] * 3
     assert b.stress_mask.tolist() == [True, False]

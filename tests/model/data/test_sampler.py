@@ -1,4 +1,5 @@
 """Per-task sampling probabilities (worked by hand) and the sampler's empirical frequencies."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Per-element offset fit: exact recovery, a hand-computed residual, and its edge cases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,7 @@ def test_unlabelled_structures_are_ignored_and_absent_elements_get_no_offset():
 
 
 def test_composition_counts_and_unknown_element():
-    np.testing.assert_array_equal(composition([np.array([8, 1, 1]), np.array([6])], [1, 6, 8]),
-                                  [[2, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(composition([np.array([8, 1, 1]), np.array([6])], [1, 6, 8]), [[2, 0, 1], [0, 1, 0]])
     with pytest.raises(ValueError, match="Z=7"):
         composition([np.array([7])], [1, 6, 8])
     assert all(np.isnan(mae_rmse(np.array([np.nan]))))

@@ -1,5 +1,6 @@
 """evaluate_checkpoint / omni-train evaluate on another domain's labels, and the warnings for
 elements a head has no reference energy for (evaluate and OmniCalculator)."""
+
 from __future__ import annotations
 
 import warnings
@@ -74,8 +75,22 @@ def test_calibration_and_test_split_must_differ(checkpoint, other_domain):
 
 
 def test_cli_prints_raw_and_offset_errors_with_splits(checkpoint, other_domain, capsys):
-    assert main(["evaluate", str(checkpoint), str(other_domain), "--split", "test",
-                 "--calibration-split", "val", "--head", "a"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(checkpoint),
+                str(other_domain),
+                "--split",
+                "test",
+                "--calibration-split",
+                "val",
+                "--head",
+                "a",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("a ") and "other" in ln)
     fields = line.split()

@@ -1,4 +1,5 @@
 """Our gate equals e3nn.nn.Gate (same normalised activations, same layout) and is equivariant."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,13 @@ def test_matches_e3nn_gate(irreps):
     scalars = o3.Irreps([(m, ir) for m, ir in irreps if ir.l == 0])
     gated = o3.Irreps([(m, ir) for m, ir in irreps if ir.l > 0])
     acts = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
-    ref = E3nnGate(scalars, acts, o3.Irreps(f"{gated.num_irreps}x0e") if len(gated) else o3.Irreps(""),
-                   [torch.nn.functional.silu] if len(gated) else [], gated)
+    ref = E3nnGate(
+        scalars,
+        acts,
+        o3.Irreps(f"{gated.num_irreps}x0e") if len(gated) else o3.Irreps(""),
+        [torch.nn.functional.silu] if len(gated) else [],
+        gated,
+    )
     assert ours.irreps_in.dim == ref.irreps_in.dim and ours.irreps_out == ref.irreps_out
     x = torch.randn(7, ours.irreps_in.dim, dtype=torch.float64)
     torch.testing.assert_close(ours(x.float()), ref(x.float()), atol=1e-6, rtol=1e-5)

@@ -1,4 +1,5 @@
 """Bessel basis and polynomial envelope against their formulas."""
+
 from __future__ import annotations
 
 import math

@@ -1,11 +1,12 @@
 """TaskLinear: the task block is a per-task bias on the 0e outputs only, θ_T by type."""
+
 from __future__ import annotations
 
 import torch
 from e3nn import o3
 
-from omni_model.nn.task_linear import TaskLinear, scalar_output_index
 from omni_model.nn.spherical import hidden_irreps
+from omni_model.nn.task_linear import TaskLinear, scalar_output_index
 
 
 def test_scalar_index_points_at_even_scalars():

@@ -1,5 +1,6 @@
 """Two gloo processes (torch.multiprocessing spawn) take the same AdamW steps as one process on
 the joined batch: losses are normalised by global label counts and gradients summed."""
+
 from __future__ import annotations
 
 import torch

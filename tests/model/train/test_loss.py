@@ -1,4 +1,5 @@
 """Loss: missing labels are masked (not zero), per-task and record weights, Huber vs MSE."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,11 @@ def _batch():
 
 
 def _pred(b, de=(0.4, 99.0), df=0.1, ds=0.02):
-    return {"energy": b.energy + torch.tensor(de, dtype=torch.float64),
-            "forces": b.forces + df, "stress": b.stress + ds}
+    return {
+        "energy": b.energy + torch.tensor(de, dtype=torch.float64),
+        "forces": b.forces + df,
+        "stress": b.stress + ds,
+    }
 
 
 def test_mse_by_hand():
@@ -36,7 +40,7 @@ def test_mse_by_hand():
     # forces: 12 components weight 1 and 9 components weight 2, each 0.01, over 21 components
     assert float(out["forces"]) == pytest.approx((12 * 0.01 + 9 * 2 * 0.01) / 21)
     # stress only on the periodic cell
-    assert float(out["stress"]) == pytest.approx(0.02 ** 2)
+    assert float(out["stress"]) == pytest.approx(0.02**2)
 
 
 def test_per_task_weights_and_huber():

@@ -1,4 +1,5 @@
 """Training the small preset on two stores read as one (one store per database, one model)."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,10 @@ def emt_store(path, dataset: str, task: str, offset: float, seed: int, n: int = 
 
 @pytest.fixture
 def two_stores(tmp_path):
-    return (emt_store(tmp_path / "pbe_db", "dba", "pbe", 0.0, seed=1),
-            emt_store(tmp_path / "r2scan_db", "dbb", "r2scan", -2.0, seed=2))
+    return (
+        emt_store(tmp_path / "pbe_db", "dba", "pbe", 0.0, seed=1),
+        emt_store(tmp_path / "r2scan_db", "dbb", "r2scan", -2.0, seed=2),
+    )
 
 
 def small_preset(stores, out, steps: int = 3) -> dict:

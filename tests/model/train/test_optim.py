@@ -1,4 +1,5 @@
 """Learning-rate schedule values worked out by hand, and the EMA update rule."""
+
 from __future__ import annotations
 
 import math

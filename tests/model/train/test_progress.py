@@ -1,5 +1,6 @@
 """Issue 22 item 5: training reports progress (step, loss, elapsed, ETA) every run.log_every steps
 to a callback (the demo's hook) and, off a terminal, as one console line per report."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,9 @@ from .test_trainer import tiny_config
 
 def test_trainer_calls_progress_every_log_every_steps(tmp_path, emt_store):
     reports: list[TrainProgress] = []
-    tr = Trainer(tiny_config(emt_store, tmp_path / "r", run={"log_every": 2, "checkpoint_every": 0}),
-                 progress=reports.append)
+    tr = Trainer(
+        tiny_config(emt_store, tmp_path / "r", run={"log_every": 2, "checkpoint_every": 0}), progress=reports.append
+    )
     tr.run()
     assert tr.step == 7  # 3 steps of stage a-only, then one epoch of 4
     assert [r.step for r in reports] == [2, 4, 6, 7]  # every 2 steps, and the last
@@ -41,5 +43,8 @@ def test_console_prints_lines_off_a_terminal():
     for step in range(1, 6):
         console.step(progress_at(step, 0, 5, "main", 1.0 / step, float(step)), every=2)
     console.close()
-    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == ["step 2/5 (40.0%)", "step 4/5 (80.0%)",
-                                                                               "step 5/5 (100.0%)"]
+    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == [
+        "step 2/5 (40.0%)",
+        "step 4/5 (80.0%)",
+        "step 5/5 (100.0%)",
+    ]

@@ -1,4 +1,5 @@
 """Selective regularization: λ·‖θ_T‖² shrinks θ_T and leaves θ_C's gradient unchanged."""
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,11 @@ def test_penalty_value_is_lambda_times_squared_norm():
     with torch.no_grad():
         model.shift_scale.shift.add_(0.5)  # deviation from the frozen references counts
     expected = sum(float((t.detach() ** 2).sum()) for t in model.regularization_terms())
-    n_sq = sum(float((m.task_weight.detach() ** 2).sum()) for m in model.modules()
-               if getattr(m, "task_weight", None) is not None)
+    n_sq = sum(
+        float((m.task_weight.detach() ** 2).sum())
+        for m in model.modules()
+        if getattr(m, "task_weight", None) is not None
+    )
     n_sq += float(((model.shift_scale.shift.detach() - model.shift_scale.ref_shift) ** 2).sum())
     n_sq += float(((model.shift_scale.scale.detach() - model.shift_scale.ref_scale) ** 2).sum())
     assert abs(expected - n_sq) < 1e-9

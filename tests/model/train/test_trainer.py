@@ -1,4 +1,5 @@
 """Training on a real store: exact resume, curriculum stages, logs, checkpoints, references."""
+
 from __future__ import annotations
 
 import csv
@@ -86,8 +87,11 @@ def test_checkpoint_is_weights_only_and_holds_frozen_references(tmp_path, emt_st
     col = model.elements.index(79)
     assert float(shift[model.task_index("a"), col]) == pytest.approx(refs["a"]["79"])
     # fine-tuning from it reuses (does not refit) the references, whatever the data says
-    ft = Trainer(tiny_config(emt_store, tmp_path / "ft", run={"init_from": str(tmp_path / "run" / "final.pt")},
-                             model={"channels": 8}))
+    ft = Trainer(
+        tiny_config(
+            emt_store, tmp_path / "ft", run={"init_from": str(tmp_path / "run" / "final.pt")}, model={"channels": 8}
+        )
+    )
     assert ft.prep.references_source == "checkpoint (frozen)"
     assert torch.equal(ft.model.shift_scale.ref_shift, model.shift_scale.ref_shift)
 
@@ -101,10 +105,22 @@ def test_store_references_section_is_used_when_present(tmp_path):
     refs = {"a": {"mu": {"29": -3.0, "79": -3.1, "78": -5.0}}, "b": {"mu": {"29": -1.0, "79": -2.0, "78": -4.0}}}
     full = {}
     for t, r in refs.items():
-        full[t] = {"task": t, "mu": r["mu"], "absent": [], "underdetermined": False, "rank": 3, "n_frames": 3,
-                   "n_atoms": 12, "n_no_energy": 0, "force_rms": 0.5, "e_per_atom_mean_before": None,
-                   "e_per_atom_std_before": None, "e_per_atom_mean_after": None, "e_per_atom_std_after": None,
-                   "ridge": 0.0}
+        full[t] = {
+            "task": t,
+            "mu": r["mu"],
+            "absent": [],
+            "underdetermined": False,
+            "rank": 3,
+            "n_frames": 3,
+            "n_atoms": 12,
+            "n_no_energy": 0,
+            "force_rms": 0.5,
+            "e_per_atom_mean_before": None,
+            "e_per_atom_std_before": None,
+            "e_per_atom_mean_after": None,
+            "e_per_atom_std_after": None,
+            "ridge": 0.0,
+        }
     Store(store).catalog.update_section("references", full)
     tr = Trainer(tiny_config(store, tmp_path / "run"))
     assert tr.prep.references_source == "store catalog section 'references'"

@@ -4,6 +4,7 @@ References are tblite's ASE calculator and PySCF run directly at the same multip
 by hand: O2 at its experimental bond length 1.2075 Å; triplet CH2 (3B1) with C-H 1.077 Å and
 H-C-H 133.9° (experimental r0 structure).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,15 +27,24 @@ HARTREE_EV, BOHR_A = 27.211386024367243, 0.5291772105638411
 
 
 def o2(rid: str, spin: int | None = None, magmoms: list[float] | None = None) -> Record:
-    return Record(numbers=np.array([8, 8]), positions=np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.2075]]), id=rid,
-                  dataset="mol", task="mol", charge=0.0, spin=spin,
-                  magmoms=None if magmoms is None else np.array(magmoms))
+    return Record(
+        numbers=np.array([8, 8]),
+        positions=np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.2075]]),
+        id=rid,
+        dataset="mol",
+        task="mol",
+        charge=0.0,
+        spin=spin,
+        magmoms=None if magmoms is None else np.array(magmoms),
+    )
 
 
 def ch2(rid: str, spin: int | None = 3) -> Record:
     half = np.deg2rad(133.9 / 2)
     r = 1.077
-    pos = np.array([[0.0, 0.0, 0.0], [r * np.sin(half), 0.0, r * np.cos(half)], [-r * np.sin(half), 0.0, r * np.cos(half)]])
+    pos = np.array(
+        [[0.0, 0.0, 0.0], [r * np.sin(half), 0.0, r * np.cos(half)], [-r * np.sin(half), 0.0, r * np.cos(half)]]
+    )
     return Record(numbers=np.array([6, 1, 1]), positions=pos, id=rid, dataset="mol", task="mol", charge=0.0, spin=spin)
 
 
@@ -47,7 +57,10 @@ def test_resolve_charge_spin_order() -> None:
     assert odd.multiplicity == 3 and "nearest allowed" in odd.warnings[0]
     assert resolve_charge_spin(o2("c", magmoms=[0.3, 0.3])).multiplicity == 1  # 0.6: 0 unpaired is nearer
     bare = resolve_charge_spin(o2("d"))
-    assert (bare.multiplicity, bare.source) == (1, "electron_count") and "lowest allowed by 16 electrons" in bare.warnings[0]
+    assert (bare.multiplicity, bare.source) == (
+        1,
+        "electron_count",
+    ) and "lowest allowed by 16 electrons" in bare.warnings[0]
     with pytest.raises(Refused, match="multiplicity 2 impossible with 16 electrons"):
         resolve_charge_spin(o2("e", spin=2))
     no_charge = Record(numbers=np.array([1]), positions=np.zeros((1, 3)), id="h", dataset="m", task="m")
@@ -73,11 +86,15 @@ def test_xtb_triplets_match_tblite(tmp_path: Path, optional) -> None:
     for rid in ("o2:spin", "o2:moments"):
         assert res[rid]["multiplicity"] == 3
         assert res[rid]["energy"] == pytest.approx(direct[("o2:", 3)][0], abs=1e-6)
-        assert np.allclose(np.load(tmp_path / safe_name(rid) / "results.npz")["forces"], direct[("o2:", 3)][1], atol=1e-6)
+        assert np.allclose(
+            np.load(tmp_path / safe_name(rid) / "results.npz")["forces"], direct[("o2:", 3)][1], atol=1e-6
+        )
     assert res["o2:spin"]["spin_source"] == "record" and res["o2:moments"]["spin_source"] == "magmoms"
     assert res["ch2:spin"]["energy"] == pytest.approx(direct[("ch2", 3)][0], abs=1e-6)
     # no spin information: singlet, but loudly so (results.json, job.json, the bridge record)
-    assert res["o2:bare"]["multiplicity"] == 1 and res["o2:bare"]["energy"] == pytest.approx(direct[("o2:", 1)][0], abs=1e-6)
+    assert res["o2:bare"]["multiplicity"] == 1 and res["o2:bare"]["energy"] == pytest.approx(
+        direct[("o2:", 1)][0], abs=1e-6
+    )
     assert abs(direct[("o2:", 1)][0] - direct[("o2:", 3)][0]) > 0.05  # GFN1: 72 meV, not a rounding error
     job = jobs.read_job(tmp_path / safe_name("o2:bare"))
     assert job["spin_source"] == "electron_count" and "lowest allowed by 16 electrons" in job["warnings"][0]
@@ -112,8 +129,13 @@ def test_pyscf_triplet_ch2_matches_direct_uks(tmp_path: Path, optional) -> None:
     emit_records([(rec, Source(rec.id))], load_protocol(small), tmp_path / "jobs")
     assert [r["state"] for r in run_jobs(tmp_path / "jobs", threads=1)] == ["done"]
     res = json.loads((tmp_path / "jobs" / safe_name(rec.id) / "results.json").read_text())
-    mol = gto.M(atom=[(int(z), tuple(p)) for z, p in zip(rec.numbers, rec.positions)], basis="sto-3g",
-                unit="Angstrom", spin=2, verbose=0)
+    mol = gto.M(
+        atom=[(int(z), tuple(p)) for z, p in zip(rec.numbers, rec.positions)],
+        basis="sto-3g",
+        unit="Angstrom",
+        spin=2,
+        verbose=0,
+    )
     mf = dft.UKS(mol)
     mf.xc, mf.conv_tol, mf.grids.level = "pbe", 1e-9, 3
     with threadpool_limits(limits=1):

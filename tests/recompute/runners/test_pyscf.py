@@ -1,4 +1,5 @@
 """PySCF runner: energy and forces equal a direct PySCF calculation; periodic input is refused."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ def test_pyscf_matches_direct_pyscf(sic_record: Record, methane_record: Record, 
     from pyscf import dft, gto
 
     rec = methane_record
-    rows = emit_records([(rec, Source(rec.id)), (sic_record, Source("mpa:SiC"))], load_protocol("pyscf-pbe-def2svp"), tmp_path)
+    rows = emit_records(
+        [(rec, Source(rec.id)), (sic_record, Source("mpa:SiC"))], load_protocol("pyscf-pbe-def2svp"), tmp_path
+    )
     assert [r["status"] for r in rows] == ["pending", "refused"] and "molecules only" in rows[1]["reason"]
     # a job emitted by another protocol and run with --method pyscf is refused before it runs
     emit_records([(sic_record, Source("mpa:SiC"))], load_protocol("gfn2-xtb"), tmp_path)
@@ -32,7 +35,12 @@ def test_pyscf_matches_direct_pyscf(sic_record: Record, methane_record: Record, 
     res = json.loads((job / "results.json").read_text())
     from threadpoolctl import threadpool_limits
 
-    mol = gto.M(atom=[(int(z), tuple(p)) for z, p in zip(rec.numbers, rec.positions)], basis="def2-svp", unit="Angstrom", verbose=0)
+    mol = gto.M(
+        atom=[(int(z), tuple(p)) for z, p in zip(rec.numbers, rec.positions)],
+        basis="def2-svp",
+        unit="Angstrom",
+        verbose=0,
+    )
     mf = dft.RKS(mol)
     mf.xc, mf.conv_tol, mf.grids.level = "pbe", 1e-9, 3
     with threadpool_limits(limits=1):  # 2 shared cores: OpenMP threads only slow this down

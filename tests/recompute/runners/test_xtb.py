@@ -1,4 +1,5 @@
 """tblite runner: energies, forces and stress equal tblite's own ASE calculator."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,17 @@ from omni_data.safeio import safe_name
 from omni_data.schema import Record
 
 
-def test_tblite_matches_ase_calculator(sic_record: Record, methane_record: Record, tmp_path: Path, shared_data: Path,
-                                       optional) -> None:
+def test_tblite_matches_ase_calculator(
+    sic_record: Record, methane_record: Record, tmp_path: Path, shared_data: Path, optional
+) -> None:
     optional("tblite", "dft")
     from tblite.ase import TBLite
     from threadpoolctl import threadpool_limits
 
-    for method, name, recs in (("gfn2-xtb", "GFN2-xTB", [sic_record, methane_record]),
-                               ("gfn1-xtb", "GFN1-xTB", [methane_record])):
+    for method, name, recs in (
+        ("gfn2-xtb", "GFN2-xTB", [sic_record, methane_record]),
+        ("gfn1-xtb", "GFN1-xTB", [methane_record]),
+    ):
         root = tmp_path / method
         emit_records([(r, Source(r.id)) for r in recs], load_protocol(method), root)
         results = run_jobs(root, threads=1)
@@ -35,6 +39,7 @@ def test_tblite_matches_ase_calculator(sic_record: Record, methane_record: Recor
             atoms = read(shared_data / "structures" / "poscar" / "dpdata_SiC.POSCAR") if rec.cell is not None else None
             if atoms is None:
                 from ase import Atoms
+
                 atoms = Atoms(numbers=rec.numbers, positions=rec.positions)
             atoms.calc = TBLite(method=name, verbosity=0, charge=0, multiplicity=1)
             with threadpool_limits(limits=1):
