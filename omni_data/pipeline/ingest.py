@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omni_data.harmonize.filters import apply_filters
 from omni_data.harmonize.sanity import SanityBounds
 from omni_data.pipeline import coverage
 from omni_data.pipeline.quarantine import (
     Triage,
     filters_active,
-    load_filter_function,
     reconcile,
 )
 from omni_data.readers import (
@@ -319,9 +319,7 @@ def _run(
     the shard's label coverage (``coverage.SHARD_KEY``)."""
     from omni_data.pipeline.framehash import write_hashes
 
-    filter_fn = load_filter_function() if filters_active(filters) else None
-    if filters_active(filters) and filter_fn is None:
-        raise RuntimeError("manifest declares filters but omni_data.harmonize.filters.apply_filters is missing")
+    filter_fn = apply_filters if filters_active(filters) else None
     reader = get_reader(reader_name)
     prevalidated = getattr(reader, "RECORDS_VALIDATED", False) is True
     triage = Triage(filters=filters, filter_fn=filter_fn, prevalidated=prevalidated, bounds=bounds)

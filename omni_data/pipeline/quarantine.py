@@ -8,7 +8,6 @@ and keeps the per-reason tallies that make ``records in = written + quarantined`
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,20 +24,6 @@ from omni_data.schema import (
 from omni_data.store.writer import reason_kind
 
 FilterFn = Callable[[Record, Any], "str | None"]
-
-
-def load_filter_function() -> FilterFn | None:
-    """``omni_data.harmonize.filters.apply_filters`` if that module and function exist, else None.
-
-    Only the absence of that exact module is tolerated; an error inside it propagates.
-    """
-    try:
-        module = importlib.import_module("omni_data.harmonize.filters")
-    except ModuleNotFoundError as exc:
-        if exc.name == "omni_data.harmonize.filters":
-            return None
-        raise
-    return getattr(module, "apply_filters", None)
 
 
 def filters_active(filters: Any) -> bool:

@@ -4,6 +4,7 @@ Training goes through ``omni_model.train.trainer.Trainer`` (what ``omni-train tr
 with a progress line every tenth of the steps on the console (``omni_model.demo.progress``, the
 trainer's ``progress`` callback).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,23 +40,39 @@ def preset_digest() -> str:
     return hashlib.sha256((PRESETS_DIR / "small.yaml").read_bytes()).hexdigest()[:16]
 
 
-def train_config(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, bridge: bool | None = None,
-                 task_l2: float | None = None, steps: int | None = None) -> Path:
+def train_config(
+    lay: DemoLayout,
+    run: str,
+    size: str,
+    seed: int,
+    k: int = 0,
+    bridge: bool | None = None,
+    task_l2: float | None = None,
+    steps: int | None = None,
+    store: Path | None = None,
+    task_weights: dict[str, float] | None = None,
+) -> Path:
     """The omni-train YAML of one run: the ``small`` preset with the demo's store and settings.
 
     ``bridge``, ``task_l2`` and ``steps`` default to what the run name implies (the three demo
-    runs); the ablation (``omni_model.demo.ablation``) sets them explicitly. ``run.resume`` is on:
+    runs); the ablation (``omni_model.demo.ablation``) sets them explicitly, and its sweep also
+    ``store`` (a training store other than the folder's, e.g. a bridge of another fraction) and
+    ``task_weights`` (``sampling.mode: weights``: per-task draw weights). ``run.resume`` is on:
     an interrupted demo continues a training from its last checkpoint.
     """
     from omni_model.config import PRESETS_DIR, config_from_dict
 
     cfg: dict[str, Any] = yaml.safe_load((PRESETS_DIR / "small.yaml").read_text()) or {}
-    store = lay.store("train_bridge" if (run == "bridged" if bridge is None else bridge) else "train")
+    if store is None:
+        store = lay.store("train_bridge" if (run == "bridged" if bridge is None else bridge) else "train")
     cfg.setdefault("model", {})["tasks"] = TASKS
     cfg.setdefault("data", {}).update(store=str(store), tasks=TASKS, batch_size=8)
     cfg.setdefault("loss", {})["task_l2"] = (0.0 if run == "plain" else TASK_L2) if task_l2 is None else task_l2
-    cfg.setdefault("run", {}).update(out_dir=str(run_dir(lay, run, k)), seed=seed + k, device="cpu",
-                                     progress=False, resume=True)
+    cfg.setdefault("run", {}).update(
+        out_dir=str(run_dir(lay, run, k)), seed=seed + k, device="cpu", progress=False, resume=True
+    )
+    if task_weights:
+        cfg["sampling"] = {"mode": "weights", "weights": {t: float(w) for t, w in task_weights.items()}}
     cfg["stages"] = [{"name": "all", "tasks": TASKS, "steps": steps or TRAIN_STEPS[size]}]
     path = run_dir(lay, run, k) / "train.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,13 +85,22 @@ def _console(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def stage_train(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, resume: bool = False,
-                progress: Callable[[str], None] = _console, label: str = "", **overrides: Any) -> dict[str, Any]:
+def stage_train(
+    lay: DemoLayout,
+    run: str,
+    size: str,
+    seed: int,
+    k: int = 0,
+    resume: bool = False,
+    progress: Callable[[str], None] = _console,
+    label: str = "",
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train one run (training seed ``seed + k``); returns its config, final checkpoint and loss curve.
 
     ``resume``: continue from the run folder's last checkpoint when there is one (else start
     over); without it the run folder is cleared first. ``progress`` gets a line every tenth of
-    the steps. ``overrides``: ``train_config``'s bridge, task_l2, steps.
+    the steps. ``overrides``: ``train_config``'s bridge, task_l2, steps, store, task_weights.
     """
     require("omni_model.train.trainer")  # torch and e3nn, or this stage is unavailable
     from omni_model.config import load_config, validate
@@ -95,8 +121,12 @@ def stage_train(lay: DemoLayout, run: str, size: str, seed: int, k: int = 0, res
     checkpoint = folder / "final.pt"  # the trainer's end-of-run checkpoint
     if not checkpoint.is_file():
         raise StageFailed(f"training wrote no {checkpoint}")
-    return {"config": str(config), "checkpoint": str(checkpoint), "steps": trainer.step,
-            "loss": training_loss(folder / "train.csv")}
+    return {
+        "config": str(config),
+        "checkpoint": str(checkpoint),
+        "steps": trainer.step,
+        "loss": training_loss(folder / "train.csv"),
+    }
 
 
 def training_loss(csv_path: Path) -> list[list[float]]:
