@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from omni_data.processes import pid_alive
 from omni_data.schema import Record
 
 STATES: tuple[str, ...] = ("pending", "running", "stale", "done", "failed")
@@ -199,17 +200,6 @@ def parse_marker(text: str) -> Marker | None:
     if not match:
         return None
     return Marker(match["host"], int(match["pid"]), match["batch"], match["since"] or "")
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process ``pid`` exists on this host (another user's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stale_reason(job_dir: Path, marker_text: str, now: float | None = None) -> str | None:

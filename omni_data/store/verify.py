@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omni_data.processes import pid_alive
 from omni_data.store.catalog import Catalog, summarize
 from omni_data.store.writer import sha256_file
 
@@ -41,16 +42,6 @@ _TEMP_NAME = re.compile(
     r"^\.(?:.+\.tmp-(?P<a>\d+)(?:\..*)?|tmp-(?P<b>\d+)-.+|.+\.(?P<c>\d+)\.tmp(?:\..*)?"
     r"|build-(?P<d>\d+))$"
 )
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
 
 
 def _size(path: Path) -> int:
@@ -85,7 +76,7 @@ def _note_temporaries(root: Path, report: VerifyReport) -> None:
             continue
         state = (
             f"its writer (pid {pid}) is still running"
-            if _pid_running(pid)
+            if pid_alive(pid)
             else f"pid {pid} is not running: safe to delete"
         )
         report.temporaries.append(rel)

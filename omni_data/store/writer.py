@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from omni_data.processes import pid_alive
 from omni_data.schema import Record, Rejected, problem
 from omni_data.store import catalog as cat
 
@@ -233,16 +234,6 @@ def write_shard_files(
     )
 
 
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 LEFTOVER_GRACE_S = 3600.0
 """A temporary file is a leftover only when untouched this long (a writer on another node of a
 shared filesystem has a pid this host cannot see) and its pid is not running here."""
@@ -270,7 +261,7 @@ def dead_leftovers(store_dir: Path, grace_s: float = LEFTOVER_GRACE_S) -> list[P
                 age = now - path.stat().st_mtime
             except OSError:
                 continue
-            if pid.isdigit() and int(pid) != os.getpid() and age >= grace_s and not _pid_running(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and age >= grace_s and not pid_alive(int(pid)):
                 out.append(path)
     return out
 
