@@ -34,6 +34,7 @@ from omni_data.pipeline.quarantine import (
     reconcile,
 )
 from omni_data.readers import (
+    READERS,
     Partition,
     ReaderError,
     ReadOptions,
@@ -321,7 +322,7 @@ def _run(
 
     filter_fn = apply_filters if filters_active(filters) else None
     reader = get_reader(reader_name)
-    prevalidated = getattr(reader, "RECORDS_VALIDATED", False) is True
+    prevalidated = READERS[reader_name].records_validated
     triage = Triage(filters=filters, filter_fn=filter_fn, prevalidated=prevalidated, bounds=bounds)
     for item in reader.read(job.partition, options):
         if options.task_rules and not isinstance(item, Rejected):

@@ -56,7 +56,7 @@ class Triage:
     """Sorts one partition's reader output into records to store and rejected inputs.
 
     ``prevalidated``: the reader already ran ``problem()`` and ``normalized()`` on every record it
-    yields (it declares ``RECORDS_VALIDATED = True``), so they are not run a second time here.
+    yields (its ``ReaderSpec.records_validated`` is True), so they are not run a second time here.
     Every record, prevalidated or not, is then checked for atoms closer than the physical floor
     (``schema.close_contacts``, in batches of ``TRIAGE_BATCH``: ``records``, ``rejected`` and
     ``dropped`` finish the pending batch when read), then the sanity ``bounds``

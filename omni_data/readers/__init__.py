@@ -143,6 +143,7 @@ class ReaderSpec:
     description: str
     magic: bytes | None = None
     options: tuple[tuple[str, str], ...] = ()
+    records_validated: bool = False  # every Record it yields has passed schema.problem() and normalized()
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -156,8 +157,11 @@ def _spec(
     description: str,
     magic: bytes | None = None,
     options: dict[str, str] | None = None,
+    records_validated: bool = False,
 ) -> ReaderSpec:
-    return ReaderSpec(name, f"omni_data.readers.{name}", globs, description, magic, tuple((options or {}).items()))
+    return ReaderSpec(
+        name, f"omni_data.readers.{name}", globs, description, magic, tuple((options or {}).items()), records_validated
+    )
 
 
 READERS: dict[str, ReaderSpec] = {
@@ -171,6 +175,7 @@ READERS: dict[str, ReaderSpec] = {
                 "sidecar_txt": "true: read each frame's OC20 system id/frame/reference energy from <stem>.txt",
                 "plain_xyz": "'sgdml': plain XYZ whose comment line is a bare energy and columns 5-7 forces",
             },
+            records_validated=True,
         ),
         _spec("asedb", ("*.db",), "ASE database (sqlite)", b"SQLite format 3\x00"),
         _spec("aselmdb", ("*.aselmdb",), "fairchem ASE-on-LMDB (OMat24, sAlex, OMol25, ODAC)"),

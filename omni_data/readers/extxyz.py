@@ -46,7 +46,6 @@ SPIN_KEYS = ("spin", "multiplicity", "spin_multiplicity", "total_spin_multiplici
 MAGMOM_KEYS = ("magmoms", "magmom", "REF_magmoms", "initial_magmoms")
 DEFAULT_PROPERTIES = [("species", "S", 1), ("pos", "R", 3)]
 _HEADER_KEYS = {"Lattice", "Properties", "pbc"}
-RECORDS_VALIDATED = True  # every Record yielded has passed schema.problem() and normalized()
 
 
 def _symbols() -> dict[bytes, int]:

@@ -42,11 +42,12 @@ def test_manifest_filters_are_applied():
 
 
 def test_prevalidated_triage_skips_only_the_schema_check():
-    """Readers that declare RECORDS_VALIDATED (extxyz) already ran problem(); duplicates and
-    filters are still Triage's job."""
-    from omni_data.readers import get_reader
+    """Readers whose ReaderSpec says records_validated (extxyz) already ran problem(); duplicates
+    and filters are still Triage's job. The trait lives in the formats table, not on the module."""
+    from omni_data.readers import READERS, get_reader
 
-    assert get_reader("extxyz").RECORDS_VALIDATED is True
+    assert READERS["extxyz"].records_validated is True and not READERS["asedb"].records_validated
+    assert not hasattr(get_reader("extxyz"), "RECORDS_VALIDATED")
     records = emt_records(3)
     records[2].id = records[1].id
     triage = Triage(prevalidated=True)
@@ -58,7 +59,7 @@ def test_prevalidated_triage_skips_only_the_schema_check():
 
 def test_close_atoms_are_quarantined_with_or_without_prevalidation():
     """Atoms under the 0.1 Å floor are refused by Triage itself (no manifest filter needed),
-    also for records a RECORDS_VALIDATED reader yields."""
+    also for records a records_validated reader yields."""
     for prevalidated in (False, True):
         records = emt_records(3)
         records[1].positions[1] = records[1].positions[0] + [0.0, 0.03, 0.04]
