@@ -29,6 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = ["closest_pair", "closest_pairs"]
+
 BRUTE_FORCE_MAX = 64
 """Point counts up to this are checked pair by pair (n² distances); above it, with a KD-tree."""
 

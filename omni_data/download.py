@@ -21,6 +21,8 @@ from omni_data.manifest import Manifest, SourceFile
 __all__ = [
     "DownloadError",
     "Fetched",
+    "default_folder",
+    "plan",
     "describe_plan",
     "digest_of",
     "fetch_file",

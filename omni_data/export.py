@@ -21,6 +21,8 @@ from typing import Any
 
 from omni_data.schema import Record
 
+__all__ = ["source_info", "provenance_info", "export_extxyz", "export_aselmdb", "export_store"]
+
 OMNI_INFO_KEYS = ("omni_id", "dataset", "task", "energy_kind", "weight", "charge", "spin")
 
 

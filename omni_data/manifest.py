@@ -33,6 +33,20 @@ from omni_data.typedconfig import (
 )
 from omni_data.yamlfile import load_yaml
 
+__all__ = [
+    "ManifestError",
+    "SourceFile",
+    "Filters",
+    "Manifest",
+    "parse_manifest",
+    "manifest_dir",
+    "UnknownDataset",
+    "unknown_dataset_message",
+    "load_manifest",
+    "resolve_target",
+    "list_manifests",
+]
+
 # Package data: ``omni_data/manifests`` is a symlink to the checkout's top-level ``manifests/`` (the
 # source of truth); a built wheel holds a real copy (docs/packaging.md).
 MANIFEST_DIR = Path(str(resources.files("omni_data") / "manifests"))

@@ -30,7 +30,7 @@ from omni_data.readers import (
 from omni_data.schema import Record, Rejected
 from omni_data.units import ENERGY_UNITS, HARTREE_EV
 
-__all__ = ["Draft", "draft_manifest", "guess_energy_unit", "write_draft"]
+__all__ = ["Draft", "draft_manifest", "guess_energy_unit", "sniff_draft_source", "write_draft"]
 
 LABELS = ("energy", "forces", "stress", "magmoms", "charge", "spin")
 FILL_IN = "# FILL IN"

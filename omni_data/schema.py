@@ -25,6 +25,22 @@ from typing import Any, Literal
 
 import numpy as np
 
+__all__ = [
+    "FieldSpec",
+    "PackedMetadata",
+    "PackedJsonMetadata",
+    "Record",
+    "problem",
+    "optional_label_problem",
+    "drop_invalid_optional",
+    "close_contact",
+    "close_contacts",
+    "stress_to_voigt",
+    "symmetric_voigt",
+    "voigt_to_matrix",
+    "Rejected",
+]
+
 SCHEMA_VERSION = 1
 
 EnergyKind = Literal["total", "free", "referenced", "corrected"]

@@ -12,6 +12,8 @@ from pathlib import Path
 from omni_data.manifest import ManifestError
 from omni_data.yamlfile import load_yaml
 
+__all__ = ["configured_sources", "local_source"]
+
 DEFAULT_SOURCES = Path.home() / ".config" / "omni" / "sources.yaml"
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from omni_data.schema import Record
 
+__all__ = ["TaskRule", "assign_task"]
+
 
 @dataclass(frozen=True)
 class TaskRule:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["energy_factor", "length_factor", "stress_factor", "vasp_kbar_to_ase"]
+
 HARTREE_EV = 27.211386024367243
 BOHR_ANGSTROM = 0.5291772105638411
 KCAL_MOL_EV = 0.04336410390059322  # 1 kcal/mol in eV

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+__all__ = ["yaml_problem", "load_yaml"]
+
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+__all__ = ["torch_dtype", "check_keywords", "OmniCalculator"]
+
 DTYPES = ("float32", "float64")
 # Calculator.__init__ keywords of ASE's own that OmniCalculator passes on; anything else is a typo
 ASE_KEYWORDS = ("label", "atoms", "directory", "restart", "ignore_bad_restart_file")

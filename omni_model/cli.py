@@ -22,6 +22,8 @@ from pathlib import Path
 from omni_data.cli.argtypes import bounded, out_dir
 from omni_data.cli.errors import OneLineParser, UsageError, run_guarded
 
+__all__ = ["add_threads_argument", "build_parser", "is_config_shortcut", "main", "configure_logging"]
+
 THREADS_HELP = (
     "torch CPU threads (default: $OMP_NUM_THREADS if set, else 1: torch's default of one "
     "spinning thread per core made training 15-20x slower on a 2-core machine with one other "

@@ -14,6 +14,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "SamplingConfig",
+    "TaskLossWeights",
+    "LossConfig",
+    "OptimConfig",
+    "StageConfig",
+    "RunConfig",
+    "Config",
+    "from_dict",
+    "validate",
+    "config_from_dict",
+    "load_config",
+    "list_presets",
+]
+
 PRESETS_DIR = Path(str(resources.files("omni_model") / "presets"))  # package data (docs/packaging.md)
 
 

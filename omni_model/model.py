@@ -22,6 +22,8 @@ from .nn.shift_scale import ShiftScale
 from .nn.spherical import EdgeSH, hidden_irreps
 from .nn.task_linear import TaskLinear
 
+__all__ = ["element_numbers", "reachable", "layer_targets", "OmniModel"]
+
 TASK_MODULES = (TaskLinear, ElementEmbedding, ShiftScale)
 """Module types that own θ_T (each has ``task_parameters()`` and ``regularization_terms()``)."""
 

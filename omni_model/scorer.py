@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omni_data.select.strategies import Scorer, calculator_scorer
 
+__all__ = ["model_scorer"]
+
 
 def model_scorer(checkpoint: str, device: str = "cpu") -> Scorer:
     """Errors of an ``omni_model`` checkpoint, each record scored with its own task head."""

@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "predict",
+    "voigt_to_matrix",
+    "assert_rotation_equivariant",
+    "assert_translation_invariant",
+    "assert_permutation_equivariant",
+    "assert_forces_match_fd",
+    "assert_stress_matches_fd",
+    "run_ddp_steps",
+    "assert_smooth_at_cutoff",
+]
+
 
 def predict(model, atoms, task: int = 0) -> dict[str, np.ndarray]:
     """energy, forces, stress (Voigt, ASE sign) of one ``ase.Atoms`` in the model's dtype."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 
+__all__ = ["default_threads", "set_threads"]
+
 log = logging.getLogger(__name__)
 
 ENV = "OMP_NUM_THREADS"

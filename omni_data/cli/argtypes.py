@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+__all__ = ["bounded", "out_dir", "out_file"]
+
 N = TypeVar("N", int, float)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from omni_data.cli.argtypes import out_dir
 
+__all__ = ["add_arguments", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, metavar="DIR", help="jobs directory")

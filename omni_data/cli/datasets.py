@@ -10,6 +10,8 @@ from omni_data.download import human_bytes
 from omni_data.manifest import list_manifests, load_manifest, manifest_dir
 from omni_data.sources import local_source
 
+__all__ = ["add_arguments", "rows", "download_cell", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from omni_data.cli.argtypes import bounded
 
+__all__ = ["add_arguments", "run"]
+
 SIZES = ("small", "ci")
 """The demo sizes (``omni_model.demo.generate.SIZES``; a test checks they agree)."""
 

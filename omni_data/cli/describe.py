@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omni_data.cli.argtypes import bounded
 
+__all__ = ["add_arguments", "run", "summary_text"]
+
 INTERRUPTED = "interrupted; re-run the same command to resume (shards already described are skipped)"
 
 

@@ -9,6 +9,8 @@ from omni_data.cli.argtypes import out_dir
 from omni_data.download import describe_plan, fetch_manifest, human_bytes, plan
 from omni_data.manifest import load_manifest
 
+__all__ = ["add_arguments", "run"]
+
 INTERRUPTED = "interrupted; re-run the same command to resume"
 """Ctrl-C's line (``omni_data.cli.main``): a partly fetched file continues where it stopped."""
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from omni_data.cli.argtypes import out_dir
 from omni_data.cli.jobs import add_batch_arguments, write_script_from_args
 
+__all__ = ["add_arguments", "run"]
+
 INTERRUPTED = "interrupted; re-run the same command to write the remaining job dirs"
 """Ctrl-C's line (``omni_data.cli.main``): each job dir is written whole or not at all."""
 

@@ -27,6 +27,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+__all__ = [
+    "UsageError",
+    "CommandFailed",
+    "runtime_phase",
+    "must_exist",
+    "OneLineParser",
+    "exit_status",
+    "caused_by_interrupt",
+    "one_line",
+    "run_guarded",
+]
+
 USAGE, RUNTIME, INTERRUPTED = 2, 1, 130
 OMNI_PACKAGES = ("omni_data", "omni_model")
 

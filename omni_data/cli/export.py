@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omni_data.cli.argtypes import out_file
 
+__all__ = ["add_arguments", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.export import EXPORT_FORMATS

@@ -11,6 +11,8 @@ from omni_data.pipeline.cluster import (
     dask_client,
 )
 
+__all__ = ["add_arguments", "run"]
+
 INTERRUPTED = "interrupted; if --out was given, remove that incomplete store before re-running"
 """Ctrl-C's line (``omni_data.cli.main``): the re-run cannot write a shard the --out store already has."""
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+__all__ = ["add_arguments", "store_info", "bridge_protocols", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="store directory")

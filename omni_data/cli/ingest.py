@@ -17,6 +17,8 @@ from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 from omni_data.store.writer import FORMATS
 from omni_data.units import STRESS_UNITS
 
+__all__ = ["add_arguments", "request_from_args", "build_spec", "run"]
+
 INTERRUPTED = "interrupted; re-run the same command to resume"
 """Ctrl-C's line (``omni_data.cli.main``): finished shards are kept and skipped on the re-run."""
 

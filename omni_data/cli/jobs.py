@@ -24,6 +24,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from omni_data.recompute.jobs import JobState
 
+__all__ = [
+    "add_batch_arguments",
+    "write_script_from_args",
+    "add_arguments",
+    "reemit_failed",
+    "job_summary",
+    "job_line",
+    "run",
+]
+
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the VASP batch script (shared with ``emit-jobs``)."""

@@ -15,6 +15,8 @@ from types import ModuleType
 
 from omni_data.cli.errors import OneLineParser, run_guarded
 
+__all__ = ["build_parser", "main", "interrupted_message"]
+
 DEFAULT_INTERRUPTED = "interrupted"
 """Ctrl-C's line for a command whose module defines no ``INTERRUPTED`` (it leaves nothing to resume)."""
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from omni_data.cli.argtypes import out_file
 from omni_data.readers import READERS
 
+__all__ = ["add_arguments", "run"]
+
 ACTIONS = ("draft", "check")
 
 

@@ -11,6 +11,8 @@ from omni_data.pipeline.cluster import (
     dask_client,
 )
 
+__all__ = ["add_arguments", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", help="store directories")

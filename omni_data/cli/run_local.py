@@ -19,6 +19,8 @@ from pathlib import Path
 from omni_data.cli.argtypes import bounded
 from omni_data.pipeline.cluster import add_cluster_arguments, config_from_args
 
+__all__ = ["add_arguments", "nothing_to_run", "run"]
+
 INTERRUPTED = "interrupted; re-run the same command to resume"
 """Ctrl-C's line (``omni_data.cli.main``): finished jobs are kept, the interrupted one is stale and runs again."""
 

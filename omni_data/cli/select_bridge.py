@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 import argparse
 import json
 
+__all__ = ["add_arguments", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from omni_data.pipeline.cluster import add_cluster_arguments

@@ -17,6 +17,8 @@ import numpy as np
 from omni_data.manifest import Filters
 from omni_data.schema import Record
 
+__all__ = ["max_force", "min_distance", "apply_filters", "shard_mask", "filter_store"]
+
 
 def max_force(record: Record) -> tuple[float, int] | None:
     """Largest per-atom force magnitude (eV/Å) and its atom index; None without forces."""

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = ["map_shards", "carried_rejections"]
+
 
 def map_shards(
     store_path: str | Path,

@@ -17,6 +17,8 @@ from pathlib import Path
 from omni_data.readers import ReaderError, find_sources
 from omni_data.safeio import safe_extract, safe_name
 
+__all__ = ["is_archive", "stage_source"]
+
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
 DONE_MARK = ".omni-extracted"
 

@@ -19,6 +19,20 @@ from typing import Any
 
 import yaml
 
+__all__ = [
+    "load_defaults",
+    "worker_thread_env",
+    "usable_cores",
+    "SlurmOptions",
+    "ClusterConfig",
+    "add_cluster_arguments",
+    "config_from_args",
+    "slurm_cluster",
+    "dask_client",
+    "workers_ignore_sigint",
+    "quiet_dask_logging",
+]
+
 DEFAULTS_FILE = Path(__file__).with_name("cluster.yaml")
 MODES = ("sync", "local", "scheduler", "slurm")
 # OpenMP/BLAS pools a worker's torch, numpy and tblite size from the environment at import

@@ -15,6 +15,16 @@ from typing import Any
 
 from omni_data.schema import LABELS, Record
 
+__all__ = [
+    "count",
+    "merge",
+    "line",
+    "energy_candidates",
+    "count_candidates",
+    "missing_energy_warning",
+    "store_coverage",
+]
+
 SHARD_KEY = "labels"
 """Catalog shard-entry key: ``{dataset: {"records": n, "energy": n, "forces": n, "stress": n}}``."""
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = ["frame_hash", "write_hashes", "read_hashes", "Repeats", "find_repeats"]
+
 SIDECAR = "frame_hash"
 ROUND = 1e-6  # Å
 

@@ -46,6 +46,24 @@ from omni_data.store import catalog as cat
 from omni_data.store.writer import FORMATS, register_shard, write_shard_files
 from omni_data.tasks import assign_task
 
+__all__ = [
+    "IngestSpec",
+    "Job",
+    "PartitionResult",
+    "IngestSummary",
+    "shard_name",
+    "partition_hash",
+    "plan",
+    "gc_paused",
+    "run_partition",
+    "register_due",
+    "ingest",
+    "IngestFailed",
+    "IngestRequest",
+    "all_quarantined_message",
+    "run_ingest",
+]
+
 DEFAULT_SHARD_SIZE = 10_000
 DEFAULT_BOUNDS = SanityBounds()
 

@@ -23,6 +23,8 @@ from omni_data.schema import (
 )
 from omni_data.store.writer import reason_kind
 
+__all__ = ["filters_active", "reject_record", "Triage", "reconcile"]
+
 FilterFn = Callable[[Record, Any], "str | None"]
 
 

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from omni_data.manifest import Manifest
     from omni_data.pipeline.ingest import IngestRequest, IngestSpec
 
+__all__ = [
+    "is_manifest",
+    "manifest_of",
+    "missing_source_message",
+    "default_source",
+    "sniff_source",
+    "parse_key_map",
+    "check_units",
+    "build_spec",
+]
+
 SNIFF_LIMIT = 2000
 """Files of a folder looked at to guess its format."""
 

@@ -34,6 +34,8 @@ from omni_data.schema import Record, Rejected
 __all__ = [
     "READERS",
     "Partition",
+    "ReaderModule",
+    "frame_ranges",
     "ReadOptions",
     "ReaderError",
     "ReaderSpec",

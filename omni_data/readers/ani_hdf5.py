@@ -31,6 +31,8 @@ from omni_data.readers._hdf5 import H5_ERRORS, Slice, hdf5_partitions, open_h5, 
 from omni_data.schema import Record, Rejected
 from omni_data.units import HARTREE_EV
 
+__all__ = ["partitions", "read"]
+
 MARKERS = ("coordinates", "positions")
 T1X_LEVEL = "wB97x_6-31G(d)"
 T1X_SPLITS = ("train", "val", "test")

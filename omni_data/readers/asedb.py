@@ -21,6 +21,8 @@ from omni_data.readers._ase_rows import record_from_row
 from omni_data.readers._common import source_label
 from omni_data.schema import Record, Rejected, problem
 
+__all__ = ["partitions", "read"]
+
 _ROW_KEYS = (
     "numbers",
     "positions",

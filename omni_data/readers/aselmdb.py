@@ -27,6 +27,8 @@ from omni_data.readers._common import source_label
 from omni_data.readers._lmdb_check import check_lmdb_file, damaged, lmdb_errors
 from omni_data.schema import Record, Rejected, problem
 
+__all__ = ["decode", "partitions", "read"]
+
 try:  # optional speed-up; identical results (tested against the json path)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment

@@ -36,6 +36,8 @@ from omni_data.readers._xyz_frames import RawFrame, iter_frames, scan_offsets
 from omni_data.readers._xyz_header import HeaderError, parse_header, parse_properties
 from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, problem, symmetric_voigt
 
+__all__ = ["partitions", "read"]
+
 ENERGY_KEYS = ("REF_energy", "energy", "Energy", "dft_energy", "DFT_energy", "total_energy", "free_energy")
 FREE_ENERGY_KEYS = ("free_energy", "REF_free_energy")
 FORCE_KEYS = ("REF_forces", "forces", "force", "DFT_forces", "dft_forces")

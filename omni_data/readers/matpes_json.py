@@ -27,6 +27,8 @@ from omni_data.readers._pmg import structure_arrays
 from omni_data.schema import Record, Rejected
 from omni_data.units import vasp_kbar_to_ase
 
+__all__ = ["partitions", "entry_record", "read"]
+
 META_KEYS = (
     "formation_energy_per_atom",
     "cohesive_energy_per_atom",

@@ -31,6 +31,8 @@ from omni_data.readers._pmg import structure_arrays
 from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, symmetric_voigt
 from omni_data.units import vasp_kbar_to_ase
 
+__all__ = ["partitions", "frame_record", "read"]
+
 DEFAULT_ENERGY = "uncorrected_total_energy"
 META_KEYS = (
     "uncorrected_total_energy",

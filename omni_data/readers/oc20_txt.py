@@ -16,6 +16,8 @@ from pathlib import Path
 from omni_data.readers import ReaderError
 from omni_data.readers._common import open_binary
 
+__all__ = ["FrameInfo", "txt_for", "parse_line", "frame_metadata"]
+
 
 @dataclass(frozen=True)
 class FrameInfo:

@@ -34,6 +34,8 @@ from omni_data.readers._pmg import structure_arrays
 from omni_data.safeio import UnsafePickleError
 from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, symmetric_voigt
 
+__all__ = ["partitions", "to_record", "read"]
+
 META_KEYS = frozenset({b"length", b"metadata"})
 """Keys that describe the LMDB, not records (fairchem writes ``length``)."""
 

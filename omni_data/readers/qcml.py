@@ -29,6 +29,8 @@ from omni_data.readers._finish import finish, reject
 from omni_data.readers._tfrecord import TFRecordError, parse_example, read_records, record_offsets
 from omni_data.schema import Record, Rejected
 
+__all__ = ["partitions", "example_record", "read"]
+
 DEFAULT_KEYS = {
     "numbers": "atomic_numbers",
     "positions": "positions",

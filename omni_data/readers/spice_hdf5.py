@@ -27,6 +27,8 @@ from omni_data.readers._finish import finish, reject
 from omni_data.readers._hdf5 import H5_ERRORS, hdf5_partitions, open_h5, slices, text
 from omni_data.schema import Record, Rejected
 
+__all__ = ["smiles_charge", "partitions", "read"]
+
 MARKERS = ("conformations",)
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _CHARGE = re.compile(r"(\++|-+)(\d*)$")

@@ -34,6 +34,8 @@ from omni_data.readers._vasp_outcar import VaspHeader, VaspStep, iter_outcar, st
 from omni_data.readers._vasp_xml import TruncatedXML, iter_vasprun
 from omni_data.schema import Record, Rejected, problem
 
+__all__ = ["count_steps", "partitions", "read", "read_vasprun_final"]
+
 ENERGY_CHOICES: dict[str, tuple[str, str]] = {
     "energy": ("energy_sigma0", "total"),
     "e_0_energy": ("energy_sigma0", "total"),

@@ -33,6 +33,18 @@ from omni_data.recompute import jobs
 from omni_data.recompute.molecules import is_molecule
 from omni_data.schema import Record, Rejected, problem
 
+__all__ = [
+    "Collected",
+    "JobReject",
+    "vasprun_verdict",
+    "collect_job",
+    "provenance",
+    "collect",
+    "collect_to_store",
+    "provenance_groups",
+    "record_provenance",
+]
+
 COLLECTED = "COLLECTED"
 # bridge-record metadata that says where a label came from; ``export`` writes these into each
 # frame's info / key-value pairs, ``omni-data jobs`` prints them

@@ -26,6 +26,17 @@ from omni_data.recompute.protocols import Protocol, protocol_sha256
 from omni_data.safeio import safe_name
 from omni_data.schema import Record, problem
 
+__all__ = [
+    "Source",
+    "potcar_dir",
+    "vasp_input_set",
+    "job_name",
+    "emit_record",
+    "emit_records",
+    "read_selection",
+    "emit_selection",
+]
+
 
 @dataclass
 class Source:

@@ -41,6 +41,33 @@ import numpy as np
 from omni_data.processes import pid_alive
 from omni_data.schema import Record
 
+__all__ = [
+    "JobState",
+    "write_text_atomic",
+    "write_json_atomic",
+    "record_to_json",
+    "record_from_json",
+    "read_job",
+    "read_record",
+    "iter_job_dirs",
+    "vasprun_complete",
+    "job_state",
+    "mark_running",
+    "Marker",
+    "parse_marker",
+    "stale_reason",
+    "with_liveness",
+    "heartbeat",
+    "mark_done",
+    "mark_failed",
+    "keep_reason",
+    "clear_markers",
+    "replace_dir_atomic",
+    "summarize",
+    "with_queue_states",
+    "write_table",
+]
+
 STATES: tuple[str, ...] = ("pending", "running", "stale", "done", "failed")
 # a runner refreshes its RUNNING marker's mtime this often; another host's marker older than
 # LEASE_S is taken as left behind by a run that died

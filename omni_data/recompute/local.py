@@ -26,6 +26,8 @@ from omni_data.recompute.protocols import Protocol, load_protocol
 from omni_data.recompute.runners import get_runner
 from omni_data.recompute.runners.result import RunFailed, write_arrays
 
+__all__ = ["run_job", "jobs_to_run", "run_jobs"]
+
 RESULTS_JSON = "results.json"
 RESULTS_NPZ = "results.npz"
 

@@ -19,6 +19,8 @@ import numpy as np
 from omni_data.recompute.protocols import MoleculePolicy
 from omni_data.schema import Record
 
+__all__ = ["Refused", "BoxedMolecule", "is_molecule", "box_molecule", "spin_incar"]
+
 
 class Refused(ValueError):
     """A structure this protocol will not compute; ``reason`` is ``"<kind>:<detail>"``."""

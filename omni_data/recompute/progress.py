@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 from omni_data.progress_clock import format_clock
 
+__all__ = ["Counts", "JobProgress"]
+
 
 @dataclass
 class Counts:

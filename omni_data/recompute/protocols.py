@@ -23,6 +23,21 @@ from omni_data.manifest import manifest_dir
 from omni_data.typedconfig import Check, check_partial, from_mapping, internal
 from omni_data.yamlfile import load_yaml
 
+__all__ = [
+    "ProtocolError",
+    "MoleculePolicy",
+    "VaspSettings",
+    "Method",
+    "Protocol",
+    "protocol_dir",
+    "list_protocols",
+    "load_raw",
+    "load_protocol",
+    "parse_protocol",
+    "resolved_yaml",
+    "protocol_sha256",
+]
+
 Engine = Literal["vasp", "tblite", "pyscf"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 

@@ -23,6 +23,18 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = [
+    "BatchJob",
+    "job_id_in",
+    "parse_scontrol",
+    "parse_sacct",
+    "slurm_jobs",
+    "state_from_log",
+    "log_candidates",
+    "explain",
+    "stopped_reason",
+]
+
 # Slurm job states in which the job's processes may still run.
 ACTIVE_STATES = frozenset(
     {

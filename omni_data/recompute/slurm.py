@@ -22,6 +22,20 @@ from pathlib import Path
 
 from omni_data.recompute import jobs
 
+__all__ = [
+    "BatchOptions",
+    "slurm_header",
+    "pbs_header",
+    "render",
+    "joblist_of",
+    "write_batch",
+    "render_pipeline_script",
+    "local_run_command",
+    "default_command",
+    "run_job_here",
+    "main",
+]
+
 SCHEDULERS: tuple[str, ...] = ("slurm", "pbs")
 BATCH_STATES: tuple[str, ...] = ("pending", "failed", "stale")
 """Job states a batch script runs: not started, failed, and left behind by a run that is gone

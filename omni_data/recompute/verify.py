@@ -18,6 +18,17 @@ import numpy as np
 
 from omni_data.recompute import protocols as P
 
+__all__ = [
+    "Mismatch",
+    "reason",
+    "expected_vasp",
+    "kspacing_divisions",
+    "calc_kind",
+    "check_vasp",
+    "output_kpoint_density",
+    "check_local",
+]
+
 # the GGA tag's values and what a POTCAR title implies when GGA is not set (VASP uses LEXCH)
 _POTCAR_FAMILY = {"PAW_PBE": "PE", "PAW_GGA": "91", "PAW_LDA": "CA", "PAW": "CA", "US": "CA"}
 _PMG_FUNCTIONAL = {

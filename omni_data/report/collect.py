@@ -16,6 +16,8 @@ import numpy as np
 
 from omni_data.harmonize.references import N_Z, element_counts, reference_energy
 
+__all__ = ["TaskStats", "stats_of", "reason_group", "StoreSummary", "check_distinct", "summarize_stores"]
+
 FORCE_SAMPLE = 20000  # force magnitudes kept per task per shard
 
 

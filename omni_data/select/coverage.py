@@ -21,6 +21,17 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "nearest_sqdist",
+    "TaskCoverage",
+    "CoverageReport",
+    "covering_distances",
+    "task_stats",
+    "shard_stats",
+    "report_from_stats",
+    "coverage_report",
+]
+
 TaskStats = dict[str, tuple[int, float, float]]
 """Per task: (rows, max distance to the selection, sum of distances)."""
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from omni_data.select.sidecars import load_shard, load_shard_ids, load_shard_rows, load_shard_x
 
+__all__ = ["ShardRef", "DescriptorSet", "load_descriptor_set"]
+
 
 @dataclass
 class ShardRef:

@@ -27,6 +27,16 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = [
+    "RDFSpec",
+    "element_table",
+    "describe_record",
+    "rdf_descriptors",
+    "DescriptorKind",
+    "describe_records",
+    "soap_descriptors",
+]
+
 N_COMPOSITION = 16
 N_PAIRS = 6  # (H,H) (H,X) (H,M) (X,X) (X,M) (M,M)
 _NONMETALS = {2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32, 33, 34, 35, 36, 51, 52, 53, 54, 85, 86}

@@ -29,6 +29,16 @@ import numpy as np
 
 from omni_data.select.fps import check_points, fps
 
+__all__ = [
+    "ShardSource",
+    "DistributedResult",
+    "local_quota",
+    "local_candidates",
+    "distributed_fps",
+    "outliers",
+    "nearest_sqdist_matrix",
+]
+
 
 @dataclass(frozen=True)
 class ShardSource:

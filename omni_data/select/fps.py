@@ -26,6 +26,8 @@ import numpy as np
 
 from omni_data.select._fps_reference import sqdist_to, starts_list
 
+__all__ = ["FPSResult", "check_points", "fps"]
+
 # Relative slack on the pruning tests. float32 squared distances over d terms carry a relative
 # error below (d + 2) * 2**-24 (all terms are non-negative); 1e-3 covers d up to ~16000.
 _SLACK = 1e-3

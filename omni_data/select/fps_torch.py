@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+__all__ = ["fps_torch", "check_device", "rounded"]
+
 _STORAGE = ("float32", "float16", "bfloat16")
 
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+__all__ = ["PickProgress"]
+
 
 def _clock(seconds: float) -> str:
     """``1h02m03s`` / ``4m05s`` / ``6s``."""

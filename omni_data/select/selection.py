@@ -27,6 +27,23 @@ from omni_data.select.coverage import CoverageReport, coverage_report
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
 from omni_data.select.strategies import STRATEGIES, PickRequest, Picks, Scorer
 
+__all__ = [
+    "SelectConfig",
+    "start_row",
+    "excluded_ids",
+    "seed_vectors",
+    "fps_rows",
+    "pick",
+    "distributed_pick",
+    "distributed_coverage",
+    "score_rows",
+    "min_per_task",
+    "write_selection",
+    "write_text_atomic",
+    "select_bridge",
+    "summary_text",
+]
+
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 ENGINES = ("auto", "numba", "numpy", "torch")

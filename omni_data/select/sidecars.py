@@ -19,6 +19,18 @@ import numpy as np
 
 from omni_data.select.descriptors import DESCRIPTORS, RDFSpec, describe_records
 
+__all__ = [
+    "sidecar_kind",
+    "shard_sidecar",
+    "write_npz_atomic",
+    "load_shard",
+    "load_shard_ids",
+    "load_shard_x",
+    "load_shard_rows",
+    "describe_shard",
+    "describe_store",
+]
+
 
 def sidecar_kind(kind: str) -> str:
     if kind not in DESCRIPTORS:

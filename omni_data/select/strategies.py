@@ -20,6 +20,21 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = [
+    "PickRequest",
+    "Picks",
+    "record_error",
+    "calculator_scorer",
+    "score_records",
+    "top_error",
+    "pick_error",
+    "pick_hybrid",
+    "strategy_fps",
+    "strategy_error",
+    "strategy_hybrid",
+    "describe_strategies",
+]
+
 Scorer = Callable[[Sequence[Record]], np.ndarray]
 """Per-record error (higher = worse), same order as the records."""
 

@@ -27,6 +27,8 @@ import pyarrow as pa
 
 from omni_data.schema import Record
 
+__all__ = ["formula", "columns_table", "write_columns", "file_crc32", "read_columns", "records_to_table"]
+
 COLUMNS: dict[str, pa.DataType] = {
     "id": pa.string(),
     "dataset": pa.string(),

@@ -16,6 +16,8 @@ from omni_data.schema import Record
 if TYPE_CHECKING:
     from ase import Atoms
 
+__all__ = ["record_to_atoms"]
+
 
 def record_to_atoms(record: Record) -> Atoms:
     """An ``Atoms`` for ``record``: labels on a SinglePointCalculator, bookkeeping in ``info``."""

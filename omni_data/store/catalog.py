@@ -20,6 +20,24 @@ from typing import Any
 
 from omni_data.schema import SCHEMA_VERSION
 
+__all__ = [
+    "OldStoreFormat",
+    "atomic_write_bytes",
+    "fsync_dir",
+    "empty_catalog",
+    "summarize",
+    "read_catalog",
+    "write_catalog",
+    "catalog_lock",
+    "update_catalog",
+    "dump_catalog",
+    "add_shards",
+    "add_shard",
+    "add_run",
+    "reader_view",
+    "Catalog",
+]
+
 CATALOG_NAME = "catalog.json"
 LOCK_NAME = ".catalog.lock"
 STORE_FORMAT = 2

@@ -40,6 +40,8 @@ from crc32c import crc32c
 
 from omni_data.schema import PackedJsonMetadata, PackedMetadata, Record
 
+__all__ = ["CorruptValue", "encode_record", "check_value", "decode_record", "decode_header"]
+
 CODEC_VERSION = 3
 RAW, LZ4 = 0x30, 0x32
 MIN_SAVING = 16

@@ -24,6 +24,8 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = ["decode_v1_value", "old_records", "convert_store"]
+
 _F8, _I8 = np.dtype("<f8"), np.dtype("<i8")
 _PBC = [np.array([bool(p & 1), bool(p & 2), bool(p & 4)]) for p in range(8)]
 

@@ -36,6 +36,8 @@ import msgpack
 from omni_data.store.catalog import Catalog, fsync_dir, update_catalog
 from omni_data.store.lmdb import LmdbFile
 
+__all__ = ["IdSegment", "IdIndex", "IdIndexReport", "build_id_index"]
+
 SECTION = "id_index"
 FOLDER = "index"
 SEGMENT_KEY = b"__segment__"

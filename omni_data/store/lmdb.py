@@ -32,6 +32,19 @@ from omni_data.schema import Record
 from omni_data.store.codec import CODEC_VERSION, CorruptValue, check_value, decode_record
 from omni_data.store.reader import Evicted
 
+__all__ = [
+    "row_key",
+    "ShardError",
+    "write_error",
+    "pack_index",
+    "write_lmdb",
+    "head_crc32",
+    "check_file",
+    "open_environments",
+    "LmdbFile",
+    "LmdbShard",
+]
+
 INDEX_KEY = b"__index__"
 HEAD_BYTES = 8192
 """Bytes hashed into ``head_crc32``: LMDB's two meta pages (4 KiB pages)."""

@@ -36,6 +36,16 @@ from omni_data.store.reader import Store, StoreView, _Base
 if TYPE_CHECKING:
     import pyarrow as pa
 
+__all__ = [
+    "merged_counts",
+    "merged_references",
+    "MultiCatalog",
+    "StoreSet",
+    "StoreSetView",
+    "check_unique_ids",
+    "open_stores",
+]
+
 REFERENCE_TOLERANCE = 1e-9  # eV: two members "agree" on a task's μ_Z within this
 _SUMMED = ("records", "atoms", "shards", "quarantined")
 _COUNTERS = ("by_task", "by_dataset", "by_element", "quarantined_by_reason")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
+__all__ = ["read_quarantine"]
+
 
 def read_quarantine(path: Path, meta: dict[str, Any] | None = None) -> pa.Table:
     """The quarantine table at ``path``; ``ValueError`` naming it when damaged."""

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from ase import Atoms
 
+__all__ = ["Evicted", "Store", "StoreView"]
+
 
 class Evicted(Exception):
     """An LMDB shard handle closed by its Store's LRU after a thread took it (another thread

@@ -13,6 +13,8 @@ import numpy as np
 
 from omni_data.schema import FIELDS, Record
 
+__all__ = ["emt_records", "bare_record", "record_differences", "assert_same_records", "write_extxyz"]
+
 ARRAY_FIELDS = tuple(FIELDS)
 SCALAR_FIELDS = (
     "id",

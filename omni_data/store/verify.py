@@ -19,6 +19,8 @@ from omni_data.processes import pid_alive
 from omni_data.store.catalog import Catalog, summarize
 from omni_data.store.writer import sha256_file
 
+__all__ = ["VerifyReport", "leftover_temporaries", "verify_store"]
+
 
 @dataclass
 class VerifyReport:

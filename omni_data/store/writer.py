@@ -25,6 +25,20 @@ from omni_data.processes import pid_alive
 from omni_data.schema import Record, Rejected, problem
 from omni_data.store import catalog as cat
 
+__all__ = [
+    "ShardInfo",
+    "sha256_file",
+    "staging_error",
+    "reason_kind",
+    "element_counts",
+    "write_shard_files",
+    "dead_leftovers",
+    "clean_leftovers",
+    "register_shard",
+    "write_shard",
+    "sidecar_path",
+]
+
 FORMATS = ("lmdb", "columns")
 """A shard is always both files (store format 2): the LMDB records and the Parquet columns."""
 SUFFIX = {"lmdb": ".lmdb", "columns": ".parquet"}

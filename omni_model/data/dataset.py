@@ -16,6 +16,18 @@ import numpy as np
 
 from .graph import Graph, build_graph, species_table
 
+__all__ = [
+    "open_store",
+    "store_columns",
+    "split_indices",
+    "record_graph",
+    "GraphDataset",
+    "composition_matrix",
+    "fit_references",
+    "force_rms",
+    "avg_num_neighbors",
+]
+
 
 def open_store(path: str | Sequence[str]):
     """The store at ``path``, or several read as one ``StoreSet`` (global index over them in

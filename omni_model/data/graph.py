@@ -17,6 +17,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["Graph", "species_table", "neighbours", "build_graph", "graph_from_atoms", "Batch", "collate"]
+
 MAX_Z = 119
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["task_probabilities", "TaskSampler"]
+
 
 def task_probabilities(
     counts: dict[str, int],

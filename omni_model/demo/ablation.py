@@ -33,6 +33,27 @@ from typing import Any
 from omni_model.demo import report
 from omni_model.demo.layout import COMMON_TASK, DemoLayout
 
+__all__ = [
+    "Variant",
+    "default_variants",
+    "run_ablation",
+    "format_ablation",
+    "sweep_variants",
+    "parse_sweep_values",
+    "fraction_layout",
+    "build_fraction_bridge",
+    "task_weights",
+    "validation_rows",
+    "in_domain_split_rows",
+    "valid_csv_rows",
+    "score_against_plain",
+    "choose_by_validation",
+    "run_sweep",
+    "summarize_sweep",
+    "format_sweep",
+    "main",
+]
+
 
 @dataclass(frozen=True)
 class Variant:

@@ -14,6 +14,17 @@ from omni_model.demo import generate as gen
 from omni_model.demo.layout import COMMON_TASK, DemoLayout
 from omni_model.demo.stages import StageFailed, cluster_config
 
+__all__ = [
+    "store_counts",
+    "ingest_database",
+    "check_store_total",
+    "stage_ingest",
+    "stage_references",
+    "stage_select",
+    "recompute_selection",
+    "stage_recompute",
+]
+
 SHARD_SIZE = 64
 """Records per shard of the demo stores (small, so the Dask stages have several partitions)."""
 BRIDGE_FRACTION = {"ci": 0.25, "small": 0.12}

@@ -23,6 +23,8 @@ import numpy as np
 
 from omni_data.schema import Record
 
+__all__ = ["omni_predictor", "same_domain_rows", "cross_domain_rows"]
+
 Predictor = Callable[[Record, str], tuple[float, np.ndarray, np.ndarray | None]]
 
 

@@ -22,6 +22,8 @@ from ase import Atoms
 
 from omni_data import units
 
+__all__ = ["write_asedb", "write_extxyz", "SpiceMolecule", "write_spice_hdf5"]
+
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")

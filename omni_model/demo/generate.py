@@ -36,6 +36,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from omni_model.demo import formats, systems
 
+__all__ = ["DemoSize", "Database", "label", "tblite_calc", "make_calc", "manifest_dict", "write_manifest", "generate"]
+
 FAMILIES: tuple[str, ...] = ("metals", "crystals", "molecules")
 SPLITS: tuple[str, ...] = ("train", "test")
 

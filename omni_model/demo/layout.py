@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["DemoLayout"]
+
 RUNS: tuple[str, ...] = ("plain", "regularized", "bridged")
 """The three training runs: plain multi-task; + selective regularization; + regularization and
 the bridging set."""

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = ["LedgerEntry", "new_token", "fingerprint", "StageLedger"]
+
 LEDGER_VERSION = 1
 """Bump when the demo's stages change what they write: every stage of an older ledger re-runs."""
 

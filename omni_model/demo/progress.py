@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["TrainingProgress"]
+
 
 class TrainingProgress:
     """The demo's progress callback for one training (``label``): lines go to ``echo``.

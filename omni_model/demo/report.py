@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = ["aggregate_seeds", "table_rows", "format_table", "plot", "explain"]
+
 RUN_TITLES: dict[str, str] = {
     "plain": "1. plain multi-task",
     "regularized": "2. + selective regularization",

@@ -25,6 +25,8 @@ from typing import Any
 
 from omni_model.demo.ledger import StageLedger, fingerprint, new_token
 
+__all__ = ["StageUnavailable", "StageFailed", "StageResult", "require", "cluster_config", "clear", "StageRunner"]
+
 
 class StageUnavailable(RuntimeError):
     """A part of Omni this stage calls is not present (yet)."""

@@ -13,6 +13,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, fcc100, fcc111, molecule
 
+__all__ = ["Structure", "metal_structure", "crystal_structure", "molecule_conformer"]
+
 METALS: tuple[str, ...] = ("Cu", "Pd", "Ag", "Pt", "Au", "Ni", "Al")
 """fcc metals that ASE's EMT parametrises."""
 

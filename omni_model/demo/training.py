@@ -20,6 +20,8 @@ import yaml
 from omni_model.demo.layout import COMMON_TASK, DemoLayout
 from omni_model.demo.stages import StageFailed, require
 
+__all__ = ["run_dir", "preset_digest", "train_config", "stage_train", "training_loss", "stage_evaluate"]
+
 TRAIN_STEPS = {"ci": 200, "small": 2500}
 """Optimizer steps per training run (batch size 8)."""
 TASK_L2 = 1e-4

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["OffsetFit", "composition", "fit_offsets", "remove_offsets", "mae_rmse"]
+
 
 @dataclass(frozen=True)
 class OffsetFit:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 
+__all__ = ["MissingReferenceWarning", "unreferenced", "warn_unreferenced"]
+
 
 class MissingReferenceWarning(UserWarning):
     """A head predicted energies for elements that have no reference energy in its task."""

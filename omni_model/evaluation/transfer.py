@@ -23,6 +23,17 @@ import numpy as np
 
 from .offsets import composition, fit_offsets, mae_rmse, remove_offsets
 
+__all__ = [
+    "StructureErrors",
+    "record_group",
+    "structure_errors",
+    "transfer_row",
+    "transfer_rows",
+    "Evaluation",
+    "evaluate_checkpoint",
+    "format_evaluation",
+]
+
 
 @dataclass
 class StructureErrors:

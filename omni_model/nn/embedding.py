@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+__all__ = ["ElementEmbedding"]
+
 
 class ElementEmbedding(nn.Module):
     """A linear layer on the element one-hot (done as a table lookup, same result, faster).

@@ -13,6 +13,8 @@ from e3nn import o3
 from e3nn.math import normalize2mom
 from torch import nn
 
+__all__ = ["Gate", "build_gate"]
+
 
 class Gate(nn.Module):
     """Gate whose *output* is ``irreps_out`` (scalars first, then l > 0 blocks)."""

@@ -11,6 +11,8 @@ from .gate import build_gate
 from .radial import radial_mlp
 from .task_linear import TaskLinear
 
+__all__ = ["tp_irreps_and_instructions", "Interaction"]
+
 
 def tp_irreps_and_instructions(
     irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+__all__ = ["BesselBasis", "PolynomialCutoff", "RadialEmbedding", "radial_mlp"]
+
 
 class BesselBasis(nn.Module):
     """``sqrt(2/rc) * sin(n π r / rc) / r`` for n = 1..num_basis (trainable frequencies)."""

@@ -8,6 +8,8 @@ from torch import nn
 
 from .task_linear import TaskLinear
 
+__all__ = ["Readout"]
+
 
 class Readout(nn.Module):
     """``TaskLinear(C x 0e -> H x 0e) -> SiLU -> TaskLinear(H x 0e -> 1 x 0e)``."""

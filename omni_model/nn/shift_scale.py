@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["ShiftScale"]
+
 
 class ShiftScale(nn.Module):
     """Task- and element-wise shift (n_tasks, n_species) and task-wise scale (n_tasks,)."""

@@ -6,6 +6,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+__all__ = ["sh_irreps", "hidden_irreps", "EdgeSH"]
+
 
 def sh_irreps(lmax: int, parity: bool) -> o3.Irreps:
     """Irreps of Y_l for l <= lmax: parity (-1)^l under full E(3), all even under SE(3)."""

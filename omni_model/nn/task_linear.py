@@ -14,6 +14,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+__all__ = ["scalar_output_index", "TaskLinear"]
+
 
 def scalar_output_index(irreps: o3.Irreps) -> torch.Tensor:
     """Positions of the even-scalar (0e) components inside a feature vector of ``irreps``."""

@@ -16,6 +16,18 @@ import torch
 
 from ..config import Config, config_from_dict
 
+__all__ = [
+    "rng_state",
+    "set_rng_state",
+    "encode_sampler_state",
+    "decode_sampler_state",
+    "references_to_json",
+    "references_from_json",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+]
+
 
 def rng_state() -> dict[str, Any]:
     """torch, numpy and python RNG states in weights_only-safe types."""

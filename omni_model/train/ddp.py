@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["DistInfo", "env_info", "init_distributed", "all_reduce_sum", "sum_gradients", "cleanup"]
+
 
 @dataclass(frozen=True)
 class DistInfo:

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+__all__ = ["EMA"]
+
 
 class EMA:
     """shadow ← d·shadow + (1-d)·param after every optimizer step (d = ``decay``)."""

@@ -13,6 +13,8 @@ import torch
 from ..config import LossConfig
 from ..data.graph import Batch
 
+__all__ = ["task_weight_table", "label_counts", "compute_loss"]
+
 
 def task_weight_table(cfg: LossConfig, tasks: list[str]) -> torch.Tensor:
     """(n_tasks, 3) per-task weights for energy, forces, stress (1 unless configured)."""

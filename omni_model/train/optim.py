@@ -8,6 +8,8 @@ from typing import Any
 
 from ..config import OptimConfig
 
+__all__ = ["LRSchedule"]
+
 
 class LRSchedule:
     """lr(step) = base · warmup(step) · decay(step) · plateau_factor."""

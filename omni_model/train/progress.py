@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+__all__ = ["clock", "TrainProgress", "progress_at", "ConsoleProgress"]
+
 
 def clock(seconds: float) -> str:
     """``1h02m03s`` / ``4m05s`` / ``6s``."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["task_l2", "optimizer_groups"]
+
 
 def task_l2(model, lam: float) -> torch.Tensor:
     """λ Σ ‖t‖² over the model's θ_T terms (0 when λ = 0)."""

@@ -29,6 +29,8 @@ from ..data.dataset import (
 )
 from ..model import OmniModel, element_numbers
 
+__all__ = ["default_dtype", "Prepared", "model_dtype", "build_model", "prepare"]
+
 log = logging.getLogger("omni_model.train")
 
 

@@ -28,6 +28,8 @@ from .regularization import optimizer_groups, task_l2
 from .setup import Prepared, log, model_dtype, prepare
 from .validate import evaluate, format_errors
 
+__all__ = ["Stage", "resolve_stages", "Trainer", "train"]
+
 TRAIN_COLUMNS = ["step", "stage", "epoch", "lr", "loss", "energy", "forces", "stress", "task_l2", "seconds"]
 VALID_COLUMNS = ["step", "stage", "epoch", "task", "n", "energy_mae_per_atom", "forces_mae", "stress_mae"]
 

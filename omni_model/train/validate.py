@@ -6,6 +6,8 @@ import numpy as np
 
 from ..data.graph import collate
 
+__all__ = ["evaluate", "format_errors"]
+
 METRICS = ("energy_mae_per_atom", "forces_mae", "stress_mae")
 
 

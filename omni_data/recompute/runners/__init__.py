@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+__all__ = ["local_methods", "get_runner"]
+
 RUNNERS: dict[str, str] = {
     "tblite": "omni_data.recompute.runners.xtb",
     "pyscf": "omni_data.recompute.runners.pyscf",

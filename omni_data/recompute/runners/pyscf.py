@@ -15,6 +15,8 @@ from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_cha
 from omni_data.schema import Record
 from omni_data.units import BOHR_ANGSTROM, HARTREE_EV
 
+__all__ = ["versions", "run"]
+
 OPTIONS = {"xc", "basis", "conv_tol", "max_cycle", "grid_level"}
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["RunFailed", "RunResult", "default_multiplicity", "ChargeSpin", "resolve_charge_spin", "write_arrays"]
+
 
 class RunFailed(RuntimeError):
     """An engine failure; ``reason`` is already ``"<kind>:<detail>"`` (e.g. ``unconverged:...``)."""

@@ -17,6 +17,8 @@ from omni_data.recompute.runners.result import RunFailed, RunResult, resolve_cha
 from omni_data.schema import Record
 from omni_data.units import BOHR_ANGSTROM, HARTREE_EV
 
+__all__ = ["versions", "run"]
+
 KB_HARTREE = 3.166811563455546e-06  # Boltzmann constant in Hartree/K (ase.units.kB / Hartree)
 METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
 OPTIONS = {"accuracy", "max_iterations", "electronic_temperature"}
