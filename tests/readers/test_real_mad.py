@@ -1,5 +1,5 @@
 """MAD: a real extended-XYZ file written by the MAD authors (lab-cosmo/pet-mad tests/resources, BSD-3-Clause;
-see tests/data/PROVENANCE.md), read with the `mad` manifest's reader options.
+see tests/data/README.md), read with the `mad` manifest's reader options.
 
 The file is the reduced MAD benchmark: 70 frames, 10 each from MAD, MPtrj, MatBench, Alexandria, OC2020, SPICE
 and MD22, all recomputed with MAD's DFT settings; the header keys (energy, forces, stress, subset, pbc) are the
