@@ -61,19 +61,9 @@ LIST_COLUMNS: dict[str, tuple[pa.DataType, str, tuple[str, int]]] = {
     "fixed": (pa.bool_(), "bool", ("atom", 1)),
     "tags": (pa.int64(), "int64", ("atom", 1)),
 }
-RECORD_SCALARS: dict[str, pa.DataType] = {
-    "id": pa.string(),
-    "dataset": pa.string(),
-    "task": pa.string(),
-    "n_atoms": pa.int32(),
-    "energy": pa.float64(),
-    "energy_kind": pa.string(),
-    "charge": pa.float64(),
-    "spin": pa.int64(),
-    "weight": pa.float64(),
-    "source_file": pa.string(),
-    "source_index": pa.int64(),
-    "metadata": pa.string(),
+DERIVED_COLUMNS = ("formula", "periodic", "has_forces", "has_stress")  # computed from a Record's arrays
+RECORD_SCALARS: dict[str, pa.DataType] = {k: t for k, t in COLUMNS.items() if k not in DERIVED_COLUMNS} | {
+    "metadata": pa.string()
 }
 RECORD_SCHEMA = pa.schema(
     [pa.field(k, t) for k, t in RECORD_SCALARS.items()]
