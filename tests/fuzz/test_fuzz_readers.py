@@ -4,7 +4,7 @@ For each reader one small real sample (``shared/data``; for formats with no publ
 file its own reader test builds) is mutated by a seeded loop: byte flips, truncation, duplicated
 and deleted byte ranges, inserted garbage lines, huge or odd numbers in place of numbers (text
 formats) or in place of 4/8-byte fields (binary formats). Each mutant is read exactly as
-``omni-data ingest`` reads a source (``find_sources`` -> ``partitions`` -> ``pipeline.ingest._run``:
+``omni-data ingest`` reads a source (``find_sources`` -> ``partitions`` -> ``pipeline.partition._run``:
 ``read`` -> ``Triage`` -> shard files -> ``reconcile``) in a worker process that has a memory cap.
 
 A mutant passes when the worker survives (no signal, no hang past ``OMNI_FUZZ_CASE_TIMEOUT``
@@ -249,7 +249,8 @@ def build_sample(case: FuzzCase, shared: Path, folder: Path) -> tuple[Path, dict
 def read_like_ingest(case: FuzzCase, path: Path, store: Path) -> Counter:
     """Read ``path`` as ``omni-data ingest`` does; a Counter of outcomes. Raises on anything but
     ReaderError (which must name the file) -- the caller reports that as a bug."""
-    from omni_data.pipeline.ingest import IngestSpec, Job, PartitionResult, _run, partition_hash, shard_name
+    from omni_data.pipeline.ingest import IngestSpec, partition_hash, shard_name
+    from omni_data.pipeline.partition import Job, PartitionResult, _run
     from omni_data.readers import ReaderError, ReadOptions, find_sources, get_reader, sniff
     from omni_data.schema import Record, Rejected
 

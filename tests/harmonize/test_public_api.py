@@ -10,6 +10,7 @@ import pytest
 
 MODULES = [
     "omni_data.harmonize.references",
+    "omni_data.harmonize.reference_fit",
     "omni_data.harmonize.splits",
     "omni_data.harmonize.dedup",
     "omni_data.harmonize.pairs",

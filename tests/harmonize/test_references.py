@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from omni_data.harmonize import references as R
+from omni_data.schema import Record
 from tests.harmonize.conftest import emt_alloys
 
 
@@ -41,7 +42,7 @@ def test_exact_linear_energies_recovered(alloys):
     true = {29: -3.5, 28: -4.25, 13: -2.0, 79: -3.0}
     recs = []
     for r in alloys:
-        r2 = R.Record(**{**r.__dict__})
+        r2 = Record(**{**r.__dict__})
         r2.energy = sum(true[int(z)] for z in r.numbers)
         recs.append(r2)
     fit = R.solve_all(R.accumulate(recs))["emt"]
@@ -79,7 +80,7 @@ def test_collinear_composition_is_flagged(alloys):
     # every frame Cu:Ni = 1:1 -> μ_Cu and μ_Ni are not separately determined
     recs = []
     for r in alloys[:10]:
-        r2 = R.Record(**{**r.__dict__})
+        r2 = Record(**{**r.__dict__})
         r2.numbers = np.array([29, 28] * (len(r.numbers) // 2))
         recs.append(r2)
     fit = R.solve_all(R.accumulate(recs))["emt"]
@@ -206,7 +207,7 @@ def test_one_collinear_pair_does_not_flag_the_others(alloys):
     # Cu and Ni replaced by a fixed CuNi pair unit; Al and Au vary freely -> only Cu, Ni flagged
     recs = []
     for r in alloys:
-        r2 = R.Record(**{**r.__dict__})
+        r2 = Record(**{**r.__dict__})
         k = int((np.isin(r.numbers, (28, 29))).sum()) // 2
         rest = r.numbers[~np.isin(r.numbers, (28, 29))]
         r2.numbers = np.concatenate([[29, 28] * k, rest, [13]])

@@ -238,7 +238,7 @@ def test_gc_paused_nests_across_threads_and_restores_the_collector():
     import gc
     import threading
 
-    from omni_data.pipeline.ingest import gc_paused
+    from omni_data.pipeline.partition import gc_paused
 
     assert gc.isenabled()
     inside = threading.Event()
@@ -337,7 +337,8 @@ def test_dropped_labels_are_summed_over_partitions_printed_and_recorded(tmp_path
 
 
 def test_summary_top_reason_and_all_quarantined():
-    from omni_data.pipeline.ingest import IngestSummary, PartitionResult
+    from omni_data.pipeline.ingest import IngestSummary
+    from omni_data.pipeline.partition import PartitionResult
 
     summary = IngestSummary()
     summary.add(
