@@ -21,6 +21,9 @@ from omni_data.manifest import Manifest, SourceFile
 __all__ = [
     "DownloadError",
     "Fetched",
+    "SizeTotal",
+    "size_total",
+    "size_cell",
     "default_folder",
     "plan",
     "describe_plan",
@@ -67,6 +70,47 @@ def human_bytes(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"
+
+
+@dataclass(frozen=True)
+class SizeTotal:
+    """The summed size of some release files: exact sizes plus the publishers' rounded ones."""
+
+    bytes: int  # exact + rounded sizes
+    files: int
+    exact: int  # files with size_bytes
+    approx: int  # files with only size_approx
+    unknown: int  # files with neither
+
+    def describe(self) -> str:
+        """``1.5 GB``; ``~38.6 GB (2 sizes approximate)``; ``... (+ 1 file of unknown size)``."""
+        notes = []
+        if self.approx:
+            notes.append(f"{self.approx} size{'s' if self.approx != 1 else ''} approximate")
+        if self.unknown:
+            notes.append(f"+ {self.unknown} file{'s' if self.unknown != 1 else ''} of unknown size")
+        tail = f" ({', '.join(notes)})" if notes else ""
+        return f"{'~' if self.approx else ''}{human_bytes(self.bytes)}{tail}"
+
+
+def size_total(files: list[SourceFile] | tuple[SourceFile, ...]) -> SizeTotal:
+    """Sum the exact (``size_bytes``) and, where only that is given, the rounded (``size_approx``) sizes."""
+    exact = [f.size_bytes for f in files if f.size_bytes is not None]
+    approx = [n for f in files if f.size_bytes is None and (n := f.approx_bytes) is not None]
+    return SizeTotal(
+        bytes=sum(exact) + sum(approx),
+        files=len(files),
+        exact=len(exact),
+        approx=len(approx),
+        unknown=len(files) - len(exact) - len(approx),
+    )
+
+
+def size_cell(entry: SourceFile) -> str:
+    """One file's size: exact (``1.5 GB``), the publisher's rounded one (``~21 GB``) or ``size unknown``."""
+    if entry.size_bytes is None and entry.size_approx:
+        return f"~{entry.size_approx}"
+    return human_bytes(entry.size_bytes)
 
 
 def digest_of(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
@@ -200,7 +244,7 @@ def describe_plan(files: list[SourceFile], dest_dir: Path | None = None) -> list
                 f.name,
                 f.split,
                 f.subset or "-",
-                human_bytes(f.size_bytes),
+                size_cell(f),
                 check,
                 f.url or "NO URL: fetch by hand",
                 present,
@@ -208,10 +252,7 @@ def describe_plan(files: list[SourceFile], dest_dir: Path | None = None) -> list
         )
     widths = [max(len(r[i]) for r in rows) for i in range(6)] if rows else []
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + (f"  ({r[6]})" if r[6] else "") for r in rows]
-    known = [f.size_bytes for f in files if f.size_bytes is not None]
-    unknown = len(files) - len(known)
-    tail = f" (+ {unknown} file{'s' if unknown != 1 else ''} of unknown size)" if unknown else ""
-    lines.append(f"total: {len(files)} file{'s' if len(files) != 1 else ''}, {human_bytes(sum(known))}{tail}")
+    lines.append(f"total: {len(files)} file{'s' if len(files) != 1 else ''}, {size_total(files).describe()}")
     return lines
 
 

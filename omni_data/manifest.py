@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from omni_data.yamlfile import load_yaml
 
 __all__ = [
     "ManifestError",
+    "approx_size_bytes",
     "SourceFile",
     "Filters",
     "Manifest",
@@ -145,17 +147,53 @@ def _check_split(value: str) -> None:
         raise ValueError(f"must be one of {', '.join(SPLITS)}, got {value!r}")
 
 
+SIZE_UNITS: dict[str, int] = {
+    "B": 1,
+    "kB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+}
+"""Units a rounded size (``size_approx``) may use: decimal kB..TB or binary KiB..TiB."""
+_APPROX_SIZE = re.compile(r"(\d+(?:\.\d+)?) (" + "|".join(SIZE_UNITS) + ")")
+
+
+def approx_size_bytes(text: str) -> int:
+    """Bytes of a rounded size such as ``21 GB`` or ``232 MiB``; ValueError naming the accepted form."""
+    match = _APPROX_SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"must be a number, one space and a unit ({', '.join(SIZE_UNITS)}), e.g. '21 GB', got {text!r}"
+        )
+    return round(float(match.group(1)) * SIZE_UNITS[match.group(2)])
+
+
+def _check_size_approx(value: str) -> None:
+    if value:
+        approx_size_bytes(value)
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One release file as the publisher lists it: direct URL, size, checksum and split."""
 
     name: str
     url: str = ""
-    size_bytes: int | None = None
+    size_bytes: int | None = None  # exact; download checks it
     sha256: str | None = None
     md5: str | None = None
     split: Annotated[str, Check(_check_split)] = "all"  # train | val | test | all, as published
     subset: str = ""  # the publisher's subdataset name (e.g. OMat24 "rattled-300"), if any
+    size_approx: Annotated[str, Check(_check_size_approx)] = ""  # the publisher's rounded size ("21 GB"), never checked
+
+    @property
+    def approx_bytes(self) -> int | None:
+        """Bytes of ``size_approx`` (None when it is not given); shown as ``~21 GB``, never checked."""
+        return approx_size_bytes(self.size_approx) if self.size_approx else None
 
 
 @dataclass(frozen=True)

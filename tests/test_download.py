@@ -272,3 +272,71 @@ def test_where_to_put_names_folder_and_download_command(tmp_path, monkeypatch):
         "no local copy of mad: fetch its release files from https://example.org/mad "
         "into ./mad, then `omni-data ingest mad --source ./mad`"
     )
+
+
+# --- rounded sizes (size_approx): shown as ~N, summed as approximate, never checked -------------------
+
+
+def test_describe_plan_marks_rounded_sizes_and_sums_them_as_approximate():
+    files = [
+        SourceFile(name="a", url="u", size_bytes=1_500_000_000, md5="0" * 32),
+        SourceFile(name="b", url="v", size_approx="21 GB"),
+        SourceFile(name="c", url="w", size_bytes=1_000_000_000, size_approx="9 GB"),  # the exact size wins
+        SourceFile(name="d", url="x"),
+    ]
+    lines = describe_plan(files)
+    assert lines[0].split()[3:5] == ["1.5", "GB"]
+    assert lines[1].split()[3:5] == ["~21", "GB"]
+    assert lines[2].split()[3:5] == ["1.0", "GB"]
+    assert "size unknown" in lines[3]
+    assert lines[-1] == "total: 4 files, ~23.5 GB (1 size approximate, + 1 file of unknown size)"
+
+
+def test_rounded_sizes_in_binary_units_are_read_as_such():
+    assert SourceFile(name="m", size_approx="232 MiB").approx_bytes == 232 * 1024**2
+    assert SourceFile(name="g", size_approx="7.1 GB").approx_bytes == 7_100_000_000
+    assert SourceFile(name="n").approx_bytes is None
+
+
+@pytest.mark.parametrize("bad", ["21GB", "21 gigabytes", "about 21 GB", "21 G"])
+def test_a_malformed_rounded_size_is_a_manifest_error_naming_the_key(bad):
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data["files"] = [{"name": "mad.xyz", "url": "https://example.org/mad.xyz", "size_approx": bad}]
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(data, "mad.yaml")
+    message = str(info.value)
+    assert message.startswith("mad.yaml") and "size_approx" in message
+    assert "must be a number, one space and a unit" in message and repr(bad) in message
+
+
+def test_a_rounded_size_is_never_checked(server, tmp_path):
+    digest = hashlib.md5(PAYLOAD).hexdigest()
+    entry = SourceFile(name="data.bin", url=f"{server}/data.bin", size_approx="9 GB", md5=digest)
+    got = fetch_file(entry, tmp_path)
+    assert (got.bytes, got.algorithm, got.digest, got.skipped) == (len(PAYLOAD), "md5", digest, False)
+
+
+def test_cli_dry_run_on_omat24_shows_the_published_rounded_sizes(capsys):
+    assert main(["download", "omat24", "--split", "val", "--subset", "rattled-300", "rattled-500", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:5] for line in lines[:2]] == [
+        ["omat/val/rattled-500.tar.gz", "val", "rattled-500", "~135", "MB"],
+        ["omat/val/rattled-300.tar.gz", "val", "rattled-300", "~122", "MB"],
+    ]
+    assert "no checksum" in lines[0]
+    assert lines[2] == "total: 2 files, ~257.0 MB (2 sizes approximate)"
+
+
+def test_cli_progress_total_counts_a_rounded_size(server, tmp_path, capsys):
+    data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    digest = hashlib.md5(PAYLOAD).hexdigest()
+    data.update(
+        name="approx", dataset="approx", files=[{"name": "data.bin", "url": f"{server}/data.bin", "md5": digest}]
+    )
+    data["files"][0]["size_approx"] = "1 MiB"
+    path = tmp_path / "approx.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert main(["download", str(path), "--out", str(tmp_path / "o")]) == 0
+    out, err = capsys.readouterr()
+    assert "/1.05M" in err  # the bar's total is the rounded size: 1 MiB = 1,048,576 B
+    assert out.strip().endswith(f"1.0 MB  md5 {digest}  (downloaded)")

@@ -66,6 +66,55 @@ def test_every_file_has_a_size_or_the_notes_say_none_is_published(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_rounded_size_is_given_wherever_the_notes_say_one_is_published(name):
+    m = load_manifest(name)
+    if "size_approx" not in _notes(name):
+        assert all(f.size_approx == "" for f in m.files), f"{name}: size_approx given but the notes do not say so"
+        return
+    for f in m.files:
+        assert f.size_bytes is not None or f.approx_bytes, f"{name}: {f.name}: neither size_bytes nor size_approx"
+
+
+def test_published_rounded_sizes_are_data():
+    """The publishers' rounded sizes (see the comment above each file) as size_approx."""
+    omat = {(f.split, f.subset): f.size_approx for f in load_manifest("omat24").files}
+    assert (omat["train", "rattled-1000"], omat["val", "rattled-1000"]) == ("21 GB", "218 MB")
+    oc20 = {f.subset: f.size_approx for f in load_manifest("oc20").files}
+    assert (oc20["s2ef_all"], oc20["s2ef_200k"]) == ("225 GB", "344 MB")
+    omol = {f.name: f for f in load_manifest("omol25").files}
+    assert (omol["train.tar.gz"].size_bytes, omol["train.tar.gz"].size_approx) == (488754888740, "")
+    assert (omol["val.tar.gz"].size_approx, omol["neutral_val.tar.gz"].size_approx) == ("20 GB", "119 MB")
+    assert [f.size_approx for f in load_manifest("salex").files] == ["7.6 GB", "408 MB"]
+    assert [f.size_approx for f in load_manifest("mad").files] == ["232 MiB", "29 MiB", "29 MiB"]
+    assert (load_manifest("oc22").files[0].size_approx, load_manifest("odac23").files[0].size_approx) == (
+        "20 GB",
+        "172 GB",
+    )
+
+
+UNVERIFIED_LAYOUT = re.compile(r"release layout( \(.*?\))? not checked against a real release file")
+NO_REAL_SAMPLE = (
+    "matpes_pbe",
+    "matpes_r2scan",
+    "mp_aloe",
+    "mp_r2scan",
+    "mptrj",
+    "oc20",
+    "oc22",
+    "odac23",
+    "omat24",
+    "qcml",
+    "salex",
+)
+
+
+@pytest.mark.parametrize("name", NO_REAL_SAMPLE)
+def test_a_release_never_read_here_says_its_layout_is_unverified(name):
+    """No small real file of these releases was found in a public repository (issue 21, item 3)."""
+    assert UNVERIFIED_LAYOUT.search(_notes(name)), f"{name}: the notes do not say the layout is unverified"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_manifest_without_files_says_why(name):
     m = load_manifest(name)
     if not m.files:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omni_data.download import human_bytes
+from omni_data.download import human_bytes, size_total
 from omni_data.manifest import list_manifests, load_manifest, manifest_dir
 from omni_data.sources import local_source
 
@@ -33,6 +33,7 @@ def rows() -> list[dict]:
     for name in list_manifests():
         m = load_manifest(name)
         local = local_source(name)
+        sizes = size_total(m.files)
         out.append(
             {
                 "name": m.name,
@@ -43,6 +44,8 @@ def rows() -> list[dict]:
                 "download_bytes": m.download_bytes,
                 "download_known": sum(f.size_bytes is not None for f in m.files),
                 "download_known_bytes": sum(f.size_bytes or 0 for f in m.files),
+                "download_approx": sizes.approx,
+                "download_estimate_bytes": sizes.bytes,
                 "format": m.format,
                 "licence": m.licence,
                 "local": str(local) if local else "",
@@ -52,15 +55,17 @@ def rows() -> list[dict]:
 
 
 def download_cell(row: dict) -> str:
-    """``12.3 GB`` (all sizes known), ``>= 1.2 GB (3/5 sizes)``, ``? (2 files)`` or ``-`` (no files listed)."""
+    """``12.3 GB`` (all sizes exact), ``~233.4 GB`` (some only rounded by the publisher), ``>= 1.2 GB (3/5
+    sizes)`` or ``>= ~1.2 GB (3/5 sizes)`` (some unknown), ``? (2 files)`` or ``-`` (no files listed)."""
     if not row["files"]:
         return "-"
     if row["download_bytes"] is not None:
         return human_bytes(row["download_bytes"])
-    n = row["files"]
-    if not row["download_known"]:
+    n, sized = row["files"], row["download_known"] + row["download_approx"]
+    if not sized:
         return f"? ({n} file{'s' if n != 1 else ''})"
-    return f">= {human_bytes(row['download_known_bytes'])} ({row['download_known']}/{n} sizes)"
+    total = f"{'~' if row['download_approx'] else ''}{human_bytes(row['download_estimate_bytes'])}"
+    return total if sized == n else f">= {total} ({sized}/{n} sizes)"
 
 
 def _cell(row: dict, header: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from omni_data.cli.argtypes import out_dir
-from omni_data.download import describe_plan, fetch_manifest, human_bytes, plan
+from omni_data.download import describe_plan, fetch_manifest, human_bytes, plan, size_total
 from omni_data.manifest import load_manifest
 
 __all__ = ["add_arguments", "run"]
@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=out_dir, metavar="DIR", help="folder to download into (required unless --dry-run)"
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the files and their total size; fetch nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the files and their total size (~ marks a publisher's rounded size); fetch nothing",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out DIR is required (or --dry-run to see what would be fetched)")
     from tqdm import tqdm
 
-    total = sum(f.size_bytes or 0 for f in files) or None
+    sizes = size_total(files)  # the bar's total counts rounded sizes too; only exact ones are checked
+    total = sizes.bytes if sizes.bytes and not sizes.unknown else None
     with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name, disable=args.no_progress) as bar:
         fetched = fetch_manifest(manifest, args.out, bar.update, tuple(args.split), tuple(args.subset))
     for f in fetched:  # a DownloadError above ends the command with one line, exit 1

@@ -59,17 +59,57 @@ def test_datasets_shows_total_download_size(tmp_path, monkeypatch, capsys):
     assert line[start:].split()[:2] == ["1.5", "GB"]
 
 
+def _row(files, exact=None, known=0, known_bytes=0, approx=0, estimate=0):
+    return {
+        "files": files,
+        "download_bytes": exact,
+        "download_known": known,
+        "download_known_bytes": known_bytes,
+        "download_approx": approx,
+        "download_estimate_bytes": estimate,
+    }
+
+
 def test_datasets_download_cell_when_sizes_are_missing():
     from omni_data.cli.datasets import download_cell
 
-    assert download_cell({"files": 0, "download_bytes": None, "download_known": 0, "download_known_bytes": 0}) == "-"
-    assert (
-        download_cell({"files": 1, "download_bytes": None, "download_known": 0, "download_known_bytes": 0})
-        == "? (1 file)"
-    )
-    assert (
-        download_cell({"files": 5, "download_bytes": None, "download_known": 2, "download_known_bytes": 2_500_000})
-        == ">= 2.5 MB (2/5 sizes)"
+    assert download_cell(_row(0)) == "-"
+    assert download_cell(_row(1)) == "? (1 file)"
+    assert download_cell(_row(5, known=2, known_bytes=2_500_000, estimate=2_500_000)) == ">= 2.5 MB (2/5 sizes)"
+
+
+def test_datasets_download_cell_with_rounded_sizes():
+    from omni_data.cli.datasets import download_cell
+
+    assert download_cell(_row(3, known=1, known_bytes=1_000_000_000, approx=2, estimate=22_000_000_000)) == "~22.0 GB"
+    assert download_cell(_row(4, approx=2, estimate=3_400_000_000)) == ">= ~3.4 GB (2/4 sizes)"
+
+
+def test_datasets_sums_the_published_rounded_sizes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMNI_SOURCES", str(tmp_path / "none.yaml"))
+    assert main(["datasets", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    omat = rows["omat24"]
+    assert (omat["files"], omat["download_bytes"], omat["download_known"], omat["download_approx"]) == (22, None, 0, 22)
+    train_gb = (21, 7.1, 13, 7.3, 12, 6.4, 26, 24, 25, 32, 12)  # the fairchem table's rounded sizes
+    val_mb = (218, 77, 135, 79, 122, 69, 261, 251, 282, 364, 118)
+    assert omat["download_estimate_bytes"] == round(sum(train_gb) * 1e9) + sum(val_mb) * 10**6 == 187_776_000_000
+    omol = rows["omol25"]  # train.tar.gz exact, the four others rounded
+    assert (omol["download_known"], omol["download_approx"]) == (1, 4)
+    rounded = 19_000_000_000 + 101_000_000_000 + 20_000_000_000 + 119_000_000
+    assert omol["download_estimate_bytes"] == 488_754_888_740 + rounded
+    assert rows["mad"]["download_estimate_bytes"] == (232 + 29 + 29) * 1024**2
+    assert (rows["matpes_pbe"]["download_approx"], rows["matpes_pbe"]["download_estimate_bytes"]) == (0, 0)
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out[0].index("download")
+    cells = {line.split()[0]: line[start:].split()[0] for line in out[1:]}
+    assert (cells["omat24"], cells["omol25"], cells["mad"], cells["matpes_pbe"], cells["mptrj"]) == (
+        "~187.8",
+        "~628.9",
+        "~304.1",
+        "?",
+        "12.2",
     )
 
 
