@@ -8,8 +8,9 @@ Part 1b (``--k-sweep``): time against k at one N (the issue's 1k, 10k, 100k at N
 fps for every k in one process; fpsample and the plain numpy loop only where N*k is at most
 ``--baseline-max-nk`` (they cost N*k*d; above that their time is extrapolated, marked "~").
 
-Part 2 (``--dist-n``): distributed FPS (per-shard FPS as Dask tasks, then global FPS) over
-points generated shard by shard; covering radius against exact fast FPS on the same points.
+Part 2 (``--dist-n``): distributed FPS (exact FPS in rounds, the shards held by Dask worker
+processes) over points generated shard by shard, against one-node exact fast FPS on the same
+points: identical picks (asserted), wall time, core-seconds and rounds.
 
     python benchmarks/fps.py                          # 200k x 64, k=1000 (~1 min)
     python benchmarks/fps.py --n 1000000              # the issue's size (fpsample ~30-60 s)
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import functools
-import math
 import os
 import time
 
@@ -150,14 +150,12 @@ def write_shards(folder: str, n: int, size: int, gen: tuple) -> list[tuple[str, 
     return out
 
 
-def radius_of(x: np.ndarray, picks: np.ndarray) -> float:
-    """Covering radius of ``picks`` over ``x`` via one more seeded FPS pick (cheap, exact)."""
-    res = fps(np.concatenate([x[picks], x]), len(picks) + 1, start_idx=list(range(len(picks))))
-    return float(math.sqrt(res.sqdist[-1]))
-
-
 def distributed_part(args: argparse.Namespace) -> None:
+    """Exact FPS in rounds with the shards held by ``--workers`` Dask worker processes (one
+    thread each), then one-node exact FPS on the same points: identical picks, and the cost."""
     import tempfile
+
+    import distributed
 
     from omni_data.select.distributed import ShardSource, distributed_fps
 
@@ -169,37 +167,36 @@ def distributed_part(args: argparse.Namespace) -> None:
     print(f"  generated {len(files)} shard files in {folder} ({gw:.1f} s)")
     sources = [ShardSource(functools.partial(_load, f), lo, hi - lo, os.path.basename(f)) for f, lo, hi in files]
     print(
-        f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, oversample {args.oversample}, "
+        f"distributed FPS: N={n} in {len(sources)} shards, k={args.k}, top {args.top}, "
         f"{args.workers} worker processes, load={os.getloadavg()[0]:.1f}"
     )
-    res, dw, dc = timed(
-        distributed_fps,
-        sources,
-        args.k,
-        start=args.start,
-        oversample=args.oversample,
-        scheduler="processes",
-        num_workers=args.workers,
-        refine=args.refine,
-        log=lambda line: print(f"    {line}"),
-    )
+    env = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    with (
+        distributed.LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        res, dw, dc = timed(distributed_fps, sources, args.k, start=args.start, client=client, top=args.top, log=print)
     core = res.task_cpu_seconds + dc
     print(
-        f"  distributed  wall {dw:8.2f} s  core-seconds {core:.1f} (tasks {res.task_cpu_seconds:.1f} "
-        f"+ client {dc:.1f})  candidates {res.n_candidates:,}  refinement checked {res.checked:,} points"
+        f"  distributed  wall {dw:8.2f} s  core-seconds {core:.1f} (shards {res.task_cpu_seconds:.1f} "
+        f"+ client {dc:.1f})  rounds {res.rounds}  rows pooled {res.pooled:,}  "
+        f"distances / (N k) {res.computed / (n * args.k):.4f}"
     )
     x = np.concatenate([s.load() for s in sources])
     exact, ew, ec = timed(fps, x, args.k, args.start, threads=args.threads)
-    print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s (threads={args.threads})")
-    r_exact, r_dist = radius_of(x, exact.indices), radius_of(x, res.indices)
+    same = bool(np.array_equal(exact.indices, res.indices) and np.array_equal(exact.sqdist, res.sqdist))
+    print(f"  exact fast   wall {ew:8.2f} s  cpu {ec:8.2f} s (threads={args.threads})  identical picks: {same}")
     print(
-        f"  covering radius exact {r_exact:.4f}  distributed {r_dist:.4f}  ratio {r_dist / r_exact:.3f}"
-        f"   core-seconds distributed / exact {core / ec:.2f}"
+        "| N | k | shards | exact wall / cpu | distributed wall / core-s | rounds | identical | core-s ratio | load |"
     )
     print(
-        f"| {n:,} | {args.k:,} | {len(sources)} x {size:,} | {args.refine} | {ew:.1f} s / {ec:.1f} s "
-        f"| {dw:.1f} s / {core:.1f} | {r_dist / r_exact:.3f} | {core / ec:.2f} | {os.getloadavg()[0]:.1f} |"
+        f"| {n:,} | {args.k:,} | {len(sources)} x {size:,} | {ew:.1f} s / {ec:.1f} s | {dw:.1f} s / {core:.1f} "
+        f"| {res.rounds} | {'yes' if same else 'NO'} | {core / ec:.2f} | {os.getloadavg()[0]:.1f} |"
     )
+    if not same:
+        raise SystemExit("distributed picks differ from exact FPS")
 
 
 def main() -> None:
@@ -223,8 +220,7 @@ def main() -> None:
     p.add_argument("--dist-n", type=int, default=0, help="points for the distributed run (0: skip)")
     p.add_argument("--shard", type=int, default=500_000)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--oversample", type=float, default=3.0)
-    p.add_argument("--refine", type=int, default=0, help="distributed: refinement rounds at most")
+    p.add_argument("--top", type=int, default=2048, help="distributed: rows each shard reports per round")
     p.add_argument("--workdir", help="folder for the generated shard files (default: a new temp dir)")
     args = p.parse_args()
     if args.n and args.k_sweep:

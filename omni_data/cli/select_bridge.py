@@ -14,6 +14,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from omni_data.cli.argtypes import bounded
     from omni_data.pipeline.cluster import add_cluster_arguments
     from omni_data.select.descriptors import DESCRIPTORS
     from omni_data.select.selection import DEVICES, DTYPES, ENGINES, MODES
@@ -37,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=float, default=4.0, help="hybrid: FPS among pool x k largest errors")
     parser.add_argument("--kind", choices=list(DESCRIPTORS), default="rdf", help="descriptor kind")
     parser.add_argument(
-        "--mode", choices=MODES, default="exact", help="exact FPS in this process, or per-shard + global FPS on Dask"
+        "--mode",
+        choices=MODES,
+        default="exact",
+        help="exact FPS in this process, or the same picks with the shards held by Dask workers (in rounds)",
     )
     parser.add_argument(
         "--device",
@@ -59,14 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FPS engine (auto: numba on cpu/float32, torch for cuda or a half dtype)",
     )
     parser.add_argument(
-        "--oversample", type=float, default=3.0, help="distributed: candidates per shard / its share of k"
-    )
-    parser.add_argument(
-        "--refine",
-        type=int,
-        default=0,
-        metavar="ROUNDS",
-        help="distributed: refinement rounds at most (shards send points still beyond the global radius; 0: none)",
+        "--top",
+        type=bounded(int, 1),
+        default=2048,
+        help="distributed: rows each shard reports per round (more: fewer rounds, more traffic)",
     )
     parser.add_argument(
         "--exclude",
@@ -111,12 +111,11 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         exclude=list(args.exclude),
         pool=args.pool,
-        oversample=args.oversample,
+        top=args.top,
         progress_every=args.progress_every,
         device=args.device,
         dtype=args.dtype,
         engine=args.engine,
-        refine=args.refine,
     )
     if args.strategy in SCORED and not args.model:
         raise ValueError(f"strategy {args.strategy!r} needs --model CKPT")

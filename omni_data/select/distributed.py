@@ -1,43 +1,40 @@
-"""Farthest-point sampling over many shards with Dask: local FPS per shard, then global FPS.
+"""Exact farthest-point sampling over shards held by workers, in rounds: the one-node picks.
 
-Each shard (one Dask task, which loads its own descriptors) runs exact FPS seeded with the
-already-selected points and the global start point, and keeps ``ceil(oversample * k * n_s / N)``
-candidates (at least ``min_local``). The union of candidates then goes through one global
-exact FPS with the same seeds and start. Every point not kept is within its shard's local
-covering radius of a kept candidate, so the final covering radius is at most the global one on
-the candidates plus the largest local radius. Refinement rounds (up to 3) shrink that margin:
-every shard that may hold a point farther than the global radius ``r`` from the picks (local
-radius + the largest distance of its local picks to the selection > ``r``) reruns its local
-FPS, which bounds every point by ``delta + D`` (its distance to its local pick, that pick's
-distance to the selection); only the points whose bound exceeds ``r`` are measured (FPS seeded
-with the selection over those points alone), those beyond ``r`` are sent (farthest first, at
-most the shard's quota), and the global FPS reruns on the enlarged union.
+Why it is exact: plain FPS picks the row farthest from the picks so far. Each shard (a
+``ShardFPS``, a Dask actor on some worker for the whole selection) keeps its rows' float32
+squared distance ``r`` to the picks, and each round it (1) applies the picks made since the
+last round and (2) reports its ``top`` farthest rows (vectors, ``r``, global row) and the
+order key of the next one, its *bound*: no row it did not report is farther. The client pools
+the reported rows and picks from the pool, in FPS order, while the farthest pooled row beats
+every shard's bound; each pick lowers the pool's distances. A pick made that way is the global
+argmax (distances only ever decrease, and the pool holds every row above the bound), so the
+picks, their distances and the tie rule are those of ``fps`` on all rows at once (tested
+against the plain loop). The first pick of a round always qualifies, and as the radius shrinks
+the far rows spread out, so a round makes many picks: tens of rounds for thousands of picks on
+clustered data, where one round per pick would be the naive bound.
 
-Client memory: the candidates' vectors (at most ``(1 + refine) * sum(quotas)`` rows, about
-``(1 + refine) * oversample * k`` rows of ``d`` float32) plus the picks; never the shards' points.
-``omni-data select-bridge --mode distributed`` and ``benchmarks/fps.py --dist-n`` use it.
+Work: every shard applies every pick with the one-node kernel's block pruning
+(``_shard_numba.apply_picks``), so the core-seconds are those of exact FPS plus the shards'
+per-round top-``top`` (O(rows) each) and the client's pool (``top`` rows per shard at most,
+``|pool| * d`` per pick). Client memory: the pool (``shards * top`` rows of ``d`` float32) and
+the picks; a worker holds its shards' vectors and one float32 per row.
+
+``select-bridge --mode distributed`` uses it with a ``distributed.Client`` (``--workers``,
+``--scheduler``, ``--slurm``); without one the shards are held in this process (same picks).
 """
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from omni_data.select.fps import check_points, fps
+from omni_data.select.fps import _SLACK, _block_order, _super_blocks, check_points
 
-__all__ = [
-    "ShardSource",
-    "DistributedResult",
-    "local_quota",
-    "local_candidates",
-    "distributed_fps",
-    "outliers",
-    "nearest_sqdist_matrix",
-]
+__all__ = ["ShardSource", "DistributedResult", "ShardReport", "ShardFPS", "first_by_key", "distributed_fps"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,7 @@ class ShardSource:
     n: int  # rows that load() returns
     name: str = ""
     rows: np.ndarray | None = None  # global index of each loaded row (default offset + arange)
+    tasks: np.ndarray | None = None  # task of each loaded row: the final step returns coverage per task
 
     def global_rows(self, local: np.ndarray) -> np.ndarray:
         return self.offset + local if self.rows is None else self.rows[local]
@@ -63,50 +61,168 @@ class ShardSource:
 
 @dataclass
 class DistributedResult:
-    """Global indices in pick order, squared distance at pick (among candidates), bookkeeping."""
+    """Global indices in pick order, squared distance at pick, and what the run cost."""
 
     indices: np.ndarray
     sqdist: np.ndarray
-    n_candidates: int
-    local_radius: dict[str, float] = field(default_factory=dict)
-    task_cpu_seconds: float = 0.0  # process time summed over all Dask tasks (core-seconds)
-    checked: int = 0  # shard points whose distance to the picks refinement had to measure
+    rounds: int  # rounds of apply-and-report over the shards
+    pooled: int  # rows the shards reported to the client, all rounds together
+    task_cpu_seconds: float  # process time of all shards (loading, blocking, applying, reporting)
+    computed: int  # point-pick distances the shards computed (plain FPS: N * k)
+    task_stats: list[dict[str, tuple[int, float, float]]] | None = None  # per shard with tasks: coverage
 
 
-def local_quota(n_shard: int, n_total: int, k: int, oversample: float, min_local: int) -> int:
-    """Candidates a shard keeps: its share of ``oversample * k``, at least ``min_local``."""
-    share = math.ceil(oversample * k * n_shard / max(n_total, 1))
-    return int(min(n_shard, max(share, min_local)))
+NONE_LEFT = (-1.0, -1)
+"""Bound of a shard that reported all its rows (below every real key)."""
 
 
-def _load(source: ShardSource) -> np.ndarray:
-    x = check_points(source.load(), f"shard {source.name or source.offset}")
-    if len(x) != source.n:
-        raise ValueError(f"shard {source.name!r}: loaded {len(x)} rows, catalogue says {source.n}")
-    return x
+@dataclass
+class ShardReport:
+    """One shard's answer in a round: its ``top`` farthest rows and the key of the next one."""
+
+    rows: np.ndarray  # global row numbers
+    vectors: np.ndarray  # (m, d) float32
+    sqdist: np.ndarray  # (m,) float32 squared distance to the picks so far
+    bound: tuple[float, int]  # (sqdist, row) of the farthest row not reported, or NONE_LEFT
+    cpu_seconds: float  # process time this shard has used so far
+    computed: int  # point-pick distances computed so far
 
 
-def _local_fps(x: np.ndarray, quota: int, seeds: np.ndarray, threads: int):
-    """FPS inside one shard seeded with ``seeds``, every pick applied (``mind``, ``owner`` set)."""
-    m = len(seeds)
-    both = np.concatenate([seeds.astype(np.float32), x]) if m else x
-    return fps(both, m + min(quota, len(x)), start_idx=list(range(m)) if m else 0, threads=threads, return_mind=True)
+def _beats(v: float, i: int, bv: float, bi: int, last: bool) -> bool:
+    """The FPS tie rule (``_fps_numba._better``): does (v, i) come before (bv, bi)?"""
+    return v > bv or (v == bv and (i > bi if last else i < bi))
 
 
-def local_candidates(
-    source: ShardSource, quota: int, seeds: np.ndarray, threads: int = 1
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """FPS inside one shard seeded with ``seeds`` (rows, not picked again).
+class ShardFPS:
+    """One shard's rows and their distance to the picks so far (lives on one worker).
 
-    Returns global indices of the ``quota`` candidates, their vectors, and the local covering
-    radius (distance of the farthest shard point from seeds + candidates).
+    ``step(picks, top)`` applies new picks (vectors) and reports the farthest rows; ``vector``
+    gives one row's vector (the start point).
     """
-    x = _load(source)
-    m = len(seeds)
-    res = _local_fps(x, quota, seeds, threads)
-    rows = res.indices[m:] - m
-    radius = float(np.sqrt(res.mind[m:].max())) if len(rows) < len(x) else 0.0
-    return source.global_rows(rows), x[rows], radius
+
+    def __init__(self, source: ShardSource, last: bool = True):
+        from omni_data.select._fps_numba import block_balls
+
+        t0 = time.process_time()
+        x = check_points(source.load(), f"shard {source.name or source.offset}")
+        if len(x) != source.n:
+            raise ValueError(f"shard {source.name!r}: loaded {len(x)} rows, catalogue says {source.n}")
+        order, self.bstart = _block_order(x, block=64)
+        self.xs = np.ascontiguousarray(x[order])
+        self.rows = np.asarray(source.global_rows(order), dtype=np.int64)
+        self.bcen, self.brad, self.a = block_balls(self.xs, self.bstart)
+        self.sstart, self.scen, self.srad = _super_blocks(self.bcen, self.brad, np.diff(self.bstart))
+        owner = np.repeat(np.arange(len(self.srad)), np.diff(self.sstart))
+        self.bsd = np.sqrt(((self.bcen - self.scen[owner]) ** 2).sum(axis=1))
+        self.tasks = None if source.tasks is None else np.asarray(source.tasks)[order]
+        self.r = np.full(len(x), np.inf, dtype=np.float32)
+        self.owner = np.full(len(x), -1, dtype=np.int64)  # position in self.picks of each row's nearest pick
+        self.picks = np.zeros((0, x.shape[1]), dtype=np.float32)  # every pick applied here, in order
+        self.memo_key = np.zeros(0, dtype=np.int64)
+        self.memo_val = np.zeros(0, dtype=np.float64)
+        self.bmax = np.full(len(self.brad), np.inf, dtype=np.float32)
+        self.smax = np.full(len(self.srad), np.inf, dtype=np.float32)
+        self.last = last
+        self.computed = 0
+        self.cpu = time.process_time() - t0
+
+    def vector(self, row: int) -> np.ndarray | None:
+        """The vector of global ``row``, or None when this shard does not hold it."""
+        hit = np.flatnonzero(self.rows == row)
+        return self.xs[hit[0]].copy() if len(hit) else None
+
+    def step(self, picks: np.ndarray, top: int) -> ShardReport:
+        """Apply ``picks`` ((m, d) float32), then report the ``top`` farthest rows."""
+        from omni_data.select._shard_numba import apply_picks
+
+        t0 = time.process_time()
+        picks = np.ascontiguousarray(picks, dtype=np.float32)
+        if len(picks):
+            first = len(self.picks)
+            self.picks = np.concatenate([self.picks, picks])
+            grow = len(self.picks) - len(self.memo_key)
+            self.memo_key = np.concatenate([self.memo_key, np.full(grow, -1, dtype=np.int64)])
+            self.memo_val = np.concatenate([self.memo_val, np.zeros(grow)])
+            self.computed += apply_picks(
+                self.xs,
+                self.bstart,
+                self.bcen,
+                self.brad,
+                self.a,
+                self.sstart,
+                self.scen,
+                self.srad,
+                self.bsd,
+                self.r,
+                self.owner,
+                self.bmax,
+                self.smax,
+                self.picks,
+                first,
+                self.memo_key,
+                self.memo_val,
+                1.0 - _SLACK,
+            )
+        chosen, bound = self._farthest(top)
+        self.cpu += time.process_time() - t0
+        return ShardReport(self.rows[chosen], self.xs[chosen], self.r[chosen].copy(), bound, self.cpu, self.computed)
+
+    def finish(self, picks: np.ndarray) -> tuple[dict[str, tuple[int, float, float]] | None, float, int]:
+        """Apply the last picks: (coverage ``task_stats`` when the rows have tasks, cpu, distances)."""
+        from omni_data.select.coverage import task_stats
+
+        self.step(picks, 0)
+        stats = None if self.tasks is None else task_stats(np.sqrt(self.r.astype(np.float64)), self.tasks)
+        return stats, self.cpu, self.computed
+
+    def _farthest(self, top: int) -> tuple[np.ndarray, tuple[float, int]]:
+        """Positions of the ``top`` rows first in FPS order and the key of the next one."""
+        return first_by_key(self.r, self.rows, top, self.last)
+
+
+def first_by_key(values: np.ndarray, rows: np.ndarray, top: int, last: bool) -> tuple[np.ndarray, tuple[float, int]]:
+    """Positions of the ``top`` entries first in FPS order (largest value, then the tie rule on
+    ``rows``) and the (value, row) key of the next one (``NONE_LEFT`` when none is left)."""
+    n = len(values)
+    if top == 0:
+        return np.zeros(0, dtype=np.int64), NONE_LEFT
+    if n <= top:
+        return np.arange(n), NONE_LEFT
+    v = np.partition(values, n - top - 1)[n - top - 1]  # the (top + 1)-th largest value
+    above = np.flatnonzero(values > v)
+    tied = np.flatnonzero(values == v)
+    order = np.argsort(rows[tied], kind="stable")
+    tied = tied[order[::-1]] if last else tied[order]
+    take = top - len(above)
+    nxt = tied[take]
+    return np.concatenate([above, tied[:take]]), (float(values[nxt]), int(rows[nxt]))
+
+
+class _Local:
+    """Calls made in this process, shaped like a Dask actor's (``.result()`` on each)."""
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        fn = getattr(self.obj, name)
+
+        class _Done:
+            def __init__(self, value: Any):
+                self.value = value
+
+            def result(self) -> Any:
+                return self.value
+
+        return lambda *a, **kw: _Done(fn(*a, **kw))
+
+
+def _shards(sources: Sequence[ShardSource], last: bool, client: Any) -> list[Any]:
+    """One ``ShardFPS`` per source: Dask actors spread over the client's workers, or local."""
+    if client is None:
+        return [_Local(ShardFPS(s, last)) for s in sources]
+    futures = [client.submit(ShardFPS, s, last, actor=True, pure=False) for s in sources]
+    return [f.result() for f in futures]
 
 
 def distributed_fps(
@@ -114,223 +230,114 @@ def distributed_fps(
     k: int,
     start: int | None = 0,
     seeds: np.ndarray | None = None,
-    oversample: float = 3.0,
-    min_local: int = 8,
-    scheduler: Any = "processes",
-    num_workers: int | None = None,
-    refine: int = 0,
+    client: Any = None,
+    top: int = 2048,
+    ties: str = "last",
     log: Callable[[str], None] | None = None,
+    pool_rows: int = 8192,
 ) -> DistributedResult:
-    """Pick ``k`` global indices: local FPS per shard (Dask), then global FPS on the union.
+    """Pick ``k`` global rows exactly as ``fps`` on all rows would (see the module docstring).
 
-    ``seeds``: vectors of points selected before (not re-picked; FPS continues from them);
-    ``start``: global index picked first when there are no seeds (same rule as exact FPS).
-    ``scheduler``: a dask scheduler name ("processes", "threads", "sync") or a
-    ``distributed.Client``. ``refine``: at most this many rounds in which shards whose local
-    radius exceeds the global one send their points farther than it (then global FPS again);
-    stops early when no shard has any. ``log``: called with one line after each stage (local
-    round, global FPS, each refinement round): candidates, current radius, elapsed seconds.
+    ``seeds``: vectors selected before (applied first, not picked again; FPS continues from
+    them); ``start``: global row picked first when there are no seeds. ``client``: a
+    ``distributed.Client`` whose workers hold the shards (None: this process). ``top``: rows
+    each shard reports per round; ``pool_rows``: the client keeps at most this many of them
+    (the first in FPS order; the next one bounds the rest). ``log``: a line per round about
+    every 5 s (picks, radius).
+    When every source has ``tasks``, ``task_stats`` holds each shard's coverage (rows, max and
+    sum of the distance to picks + seeds per task): the final distances, no second pass.
     """
-    import time
-
-    import dask
-
-    t0 = time.monotonic()
-
-    def say(text: str) -> None:
-        if log is not None:
-            log(f"distributed FPS: {text}  elapsed {time.monotonic() - t0:.1f} s")
-
+    if ties not in ("last", "first"):
+        raise ValueError(f"ties must be 'last' or 'first', got {ties!r}")
+    last = ties == "last"
     n_total = sum(s.n for s in sources)
     if not 0 < k <= n_total:
         raise ValueError(f"need 0 < k <= {n_total} points, got k={k}")
-    d_seeds = np.zeros((0, 0), np.float32) if seeds is None else np.asarray(seeds, np.float32)
-    if len(d_seeds) == 0:
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    t0 = time.monotonic()
+    shards = _shards(sources, last, client)
+    picks: list[int] = []
+    dists: list[float] = []
+    if seeds is not None and len(seeds):
+        new = np.ascontiguousarray(seeds, dtype=np.float32)
+    else:
         if start is None:
             raise ValueError("give a start row or seeds")
-        owner = next((s for s in sources if s.local_row(start) is not None), None)
-        if owner is None:
+        found = [v for v in (s.vector(int(start)).result() for s in shards) if v is not None]
+        if not found:
             raise ValueError(f"start row {start} is in none of the shards")
-        d_seeds = check_points(owner.load())[owner.local_row(start)][None, :]
-        first = np.array([start])
-    else:
-        first = np.zeros(0, dtype=np.int64)
-    quotas = [local_quota(s.n, n_total, k, oversample, min_local) for s in sources]
-    timed = _compute(
-        [dask.delayed(_timed)(local_candidates, s, q, d_seeds) for s, q in zip(sources, quotas)], scheduler, num_workers
+        new = found[0][None, :]
+        picks.append(int(start))
+        dists.append(float("inf"))
+    rounds, pooled, said = 0, 0, t0
+    while len(picks) < k:
+        reports = [f.result() for f in [s.step(new, top) for s in shards]]
+        rounds += 1
+        bound = NONE_LEFT
+        for rep in reports:
+            if _beats(rep.bound[0], rep.bound[1], bound[0], bound[1], last):
+                bound = rep.bound
+        rows = np.concatenate([rep.rows for rep in reports])
+        vec = np.concatenate([rep.vectors for rep in reports])
+        pr = np.concatenate([rep.sqdist for rep in reports])
+        taken = np.isin(rows, np.asarray(picks, dtype=np.int64))  # picked rows stay reported at r = 0
+        pr[taken] = -1.0
+        pooled += len(rows)
+        if len(rows) > pool_rows:  # keep the pool's first rows; the next one bounds the rest
+            keep, cut = first_by_key(pr, rows, pool_rows, last)
+            rows, vec, pr = rows[keep], vec[keep], pr[keep]
+            if _beats(cut[0], cut[1], bound[0], bound[1], last):
+                bound = cut
+        made = _pick_from_pool(rows, vec, pr, bound, k - len(picks), last)
+        if not made:
+            raise RuntimeError("exact distributed FPS made no pick in a round (a shard's bound is wrong)")
+        picks += [int(rows[j]) for j, _ in made]
+        dists += [d for _, d in made]
+        new = vec[[j for j, _ in made]]
+        if log is not None and (time.monotonic() - said >= 5.0 or len(picks) >= k):
+            said = time.monotonic()
+            log(
+                f"exact distributed FPS: round {rounds}, {len(picks):,}/{k:,} picks, "
+                f"radius {np.sqrt(max(dists[-1], 0.0)):.6g}, elapsed {said - t0:.1f} s"
+            )
+    final = [f.result() for f in [s.finish(new) for s in shards]]
+    stats = [f[0] for f in final]
+    return DistributedResult(
+        indices=np.asarray(picks[:k], dtype=np.int64),
+        sqdist=np.asarray(dists[:k], dtype=np.float32),
+        rounds=rounds,
+        pooled=pooled,
+        task_cpu_seconds=float(sum(f[1] for f in final)),
+        computed=int(sum(f[2] for f in final)),
+        task_stats=None if any(st is None for st in stats) else [st for st in stats if st is not None],
     )
-    cpu = sum(t[1] for t in timed)
-    parts = [t[0] for t in timed]
-    idx = np.concatenate([p[0] for p in parts])
-    vec = np.concatenate([p[1] for p in parts])
-    say(f"local round on {len(sources)} shards: {len(idx):,} candidates, task cpu {cpu:.1f} s")
-    res, idx, vec = _global(idx, vec, first, d_seeds, k)
-    say(f"global FPS: {k:,} picks, radius {res.radius:.6g}")
-    radius = {s.name or str(s.offset): p[2] for s, p in zip(sources, parts)}
-    checked = 0
-    for round_no in range(1, refine + 1):
-        # shards whose points may lie farther than the global radius send their outliers
-        r_glob = res.radius
-        chosen = dask.delayed(np.concatenate([d_seeds, res.vectors]), pure=True)
-        # a shard point is within its local radius of a local pick, which is within D of the
-        # selection: shards with local radius + max D <= r_glob cannot hold a point beyond it
-        dists = [_pick_distances(res, idx, p[0], len(d_seeds)) for p in parts]
-        todo = [
-            (s, q, dd)
-            for s, q, p, dd in zip(sources, quotas, parts, dists)
-            if (p[2] + dd.max()) * (1.0 + 1e-3) > r_glob
-        ]
-        timed = _compute(
-            [dask.delayed(_timed)(outliers, s, q, d_seeds, q, chosen, dd, r_glob) for s, q, dd in todo],
-            scheduler,
-            num_workers,
-        )
-        round_cpu = sum(t[1] for t in timed)
-        cpu += round_cpu
-        extra = [t[0] for t in timed]
-        checked += sum(e[2] for e in extra)
-        sent = sum(len(e[0]) for e in extra)
-        if not sent:
-            say(f"refinement {round_no}: no shard has points beyond radius {r_glob:.6g}; done")
+
+
+def _pick_from_pool(
+    rows: np.ndarray, vec: np.ndarray, pr: np.ndarray, bound: tuple[float, int], most: int, last: bool
+) -> list[tuple[int, float]]:
+    """FPS inside the pool while its farthest row beats ``bound``: (pool position, sqdist) each."""
+    from omni_data.select._shard_numba import lower_pool
+
+    floor = max(bound[0], 0.0)  # a row below the bound cannot be picked this round
+    live = np.flatnonzero(pr >= floor)
+    if len(live) == 0:
+        return []
+    rows, vec, pr, pos = rows[live], np.ascontiguousarray(vec[live]), pr[live].copy(), live
+    made: list[tuple[int, float]] = []
+    while len(made) < most:
+        v = pr.max()
+        if v < 0:
             break
-        idx = np.concatenate([idx] + [e[0] for e in extra])
-        vec = np.concatenate([vec] + [e[1] for e in extra])
-        res, idx, vec = _global(idx, vec, first, d_seeds, k)
-        say(
-            f"refinement {round_no}: {len(todo)} shards checked {sum(e[2] for e in extra):,} points, "
-            f"sent {sent:,}, {len(idx):,} candidates, radius {res.radius:.6g}, task cpu {round_cpu:.1f} s"
-        )
-    return DistributedResult(res.indices, res.sqdist, len(idx), radius, cpu, checked)
-
-
-@dataclass
-class _Global:
-    indices: np.ndarray  # k global rows in pick order
-    sqdist: np.ndarray  # k squared distances at pick (inf for the start row)
-    vectors: np.ndarray  # the picks' vectors (start row excluded: it is a seed row)
-    mind: np.ndarray  # squared distance of every candidate (``idx`` order) to seeds + picks
-    radius: float  # covering radius of seeds + picks over the candidates
-
-
-def _global(
-    idx: np.ndarray, vec: np.ndarray, first: np.ndarray, seeds: np.ndarray, k: int
-) -> tuple[_Global, np.ndarray, np.ndarray]:
-    """Exact FPS over the candidate union, seeded like the local runs (all picks applied)."""
-    idx, uniq = np.unique(idx, return_index=True)
-    vec = vec[uniq]
-    keep = ~np.isin(idx, first)  # the start point is a seed row already
-    idx, vec = idx[keep], vec[keep]
-    m = len(seeds)
-    n_new = k - len(first)
-    if n_new > len(idx):
-        raise ValueError(f"only {len(idx)} candidates for {n_new} picks: raise oversample")
-    res = fps(np.concatenate([seeds, vec]), m + n_new, start_idx=list(range(m)), return_mind=True)
-    rows = res.indices[m:] - m
-    picked = np.concatenate([first, idx[rows]]).astype(np.int64)
-    sq = np.concatenate([np.full(len(first), np.inf, np.float32), res.sqdist[m:]])
-    assert res.mind is not None  # asked for with return_mind
-    mind = res.mind[m:]
-    radius = float(np.sqrt(mind.max())) if len(mind) else 0.0
-    return _Global(picked, sq, vec[rows], mind, radius), idx, vec
-
-
-def _pick_distances(res: _Global, idx: np.ndarray, local_rows: np.ndarray, n_seeds: int) -> np.ndarray:
-    """Distance to the global selection of each local pick of one shard (seeds first: 0).
-
-    A local candidate not among ``idx`` is the start row, which is picked: 0 as well."""
-    j = np.clip(np.searchsorted(idx, local_rows), 0, max(len(idx) - 1, 0))
-    found = idx[j] == local_rows if len(idx) else np.zeros(len(local_rows), bool)
-    d = np.where(found, np.sqrt(res.mind[j].astype(np.float64)), 0.0)
-    return np.concatenate([np.zeros(n_seeds), d])
-
-
-def outliers(
-    source: ShardSource,
-    quota: int,
-    seeds: np.ndarray,
-    cap: int,
-    chosen: np.ndarray,
-    pick_dist: np.ndarray,
-    radius: float,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Up to ``cap`` shard points farther than ``radius`` from ``chosen``, farthest first.
-
-    The local FPS (same seeds and quota as the local round, so the same picks) gives every
-    point its distance ``delta`` to its local pick ``t``; ``pick_dist[t]`` is that pick's
-    distance to ``chosen``. A point with ``delta + pick_dist[t] <= radius`` (triangle
-    inequality, 1e-3 slack) cannot be farther than ``radius``. For the others ("in doubt"),
-    only the picks within ``rho_t + radius`` of their local pick (``rho_t``: the largest
-    ``delta`` in doubt in that cell) can be within ``radius``; a point with none of them that
-    close is sent: FPS among those points starting from their distance to ``chosen``, while the
-    farthest is beyond ``radius``. No FPS seeded with all of ``chosen`` runs, so the cost is
-    the local FPS plus the points in doubt, not ``k`` seed picks per shard.
-    Returns (global rows, vectors, points in doubt).
-    """
-    from omni_data.select.coverage import nearest_sqdist
-
-    x = _load(source)
-    m = len(seeds)
-    local = _local_fps(x, quota, seeds, threads=1)
-    delta = np.sqrt(local.mind[m:].astype(np.float64))
-    owner = local.owner[m:]
-    doubt = np.flatnonzero((delta + pick_dist[owner]) * (1.0 + 1e-3) > radius)
-    none = (np.zeros(0, np.int64), np.zeros((0, x.shape[1]), np.float32), len(doubt))
-    if len(doubt) == 0:
-        return none
-    chosen = np.asarray(chosen, np.float32)
-    local_vec = np.concatenate([seeds.astype(np.float32).reshape(m, -1), x[local.indices[m:] - m]])
-    cells, inv = np.unique(owner[doubt], return_inverse=True)
-    rho = np.zeros(len(cells))
-    np.maximum.at(rho, inv, delta[doubt])
-    reach = (rho + radius) * (1.0 + 1e-3)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(len(cells) + 1))
-    near = np.empty(len(doubt))
-    for lo in range(0, len(cells), 64):
-        hi = min(len(cells), lo + 64)
-        d2 = nearest_sqdist_matrix(local_vec[cells[lo:hi]], chosen)
-        for j in range(lo, hi):
-            members = order[bounds[j] : bounds[j + 1]]
-            close = np.flatnonzero(d2[j - lo] <= reach[j] * reach[j])
-            near[members] = nearest_sqdist(x[doubt[members]], chosen[close]) if len(close) else np.inf
-    far = doubt[near > radius * radius]
-    if len(far) == 0:
-        return none
-    r = nearest_sqdist(x[far], chosen)  # exact (float64) distance of the few far points
-    rows = _fps_from(x[far], r, cap, radius * radius)
-    return source.global_rows(far[rows]), x[far[rows]], len(doubt)
-
-
-def nearest_sqdist_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) squared distances in float64 (BLAS), clipped at 0."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    d2 = (a64 * a64).sum(1)[:, None] + (b64 * b64).sum(1)[None, :] - 2.0 * (a64 @ b64.T)
-    return np.maximum(d2, 0.0)
-
-
-def _fps_from(x: np.ndarray, r: np.ndarray, cap: int, floor: float) -> np.ndarray:
-    """Farthest-first picks among ``x`` given each row's squared distance ``r`` to earlier picks,
-    while the farthest is beyond ``floor`` (ties: the last index, as the exact kernel)."""
-    r = np.asarray(r, np.float64).copy()
-    x64 = x.astype(np.float64)
-    out: list[int] = []
-    for _ in range(min(cap, len(x))):
-        i = len(r) - 1 - int(np.argmax(r[::-1]))
-        if r[i] <= floor:
+        tied = np.flatnonzero(pr == v)
+        j = int(tied[np.argmax(rows[tied])] if last else tied[np.argmin(rows[tied])])
+        if not _beats(float(v), int(rows[j]), bound[0], bound[1], last):
             break
-        out.append(i)
-        diff = x64 - x64[i]
-        np.minimum(r, (diff * diff).sum(1), out=r)
-    return np.asarray(out, dtype=np.int64)
-
-
-def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """``fn(*args)`` and the process time it took (the task's core-seconds)."""
-    import time
-
-    t0 = time.process_time()
-    out = fn(*args)
-    return out, time.process_time() - t0
+        made.append((int(pos[j]), float(v)))
+        lower_pool(vec, pr, vec[j].copy(), np.float32(floor))
+        pr[j] = -1.0
+    return made
 
 
 def _compute(tasks: list[Any], scheduler: Any, num_workers: int | None) -> list[Any]:

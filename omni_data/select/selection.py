@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from omni_data.select.coverage import CoverageReport, coverage_report
+from omni_data.select.coverage import CoverageReport, coverage_report, report_from_stats
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
 from omni_data.select.strategies import STRATEGIES, PickRequest, Picks, Scorer
 
@@ -68,8 +68,7 @@ class SelectConfig:
     mode: str = "exact"  # or "distributed"
     exclude: list[str] = field(default_factory=list)
     pool: float = 4.0  # hybrid: FPS among the pool * k largest errors
-    oversample: float = 3.0
-    refine: int = 0  # distributed: refinement rounds at most (0: local + global FPS only)
+    top: int = 2048  # distributed: rows each shard reports per round
     progress_every: float = 5.0  # seconds between progress lines on stderr (0: none)
     device: str = "cpu"  # exact FPS: "cuda" runs the torch engine on the GPU
     dtype: str = "float32"  # torch engine storage: float32, float16 or bfloat16
@@ -91,8 +90,8 @@ class SelectConfig:
             raise ValueError(f"progress_every must be >= 0 seconds, got {self.progress_every}")
         if self.min_per_task < 0:
             raise ValueError(f"min_per_task must be >= 0, got {self.min_per_task}")
-        if self.refine < 0:
-            raise ValueError(f"refine must be >= 0 rounds, got {self.refine}")
+        if self.top < 1:
+            raise ValueError(f"top must be >= 1 row, got {self.top}")
 
     def _check_device(self) -> None:
         if self.device not in DEVICES:
@@ -209,7 +208,8 @@ def pick(
 def distributed_pick(
     cfg: SelectConfig, ds: DescriptorSet, cand: np.ndarray, k: int, seeds: np.ndarray, start: int, client: Any
 ) -> Picks:
-    """Distributed FPS over the shards, each Dask task loading only its candidate rows."""
+    """Exact FPS with the shards held by the client's workers (``distributed.distributed_fps``),
+    each loading only its candidate rows; in this process when there is no client."""
     from omni_data.select.distributed import ShardSource, distributed_fps
 
     sources = []
@@ -225,6 +225,7 @@ def distributed_pick(
                 len(rows),
                 f"{Path(s.store).name}/{s.shard}",
                 None if whole else rows,
+                ds.tasks[rows],
             )
         )
     log = None
@@ -238,12 +239,11 @@ def distributed_pick(
         k,
         start=start,
         seeds=seeds if len(seeds) else None,
-        oversample=cfg.oversample,
-        scheduler=client or "sync",
+        client=client if hasattr(client, "submit") else None,
+        top=cfg.top,
         log=log,
-        refine=cfg.refine,
     )
-    return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)))
+    return Picks(res.indices, np.sqrt(res.sqdist.astype(np.float64)), coverage=res.task_stats)
 
 
 def distributed_coverage(
@@ -261,7 +261,7 @@ def distributed_coverage(
     """
     import dask
 
-    from omni_data.select.coverage import report_from_stats, shard_stats
+    from omni_data.select.coverage import shard_stats
     from omni_data.select.distributed import _compute
 
     centres = ds.vectors(rows)
@@ -409,6 +409,7 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
             f"pick {int(zero[0])} has distance 0: fewer than {k} distinct descriptors "
             "among the candidates; ask for fewer picks"
         )
+    fps_picks = picks
     picks, reason = min_per_task(cfg, ds, cand, picks, seeds, k, scores)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -427,7 +428,10 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
         "engine": cfg.fps_engine,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    if cfg.mode == "distributed":
+    if cfg.mode == "distributed" and fps_picks.coverage is not None and np.array_equal(fps_picks.rows, picks.rows):
+        # the shards' final distances are the coverage: no second pass over the data
+        report = report_from_stats(fps_picks.coverage, ds.tasks[picks.rows], len(seeds), settings)
+    elif cfg.mode == "distributed":
         report = distributed_coverage(ds, cand, picks.rows, seeds, settings, client)
     else:
         report = coverage_report(

@@ -62,6 +62,7 @@ class Picks:
     rows: np.ndarray
     distance: np.ndarray
     score: np.ndarray | None = None
+    coverage: list[dict[str, tuple[int, float, float]]] | None = None  # distributed: per-shard task stats
 
 
 def record_error(record: Record, calc: Any) -> float:

@@ -1,4 +1,6 @@
-"""Distributed FPS (local FPS per shard on Dask, then global FPS) against exact FPS."""
+"""Exact FPS in rounds over shards held by workers: the same picks as ``fps`` on all rows, and
+as the independent plain loop, whatever the shard split, the rows each shard reports per
+round, the tie rule, seeds and where the start row lives."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import functools
 import numpy as np
 import pytest
 
-from omni_data.select.coverage import nearest_sqdist
-from omni_data.select.distributed import ShardSource, distributed_fps, local_quota
+from omni_data.select._fps_reference import fps_reference
+from omni_data.select.distributed import ShardFPS, ShardSource, distributed_fps
 from omni_data.select.fps import fps
 
 
@@ -16,109 +18,136 @@ def _rows(path: str, lo: int, hi: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")[lo:hi]
 
 
+def _take(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return x[rows]
+
+
 @pytest.fixture(scope="module")
-def points_200k(tmp_path_factory):
+def points(tmp_path_factory):
+    """30k clustered 6-d points (float32), saved once for the shard loaders."""
     rng = np.random.default_rng(7)
-    n, d, clusters = 200_000, 6, 30
+    n, d, clusters = 30_000, 6, 30
     centres = rng.uniform(0, 10, (clusters, d))
     label = rng.integers(0, clusters, n)
-    x = centres[label] + rng.standard_normal((n, d)) * rng.uniform(0.2, 1.0, clusters)[label, None]
+    x = (centres[label] + rng.standard_normal((n, d)) * rng.uniform(0.2, 1.0, clusters)[label, None]).astype(np.float32)
     path = tmp_path_factory.mktemp("fps") / "x.npy"
-    np.save(path, x.astype(np.float32))
-    return str(path), x.astype(np.float32)
+    np.save(path, x)
+    return str(path), x
 
 
-def _sources(path, n, shard):
+def _sources(path: str, n: int, shard: int) -> list[ShardSource]:
     return [
         ShardSource(functools.partial(_rows, path, lo, min(n, lo + shard)), lo, min(n, lo + shard) - lo, f"s{lo}")
         for lo in range(0, n, shard)
     ]
 
 
-@pytest.mark.parametrize("k", [200])
-def test_covering_radius_within_1_2_of_exact(points_200k, k):
-    path, x = points_200k
-    exact = fps(x, k, 0)
-    dist = distributed_fps(_sources(path, len(x), 25_000), k, start=0, scheduler="sync")
-    assert len(np.unique(dist.indices)) == k and dist.indices[0] == 0
-    r_exact = np.sqrt(nearest_sqdist(x, x[exact.indices]).max())
-    r_dist = np.sqrt(nearest_sqdist(x, x[dist.indices]).max())
-    assert r_dist <= 1.2 * r_exact
+@pytest.mark.parametrize(("shard", "top"), [(30_000, 2048), (7_000, 64), (2_500, 7)])
+def test_picks_and_distances_equal_one_node_fps(points, shard, top):
+    path, x = points
+    exact = fps(x, 400, 0)
+    res = distributed_fps(_sources(path, len(x), shard), 400, start=0, top=top)
+    np.testing.assert_array_equal(res.indices, exact.indices)
+    np.testing.assert_array_equal(res.sqdist, exact.sqdist)  # bit for bit, float32
+    assert res.rounds >= 1 and res.pooled >= res.rounds
+    if top == 7:
+        assert res.rounds > 400 // (7 * 13)  # few rows per report: many rounds, still exact
 
 
-def test_one_shard_with_everything_kept_is_exact(points_200k):
-    path, x = points_200k
-    small = x[:3000]
-    src = [ShardSource(functools.partial(_rows, path, 0, 3000), 0, 3000, "all")]
-    res = distributed_fps(src, 40, start=11, oversample=1000, scheduler="sync")
-    np.testing.assert_array_equal(res.indices, fps(small, 40, 11).indices)
+def test_a_small_client_pool_still_gives_the_exact_picks(points):
+    """The client keeps only its first ``pool_rows`` reported rows; the next one bounds the rest."""
+    path, x = points
+    res = distributed_fps(_sources(path, len(x), 4_000), 200, start=7, top=64, pool_rows=5)
+    np.testing.assert_array_equal(res.indices, fps(x, 200, 7).indices)
 
 
-def test_seeds_are_never_picked_and_processes_scheduler(points_200k):
-    path, x = points_200k
-    n = 20_000
-    seeds = x[[5, 15_000]]
-    res = distributed_fps(_sources(path, n, 5_000), 30, seeds=seeds, scheduler="processes", num_workers=2)
-    assert not {5, 15_000} & set(res.indices.tolist())
-    # same as exact FPS seeded with the two points, up to the candidate restriction
-    exact = fps(np.concatenate([seeds, x[:n]]), 32, start_idx=[0, 1]).indices[2:] - 2
-    r_exact = np.sqrt(nearest_sqdist(x[:n], np.concatenate([seeds, x[exact]])).max())
-    r_dist = np.sqrt(nearest_sqdist(x[:n], np.concatenate([seeds, x[res.indices]])).max())
-    assert r_dist <= 1.2 * r_exact
+def test_first_by_key_orders_by_value_then_the_tie_rule():
+    from omni_data.select.distributed import first_by_key
+
+    values = np.array([1.0, 3.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    rows = np.array([10, 11, 12, 13, 14])
+    keep, nxt = first_by_key(values, rows, 2, last=True)
+    assert sorted(rows[keep].tolist()) == [12, 14] and nxt == (3.0, 11)
+    keep, nxt = first_by_key(values, rows, 2, last=False)
+    assert sorted(rows[keep].tolist()) == [11, 12] and nxt == (3.0, 14)
+    keep, nxt = first_by_key(values, rows, 5, last=True)
+    assert len(keep) == 5 and nxt == (-1.0, -1)
 
 
-def test_quota_and_errors(points_200k):
-    assert local_quota(1000, 10_000, 100, 3.0, 8) == 30
-    assert local_quota(10, 10_000, 100, 3.0, 8) == 8
-    assert local_quota(5, 10_000, 100, 3.0, 8) == 5
-    path, x = points_200k
+def test_equal_to_the_plain_loop_with_ties_first_and_last(tmp_path):
+    """Every point twice (every argmax a tie): the tie rule decides each pick."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 6, (600, 4)).astype(np.float32)  # a grid: many equal distances too
+    x = np.concatenate([base, base])
+    np.save(tmp_path / "x.npy", x)
+    for ties in ("last", "first"):
+        ref, _ = fps_reference(x, 150, 5, ties=ties)
+        res = distributed_fps(_sources(str(tmp_path / "x.npy"), len(x), 333), 150, start=5, top=5, ties=ties)
+        np.testing.assert_array_equal(res.indices, ref)
+
+
+def test_start_in_a_later_shard_and_rows_of_a_candidate_subset(points):
+    path, x = points
+    rows = np.sort(np.random.default_rng(1).choice(len(x), 9_000, replace=False))
+    parts = np.array_split(rows, 4)
+    sources = [
+        ShardSource(functools.partial(_take, x, p), int(p[0]), len(p), f"p{i}", rows=p) for i, p in enumerate(parts)
+    ]
+    start = int(parts[2][17])
+    res = distributed_fps(sources, 120, start=start, top=50)
+    local = fps(x[rows], 120, int(np.searchsorted(rows, start)))
+    np.testing.assert_array_equal(res.indices, rows[local.indices])
+
+
+def test_seeds_are_applied_first_and_never_picked(points):
+    path, x = points
+    n = 12_000
+    seeds = x[[5, 11_000]]
+    res = distributed_fps(_sources(path, n, 5_000), 50, seeds=seeds, top=16)
+    exact = fps(np.concatenate([seeds, x[:n]]), 52, start_idx=[0, 1])
+    np.testing.assert_array_equal(res.indices, exact.indices[2:] - 2)
+    assert not {5, 11_000} & set(res.indices.tolist())
+
+
+def test_shards_as_dask_actors_on_worker_processes_give_the_same_picks(points):
+    distributed = pytest.importorskip("distributed")
+    path, x = points
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        res = distributed_fps(_sources(path, len(x), 8_000), 300, start=3, client=client, top=128)
+        where = client.run(lambda: 1)
+    assert len(where) == 2
+    np.testing.assert_array_equal(res.indices, fps(x, 300, 3).indices)
+    assert res.task_cpu_seconds > 0
+
+
+def test_shard_reports_its_farthest_rows_and_the_key_of_the_next(points):
+    path, x = points
+    shard = ShardFPS(_sources(path, 1000, 1000)[0])
+    rep = shard.step(x[[0]], 10)
+    d = ((x[:1000].astype(np.float64) - x[0]) ** 2).sum(axis=1)
+    order = np.argsort(-d, kind="stable")
+    assert set(rep.rows.tolist()) == set(order[:10].tolist())
+    assert rep.bound[1] == order[10] and rep.bound[0] == pytest.approx(d[order[10]], rel=1e-5)
+    np.testing.assert_allclose(rep.sqdist, d[rep.rows], rtol=1e-5)
+    assert shard.vector(999) is not None and shard.vector(1000) is None
+
+
+def test_errors_name_the_problem(points):
+    path, x = points
     with pytest.raises(ValueError, match="k"):
-        distributed_fps(_sources(path, 1000, 500), 2000, scheduler="sync")
+        distributed_fps(_sources(path, 1000, 500), 2000)
+    with pytest.raises(ValueError, match="start row 5000 is in none of the shards"):
+        distributed_fps(_sources(path, 1000, 500), 10, start=5000)
+    with pytest.raises(ValueError, match="top must be >= 1"):
+        distributed_fps(_sources(path, 1000, 500), 10, top=0)
 
 
-def test_stage_lines_report_candidates_and_radius(points_200k):
-    path, x = points_200k
-    n = 40_000
+def test_progress_lines_name_round_picks_and_radius(points):
+    path, x = points
     lines: list[str] = []
-    res = distributed_fps(_sources(path, n, 10_000), 60, start=3, scheduler="sync", log=lines.append, refine=1)
-    assert lines[0].startswith("distributed FPS: local round on 4 shards: ")
-    assert lines[1].startswith("distributed FPS: global FPS: 60 picks, radius ")
-    assert all("elapsed" in line for line in lines)
-    assert any(line.startswith("distributed FPS: refinement 1: ") for line in lines[2:])
-    # the last radius reported is the covering radius of the picks over the final candidates
-    reported = float(lines[-1].split("radius ")[1].split()[0].rstrip(";,"))
-    assert reported <= np.sqrt(nearest_sqdist(x[:n], x[res.indices]).max()) * (1 + 1e-5)
-    assert f"{res.n_candidates:,} candidates" in "".join(lines) or "done" in lines[-1]
-
-
-def test_refinement_checks_only_points_in_doubt_and_sends_what_a_full_fps_sends():
-    """``outliers`` bounds each point by its local pick's distance to the selection and runs the
-    seeded FPS only over the rest; the rows sent equal those of the seeded FPS over the whole
-    shard (the previous refinement), checked with the independent plain loop."""
-    from omni_data.select._fps_reference import fps_reference
-    from omni_data.select.distributed import _local_fps, outliers
-
-    rng = np.random.default_rng(11)
-    centres = rng.uniform(0, 10, (40, 5))
-    label = rng.integers(0, 40, 6000)
-    x = (centres[label] + 0.4 * rng.standard_normal((6000, 5))).astype(np.float32)
-    source = ShardSource(functools.partial(np.array, x), 1000, len(x), "s")
-    seeds = x[[17]]
-    chosen = np.concatenate([seeds, x[rng.choice(len(x), 60, replace=False)]])
-    quota = 150
-    local = _local_fps(x, quota, seeds, threads=1)
-    picks = np.concatenate([seeds, x[local.indices[1:] - 1]])
-    pick_dist = np.sqrt(nearest_sqdist(picks, chosen))
-    full = np.sqrt(nearest_sqdist(x, chosen))
-    radius = float(np.quantile(full, 0.97))
-    rows, vecs, checked = outliers(source, quota, seeds, 50, chosen, pick_dist, radius)
-    assert 0 < checked < len(x) // 2  # most points were certified without a distance
-    both = np.concatenate([chosen, x])
-    ref_i, ref_d = fps_reference(both, len(chosen) + 50, list(range(len(chosen))))
-    far = ref_d[len(chosen) :].astype(np.float64) > radius * radius
-    want = ref_i[len(chosen) :][far] - len(chosen)
-    assert len(want) >= 4
-    np.testing.assert_array_equal(rows, 1000 + want)
-    np.testing.assert_array_equal(vecs, x[want])
-    capped, _, _ = outliers(source, quota, seeds, 3, chosen, pick_dist, radius)
-    np.testing.assert_array_equal(capped, 1000 + want[:3])
+    distributed_fps(_sources(path, 5_000, 2_500), 60, start=3, log=lines.append)
+    assert lines and lines[-1].startswith("exact distributed FPS: round ")
+    assert "60/60 picks, radius " in lines[-1]

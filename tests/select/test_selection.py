@@ -146,12 +146,15 @@ def test_second_round_extends_the_first(stores, tmp_path):
     assert json.loads((third / "coverage.json").read_text())["n_seeds"] == 14
 
 
-def test_distributed_mode_covers_like_exact(stores, tmp_path):
+def test_distributed_mode_picks_what_exact_picks(stores, tmp_path):
+    def ids(folder: str) -> list[str]:
+        return pq.read_table(tmp_path / folder / "selection.parquet").column("id").to_pylist()
+
     exact = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "e"), count=10))
-    dist = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "d"), count=10, mode="distributed"))
-    assert dist["picked"] == 10
-    assert dist["covering_radius"] <= 1.2 * exact["covering_radius"]
-    # a task filter: each Dask task loads only its shard's candidate rows
+    dist = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "d"), count=10, mode="distributed", top=3))
+    assert dist["picked"] == 10 and ids("d") == ids("e")
+    assert dist["covering_radius"] == exact["covering_radius"]
+    # a task filter: each shard loads only its candidate rows
     ex = select_bridge(SelectConfig(stores=stores, out=str(tmp_path / "xe"), count=6, tasks=["pbe", "wb97m"]))
     di = select_bridge(
         SelectConfig(stores=stores, out=str(tmp_path / "xd"), count=6, mode="distributed", tasks=["pbe", "wb97m"])
@@ -159,7 +162,23 @@ def test_distributed_mode_covers_like_exact(stores, tmp_path):
     table = pq.read_table(tmp_path / "xd" / "selection.parquet").to_pandas()
     assert set(table["task"]) <= {"pbe", "wb97m"} and len(set(table["id"])) == 6
     assert di["candidates"] == ex["candidates"] == 49 + 28 + 26
-    assert di["covering_radius"] <= 1.2 * ex["covering_radius"]
+    assert ids("xd") == ids("xe")
+    # coverage: from the shards' final distances, or (min-per-task changed the picks) a second pass
+    for flag in (0, 4):
+        a, b = f"me{flag}", f"md{flag}"
+        select_bridge(SelectConfig(stores=stores, out=str(tmp_path / a), count=20, min_per_task=flag))
+        select_bridge(
+            SelectConfig(stores=stores, out=str(tmp_path / b), count=20, min_per_task=flag, mode="distributed")
+        )
+        assert ids(a) == ids(b)
+        reasons = set(pq.read_table(tmp_path / b / "selection.parquet").column("reason").to_pylist())
+        assert ("min-per-task" in reasons) == bool(flag)  # flag 4: top-ups, so the second pass
+        ca, cb = (json.loads((tmp_path / f / "coverage.json").read_text()) for f in (a, b))
+        assert ca["tasks"].keys() == cb["tasks"].keys() and ca["n_points"] == cb["n_points"]
+        for task, row in ca["tasks"].items():
+            assert cb["tasks"][task]["covering_radius"] == pytest.approx(row["covering_radius"], rel=1e-12)
+            assert cb["tasks"][task]["mean_distance"] == pytest.approx(row["mean_distance"], rel=1e-9)
+            assert cb["tasks"][task]["picks"] == row["picks"]
 
 
 def test_error_and_hybrid_strategies_with_a_real_calculator(tmp_path):
