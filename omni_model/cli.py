@@ -83,6 +83,14 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "(disjoint from --split) and also report the energy errors that remain after them",
     )
     p.add_argument("--head", help="predict every record with this task's head (default: each record's own)")
+    p.add_argument(
+        "--seed-checkpoint",
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="the same setup trained with another seed (repeatable): also evaluated, and mean ± std over "
+        "all checkpoints printed per (head, data) row",
+    )
     add_threads_argument(p)
 
 
@@ -113,20 +121,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.transfer import evaluate_checkpoint, format_evaluation
 
     print()  # raw and offset-aligned energy errors and forces per (head, data domain)
-    print(
-        format_evaluation(
-            evaluate_checkpoint(
-                args.checkpoint,
-                args.store,
-                args.task,
-                args.split,
-                args.calibration_split,
-                args.head,
-                args.batch_size,
-                not args.no_ema,
-            )
+    evs = [
+        evaluate_checkpoint(
+            ckpt,
+            args.store,
+            args.task,
+            args.split,
+            args.calibration_split,
+            args.head,
+            args.batch_size,
+            not args.no_ema,
         )
-    )
+        for ckpt in [args.checkpoint, *args.seed_checkpoint]
+    ]
+    print(format_evaluation(evs[0]))
+    if len(evs) > 1:
+        from .evaluation.transfer import format_seed_summary, seed_summary
+
+        print()
+        print(f"over {len(evs)} checkpoints: {', '.join(ev.checkpoint for ev in evs)}")
+        print(format_seed_summary(seed_summary(evs)))
     return 0
 
 

@@ -12,6 +12,7 @@ omni_model). This command is its face: it parses the options and imports the dem
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from omni_data.cli.argtypes import bounded
@@ -33,15 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=bounded(int, 1),
-        default=1,
-        help="processes for labelling, ingest, describe, select and recompute (1: all in this process)",
+        default=min(2, os.cpu_count() or 1),
+        help="processes for labelling, ingest, describe, select and recompute, and trainings run at a "
+        "time (one torch thread each); default min(2, cores); 1: all in this process",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of generation, selection and training")
     parser.add_argument(
         "--seeds",
         type=bounded(int, 1),
-        default=1,
-        help="training runs per variant (seeds SEED, SEED+1, ...); the report gives mean ± std",
+        default=None,
+        help="training runs per variant (seeds SEED, SEED+1, ...; default 3 for --size small, 1 for ci); "
+        "the report gives mean ± std",
     )
     parser.add_argument(
         "--fresh",

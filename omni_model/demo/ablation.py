@@ -51,6 +51,8 @@ __all__ = [
     "run_sweep",
     "summarize_sweep",
     "format_sweep",
+    "sweep_points",
+    "plot_sweep",
     "main",
 ]
 
@@ -474,6 +476,7 @@ def run_sweep(
     result = summarize_sweep(out)
     path.write_text(json.dumps(result, indent=2))
     (lay.root / f"{name}.md").write_text(format_sweep(result))
+    plot_sweep(result, lay.root / f"{name}.png")
     return result
 
 
@@ -562,6 +565,66 @@ def format_sweep(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SWEEP_PANELS = (
+    ("metals", "energy_mae_offset", "metals under the crystals head: E after offsets", "meV/atom"),
+    ("metals", "forces_mae", "metals under the crystals head: F", "meV/Å"),
+    ("molecules", "energy_mae_offset", "molecules under the crystals head: E after offsets", "meV/atom"),
+    ("molecules", "forces_mae", "molecules under the crystals head: F", "meV/Å"),
+)
+"""The cross-domain test rows the sweep plot shows: (data prefix, field, title, unit)."""
+
+
+def sweep_points(result: Mapping[str, Any], data: str, field: str) -> list[tuple[str, float, float]]:
+    """(variant, mean, std) in milli-units of one cross-domain test row, in the result's order."""
+    out = []
+    for name, v in result["variants"].items():
+        for r in v.get("rows", []):
+            if r["kind"] == "cross-domain" and r["data"].startswith(data) and r.get(field) is not None:
+                out.append((name, 1000.0 * float(r[field]), 1000.0 * float(r.get(f"{field}_std") or 0.0)))
+    return out
+
+
+def plot_sweep(result: Mapping[str, Any], path: Path) -> Path:
+    """Bars with mean ± std over seeds of the cross-domain test rows per sweep point; a dashed
+    line at plain's mean and a dotted one at 30% below it (issue 18's goal); the validation
+    choice in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = (result.get("choice") or {}).get("chosen")
+    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(5.2 * len(SWEEP_PANELS), 5.6))
+    for ax, (data, field, title, unit) in zip(axes, SWEEP_PANELS):
+        points = sweep_points(result, data, field)
+        names = [n for n, _, _ in points]
+        colours = ["#7f7f7f" if n == "plain" else ("#2ca02c" if n == chosen else "#1f77b4") for n in names]
+        ax.bar(range(len(points)), [m for _, m, _ in points], yerr=[e for _, _, e in points], color=colours, capsize=3)
+        plain = next((m for n, m, _ in points if n == "plain"), None)
+        if plain is not None:
+            ax.axhline(plain, color="k", ls="--", lw=0.8, label="plain (mean)")
+            ax.axhline(0.7 * plain, color="r", ls=":", lw=1.0, label="goal: 30% below plain")
+        ax.set_xticks(range(len(points)), names, rotation=60, ha="right", fontsize=8)
+        for tick in ax.get_xticklabels():
+            if tick.get_text() == chosen:
+                tick.set_fontweight("bold")
+        ax.set_ylabel(unit)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    if axes[0].get_legend_handles_labels()[0]:  # plain's lines, when the sweep has plain
+        axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(
+        "Transfer sweep on test rows: mean ± std over training seeds (green: chosen on validation rows)", fontsize=11
+    )
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m omni_model.demo.ablation", description=__doc__.splitlines()[0])
     p.add_argument("demo_dir", type=Path)
@@ -577,7 +640,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-weight", nargs="*", default=["4"], help="sampling weights of the bridge's task")
     p.add_argument("--sweep-base-l2", default=None, help="λ of the point the sweep varies around (default TASK_L2)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time in the sweep")
+    p.add_argument(
+        "--plot",
+        nargs="+",
+        type=Path,
+        metavar="SWEEP.json",
+        help="only draw DEMO_DIR/sweep.png from these sweep results (later files add their variants)",
+    )
     args = p.parse_args(argv)
+    if args.plot:
+        merged: dict[str, Any] = {"variants": {}, "choice": None}
+        for f in args.plot:
+            res = json.loads(Path(f).read_text(encoding="utf-8"))
+            merged["variants"].update(res["variants"])
+            merged["choice"] = merged["choice"] or res.get("choice")
+        out = plot_sweep(merged, Path(args.demo_dir) / f"{args.name if args.name != 'ablation' else 'sweep'}.png")
+        print(f"wrote {out}")
+        return 0
     if args.sweep:
         from omni_model.demo.data_stages import BRIDGE_FRACTION
         from omni_model.demo.training import TASK_L2

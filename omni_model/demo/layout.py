@@ -8,8 +8,8 @@ from pathlib import Path
 __all__ = ["DemoLayout"]
 
 RUNS: tuple[str, ...] = ("plain", "regularized", "bridged")
-"""The three training runs: plain multi-task; + selective regularization; + regularization and
-the bridging set."""
+"""The three training runs: plain multi-task; + selective regularization (λ = 1e-4); + the bridging
+set, with the λ the transfer sweep chose on validation rows (0; ``training.RUN_L2``)."""
 
 COMMON_TASK = "crystals"
 """The task whose method (GFN1-xTB) the bridge recompute uses: bridge records are collected under

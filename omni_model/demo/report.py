@@ -27,7 +27,7 @@ __all__ = ["aggregate_seeds", "table_rows", "format_table", "plot", "explain"]
 RUN_TITLES: dict[str, str] = {
     "plain": "1. plain multi-task",
     "regularized": "2. + selective regularization",
-    "bridged": "3. + regularization + bridging set",
+    "bridged": "3. + bridging set (λ chosen on validation: 0)",
 }
 
 MEANINGS: dict[str, str] = {

@@ -13,6 +13,7 @@ from its last checkpoint, and an interrupted recompute runs only the jobs that a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,8 +34,10 @@ from omni_model.demo.data_stages import (
     stage_select,
 )
 from omni_model.demo.layout import COMMON_TASK, RUNS, DemoLayout
-from omni_model.demo.stages import StageFailed, StageRunner
+from omni_model.demo.stages import ParallelStage, StageFailed, StageRunner
 from omni_model.demo.training import (
+    RUN_L2,
+    SEEDS,
     TASK_L2,
     TRAIN_STEPS,
     preset_digest,
@@ -47,6 +50,7 @@ from omni_model.demo.training import (
 __all__ = [
     "BRIDGE_FRACTION",
     "CALIBRATION_FRACTION",
+    "SEEDS",
     "TASK_L2",
     "TRAIN_STEPS",
     "prepare_folder",
@@ -123,32 +127,40 @@ def _data_stages(runner: StageRunner, lay: DemoLayout, size: str, workers: int, 
     runner.run("references_bridge", lambda: stage_references(lay, "train_bridge", workers), needs=["recompute"])
 
 
-def _model_stages(runner: StageRunner, lay: DemoLayout, size: str, seed: int, seeds: int) -> dict[str, Any]:
-    """Per run and training seed: train_<run>[_seed<k>] and evaluate_<run>[_seed<k>]; the metrics."""
-    metrics: dict[str, Any] = {}
+def _model_stages(
+    runner: StageRunner, lay: DemoLayout, size: str, seed: int, seeds: int, workers: int = 1
+) -> dict[str, Any]:
+    """Per run and training seed: train_<run>[_seed<k>] (``workers`` trainings at a time, each in
+    its own process with one thread) and evaluate_<run>[_seed<k>]; the metrics."""
     preset = preset_digest()
-    for run in RUNS:
-        needs = ["recompute", "references_bridge"] if run == "bridged" else ["ingest", "references"]
-        per_seed: dict[str, list[dict[str, Any]]] = {}
-        losses: list[list[list[float]]] = []
-        for k in range(int(seeds)):
-            name = run if k == 0 else f"{run}_seed{k}"
-            res = runner.run(
+    names = {(run, k): run if k == 0 else f"{run}_seed{k}" for run in RUNS for k in range(int(seeds))}
+    train = runner.run_parallel(
+        [
+            ParallelStage(
                 f"train_{name}",
-                lambda r=run, k=k, n=name: stage_train(
-                    lay, r, size, seed, k, resume=True, progress=runner.say, label=f"train_{n}"
-                ),
-                needs=needs,
+                functools.partial(stage_train, lay, run, size, seed, k, resume=True, label=f"train_{name}"),
+                needs=["recompute", "references_bridge"] if run == "bridged" else ["ingest", "references"],
                 options={
                     "steps": TRAIN_STEPS[size],
                     "seed": seed + k,
-                    "task_l2": 0.0 if run == "plain" else TASK_L2,
+                    "task_l2": RUN_L2[run],
                     "preset": preset,
                 },
                 owns=[run_dir(lay, run, k)],
                 resumable=True,
             )
-            with_truth = runner.ok("recompute")
+            for (run, k), name in names.items()
+        ],
+        workers,
+    )
+    trained = dict(zip(names, train))
+    metrics: dict[str, Any] = {}
+    with_truth = runner.ok("recompute")
+    for run in RUNS:
+        per_seed: dict[str, list[dict[str, Any]]] = {}
+        losses: list[list[list[float]]] = []
+        for k in range(int(seeds)):
+            name, res = names[(run, k)], trained[(run, k)]
             ev = runner.run(
                 f"evaluate_{name}",
                 lambda r=run, res=res, t=with_truth: stage_evaluate(lay, r, res.outputs["checkpoint"], t),
@@ -170,24 +182,26 @@ def _model_stages(runner: StageRunner, lay: DemoLayout, size: str, seed: int, se
 
 
 def run_demo(
-    out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = False, seeds: int = 1
+    out: Path, size: str = "small", workers: int = 1, seed: int = 0, fresh: bool = False, seeds: int | None = None
 ) -> dict[str, Any]:
     """Run every stage into ``out``; returns the stage results. Never raises for a stage's failure.
 
     A stage that finished in an earlier run into ``out`` on the same inputs is reused, not run
     again; ``fresh`` clears the folder's outputs first. ``seeds``: training runs per variant
     (training seeds ``seed``, ``seed + 1``, ...; the data and the bridge stay those of
-    ``seed``); the report gives mean ± std over them.
+    ``seed``; default ``SEEDS[size]``); the report gives mean ± std over them. ``workers``:
+    processes for the data stages, and trainings run at a time.
     """
     if size not in gen.SIZES:
         raise ValueError(f"unknown demo size {size!r}; known: {', '.join(gen.SIZES)}")
+    seeds = SEEDS[size] if seeds is None else seeds
     if int(seeds) < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     lay = DemoLayout(Path(out).resolve())
     prepare_folder(lay, fresh)
     runner = StageRunner(lay.logs, lay.stages_json, ledger=lay.ledger_json)
     _data_stages(runner, lay, size, workers, seed)
-    metrics = _model_stages(runner, lay, size, seed, seeds)
+    metrics = _model_stages(runner, lay, size, seed, seeds, workers)
     _write_json(lay.metrics_json, metrics)
 
     def write_report() -> dict[str, Any]:

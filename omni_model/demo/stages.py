@@ -10,6 +10,7 @@ with ``reused`` set.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -25,7 +26,16 @@ from typing import Any
 
 from omni_model.demo.ledger import StageLedger, fingerprint, new_token
 
-__all__ = ["StageUnavailable", "StageFailed", "StageResult", "require", "cluster_config", "clear", "StageRunner"]
+__all__ = [
+    "StageUnavailable",
+    "StageFailed",
+    "StageResult",
+    "ParallelStage",
+    "require",
+    "cluster_config",
+    "clear",
+    "StageRunner",
+]
 
 
 class StageUnavailable(RuntimeError):
@@ -44,6 +54,45 @@ class StageResult:
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     reused: bool = False  # finished in an earlier run on the same inputs; not run again
+
+
+@dataclass(frozen=True)
+class ParallelStage:
+    """One stage for ``StageRunner.run_parallel``: ``run``'s arguments, ``fn`` picklable."""
+
+    name: str
+    fn: Callable[..., dict[str, Any] | None]
+    needs: Sequence[str] = ()
+    options: Mapping[str, Any] | None = None
+    inputs: Sequence[str] | None = None
+    owns: Sequence[Path] = ()
+    resumable: bool = False
+
+
+def _execute_in_child(name: str, fn: Callable[..., dict[str, Any] | None], log: str) -> StageResult:
+    """``StageRunner._execute`` in a pool process: output to ``log``, progress lines also to the console."""
+    console = sys.__stderr__
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8", buffering=1) as fh:
+
+        def progress(text: str) -> None:
+            print(text, file=fh, flush=True)
+            if console is not None:
+                print(text, file=console, flush=True)
+
+        try:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                outputs = fn(progress=progress) or {}
+            result = StageResult(name, "ok", outputs=outputs)
+        except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent reports it once
+            result = StageResult(name, "failed", detail="interrupted")
+        except StageUnavailable as exc:
+            result = StageResult(name, "unavailable", detail=str(exc))
+        except Exception as exc:  # any failure: keep the traceback in the log
+            traceback.print_exc(file=fh)
+            result = StageResult(name, "failed", detail=f"{type(exc).__name__}: {exc} (log: {log})")
+    result.seconds = round(time.perf_counter() - t0, 1)
+    return result
 
 
 def require(module: str) -> Any:
@@ -141,25 +190,87 @@ class StageRunner:
         before it runs again, unless ``resumable`` and its last attempt on the same inputs was
         cut short (then ``fn`` continues what is there).
         """
+        plan = self._plan(name, needs, options, inputs, owns, resumable)
+        if isinstance(plan, StageResult):
+            return self._finish(plan)
+        return self._record(name, plan, self._execute(name, fn))
+
+    def run_parallel(self, stages: Sequence[ParallelStage], workers: int) -> list[StageResult]:
+        """Run independent stages, up to ``workers`` at a time in fresh processes (in this
+        process, in order, for ``workers`` <= 1); reuse and skip exactly as ``run``.
+
+        Each stage's ``fn`` must be picklable (a module-level function or a partial of one)
+        and accept ``progress``: a callable that gets lines for the console; the child's
+        output goes to ``logs/<stage>.log``. Results are recorded as each stage ends.
+        """
+        if workers <= 1:
+            return [
+                self.run(
+                    s.name,
+                    functools.partial(s.fn, progress=self.say),
+                    s.needs,
+                    s.options,
+                    s.inputs,
+                    s.owns,
+                    s.resumable,
+                )
+                for s in stages
+            ]
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        results: dict[str, StageResult] = {}
+        todo: dict[str, tuple[ParallelStage, str]] = {}
+        for s in stages:
+            plan = self._plan(s.name, s.needs, s.options, s.inputs, s.owns, s.resumable)
+            if isinstance(plan, StageResult):
+                results[s.name] = self._finish(plan)
+            else:
+                todo[s.name] = (s, plan)
+        if todo:
+            pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+            try:
+                futures = {
+                    pool.submit(_execute_in_child, name, s.fn, str(self.logs / f"{name}.log")): name
+                    for name, (s, _) in todo.items()
+                }
+                for fut in as_completed(futures):
+                    name = futures[fut]
+                    results[name] = self._record(name, todo[name][1], fut.result())
+            finally:  # Ctrl-C: stages not started never start; those running stop (they see it too)
+                pool.shutdown(wait=True, cancel_futures=True)
+        return [results[s.name] for s in stages]
+
+    def _plan(
+        self,
+        name: str,
+        needs: Sequence[str],
+        options: Mapping[str, Any] | None,
+        inputs: Sequence[str] | None,
+        owns: Sequence[Path],
+        resumable: bool,
+    ) -> StageResult | str:
+        """The stage's result when it is skipped or reused; else its fingerprint, outputs cleared
+        (unless resumable and cut short), marked ``running`` in the ledger."""
         missing = [n for n in needs if not self.ok(n)]
         if missing:
             why = "; ".join(f"{n}: {self.results[n].status}" if n in self.results else f"{n}: not run" for n in missing)
-            return self._finish(StageResult(name, "skipped", detail=f"needs {why}"))
+            return StageResult(name, "skipped", detail=f"needs {why}")
         fp = fingerprint(
             name, options or {}, {n: self.tokens.get(n, "") for n in (needs if inputs is None else inputs)}
         )
         entry = self.ledger.get(name)
         if entry is not None and self.ledger.is_done(name, fp) and all(Path(p).exists() for p in owns):
             self.tokens[name] = entry.token
-            return self._finish(
-                StageResult(
-                    name, "ok", entry.seconds, "reused: finished earlier on the same inputs", entry.outputs, reused=True
-                )
+            return StageResult(
+                name, "ok", entry.seconds, "reused: finished earlier on the same inputs", entry.outputs, reused=True
             )
         if not (resumable and self.ledger.interrupted(name, fp)):
             clear(owns)
         self.ledger.mark(name, fp, "running")
-        result = self._execute(name, fn)
+        return fp
+
+    def _record(self, name: str, fp: str, result: StageResult) -> StageResult:
         self.tokens[name] = new_token()  # what reads this stage's outputs runs again
         self.ledger.mark(
             name, fp, "done" if result.status == "ok" else "failed", result.outputs, result.seconds, self.tokens[name]

@@ -32,6 +32,9 @@ __all__ = [
     "Evaluation",
     "evaluate_checkpoint",
     "format_evaluation",
+    "SEED_NUMBERS",
+    "seed_summary",
+    "format_seed_summary",
 ]
 
 
@@ -287,4 +290,44 @@ def format_evaluation(ev: Evaluation) -> str:
         else "no calibration split: E-off not computed (pass --calibration-split)"
     )
     lines += ["E: meV/atom (raw, and after per-element offsets = E-off); F: meV/Å per component.", cal]
+    return "\n".join(lines)
+
+
+SEED_NUMBERS = ("energy_mae", "energy_mae_offset", "forces_mae")
+"""The numbers ``seed_summary`` averages over the checkpoints of one setup."""
+
+
+def seed_summary(evs: Sequence[Evaluation]) -> list[dict[str, Any]]:
+    """Per (head, data) row of the evaluations of several training seeds of one setup: n seeds,
+    and the mean and standard deviation (ddof 1; 0 for one seed) of each of ``SEED_NUMBERS``."""
+    keyed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for ev in evs:
+        for r in ev.rows:
+            keyed.setdefault((r["head"], r["data"]), []).append(r)
+    out = []
+    for (head, data), rows in keyed.items():
+        agg: dict[str, Any] = {"head": head, "data": data, "n": rows[0]["n"], "n_seeds": len(rows)}
+        for name in SEED_NUMBERS:
+            vals = [float(r[name]) for r in rows if r.get(name) is not None and np.isfinite(r[name])]
+            agg[name] = float(np.mean(vals)) if vals else None
+            agg[f"{name}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else (0.0 if vals else None)
+        out.append(agg)
+    return out
+
+
+def format_seed_summary(rows: Sequence[dict[str, Any]]) -> str:
+    """The ``seed_summary`` table: mean ± std in meV/atom and meV/Å."""
+
+    def f(row: dict[str, Any], name: str) -> str:
+        v, sd = row[name], row[f"{name}_std"]
+        return "-" if v is None else f"{1000 * v:.1f} ± {1000 * sd:.1f}"
+
+    head = f"{'head':<12}{'data':<14}{'n test':>7}{'seeds':>6}{'E MAE':>18}{'E-off MAE':>18}{'F MAE':>18}"
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r['head']:<12}{r['data']:<14}{r['n']:>7}{r['n_seeds']:>6}{f(r, 'energy_mae'):>18}"
+            f"{f(r, 'energy_mae_offset'):>18}{f(r, 'forces_mae'):>18}"
+        )
+    lines.append("mean ± std (ddof 1) over the checkpoints (training seeds); E: meV/atom, F: meV/Å per component.")
     return "\n".join(lines)

@@ -219,3 +219,44 @@ def test_in_domain_rows_follow_the_truth_split(monkeypatch, tmp_path):
         ("same-domain (test split)", "crystals", 1),
         ("same-domain (test split)", "metals", 1),
     ]
+
+
+def _sweep_result() -> dict:
+    def rows(e: float, f: float, e_std: float) -> list[dict]:
+        return [
+            {"kind": "same-domain", "head": "metals", "data": "metals test", "n": 9, "energy_mae": 0.05},
+            {
+                "kind": "cross-domain",
+                "head": "crystals",
+                "data": "molecules test (GFN1-xTB)",
+                "n": 130,
+                "energy_mae_offset": e,
+                "energy_mae_offset_std": e_std,
+                "forces_mae": f,
+            },
+        ]
+
+    return {
+        "variants": {"plain": {"rows": rows(0.240, 2.17, 0.015)}, "bridge": {"rows": rows(0.122, 1.098, 0.0068)}},
+        "choice": {"chosen": "bridge"},
+    }
+
+
+def test_sweep_points_are_the_cross_domain_test_rows_in_milli_units():
+    points = ablation.sweep_points(_sweep_result(), "molecules", "energy_mae_offset")
+    assert [(n, round(m, 6), round(s, 6)) for n, m, s in points] == [("plain", 240.0, 15.0), ("bridge", 122.0, 6.8)]
+    assert [n for n, _, _ in ablation.sweep_points(_sweep_result(), "molecules", "forces_mae")] == ["plain", "bridge"]
+    assert ablation.sweep_points(_sweep_result(), "metals", "energy_mae_offset") == []  # no such cross-domain row
+
+
+def test_plot_command_draws_the_sweep_from_its_json(tmp_path, capsys):
+    import json
+
+    import matplotlib.image
+
+    (tmp_path / "sweep.json").write_text(json.dumps(_sweep_result()))
+    assert ablation.main([str(tmp_path), "--plot", str(tmp_path / "sweep.json")]) == 0
+    png = tmp_path / "sweep.png"
+    assert f"wrote {png}" in capsys.readouterr().out
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 300 and image.shape[1] > 4 * image.shape[0] // 2

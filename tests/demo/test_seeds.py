@@ -8,6 +8,7 @@ import yaml
 from omni_model.demo.ablation import default_variants
 from omni_model.demo.layout import DemoLayout
 from omni_model.demo.run import TASK_L2, run_demo, train_config
+from omni_model.demo.training import BRIDGE_L2
 
 
 def test_each_seed_gets_its_own_folder_and_training_seed(tmp_path):
@@ -19,7 +20,9 @@ def test_each_seed_gets_its_own_folder_and_training_seed(tmp_path):
         lay.run("bridged-seed2")
     )
     assert first["data"]["store"] == third["data"]["store"] == str(lay.store("train_bridge"))
-    assert first["loss"]["task_l2"] == TASK_L2
+    assert first["loss"]["task_l2"] == BRIDGE_L2 == 0.0  # the sweep's choice on validation rows
+    regularized = yaml.safe_load(train_config(lay, "regularized", "ci", seed=5).read_text())
+    assert regularized["loss"]["task_l2"] == TASK_L2 == 1e-4
 
 
 def test_ablation_variants_set_bridge_and_lambda(tmp_path):

@@ -183,3 +183,45 @@ def test_say_reaches_the_console_and_the_stage_log(tmp_path) -> None:
     runner.run("train_plain", stage)
     assert echoed[0] == "[demo] train_plain step 5/10" and "chatter" not in "".join(echoed)
     assert (tmp_path / "logs" / "train_plain.log").read_text() == "chatter\n[demo] train_plain step 5/10\n"
+
+
+def _square(x: int, progress) -> dict:
+    """A stage for ``run_parallel`` (module level: the pool pickles it by name)."""
+    progress(f"squaring {x}")
+    print(f"chatter of {x}")  # the stage's own output goes to its log
+    if x < 0:
+        raise ValueError(f"negative {x}")
+    return {"y": x * x}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_parallel_records_each_stage_and_a_rerun_reuses_them(tmp_path, workers) -> None:
+    import functools
+
+    from omni_model.demo.stages import ParallelStage
+
+    echoed: list[str] = []
+    runner = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=echoed.append)
+    runner.run("base", lambda: {"ok": True})
+    stages = [
+        ParallelStage(f"sq{x}", functools.partial(_square, x), needs=["base"], options={"x": x}) for x in (3, -1, 4)
+    ]
+    stages.append(ParallelStage("orphan", functools.partial(_square, 5), needs=["missing"]))
+    results = runner.run_parallel(stages, workers)
+    assert [r.name for r in results] == ["sq3", "sq-1", "sq4", "orphan"]  # the order asked, not of ending
+    assert [r.status for r in results] == ["ok", "failed", "ok", "skipped"]
+    assert results[0].outputs == {"y": 9} and results[2].outputs == {"y": 16}
+    assert "ValueError: negative -1" in results[1].detail
+    assert "chatter of 3" in (tmp_path / "logs" / "sq3.log").read_text()
+    assert "squaring 3" in (tmp_path / "logs" / "sq3.log").read_text()
+    assert "ValueError: negative -1" in (tmp_path / "logs" / "sq-1.log").read_text()
+    if workers == 1:
+        assert "squaring 3" in echoed  # progress lines reach the console (a child writes them there itself)
+    record = json.loads((tmp_path / "stages.json").read_text())
+    assert record["sq4"]["outputs"] == {"y": 16} and record["orphan"]["detail"] == "needs missing: not run"
+
+    again = StageRunner(tmp_path / "logs", tmp_path / "stages.json", echo=echoed.append)
+    again.run("base", lambda: {"ok": True})
+    second = again.run_parallel(stages[:3], workers)
+    assert [r.reused for r in second] == [True, False, True]  # the failed stage runs again
+    assert second[0].outputs == {"y": 9}

@@ -39,6 +39,38 @@ def test_train_then_evaluate(tmp_path, emt_store, capsys):
     assert "no calibration split" in lines[-1]
 
 
+def test_evaluate_over_seeds_prints_mean_and_std_per_row(tmp_path, emt_store, capsys):
+    """The recipe for seeds: train the same config with run.seed 0, 1, 2, then ``evaluate`` one
+    checkpoint with ``--seed-checkpoint`` for the others: mean ± std (ddof 1) per row."""
+    import numpy as np
+
+    from omni_model.evaluation.transfer import evaluate_checkpoint
+
+    ckpts = []
+    for seed in (0, 1, 2):
+        cfg = {
+            "model": {"channels": 8, "lmax": 1, "num_layers": 1, "cutoff": 4.0, "radial_hidden": [8]},
+            "data": {"batch_size": 4},
+            "run": {"epochs": 1, "progress": False, "seed": seed},
+        }
+        path = tmp_path / f"train{seed}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        assert main([str(path), "--store", str(emt_store), "--out", str(tmp_path / f"s{seed}")]) == 0
+        ckpts.append(str(tmp_path / f"s{seed}" / "final.pt"))
+    capsys.readouterr()
+    args = ["evaluate", ckpts[0], str(emt_store), "--task", "b"]
+    assert main([*args, "--seed-checkpoint", ckpts[1], "--seed-checkpoint", ckpts[2]]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = out[out.index(next(line for line in out if line.startswith("over 3 checkpoints"))) :]
+    assert summary[1].split()[:4] == ["head", "data", "n", "test"]
+    row = summary[2].split()
+    maes = [evaluate_checkpoint(c, str(emt_store), ["b"]).rows[0]["energy_mae"] * 1000 for c in ckpts]
+    assert row[:4] == ["b", "b", "8", "3"] and len(set(np.round(maes, 6))) == 3  # three different models
+    assert float(row[4]) == round(float(np.mean(maes)), 1) and row[5] == "±"
+    assert float(row[6]) == round(float(np.std(maes, ddof=1)), 1)
+    assert summary[-1].startswith("mean ± std (ddof 1) over the checkpoints")
+
+
 def test_bad_config_is_a_clear_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("optim:\n  learning_rate: 1\n")
