@@ -13,10 +13,8 @@ candidate rows, which is exactly what ``fpsample.fps_sampling(start_idx=None)`` 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,21 +23,20 @@ import numpy as np
 
 from omni_data.select.coverage import CoverageReport, coverage_report, report_from_stats
 from omni_data.select.descriptor_set import DescriptorSet, load_descriptor_set
+from omni_data.select.earlier import excluded_ids, seed_vectors
+from omni_data.select.outputs import summary_text as summary_text  # the CLI and the demo import it from here
+from omni_data.select.outputs import write_selection, write_text_atomic
 from omni_data.select.strategies import STRATEGIES, PickRequest, Picks, Scorer
 
 __all__ = [
     "SelectConfig",
     "start_row",
-    "excluded_ids",
-    "seed_vectors",
     "fps_rows",
     "pick",
     "distributed_pick",
     "distributed_coverage",
     "score_rows",
     "min_per_task",
-    "write_selection",
-    "write_text_atomic",
     "select_bridge",
     "summary_text",
 ]
@@ -48,8 +45,6 @@ DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 ENGINES = ("auto", "numba", "numpy", "torch")
 MODES = ("exact", "distributed")
-
-COLUMNS = ("id", "task", "dataset", "store", "rank", "distance", "reason", "score")
 
 
 @dataclass
@@ -120,41 +115,6 @@ class SelectConfig:
 def start_row(seed: int, n: int) -> int:
     """fpsample's random start: ``np.random.randint(0, n)`` after ``np.random.seed(seed)``."""
     return int(np.random.RandomState(seed).randint(low=0, high=n))
-
-
-def excluded_ids(paths: Sequence[str]) -> tuple[np.ndarray, dict[str, str]]:
-    """Ids of earlier selections and the store each came from."""
-    import pyarrow.parquet as pq
-
-    ids: list[str] = []
-    where: dict[str, str] = {}
-    for path in paths:
-        table = pq.read_table(path, columns=["id", "store"])
-        for rid, store in zip(table.column("id").to_pylist(), table.column("store").to_pylist()):
-            ids.append(rid)
-            where[rid] = store
-    return np.asarray(ids, dtype=str), where
-
-
-def seed_vectors(ds: DescriptorSet, ids: np.ndarray, where: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows of ``ds`` that are excluded, vectors of all excluded ids incl. other stores)."""
-    if len(ids) == 0:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    inside = np.isin(ds.ids, ids)
-    rows = np.flatnonzero(inside)
-    vecs = [ds.vectors(rows)] if len(rows) else []
-    missing = np.setdiff1d(ids, ds.ids[rows])
-    if len(missing):
-        others = sorted({where[i] for i in missing} - set(ds.store_of.tolist()))
-        if not others:
-            raise ValueError(f"excluded ids not found in any store, e.g. {missing[:3].tolist()}")
-        extra = load_descriptor_set(others, ds.kind, with_vectors=True)
-        found = np.isin(extra.ids, missing)
-        if found.sum() != len(missing):
-            lost = np.setdiff1d(missing, extra.ids[found])
-            raise ValueError(f"excluded ids not found in {others}, e.g. {lost[:3].tolist()}")
-        vecs.append(extra.x[found])
-    return rows, np.concatenate(vecs).astype(np.float32)
 
 
 def fps_rows(
@@ -344,37 +304,6 @@ def min_per_task(
     return out, np.asarray(reason, dtype=object)
 
 
-def write_selection(out_dir: Path, ds: DescriptorSet, picks: Picks, reason: np.ndarray) -> Path:
-    """selection.parquet with one row per pick, in pick order; atomic."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = picks.rows
-    table = pa.table(
-        {
-            "id": pa.array(ds.ids[rows].tolist(), pa.string()),
-            "task": pa.array(ds.tasks[rows].tolist(), pa.string()),
-            "dataset": pa.array(ds.datasets[rows].tolist(), pa.string()),
-            "store": pa.array(ds.store_of[rows].tolist(), pa.string()),
-            "rank": pa.array(np.arange(len(rows)), pa.int64()),
-            "distance": pa.array(picks.distance, pa.float64()),
-            "reason": pa.array([str(r) for r in reason], pa.string()),
-            "score": pa.array(picks.score if picks.score is not None else [None] * len(rows), pa.float64()),
-        }
-    )
-    path = out_dir / "selection.parquet"
-    tmp = out_dir / f".selection.{os.getpid()}.tmp.parquet"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any = None) -> dict[str, Any]:
     """Run one selection; returns a summary (also what the CLI prints)."""
     t0 = time.perf_counter()
@@ -452,21 +381,3 @@ def select_bridge(cfg: SelectConfig, scorer: Scorer | None = None, client: Any =
         "per_task": {t: c.picks for t, c in report.tasks.items()},
         "covering_radius_per_task": {t: c.covering_radius for t, c in report.tasks.items()},
     }
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """The run for a person: counts, picks and covering radius per task, files written."""
-    seeds = f", continuing {summary['seeds']:,} earlier picks" if summary.get("seeds") else ""
-    lines = [
-        f"select-bridge: picked {summary['picked']:,} of {summary['candidates']:,} candidates "
-        f"(strategy {summary['strategy']}, {summary['mode']}{seeds}) in {summary['seconds']:.1f} s",
-        f"covering radius {summary['covering_radius']:.6g} "
-        "(no candidate is farther than this from a pick, in descriptor units)",
-    ]
-    radius = summary["covering_radius_per_task"]
-    width = max([len("task")] + [len(t) for t in radius])
-    lines.append(f"  {'task':<{width}}  {'picks':>7}  covering radius")
-    for task, picks in summary["per_task"].items():
-        lines.append(f"  {task:<{width}}  {picks:>7,}  {radius[task]:.6g}")
-    lines.append("wrote " + ", ".join([summary["selection"], *summary["coverage"]]))
-    return "\n".join(lines)
