@@ -131,11 +131,21 @@ def make_calc(method: str) -> object:
     return tblite_calc(method)
 
 
-def _try_label(job: tuple[str, Atoms]) -> Atoms | str:
-    """Label one structure (in a worker process when ``--workers`` > 1); the error text on failure."""
-    method, atoms = job
+def _try_label(job: tuple[str, Atoms, bool]) -> Atoms | str:
+    """Label one structure (in a worker process when ``--workers`` > 1); the error text on failure.
+
+    ``one_thread`` (pool workers): the engine's OpenMP/BLAS threads are capped at one while it
+    runs, so ``workers`` processes use ``workers`` cores (two tblite processes with two OpenMP
+    threads each on two cores labelled the demo's crystals 2x slower than one process)."""
+    method, atoms, one_thread = job
     try:
-        return label(atoms, make_calc(method))
+        calc = make_calc(method)  # loads the engine's libraries first, so the cap below reaches them
+        if not one_thread:
+            return label(atoms, calc)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return label(atoms, calc)
     except Exception as exc:  # tblite raises plain exceptions on SCF failure
         return f"{type(exc).__name__}: {exc}"
 
@@ -159,7 +169,7 @@ def _draw(
     while len(done) < count:
         batch = [(j, make(j)) for j in range(i, i + count - len(done))]
         i += len(batch)
-        jobs = [(method, atoms) for _, atoms in batch]
+        jobs = [(method, atoms, pool is not None) for _, atoms in batch]
         results = list(pool.map(_try_label, jobs)) if pool is not None else [_try_label(j) for j in jobs]
         for (j, atoms), res in zip(batch, results):
             if isinstance(res, str):
