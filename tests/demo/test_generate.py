@@ -143,3 +143,25 @@ def test_a_failed_label_is_recorded_and_redrawn() -> None:
     out = gen._draw(make, "EMT", 3, "metals/test", failures)
     assert [i for i, _ in out] == [0, 2, 3] and calls == [0, 1, 2, 3]
     assert len(failures) == 1 and failures[0].startswith("metals/test[1] U2:")
+
+
+def test_pool_workers_label_with_one_engine_thread(optional, monkeypatch) -> None:
+    """In a pool worker the engine's OpenMP/BLAS pools are capped at one thread while it labels
+    (two 2-thread tblite processes on 2 cores labelled 2x slower); the serial path is not capped."""
+    optional("tblite", "dft")
+    from threadpoolctl import threadpool_info
+
+    from omni_model.demo import systems
+
+    seen: list[int] = []
+
+    def spy(atoms, calc):
+        seen.append(max((p["num_threads"] for p in threadpool_info()), default=1))
+        return atoms
+
+    monkeypatch.setattr(gen, "label", spy)
+    atoms = systems.metal_structure(np.random.default_rng(0), 0).atoms
+    assert gen._try_label(("GFN1-xTB", atoms, True)) is atoms
+    assert gen._try_label(("GFN1-xTB", atoms, False)) is atoms
+    assert seen[0] == 1
+    assert seen[1] == max((p["num_threads"] for p in threadpool_info()), default=1)
