@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from omni_model.demo import ablation
-from omni_model.demo.ablation import (
-    Variant,
-    choose_by_validation,
-    parse_sweep_values,
-    summarize_sweep,
-    sweep_variants,
-    valid_csv_rows,
-)
+from omni_model.demo import ablation, sweep, sweep_scores
 from omni_model.demo.layout import DemoLayout
+from omni_model.demo.sweep import Variant, parse_sweep_values, summarize_sweep, sweep_variants
+from omni_model.demo.sweep_scores import choose_by_validation, valid_csv_rows
 from omni_model.demo.training import train_config
 
 
@@ -86,8 +80,8 @@ def test_task_weights_multiply_the_common_task_only(monkeypatch, tmp_path):
     from omni_model.demo import data_stages
 
     monkeypatch.setattr(data_stages, "store_counts", lambda path: {"by_task": {"crystals": 120, "metals": 140}})
-    assert ablation.task_weights(tmp_path, 4.0) == {"crystals": 480.0, "metals": 140.0}
-    assert ablation.task_weights(tmp_path, 1.0) is None  # proportional: the trainer's default
+    assert sweep.task_weights(tmp_path, 4.0) == {"crystals": 480.0, "metals": 140.0}
+    assert sweep.task_weights(tmp_path, 1.0) is None  # proportional: the trainer's default
 
 
 def test_valid_csv_rows_take_the_last_line_per_task(tmp_path):
@@ -180,7 +174,7 @@ def test_summary_chooses_on_validation_even_when_test_rows_disagree():
     assert val_row["energy_mae_offset"] == pytest.approx(0.7) and val_row["energy_mae_offset_std"] == pytest.approx(
         0.1414, abs=1e-4
     )
-    assert "**(chosen)**" in ablation.format_sweep(result).splitlines()[3]
+    assert "**(chosen)**" in sweep.format_sweep(result).splitlines()[3]
 
 
 def test_in_domain_rows_follow_the_truth_split(monkeypatch, tmp_path):
@@ -212,7 +206,7 @@ def test_in_domain_rows_follow_the_truth_split(monkeypatch, tmp_path):
         ]
 
     monkeypatch.setattr(evaluate, "same_domain_rows", rows)
-    out = ablation.in_domain_split_rows("final.pt", DemoLayout(tmp_path))
+    out = sweep_scores.in_domain_split_rows("final.pt", DemoLayout(tmp_path))
     assert list(seen) == ["m1", "m2,c1"]
     assert out["val"] == [{"kind": "validation in-domain", "head": "metals", "data": "metals", "n": 1}]
     assert [(r["kind"], r["data"], r["n"]) for r in out["test"]] == [
@@ -243,10 +237,10 @@ def _sweep_result() -> dict:
 
 
 def test_sweep_points_are_the_cross_domain_test_rows_in_milli_units():
-    points = ablation.sweep_points(_sweep_result(), "molecules", "energy_mae_offset")
+    points = sweep.sweep_points(_sweep_result(), "molecules", "energy_mae_offset")
     assert [(n, round(m, 6), round(s, 6)) for n, m, s in points] == [("plain", 240.0, 15.0), ("bridge", 122.0, 6.8)]
-    assert [n for n, _, _ in ablation.sweep_points(_sweep_result(), "molecules", "forces_mae")] == ["plain", "bridge"]
-    assert ablation.sweep_points(_sweep_result(), "metals", "energy_mae_offset") == []  # no such cross-domain row
+    assert [n for n, _, _ in sweep.sweep_points(_sweep_result(), "molecules", "forces_mae")] == ["plain", "bridge"]
+    assert sweep.sweep_points(_sweep_result(), "metals", "energy_mae_offset") == []  # no such cross-domain row
 
 
 def test_plot_command_draws_the_sweep_from_its_json(tmp_path, capsys):
