@@ -84,8 +84,6 @@ class ShardReport:
     vectors: np.ndarray  # (m, d) float32
     sqdist: np.ndarray  # (m,) float32 squared distance to the picks so far
     bound: tuple[float, int]  # (sqdist, row) of the farthest row not reported, or NONE_LEFT
-    cpu_seconds: float  # process time this shard has used so far
-    computed: int  # point-pick distances computed so far
 
 
 def _beats(v: float, i: int, bv: float, bi: int, last: bool) -> bool:
@@ -165,7 +163,7 @@ class ShardFPS:
             )
         chosen, bound = self._farthest(top)
         self.cpu += time.process_time() - t0
-        return ShardReport(self.rows[chosen], self.xs[chosen], self.r[chosen].copy(), bound, self.cpu, self.computed)
+        return ShardReport(self.rows[chosen], self.xs[chosen], self.r[chosen].copy(), bound)
 
     def finish(self, picks: np.ndarray) -> tuple[dict[str, tuple[int, float, float]] | None, float, int]:
         """Apply the last picks: (coverage ``task_stats`` when the rows have tasks, cpu, distances)."""
@@ -198,22 +196,24 @@ def first_by_key(values: np.ndarray, rows: np.ndarray, top: int, last: bool) -> 
     return np.concatenate([above, tied[:take]]), (float(values[nxt]), int(rows[nxt]))
 
 
+@dataclass(frozen=True)
+class _Done:
+    """A value already computed, read like a Dask actor call's future."""
+
+    value: Any
+
+    def result(self) -> Any:
+        return self.value
+
+
 class _Local:
-    """Calls made in this process, shaped like a Dask actor's (``.result()`` on each)."""
+    """A ``ShardFPS`` held in this process, called like a Dask actor (``.result()`` on each)."""
 
     def __init__(self, obj: Any):
         self.obj = obj
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Callable[..., _Done]:
         fn = getattr(self.obj, name)
-
-        class _Done:
-            def __init__(self, value: Any):
-                self.value = value
-
-            def result(self) -> Any:
-                return self.value
-
         return lambda *a, **kw: _Done(fn(*a, **kw))
 
 

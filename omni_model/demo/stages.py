@@ -69,6 +69,18 @@ class ParallelStage:
     resumable: bool = False
 
 
+def _outcome(name: str, call: Callable[[], dict[str, Any] | None], fh: Any, out: Any, log: Path | str) -> StageResult:
+    """Run one stage with its output sent to ``out``; a failure's traceback goes to ``fh`` (its log)."""
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            return StageResult(name, "ok", outputs=call() or {})
+    except StageUnavailable as exc:
+        return StageResult(name, "unavailable", detail=str(exc))
+    except Exception as exc:  # any failure: keep the traceback in the log
+        traceback.print_exc(file=fh)
+        return StageResult(name, "failed", detail=f"{type(exc).__name__}: {exc} (log: {log})")
+
+
 def _execute_in_child(name: str, fn: Callable[..., dict[str, Any] | None], log: str) -> StageResult:
     """``StageRunner._execute`` in a pool process: output to ``log``, progress lines also to the console."""
     console = sys.__stderr__
@@ -81,16 +93,9 @@ def _execute_in_child(name: str, fn: Callable[..., dict[str, Any] | None], log: 
                 print(text, file=console, flush=True)
 
         try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                outputs = fn(progress=progress) or {}
-            result = StageResult(name, "ok", outputs=outputs)
+            result = _outcome(name, lambda: fn(progress=progress), fh, fh, log)
         except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent reports it once
             result = StageResult(name, "failed", detail="interrupted")
-        except StageUnavailable as exc:
-            result = StageResult(name, "unavailable", detail=str(exc))
-        except Exception as exc:  # any failure: keep the traceback in the log
-            traceback.print_exc(file=fh)
-            result = StageResult(name, "failed", detail=f"{type(exc).__name__}: {exc} (log: {log})")
     result.seconds = round(time.perf_counter() - t0, 1)
     return result
 
@@ -283,14 +288,7 @@ class StageRunner:
         with open(log, "w", encoding="utf-8", buffering=1) as fh:
             self.stream.target = fh
             try:
-                with contextlib.redirect_stdout(self.stream), contextlib.redirect_stderr(self.stream):
-                    outputs = fn() or {}
-                result = StageResult(name, "ok", outputs=outputs)
-            except StageUnavailable as exc:
-                result = StageResult(name, "unavailable", detail=str(exc))
-            except Exception as exc:  # any failure: keep the traceback in the log
-                traceback.print_exc(file=fh)
-                result = StageResult(name, "failed", detail=f"{type(exc).__name__}: {exc} (log: {log})")
+                result = _outcome(name, fn, fh, self.stream, log)
             finally:
                 self.stream.target = self.stream.fallback
         result.seconds = round(time.perf_counter() - t0, 1)
