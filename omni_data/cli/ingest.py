@@ -2,7 +2,7 @@
 
 NAME is a manifest name (``manifests/NAME.yaml``) or a manifest YAML path; a plain data PATH
 works too with ``--format`` (or a sniffed format) and ``--dataset``/``--task``. This module only
-parses: ``omni_data.pipeline.ingest.run_ingest`` does the work (the demo and ``pipelines/`` call
+parses: ``omni_data.pipeline.request.run_ingest`` does the work (the demo and ``pipelines/`` call
 it too).
 """
 
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def request_from_args(args: argparse.Namespace):
     """The ``IngestRequest`` the parsed options describe."""
-    from omni_data.pipeline.ingest import IngestRequest
+    from omni_data.pipeline.request import IngestRequest
 
     return IngestRequest(
         target=args.target,
@@ -98,7 +98,7 @@ def build_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_data.pipeline.ingest import all_quarantined_message, run_ingest
+    from omni_data.pipeline.request import all_quarantined_message, run_ingest
 
     summary = run_ingest(request_from_args(args), echo=lambda line: print(line, file=sys.stderr))
     for line in summary.lines():

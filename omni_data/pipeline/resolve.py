@@ -18,7 +18,8 @@ from omni_data.store.writer import FORMATS, LEGACY_FORMATS
 
 if TYPE_CHECKING:
     from omni_data.manifest import Manifest
-    from omni_data.pipeline.ingest import IngestRequest, IngestSpec
+    from omni_data.pipeline.ingest import IngestSpec
+    from omni_data.pipeline.request import IngestRequest
 
 __all__ = [
     "is_manifest",

@@ -54,7 +54,7 @@ def store_counts(path: Path) -> dict[str, Any]:
 
 def ingest_database(db: gen.Database, split: str, store: Path, client: Any) -> dict[str, int]:
     """Ingest one generated source file into ``store``; checks generated = read = written + quarantined."""
-    from omni_data.pipeline.ingest import (  # what ``omni-data ingest`` runs
+    from omni_data.pipeline.request import (  # what ``omni-data ingest`` runs
         IngestRequest,
         run_ingest,
     )

@@ -317,7 +317,7 @@ RESUMES = "interrupted; re-run the same command to resume"
         (
             "ingest",
             ["{src}", "--out", "{tmp}/st", "--dataset", "d", "--task", "t", "--no-cluster"],
-            "omni_data.pipeline.ingest.run_ingest",
+            "omni_data.pipeline.request.run_ingest",
             RESUMES,
         ),
         ("download", ["mptrj", "--out", "{tmp}/dl", "--no-progress"], "omni_data.cli.download.fetch_manifest", RESUMES),

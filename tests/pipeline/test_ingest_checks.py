@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from omni_data.cli.main import main
-from omni_data.pipeline.ingest import IngestRequest, run_ingest
+from omni_data.pipeline.request import IngestRequest, run_ingest
 from omni_data.store import Store
 from omni_data.store.testing import emt_records, write_extxyz
 
