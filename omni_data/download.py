@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omni_data.manifest import Manifest, SourceFile
+from omni_data.release_listing import release_files
 
 __all__ = [
     "DownloadError",
@@ -217,20 +218,33 @@ def fetch_manifest(
     progress: Progress | None = None,
     splits: tuple[str, ...] = (),
     subsets: tuple[str, ...] = (),
+    files: list[SourceFile] | None = None,
 ) -> list[Fetched]:
-    """Fetch the manifest's files of ``splits``/``subsets`` (all when empty); stops at the first
-    failure, keeping finished and partial files so a re-run resumes."""
-    return [fetch_file(entry, Path(dest_dir), progress) for entry in plan(manifest, splits, subsets)]
+    """Fetch the release files of ``splits``/``subsets`` (all when empty); stops at the first
+    failure, keeping finished and partial files so a re-run resumes.
+
+    ``files``: the release files planned (``release_listing.release_files``); by default they are
+    resolved here: the manifest's own, or its publisher's list pinned in ``dest_dir``."""
+    if files is None:
+        files, _ = release_files(manifest, Path(dest_dir))
+    return [fetch_file(entry, Path(dest_dir), progress) for entry in plan(manifest, splits, subsets, files)]
 
 
-def plan(manifest: Manifest, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
-    """The files a download would fetch; DownloadError when the manifest lists none to fetch."""
-    if not manifest.files:
+def plan(
+    manifest: Manifest,
+    splits: tuple[str, ...] = (),
+    subsets: tuple[str, ...] = (),
+    files: list[SourceFile] | None = None,
+) -> list[SourceFile]:
+    """The files (``files``, default the manifest's own) a download would fetch; DownloadError when
+    there are none to fetch."""
+    files = list(manifest.files) if files is None else files
+    if not files:
         raise DownloadError(
             f"{manifest.path}: manifest {manifest.name!r} lists no release files; "
             f"fetch them from {manifest.url or 'the publisher (see its citation)'}"
         )
-    return manifest.select_files(tuple(splits), tuple(subsets))
+    return manifest.select_files(tuple(splits), tuple(subsets), files)
 
 
 def describe_plan(files: list[SourceFile], dest_dir: Path | None = None) -> list[str]:
@@ -268,7 +282,7 @@ def where_to_put(manifest: Manifest) -> str:
     and the ``download`` command that fetches them (or the page to fetch them from)."""
     name, folder = manifest.name, default_folder(manifest)
     then = f"then `omni-data ingest {name} --source {folder}`"
-    if any(f.url for f in manifest.files):
+    if manifest.listing is not None or any(f.url for f in manifest.files):
         return (
             f"no local copy of {name}: put the release files under {folder} or run "
             f"`omni-data download {name} --out {folder}`, {then}"

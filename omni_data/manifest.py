@@ -38,6 +38,8 @@ __all__ = [
     "ManifestError",
     "approx_size_bytes",
     "SourceFile",
+    "Listing",
+    "LISTING_APIS",
     "Filters",
     "Manifest",
     "parse_manifest",
@@ -196,6 +198,49 @@ class SourceFile:
         return approx_size_bytes(self.size_approx) if self.size_approx else None
 
 
+LISTING_APIS: dict[str, str] = {
+    "figshare": "https://api.figshare.com",
+    "invenio": "https://zenodo.org",
+    "gcs": "https://storage.googleapis.com",
+    "s3": "https://s3.amazonaws.com",
+}
+"""The publishers' file-listing APIs ``omni_data.release_listing`` reads, with each one's default site."""
+
+
+def _check_listing(value: Listing | None) -> None:
+    if value is None:
+        return
+    if value.api not in LISTING_APIS:
+        raise KeyProblem("api", f"{value.api!r} is not a listing API ({', '.join(LISTING_APIS)})")
+    needs = "bucket" if value.api in ("gcs", "s3") else "record"
+    if not getattr(value, needs):
+        raise KeyProblem(needs, f"required for api {value.api!r}")
+    if value.version is not None and value.api != "figshare":
+        raise KeyProblem("version", "only a figshare article has versions; an invenio record id names one version")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Where the publisher's API lists a release's files (name, direct URL, exact size, checksum).
+
+    For a release whose file list could not be copied into the manifest: ``omni-data download``
+    reads it from the API and pins what it read in the download folder (``.omni-listing.lock``)."""
+
+    api: str  # figshare | invenio (Zenodo, Materials Cloud Archive) | gcs, s3 (a public Google Cloud / AWS bucket)
+    record: str = ""  # figshare article id; invenio record id
+    version: int | None = None  # figshare article version (the published one the manifest describes)
+    bucket: str = ""  # gcs or s3 bucket
+    prefix: str = ""  # gcs or s3 key prefix; local names are the object names without it
+    site: str = ""  # the API's base URL (default: LISTING_APIS[api])
+    include: tuple[str, ...] = ()  # fnmatch patterns on the file names; all files when empty
+    split: Annotated[str, Check(_check_split)] = "all"  # the split of files the manifest's files do not name
+
+    @property
+    def base(self) -> str:
+        """The API's base URL without a trailing slash."""
+        return (self.site or LISTING_APIS.get(self.api, "")).rstrip("/")
+
+
 @dataclass(frozen=True)
 class Filters:
     """Declared quality filters; ``None`` disables one."""
@@ -220,6 +265,7 @@ class Manifest:
     dataset: str = ""  # default: name
     url: str = ""
     files: tuple[SourceFile, ...] = ()
+    listing: Annotated[Listing | None, Check(_check_listing)] = None
     globs: tuple[str, ...] = ()
     size: dict[str, Any] = field(default_factory=dict)
     key_map: Annotated[dict[str, str], Check(_check_key_map)] = field(default_factory=dict)
@@ -259,12 +305,19 @@ class Manifest:
             task_rules=self.task_rules,
         )
 
-    def select_files(self, splits: tuple[str, ...] = (), subsets: tuple[str, ...] = ()) -> list[SourceFile]:
-        """The release files of the given splits and subsets (all when none is given); a split or
-        subset no file has raises ``ManifestError`` naming the known ones."""
+    def select_files(
+        self,
+        splits: tuple[str, ...] = (),
+        subsets: tuple[str, ...] = (),
+        files: tuple[SourceFile, ...] | list[SourceFile] | None = None,
+    ) -> list[SourceFile]:
+        """The release files (``files``, default the manifest's own) of the given splits and subsets
+        (all when none is given); a split or subset no file has raises ``ManifestError`` naming the
+        known ones."""
+        files = self.files if files is None else files
         for wanted, have, what in (
-            (splits, {f.split for f in self.files}, "split"),
-            (subsets, {f.subset for f in self.files if f.subset}, "subset"),
+            (splits, {f.split for f in files}, "split"),
+            (subsets, {f.subset for f in files if f.subset}, "subset"),
         ):
             unknown = [w for w in wanted if w not in have]
             if unknown:
@@ -272,7 +325,7 @@ class Manifest:
                     f"{self.path}: no {what} {', '.join(map(repr, unknown))} in manifest "
                     f"{self.name!r} (its {what}s: {', '.join(sorted(have)) or 'none'})"
                 )
-        return [f for f in self.files if (not splits or f.split in splits) and (not subsets or f.subset in subsets)]
+        return [f for f in files if (not splits or f.split in splits) and (not subsets or f.subset in subsets)]
 
     @property
     def download_bytes(self) -> int | None:

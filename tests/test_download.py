@@ -144,6 +144,7 @@ def _release(tmp_path: Path, server: str) -> Path:
         (srv / name).parent.mkdir(parents=True, exist_ok=True)
         (srv / name).write_bytes(data)
     data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data.pop("listing")  # these tests fetch the files listed here, not the publisher's list
     data.update(
         name="toyrel",
         dataset="toyrel",
@@ -257,6 +258,7 @@ def test_describe_plan_counts_unknown_sizes():
 
 def test_where_to_put_names_folder_and_download_command(tmp_path, monkeypatch):
     data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data.pop("listing")  # these tests fetch the files listed here, not the publisher's list
     data["files"] = [{"name": "mad.xyz", "url": "https://example.org/mad.xyz"}]
     m = parse_manifest(data, "mad.yaml")
     monkeypatch.setenv("OMNI_DATA_ROOT", str(tmp_path))
@@ -301,6 +303,7 @@ def test_rounded_sizes_in_binary_units_are_read_as_such():
 @pytest.mark.parametrize("bad", ["21GB", "21 gigabytes", "about 21 GB", "21 G"])
 def test_a_malformed_rounded_size_is_a_manifest_error_naming_the_key(bad):
     data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data.pop("listing")  # these tests fetch the files listed here, not the publisher's list
     data["files"] = [{"name": "mad.xyz", "url": "https://example.org/mad.xyz", "size_approx": bad}]
     with pytest.raises(ManifestError) as info:
         parse_manifest(data, "mad.yaml")
@@ -329,6 +332,7 @@ def test_cli_dry_run_on_omat24_shows_the_published_rounded_sizes(capsys):
 
 def test_cli_progress_total_counts_a_rounded_size(server, tmp_path, capsys):
     data = yaml.safe_load(Path(load_manifest("mad").path).read_text(encoding="utf-8"))
+    data.pop("listing")  # these tests fetch the files listed here, not the publisher's list
     digest = hashlib.md5(PAYLOAD).hexdigest()
     data.update(
         name="approx", dataset="approx", files=[{"name": "data.bin", "url": f"{server}/data.bin", "md5": digest}]

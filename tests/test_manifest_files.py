@@ -17,7 +17,7 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 NO_CHECKSUM = ("no checksum is published", "no checksum could be read")
 NO_SIZE = "no exact byte size"
-NO_DOWNLOAD = "no direct download"
+NO_LIST_HERE = "could not be read here"
 NO_DOWNLOAD_BRIDGE = "has no download"
 
 NAMES = sorted(list_manifests())
@@ -61,6 +61,7 @@ def test_every_file_has_a_size_or_the_notes_say_none_is_published(name):
     for f in m.files:
         if f.size_bytes is None:
             assert NO_SIZE in _notes(name), f"{name}: {f.name}: no size_bytes and the notes do not say why"
+            assert f.size_approx or m.listing is not None, f"{name}: {f.name}: neither a rounded size nor a listing"
         else:
             assert isinstance(f.size_bytes, int) and f.size_bytes > 0, f"{name}: {f.name}: size {f.size_bytes!r}"
 
@@ -116,10 +117,15 @@ def test_a_release_never_read_here_says_its_layout_is_unverified(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_manifest_without_files_says_why(name):
+    """Without files a manifest names the publisher's API that lists them (``listing``) and says why
+    the list is not copied in; only the bridge task (recomputed by the user) has no download."""
     m = load_manifest(name)
     if not m.files:
         notes = _notes(name)
-        assert NO_DOWNLOAD in notes or (name == "bridge" and NO_DOWNLOAD_BRIDGE in notes), name
+        if name == "bridge":
+            assert NO_DOWNLOAD_BRIDGE in notes
+        else:
+            assert m.listing is not None and NO_LIST_HERE in notes, name
 
 
 def test_published_values_read_from_the_publishers():
@@ -221,6 +227,12 @@ def test_mad_files_come_from_the_record_the_manifest_names():
 def test_releases_without_a_file_list_name_where_the_data_is():
     qcml, r2scan = load_manifest("qcml"), load_manifest("mp_r2scan")
     assert not qcml.files and "gs://qcml-datasets/tfds/qcml/dft_force_field/1.0.0" in _notes("qcml")
+    assert (qcml.listing.api, qcml.listing.bucket, qcml.listing.prefix) == (
+        "gcs",
+        "qcml-datasets",
+        "tfds/qcml/dft_force_field/1.0.0/",
+    )
+    assert (r2scan.listing.api, r2scan.listing.record, r2scan.listing.version) == ("figshare", "28245650", 2)
     assert qcml.licence == "CC-BY-NC-4.0"  # the publisher's example script links by-nc/4.0
     assert not r2scan.files and r2scan.url == "https://doi.org/10.6084/m9.figshare.28245650.v2"
     assert "28245650" in _notes("mp_r2scan") and r2scan.size["structures"] == 240000

@@ -46,6 +46,7 @@ def rows() -> list[dict]:
                 "download_known_bytes": sum(f.size_bytes or 0 for f in m.files),
                 "download_approx": sizes.approx,
                 "download_estimate_bytes": sizes.bytes,
+                "listing": m.listing.api if m.listing else "",
                 "format": m.format,
                 "licence": m.licence,
                 "local": str(local) if local else "",
@@ -56,14 +57,16 @@ def rows() -> list[dict]:
 
 def download_cell(row: dict) -> str:
     """``12.3 GB`` (all sizes exact), ``~233.4 GB`` (some only rounded by the publisher), ``>= 1.2 GB (3/5
-    sizes)`` or ``>= ~1.2 GB (3/5 sizes)`` (some unknown), ``? (2 files)`` or ``-`` (no files listed)."""
+    sizes)`` or ``>= ~1.2 GB (3/5 sizes)`` (some unknown), ``? (2 files)`` (``? (1 file, sized by s3 at download)``), ``listed by figshare`` (the
+    publisher's API lists the files when ``download`` runs) or ``-`` (no files listed)."""
     if not row["files"]:
-        return "-"
+        return f"listed by {row['listing']}" if row.get("listing") else "-"
     if row["download_bytes"] is not None:
         return human_bytes(row["download_bytes"])
     n, sized = row["files"], row["download_known"] + row["download_approx"]
     if not sized:
-        return f"? ({n} file{'s' if n != 1 else ''})"
+        by = f", sized by {row['listing']} at download" if row.get("listing") else ""
+        return f"? ({n} file{'s' if n != 1 else ''}{by})"
     total = f"{'~' if row['download_approx'] else ''}{human_bytes(row['download_estimate_bytes'])}"
     return total if sized == n else f">= {total} ({sized}/{n} sizes)"
 

@@ -362,7 +362,7 @@ def build_qcml(root: Path, shared: Path) -> Layout:
     module = load_test_module("test_qcml")
     folder = root / "qcml" / "dft_force_field" / "1.0.0"
     folder.mkdir(parents=True)
-    mols = module._molecules(7)
+    mols = module._molecules(7, force_scale=0.05)  # the manifest reads Hartree/Bohr: keep |F| < 50 eV/Å
     files = []
     for k, chunk in enumerate([mols[:4], mols[4:]]):
         path = folder / f"qcml-train.tfrecord-{k:05d}-of-00002"

@@ -277,7 +277,9 @@ def check_spice(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
 
 
 def check_qcml(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
-    mols = layouts.load_test_module("test_qcml")._molecules(7)  # the molecules the tree was written from
+    mols = layouts.load_test_module("test_qcml")._molecules(
+        7, force_scale=0.05
+    )  # the molecules the tree was written from
     for mol in mols:
         key = mol["key_hash"][1][0].decode()
         if mol["is_outlier"][1][0]:
@@ -285,9 +287,13 @@ def check_qcml(store: Store, lay: Layout, m: Manifest, shared: Path) -> None:
             continue
         rec = store.get(f"qcml:{key}")
         assert rec.numbers.tolist() == mol["atomic_numbers"][1]
-        assert rec.energy == pytest.approx(mol["pbe0_energy"][1][0])  # manifest: eV as stored
+        # the manifest declares atomic units: Hartree, Bohr, Hartree/Bohr (ase.units' CODATA 2014 values)
+        hartree, bohr = 27.211386024367243, 0.5291772105638411
+        assert rec.energy == pytest.approx(mol["pbe0_energy"][1][0] * hartree, rel=1e-12)
         f32 = np.asarray(mol["pbe0_forces"][1], dtype=np.float32).astype(float).reshape(-1, 3)
-        np.testing.assert_array_equal(rec.forces, f32)
+        np.testing.assert_allclose(rec.forces, f32 * hartree / bohr, rtol=1e-12)
+        pos = np.asarray(mol["positions"][1], dtype=np.float32).astype(float).reshape(-1, 3)
+        np.testing.assert_allclose(rec.positions, pos * bohr, rtol=1e-12)
         assert rec.charge == mol["charge"][1][0] and rec.spin == mol["multiplicity"][1][0]
 
 

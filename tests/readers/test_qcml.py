@@ -84,7 +84,8 @@ def _frame(data: bytes) -> bytes:
     )
 
 
-def _molecules(n: int) -> list[dict]:
+def _molecules(n: int, force_scale: float = 1.0) -> list[dict]:
+    """``n`` molecules; ``force_scale`` scales the forces (0.05 keeps Hartree/Bohr ones under 50 eV/Å)."""
     rng = np.random.default_rng(5)
     out = []
     for i in range(n):
@@ -94,7 +95,7 @@ def _molecules(n: int) -> list[dict]:
                 "atomic_numbers": ("int", rng.choice([1, 6, 7, 8], k).tolist()),
                 "positions": ("float", rng.normal(size=3 * k).tolist()),
                 "pbe0_energy": ("float", [-100.0 - i]),
-                "pbe0_forces": ("float", rng.normal(size=3 * k).tolist()),
+                "pbe0_forces": ("float", (rng.normal(size=3 * k) * force_scale).tolist()),
                 "pbe0_formation_energy": ("float", [-1.5]),
                 "charge": ("int", [-1 if i == 2 else 0]),
                 "multiplicity": ("int", [2 if i == 2 else 1]),
