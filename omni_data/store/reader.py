@@ -24,6 +24,7 @@ import numpy as np
 
 from omni_data.schema import Record
 from omni_data.store.catalog import Catalog
+from omni_data.store.columns import quarantine_table, shard_table, table_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -374,43 +375,9 @@ class Store(_Base):
 
     # -- columns ---------------------------------------------------------------------------
     def _shard_table(self, k: int, columns: Sequence[str] | None) -> pa.Table:
-        """Columns of shard ``k``: those of its Parquet file read from it (checked), others
-        (``numbers``, ``forces``, ``metadata``, ...) built from its decoded records."""
-        import pyarrow as pa
-
-        from omni_data.store.arrow import COLUMNS, RECORD_SCHEMA, read_columns, records_to_table
-
+        """Columns of shard ``k`` (``columns.shard_table``: Parquet ones read, others decoded)."""
         entry = self.catalog.shards[k]
-        wanted = list(columns) if columns is not None else list(COLUMNS)
-        unknown = [c for c in wanted if c not in COLUMNS and c not in RECORD_SCHEMA.names]
-        if unknown:
-            raise KeyError(
-                f"{self.path}: no column {unknown[0]!r} (columns: {list(COLUMNS)} and "
-                f"{[c for c in RECORD_SCHEMA.names if c not in COLUMNS]})"
-            )
-        meta = entry["files"].get("columns")
-        if meta is None:
-            raise ValueError(f"{self.path}: shard {entry['name']!r} has no Parquet columns in the catalog")
-        mine = [c for c in wanted if c in COLUMNS]
-        table = read_columns(self.path / meta["file"], meta, mine)
-        if table.num_rows != entry["records"]:
-            raise ValueError(
-                f"{self.path / meta['file']}: holds {table.num_rows} rows, the catalog says {entry['records']}"
-            )
-        rest = [c for c in wanted if c not in COLUMNS]
-        if not rest:
-            return table
-        decoded = records_to_table(list(self.iter_shard(entry["name"]))).select(rest)
-        return pa.table({c: (table if c in COLUMNS else decoded).column(c) for c in wanted})
-
-    def _schema(self, columns: Sequence[str] | None) -> pa.Schema:
-        import pyarrow as pa
-
-        from omni_data.store.arrow import COLUMNS, RECORD_SCHEMA, SCHEMA
-
-        if columns is None:
-            return SCHEMA
-        return pa.schema([SCHEMA.field(c) if c in COLUMNS else RECORD_SCHEMA.field(c) for c in columns])
+        return shard_table(self.path, entry, columns, lambda: self.iter_shard(entry["name"]))
 
     def table(self, columns: Sequence[str] | None = None, shard: str | None = None) -> pa.Table:
         """A pyarrow Table of ``columns`` (default: the Parquet columns) over the whole store or
@@ -423,29 +390,12 @@ class Store(_Base):
             return self._shard_table(self._by_name[shard], columns)
         parts = [self._shard_table(k, columns) for k in range(len(self.catalog.shards))]
         if not parts:
-            return self._schema(columns).empty_table()
+            return table_schema(columns).empty_table()
         return pa.concat_tables(parts)
 
     def quarantine(self) -> pa.Table:
         """Every quarantined input of catalogued shards (source_file, source_index, reason, ...)."""
-        import pyarrow as pa
-
-        from omni_data.store.quarantine import read_quarantine
-
-        parts = [
-            read_quarantine(self.path / s["quarantine"]["file"], s["quarantine"])
-            for s in self.catalog.shards
-            if s.get("quarantine")
-        ]
-        if parts:
-            return pa.concat_tables(parts)
-        return (
-            pa.schema(
-                [(c, pa.string()) for c in ("source_file", "reason", "kind", "dataset", "source_id", "detail", "shard")]
-            )
-            .insert(1, pa.field("source_index", pa.int64()))
-            .empty_table()
-        )
+        return quarantine_table(self.path, self.catalog.shards)
 
     def _matching(self, task: Any, dataset: Any) -> np.ndarray:
         """Global indices whose task/dataset match; whole shards are decided from catalog counts."""
