@@ -104,7 +104,11 @@ def test_the_figshare_list_is_read_pinned_and_reused_when_the_api_is_gone(api, t
     path, out = _copy("mp_r2scan", tmp_path, site=api), tmp_path / "r2scan"
     assert main(["download", str(path), "--out", str(out), "--no-progress"]) == 0
     assert (out / "MPr2SCAN.json").read_bytes() == R2SCAN
-    assert f"md5 {hashlib.md5(R2SCAN).hexdigest()}  (downloaded)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == (
+        f"files from the publisher's list {api}/v2/articles/28245650/versions/2, pinned in {out / LOCK_NAME}"
+    )
+    assert f"md5 {hashlib.md5(R2SCAN).hexdigest()}  (downloaded)" in printed
     lock = json.loads((out / LOCK_NAME).read_text(encoding="utf-8"))
     assert lock["listed_from"] == f"{api}/v2/articles/28245650/versions/2"
     assert [(f["name"], f["size_bytes"], f["split"]) for f in lock["files"]] == [("MPr2SCAN.json", len(R2SCAN), "all")]
@@ -116,7 +120,8 @@ def test_the_figshare_list_is_read_pinned_and_reused_when_the_api_is_gone(api, t
     Api.seen.clear()
     assert main(["download", str(path), "--out", str(out), "--no-progress"]) == 0
     assert Api.seen == ["/ndownloader/files/51757091"]
-    assert "(resumed at 1000 B)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == f"files from pinned list {out / LOCK_NAME}" and "(resumed at 1000 B)" in printed
     assert (out / "MPr2SCAN.json").read_bytes() == R2SCAN
     # the ingest glob (*.json) does not take the pinned list for data
     assert sorted(p.name for p in out.glob("*.json")) == ["MPr2SCAN.json"]

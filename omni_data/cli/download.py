@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
             raise ListingError(f"manifest {manifest.name}: could not read the publisher's file list: {exc}") from exc
         listed, origin = list(manifest.files), f"the manifest (the publisher's list could not be read: {exc})"
     files = plan(manifest, tuple(args.split), tuple(args.subset), listed)  # an unknown split/subset: exit 2
+    if manifest.listing is not None:
+        pinned = "" if args.dry_run or origin.startswith("pinned") else f", pinned in {args.out / LOCK_NAME}"
+        print(f"files from {origin}{pinned}", flush=True)
     if args.dry_run:
-        if manifest.listing is not None:
-            print(f"files from {origin}")
         print("\n".join(describe_plan(files, args.out)))
         return 0
     from tqdm import tqdm
