@@ -2,7 +2,8 @@
 
 A partial download lives at ``<name>.part`` and is resumed with an HTTP ``Range`` request; the
 file only takes its final name after its size and checksum (md5 or sha256, whichever the
-manifest gives; both when it gives both) match. A file whose checksum does not match is removed
+manifest gives; both when it gives both) match; a file with only the publisher's rounded size must
+be within a factor of two of it (``APPROX_FACTOR``). A file whose checksum does not match is removed
 and named in one line. ``--split`` / ``--subset`` pick files through ``Manifest.select_files``.
 """
 
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
+APPROX_FACTOR = 2
+"""A file with only a rounded size (``size_approx``) is refused when it is under 1/2 or over 2 times it:
+rounded sizes are good to a few per cent (and GB vs GiB to 7 %), an error page or a truncated file is not."""
 Progress = Callable[[int], None]
 
 
@@ -134,6 +138,12 @@ def _check(entry: SourceFile, path: Path, name: str) -> tuple[str, str]:
     size = path.stat().st_size
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise DownloadError(f"{name}: size {size} B does not match the manifest's {entry.size_bytes} B ({entry.url})")
+    approx = entry.approx_bytes if entry.size_bytes is None else None
+    if approx and not approx / APPROX_FACTOR <= size <= approx * APPROX_FACTOR:
+        raise DownloadError(
+            f"{name}: size {human_bytes(size)} is not within a factor of {APPROX_FACTOR} of the publisher's "
+            f"~{entry.size_approx}: not the release file (an error page, a moved link?) ({entry.url})"
+        )
     wanted = _expected(entry)
     got = digest_of(path, tuple(wanted) or ("sha256",))
     for algorithm, value in wanted.items():

@@ -190,11 +190,13 @@ class SourceFile:
     md5: str | None = None
     split: Annotated[str, Check(_check_split)] = "all"  # train | val | test | all, as published
     subset: str = ""  # the publisher's subdataset name (e.g. OMat24 "rattled-300"), if any
-    size_approx: Annotated[str, Check(_check_size_approx)] = ""  # the publisher's rounded size ("21 GB"), never checked
+    size_approx: Annotated[str, Check(_check_size_approx)] = (
+        ""  # the publisher's rounded size ("21 GB"); checked within 2x
+    )
 
     @property
     def approx_bytes(self) -> int | None:
-        """Bytes of ``size_approx`` (None when it is not given); shown as ``~21 GB``, never checked."""
+        """Bytes of ``size_approx`` (None when it is not given); shown as ``~21 GB``; download refuses a file under half or over twice it."""
         return approx_size_bytes(self.size_approx) if self.size_approx else None
 
 

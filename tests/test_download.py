@@ -276,7 +276,7 @@ def test_where_to_put_names_folder_and_download_command(tmp_path, monkeypatch):
     )
 
 
-# --- rounded sizes (size_approx): shown as ~N, summed as approximate, never checked -------------------
+# --- rounded sizes (size_approx): shown as ~N, summed as approximate, checked within 2x only -------------------
 
 
 def test_describe_plan_marks_rounded_sizes_and_sums_them_as_approximate():
@@ -312,11 +312,21 @@ def test_a_malformed_rounded_size_is_a_manifest_error_naming_the_key(bad):
     assert "must be a number, one space and a unit" in message and repr(bad) in message
 
 
-def test_a_rounded_size_is_never_checked(server, tmp_path):
+def test_a_rounded_size_refuses_only_a_file_far_from_it(server, tmp_path):
+    """PAYLOAD is 1,048,576 B: within 2x of "1.1 MB" and "600 kB" (accepted), not of "9 GB" or "500 kB"."""
     digest = hashlib.md5(PAYLOAD).hexdigest()
-    entry = SourceFile(name="data.bin", url=f"{server}/data.bin", size_approx="9 GB", md5=digest)
-    got = fetch_file(entry, tmp_path)
-    assert (got.bytes, got.algorithm, got.digest, got.skipped) == (len(PAYLOAD), "md5", digest, False)
+    for approx in ("1.1 MB", "600 kB", "2 MB"):
+        entry = SourceFile(name="data.bin", url=f"{server}/data.bin", size_approx=approx, md5=digest)
+        got = fetch_file(entry, tmp_path / approx.replace(" ", ""))
+        assert (got.bytes, got.algorithm, got.digest, got.skipped) == (len(PAYLOAD), "md5", digest, False)
+    for approx in ("9 GB", "500 kB"):
+        entry = SourceFile(name="data.bin", url=f"{server}/data.bin", size_approx=approx)
+        with pytest.raises(DownloadError) as info:
+            fetch_file(entry, tmp_path / "far")
+        assert str(info.value).startswith(
+            f"data.bin: size 1.0 MB is not within a factor of 2 of the publisher's ~{approx}: not the release file"
+        )
+        assert not (tmp_path / "far" / "data.bin").exists() and not (tmp_path / "far" / "data.bin.part").exists()
 
 
 def test_cli_dry_run_on_omat24_shows_the_published_rounded_sizes(capsys):
