@@ -187,3 +187,42 @@ def test_huge_record_length_is_reader_error_not_an_allocation(tmp_path: Path) ->
     part = Partition(str(path), 0, 3, (("offset", 0),))  # records 0 and 1 are good; 2 is the hostile one
     with pytest.raises(ReaderError, match=r"hostile\.tfrecord: implausible record length .* at byte"):
         list(qcml.read(part, ReadOptions(dataset="q", task="t")))
+
+
+def _methane_in_atomic_units(n: int) -> list[dict]:
+    """Methane as QCML's public readers read the release: positions in Bohr (C-H 2.061 Bohr = 1.091 Å),
+    PBE0 total in Hartree (-40.4 Ha), forces in Hartree/Bohr."""
+    ch = 1.19  # Bohr per Cartesian component: |(1.19, 1.19, 1.19)| = 2.061 Bohr
+    ch4 = np.array([[0, 0, 0], [ch, ch, ch], [-ch, -ch, ch], [-ch, ch, -ch], [ch, -ch, -ch]], dtype=float)
+    mols = _molecules(n, force_scale=0.01)
+    for mol in mols:
+        mol.update(
+            atomic_numbers=("int", [6, 1, 1, 1, 1]),
+            positions=("float", ch4.ravel().tolist()),
+            pbe0_energy=("float", [-40.4]),
+            pbe0_forces=("float", [0.01, -0.02, 0.03] * 5),
+            is_outlier=("int", [0]),
+        )
+    return mols
+
+
+def test_the_packaged_manifest_reads_atomic_units_and_the_draft_guesses_them(tmp_path: Path) -> None:
+    from omni_data.manifest import load_manifest
+    from omni_data.manifest_draft import draft_manifest
+
+    path = tmp_path / "qcml-full.tfrecord-00000-of-00001"
+    _write(path, _methane_in_atomic_units(3))
+    m = load_manifest("qcml")
+    from omni_data.readers import get_reader
+
+    reader = get_reader("qcml")
+    recs = [r for part in reader.partitions(path, 10) for r in reader.read(part, m.read_options())]
+    assert len(recs) == 3
+    ch = np.linalg.norm(recs[0].positions[1] - recs[0].positions[0])
+    assert ch == pytest.approx(2.0611 * 0.5291772105638411, rel=1e-4)  # 1.0907 Å: a C-H bond
+    assert recs[0].energy == pytest.approx(-40.4 * 27.211386024367243, rel=1e-6)
+    np.testing.assert_allclose(
+        recs[0].forces[0], np.array([0.01, -0.02, 0.03]) * 27.211386024367243 / 0.5291772105638411, rtol=1e-6
+    )
+    text = draft_manifest(path).text
+    assert 'energy: "hartree"' in text and 'length: "bohr"' in text
