@@ -353,3 +353,27 @@ def test_an_xml_listing_with_a_dtd_is_refused(api):
     ).listing
     with pytest.raises(ListingError, match="declares a DTD; refused"):
         read_listing(listing)
+
+
+def test_refresh_reads_the_list_again_and_a_dry_run_pins_nothing(tmp_path):
+    m = load_manifest("mp_r2scan")
+    calls = []
+
+    def api(size: int):
+        def get_json(url: str):
+            calls.append(url)
+            return {"files": [{"name": "MPr2SCAN.json", "size": size, "download_url": "u", "computed_md5": "c" * 32}]}
+
+        return get_json
+
+    files, _ = release_files(m, tmp_path, get_json=api(10), pin=False)  # what a dry run does
+    assert files[0].size_bytes == 10 and not (tmp_path / LOCK_NAME).exists()
+    release_files(m, tmp_path, get_json=api(10))
+    files, origin = release_files(m, tmp_path, get_json=api(20))
+    assert (files[0].size_bytes, origin, len(calls)) == (10, f"pinned list {tmp_path / LOCK_NAME}", 2)
+    files, _ = release_files(m, tmp_path, refresh=True, get_json=api(20))
+    assert files[0].size_bytes == 20 and len(calls) == 3
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["files"][0]["size_bytes"] == 20
+    (tmp_path / LOCK_NAME).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ListingError, match="unreadable pinned file list .* delete it to read the list afresh"):
+        release_files(m, tmp_path)
