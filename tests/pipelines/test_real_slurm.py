@@ -59,13 +59,16 @@ def job_states(jobs_dir: Path, bed: SlurmTestbed) -> dict[str, dict]:
     return {d["job"]: d for d in map(json.loads, out.splitlines())}
 
 
-def wait_for(what: str, check: Callable[[], bool], bed: SlurmTestbed, limit_s: float = 240) -> None:
-    """Poll ``check`` until true; on the limit, fail showing the queue and the slurmctld log tail."""
+def wait_for(
+    what: str, check: Callable[[], bool], bed: SlurmTestbed, limit_s: float = 240, every_s: float = 2.0
+) -> None:
+    """Poll ``check`` every ``every_s`` until true; on the limit, fail showing the queue and the
+    slurmctld log tail."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(2)
+        time.sleep(every_s)
     queue = subprocess.run(["squeue"], env=bed.env(), capture_output=True, text=True, check=False).stdout
     log = (bed.root / "log" / "slurmctld.log").read_text(errors="replace").splitlines()[-15:]
     pytest.fail(f"waited {limit_s:.0f} s for {what}\nsqueue:\n{queue}\nslurmctld.log:\n" + "\n".join(log))
@@ -433,10 +436,17 @@ def test_dask_worker_job_cancelled_mid_ingest_rerun_completes_same_store(
         cmd, cwd=bed.root, env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        wait_for(
-            "the first catalogued shard", lambda: _catalogued(store) >= 1 or first.poll() is not None, bed, limit_s=180
-        )
-        running = run(["squeue", "-h", "-t", "RUNNING", "-n", "dask-worker", "-o", "%i"], bed).stdout.split()
+        running: list[str] = []
+
+        def shard_in_and_a_worker_running() -> bool:
+            # both at one poll, every 0.5 s: the cancel must land while partitions are still open
+            nonlocal running
+            if first.poll() is not None:
+                return True
+            running = run(["squeue", "-h", "-t", "RUNNING", "-n", "dask-worker", "-o", "%i"], bed).stdout.split()
+            return _catalogued(store) >= 1 and bool(running)
+
+        wait_for("a catalogued shard while a worker job runs", shard_in_and_a_worker_running, bed, 180, every_s=0.5)
         assert first.poll() is None and running, "ingest finished (or no worker job ran) before the cancel"
         victim = running[0]
         run(["scancel", victim], bed)
