@@ -2,7 +2,7 @@
 
 ``closest_pair(positions, cell, pbc, cutoff)`` answers "are any two atoms (or an atom and a
 periodic image, its own included) closer than ``cutoff``?" and names the closest such pair. It
-runs on every record at ingest (``schema.close_contacts``, batched by ``closest_pairs``) and for
+runs on every record at ingest (``record_checks.close_contacts``, batched by ``closest_pairs``) and for
 the manifest ``min_distance`` filter, so the common cases are cheap:
 
 * up to ``BRUTE_FORCE_MAX`` points: every pair in a handful of numpy operations (for a periodic
@@ -49,7 +49,7 @@ def closest_pair(
 
     ``positions`` (n, 3) and ``cell`` (3, 3, rows are lattice vectors) in Å; ``pbc`` per lattice
     vector. Without a cell, or with no periodic direction, the atoms are a molecule. A periodic
-    cell must have a non-zero volume (``schema.problem`` refuses the others first).
+    cell must have a non-zero volume (``record_checks.problem`` refuses the others first).
     """
     with np.errstate(all="ignore"):  # absurd (hostile) coordinates give inf/nan, never warnings
         return _closest_pair(positions, cell, pbc, cutoff)

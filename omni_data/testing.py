@@ -5,7 +5,7 @@ pipeline does (``partitions`` then ``read`` per partition) and raises ``Contract
 rule, the file and the record when the reader breaks the contract in ``readers/__init__.py``:
 
 * partitions are ``Partition`` objects with unique keys and JSON-serialisable ``extra``;
-* every yielded item is a ``Record`` or ``Rejected``; records pass ``schema.problem`` and already
+* every yielded item is a ``Record`` or ``Rejected``; records pass ``record_checks.problem`` and already
   have schema dtypes and shapes; dataset/task come from the options;
 * every record and every rejection carries ``source_file`` and a ``source_index >= 0``;
 * record ids are ``"<dataset>:<source id>"`` and unique across the whole source;
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from omni_data.readers import Partition, ReaderModule, ReadOptions, get_reader
-from omni_data.schema import FIELDS, Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import FIELDS, Record, Rejected
 
 __all__ = ["ContractError", "ContractReport", "check_reader", "check_items", "read_all"]
 

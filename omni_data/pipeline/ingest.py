@@ -78,7 +78,7 @@ class IngestSummary:
     """Totals of one run; ``read == written + sum(quarantined)`` over processed partitions.
 
     ``labels_dropped``: per optional label, the stored records whose invalid value was dropped to
-    None (``schema.drop_invalid_optional``); ``examples``: the first full reason of each
+    None (``record_checks.drop_invalid_optional``); ``examples``: the first full reason of each
     quarantine kind; ``coverage``: per dataset, records stored this run with energy, forces,
     stress (``pipeline.coverage``); ``candidates``: energy-like source keys of records stored
     without energy; ``symmetrised``: stored records whose non-symmetric stress was symmetrised;

@@ -1,8 +1,8 @@
 """One partition: read it, triage it, write its shard and quarantine part; runs on a worker.
 
 ``run_partition`` is the Dask task that ``pipeline.ingest`` submits for every partition: it reads
-the partition, validates each record (``schema.problem``, which drops invalid optional labels to
-None, and ``schema.close_contact``, atoms under 0.1 Å apart), applies the manifest's filters, and
+the partition, validates each record (``record_checks.problem``, which drops invalid optional labels to
+None, and ``record_checks.close_contact``, atoms under 0.1 Å apart), applies the manifest's filters, and
 writes the shard, its quarantine part (``store.write_shard_files``, atomic) and its frame-hash
 sidecar. It reports back a small ``PartitionResult``; the driver (``pipeline.ingest``) registers
 the shard in the catalog.

@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omni_data.harmonize.sanity import SanityBounds, sanity_problem, was_symmetrised
-from omni_data.schema import (
-    DROPPED_LABELS_KEY,
-    Record,
-    Rejected,
-    close_contacts,
-    problem,
-)
+from omni_data.record_checks import close_contacts, problem
+from omni_data.schema import DROPPED_LABELS_KEY, Record, Rejected
 from omni_data.store.writer import reason_kind
 
 __all__ = ["filters_active", "reject_record", "Triage", "reconcile"]
@@ -50,7 +45,7 @@ def reject_record(record: Record, reason: str) -> Rejected:
 
 
 TRIAGE_BATCH = 1024
-"""Records whose atom distances are checked together (``schema.close_contacts``)."""
+"""Records whose atom distances are checked together (``record_checks.close_contacts``)."""
 
 
 @dataclass
@@ -60,11 +55,11 @@ class Triage:
     ``prevalidated``: the reader already ran ``problem()`` and ``normalized()`` on every record it
     yields (its ``ReaderSpec.records_validated`` is True), so they are not run a second time here.
     Every record, prevalidated or not, is then checked for atoms closer than the physical floor
-    (``schema.close_contacts``, in batches of ``TRIAGE_BATCH``: ``records``, ``rejected`` and
+    (``record_checks.close_contacts``, in batches of ``TRIAGE_BATCH``: ``records``, ``rejected`` and
     ``dropped`` finish the pending batch when read), then the sanity ``bounds``
     (``harmonize.sanity``; None: not checked), then the manifest filters, then duplicates.
     ``dropped`` counts, per label, the stored records whose invalid optional label was dropped to
-    None (``schema.drop_invalid_optional``, run by ``problem()`` here or in the reader);
+    None (``record_checks.drop_invalid_optional``, run by ``problem()`` here or in the reader);
     ``symmetrised`` the stored records whose non-symmetric stress was symmetrised.
     """
 

@@ -145,7 +145,7 @@ class ReaderSpec:
     description: str
     magic: bytes | None = None
     options: tuple[tuple[str, str], ...] = ()
-    records_validated: bool = False  # every Record it yields has passed schema.problem() and normalized()
+    records_validated: bool = False  # every Record it yields has passed record_checks.problem() and normalized()
 
     @property
     def option_names(self) -> tuple[str, ...]:

@@ -208,7 +208,7 @@ def _calc_labels(
         meta["stress_source_key"] = found[1]
     found = _label("magmoms", ("magmoms",), row, kvp, data, opts)
     if found is not None and np.size(found[0]) > 0:  # empty: none stored (not an invalid value)
-        magmoms = _optional_array(found[0])  # as found: schema.drop_invalid_optional drops a bad one
+        magmoms = _optional_array(found[0])  # as found: record_checks.drop_invalid_optional drops a bad one
         meta["magmoms_source_key"] = found[1]
     return energy, kind, forces, stress, magmoms
 
@@ -266,7 +266,7 @@ def record_from_row(
         source_index=index,
         metadata=meta,
     )
-    # charge and spin are kept as found (a float spin stays a float): schema.drop_invalid_optional
+    # charge and spin are kept as found (a float spin stays a float): record_checks.drop_invalid_optional
     # drops a placeholder (SchNetPack's spin_multiplicity 0.0, "not set"), NaN or text to None
     found = _label("charge", ("charge", "total_charge"), row, kvp, data, opts)
     if found is not None:
@@ -310,4 +310,4 @@ def record_from_row(
     declared = {k: v for k, v in unit_dict.items() if k in read_from and meta.get(f"{_canon(k, opts)}_source_key")}
     if declared:
         meta["declared_units"] = declared
-    return opts.convert(rec)  # not yet normalized: callers run schema.problem() first
+    return opts.convert(rec)  # not yet normalized: callers run record_checks.problem() first

@@ -1,7 +1,7 @@
 """The last step every reader in this family shares: convert units, fix dtypes, validate.
 
 Why: a reader yields either a valid, schema-typed ``Record`` or a ``Rejected`` with the reason from
-``schema.problem``; doing that in one place keeps the readers to their format-specific parsing.
+``record_checks.problem``; doing that in one place keeps the readers to their format-specific parsing.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from omni_data.readers import ReadOptions
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 
 
 def finish(record: Record, opts: ReadOptions, convert: bool = True) -> Record | Rejected:

@@ -19,7 +19,8 @@ from typing import Any
 from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._ase_rows import record_from_row
 from omni_data.readers._common import source_label
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 
 __all__ = ["partitions", "read"]
 

@@ -25,7 +25,8 @@ from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._ase_rows import record_from_row
 from omni_data.readers._common import source_label
 from omni_data.readers._lmdb_check import check_lmdb_file, damaged, lmdb_errors
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 
 __all__ = ["decode", "partitions", "read"]
 

@@ -34,7 +34,8 @@ from omni_data.readers._common import open_binary, scalar_metadata, source_label
 from omni_data.readers._xyz_atoms import atom_block, numbers
 from omni_data.readers._xyz_frames import RawFrame, iter_frames, scan_offsets
 from omni_data.readers._xyz_header import HeaderError, parse_header, parse_properties
-from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, problem, symmetric_voigt
+from omni_data.record_checks import problem
+from omni_data.schema import STRESS_ASYMMETRY_KEY, Record, Rejected, symmetric_voigt
 
 __all__ = ["partitions", "read"]
 
@@ -350,7 +351,7 @@ def _extras(
         meta["charge_source_key"] = ckey
     skey = _pick(info, "spin", SPIN_KEYS, opts)
     if skey is not None:
-        record.spin = info[skey]  # judged by schema.drop_invalid_optional (2.5, NaN, text -> unknown)
+        record.spin = info[skey]  # judged by record_checks.drop_invalid_optional (2.5, NaN, text -> unknown)
         meta["spin_source_key"] = skey
     mkey = _pick(arrays, "magmoms", MAGMOM_KEYS, opts)
     if mkey is not None and np.asarray(arrays[mkey]).ndim == 1:

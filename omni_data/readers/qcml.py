@@ -115,7 +115,7 @@ def example_record(ex: dict[str, Any], opts: ReadOptions, path: str, index: int,
         energy_kind=opts.energy_kind,
         forces=forces,
         charge=charge,
-        spin=spin,  # judged by schema.drop_invalid_optional
+        spin=spin,  # judged by record_checks.drop_invalid_optional
         source_file=path,
         source_index=index,
         metadata=meta,

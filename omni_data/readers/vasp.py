@@ -32,7 +32,8 @@ from omni_data.readers import Partition, ReaderError, ReadOptions, frame_ranges
 from omni_data.readers._common import open_binary, source_label
 from omni_data.readers._vasp_outcar import VaspHeader, VaspStep, iter_outcar, step_offsets
 from omni_data.readers._vasp_xml import TruncatedXML, iter_vasprun
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 
 __all__ = ["count_steps", "partitions", "read", "read_vasprun_final"]
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from omni_data.recompute import jobs
 from omni_data.recompute.molecules import is_molecule
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 
 __all__ = [
     "Collected",

@@ -23,8 +23,9 @@ import numpy as np
 from omni_data.recompute import jobs
 from omni_data.recompute.molecules import Refused, box_molecule, is_molecule
 from omni_data.recompute.protocols import Protocol, protocol_sha256
+from omni_data.record_checks import problem
 from omni_data.safeio import safe_name
-from omni_data.schema import Record, problem
+from omni_data.schema import Record
 
 __all__ = [
     "Source",

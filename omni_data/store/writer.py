@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from omni_data.processes import pid_alive
-from omni_data.schema import Record, Rejected, problem
+from omni_data.record_checks import problem
+from omni_data.schema import Record, Rejected
 from omni_data.store import catalog as cat
 
 __all__ = [
