@@ -15,7 +15,15 @@ import numpy as np
 
 from omni_data.report.collect import TaskStats
 
-__all__ = ["DPI", "atoms_per_structure", "coverage", "energy_per_atom", "force_magnitude", "quarantine_reasons"]
+__all__ = [
+    "DPI",
+    "save_figure",
+    "atoms_per_structure",
+    "coverage",
+    "energy_per_atom",
+    "force_magnitude",
+    "quarantine_reasons",
+]
 
 DPI = 110
 
@@ -29,15 +37,21 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return plt.subplots(figsize=(width, height), dpi=DPI)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path, **savefig: Any) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file beside it, then rename) and close it;
+    ``savefig`` goes to matplotlib's ``Figure.savefig`` (``dpi``, ``bbox_inches``)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, **savefig)
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def _save(fig: Any, path: Path) -> Path:
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def _nothing(ax: Any, what: str) -> None:

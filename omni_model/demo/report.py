@@ -17,7 +17,6 @@ mean ± standard deviation (ddof 1) over the seeds.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,12 +232,9 @@ def plot(metrics: Mapping[str, Any], path: Path) -> Path:
         fontsize=11,
     )
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from omni_data.report.plots import save_figure
+
+    return save_figure(fig, path, dpi=110)
 
 
 def explain(rows_kinds: Sequence[str] = ("same-domain", "cross-domain")) -> str:

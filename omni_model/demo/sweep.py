@@ -400,9 +400,6 @@ def plot_sweep(result: Mapping[str, Any], path: Path) -> Path:
         "Transfer sweep on test rows: mean ± std over training seeds (green: chosen on validation rows)", fontsize=11
     )
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from omni_data.report.plots import save_figure
+
+    return save_figure(fig, path, dpi=100)
