@@ -30,7 +30,6 @@ import binascii
 import dataclasses
 import fnmatch
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -250,11 +249,11 @@ def _load_lock(path: Path) -> list[SourceFile]:
 
 
 def _write_lock(path: Path, url: str, files: list[SourceFile]) -> None:
+    from omni_data.store.catalog import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     body = {"listed_from": url, "files": [dataclasses.asdict(f) for f in files]}
-    tmp.write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(body, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def release_files(

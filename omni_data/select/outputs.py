@@ -11,6 +11,7 @@ import numpy as np
 
 from omni_data.select.descriptor_set import DescriptorSet
 from omni_data.select.strategies import Picks
+from omni_data.store.catalog import atomic_write_bytes
 
 __all__ = ["write_selection", "write_text_atomic", "summary_text"]
 
@@ -41,9 +42,8 @@ def write_selection(out_dir: Path, ds: DescriptorSet, picks: Picks, reason: np.n
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """``text`` to ``path`` through the store's atomic writer (temp file, fsync, rename)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def summary_text(summary: dict[str, Any]) -> str:
