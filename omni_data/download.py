@@ -233,8 +233,8 @@ def fetch_manifest(
     """Fetch the release files of ``splits``/``subsets`` (all when empty); stops at the first
     failure, keeping finished and partial files so a re-run resumes.
 
-    ``files``: the release files planned (``release_listing.release_files``); by default they are
-    resolved here: the manifest's own, or its publisher's list pinned in ``dest_dir``."""
+    ``files``: the release files to pick from (``release_listing.release_files``); by default they
+    are resolved here: the manifest's own, or its publisher's list pinned in ``dest_dir``."""
     if files is None:
         files, _ = release_files(manifest, Path(dest_dir))
     return [fetch_file(entry, Path(dest_dir), progress) for entry in plan(manifest, splits, subsets, files)]

@@ -57,8 +57,9 @@ def rows() -> list[dict]:
 
 def download_cell(row: dict) -> str:
     """``12.3 GB`` (all sizes exact), ``~233.4 GB`` (some only rounded by the publisher), ``>= 1.2 GB (3/5
-    sizes)`` or ``>= ~1.2 GB (3/5 sizes)`` (some unknown), ``? (2 files)`` (``? (1 file, sized by s3 at download)``), ``listed by figshare`` (the
-    publisher's API lists the files when ``download`` runs) or ``-`` (no files listed)."""
+    sizes)`` or ``>= ~1.2 GB (3/5 sizes)`` (some unknown), ``? (2 files)`` or ``? (1 file, sized by s3
+    at download)``, ``listed by figshare`` (the publisher's API lists the files when ``download``
+    runs) or ``-`` (no files listed)."""
     if not row["files"]:
         return f"listed by {row['listing']}" if row.get("listing") else "-"
     if row["download_bytes"] is not None:

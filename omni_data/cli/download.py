@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = size_total(files)  # the bar's total counts rounded sizes too; only exact ones are checked
     total = sizes.bytes if sizes.bytes and not sizes.unknown else None
     with tqdm(total=total, unit="B", unit_scale=True, desc=manifest.name, disable=args.no_progress) as bar:
-        fetched = fetch_manifest(manifest, args.out, bar.update, tuple(args.split), tuple(args.subset), files)
+        fetched = fetch_manifest(manifest, args.out, bar.update, tuple(args.split), tuple(args.subset), listed)
     for f in fetched:  # a DownloadError above ends the command with one line, exit 1
         state = (
             "already present" if f.skipped else (f"resumed at {f.resumed_from} B" if f.resumed_from else "downloaded")
