@@ -190,13 +190,12 @@ class SourceFile:
     md5: str | None = None
     split: Annotated[str, Check(_check_split)] = "all"  # train | val | test | all, as published
     subset: str = ""  # the publisher's subdataset name (e.g. OMat24 "rattled-300"), if any
-    size_approx: Annotated[str, Check(_check_size_approx)] = (
-        ""  # the publisher's rounded size ("21 GB"); checked within 2x
-    )
+    size_approx: Annotated[str, Check(_check_size_approx)] = ""  # the publisher's rounded size ("21 GB")
 
     @property
     def approx_bytes(self) -> int | None:
-        """Bytes of ``size_approx`` (None when it is not given); shown as ``~21 GB``; download refuses a file under half or over twice it."""
+        """Bytes of ``size_approx`` (None when not given); shown as ``~21 GB``; a download under half
+        or over twice it is refused (``download.APPROX_FACTOR``)."""
         return approx_size_bytes(self.size_approx) if self.size_approx else None
 
 
