@@ -254,6 +254,7 @@ PRELOAD = (
     "omni_data.store.arrow",
     "omni_data.store.codec",
     "omni_data.store.lmdb",
+    "omni_data.store.lmdb_write",
 )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from omni_data.store.catalog import Catalog, read_catalog, update_catalog
 from omni_data.store.idindex import build_id_index
 from omni_data.store.multi import MultiCatalog, StoreSet, StoreSetView, open_stores
-from omni_data.store.reader import Store, StoreView
+from omni_data.store.reader import Store
 from omni_data.store.verify import VerifyReport, verify_store
+from omni_data.store.view import StoreView
 from omni_data.store.writer import ShardInfo, register_shard, sidecar_path, write_shard, write_shard_files
 
 __all__ = [

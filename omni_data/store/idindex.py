@@ -160,10 +160,10 @@ def _write_sorted(
 ) -> int:
     """Write a merged stream to a new LMDB at ``path`` (append-only); a repeated id is an error.
     ``segment``: also write the ``__segment__`` header in the same transaction. A failed write
-    raises ``OSError`` naming ``path`` (ENOSPC for a full disk: ``lmdb.write_error``)."""
+    raises ``OSError`` naming ``path`` (ENOSPC for a full disk: ``lmdb_write.write_error``)."""
     import lmdb
 
-    from omni_data.store.lmdb import write_error
+    from omni_data.store.lmdb_write import write_error
 
     try:
         return _write_sorted_lmdb(path, items, total, names, store_dir, key_prefix, bar, segment)

@@ -31,7 +31,8 @@ import numpy as np
 
 from omni_data.schema import Record
 from omni_data.store.catalog import Catalog
-from omni_data.store.reader import Store, StoreView, _Base
+from omni_data.store.reader import Store
+from omni_data.store.view import StoreView, _Base
 
 if TYPE_CHECKING:
     import pyarrow as pa

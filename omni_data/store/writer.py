@@ -165,7 +165,8 @@ def write_shard_files(
     """
     from omni_data.store.arrow import columns_table, write_columns
     from omni_data.store.codec import encode_record
-    from omni_data.store.lmdb import HEAD_BYTES, write_lmdb
+    from omni_data.store.lmdb import HEAD_BYTES
+    from omni_data.store.lmdb_write import write_lmdb
 
     store_dir = Path(store_dir)
     if not _NAME.match(name):

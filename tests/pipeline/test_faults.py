@@ -113,7 +113,7 @@ def test_killed_worker_then_killed_client_then_rerun(tmp_path):
 def test_disk_full_mid_shard_leaves_no_half_shard(tmp_path, monkeypatch):
     """The LMDB write of one shard fails with ENOSPC after writing part of its file: that shard is
     not in the catalog, no temp file is left, the run reports the failure, and a re-run completes."""
-    import omni_data.store.lmdb as lmdb_mod
+    import omni_data.store.lmdb_write as lmdb_mod
 
     src = write_extxyz(emt_records(30, seed=3), tmp_path / "a.extxyz")
     real = lmdb_mod.write_lmdb

@@ -7,7 +7,8 @@ import msgpack
 import pytest
 
 from omni_data.store.codec import encode_record
-from omni_data.store.lmdb import INDEX_KEY, LmdbShard, ShardError, pack_index, row_key, write_lmdb
+from omni_data.store.lmdb import INDEX_KEY, LmdbShard, ShardError, row_key
+from omni_data.store.lmdb_write import pack_index, write_lmdb
 from omni_data.store.testing import assert_same_records, emt_records
 
 

@@ -48,7 +48,7 @@ def test_a_damaged_value_is_named_with_its_row(tmp_path):
     import json
 
     from omni_data.store.codec import encode_record
-    from omni_data.store.lmdb import write_lmdb
+    from omni_data.store.lmdb_write import write_lmdb
     from omni_data.store.writer import sha256_file
 
     root = _store(tmp_path)

@@ -33,7 +33,7 @@ def test_catalog_entry_counts_and_checksums(tmp_path):
 
 
 def test_failed_write_leaves_nothing_visible(tmp_path, monkeypatch):
-    import omni_data.store.lmdb as lm
+    import omni_data.store.lmdb_write as lm
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -174,7 +174,7 @@ def test_lmdb_short_write_is_enospc_only_when_the_disk_is_full(tmp_path, monkeyp
 
     import lmdb
 
-    import omni_data.store.lmdb as lmdb_mod
+    import omni_data.store.lmdb_write as lmdb_mod
 
     def short_write(path, *args):
         raise lmdb.Error("mdb_txn_commit: Input/output error")
@@ -201,7 +201,7 @@ def test_lmdb_disk_error_and_map_full_are_named(tmp_path):
 
     import lmdb
 
-    from omni_data.store.lmdb import write_error
+    from omni_data.store.lmdb_write import write_error
 
     path = tmp_path / "x.lmdb"
     disk = write_error(lmdb.DiskError(f"{path}: No space left on device"), path, 10)
