@@ -25,7 +25,7 @@ import numpy as np
 from omni_data.schema import Record
 from omni_data.store.catalog import Catalog
 from omni_data.store.columns import quarantine_table, shard_table, table_schema
-from omni_data.store.view import StoreView, _Base
+from omni_data.store.view import _Base
 
 if TYPE_CHECKING:
     import pyarrow as pa
